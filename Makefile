@@ -1,0 +1,113 @@
+# sluice - scriptable data loading for PostgreSQL on LuaJIT.
+#
+#   make deps      install the Debian packages the project needs (apt-get)
+#   make           build ./sluice and the Lua module sluice/core.so
+#   make test      run the specs inside ./sluice against a throwaway PostgreSQL
+#   make demo      run the main example job on a throwaway PostgreSQL
+#   make bench     run the benchmarks (prints markdown tables)
+#   make install   PREFIX=/usr/local DESTDIR= (binary, Lua library, module)
+
+VERSION  ?= 0.1.0
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+SANITIZE ?=
+LUA_VER  ?= 5.1
+PKGS     ?= luajit libpq
+BUSTED_ARGS ?=
+
+BINDIR   = $(PREFIX)/bin
+LUADIR   = $(PREFIX)/share/lua/$(LUA_VER)
+CMODDIR  = $(PREFIX)/lib/lua/$(LUA_VER)
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) $(SANITIZE) \
+	$(shell pkg-config --cflags $(PKGS)) -DSLUICE_VERSION='"$(VERSION)"'
+LIBS     = $(shell pkg-config --libs $(PKGS)) -lcsv -lz -ledit -lm
+
+# The core: everything but main.c, shared by the executable and the module.
+CORE_SRC = runtime/interrupt.c runtime/numfmt.c runtime/pgconn.c \
+	runtime/lib_conn.c runtime/tmpdb.c runtime/lib_tmpdb.c runtime/sluice.c
+OBJDIR  ?= build
+EXE     ?= sluice
+MODULE   = $(OBJDIR)/sluice/core.so
+CORE_OBJ = $(CORE_SRC:runtime/%.c=$(OBJDIR)/%.o)
+HEADERS  = $(wildcard runtime/*.h)
+
+DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
+	libcsv-dev zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
+	luarocks postgresql-15 postgresql-client-15
+
+.PHONY: all deps test check demo bench install uninstall clean lint asan valgrind
+
+all: $(EXE) $(MODULE)
+
+$(OBJDIR)/%.o: runtime/%.c $(HEADERS)
+	@mkdir -p $(OBJDIR)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(EXE): $(CORE_OBJ) $(OBJDIR)/main.o
+	$(CC) $(SANITIZE) -Wl,-E -o $@ $^ $(LIBS)
+
+$(MODULE): $(CORE_OBJ)
+	@mkdir -p $(OBJDIR)/sluice
+	$(CC) $(SANITIZE) -shared -o $@ $^ $(shell pkg-config --libs libpq) -lcsv -lz -lm
+
+# Installs only what is missing, so `make test` can depend on it cheaply.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The specs run inside ./sluice; --tmpdb gives them a private PostgreSQL
+# that is stopped and removed when the run ends, pass or fail.
+test: deps
+	$(MAKE) all
+	./sluice --tmpdb tests/busted.lua $(BUSTED_ARGS) tests
+	$(MAKE) lint
+
+check: test
+
+lint:
+	luacheck -q lua scripts tests bench
+
+demo: deps
+	$(MAKE) all
+	./sluice --tmpdb scripts/demo.lua
+
+bench: deps
+	$(MAKE) all
+	./sluice --tmpdb bench/run.lua
+
+# Specs under AddressSanitizer + UBSan (a separate build in build-asan/).
+ASAN_EXE = build/asan/sluice
+asan: deps
+	$(MAKE) OBJDIR=build/asan EXE=$(ASAN_EXE) $(ASAN_EXE) \
+	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g"
+	SLUICE_LUADIR=$(CURDIR)/lua ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(ASAN_EXE) --tmpdb tests/busted.lua tests
+
+valgrind: all
+	valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	  --suppressions=tests/valgrind.supp ./sluice --tmpdb tests/busted.lua tests
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/sluice $(DESTDIR)$(CMODDIR)/sluice
+	install -m 755 sluice $(DESTDIR)$(BINDIR)/sluice
+	install -m 644 lua/sluice/*.lua $(DESTDIR)$(LUADIR)/sluice/
+	install -m 755 $(MODULE) $(DESTDIR)$(CMODDIR)/sluice/core.so
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sluice $(DESTDIR)$(CMODDIR)/sluice/core.so
+	rm -rf $(DESTDIR)$(LUADIR)/sluice
+
+clean:
+	rm -rf build sluice

@@ -1,0 +1,158 @@
+--- Connection methods written in Lua: transactions and savepoints.
+--
+-- The C core (runtime/lib_conn.c) provides exec, query, query_one,
+-- prepare, status, info, quote_ident, on_notice and close; install() adds
+-- these to the same method table, so a connection has one flat API.
+local M = {}
+
+local ISOLATION = {
+  ["read committed"] = "READ COMMITTED",
+  ["repeatable read"] = "REPEATABLE READ",
+  ["serializable"] = "SERIALIZABLE",
+}
+
+local methods = {}
+
+--- db:begin([opts]) starts a transaction.  opts.isolation is one of
+-- "read committed", "repeatable read", "serializable"; opts.read_only and
+-- opts.deferrable are booleans.
+function methods.begin(db, opts)
+  local st = db:status()
+  if st ~= "idle" then
+    error("begin: a transaction is already in progress (status " .. st
+          .. "); use db:savepoint() or db:transaction() to nest", 2)
+  end
+  local sql = "BEGIN"
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("begin: opts must be a table", 2) end
+    if opts.isolation ~= nil then
+      local iso = ISOLATION[tostring(opts.isolation):lower()]
+      if not iso then
+        error("begin: unknown isolation level '" .. tostring(opts.isolation)
+              .. "' (read committed, repeatable read or serializable)", 2)
+      end
+      sql = sql .. " ISOLATION LEVEL " .. iso
+    end
+    if opts.read_only ~= nil then
+      sql = sql .. (opts.read_only and " READ ONLY" or " READ WRITE")
+    end
+    if opts.deferrable ~= nil then
+      sql = sql .. (opts.deferrable and " DEFERRABLE" or " NOT DEFERRABLE")
+    end
+  end
+  db:exec(sql)
+end
+
+--- db:commit() commits the open transaction.  Raises the server's error
+-- when COMMIT fails (a deferred constraint, a serialization failure), and
+-- raises too when the transaction had already failed: PostgreSQL then
+-- answers COMMIT with ROLLBACK, which is never reported as success.
+function methods.commit(db)
+  if db:status() == "idle" then
+    error("commit: no transaction in progress", 2)
+  end
+  local _, tag = db:exec("COMMIT")
+  if tag == "ROLLBACK" then
+    local sluice = require "sluice"
+    error(sluice.error {
+      sqlstate = "25P02",
+      message = "COMMIT failed: the transaction had already failed, "
+                .. "so the server rolled it back",
+      hint = "an earlier statement in this transaction raised an error; "
+             .. "that error is the cause",
+    }, 2)
+  end
+end
+
+--- db:rollback() rolls back the open transaction.  Returns false (and does
+-- nothing) when there is none, so it is safe in error handlers.
+function methods.rollback(db)
+  if db:status() == "idle" then return false end
+  db:exec("ROLLBACK")
+  return true
+end
+
+local function check_name(db, fname, name)
+  if type(name) ~= "string" or name == "" then
+    error(fname .. ": the savepoint name must be a non-empty string", 3)
+  end
+  if db:status() == "idle" then
+    error(fname .. ": savepoints need a transaction (db:begin() first)", 3)
+  end
+  return db:quote_ident(name)
+end
+
+function methods.savepoint(db, name)
+  db:exec("SAVEPOINT " .. check_name(db, "savepoint", name))
+end
+
+function methods.release(db, name)
+  db:exec("RELEASE SAVEPOINT " .. check_name(db, "release", name))
+end
+
+function methods.rollback_to(db, name)
+  db:exec("ROLLBACK TO SAVEPOINT " .. check_name(db, "rollback_to", name))
+end
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+--- db:transaction(fn, ...) runs fn(db, ...) in a transaction: commits when
+-- fn returns (and returns what fn returned), rolls back and re-raises the
+-- original error when fn raises.  Inside an open transaction it uses a
+-- savepoint instead, so calls nest.
+function methods.transaction(db, fn, ...)
+  if type(fn) ~= "function" then
+    error("transaction: expected a function, got " .. type(fn), 2)
+  end
+  local st = db:status()
+  if st == "inerror" then
+    error("transaction: the enclosing transaction has already failed; "
+          .. "roll it back first", 2)
+  end
+  if st == "idle" then
+    db:begin()
+    local r = pack(pcall(fn, db, ...))
+    if not r[1] then
+      -- keep the original error even if the connection is gone
+      pcall(methods.rollback, db)
+      error(r[2], 0)
+    end
+    db:commit()
+    return unpack(r, 2, r.n)
+  end
+  -- nested: a savepoint named after the nesting depth
+  local ud = M.state(db)
+  ud.depth = (ud.depth or 0) + 1
+  local sp = "sluice_tx_" .. ud.depth
+  local ok, err = pcall(methods.savepoint, db, sp)
+  if not ok then
+    ud.depth = ud.depth - 1
+    error(err, 0)
+  end
+  local r = pack(pcall(fn, db, ...))
+  ud.depth = ud.depth - 1
+  if not r[1] then
+    if db:status() ~= "idle" then
+      pcall(methods.rollback_to, db, sp)
+      pcall(methods.release, db, sp)
+    end
+    error(r[2], 0)
+  end
+  methods.release(db, sp)
+  return unpack(r, 2, r.n)
+end
+
+--- Per-connection Lua-side state (the connection's environment table).
+function M.state(db)
+  return debug.getfenv(db)
+end
+
+function M.install(core)
+  for k, v in pairs(methods) do
+    core.conn_methods[k] = v
+  end
+end
+
+return M

@@ -1,0 +1,75 @@
+--- sluice: load data into PostgreSQL from Lua.
+--
+-- This module is the public entry point.  It builds on the C core
+-- (sluice.core: connections, statements, the throwaway server) and adds the
+-- parts that are easier in Lua: connection targets, transactions, helpers
+-- the core calls through the FFI.
+local core = require "sluice.core"
+local ffi = require "ffi"
+
+ffi.cdef [[ long long strtoll(const char *s, char **end, int base); ]]
+
+local int64_t = ffi.typeof("int64_t")
+local uint64_t = ffi.typeof("uint64_t")
+
+-- int8 values beyond 2^53 come back as int64 cdata (exact)
+core.set_helper("int64", function(s)
+  return ffi.C.strtoll(s, nil, 10)
+end)
+
+-- int64/uint64 cdata sent as parameters: their decimal text
+core.set_helper("cdata_text", function(v)
+  if ffi.istype(int64_t, v) then
+    return (tostring(v):gsub("LL$", ""))
+  elseif ffi.istype(uint64_t, v) then
+    return (tostring(v):gsub("ULL$", ""))
+  end
+  return nil
+end)
+
+local sluice = {
+  version = core.version,
+  --- The NULL sentinel: query results hold it where the database has NULL
+  -- (so a row keeps all its keys); it is accepted wherever nil is.  It is
+  -- the same value as cjson.null (a NULL light userdata).
+  null = core.null,
+}
+
+require("sluice.conn").install(core)
+
+--- Connect to PostgreSQL.
+-- target: a libpq conninfo string ("host=... dbname=...") or a
+-- postgres:// URI.  Without one, DATABASE_URL is used, and without that
+-- libpq's PG* environment variables (PGHOST, PGDATABASE, ...; PGPASSWORD
+-- and ~/.pgpass work as with psql).
+function sluice.connect(target)
+  if target ~= nil and type(target) ~= "string" then
+    error("sluice.connect: target must be a conninfo string or a URI, got "
+          .. type(target), 2)
+  end
+  if target == nil then
+    target = os.getenv("DATABASE_URL") or ""
+  end
+  return core.connect(target)
+end
+
+--- Is v the database NULL (nil or sluice.null)?
+function sluice.is_null(v)
+  return v == nil or v == core.null
+end
+
+--- Make an error object (a table with sqlstate, message, ... and a
+-- __tostring like psql's) from a table of fields.
+function sluice.error(fields)
+  fields.severity = fields.severity or "ERROR"
+  return core.new_error(fields)
+end
+
+--- Is e a database error object?
+function sluice.is_error(e)
+  return type(e) == "table" and getmetatable(e) == core.error_meta
+end
+
+sluice.tmpdb = require("sluice.tmpdb").start
+
+return sluice

@@ -1,0 +1,62 @@
+/*
+ * interrupt.c - turn SIGINT/SIGTERM into a Lua error or a cancelled query.
+ *
+ * Signal handlers may only touch sig_atomic_t and call async-signal-safe
+ * functions; lua_sethook is the one Lua API call documented as safe to call
+ * from a signal handler (it only stores a few fields), which is how LuaJIT's
+ * own luajit.c interrupts a running script.
+ */
+#include "interrupt.h"
+
+#include <lauxlib.h>
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t pending_signal;
+static lua_State *interrupt_L;
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    int sig = interrupt_consume(L);
+    luaL_error(L, "interrupted (%s)", sig == SIGTERM ? "SIGTERM" : "Ctrl-C");
+}
+
+static void on_signal(int sig)
+{
+    if (pending_signal) {
+        /* the first one was never noticed: let the default action happen */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    pending_signal = sig;
+    if (interrupt_L)
+        lua_sethook(interrupt_L, interrupt_hook,
+                    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+void interrupt_install(lua_State *L)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    interrupt_L = L;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int interrupt_pending(void)
+{
+    return pending_signal != 0;
+}
+
+int interrupt_consume(lua_State *L)
+{
+    int sig = pending_signal;
+    if (L && lua_gethook(L) == interrupt_hook)
+        lua_sethook(L, NULL, 0, 0);
+    pending_signal = 0;
+    return sig;
+}

@@ -1,0 +1,54 @@
+/*
+ * lib.h - the Lua bindings of the core, gathered by sluice.c.
+ *
+ * Provides: the method tables and constructors of each userdata type, and
+ * the few helpers bindings share (error objects, the NULL sentinel).
+ * Uses: lua.h, libpq-fe.h.
+ *
+ * Userdata types and their metatables:
+ *   "sluice.conn"    a PostgreSQL connection (lib_conn.c)
+ *   "sluice.stmt"    a prepared statement; keeps its connection alive
+ *   "sluice.result"  a PGresult held while it is converted (never escapes)
+ *   "sluice.error"   metatable of database error tables (not a userdata)
+ *   "sluice.tmpdb"   a throwaway PostgreSQL server (lib_tmpdb.c)
+ */
+#ifndef SLUICE_LIB_H
+#define SLUICE_LIB_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <libpq-fe.h>
+
+#define SLUICE_CONN_MT   "sluice.conn"
+#define SLUICE_STMT_MT   "sluice.stmt"
+#define SLUICE_RESULT_MT "sluice.result"
+#define SLUICE_ERROR_MT  "sluice.error"
+#define SLUICE_TMPDB_MT  "sluice.tmpdb"
+
+/* Registry keys of helpers that init.lua installs (Lua functions that use
+ * the FFI, which C cannot reach directly). */
+#define SLUICE_REG_INT64     "sluice.int64"      /* string -> int64 cdata */
+#define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
+
+extern const luaL_Reg lib_conn_methods[];
+extern const luaL_Reg lib_conn_meta[];
+extern const luaL_Reg lib_stmt_methods[];
+extern const luaL_Reg lib_stmt_meta[];
+extern const luaL_Reg lib_result_meta[];
+extern const luaL_Reg lib_error_meta[];
+extern const luaL_Reg lib_tmpdb_methods[];
+extern const luaL_Reg lib_tmpdb_meta[];
+
+/* sluice.core.connect(conninfo_or_uri) -> conn; raises an error object. */
+int lib_conn_connect(lua_State *L);
+/* sluice.core.new_error(table) -> table with the error metatable. */
+int lib_error_new(lua_State *L);
+/* sluice.core.tmpdb_start(opts) -> tmpdb userdata; raises on failure. */
+int lib_tmpdb_start(lua_State *L);
+
+/* Push a new error table (metatable set) with the given fields; NULL
+ * fields are left out.  Does not raise except on out-of-memory. */
+void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
+                    const char *detail, const char *hint);
+
+#endif

@@ -1,0 +1,867 @@
+/*
+ * lib_conn.c - Lua binding of a PostgreSQL connection and its prepared
+ * statements: connect, exec, query with parameters, prepare, notices and
+ * database errors as Lua error objects.
+ *
+ * Caveats:
+ * - Every statement is sent with libpq's asynchronous API and waited for in
+ *   pgconn_wait(), so Ctrl-C cancels it on the server.  All results of a
+ *   statement are drained before anything is raised, so an error never
+ *   leaves the connection with unread results.
+ * - PGresults are parked in "sluice.result" userdata (created before the
+ *   result exists) while Lua values are built from them, so a Lua error in
+ *   the middle (out of memory, a failing notice handler) cannot leak one.
+ * - Query results arrive in text format and are converted by column type;
+ *   this is a control path, not the bulk path (COPY and batches are).
+ */
+#include "lib.h"
+#include "interrupt.h"
+#include "numfmt.h"
+#include "pgconn.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* type OIDs from pg_type.dat; stable since forever */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+
+#define MAX_PARAMS 65535
+
+typedef struct sl_conn {
+    PGconn *pg;
+    pgconn_notices notices;
+    unsigned stmt_seq; /* names prepared statements uniquely */
+} sl_conn;
+
+typedef struct sl_stmt {
+    char name[32];
+    int closed;
+} sl_stmt;
+
+typedef struct sl_result {
+    PGresult *res;
+} sl_result;
+
+/* ---------------------------------------------------------------- errors */
+
+static void set_field(lua_State *L, const char *k, const char *v)
+{
+    if (v && *v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
+                    const char *detail, const char *hint)
+{
+    lua_createtable(L, 0, 6);
+    set_field(L, "severity", "ERROR");
+    set_field(L, "sqlstate", sqlstate);
+    set_field(L, "message", message ? message : "unknown error");
+    set_field(L, "detail", detail);
+    set_field(L, "hint", hint);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Push libpq's message without its trailing newline. */
+static void push_trimmed(lua_State *L, const char *msg)
+{
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    lua_pushlstring(L, msg, n);
+}
+
+/* Push the error object describing a failed result. */
+static void push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
+{
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    lua_createtable(L, 0, 12);
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    set_field(L, "severity", sev ? sev : "ERROR");
+    set_field(L, "sqlstate", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    if (primary) {
+        set_field(L, "message", primary);
+    } else {
+        const char *m = PQresultErrorMessage(res);
+        push_trimmed(L, (m && *m) ? m : PQerrorMessage(pg));
+        lua_setfield(L, -2, "message");
+    }
+    set_field(L, "detail", PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+    set_field(L, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+    set_field(L, "context", PQresultErrorField(res, PG_DIAG_CONTEXT));
+    set_field(L, "schema", PQresultErrorField(res, PG_DIAG_SCHEMA_NAME));
+    set_field(L, "table", PQresultErrorField(res, PG_DIAG_TABLE_NAME));
+    set_field(L, "column", PQresultErrorField(res, PG_DIAG_COLUMN_NAME));
+    set_field(L, "constraint",
+              PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME));
+    const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+    if (pos) {
+        lua_pushinteger(L, atoi(pos));
+        lua_setfield(L, -2, "position");
+    }
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Push the error object for a connection that broke mid-call. */
+static void push_conn_error(lua_State *L, PGconn *pg)
+{
+    lua_createtable(L, 0, 4);
+    set_field(L, "severity", "FATAL");
+    set_field(L, "sqlstate", "08006");
+    const char *m = PQerrorMessage(pg);
+    push_trimmed(L, *m ? m : "connection to the server was lost");
+    lua_setfield(L, -2, "message");
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+int lib_error_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static void add_line(luaL_Buffer *b, lua_State *L, int t, const char *label,
+                     const char *key)
+{
+    lua_getfield(L, t, key);
+    if (lua_isstring(L, -1)) {
+        const char *v = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        luaL_addchar(b, '\n');
+        luaL_addstring(b, label);
+        luaL_addstring(b, ":  ");
+        luaL_addstring(b, v);
+    } else {
+        lua_pop(L, 1);
+    }
+}
+
+/* __tostring of an error: the way psql prints it in verbose mode. */
+static int error_tostring(lua_State *L)
+{
+    luaL_Buffer b;
+    lua_settop(L, 1);
+    // stack: err
+    lua_getfield(L, 1, "severity");
+    lua_getfield(L, 1, "sqlstate");
+    lua_getfield(L, 1, "message");
+    // stack: err, severity, sqlstate, message
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, lua_isstring(L, 2) ? lua_tostring(L, 2) : "ERROR");
+    luaL_addstring(&b, ":  ");
+    if (lua_isstring(L, 3)) {
+        luaL_addstring(&b, lua_tostring(L, 3));
+        luaL_addstring(&b, ": ");
+    }
+    luaL_addstring(&b, lua_isstring(L, 4) ? lua_tostring(L, 4) : "?");
+    add_line(&b, L, 1, "DETAIL", "detail");
+    add_line(&b, L, 1, "HINT", "hint");
+    add_line(&b, L, 1, "CONTEXT", "context");
+    add_line(&b, L, 1, "WHERE", "where");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+const luaL_Reg lib_error_meta[] = {
+    { "__tostring", error_tostring },
+    { NULL, NULL },
+};
+
+/* --------------------------------------------------------------- results */
+
+static PGresult **new_result_slot(lua_State *L)
+{
+    sl_result *r = lua_newuserdata(L, sizeof *r);
+    r->res = NULL;
+    luaL_getmetatable(L, SLUICE_RESULT_MT);
+    lua_setmetatable(L, -2);
+    return &r->res;
+}
+
+static int result_gc(lua_State *L)
+{
+    sl_result *r = luaL_checkudata(L, 1, SLUICE_RESULT_MT);
+    if (r->res) {
+        PQclear(r->res);
+        r->res = NULL;
+    }
+    return 0;
+}
+
+const luaL_Reg lib_result_meta[] = {
+    { "__gc", result_gc },
+    { NULL, NULL },
+};
+
+/* ----------------------------------------------------------- connection */
+
+static sl_conn *check_conn(lua_State *L, int idx)
+{
+    sl_conn *c = luaL_checkudata(L, idx, SLUICE_CONN_MT);
+    if (!c->pg)
+        luaL_error(L, "the connection is closed");
+    return c;
+}
+
+static void conn_release(sl_conn *c)
+{
+    if (c->pg) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    pgconn_notices_clear(&c->notices);
+}
+
+int lib_conn_connect(lua_State *L)
+{
+    const char *target = luaL_optstring(L, 1, "");
+    sl_conn *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, SLUICE_CONN_MT);
+    lua_setmetatable(L, -2);
+    lua_newtable(L); /* per-connection Lua state: on_notice, ... */
+    lua_setfenv(L, -2);
+
+    /* expand_dbname makes "dbname" accept a conninfo string or a URI; empty
+     * values are ignored, so "" means "PG* environment variables only" */
+    const char *const keys[] = { "dbname", "fallback_application_name", NULL };
+    const char *const vals[] = { target, "sluice", NULL };
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (!c->pg)
+        return luaL_error(L, "out of memory while connecting");
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        /* never echo the target: it may hold a password */
+        const char *host = PQhost(c->pg), *port = PQport(c->pg);
+        const char *db = PQdb(c->pg), *user = PQuser(c->pg);
+        lua_pushfstring(L,
+                        "could not connect to PostgreSQL (host=%s port=%s "
+                        "dbname=%s user=%s): ",
+                        host && *host ? host : "(default)",
+                        port && *port ? port : "(default)",
+                        db && *db ? db : "(default)",
+                        user && *user ? user : "(default)");
+        push_trimmed(L, PQerrorMessage(c->pg));
+        lua_concat(L, 2);
+        conn_release(c);
+        lib_push_error(L, "08001", lua_tostring(L, -1), NULL,
+                       "check the target given to sluice.connect(), "
+                       "DATABASE_URL or the PG* environment variables");
+        return lua_error(L);
+    }
+    pgconn_notices_attach(c->pg, &c->notices);
+    return 1;
+}
+
+static int conn_gc(lua_State *L)
+{
+    sl_conn *c = luaL_checkudata(L, 1, SLUICE_CONN_MT);
+    conn_release(c);
+    return 0;
+}
+
+static int conn_close(lua_State *L)
+{
+    sl_conn *c = luaL_checkudata(L, 1, SLUICE_CONN_MT);
+    conn_release(c);
+    return 0;
+}
+
+static int conn_is_closed(lua_State *L)
+{
+    sl_conn *c = luaL_checkudata(L, 1, SLUICE_CONN_MT);
+    lua_pushboolean(L, c->pg == NULL);
+    return 1;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    sl_conn *c = luaL_checkudata(L, 1, SLUICE_CONN_MT);
+    if (!c->pg)
+        lua_pushstring(L, "sluice.conn (closed)");
+    else
+        lua_pushfstring(L, "sluice.conn (dbname=%s user=%s host=%s)",
+                        PQdb(c->pg), PQuser(c->pg), PQhost(c->pg));
+    return 1;
+}
+
+/* Hand queued notices to the connection's on_notice handler, or print
+ * warnings to stderr when there is none.  May raise (the handler's error). */
+static void deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
+{
+    if (c->notices.n == 0)
+        return;
+    lua_getfenv(L, conn_idx);
+    lua_getfield(L, -1, "on_notice");
+    // stack: fenv, handler|nil
+    for (int i = 0; i < c->notices.n; i++) {
+        const pgconn_notice *nt = c->notices.items[i];
+        if (lua_isfunction(L, -1)) {
+            lua_pushvalue(L, -1);
+            lua_createtable(L, 0, 6);
+            set_field(L, "severity", nt->severity);
+            set_field(L, "sqlstate", nt->sqlstate);
+            set_field(L, "message", nt->message);
+            set_field(L, "detail", nt->detail);
+            set_field(L, "hint", nt->hint);
+            set_field(L, "context", nt->context);
+            /* drop the queue entry first: the handler may raise */
+            if (lua_pcall(L, 1, 0, 0) != 0) {
+                pgconn_notices_clear(&c->notices);
+                lua_error(L);
+            }
+        } else if (strcmp(nt->severity, "WARNING") == 0) {
+            fprintf(stderr, "WARNING:  %s\n", nt->message);
+        }
+    }
+    lua_pop(L, 2);
+    pgconn_notices_clear(&c->notices);
+}
+
+/* Wait for and collect every result of the command just sent.  The last
+ * successful result goes to *ok, the first failed one to *err (both slots
+ * owned by "sluice.result" userdata).  Never raises.  Returns the flags:
+ * bit 1 = the call was interrupted (a cancel was sent), bit 2 = the
+ * connection broke, bit 4 = a COPY TO STDOUT was refused. */
+#define RUN_INTERRUPTED 1
+#define RUN_BROKEN 2
+#define RUN_COPY_OUT 4
+
+static int collect_results(PGconn *pg, PGresult **ok, PGresult **err)
+{
+    int flags = 0;
+    for (;;) {
+        int w = pgconn_wait(pg, !(flags & RUN_INTERRUPTED));
+        if (w == PGCONN_INTERRUPTED) {
+            char buf[256];
+            flags |= RUN_INTERRUPTED;
+            pgconn_cancel(pg, buf, sizeof buf);
+            continue;
+        }
+        if (w == PGCONN_BROKEN) {
+            flags |= RUN_BROKEN;
+            break;
+        }
+        PGresult *r = PQgetResult(pg);
+        if (!r)
+            break;
+        switch (PQresultStatus(r)) {
+        case PGRES_COPY_IN:
+            PQputCopyEnd(pg, "COPY FROM STDIN is not available through "
+                             "exec() or query(); use db:copy()");
+            PQclear(r);
+            break;
+        case PGRES_COPY_OUT: {
+            char *buf;
+            while (PQgetCopyData(pg, &buf, 0) > 0)
+                PQfreemem(buf);
+            flags |= RUN_COPY_OUT;
+            PQclear(r);
+            break;
+        }
+        case PGRES_BAD_RESPONSE:
+        case PGRES_NONFATAL_ERROR:
+        case PGRES_FATAL_ERROR:
+            if (!*err)
+                *err = r;
+            else
+                PQclear(r);
+            break;
+        default:
+            if (*ok)
+                PQclear(*ok);
+            *ok = r;
+            break;
+        }
+        if (PQstatus(pg) == CONNECTION_BAD) {
+            flags |= RUN_BROKEN;
+            break;
+        }
+    }
+    return flags;
+}
+
+/* Run a command already sent with a PQsend* call and raise on any failure.
+ * Pushes one "sluice.result" holder whose result is the last successful
+ * one (may be NULL for an empty query string) and returns that result.
+ * `sent` is the return value of the PQsend* call. */
+static PGresult *finish_command(lua_State *L, sl_conn *c, int conn_idx,
+                                int sent)
+{
+    PGresult **ok = new_result_slot(L);
+    PGresult **err = new_result_slot(L);
+    // stack: ..., ok_holder, err_holder
+    int flags = 0;
+    if (!sent)
+        flags = RUN_BROKEN;
+    else
+        flags = collect_results(c->pg, ok, err);
+    if (flags & RUN_INTERRUPTED)
+        interrupt_consume(L);
+    deliver_notices(L, c, conn_idx);
+    if (*err) {
+        push_result_error(L, *err, c->pg);
+        return (lua_error(L), NULL);
+    }
+    if (flags & RUN_BROKEN) {
+        push_conn_error(L, c->pg);
+        return (lua_error(L), NULL);
+    }
+    if (flags & RUN_INTERRUPTED)
+        return (luaL_error(L, "interrupted (Ctrl-C)"), NULL);
+    if (flags & RUN_COPY_OUT)
+        return (luaL_error(L, "COPY TO STDOUT is not available through "
+                              "exec() or query(); use db:copy_out()"),
+                NULL);
+    lua_pop(L, 1);
+    // stack: ..., ok_holder
+    return *ok;
+}
+
+/* Parameters for PQsend*Params, built in one scratch userdata so nothing
+ * leaks if a conversion raises. */
+typedef struct params {
+    int n;
+    const char **values;
+    int *lengths;
+    int *formats;
+} params;
+
+static void check_param_count(lua_State *L, int n)
+{
+    if (n > MAX_PARAMS)
+        luaL_error(L, "too many parameters (%d); PostgreSQL accepts at most "
+                      "%d per statement", n, MAX_PARAMS);
+}
+
+/* Convert the Lua values at stack indices first..first+n-1.  Pushes the
+ * scratch userdata (and, when needed, an anchor table for converted
+ * strings) - the pointers stay valid while those stay on the stack. */
+static void build_params(lua_State *L, int first, int n, params *p)
+{
+    check_param_count(L, n);
+    size_t per = sizeof(char *) + 2 * sizeof(int) + NUMFMT_BUFSIZE;
+    char *mem = lua_newuserdata(L, per * (size_t)(n ? n : 1));
+    lua_newtable(L); /* anchor for strings made here */
+    int anchor = lua_gettop(L), nanchored = 0;
+    p->n = n;
+    p->values = (const char **)(void *)mem;
+    p->lengths = (int *)(void *)(mem + sizeof(char *) * (size_t)n);
+    p->formats = p->lengths + n;
+    char *num = (char *)(p->formats + n);
+
+    for (int i = 0; i < n; i++) {
+        int idx = first + i;
+        p->lengths[i] = 0;
+        p->formats[i] = 0;
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL:
+            p->values[i] = NULL;
+            break;
+        case LUA_TLIGHTUSERDATA:
+            if (lua_touserdata(L, idx) != NULL)
+                luaL_error(L, "parameter $%d: cannot send a light userdata",
+                           i + 1);
+            p->values[i] = NULL; /* sluice.null */
+            break;
+        case LUA_TBOOLEAN:
+            p->values[i] = lua_toboolean(L, idx) ? "t" : "f";
+            break;
+        case LUA_TNUMBER: {
+            char *buf = num + (size_t)i * NUMFMT_BUFSIZE;
+            numfmt_double(buf, lua_tonumber(L, idx));
+            p->values[i] = buf;
+            break;
+        }
+        case LUA_TSTRING: {
+            size_t len;
+            const char *s = lua_tolstring(L, idx, &len);
+            p->values[i] = s;
+            if (memchr(s, '\0', len)) {
+                /* text parameters end at the first NUL; send the bytes as
+                 * they are (right for bytea, an error for text types) */
+                if (len > INT32_MAX)
+                    luaL_error(L, "parameter $%d is too large", i + 1);
+                p->formats[i] = 1;
+                p->lengths[i] = (int)len;
+            }
+            break;
+        }
+        default: {
+            int is_cdata = lua_type(L, idx) == 10; /* LUA_TCDATA */
+            if (is_cdata) {
+                lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CDATATEXT);
+                if (lua_isfunction(L, -1)) {
+                    lua_pushvalue(L, idx);
+                    lua_call(L, 1, 1);
+                    if (lua_isstring(L, -1)) {
+                        p->values[i] = lua_tostring(L, -1);
+                        lua_rawseti(L, anchor, ++nanchored);
+                        break;
+                    }
+                }
+                lua_pop(L, 1);
+            }
+            luaL_error(L,
+                       "parameter $%d: cannot send a %s (use nil, "
+                       "sluice.null, a boolean, a number, a string or an "
+                       "int64/uint64 cdata)",
+                       i + 1, is_cdata ? "cdata of this type"
+                                       : luaL_typename(L, idx));
+        }
+        }
+    }
+}
+
+/* Build the Lua value of field (row, col) whose kind was decided from the
+ * column type. */
+enum { K_TEXT, K_BOOL, K_NUM, K_INT8, K_BYTEA };
+
+static int kind_of(Oid t)
+{
+    switch (t) {
+    case OID_BOOL: return K_BOOL;
+    case OID_INT2: case OID_INT4: case OID_OID: case OID_FLOAT4:
+    case OID_FLOAT8: return K_NUM;
+    case OID_INT8: return K_INT8;
+    case OID_BYTEA: return K_BYTEA;
+    default: return K_TEXT;
+    }
+}
+
+static void push_value(lua_State *L, const PGresult *res, int row, int col,
+                       int kind)
+{
+    if (PQgetisnull(res, row, col)) {
+        lua_pushlightuserdata(L, NULL);
+        return;
+    }
+    const char *v = PQgetvalue(res, row, col);
+    int len = PQgetlength(res, row, col);
+    switch (kind) {
+    case K_BOOL:
+        lua_pushboolean(L, v[0] == 't');
+        return;
+    case K_NUM:
+        lua_pushnumber(L, strtod(v, NULL));
+        return;
+    case K_INT8: {
+        long long x = strtoll(v, NULL, 10);
+        /* exact as a double up to 2^53; beyond that, an int64 cdata */
+        if (x >= -(1LL << 53) && x <= (1LL << 53)) {
+            lua_pushnumber(L, (lua_Number)x);
+            return;
+        }
+        lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_INT64);
+        if (lua_isfunction(L, -1)) {
+            lua_pushlstring(L, v, (size_t)len);
+            lua_call(L, 1, 1);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, v, (size_t)len);
+        }
+        return;
+    }
+    case K_BYTEA: {
+        size_t n;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)v, &n);
+        if (!raw)
+            luaL_error(L, "out of memory decoding a bytea value");
+        lua_pushlstring(L, (const char *)raw, n);
+        PQfreemem(raw);
+        return;
+    }
+    default:
+        lua_pushlstring(L, v, (size_t)len);
+        return;
+    }
+}
+
+/* Push res as an array of rows keyed by column name (only the first row,
+ * or nil, when one_row).  Duplicate column names: the last one wins. */
+static void push_rows(lua_State *L, const PGresult *res, int one_row)
+{
+    int nrows = res ? PQntuples(res) : 0;
+    int nf = res ? PQnfields(res) : 0;
+    if (one_row && nrows == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    if (one_row)
+        nrows = 1;
+    int *kinds = lua_newuserdata(L, sizeof(int) * (size_t)(nf ? nf : 1));
+    luaL_checkstack(L, nf + 4, "too many columns");
+    int names = lua_gettop(L) + 1;
+    for (int j = 0; j < nf; j++) {
+        kinds[j] = kind_of(PQftype(res, j));
+        lua_pushstring(L, PQfname(res, j));
+    }
+    // stack: ..., kinds, name1..nameN
+    if (!one_row)
+        lua_createtable(L, nrows, 0);
+    for (int i = 0; i < nrows; i++) {
+        lua_createtable(L, 0, nf);
+        for (int j = 0; j < nf; j++) {
+            lua_pushvalue(L, names + j);
+            push_value(L, res, i, j, kinds[j]);
+            lua_rawset(L, -3);
+        }
+        if (!one_row)
+            lua_rawseti(L, -2, i + 1);
+    }
+    // stack: ..., kinds, names..., result
+    lua_replace(L, names - 1);
+    lua_settop(L, names - 1);
+}
+
+static void push_tag(lua_State *L, const PGresult *res)
+{
+    if (res)
+        lua_pushstring(L, PQcmdStatus((PGresult *)res));
+    else
+        lua_pushstring(L, "");
+}
+
+static void push_affected(lua_State *L, const PGresult *res)
+{
+    const char *n = res ? PQcmdTuples((PGresult *)res) : "";
+    lua_pushnumber(L, *n ? strtod(n, NULL) : 0);
+}
+
+/* db:exec(sql) -> affected_rows, command_tag
+ * Runs one or more statements (simple protocol). */
+static int conn_exec(lua_State *L)
+{
+    sl_conn *c = check_conn(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    int sent = PQsendQuery(c->pg, sql);
+    PGresult *res = finish_command(L, c, 1, sent);
+    push_affected(L, res);
+    push_tag(L, res);
+    return 2;
+}
+
+static int do_query(lua_State *L, int one_row)
+{
+    sl_conn *c = check_conn(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    int n = lua_gettop(L) - 2;
+    params p;
+    build_params(L, 3, n, &p);
+    int sent = PQsendQueryParams(c->pg, sql, n, NULL, p.values, p.lengths,
+                                 p.formats, 0);
+    PGresult *res = finish_command(L, c, 1, sent);
+    push_rows(L, res, one_row);
+    push_tag(L, res);
+    return 2;
+}
+
+/* db:query(sql, ...) -> rows, command_tag */
+static int conn_query(lua_State *L)
+{
+    return do_query(L, 0);
+}
+
+/* db:query_one(sql, ...) -> first row or nil, command_tag */
+static int conn_query_one(lua_State *L)
+{
+    return do_query(L, 1);
+}
+
+/* db:prepare(sql) -> statement */
+static int conn_prepare(lua_State *L)
+{
+    sl_conn *c = check_conn(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    sl_stmt *s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    s->closed = 1;
+    luaL_getmetatable(L, SLUICE_STMT_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, 1); /* the statement keeps its connection alive */
+    lua_setfenv(L, -2);
+    snprintf(s->name, sizeof s->name, "sluice_stmt_%u", ++c->stmt_seq);
+    int sent = PQsendPrepare(c->pg, s->name, sql, 0, NULL);
+    finish_command(L, c, 1, sent);
+    lua_pop(L, 1);
+    s->closed = 0;
+    return 1;
+}
+
+static int conn_status(lua_State *L)
+{
+    sl_conn *c = luaL_checkudata(L, 1, SLUICE_CONN_MT);
+    if (!c->pg) {
+        lua_pushstring(L, "closed");
+        return 1;
+    }
+    switch (PQtransactionStatus(c->pg)) {
+    case PQTRANS_IDLE: lua_pushstring(L, "idle"); break;
+    case PQTRANS_ACTIVE: lua_pushstring(L, "active"); break;
+    case PQTRANS_INTRANS: lua_pushstring(L, "intrans"); break;
+    case PQTRANS_INERROR: lua_pushstring(L, "inerror"); break;
+    default: lua_pushstring(L, PQstatus(c->pg) == CONNECTION_OK
+                                   ? "unknown" : "broken");
+    }
+    return 1;
+}
+
+/* db:info() -> {host, port, dbname, user, server_version, backend_pid}
+ * (never the password) */
+static int conn_info(lua_State *L)
+{
+    sl_conn *c = check_conn(L, 1);
+    lua_createtable(L, 0, 6);
+    set_field(L, "host", PQhost(c->pg));
+    set_field(L, "port", PQport(c->pg));
+    set_field(L, "dbname", PQdb(c->pg));
+    set_field(L, "user", PQuser(c->pg));
+    lua_pushinteger(L, PQserverVersion(c->pg));
+    lua_setfield(L, -2, "server_version");
+    lua_pushinteger(L, PQbackendPID(c->pg));
+    lua_setfield(L, -2, "backend_pid");
+    return 1;
+}
+
+static int conn_quote_ident(lua_State *L)
+{
+    sl_conn *c = check_conn(L, 1);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    char *q = PQescapeIdentifier(c->pg, s, len);
+    if (!q) {
+        lua_pushstring(L, PQerrorMessage(c->pg));
+        return luaL_error(L, "quote_ident: %s", lua_tostring(L, -1));
+    }
+    lua_pushstring(L, q);
+    PQfreemem(q);
+    return 1;
+}
+
+/* db:on_notice(fn|nil): fn(notice) is called after each call that
+ * produced notices (never from inside libpq). */
+static int conn_on_notice(lua_State *L)
+{
+    check_conn(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    lua_getfenv(L, 1);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "on_notice");
+    return 0;
+}
+
+const luaL_Reg lib_conn_methods[] = {
+    { "exec", conn_exec },
+    { "query", conn_query },
+    { "query_one", conn_query_one },
+    { "prepare", conn_prepare },
+    { "status", conn_status },
+    { "info", conn_info },
+    { "quote_ident", conn_quote_ident },
+    { "on_notice", conn_on_notice },
+    { "close", conn_close },
+    { "is_closed", conn_is_closed },
+    { NULL, NULL },
+};
+
+const luaL_Reg lib_conn_meta[] = {
+    { "__gc", conn_gc },
+    { "__tostring", conn_tostring },
+    { NULL, NULL },
+};
+
+/* ------------------------------------------------------------ statements */
+
+/* Check a statement and push-free return its open connection. */
+static sl_stmt *check_stmt(lua_State *L, int idx, sl_conn **conn)
+{
+    sl_stmt *s = luaL_checkudata(L, idx, SLUICE_STMT_MT);
+    if (s->closed)
+        luaL_error(L, "the prepared statement is closed");
+    lua_getfenv(L, idx);
+    *conn = luaL_checkudata(L, -1, SLUICE_CONN_MT);
+    if (!(*conn)->pg)
+        luaL_error(L, "the connection is closed");
+    return s;
+}
+
+static int stmt_run(lua_State *L, int mode)
+{
+    sl_conn *c;
+    sl_stmt *s = check_stmt(L, 1, &c);
+    int conn_idx = lua_gettop(L);
+    int n = conn_idx - 2;
+    params p;
+    build_params(L, 2, n, &p);
+    int sent = PQsendQueryPrepared(c->pg, s->name, n, p.values, p.lengths,
+                                   p.formats, 0);
+    PGresult *res = finish_command(L, c, conn_idx, sent);
+    if (mode == 2) {
+        push_affected(L, res);
+    } else {
+        push_rows(L, res, mode == 1);
+    }
+    push_tag(L, res);
+    return 2;
+}
+
+static int stmt_query(lua_State *L) { return stmt_run(L, 0); }
+static int stmt_query_one(lua_State *L) { return stmt_run(L, 1); }
+static int stmt_exec(lua_State *L) { return stmt_run(L, 2); }
+
+/* stmt:close() deallocates the statement on the server. */
+static int stmt_close(lua_State *L)
+{
+    sl_stmt *s = luaL_checkudata(L, 1, SLUICE_STMT_MT);
+    if (s->closed)
+        return 0;
+    lua_getfenv(L, 1);
+    sl_conn *c = luaL_checkudata(L, -1, SLUICE_CONN_MT);
+    s->closed = 1;
+    if (!c->pg)
+        return 0; /* gone with its session */
+    char sql[64];
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
+    finish_command(L, c, 2, PQsendQuery(c->pg, sql));
+    return 0;
+}
+
+static int stmt_tostring(lua_State *L)
+{
+    sl_stmt *s = luaL_checkudata(L, 1, SLUICE_STMT_MT);
+    lua_pushfstring(L, "sluice.stmt (%s%s)", s->name,
+                    s->closed ? ", closed" : "");
+    return 1;
+}
+
+const luaL_Reg lib_stmt_methods[] = {
+    { "query", stmt_query },
+    { "query_one", stmt_query_one },
+    { "exec", stmt_exec },
+    { "close", stmt_close },
+    { NULL, NULL },
+};
+
+/* Statements live as long as their session: __gc cannot run SQL safely
+ * (it may fire in the middle of another command), so there is none. */
+const luaL_Reg lib_stmt_meta[] = {
+    { "__tostring", stmt_tostring },
+    { NULL, NULL },
+};

@@ -1,0 +1,450 @@
+/*
+ * main.c - the sluice executable: a LuaJIT interpreter with the sluice
+ * library preloaded.
+ *
+ *   sluice [options] [script.lua | -] [args...]
+ *
+ * Modelled on LuaJIT's own luajit.c: everything runs inside lua_cpcall of a
+ * protected main, errors go through a traceback handler, Ctrl-C becomes a
+ * Lua error (interrupt.c) and the process exits non-zero on any error.  The
+ * Lua state is always closed before exit, so every __gc runs: connections
+ * close (the server rolls back open transactions) and a --tmpdb server is
+ * stopped and removed.
+ *
+ * Where the Lua library is found: $SLUICE_LUADIR if set, else <dir of the
+ * executable>/lua (a source tree), else <dir>/../share/lua/5.1 (an install).
+ */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <luajit.h>
+
+#include <editline/readline.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "interrupt.h"
+#include <libpq-fe.h>
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+
+int luaopen_sluice_core(lua_State *L);
+
+static const char *progname = "sluice";
+
+typedef struct smain {
+    int argc;
+    char **argv;
+    int status;
+} smain;
+
+static void print_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: %s [options] [script.lua | -] [args...]\n"
+        "\n"
+        "Runs a Lua script with the sluice library (LuaJIT) for loading data\n"
+        "into PostgreSQL.  With no script, starts an interactive prompt when\n"
+        "stdin is a terminal, and reads the script from stdin otherwise.\n"
+        "\n"
+        "options:\n"
+        "  -e CODE       run CODE (may be given several times)\n"
+        "  -l NAME       require library NAME before the script\n"
+        "  -i            enter the interactive prompt after the script\n"
+        "  -             read the script from stdin\n"
+        "  --tmpdb       start a private throwaway PostgreSQL, point\n"
+        "                DATABASE_URL at it, remove it at exit\n"
+        "  -v, --version print the version and exit\n"
+        "  -h, --help    print this help and exit\n"
+        "  --            stop handling options\n"
+        "\n"
+        "commands:\n"
+        "  repl          the interactive prompt (same as no script on a tty)\n"
+        "\n"
+        "In scripts: local sluice = require \"sluice\"; local db = sluice.connect()\n"
+        "connects to DATABASE_URL, else to what the PG* variables say.\n",
+        progname);
+}
+
+/* Report an error message (already on the stack) to stderr. */
+static void report(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object)");
+    fflush(stderr);
+    lua_pop(L, 1);
+}
+
+/* Message handler: turn any error value into text plus a traceback. */
+static int traceback(lua_State *L)
+{
+    if (!lua_isstring(L, 1)) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+            lua_replace(L, 1);
+        else
+            lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+        if (!lua_isstring(L, 1))
+            lua_replace(L, 1);
+        lua_settop(L, 1);
+    }
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+static int docall(lua_State *L, int narg, int nres)
+{
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    int status = lua_pcall(L, narg, nres, base);
+    lua_remove(L, base);
+    if (status != 0)
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    return status;
+}
+
+/* Directory part of path (into out); "." when there is none. */
+static void dir_of(const char *path, char *out, size_t outlen)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, outlen, ".");
+    else if (slash == path)
+        snprintf(out, outlen, "/");
+    else
+        snprintf(out, outlen, "%.*s", (int)(slash - path), path);
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Prepend dir/?.lua;dir/?/init.lua to package.path. */
+static void prepend_path(lua_State *L, const char *dir)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir,
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+/* Make require "sluice" work with no set-up: find lua/ from the
+ * executable's location, not the working directory. */
+static void setup_paths(lua_State *L)
+{
+    char exe[PATH_MAX], dir[PATH_MAX], cand[PATH_MAX + 64];
+    const char *env = getenv("SLUICE_LUADIR");
+    if (env && *env) {
+        prepend_path(L, env);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            dir_of(exe, dir, sizeof dir);
+            snprintf(cand, sizeof cand, "%s/lua/sluice/init.lua", dir);
+            if (is_file(cand)) {
+                snprintf(cand, sizeof cand, "%s/lua", dir);
+                prepend_path(L, cand);
+            } else {
+                snprintf(cand, sizeof cand, "%s/../share/lua/5.1", dir);
+                prepend_path(L, cand);
+            }
+        }
+    }
+    /* the C core is built in; no sluice/core.so needed */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_sluice_core);
+    lua_setfield(L, -2, "sluice.core");
+    lua_pop(L, 2);
+}
+
+/* Global `arg` as luajit sets it: arg[0] the script, arg[1..] its args,
+ * negative indices the interpreter and options. */
+static void create_arg_table(lua_State *L, char **argv, int argc, int script)
+{
+    lua_createtable(L, argc - script - 1, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+static int run_chunk_with_args(lua_State *L, int status, char **argv,
+                               int argc, int first_arg)
+{
+    if (status != 0)
+        return status;
+    int n = 0;
+    for (int i = first_arg; i < argc; i++, n++)
+        lua_pushstring(L, argv[i]);
+    return docall(L, n, 0);
+}
+
+static int handle_script(lua_State *L, char **argv, int argc, int script)
+{
+    const char *fname = argv[script];
+    int status;
+    if (strcmp(fname, "-") == 0) {
+        status = luaL_loadfile(L, NULL);
+    } else {
+        char dir[PATH_MAX];
+        dir_of(fname, dir, sizeof dir);
+        prepend_path(L, dir);
+        status = luaL_loadfile(L, fname);
+    }
+    return run_chunk_with_args(L, status, argv, argc, script + 1);
+}
+
+/* ------------------------------------------------------------- the REPL */
+
+static int incomplete(lua_State *L, int status)
+{
+    if (status == LUA_ERRSYNTAX) {
+        size_t lmsg;
+        const char *msg = lua_tolstring(L, -1, &lmsg);
+        const char *eof = "'<eof>'";
+        size_t le = strlen(eof);
+        if (lmsg >= le && strcmp(msg + lmsg - le, eof) == 0) {
+            lua_pop(L, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Print the values a line returned, with sluice.repl_print when the
+ * library provides one (pretty tables), else tostring. */
+static void print_results(lua_State *L, int base)
+{
+    int n = lua_gettop(L) - base;
+    if (n <= 0)
+        return;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sluice.repl");
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "print");
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_getglobal(L, "print");
+    }
+    lua_insert(L, base + 1);
+    if (docall(L, n, 0) != 0)
+        report(L);
+}
+
+static void repl(lua_State *L)
+{
+    char *hist = NULL;
+    const char *home = getenv("HOME");
+    if (home && asprintf(&hist, "%s/.sluice_history", home) < 0)
+        hist = NULL;
+    if (hist)
+        read_history(hist);
+    printf("sluice %s (%s) - Lua with PostgreSQL loading; help() for help, "
+           "Ctrl-D to quit\n", SLUICE_VERSION, LUAJIT_VERSION);
+    for (;;) {
+        char *line = readline("sluice> ");
+        if (!line)
+            break;
+        if (!*line) {
+            free(line);
+            continue;
+        }
+        lua_settop(L, 0);
+        lua_pushstring(L, line);
+        free(line);
+        int status;
+        for (;;) {
+            /* an expression first, so `1+1` prints 2 */
+            lua_pushfstring(L, "return %s", lua_tostring(L, 1));
+            status = luaL_loadbuffer(L, lua_tostring(L, -1),
+                                     lua_objlen(L, -1), "=stdin");
+            lua_remove(L, -2);
+            if (status == 0)
+                break;
+            lua_pop(L, 1);
+            status = luaL_loadbuffer(L, lua_tostring(L, 1), lua_objlen(L, 1),
+                                     "=stdin");
+            if (!incomplete(L, status))
+                break;
+            char *more = readline("   ...> ");
+            if (!more)
+                break;
+            lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), more);
+            free(more);
+            lua_replace(L, 1);
+        }
+        add_history(lua_tostring(L, 1));
+        if (status == 0) {
+            lua_remove(L, 1);
+            status = docall(L, 0, LUA_MULTRET);
+            if (status == 0)
+                print_results(L, 0);
+        }
+        if (status != 0)
+            report(L);
+        interrupt_consume(L);
+    }
+    if (hist) {
+        write_history(hist);
+        free(hist);
+    }
+    putchar('\n');
+}
+
+/* Start a throwaway server through the library and export DATABASE_URL.
+ * The tmpdb object is kept in the registry, so it lives until lua_close. */
+static int start_tmpdb(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sluice");
+    if (docall(L, 1, 1) != 0)
+        return 1;
+    lua_getfield(L, -1, "tmpdb");
+    lua_remove(L, -2);
+    if (docall(L, 0, 1) != 0)
+        return 1;
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sluice.main_tmpdb");
+    lua_getfield(L, -1, "uri");
+    lua_pushvalue(L, -2);
+    if (docall(L, 1, 1) != 0)
+        return 1;
+    setenv("DATABASE_URL", lua_tostring(L, -1), 1);
+    lua_pop(L, 2);
+    return 0;
+}
+
+static int pmain(lua_State *L)
+{
+    smain *s = lua_touserdata(L, 1);
+    char **argv = s->argv;
+    int argc = s->argc;
+    int want_repl = 0, interactive = 0, ran = 0, use_tmpdb = 0, i;
+
+    lua_settop(L, 0);
+    lua_gc(L, LUA_GCSTOP, 0);
+    luaL_openlibs(L);
+    lua_gc(L, LUA_GCRESTART, -1);
+    setup_paths(L);
+    interrupt_install(L);
+
+    /* first pass: flags that change the environment */
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0 || a[0] != '-' || strcmp(a, "-") == 0)
+            break;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            print_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+            printf("sluice %s (%s, libpq %d)\n", SLUICE_VERSION,
+                   LUAJIT_VERSION, PQlibVersion());
+            return 0;
+        } else if (strcmp(a, "--tmpdb") == 0) {
+            use_tmpdb = 1;
+        } else if (strcmp(a, "-i") == 0) {
+            interactive = 1;
+        } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
+            if (++i >= argc) {
+                fprintf(stderr, "%s: %s needs an argument\n", progname, a);
+                s->status = 2;
+                return 0;
+            }
+        } else {
+            fprintf(stderr, "%s: unknown option %s (see --help)\n", progname,
+                    a);
+            s->status = 2;
+            return 0;
+        }
+    }
+    int script = i;
+    if (script < argc && strcmp(argv[script], "--") == 0)
+        script++;
+    if (script < argc && strcmp(argv[script], "repl") == 0 &&
+        !is_file(argv[script])) {
+        want_repl = 1;
+    }
+    create_arg_table(L, argv, argc, script < argc ? script : argc - 1);
+
+    if (use_tmpdb && start_tmpdb(L) != 0)
+        goto fail;
+
+    /* second pass: -e and -l in order */
+    for (i = 1; i < script; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-e") == 0) {
+            const char *code = argv[++i];
+            if (luaL_loadbuffer(L, code, strlen(code), "=(command line)") ||
+                docall(L, 0, 0))
+                goto fail;
+            ran = 1;
+        } else if (strcmp(a, "-l") == 0) {
+            lua_getglobal(L, "require");
+            lua_pushstring(L, argv[++i]);
+            if (docall(L, 1, 1))
+                goto fail;
+            lua_setglobal(L, argv[i]);
+        }
+    }
+
+    if (want_repl) {
+        repl(L);
+        return 0;
+    }
+    if (script < argc) {
+        if (handle_script(L, argv, argc, script))
+            goto fail;
+        ran = 1;
+    }
+    if (interactive || (!ran && isatty(0))) {
+        repl(L);
+    } else if (!ran) {
+        if (luaL_loadfile(L, NULL) || docall(L, 0, 0))
+            goto fail;
+    }
+    return 0;
+
+fail:
+    report(L);
+    s->status = 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    smain s = { argc, argv, 0 };
+    if (argv[0] && argv[0][0]) {
+        const char *slash = strrchr(argv[0], '/');
+        progname = slash ? slash + 1 : argv[0];
+    }
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "%s: cannot create the Lua state: out of memory\n",
+                progname);
+        return 1;
+    }
+    int status = lua_cpcall(L, pmain, &s);
+    if (status != 0) {
+        report(L);
+        s.status = 1;
+    }
+    fflush(stdout);
+    lua_close(L); /* runs every __gc: connections, the tmpdb */
+    return s.status;
+}

@@ -1,0 +1,106 @@
+/*
+ * pgconn.c - waiting on libpq without losing Ctrl-C, and the notice queue.
+ *
+ * libpq's blocking calls (PQexec and friends) retry poll() on EINTR, so a
+ * signal cannot stop a long statement.  sluice sends every statement with
+ * the asynchronous API instead and waits here, in poll() with a short
+ * timeout, checking the interrupt flag between waits.
+ */
+#include "pgconn.h"
+#include "interrupt.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pgconn_wait(PGconn *c, int interruptible)
+{
+    /* flush anything libpq still holds (large parameter sets) */
+    while (PQflush(c) == 1) {
+        struct pollfd p = { PQsocket(c), POLLOUT | POLLIN, 0 };
+        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+            return PGCONN_BROKEN;
+        if ((p.revents & POLLIN) && !PQconsumeInput(c))
+            return PGCONN_BROKEN;
+    }
+    while (PQisBusy(c)) {
+        if (interruptible && interrupt_pending())
+            return PGCONN_INTERRUPTED;
+        struct pollfd p = { PQsocket(c), POLLIN, 0 };
+        if (p.fd < 0)
+            return PGCONN_BROKEN;
+        int r = poll(&p, 1, 100);
+        if (r < 0 && errno != EINTR)
+            return PGCONN_BROKEN;
+        if (r > 0 && !PQconsumeInput(c))
+            return PGCONN_BROKEN;
+    }
+    return PGCONN_READY;
+}
+
+int pgconn_cancel(PGconn *c, char *errbuf, int errlen)
+{
+    PGcancel *cn = PQgetCancel(c);
+    if (!cn) {
+        if (errlen > 0)
+            errbuf[0] = '\0';
+        return -1;
+    }
+    int ok = PQcancel(cn, errbuf, errlen);
+    PQfreeCancel(cn);
+    return ok ? 0 : -1;
+}
+
+static void notice_receiver(void *arg, const PGresult *res)
+{
+    pgconn_notices *q = arg;
+    static const int codes[6] = {
+        PG_DIAG_SEVERITY_NONLOCALIZED, PG_DIAG_SQLSTATE,
+        PG_DIAG_MESSAGE_PRIMARY, PG_DIAG_MESSAGE_DETAIL,
+        PG_DIAG_MESSAGE_HINT, PG_DIAG_CONTEXT,
+    };
+    const char *f[6];
+    size_t len[6], total = sizeof(pgconn_notice);
+
+    if (q->n >= PGCONN_MAX_NOTICES) {
+        q->dropped++;
+        return;
+    }
+    for (int i = 0; i < 6; i++) {
+        f[i] = PQresultErrorField(res, codes[i]);
+        if (!f[i])
+            f[i] = "";
+        len[i] = strlen(f[i]);
+        total += len[i] + 1;
+    }
+    pgconn_notice *nt = malloc(total);
+    if (!nt) {
+        q->dropped++;
+        return;
+    }
+    char *p = (char *)(nt + 1);
+    const char **dst[6] = { &nt->severity, &nt->sqlstate, &nt->message,
+                            &nt->detail, &nt->hint, &nt->context };
+    for (int i = 0; i < 6; i++) {
+        memcpy(p, f[i], len[i] + 1);
+        *dst[i] = p;
+        p += len[i] + 1;
+    }
+    q->items[q->n++] = nt;
+}
+
+void pgconn_notices_attach(PGconn *c, pgconn_notices *q)
+{
+    q->n = 0;
+    q->dropped = 0;
+    PQsetNoticeReceiver(c, notice_receiver, q);
+}
+
+void pgconn_notices_clear(pgconn_notices *q)
+{
+    for (int i = 0; i < q->n; i++)
+        free(q->items[i]);
+    q->n = 0;
+    q->dropped = 0;
+}

@@ -1,0 +1,84 @@
+/*
+ * sluice.c - luaopen_sluice_core: every userdata type and method table of
+ * the core, registered in one place (the whole C API surface is here).
+ *
+ * The Lua library (lua/sluice/init.lua) requires "sluice.core" and builds
+ * the user-facing API on it.  The executable preloads this function; plain
+ * LuaJIT finds it as sluice/core.so.
+ */
+#include "lib.h"
+
+#include <string.h>
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+
+int luaopen_sluice_core(lua_State *L);
+
+/* Create metatable `name` with metamethods `meta` and, when `methods` is
+ * given, an __index table holding them.  Leaves the methods table (or the
+ * metatable) on the stack. */
+static void new_type(lua_State *L, const char *name, const luaL_Reg *meta,
+                     const luaL_Reg *methods)
+{
+    luaL_newmetatable(L, name);
+    luaL_register(L, NULL, meta);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    if (methods) {
+        lua_newtable(L);
+        luaL_register(L, NULL, methods);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "__index");
+        lua_remove(L, -2);
+    }
+}
+
+/* sluice.core.set_helper(name, fn): install a Lua helper the C code
+ * calls (see SLUICE_REG_* in lib.h). */
+static int set_helper(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (strcmp(name, "int64") == 0)
+        lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_INT64);
+    else if (strcmp(name, "cdata_text") == 0)
+        lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CDATATEXT);
+    else
+        return luaL_argerror(L, 1, "unknown helper");
+    return 0;
+}
+
+int luaopen_sluice_core(lua_State *L)
+{
+    lua_newtable(L);
+    // stack: core
+
+    new_type(L, SLUICE_CONN_MT, lib_conn_meta, lib_conn_methods);
+    lua_setfield(L, -2, "conn_methods");
+    new_type(L, SLUICE_STMT_MT, lib_stmt_meta, lib_stmt_methods);
+    lua_setfield(L, -2, "stmt_methods");
+    new_type(L, SLUICE_TMPDB_MT, lib_tmpdb_meta, lib_tmpdb_methods);
+    lua_setfield(L, -2, "tmpdb_methods");
+    new_type(L, SLUICE_RESULT_MT, lib_result_meta, NULL);
+    lua_pop(L, 1);
+    new_type(L, SLUICE_ERROR_MT, lib_error_meta, NULL);
+    lua_setfield(L, -2, "error_meta");
+
+    lua_pushcfunction(L, lib_conn_connect);
+    lua_setfield(L, -2, "connect");
+    lua_pushcfunction(L, lib_error_new);
+    lua_setfield(L, -2, "new_error");
+    lua_pushcfunction(L, lib_tmpdb_start);
+    lua_setfield(L, -2, "tmpdb_start");
+    lua_pushcfunction(L, set_helper);
+    lua_setfield(L, -2, "set_helper");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_pushstring(L, SLUICE_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushinteger(L, PQlibVersion());
+    lua_setfield(L, -2, "libpq_version");
+    return 1;
+}

@@ -1,0 +1,1050 @@
+/*
+ * tmpdb.c - a private, throwaway PostgreSQL server owned by this process.
+ *
+ * How and why:
+ *
+ * - The postmaster is fork()ed and exec()ed directly (no pg_ctl) so that it
+ *   is our child: we can waitpid() it, notice at once when it dies during
+ *   startup, and give it PR_SET_PDEATHSIG so the kernel sends it SIGQUIT
+ *   (immediate shutdown) when we die, even by SIGKILL.  PDEATHSIG is set in
+ *   the child after setuid(), because credential changes clear it, and is
+ *   followed by a getppid() check because we may already have died before
+ *   prctl() ran.  Caveat: PDEATHSIG fires when the *thread* that forked the
+ *   server exits, not the process, so start servers from a long-lived thread.
+ *
+ * - The server listens only on a unix socket inside the temporary directory
+ *   (listen_addresses empty), so the fixed port 5432 never collides with
+ *   anything and nobody else can reach it.  The socket path must fit in
+ *   sun_path (107 bytes), which limits how long the parent directory may be;
+ *   that is checked up front because postgres' own complaint is obscure.
+ *
+ * - The server is put in its own process group.  sluice turns Ctrl-C into a
+ *   cancelled query plus a Lua error so cleanup (ROLLBACK) can still run;
+ *   if the terminal's SIGINT also reached the postmaster it would begin a
+ *   fast shutdown underneath that cleanup.
+ *
+ * - initdb and postgres refuse to run as root, so as root the directory is
+ *   chown()ed to the `postgres` user and the children drop to it.  The
+ *   postgres user must be able to reach the directory: a parent_dir/TMPDIR
+ *   under /root will make initdb fail with "Permission denied".
+ *
+ * - Between fork() and exec() the child only calls async-signal-safe
+ *   functions (the host may have threads), so everything is computed
+ *   beforehand: paths, argv, the supplementary group list, and the binaries
+ *   are resolved in the parent (including the $PATH fallback, instead of
+ *   execvp, which may allocate).  The child closes every inherited fd above
+ *   2 so the long-lived server does not keep the host's pipes and sockets
+ *   open, and resets signal mask and ignored signals, which survive exec.
+ *
+ * - A process-wide registry plus an atexit() handler stop what is still
+ *   running when the process exit()s.  Entries remember the pid of the
+ *   process that started them, so a forked child that exits (it inherits
+ *   the registry and the atexit handler) does not stop its parent's server.
+ *
+ * Caveats: if the process dies without running atexit handlers (SIGKILL,
+ * an unhandled signal, _exit), PDEATHSIG stops the server but the directory
+ * is left behind in $TMPDIR.  If SIGCHLD is ignored, or the host reaps all
+ * children itself, exit statuses are lost; that is reported or treated as
+ * "the process is gone".
+ */
+#define _GNU_SOURCE
+
+#include "tmpdb.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TMPDB_PORT "5432"
+#define TMPDB_PREFIX "sluice-tmpdb-"
+#define TMPDB_DEFAULT_TIMEOUT_MS 30000
+#define TMPDB_REGISTRY_SLOTS 16
+#define TMPDB_LOG_TAIL_LINES 15
+#define TMPDB_MAX_GROUPS 64
+#define ERR_PREFIX "could not start a temporary PostgreSQL: "
+#define BINDIR_HINT "set PG_BINDIR to the directory holding initdb and postgres"
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    int n = snprintf(err, errlen, "%s", ERR_PREFIX);
+    if (n < 0 || (size_t)n >= errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static long elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - since->tv_sec) * 1000L +
+           (long)(now.tv_nsec - since->tv_nsec) / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    /* an EINTR just shortens one poll interval; callers loop on a deadline */
+    nanosleep(&ts, NULL);
+}
+
+static pid_t waitpid_eintr(pid_t pid, int *status, int flags)
+{
+    pid_t r;
+    do
+        r = waitpid(pid, status, flags);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+static int is_safe_path_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '/' || c == '_' || c == '.' ||
+           c == '-';
+}
+
+static int path_is_plain(const char *s)
+{
+    for (; *s; s++)
+        if (!is_safe_path_char((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+/* Appends to buf at *pos; returns -1 once it no longer fits so callers can
+ * check once at the end instead of after every piece. */
+static int buf_add(char *buf, size_t size, size_t *pos, const char *s, size_t n)
+{
+    if (*pos + n >= size) {
+        *pos = size;
+        return -1;
+    }
+    memcpy(buf + *pos, s, n);
+    *pos += n;
+    buf[*pos] = '\0';
+    return 0;
+}
+
+static int buf_adds(char *buf, size_t size, size_t *pos, const char *s)
+{
+    return buf_add(buf, size, pos, s, strlen(s));
+}
+
+/* libpq keyword/value syntax: values with spaces, quotes or backslashes
+ * must be single-quoted with those characters backslash-escaped. */
+static int append_conninfo_value(char *buf, size_t size, size_t *pos,
+                                 const char *v)
+{
+    if (path_is_plain(v))
+        return buf_adds(buf, size, pos, v);
+    buf_adds(buf, size, pos, "'");
+    for (; *v; v++) {
+        if (*v == '\'' || *v == '\\')
+            buf_adds(buf, size, pos, "\\");
+        buf_add(buf, size, pos, v, 1);
+    }
+    return buf_adds(buf, size, pos, "'");
+}
+
+static int append_uri_value(char *buf, size_t size, size_t *pos, const char *v)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *v; v++) {
+        unsigned char c = (unsigned char)*v;
+        if (is_safe_path_char(c)) {
+            buf_add(buf, size, pos, (const char *)&c, 1);
+        } else {
+            char enc[3] = { '%', hex[c >> 4], hex[c & 15] };
+            buf_add(buf, size, pos, enc, 3);
+        }
+    }
+    return *pos < size ? 0 : -1;
+}
+
+/* unix_socket_directories (-k) is a comma-separated list; an element in
+ * double quotes may hold commas and spaces, with "" standing for ". */
+static int quote_socket_dir(char *buf, size_t size, const char *dir)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    if (path_is_plain(dir))
+        return buf_adds(buf, size, &pos, dir);
+    buf_adds(buf, size, &pos, "\"");
+    for (; *dir; dir++) {
+        if (*dir == '"')
+            buf_adds(buf, size, &pos, "\"");
+        buf_add(buf, size, &pos, dir, 1);
+    }
+    return buf_adds(buf, size, &pos, "\"");
+}
+
+/* The last few lines of a log, for error messages.  Only the end of the
+ * file is read: a failing server may have written a lot. */
+static void read_log_tail(const char *path, char *out, size_t outlen)
+{
+    char chunk[4096];
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(out, outlen, "(no log: %s)", strerror(errno));
+        return;
+    }
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t start = end > (off_t)sizeof chunk - 1 ? end - (off_t)(sizeof chunk - 1) : 0;
+    size_t len = 0;
+    if (end > 0 && lseek(fd, start, SEEK_SET) == start) {
+        while (len < sizeof chunk - 1) {
+            ssize_t r = read(fd, chunk + len, sizeof chunk - 1 - len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+        }
+    }
+    close(fd);
+    chunk[len] = '\0';
+    char *p = chunk;
+    if (start > 0) {
+        /* we started mid-line: drop the fragment */
+        char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p;
+    }
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
+        p[--n] = '\0';
+    if (n == 0) {
+        snprintf(out, outlen, "(the log is empty)");
+        return;
+    }
+    int lines = 0;
+    char *q = p + n;
+    while (q > p) {
+        if (q[-1] == '\n' && ++lines == TMPDB_LOG_TAIL_LINES)
+            break;
+        q--;
+    }
+    snprintf(out, outlen, "%s", q);
+}
+
+/* ------------------------------------------------------------------ */
+/* finding initdb and postgres                                         */
+
+typedef struct bin_paths {
+    char initdb[PATH_MAX];
+    char postgres[PATH_MAX];
+} bin_paths;
+
+/* initdb finds postgres next to itself, so both must be in the same dir. */
+static int dir_has_server(const char *dir, bin_paths *out)
+{
+    bin_paths b;
+    if (!dir || !*dir)
+        return 0;
+    if (snprintf(b.initdb, sizeof b.initdb, "%s/initdb", dir) >= (int)sizeof b.initdb ||
+        snprintf(b.postgres, sizeof b.postgres, "%s/postgres", dir) >= (int)sizeof b.postgres)
+        return 0;
+    if (access(b.initdb, X_OK) != 0 || access(b.postgres, X_OK) != 0)
+        return 0;
+    if (out)
+        *out = b;
+    return 1;
+}
+
+static void pg_config_bindir(char *out, size_t outlen)
+{
+    out[0] = '\0';
+    /* "e": close-on-exec, so servers forked meanwhile do not hold the pipe */
+    FILE *f = popen("pg_config --bindir 2>/dev/null", "re");
+    if (!f)
+        return;
+    if (!fgets(out, (int)outlen, f))
+        out[0] = '\0';
+    /* drain, so pg_config never blocks on a full pipe */
+    char junk[256];
+    while (fgets(junk, sizeof junk, f))
+        ;
+    int st = pclose(f);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        out[0] = '\0';
+    size_t n = strlen(out);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        out[--n] = '\0';
+}
+
+/* Debian's layout: /usr/lib/postgresql/<major>/bin, several may coexist.
+ * Old majors look like "9.6", so compare major then minor numerically. */
+static int newest_debian_bindir(bin_paths *out)
+{
+    const char *root = "/usr/lib/postgresql";
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    long best_major = -1, best_minor = -1;
+    bin_paths best;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        if (!(name[0] >= '0' && name[0] <= '9'))
+            continue;
+        char *end;
+        long major = strtol(name, &end, 10), minor = 0;
+        if (*end == '.')
+            minor = strtol(end + 1, &end, 10);
+        if (*end != '\0')
+            continue;
+        if (major < best_major || (major == best_major && minor <= best_minor))
+            continue;
+        char dir[PATH_MAX];
+        bin_paths b;
+        if (snprintf(dir, sizeof dir, "%s/%s/bin", root, name) >= (int)sizeof dir ||
+            !dir_has_server(dir, &b))
+            continue;
+        best_major = major;
+        best_minor = minor;
+        best = b;
+    }
+    closedir(d);
+    if (best_major < 0)
+        return 0;
+    *out = best;
+    return 1;
+}
+
+static int path_bindir(bin_paths *out)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        return 0;
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t len = colon ? (size_t)(colon - path) : strlen(path);
+        char dir[PATH_MAX];
+        if (len == 0)
+            snprintf(dir, sizeof dir, ".");
+        else if (len < sizeof dir)
+            snprintf(dir, sizeof dir, "%.*s", (int)len, path);
+        else
+            dir[0] = '\0';
+        if (dir[0] && dir_has_server(dir, out)) {
+            /* a relative PATH entry would break once the child chdir()s */
+            if (out->initdb[0] != '/') {
+                char abs[PATH_MAX];
+                if (realpath(dir, abs) && dir_has_server(abs, out))
+                    return 1;
+            } else {
+                return 1;
+            }
+        }
+        if (!colon)
+            break;
+        path = colon + 1;
+    }
+    return 0;
+}
+
+static int find_server_binaries(const tmpdb_opts *opts, bin_paths *out,
+                                char *err, size_t errlen)
+{
+    /* An explicitly configured directory is used or fails: silently falling
+     * back to some other installation would hide a configuration mistake. */
+    if (opts->bindir && *opts->bindir) {
+        if (dir_has_server(opts->bindir, out))
+            return 0;
+        set_err(err, errlen,
+                "initdb and postgres not found in the configured bindir %s",
+                opts->bindir);
+        return -1;
+    }
+    const char *env = getenv("PG_BINDIR");
+    if (env && *env) {
+        if (dir_has_server(env, out))
+            return 0;
+        set_err(err, errlen,
+                "initdb and postgres not found in PG_BINDIR=%s; " BINDIR_HINT,
+                env);
+        return -1;
+    }
+    char pgc[PATH_MAX];
+    pg_config_bindir(pgc, sizeof pgc);
+    if (pgc[0] && dir_has_server(pgc, out))
+        return 0;
+    if (newest_debian_bindir(out))
+        return 0;
+    if (path_bindir(out))
+        return 0;
+    set_err(err, errlen,
+            "could not find initdb and postgres (looked at: PG_BINDIR (unset), "
+            "pg_config --bindir (%s%s), /usr/lib/postgresql/<N>/bin, $PATH); "
+            BINDIR_HINT,
+            pgc[0] ? pgc : "no pg_config",
+            pgc[0] ? ": no initdb and postgres there" : "");
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* children                                                            */
+
+typedef struct child_spec {
+    const char *path;
+    char *const *argv;
+    int log_fd;             /* >= 3, becomes stdout and stderr */
+    const char *cwd;
+    int drop_privileges;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    int pdeathsig;
+    pid_t parent;
+    int own_process_group;
+    long max_fd;
+} child_spec;
+
+static void child_write(int fd, const char *s)
+{
+    ssize_t r = write(fd, s, strlen(s));
+    (void)r;
+}
+
+static _Noreturn void child_fail(int fd, const char *what, const char *arg, int e)
+{
+    /* strerrordesc_np, unlike strerror, neither translates nor allocates */
+    const char *msg = strerrordesc_np(e);
+    child_write(fd, "sluice tmpdb: ");
+    child_write(fd, what);
+    if (arg) {
+        child_write(fd, " ");
+        child_write(fd, arg);
+    }
+    child_write(fd, ": ");
+    child_write(fd, msg ? msg : "unknown error");
+    child_write(fd, "\n");
+    _exit(127);
+}
+
+/* Runs in the forked child: async-signal-safe calls only. */
+static _Noreturn void run_child(const child_spec *c)
+{
+    int err_fd = c->log_fd;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* EINVAL for libc-reserved ones */
+
+    if (c->own_process_group)
+        setpgid(0, 0);
+
+    if (dup2(c->log_fd, STDOUT_FILENO) < 0 || dup2(c->log_fd, STDERR_FILENO) < 0)
+        child_fail(err_fd, "could not redirect output to the log", NULL, errno);
+    err_fd = STDERR_FILENO;
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0)
+        child_fail(err_fd, "could not open", "/dev/null", errno);
+    if (devnull != STDIN_FILENO) {
+        if (dup2(devnull, STDIN_FILENO) < 0)
+            child_fail(err_fd, "could not redirect stdin", NULL, errno);
+        close(devnull);
+    }
+    if (close_range(3, ~0U, 0) != 0)
+        for (long fd = 3; fd < c->max_fd; fd++)
+            close((int)fd);
+
+    if (chdir(c->cwd) != 0)
+        child_fail(err_fd, "could not change directory to", c->cwd, errno);
+
+    if (c->drop_privileges) {
+        if (setgroups((size_t)c->ngroups, c->groups) != 0)
+            child_fail(err_fd, "setgroups for the postgres user failed", NULL, errno);
+        if (setgid(c->gid) != 0)
+            child_fail(err_fd, "setgid to the postgres user failed", NULL, errno);
+        if (setuid(c->uid) != 0)
+            child_fail(err_fd, "setuid to the postgres user failed", NULL, errno);
+    }
+
+    /* after setuid: changing credentials resets the death signal */
+    if (prctl(PR_SET_PDEATHSIG, c->pdeathsig, 0, 0, 0) != 0)
+        child_fail(err_fd, "prctl(PR_SET_PDEATHSIG) failed", NULL, errno);
+    if (getppid() != c->parent) {
+        child_write(err_fd, "sluice tmpdb: the starting process is gone, not starting\n");
+        _exit(127);
+    }
+
+    execv(c->path, c->argv);
+    child_fail(err_fd, "could not execute", c->path, errno);
+}
+
+/* Log files are opened by the parent (as root if we are root), so the
+ * child's error messages land in them even when the postgres user could not
+ * create files there.  Kept above 2 so dup2() in the child never sees the
+ * same fd on both sides (which would leave close-on-exec set). */
+static int open_log(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0 && fd < 3) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        fd = high;
+    }
+    return fd;
+}
+
+/* ------------------------------------------------------------------ */
+/* stopping                                                            */
+
+static int rm_entry(const char *path, const struct stat *sb, int type,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0; /* keep going: remove as much as possible */
+}
+
+/* Guard against a corrupted or foreign struct making us delete a tree we
+ * did not create. */
+static int looks_like_ours(const char *dir)
+{
+    if (dir[0] != '/')
+        return 0;
+    const char *base = strrchr(dir, '/') + 1;
+    return strncmp(base, TMPDB_PREFIX, strlen(TMPDB_PREFIX)) == 0 &&
+           strlen(base) == strlen(TMPDB_PREFIX) + 6;
+}
+
+static void remove_tree(const char *dir)
+{
+    if (!dir[0] || !looks_like_ours(dir))
+        return;
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Returns nonzero once pid has been reaped, or cannot be ours any more. */
+static int wait_gone(pid_t pid, long ms)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int st;
+        pid_t r = waitpid_eintr(pid, &st, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD))
+            return 1;
+        if (elapsed_ms(&t0) >= ms)
+            return 0;
+        sleep_ms(10);
+    }
+}
+
+/* Fast shutdown (SIGINT) disconnects clients and exits cleanly; immediate
+ * (SIGQUIT) skips the shutdown checkpoint; SIGKILL is the last resort,
+ * after which orphaned backends notice the postmaster is gone and exit. */
+static void stop_postmaster(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    static const struct { int sig; long wait_ms; } steps[] = {
+        { SIGINT, 10000 }, { SIGQUIT, 2000 },
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        /* ESRCH: already reaped by someone else; do not wait for a pid that
+         * might be reused */
+        if (kill(pid, steps[i].sig) != 0 && errno == ESRCH)
+            return;
+        if (wait_gone(pid, steps[i].wait_ms))
+            return;
+    }
+    if (kill(pid, SIGKILL) != 0 && errno == ESRCH)
+        return;
+    int st;
+    waitpid_eintr(pid, &st, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* registry                                                            */
+
+/* The one piece of process-global state: atexit() handlers take no
+ * argument, so the servers still running at exit must be findable from
+ * here.  A spin lock on an atomic_flag rather than a pthread mutex because
+ * the critical sections are a few copies, and the atexit handler can give
+ * up waiting (a forked child may have inherited the lock held by another
+ * thread) instead of deadlocking on exit. */
+typedef struct registry_slot {
+    int in_use;
+    pid_t owner;   /* getpid() of the process that started the server */
+    pid_t pid;     /* postmaster; 0 while initdb is still running */
+    char dir[sizeof(((tmpdb *)0)->dir)];
+} registry_slot;
+
+static registry_slot registry[TMPDB_REGISTRY_SLOTS];
+static atomic_flag registry_busy = ATOMIC_FLAG_INIT;
+static int atexit_registered;
+
+static int registry_lock(int max_tries)
+{
+    for (int i = 0; atomic_flag_test_and_set(&registry_busy); i++) {
+        if (max_tries > 0 && i >= max_tries)
+            return 0;
+        sleep_ms(1);
+    }
+    return 1;
+}
+
+static void registry_unlock(void)
+{
+    atomic_flag_clear(&registry_busy);
+}
+
+static void stop_all_at_exit(void)
+{
+    registry_slot mine[TMPDB_REGISTRY_SLOTS];
+    int n = 0;
+    pid_t me = getpid();
+    int locked = registry_lock(1000);
+    for (int i = 0; i < TMPDB_REGISTRY_SLOTS; i++) {
+        if (registry[i].in_use && registry[i].owner == me) {
+            mine[n++] = registry[i];
+            memset(&registry[i], 0, sizeof registry[i]);
+        }
+    }
+    if (locked)
+        registry_unlock();
+    for (int i = 0; i < n; i++) {
+        stop_postmaster(mine[i].pid);
+        remove_tree(mine[i].dir);
+    }
+}
+
+static int registry_reserve(const char *dir)
+{
+    int slot = -1;
+    registry_lock(0);
+    if (!atexit_registered && atexit(stop_all_at_exit) == 0)
+        atexit_registered = 1;
+    for (int i = 0; i < TMPDB_REGISTRY_SLOTS; i++) {
+        if (!registry[i].in_use) {
+            registry[i].in_use = 1;
+            registry[i].owner = getpid();
+            registry[i].pid = 0;
+            snprintf(registry[i].dir, sizeof registry[i].dir, "%s", dir);
+            slot = i;
+            break;
+        }
+    }
+    registry_unlock();
+    return slot;
+}
+
+static void registry_set_pid(int slot, pid_t pid)
+{
+    registry_lock(0);
+    registry[slot].pid = pid;
+    registry_unlock();
+}
+
+static void registry_release(int slot)
+{
+    registry_lock(0);
+    memset(&registry[slot], 0, sizeof registry[slot]);
+    registry_unlock();
+}
+
+/* ------------------------------------------------------------------ */
+/* start                                                               */
+
+typedef struct run_as {
+    int drop;
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[TMPDB_MAX_GROUPS];
+    int ngroups;
+} run_as;
+
+static int lookup_postgres_user(run_as *ra, char *err, size_t errlen)
+{
+    memset(ra, 0, sizeof *ra);
+    if (geteuid() != 0)
+        return 0;
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    int e = getpwnam_r("postgres", &pw, buf, sizeof buf, &found);
+    if (e != 0 || !found) {
+        set_err(err, errlen,
+                "running as root and there is no `postgres` user to run the "
+                "server as (initdb and postgres refuse to run as root); create "
+                "one (adduser --system --group postgres) or run as an ordinary "
+                "user%s%s",
+                e ? ": " : "", e ? strerror(e) : "");
+        return -1;
+    }
+    ra->drop = 1;
+    ra->uid = pw.pw_uid;
+    ra->gid = pw.pw_gid;
+    ra->ngroups = TMPDB_MAX_GROUPS;
+    if (getgrouplist(pw.pw_name, pw.pw_gid, ra->groups, &ra->ngroups) < 0) {
+        /* more groups than we keep: the primary group is all the server needs */
+        ra->groups[0] = pw.pw_gid;
+        ra->ngroups = 1;
+    }
+    return 0;
+}
+
+static const char *choose_parent_dir(const tmpdb_opts *opts)
+{
+    if (opts->parent_dir && *opts->parent_dir)
+        return opts->parent_dir;
+    const char *t = getenv("TMPDIR");
+    if (t && *t)
+        return t;
+    return "/tmp";
+}
+
+static void describe_status(int st, char *out, size_t outlen)
+{
+    if (WIFEXITED(st))
+        snprintf(out, outlen, "exit %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(out, outlen, "killed by signal %d, %s", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(out, outlen, "status 0x%x", (unsigned)st);
+}
+
+static pid_t spawn(child_spec *c, char *err, size_t errlen, const char *what)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        run_child(c);
+    if (pid < 0)
+        set_err(err, errlen, "could not fork for %s: %s", what, strerror(errno));
+    return pid;
+}
+
+int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen)
+{
+    static const tmpdb_opts no_opts;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!db) {
+        set_err(err, errlen, "no tmpdb struct given");
+        return -1;
+    }
+    memset(db, 0, sizeof *db);
+    if (!opts)
+        opts = &no_opts;
+    int timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : TMPDB_DEFAULT_TIMEOUT_MS;
+
+    bin_paths bins;
+    if (find_server_binaries(opts, &bins, err, errlen) != 0)
+        return -1;
+    run_as ra;
+    if (lookup_postgres_user(&ra, err, errlen) != 0)
+        return -1;
+
+    /* absolute, because postgres resolves -k after chdir()ing to its data
+     * directory */
+    const char *parent_arg = choose_parent_dir(opts);
+    char parent[PATH_MAX];
+    if (!realpath(parent_arg, parent)) {
+        set_err(err, errlen, "cannot use %s as the parent directory: %s",
+                parent_arg, strerror(errno));
+        return -1;
+    }
+    const char *sock_name = "/.s.PGSQL." TMPDB_PORT;
+    size_t dir_len = strlen(parent) + 1 + strlen(TMPDB_PREFIX) + 6;
+    size_t sun_max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+    if (dir_len + strlen(sock_name) > sun_max || dir_len >= sizeof db->dir) {
+        set_err(err, errlen,
+                "the parent directory %s is too long for a unix socket path "
+                "(at most %zu bytes in all); set TMPDIR to a shorter directory",
+                parent, sun_max);
+        return -1;
+    }
+
+    char dir[sizeof db->dir];
+    size_t dpos = 0;
+    buf_adds(dir, sizeof dir, &dpos, parent);
+    buf_adds(dir, sizeof dir, &dpos, "/" TMPDB_PREFIX "XXXXXX");
+    if (!mkdtemp(dir)) {
+        set_err(err, errlen, "could not create a directory in %s: %s",
+                parent, strerror(errno));
+        return -1;
+    }
+
+    /* from here on, every failure goes through `fail` */
+    pid_t server = 0;
+    int log_fd = -1;
+    char **argv = NULL;
+    char tail[2048];
+    char how[96];
+    int slot = registry_reserve(dir);
+    if (slot < 0) {
+        set_err(err, errlen, "too many temporary servers in this process "
+                "(at most %d)", TMPDB_REGISTRY_SLOTS);
+        goto fail;
+    }
+    if (ra.drop && chown(dir, ra.uid, ra.gid) != 0) {
+        set_err(err, errlen, "could not give %s to the postgres user: %s",
+                dir, strerror(errno));
+        goto fail;
+    }
+
+    char data[PATH_MAX], initdb_log[PATH_MAX], server_log[PATH_MAX];
+    char sockdir_arg[PATH_MAX * 2];
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(initdb_log, sizeof initdb_log, "%s/initdb.log", dir);
+    snprintf(server_log, sizeof server_log, "%s/server.log", dir);
+    quote_socket_dir(sockdir_arg, sizeof sockdir_arg, dir);
+
+    size_t pos = 0;
+    buf_adds(db->conninfo, sizeof db->conninfo, &pos, "host=");
+    append_conninfo_value(db->conninfo, sizeof db->conninfo, &pos, dir);
+    buf_adds(db->conninfo, sizeof db->conninfo, &pos,
+             " port=" TMPDB_PORT " dbname=postgres user=postgres");
+    int too_long = pos >= sizeof db->conninfo;
+    pos = 0;
+    buf_adds(db->uri, sizeof db->uri, &pos, "postgresql:///postgres?host=");
+    append_uri_value(db->uri, sizeof db->uri, &pos, dir);
+    buf_adds(db->uri, sizeof db->uri, &pos, "&port=" TMPDB_PORT "&user=postgres");
+    too_long |= pos >= sizeof db->uri;
+    /* readiness only: sslmode=disable so a PGSSLMODE in the environment
+     * cannot make the probe fail against a server without SSL */
+    char ping_ci[sizeof db->conninfo + 64];
+    snprintf(ping_ci, sizeof ping_ci, "%s connect_timeout=2 sslmode=disable",
+             db->conninfo);
+    if (too_long) {
+        set_err(err, errlen, "the directory name %s is too long", dir);
+        goto fail;
+    }
+
+    long max_fd = sysconf(_SC_OPEN_MAX);
+    if (max_fd < 0 || max_fd > 65536)
+        max_fd = 65536;
+    child_spec child = {
+        .log_fd = -1, .cwd = dir, .drop_privileges = ra.drop, .uid = ra.uid,
+        .gid = ra.gid, .groups = ra.groups, .ngroups = ra.ngroups,
+        .parent = getpid(), .max_fd = max_fd,
+    };
+
+    /* --- initdb --- */
+    log_fd = open_log(initdb_log);
+    if (log_fd < 0) {
+        set_err(err, errlen, "could not create %s: %s", initdb_log, strerror(errno));
+        goto fail;
+    }
+    char *initdb_argv[] = {
+        bins.initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+        "--locale=C", "--no-sync", "--no-instructions", NULL,
+    };
+    child.path = bins.initdb;
+    child.argv = initdb_argv;
+    child.log_fd = log_fd;
+    /* initdb has no state worth keeping if we die; SIGKILL is simplest */
+    child.pdeathsig = SIGKILL;
+    child.own_process_group = 0;
+    pid_t initdb_pid = spawn(&child, err, errlen, "initdb");
+    close(log_fd);
+    log_fd = -1;
+    if (initdb_pid < 0)
+        goto fail;
+    int st;
+    if (waitpid_eintr(initdb_pid, &st, 0) < 0) {
+        set_err(err, errlen, "could not wait for initdb: %s (is SIGCHLD ignored?)",
+                strerror(errno));
+        goto fail;
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        describe_status(st, how, sizeof how);
+        read_log_tail(initdb_log, tail, sizeof tail);
+        const char *hint = "";
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+            hint = " (" BINDIR_HINT ")";
+        else if (ra.drop && strstr(tail, "ermission denied"))
+            hint = " (the postgres user needs search permission on every "
+                   "directory above it; set TMPDIR elsewhere)";
+        set_err(err, errlen, "initdb (%s) failed (%s) in %s%s; last lines of its log:\n%s",
+                bins.initdb, how, dir, hint, tail);
+        goto fail;
+    }
+
+    /* --- postgres --- */
+    static const char *const fixed[] = {
+        "-c", "listen_addresses=", "-p", TMPDB_PORT,
+        "-c", "unix_socket_permissions=0777", "-c", "max_connections=50",
+        "-c", "shared_buffers=128MB", "-c", "logging_collector=off",
+    };
+    static const char *const fast[] = {
+        "-c", "fsync=off", "-c", "synchronous_commit=off",
+        "-c", "full_page_writes=off",
+    };
+    size_t nfixed = sizeof fixed / sizeof fixed[0];
+    size_t nfast = opts->fast ? sizeof fast / sizeof fast[0] : 0;
+    size_t nsettings = 0;
+    if (opts->settings)
+        while (opts->settings[nsettings])
+            nsettings++;
+    size_t argc = 5 + nfixed + nfast + 2 * nsettings;
+    argv = calloc(argc + 1, sizeof *argv);
+    if (!argv) {
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    /* execv takes char *const[]; the strings are never written to */
+    size_t a = 0;
+    argv[a++] = bins.postgres;
+    argv[a++] = "-D";
+    argv[a++] = data;
+    argv[a++] = "-k";
+    argv[a++] = sockdir_arg;
+    for (size_t i = 0; i < nfixed; i++)
+        argv[a++] = (char *)fixed[i];
+    for (size_t i = 0; i < nfast; i++)
+        argv[a++] = (char *)fast[i];
+    for (size_t i = 0; i < nsettings; i++) {
+        argv[a++] = "-c";
+        argv[a++] = (char *)opts->settings[i];
+    }
+    argv[a] = NULL;
+
+    log_fd = open_log(server_log);
+    if (log_fd < 0) {
+        set_err(err, errlen, "could not create %s: %s", server_log, strerror(errno));
+        goto fail;
+    }
+    child.path = bins.postgres;
+    child.argv = argv;
+    child.log_fd = log_fd;
+    child.pdeathsig = SIGQUIT;   /* immediate shutdown of the whole server */
+    child.own_process_group = 1;
+    server = spawn(&child, err, errlen, "postgres");
+    close(log_fd);
+    log_fd = -1;
+    free(argv);
+    argv = NULL;
+    if (server < 0) {
+        server = 0;
+        goto fail;
+    }
+    registry_set_pid(slot, server);
+
+    /* --- wait until it accepts connections --- */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        pid_t r = waitpid_eintr(server, &st, WNOHANG);
+        if (r == server || (r < 0 && errno == ECHILD)) {
+            if (r == server)
+                describe_status(st, how, sizeof how);
+            else
+                snprintf(how, sizeof how, "status unknown");
+            server = 0;
+            read_log_tail(server_log, tail, sizeof tail);
+            set_err(err, errlen, "the server (%s) exited during startup (%s) "
+                    "in %s; last lines of its log:\n%s",
+                    bins.postgres, how, dir, tail);
+            goto fail;
+        }
+        PGPing p = PQping(ping_ci);
+        if (p == PQPING_OK)
+            break;
+        if (p == PQPING_NO_ATTEMPT) {
+            set_err(err, errlen, "libpq rejected the connection string %s", ping_ci);
+            goto fail;
+        }
+        if (elapsed_ms(&t0) >= timeout_ms) {
+            stop_postmaster(server);
+            server = 0;
+            read_log_tail(server_log, tail, sizeof tail);
+            set_err(err, errlen, "the server did not accept connections within "
+                    "%d ms in %s; last lines of its log:\n%s",
+                    timeout_ms, dir, tail);
+            goto fail;
+        }
+        sleep_ms(20);
+    }
+
+    db->pid = server;
+    memcpy(db->dir, dir, sizeof db->dir);
+    return 0;
+
+fail:
+    if (log_fd >= 0)
+        close(log_fd);
+    free(argv);
+    stop_postmaster(server);
+    if (slot >= 0)
+        registry_release(slot);
+    remove_tree(dir);
+    memset(db, 0, sizeof *db);
+    return -1;
+}
+
+void tmpdb_stop(tmpdb *db)
+{
+    if (!db || !db->dir[0])
+        return;
+    pid_t me = getpid();
+    registry_slot entry = { 0 };
+    int found = 0, foreign = 0;
+    registry_lock(0);
+    for (int i = 0; i < TMPDB_REGISTRY_SLOTS; i++) {
+        if (registry[i].in_use && strcmp(registry[i].dir, db->dir) == 0) {
+            if (registry[i].owner != me) {
+                foreign = 1;
+            } else {
+                entry = registry[i];
+                memset(&registry[i], 0, sizeof registry[i]);
+                found = 1;
+            }
+            break;
+        }
+    }
+    registry_unlock();
+    /* A forked child's copy of its parent's server: not ours to stop. */
+    if (foreign)
+        return;
+    /* Not in the registry means already stopped (e.g. by the atexit
+     * handler); the pid may have been reused since, so do not signal it. */
+    if (found) {
+        stop_postmaster(entry.pid);
+        remove_tree(entry.dir);
+    }
+    memset(db, 0, sizeof *db);
+}

@@ -1,0 +1,58 @@
+/*
+ * tmpdb.h - a private, throwaway PostgreSQL server for this process.
+ *
+ * Provides: tmpdb_start() runs initdb in a fresh temporary directory and
+ * starts `postgres` as a direct child of this process, listening only on a
+ * unix socket inside that directory (no TCP port); tmpdb_stop() shuts it
+ * down and removes the directory.  Every started server is also recorded in
+ * a small process-wide table so that an atexit() handler stops whatever is
+ * still running when the process exits (os.exit(), error exit); the server
+ * additionally gets PR_SET_PDEATHSIG so it dies with this process even on
+ * SIGKILL.
+ *
+ * Uses: fork/exec of initdb and postgres from the server bin directory
+ * (PG_BINDIR, else `pg_config --bindir`, else the newest
+ * /usr/lib/postgresql/<N>/bin, else $PATH); libpq's PQping to wait for
+ * readiness.  When running as root, the server runs as the `postgres` user
+ * (initdb refuses to run as root).
+ *
+ * Knows nothing about Lua.
+ */
+#ifndef SLUICE_TMPDB_H
+#define SLUICE_TMPDB_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct tmpdb_opts {
+    const char *bindir;      /* NULL: search as described above */
+    const char *parent_dir;  /* NULL: $TMPDIR, else /tmp */
+    const char *const *settings; /* NULL-terminated "name=value" list passed
+                                    as -c to postgres, after the defaults;
+                                    may be NULL */
+    int fast;                /* nonzero: fsync=off, synchronous_commit=off,
+                                full_page_writes=off (safe: data is thrown
+                                away anyway) */
+    int timeout_ms;          /* startup timeout; <= 0 means 30000 */
+} tmpdb_opts;
+
+typedef struct tmpdb {
+    pid_t pid;               /* postmaster pid; 0 when not running */
+    char dir[256];           /* the temporary directory (data/, socket, log) */
+    char conninfo[512];      /* "host=<dir> port=5432 dbname=postgres user=postgres" */
+    char uri[768];           /* same as a postgresql:// URI */
+} tmpdb;
+
+/* Start a server.  On success returns 0 and fills *db.  On failure returns
+ * -1, writes a one-paragraph message into err (including the tail of the
+ * initdb/server log when there is one), removes anything it created, and
+ * leaves db->pid == 0.  Does not raise; allocates nothing that outlives the
+ * call except the registry entry, which tmpdb_stop() releases. */
+int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen);
+
+/* Stop the server (fast shutdown, then immediate, then SIGKILL if it does
+ * not exit in time), wait for it, and remove the directory.  Safe to call
+ * twice and on a db whose start failed.  Never fails loudly. */
+void tmpdb_stop(tmpdb *db);
+
+#endif
