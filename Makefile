@@ -70,7 +70,7 @@ deps:
 # that is stopped and removed when the run ends, pass or fail.
 test: deps
 	$(MAKE) all
-	./sluice --tmpdb tests/busted.lua $(BUSTED_ARGS) tests
+	./sluice --tmpdb tests/run.lua $(BUSTED_ARGS) tests
 	$(MAKE) lint
 
 check: test
@@ -93,11 +93,11 @@ asan: deps
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g"
 	SLUICE_LUADIR=$(CURDIR)/lua ASAN_OPTIONS=detect_leaks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(ASAN_EXE) --tmpdb tests/busted.lua tests
+	  $(ASAN_EXE) --tmpdb tests/run.lua tests
 
 valgrind: all
 	valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-	  --suppressions=tests/valgrind.supp ./sluice --tmpdb tests/busted.lua tests
+	  --suppressions=tests/valgrind.supp ./sluice --tmpdb tests/run.lua tests
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/sluice $(DESTDIR)$(CMODDIR)/sluice

@@ -11,8 +11,10 @@
 #include <lauxlib.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 static volatile sig_atomic_t pending_signal;
+static volatile time_t pending_since; /* only touched by the handler */
 static lua_State *interrupt_L;
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
@@ -24,12 +26,19 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 
 static void on_signal(int sig)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
     if (pending_signal) {
-        /* the first one was never noticed: let the default action happen */
+        /* a repeat within a second is the same keypress delivered twice
+         * (to the process and to its group); later, the first one was
+         * never noticed: let the default action kill the process */
+        if (now.tv_sec - pending_since < 1)
+            return;
         signal(sig, SIG_DFL);
         raise(sig);
         return;
     }
+    pending_since = now.tv_sec;
     pending_signal = sig;
     if (interrupt_L)
         lua_sethook(interrupt_L, interrupt_hook,

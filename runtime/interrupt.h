@@ -10,8 +10,10 @@
  * then cancel the server query) and installs a Lua hook (seen by running Lua
  * code, which then raises "interrupted").  Whichever sees it first consumes
  * both, so cleanup code such as a ROLLBACK in an error handler runs
- * undisturbed.  A second signal while one is still pending restores the
- * default action and re-raises, so a stuck process can still be killed.
+ * undisturbed.  A second signal, a second or more after a first one that is
+ * still pending, restores the default action and re-raises, so a stuck
+ * process (for instance a pure-Lua loop that LuaJIT compiled: compiled code
+ * does not run hooks) can still be killed.
  *
  * Uses: signal.h; the Lua debug hook.  The flag is process-wide because
  * signals are; when sluice is loaded as a plain Lua module nothing is

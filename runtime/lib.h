@@ -19,6 +19,8 @@
 #include <lauxlib.h>
 #include <libpq-fe.h>
 
+#include "pgconn.h"
+
 #define SLUICE_CONN_MT   "sluice.conn"
 #define SLUICE_STMT_MT   "sluice.stmt"
 #define SLUICE_RESULT_MT "sluice.result"
@@ -29,6 +31,36 @@
  * the FFI, which C cannot reach directly). */
 #define SLUICE_REG_INT64     "sluice.int64"      /* string -> int64 cdata */
 #define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
+
+/* A connection userdata.  pg is NULL once closed.  busy is set while a
+ * child object (a COPY stream) owns the protocol, so other calls refuse. */
+typedef struct sl_conn {
+    PGconn *pg;
+    pgconn_notices notices;
+    unsigned stmt_seq; /* names prepared statements uniquely */
+    int busy;          /* nonzero while a COPY or pipeline is open */
+} sl_conn;
+
+/* Check that idx is an open connection; raises (caller's line) if not. */
+sl_conn *lib_conn_check(lua_State *L, int idx);
+
+/* Wait for and collect every result of the command just sent with a
+ * PQsend* call (`sent` is its return value), deliver notices, and raise
+ * the database error if any.  Pushes one "sluice.result" holder and
+ * returns its result (the last successful one, may be NULL). */
+PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent);
+
+/* Hand queued notices to the on_notice handler of the connection at
+ * conn_idx (or print warnings).  May raise the handler's error. */
+void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx);
+
+/* A "sluice.result" holder whose __gc clears the PGresult stored in the
+ * returned slot: create it before the result exists. */
+PGresult **lib_new_result_slot(lua_State *L);
+
+/* Push the error object for a failed result / a broken connection. */
+void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg);
+void lib_push_conn_error(lua_State *L, PGconn *pg);
 
 extern const luaL_Reg lib_conn_methods[];
 extern const luaL_Reg lib_conn_meta[];

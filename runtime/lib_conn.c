@@ -35,12 +35,6 @@
 
 #define MAX_PARAMS 65535
 
-typedef struct sl_conn {
-    PGconn *pg;
-    pgconn_notices notices;
-    unsigned stmt_seq; /* names prepared statements uniquely */
-} sl_conn;
-
 typedef struct sl_stmt {
     char name[32];
     int closed;
@@ -83,7 +77,7 @@ static void push_trimmed(lua_State *L, const char *msg)
 }
 
 /* Push the error object describing a failed result. */
-static void push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
+void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 {
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     lua_createtable(L, 0, 12);
@@ -115,7 +109,7 @@ static void push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 }
 
 /* Push the error object for a connection that broke mid-call. */
-static void push_conn_error(lua_State *L, PGconn *pg)
+void lib_push_conn_error(lua_State *L, PGconn *pg)
 {
     lua_createtable(L, 0, 4);
     set_field(L, "severity", "FATAL");
@@ -185,7 +179,7 @@ const luaL_Reg lib_error_meta[] = {
 
 /* --------------------------------------------------------------- results */
 
-static PGresult **new_result_slot(lua_State *L)
+PGresult **lib_new_result_slot(lua_State *L)
 {
     sl_result *r = lua_newuserdata(L, sizeof *r);
     r->res = NULL;
@@ -211,11 +205,14 @@ const luaL_Reg lib_result_meta[] = {
 
 /* ----------------------------------------------------------- connection */
 
-static sl_conn *check_conn(lua_State *L, int idx)
+sl_conn *lib_conn_check(lua_State *L, int idx)
 {
     sl_conn *c = luaL_checkudata(L, idx, SLUICE_CONN_MT);
     if (!c->pg)
         luaL_error(L, "the connection is closed");
+    if (c->busy)
+        luaL_error(L, "the connection is busy with an open COPY; finish() "
+                      "or abort() it first");
     return c;
 }
 
@@ -302,7 +299,7 @@ static int conn_tostring(lua_State *L)
 
 /* Hand queued notices to the connection's on_notice handler, or print
  * warnings to stderr when there is none.  May raise (the handler's error). */
-static void deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
+void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
 {
     if (c->notices.n == 0)
         return;
@@ -400,11 +397,10 @@ static int collect_results(PGconn *pg, PGresult **ok, PGresult **err)
  * Pushes one "sluice.result" holder whose result is the last successful
  * one (may be NULL for an empty query string) and returns that result.
  * `sent` is the return value of the PQsend* call. */
-static PGresult *finish_command(lua_State *L, sl_conn *c, int conn_idx,
-                                int sent)
+PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
 {
-    PGresult **ok = new_result_slot(L);
-    PGresult **err = new_result_slot(L);
+    PGresult **ok = lib_new_result_slot(L);
+    PGresult **err = lib_new_result_slot(L);
     // stack: ..., ok_holder, err_holder
     int flags = 0;
     if (!sent)
@@ -413,13 +409,13 @@ static PGresult *finish_command(lua_State *L, sl_conn *c, int conn_idx,
         flags = collect_results(c->pg, ok, err);
     if (flags & RUN_INTERRUPTED)
         interrupt_consume(L);
-    deliver_notices(L, c, conn_idx);
+    lib_conn_deliver_notices(L, c, conn_idx);
     if (*err) {
-        push_result_error(L, *err, c->pg);
+        lib_push_result_error(L, *err, c->pg);
         return (lua_error(L), NULL);
     }
     if (flags & RUN_BROKEN) {
-        push_conn_error(L, c->pg);
+        lib_push_conn_error(L, c->pg);
         return (lua_error(L), NULL);
     }
     if (flags & RUN_INTERRUPTED)
@@ -647,10 +643,10 @@ static void push_affected(lua_State *L, const PGresult *res)
  * Runs one or more statements (simple protocol). */
 static int conn_exec(lua_State *L)
 {
-    sl_conn *c = check_conn(L, 1);
+    sl_conn *c = lib_conn_check(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     int sent = PQsendQuery(c->pg, sql);
-    PGresult *res = finish_command(L, c, 1, sent);
+    PGresult *res = lib_conn_finish(L, c, 1, sent);
     push_affected(L, res);
     push_tag(L, res);
     return 2;
@@ -658,14 +654,14 @@ static int conn_exec(lua_State *L)
 
 static int do_query(lua_State *L, int one_row)
 {
-    sl_conn *c = check_conn(L, 1);
+    sl_conn *c = lib_conn_check(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     int n = lua_gettop(L) - 2;
     params p;
     build_params(L, 3, n, &p);
     int sent = PQsendQueryParams(c->pg, sql, n, NULL, p.values, p.lengths,
                                  p.formats, 0);
-    PGresult *res = finish_command(L, c, 1, sent);
+    PGresult *res = lib_conn_finish(L, c, 1, sent);
     push_rows(L, res, one_row);
     push_tag(L, res);
     return 2;
@@ -686,18 +682,20 @@ static int conn_query_one(lua_State *L)
 /* db:prepare(sql) -> statement */
 static int conn_prepare(lua_State *L)
 {
-    sl_conn *c = check_conn(L, 1);
+    sl_conn *c = lib_conn_check(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     sl_stmt *s = lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
     s->closed = 1;
     luaL_getmetatable(L, SLUICE_STMT_MT);
     lua_setmetatable(L, -2);
-    lua_pushvalue(L, 1); /* the statement keeps its connection alive */
+    lua_createtable(L, 1, 0); /* the statement keeps its connection alive */
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
     lua_setfenv(L, -2);
     snprintf(s->name, sizeof s->name, "sluice_stmt_%u", ++c->stmt_seq);
     int sent = PQsendPrepare(c->pg, s->name, sql, 0, NULL);
-    finish_command(L, c, 1, sent);
+    lib_conn_finish(L, c, 1, sent);
     lua_pop(L, 1);
     s->closed = 0;
     return 1;
@@ -725,7 +723,7 @@ static int conn_status(lua_State *L)
  * (never the password) */
 static int conn_info(lua_State *L)
 {
-    sl_conn *c = check_conn(L, 1);
+    sl_conn *c = lib_conn_check(L, 1);
     lua_createtable(L, 0, 6);
     set_field(L, "host", PQhost(c->pg));
     set_field(L, "port", PQport(c->pg));
@@ -740,7 +738,7 @@ static int conn_info(lua_State *L)
 
 static int conn_quote_ident(lua_State *L)
 {
-    sl_conn *c = check_conn(L, 1);
+    sl_conn *c = lib_conn_check(L, 1);
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
     char *q = PQescapeIdentifier(c->pg, s, len);
@@ -757,7 +755,7 @@ static int conn_quote_ident(lua_State *L)
  * produced notices (never from inside libpq). */
 static int conn_on_notice(lua_State *L)
 {
-    check_conn(L, 1);
+    lib_conn_check(L, 1);
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
@@ -796,6 +794,8 @@ static sl_stmt *check_stmt(lua_State *L, int idx, sl_conn **conn)
     if (s->closed)
         luaL_error(L, "the prepared statement is closed");
     lua_getfenv(L, idx);
+    lua_rawgeti(L, -1, 1);
+    lua_remove(L, -2);
     *conn = luaL_checkudata(L, -1, SLUICE_CONN_MT);
     if (!(*conn)->pg)
         luaL_error(L, "the connection is closed");
@@ -812,7 +812,7 @@ static int stmt_run(lua_State *L, int mode)
     build_params(L, 2, n, &p);
     int sent = PQsendQueryPrepared(c->pg, s->name, n, p.values, p.lengths,
                                    p.formats, 0);
-    PGresult *res = finish_command(L, c, conn_idx, sent);
+    PGresult *res = lib_conn_finish(L, c, conn_idx, sent);
     if (mode == 2) {
         push_affected(L, res);
     } else {
@@ -833,13 +833,15 @@ static int stmt_close(lua_State *L)
     if (s->closed)
         return 0;
     lua_getfenv(L, 1);
+    lua_rawgeti(L, -1, 1);
+    lua_remove(L, -2);
     sl_conn *c = luaL_checkudata(L, -1, SLUICE_CONN_MT);
     s->closed = 1;
     if (!c->pg)
         return 0; /* gone with its session */
     char sql[64];
     snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
-    finish_command(L, c, 2, PQsendQuery(c->pg, sql));
+    lib_conn_finish(L, c, 2, PQsendQuery(c->pg, sql));
     return 0;
 }
 

@@ -787,6 +787,13 @@ int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen)
                 parent_arg, strerror(errno));
         return -1;
     }
+    /* libpq splits host= on commas with no way to escape one */
+    if (strchr(parent, ',')) {
+        set_err(err, errlen, "the parent directory %s contains a comma, which "
+                "libpq cannot take in a socket directory; set TMPDIR to "
+                "another directory", parent);
+        return -1;
+    }
     const char *sock_name = "/.s.PGSQL." TMPDB_PORT;
     size_t dir_len = strlen(parent) + 1 + strlen(TMPDB_PREFIX) + 6;
     size_t sun_max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;

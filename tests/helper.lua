@@ -1,0 +1,70 @@
+-- Shared by the specs: a connection to the test database, the path of the
+-- sluice executable, and a way to run it as a child process.
+local ffi = require "ffi"
+
+ffi.cdef [[ long readlink(const char *path, char *buf, size_t len); ]]
+
+local H = {}
+
+local function self_exe()
+  local buf = ffi.new("char[4096]")
+  local n = ffi.C.readlink("/proc/self/exe", buf, 4096)
+  assert(n > 0, "cannot read /proc/self/exe")
+  return ffi.string(buf, n)
+end
+
+H.exe = self_exe()
+H.root = H.exe:match("^(.*)/[^/]*$")
+
+function H.url()
+  local url = os.getenv("DATABASE_URL")
+  assert(url and url ~= "", "the specs need DATABASE_URL (make test sets it)")
+  return url
+end
+
+function H.connect()
+  local db = require("sluice").connect(H.url())
+  db:exec("SET client_min_messages = warning")
+  return db
+end
+
+-- Shell-quote one word.
+function H.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Run a shell command; returns exit code, stdout, stderr.
+function H.run(cmd)
+  local out = os.tmpname()
+  local err = os.tmpname()
+  local ok, how, code = os.execute(cmd .. " >" .. out .. " 2>" .. err)
+  -- LuaJIT's os.execute returns the raw wait status (5.1 style)
+  local status
+  if type(ok) == "number" then
+    status = ok >= 256 and math.floor(ok / 256) or ok
+  else
+    status = (how == "exit") and code or 128 + (code or 0)
+  end
+  local function slurp(p)
+    local f = assert(io.open(p, "rb"))
+    local s = f:read("*a")
+    f:close()
+    os.remove(p)
+    return s
+  end
+  return status, slurp(out), slurp(err)
+end
+
+-- Run the sluice executable with the given argument string.
+function H.sluice(args, env)
+  return H.run((env and (env .. " ") or "") .. H.q(H.exe) .. " " .. args)
+end
+
+-- A fresh schema per spec file keeps the files independent.
+function H.schema(db, name)
+  db:exec("DROP SCHEMA IF EXISTS " .. name .. " CASCADE; CREATE SCHEMA " .. name)
+  db:exec("SET search_path = " .. name)
+  return name
+end
+
+return H
