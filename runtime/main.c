@@ -255,6 +255,17 @@ static void repl(lua_State *L)
         hist = NULL;
     if (hist)
         read_history(hist);
+    /* globals db, sluice, help() */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sluice.repl");
+    if (docall(L, 1, 1) == 0) {
+        lua_getfield(L, -1, "setup");
+        lua_remove(L, -2);
+        if (docall(L, 0, 0) != 0)
+            report(L);
+    } else {
+        report(L);
+    }
     printf("sluice %s (%s) - Lua with PostgreSQL loading; help() for help, "
            "Ctrl-D to quit\n", SLUICE_VERSION, LUAJIT_VERSION);
     for (;;) {
@@ -270,21 +281,31 @@ static void repl(lua_State *L)
         free(line);
         int status;
         for (;;) {
-            /* an expression first, so `1+1` prints 2 */
+            /* an expression first, so `1+1` prints 2; then a statement;
+             * read more lines while either is merely unfinished */
             lua_pushfstring(L, "return %s", lua_tostring(L, 1));
             status = luaL_loadbuffer(L, lua_tostring(L, -1),
                                      lua_objlen(L, -1), "=stdin");
             lua_remove(L, -2);
             if (status == 0)
                 break;
-            lua_pop(L, 1);
+            int expr_more = incomplete(L, status); /* pops if so */
+            if (!expr_more)
+                lua_pop(L, 1);
             status = luaL_loadbuffer(L, lua_tostring(L, 1), lua_objlen(L, 1),
                                      "=stdin");
-            if (!incomplete(L, status))
+            if (status == 0)
                 break;
+            int stmt_more = incomplete(L, status);
+            if (!stmt_more && !expr_more)
+                break; /* a real syntax error, message on the stack */
+            if (!stmt_more)
+                lua_pop(L, 1);
             char *more = readline("   ...> ");
-            if (!more)
+            if (!more) {
+                lua_pushliteral(L, "incomplete input");
                 break;
+            }
             lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), more);
             free(more);
             lua_replace(L, 1);

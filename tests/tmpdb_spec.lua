@@ -1,0 +1,102 @@
+-- sluice.tmpdb(): a private server that is always removed afterwards.
+local H = require "helper"
+local sluice = require "sluice"
+
+local lfs = require "lfs"
+
+local function exists(path)
+  return lfs.attributes(path) ~= nil
+end
+
+-- is a postgres process still serving dir? (reads /proc, so the check
+-- cannot match itself the way pgrep -f would)
+local function server_running(dir)
+  for pid in lfs.dir("/proc") do
+    if pid:match("^%d+$") then
+      local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+      local cmd = f and f:read("*a") or ""
+      if f then f:close() end
+      if cmd:find("postgres", 1, true) and cmd:find(dir .. "/data", 1, true) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+describe("sluice.tmpdb", function()
+  it("starts a server on a private socket, usable at once, and stop() removes it", function()
+    local t0 = os.clock()
+    local t = sluice.tmpdb()
+    local dir = t:dir()
+    assert.truthy(dir:match("/sluice%-tmpdb%-"), dir)
+    assert.are.equal(("host=%s port=5432 dbname=postgres user=postgres"):format(dir), t:conninfo())
+    assert.truthy(t:uri():find("^postgresql:///postgres%?host="), t:uri())
+    local db = sluice.connect(t:uri())
+    assert.are.equal("", db:query_one("show listen_addresses").listen_addresses)
+    assert.are.equal("off", db:query_one("show fsync").fsync)
+    db:exec("create table x(a int); insert into x values (1)")
+    assert.are.equal(1, db:query_one("select count(*) as n from x").n)
+    db:close()
+    assert.is_true(exists(dir) and server_running(dir))
+    t:stop()
+    assert.is_false(exists(dir))
+    assert.is_false(server_running(dir))
+    t:stop() -- idempotent
+    local ok, err = pcall(t.uri, t)
+    assert.is_false(ok)
+    assert.truthy(err:find("the temporary database is stopped", 1, true))
+    assert.truthy(os.clock() - t0 < 10)
+  end)
+
+  it("takes extra settings, and reports a bad one with the server's log", function()
+    local t = sluice.tmpdb { settings = { "work_mem=64MB" }, fast = false }
+    local db = sluice.connect(t:conninfo())
+    assert.are.equal("64MB", db:query_one("show work_mem").work_mem)
+    assert.are.equal("on", db:query_one("show fsync").fsync)
+    db:close(); t:stop()
+    local ok, err = pcall(sluice.tmpdb, { settings = { "no_such_setting=1" } })
+    assert.is_false(ok)
+    assert.truthy(err:find('unrecognized configuration parameter "no_such_setting"', 1, true), err)
+  end)
+
+  it("is stopped and removed when the script ends, fails, or calls os.exit", function()
+    for _, body in ipairs {
+      "print(t:dir())",
+      "print(t:dir()); error('script failed')",
+      "print(t:dir()); io.stdout:flush(); os.exit(3)",
+    } do
+      local code, out = H.sluice("-e " .. H.q("local t = require'sluice'.tmpdb(); " .. body))
+      local dir = out:match("^(%S+)\n")
+      assert.truthy(dir, out)
+      assert.truthy(code == 0 or code == 1 or code == 3)
+      assert.is_false(exists(dir), dir)
+      assert.is_false(server_running(dir), dir)
+    end
+  end)
+
+  it("sluice --tmpdb points DATABASE_URL at a fresh server and removes it", function()
+    local code, out = H.sluice([[--tmpdb -e 'local db = require"sluice".connect(); print(os.getenv("DATABASE_URL")); print(db:query_one("select 1+1 as x").x)']])
+    assert.are.equal(0, code)
+    local url, two = out:match("^(%S+)\n(%S+)\n$")
+    assert.are.equal("2", two)
+    assert.truthy(url:find("^postgresql:///postgres%?host="), url)
+    assert.are_not.equal(H.url(), url)
+    local dir = url:match("host=([^&]+)")
+    assert.is_false(exists(dir), dir)
+  end)
+
+  it("is removed when the script is interrupted", function()
+    local tmp = os.tmpname()
+    local cmd = ("%s --tmpdb -e 'print(os.getenv(\"DATABASE_URL\")); io.stdout:flush(); "
+      .. "require\"sluice\".connect():exec(\"select pg_sleep(30)\")' > %s 2>/dev/null & pid=$!; "
+      .. "for i in $(seq 100); do [ -s %s ] && break; sleep 0.05; done; sleep 0.3; kill -INT $pid; wait $pid")
+      :format(H.q(H.exe), tmp, tmp)
+    os.execute(cmd)
+    local f = io.open(tmp); local out = f:read("*a"); f:close(); os.remove(tmp)
+    local dir = out:match("host=([^&\n]+)")
+    assert.truthy(dir, out)
+    assert.is_false(exists(dir), dir)
+    assert.is_false(server_running(dir), dir)
+  end)
+end)
