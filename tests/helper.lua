@@ -14,7 +14,16 @@ local function self_exe()
 end
 
 H.exe = self_exe()
-H.root = H.exe:match("^(.*)/[^/]*$")
+-- the source tree: the folder above this file
+do
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  if src:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd")
+    src = p:read("*l") .. "/" .. src
+    p:close()
+  end
+  H.root = src:match("^(.*)/tests/[^/]*$")
+end
 
 function H.url()
   local url = os.getenv("DATABASE_URL")
