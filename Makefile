@@ -39,7 +39,7 @@ DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	libcsv-dev zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
 	luarocks postgresql-15 postgresql-client-15
 
-.PHONY: all deps test check demo bench install uninstall clean lint asan valgrind
+.PHONY: module install-module all deps test check demo bench install uninstall clean lint asan valgrind
 
 all: $(EXE) $(MODULE)
 
@@ -104,6 +104,15 @@ install: all
 	install -m 755 sluice $(DESTDIR)$(BINDIR)/sluice
 	install -m 644 lua/sluice/*.lua $(DESTDIR)$(LUADIR)/sluice/
 	install -m 755 $(MODULE) $(DESTDIR)$(CMODDIR)/sluice/core.so
+
+# Used by the rockspec (luarocks make): the C core as a Lua module plus
+# the Lua library, into the directories luarocks gives.
+module: $(MODULE)
+
+install-module: $(MODULE)
+	install -d $(INST_LIBDIR)/sluice $(INST_LUADIR)/sluice
+	install -m 755 $(MODULE) $(INST_LIBDIR)/sluice/core.so
+	install -m 644 lua/sluice/*.lua $(INST_LUADIR)/sluice/
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sluice $(DESTDIR)$(CMODDIR)/sluice/core.so
