@@ -76,7 +76,7 @@ test: deps
 check: test
 
 lint:
-	luacheck -q lua scripts tests bench
+	luacheck -q $(wildcard lua scripts tests bench)
 
 demo: deps
 	$(MAKE) all
