@@ -97,7 +97,7 @@ asan: deps
 
 valgrind: all
 	valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-	  --suppressions=tests/valgrind.supp ./sluice --tmpdb tests/run.lua tests
+	  ./sluice --tmpdb tests/run.lua tests
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/sluice $(DESTDIR)$(CMODDIR)/sluice
