@@ -11,6 +11,7 @@
  *   "sluice.result"  a PGresult held while it is converted (never escapes)
  *   "sluice.error"   metatable of database error tables (not a userdata)
  *   "sluice.tmpdb"   a throwaway PostgreSQL server (lib_tmpdb.c)
+ *   "sluice.csv"     a CSV reader over a plain or gzip file (lib_csv.c)
  */
 #ifndef SLUICE_LIB_H
 #define SLUICE_LIB_H
@@ -26,6 +27,9 @@
 #define SLUICE_RESULT_MT "sluice.result"
 #define SLUICE_ERROR_MT  "sluice.error"
 #define SLUICE_TMPDB_MT  "sluice.tmpdb"
+#define SLUICE_COPY_MT   "sluice.copy"
+#define SLUICE_COPYOUT_MT "sluice.copyout"
+#define SLUICE_CSV_MT    "sluice.csv"
 
 /* Registry keys of helpers that init.lua installs (Lua functions that use
  * the FFI, which C cannot reach directly). */
@@ -41,7 +45,10 @@ typedef struct sl_conn {
     int busy;          /* nonzero while a COPY or pipeline is open */
 } sl_conn;
 
-/* Check that idx is an open connection; raises (caller's line) if not. */
+/* Check that idx is an open connection; raises (caller's line) if not.
+ * While a COPY stream or reader holds the connection (busy) it first runs
+ * a full garbage collection, so one the script dropped is ended by its
+ * __gc, and raises only if the connection is still busy. */
 sl_conn *lib_conn_check(lua_State *L, int idx);
 
 /* Wait for and collect every result of the command just sent with a
@@ -70,6 +77,16 @@ extern const luaL_Reg lib_result_meta[];
 extern const luaL_Reg lib_error_meta[];
 extern const luaL_Reg lib_tmpdb_methods[];
 extern const luaL_Reg lib_tmpdb_meta[];
+extern const luaL_Reg lib_copy_methods[];
+extern const luaL_Reg lib_copy_meta[];
+extern const luaL_Reg lib_copyout_methods[];
+extern const luaL_Reg lib_copyout_meta[];
+
+/* __index of "sluice.copy" / "sluice.copyout": a C closure whose upvalue
+ * 1 is the methods table; after the methods come read-only fields
+ * (rows_sent, bytes_sent, ... / rows, state). */
+int lib_copy_index(lua_State *L);
+int lib_copyout_index(lua_State *L);
 
 /* sluice.core.connect(conninfo_or_uri) -> conn; raises an error object. */
 int lib_conn_connect(lua_State *L);
@@ -77,6 +94,31 @@ int lib_conn_connect(lua_State *L);
 int lib_error_new(lua_State *L);
 /* sluice.core.tmpdb_start(opts) -> tmpdb userdata; raises on failure. */
 int lib_tmpdb_start(lua_State *L);
+/* sluice.core.copy_start(db, sql, format, specs, opts) -> "sluice.copy";
+ * the COPY is open (db busy) when it returns; raises an error object if
+ * the server refuses.  Called by lua/sluice/copy.lua, which reads the
+ * catalog and builds sql and specs. */
+int lib_copy_start(lua_State *L);
+/* sluice.core.copy_out_start(db, sql) -> "sluice.copyout"; raises an
+ * error object if the server refuses. */
+int lib_copy_out_start(lua_State *L);
+/* sluice.core.copy_kind(base_oid, textlike) -> encoder family name;
+ * "other" means no binary encoder.  Never raises on a valid number. */
+int lib_copy_kind(lua_State *L);
+
+extern const luaL_Reg lib_csv_methods[];
+extern const luaL_Reg lib_csv_meta[];
+/* sluice.csv.open(path [, opts]) -> reader; raises on a bad option (at the
+ * caller's line) or an unreadable file / bad header ("name:line: what"). */
+int lib_csv_open(lua_State *L);
+/* sluice.csv.rows(path [, opts]) -> iterator, reader: for row, n in ... */
+int lib_csv_rows(lua_State *L);
+/* db:copy_from_file(table, path [, opts]) -> rows loaded; raises the
+ * server's error object (a bad row), or the file's read error. */
+int lib_csv_copy_from_file(lua_State *L);
+/* With the methods table of SLUICE_CSV_MT on the stack top, make its
+ * __index serve the properties line, offset and header as well. */
+void lib_csv_set_index(lua_State *L);
 
 /* Push a new error table (metatable set) with the given fields; NULL
  * fields are left out.  Does not raise except on out-of-memory. */

@@ -210,9 +210,16 @@ sl_conn *lib_conn_check(lua_State *L, int idx)
     sl_conn *c = luaL_checkudata(L, idx, SLUICE_CONN_MT);
     if (!c->pg)
         luaL_error(L, "the connection is closed");
-    if (c->busy)
-        luaL_error(L, "the connection is busy with an open COPY; finish() "
-                      "or abort() it first");
+    if (c->busy) {
+        /* a COPY stream or reader that the script dropped (a loop left
+         * with break or an error) still holds the connection until its
+         * __gc ends it: collect once before refusing */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        if (c->busy)
+            luaL_error(L, "the connection is busy with an open COPY; "
+                          "finish() or abort() it (close() a copy_out "
+                          "reader) first");
+    }
     return c;
 }
 

@@ -35,6 +35,22 @@ static void new_type(lua_State *L, const char *name, const luaL_Reg *meta,
     }
 }
 
+/* Like new_type, for types with read-only fields beside their methods:
+ * __index is the C closure `index` over the methods table.  Leaves the
+ * methods table on the stack. */
+static void new_type_fields(lua_State *L, const char *name,
+                            const luaL_Reg *meta, const luaL_Reg *methods,
+                            lua_CFunction index)
+{
+    new_type(L, name, meta, methods);
+    // stack: methods
+    luaL_getmetatable(L, name);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 /* sluice.core.set_helper(name, fn): install a Lua helper the C code
  * calls (see SLUICE_REG_* in lib.h). */
 static int set_helper(lua_State *L)
@@ -61,6 +77,15 @@ int luaopen_sluice_core(lua_State *L)
     lua_setfield(L, -2, "stmt_methods");
     new_type(L, SLUICE_TMPDB_MT, lib_tmpdb_meta, lib_tmpdb_methods);
     lua_setfield(L, -2, "tmpdb_methods");
+    new_type(L, SLUICE_CSV_MT, lib_csv_meta, lib_csv_methods);
+    lib_csv_set_index(L);
+    lua_setfield(L, -2, "csv_methods");
+    new_type_fields(L, SLUICE_COPY_MT, lib_copy_meta, lib_copy_methods,
+                    lib_copy_index);
+    lua_setfield(L, -2, "copy_methods");
+    new_type_fields(L, SLUICE_COPYOUT_MT, lib_copyout_meta,
+                    lib_copyout_methods, lib_copyout_index);
+    lua_setfield(L, -2, "copyout_methods");
     new_type(L, SLUICE_RESULT_MT, lib_result_meta, NULL);
     lua_pop(L, 1);
     new_type(L, SLUICE_ERROR_MT, lib_error_meta, NULL);
@@ -72,6 +97,18 @@ int luaopen_sluice_core(lua_State *L)
     lua_setfield(L, -2, "new_error");
     lua_pushcfunction(L, lib_tmpdb_start);
     lua_setfield(L, -2, "tmpdb_start");
+    lua_pushcfunction(L, lib_csv_open);
+    lua_setfield(L, -2, "csv_open");
+    lua_pushcfunction(L, lib_csv_rows);
+    lua_setfield(L, -2, "csv_rows");
+    lua_pushcfunction(L, lib_csv_copy_from_file);
+    lua_setfield(L, -2, "csv_copy_from_file");
+    lua_pushcfunction(L, lib_copy_start);
+    lua_setfield(L, -2, "copy_start");
+    lua_pushcfunction(L, lib_copy_out_start);
+    lua_setfield(L, -2, "copy_out_start");
+    lua_pushcfunction(L, lib_copy_kind);
+    lua_setfield(L, -2, "copy_kind");
     lua_pushcfunction(L, set_helper);
     lua_setfield(L, -2, "set_helper");
     lua_pushlightuserdata(L, NULL);

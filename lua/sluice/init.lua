@@ -36,6 +36,7 @@ local sluice = {
 }
 
 require("sluice.conn").install(core)
+require("sluice.copy").install(core)
 
 --- Connect to PostgreSQL.
 -- target: a libpq conninfo string ("host=... dbname=...") or a
@@ -71,5 +72,6 @@ function sluice.is_error(e)
 end
 
 sluice.tmpdb = require("sluice.tmpdb").start
+sluice.csv = require "sluice.csv"
 
 return sluice

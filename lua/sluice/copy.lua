@@ -1,0 +1,322 @@
+--- COPY streams: db:copy() loads rows with COPY ... FROM STDIN, and
+-- db:copy_out() reads rows with COPY ... TO STDOUT.
+--
+-- This module does the control-path work that is easier in Lua: argument
+-- checks, identifier quoting, the one catalog query that finds each
+-- column's type, and the choice of format.  The stream itself (encoding
+-- every row in C into a large buffer, sending it with PQputCopyData) is
+-- runtime/lib_copy.c over runtime/copy.c.
+--
+--   local cp = db:copy("public.items", {"id", "name", "price"})
+--   for i = 1, n do cp:row(i, names[i], prices[i]) end
+--   local loaded = cp:finish()
+--
+--   for row in db:copy_out("select id, name from items") do
+--     print(row[1], row[2])          -- strings; NULL is sluice.null
+--   end
+--
+-- Names: a table is "name" or "schema.name" (or {schema, name} when a
+-- name itself holds a dot); names are taken literally, as they are stored
+-- in the catalog (no case folding), and quoted with libpq's escaping.
+--
+-- db:copy(table [, columns] [, opts]) -> stream
+--   columns: a list of column names; omitted or nil: every column except
+--     generated ones, in table order.
+--   opts.format: "auto" (default), "text", "csv" or "binary".  "auto" is
+--     binary when every column has a binary encoder (text-like types,
+--     bool, int2/4/8, oid, float4/8, numeric, bytea, date, timestamp,
+--     timestamptz, json, jsonb, uuid, enums, and arrays of these), else
+--     text; it is text too when a timestamptz column exists and the
+--     session TimeZone is not UTC (binary needs an explicit offset in
+--     timestamp strings then; text lets the server apply the zone).
+--   opts.chunk_size: bytes buffered before they are sent (default 64 KiB,
+--     1 KiB to 1 GiB).
+--   opts.json_encode: function(table) -> string for json/jsonb columns
+--     given Lua tables (default: lua-cjson's encode).
+--
+-- The stream (runtime/lib_copy.c has the details):
+--   cp:row(v1, ..., vN)  one row, exactly one value per column; nil or
+--                        sluice.null is NULL
+--   cp:rows(list)        many rows, each an array of N values (NULL inside
+--                        a table must be sluice.null); returns #list
+--   cp:flush()           send the buffered rows now
+--   cp:finish()          end the COPY -> rows loaded (the server's count);
+--                        raises the server's error object if it failed
+--   cp:abort([msg])      end it without loading anything -> true, or
+--                        false when it was already over
+--   read-only fields: cp.rows_sent (rows encoded so far), cp.bytes_sent
+--   (bytes handed to libpq), cp.buffered (bytes encoded, not yet sent),
+--   cp.buffer_size (bytes allocated), cp.chunk_size, cp.format,
+--   cp.state ("open", "finished", "aborted", "failed"), cp.columns.
+--   Any error raised by row/rows/flush/finish ends the COPY (the server
+--   rolls it back) and frees the connection.  A stream dropped unfinished
+--   is aborted the same way when it is collected, at the latest when the
+--   connection is next used (a busy connection collects garbage once
+--   before it refuses a call).
+--
+-- db:copy_out(query_or_table [, opts]) -> reader
+--   A SELECT/WITH/VALUES/TABLE query (anything that is not a plain or
+--   schema-qualified name) is run as COPY (query) TO STDOUT; a name copies
+--   the whole table.  The reader is callable: `for row in reader do`.
+--   Each row is an array of strings, NULL as sluice.null.  reader:close()
+--   stops early; a reader dropped after `break` (or an error in the loop
+--   body) is closed when collected, at the latest by the next call on the
+--   connection, as above.  Stopping early cancels the COPY when no
+--   transaction is open, and otherwise reads and discards the remaining
+--   rows (a cancel would abort the caller's transaction).  reader.rows
+--   counts the rows read, reader.state is "open", "done" or "closed".
+local ffi = require "ffi"
+
+local M = {}
+
+local NULL -- sluice.null, set by install()
+
+local int64_t = ffi.typeof("int64_t")
+local uint64_t = ffi.typeof("uint64_t")
+
+-- The C encoders ask this for cdata values only: 1 = int64, 2 = uint64.
+local function cdata_kind(v)
+  if ffi.istype(int64_t, v) then return 1 end
+  if ffi.istype(uint64_t, v) then return 2 end
+  return nil
+end
+
+-- Receive functions that read plain text: their types encode as text in
+-- binary COPY (citext and other text-like extension types, enums).
+local TEXT_RECV = {
+  textrecv = true, varcharrecv = true, bpcharrecv = true, namerecv = true,
+  citextrecv = true, enum_recv = true,
+}
+
+-- Session TimeZone names that mean UTC (an offset-less timestamptz string
+-- is then UTC in binary COPY too).
+local UTC_ZONES = {}
+for z in ([[utc etc/utc gmt etc/gmt uct etc/uct zulu etc/zulu universal
+  etc/universal greenwich etc/greenwich gmt0 etc/gmt0 gmt+0 gmt-0
+  etc/gmt+0 etc/gmt-0 z]]):gmatch("%S+") do
+  UTC_ZONES[z] = true
+end
+
+-- One query: does the table exist, and for each wanted column (all
+-- non-generated ones in attnum order when $2 is null) its type, the base
+-- type of a domain, and for arrays the element type and its base.
+local CATALOG_SQL = [[
+with rel as (select to_regclass($1) as oid),
+want as (
+  select u.name, u.ord from unnest($2::text[]) with ordinality as u(name, ord)
+  union all
+  select a.attname::text, a.attnum::int8
+    from rel join pg_attribute a on a.attrelid = rel.oid
+   where $2 is null and a.attnum > 0 and not a.attisdropped
+     and a.attgenerated = ''
+)
+select rel.oid is not null as found, want.ord, want.name,
+       a.attnum is not null as exists,
+       format_type(a.atttypid, a.atttypmod) as type_name,
+       bt.oid::int8 as base_oid, bt.typreceive::text as recv,
+       case when bt.typcategory = 'A' then bt.typelem::int8 end as elem_oid,
+       et.oid::int8 as elem_base_oid, et.typreceive::text as elem_recv,
+       current_setting('TimeZone') as timezone
+  from rel
+  left join want on true
+  left join pg_attribute a on a.attrelid = rel.oid and a.attname = want.name
+        and a.attnum > 0 and not a.attisdropped
+  left join pg_type t on t.oid = a.atttypid
+  left join pg_type bt on bt.oid =
+        case when t.typtype = 'd' then t.typbasetype else t.oid end
+  left join pg_type e on e.oid = bt.typelem and bt.typcategory = 'A'
+  left join pg_type et on et.oid =
+        case when e.typtype = 'd' then e.typbasetype else e.oid end
+ order by want.ord
+]]
+
+-- Quote a table name ("t", "s.t" or {s, t}); also returns it as shown
+-- in messages.  Raises at the caller of the caller's line.
+local function quote_table(db, fname, tbl)
+  local schema, name
+  if type(tbl) == "string" then
+    schema, name = tbl:match("^([^.]+)%.([^.]+)$")
+    if not schema and not tbl:find(".", 1, true) then name = tbl end
+  elseif type(tbl) == "table" then
+    if tbl[2] == nil then name = tbl[1] else schema, name = tbl[1], tbl[2] end
+  end
+  if type(name) ~= "string" or name == ""
+     or (schema ~= nil and (type(schema) ~= "string" or schema == "")) then
+    error(fname .. ": the table must be \"name\", \"schema.name\" or "
+          .. "{schema, name}, got " .. (type(tbl) == "string"
+          and ("%q"):format(tbl) or type(tbl)), 3)
+  end
+  if schema then
+    return db:quote_ident(schema) .. "." .. db:quote_ident(name),
+           schema .. "." .. name
+  end
+  return db:quote_ident(name), name
+end
+
+-- A text[] literal of names, sent as a parameter.
+local function text_array(list)
+  local parts = {}
+  for i, v in ipairs(list) do
+    parts[i] = '"' .. v:gsub('[\\"]', "\\%0") .. '"'
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local COPY_OPTS = { format = true, chunk_size = true, json_encode = true }
+local FORMATS = { auto = true, text = true, csv = true, binary = true }
+
+local cjson_encode -- loaded on first use of a json column
+
+local function default_json_encode()
+  if cjson_encode == nil then
+    local ok, cjson = pcall(require, "cjson")
+    cjson_encode = ok and cjson.encode or false
+  end
+  return cjson_encode or nil
+end
+
+local methods = {}
+
+function methods.copy(db, tbl, columns, opts)
+  -- db:copy(t, opts): a table with no list part is the options
+  if opts == nil and type(columns) == "table" and columns[1] == nil
+     and next(columns) ~= nil then
+    columns, opts = nil, columns
+  end
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("copy: opts must be a table, got " .. type(opts), 2)
+  end
+  for k in pairs(opts) do
+    if not COPY_OPTS[k] then
+      error("copy: unknown option '" .. tostring(k)
+            .. "' (format, chunk_size, json_encode)", 2)
+    end
+  end
+  local format = opts.format or "auto"
+  if not FORMATS[format] then
+    error("copy: format must be \"auto\", \"text\", \"csv\" or \"binary\", got "
+          .. tostring(format), 2)
+  end
+  local chunk = opts.chunk_size
+  if chunk ~= nil and (type(chunk) ~= "number" or chunk < 1024 or chunk > 2^30
+                       or chunk ~= math.floor(chunk)) then
+    error("copy: chunk_size must be an integer from 1024 to 2^30 bytes", 2)
+  end
+  if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
+    error("copy: json_encode must be a function", 2)
+  end
+  local qtable, shown = quote_table(db, "copy", tbl)
+  local names_param
+  if columns ~= nil then
+    if type(columns) ~= "table" or #columns == 0 then
+      error("copy: columns must be a non-empty list of column names", 2)
+    end
+    for i, c in ipairs(columns) do
+      if type(c) ~= "string" or c == "" then
+        error(("copy: column %d must be a non-empty string, got %s")
+              :format(i, type(c)), 2)
+      end
+    end
+    names_param = text_array(columns)
+  end
+
+  local rows = db:query(CATALOG_SQL, qtable, names_param)
+  if not rows[1] or not rows[1].found then
+    error(("copy: table \"%s\" does not exist"):format(shown), 2)
+  end
+  if rows[1].ord == NULL then
+    error(("copy: table \"%s\" has no columns to load"):format(shown), 2)
+  end
+  local core = M.core
+  local specs, quoted = {}, {}
+  local all_binary, has_tstz = true, false
+  local utc = UTC_ZONES[tostring(rows[1].timezone):lower()] or false
+  local need_json = false
+  for i, r in ipairs(rows) do
+    if not r.exists then
+      error(("copy: column \"%s\" of table \"%s\" does not exist")
+            :format(r.name, shown), 2)
+    end
+    local spec = {
+      name = r.name, type_name = r.type_name,
+      base_oid = r.base_oid, textlike = TEXT_RECV[r.recv] or false,
+    }
+    local kind = core.copy_kind(spec.base_oid, spec.textlike)
+    if r.elem_oid ~= NULL then
+      spec.elem_oid = r.elem_oid
+      spec.elem_base_oid = r.elem_base_oid
+      spec.elem_textlike = TEXT_RECV[r.elem_recv] or false
+      local ekind = core.copy_kind(spec.elem_base_oid, spec.elem_textlike)
+      if ekind == "other" then all_binary = false end
+      if ekind == "timestamptz" then has_tstz = true end
+      if ekind == "json" or ekind == "jsonb" then need_json = true end
+    else
+      if kind == "other" then all_binary = false end
+      if kind == "timestamptz" then has_tstz = true end
+      if kind == "json" or kind == "jsonb" then need_json = true end
+    end
+    if format == "binary" and not all_binary then
+      error(("copy: column \"%s\" (%s) has no binary encoder; use format "
+             .. "\"text\" or \"csv\""):format(r.name, r.type_name), 2)
+    end
+    specs[i] = spec
+    quoted[i] = db:quote_ident(r.name)
+  end
+  if format == "auto" then
+    format = (all_binary and (utc or not has_tstz)) and "binary" or "text"
+  end
+  local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s)")
+    :format(qtable, table.concat(quoted, ", "), format)
+  return core.copy_start(db, sql, format, specs, {
+    chunk_size = chunk,
+    json_encode = opts.json_encode or (need_json and default_json_encode()),
+    cdata_kind = cdata_kind,
+    utc = utc,
+  })
+end
+
+-- Queries start with one of these words (after spaces and parentheses);
+-- anything else that looks like a name is a table.
+local function is_name(s)
+  return s:match("^[%a_][%w_$]*$") or s:match("^[%a_][%w_$]*%.[%a_][%w_$]*$")
+end
+
+function methods.copy_out(db, source, opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("copy_out: opts must be a table, got " .. type(opts), 2)
+    end
+    local k = next(opts)
+    if k ~= nil then
+      error("copy_out: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local sql
+  if type(source) == "table" then
+    sql = "COPY " .. quote_table(db, "copy_out", source) .. " TO STDOUT"
+  elseif type(source) == "string" then
+    local s = source:match("^%s*(.-)[%s;]*$")
+    if s == "" then
+      error("copy_out: expected a query or a table name, got an empty string", 2)
+    end
+    if is_name(s) then
+      sql = "COPY " .. quote_table(db, "copy_out", s) .. " TO STDOUT"
+    else
+      sql = "COPY (" .. s .. ") TO STDOUT"
+    end
+  else
+    error("copy_out: expected a query or a table name, got " .. type(source), 2)
+  end
+  return M.core.copy_out_start(db, sql)
+end
+
+function M.install(core)
+  M.core = core
+  NULL = core.null
+  for k, v in pairs(methods) do
+    core.conn_methods[k] = v
+  end
+end
+
+return M

@@ -1,0 +1,1117 @@
+/*
+ * copy.c - COPY bytes and the COPY stream over libpq (see copy.h).
+ *
+ * Caveats:
+ * - The binary forms follow the server's typsend/typreceive functions
+ *   (src/backend/utils/adt): big-endian integers, IEEE floats, numeric as
+ *   base-10000 digits, timestamps as int64 microseconds since 2000-01-01,
+ *   dates as int32 days since 2000-01-01.
+ * - libpq parses nothing but notices while a COPY IN is open: a server
+ *   error (bad value, constraint) stays unread until the COPY is ended,
+ *   so it surfaces at copy_end()/PQgetResult, not in copy_put().  A
+ *   connection that dies is seen in copy_put(): it reads input on every
+ *   chunk.
+ * - During COPY IN the connection is in nonblocking mode, so a full
+ *   socket never blocks inside libpq where Ctrl-C cannot reach; copy_put()
+ *   waits in poll() and checks interrupt_pending() between waits.
+ */
+#include "copy.h"
+#include "interrupt.h"
+#include "pgconn.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* type OIDs from pg_type.dat */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_NAME 19
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_TEXT 25
+#define OID_OID 26
+#define OID_JSON 114
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_BPCHAR 1042
+#define OID_VARCHAR 1043
+#define OID_DATE 1082
+#define OID_TIMESTAMP 1114
+#define OID_TIMESTAMPTZ 1184
+#define OID_NUMERIC 1700
+#define OID_UUID 2950
+#define OID_JSONB 3802
+
+/* one PQputCopyData call at most; libpq copies each call into its own
+ * output buffer, so this also bounds that buffer */
+#define COPY_PIECE (256 * 1024)
+
+#define USECS_PER_DAY INT64_C(86400000000)
+#define UNIX_TO_PG_DAYS 10957 /* days from 1970-01-01 to 2000-01-01 */
+
+int copy_kind_of(Oid oid)
+{
+    switch (oid) {
+    case OID_TEXT: case OID_VARCHAR: case OID_BPCHAR: case OID_NAME:
+        return COPY_K_TEXT;
+    case OID_BOOL: return COPY_K_BOOL;
+    case OID_INT2: return COPY_K_INT2;
+    case OID_INT4: return COPY_K_INT4;
+    case OID_INT8: return COPY_K_INT8;
+    case OID_OID: return COPY_K_OID;
+    case OID_FLOAT4: return COPY_K_FLOAT4;
+    case OID_FLOAT8: return COPY_K_FLOAT8;
+    case OID_NUMERIC: return COPY_K_NUMERIC;
+    case OID_BYTEA: return COPY_K_BYTEA;
+    case OID_DATE: return COPY_K_DATE;
+    case OID_TIMESTAMP: return COPY_K_TIMESTAMP;
+    case OID_TIMESTAMPTZ: return COPY_K_TIMESTAMPTZ;
+    case OID_JSON: return COPY_K_JSON;
+    case OID_JSONB: return COPY_K_JSONB;
+    case OID_UUID: return COPY_K_UUID;
+    default: return COPY_K_OTHER;
+    }
+}
+
+int copy_kind_has_binary(int kind)
+{
+    return kind != COPY_K_OTHER;
+}
+
+/* --------------------------------------------------------------- buffer */
+
+int copy_buf_grow(copy_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return COPY_OK;
+    if (extra > SIZE_MAX / 4 - b->len)
+        return COPY_ENOMEM;
+    size_t need = b->len + extra;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return COPY_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return COPY_OK;
+}
+
+void copy_buf_free(copy_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ------------------------------------------------------- field encoders */
+
+int copy_put_binary_header(copy_buf *b)
+{
+    static const char sig[11] = "PGCOPY\n\377\r\n\0";
+    if (copy_buf_reserve(b, 19))
+        return COPY_ENOMEM;
+    copy_put_raw(b, sig, 11);
+    copy_put_be32(b, 0); /* flags: no OIDs */
+    copy_put_be32(b, 0); /* header extension length */
+    return COPY_OK;
+}
+
+int copy_put_binary_trailer(copy_buf *b)
+{
+    if (copy_buf_reserve(b, 2))
+        return COPY_ENOMEM;
+    copy_put_be16(b, 0xFFFF);
+    return COPY_OK;
+}
+
+/* Escape letter of each byte in COPY text format; 1 marks NUL (which
+ * text cannot hold), 0 a byte copied as is.  Only backslash, newline, CR
+ * and the delimiter (tab) must be escaped; \b \f \v are escaped too so
+ * that the stream stays readable in logs. */
+static const unsigned char text_esc[256] = {
+    [0] = 1, ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\v'] = 'v',
+    ['\f'] = 'f', ['\r'] = 'r', ['\\'] = '\\',
+};
+
+int copy_put_text_escaped(copy_buf *b, const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !text_esc[(unsigned char)s[i]])
+        i++;
+    if (i == n) { /* the common case: nothing to escape */
+        if (copy_buf_reserve(b, n))
+            return COPY_ENOMEM;
+        copy_put_raw(b, s, n);
+        return COPY_OK;
+    }
+    if (n - i > (SIZE_MAX / 4 - i) / 2 ||
+        copy_buf_reserve(b, i + 2 * (n - i)))
+        return COPY_ENOMEM;
+    size_t start = b->len;
+    copy_put_raw(b, s, i);
+    char *out = b->data + b->len;
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        unsigned char e = text_esc[c];
+        if (!e) {
+            *out++ = (char)c;
+        } else if (e == 1) {
+            b->len = start;
+            return COPY_ENUL;
+        } else {
+            *out++ = '\\';
+            *out++ = (char)e;
+        }
+    }
+    b->len = (size_t)(out - b->data);
+    return COPY_OK;
+}
+
+/* 1 = NUL, 2 = forces quoting, 3 = a quote (forces quoting, is doubled) */
+static const unsigned char csv_cls[256] = {
+    [0] = 1, ['\n'] = 2, ['\r'] = 2, [','] = 2, ['"'] = 3,
+};
+
+int copy_put_csv_field(copy_buf *b, const char *s, size_t n)
+{
+    /* an empty string must be quoted or it reads back as NULL; a lone
+     * \. would end the data */
+    int quote = n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.');
+    size_t nq = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char k = csv_cls[(unsigned char)s[i]];
+        if (k) {
+            if (k == 1)
+                return COPY_ENUL;
+            quote = 1;
+            nq += k == 3;
+        }
+    }
+    if (!quote) {
+        if (copy_buf_reserve(b, n))
+            return COPY_ENOMEM;
+        copy_put_raw(b, s, n);
+        return COPY_OK;
+    }
+    if (n > SIZE_MAX / 4 || copy_buf_reserve(b, n + nq + 2))
+        return COPY_ENOMEM;
+    copy_put_byte(b, '"');
+    if (nq == 0) {
+        copy_put_raw(b, s, n);
+    } else {
+        char *out = b->data + b->len;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == '"')
+                *out++ = '"';
+            *out++ = s[i];
+        }
+        b->len = (size_t)(out - b->data);
+    }
+    copy_put_byte(b, '"');
+    return COPY_OK;
+}
+
+int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (n > SIZE_MAX / 4 || copy_buf_reserve(b, 2 + 2 * n))
+        return COPY_ENOMEM;
+    char *out = b->data + b->len;
+    *out++ = '\\';
+    *out++ = 'x';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        *out++ = hex[c >> 4];
+        *out++ = hex[c & 15];
+    }
+    b->len = (size_t)(out - b->data);
+    return COPY_OK;
+}
+
+/* ------------------------------------------------------------- numbers */
+
+static const uint64_t pow10_u64[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+    10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+    100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+    100000000000000000ULL, 1000000000000000000ULL,
+    10000000000000000000ULL,
+};
+
+/* (f * 10^k) / 2^s exactly: returns it truncated, and rounded half to
+ * even in *rounded; f < 2^53 and k <= 22 keep the product below 2^128 */
+static uint64_t scaled(uint64_t f, int k, int s, uint64_t *rounded)
+{
+    unsigned __int128 v = f;
+    for (; k >= 19; k -= 19)
+        v *= pow10_u64[19];
+    v *= pow10_u64[k];
+    if (s <= 0) {
+        *rounded = (uint64_t)(v << -s);
+        return *rounded;
+    }
+    unsigned __int128 q = v >> s;
+    unsigned __int128 r = v - (q << s);
+    unsigned __int128 half = (unsigned __int128)1 << (s - 1);
+    *rounded = (uint64_t)(q + (r > half || (r == half && (q & 1))));
+    return (uint64_t)q;
+}
+
+size_t copy_format_double(char *buf, double x, int digits)
+{
+    if (!(x == x) || digits < 1 || digits > 17)
+        return 0;
+    double ax = fabs(x);
+    if (!(ax >= 1e-6 && ax < 1e17))
+        return 0;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint64_t f = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+    int e = (int)((bits >> 52) & 0x7FF) - 1075; /* x = f * 2^e, normal */
+    /* p = floor(log10(ax)), estimated, then fixed by the digit count */
+    int p = (int)floor(log10(ax));
+    uint64_t lo = pow10_u64[digits - 1], hi = pow10_u64[digits];
+    uint64_t n = 0;
+    int found = 0;
+    /* the exponent is right when the truncated value has `digits`
+     * digits; rounding may then carry into one more (999.5 -> 1000) */
+    for (int tries = 0; tries < 3 && !found; tries++) {
+        int k = digits - 1 - p;
+        if (k < 0 || k > 22 || e < -126)
+            return 0;
+        uint64_t q = scaled(f, k, -e, &n);
+        if (q < lo) {
+            p--;
+        } else if (q >= hi) {
+            p++;
+        } else {
+            found = 1;
+            if (n == hi) {
+                n = lo;
+                p++;
+            }
+        }
+    }
+    if (!found)
+        return 0;
+    /* digits of n, then drop trailing zeros */
+    char d[20];
+    for (int i = digits - 1; i >= 0; i--) {
+        d[i] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    int nd = digits;
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    char *o = buf;
+    if (x < 0)
+        *o++ = '-';
+    if (p < 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = -1; i > p; i--)
+            *o++ = '0';
+        memcpy(o, d, (size_t)nd);
+        o += nd;
+    } else if (nd <= p + 1) {
+        memcpy(o, d, (size_t)nd);
+        o += nd;
+        for (int i = nd; i <= p; i++)
+            *o++ = '0';
+    } else {
+        memcpy(o, d, (size_t)p + 1);
+        o += p + 1;
+        *o++ = '.';
+        memcpy(o, d + p + 1, (size_t)(nd - p - 1));
+        o += nd - p - 1;
+    }
+    *o = '\0';
+    return (size_t)(o - buf);
+}
+
+/* ------------------------------------------------------------- parsers */
+
+static int is_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+           c == '\v';
+}
+
+static int is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* Trim surrounding spaces: *s and *n are updated. */
+static void trim(const char **s, size_t *n)
+{
+    while (*n > 0 && is_space((unsigned char)**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n > 0 && is_space((unsigned char)(*s)[*n - 1]))
+        (*n)--;
+}
+
+/* Case-insensitive equality of s[0..n) and the lowercase word w. */
+static int word_is(const char *s, size_t n, const char *w)
+{
+    size_t k = strlen(w);
+    if (n != k)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)s[i]) != w[i])
+            return 0;
+    return 1;
+}
+
+int copy_parse_int64(const char *s, size_t n, int64_t *out)
+{
+    trim(&s, &n);
+    size_t i = 0;
+    int neg = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    if (i == n)
+        return COPY_EINVAL;
+    uint64_t v = 0;
+    const uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    int overflow = 0;
+    for (; i < n; i++) {
+        if (!is_digit((unsigned char)s[i]))
+            return COPY_EINVAL;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (limit - d) / 10)
+            overflow = 1; /* keep scanning: junk is EINVAL, not ERANGE */
+        else
+            v = v * 10 + d;
+    }
+    if (overflow)
+        return COPY_ERANGE;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return COPY_OK;
+}
+
+int copy_parse_double(const char *s, size_t n, double *out)
+{
+    char tmp[512];
+    trim(&s, &n);
+    if (n == 0 || n >= sizeof tmp)
+        return COPY_EINVAL;
+    /* the spellings float8in accepts besides plain decimals */
+    const char *w = s;
+    size_t k = n;
+    int neg = 0;
+    if (*w == '+' || *w == '-') {
+        neg = *w == '-';
+        w++;
+        k--;
+    }
+    if (word_is(w, k, "infinity") || word_is(w, k, "inf")) {
+        *out = neg ? -HUGE_VAL : HUGE_VAL;
+        return COPY_OK;
+    }
+    if (word_is(w, k, "nan")) {
+        *out = NAN;
+        return COPY_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        /* strtod would also take hex floats and "nan(...)" */
+        if (!(is_digit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' ||
+              c == '-'))
+            return COPY_EINVAL;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    char *end;
+    errno = 0;
+    double x = strtod(tmp, &end);
+    if (end != tmp + n || end == tmp)
+        return COPY_EINVAL;
+    /* like float8in: overflow and underflow to zero are errors,
+     * denormals are fine */
+    if (errno == ERANGE && (x == 0.0 || isinf(x)))
+        return COPY_ERANGE;
+    *out = x;
+    return COPY_OK;
+}
+
+int copy_parse_bool(const char *s, size_t n, int *out)
+{
+    /* boolin: these words or any unique prefix of them */
+    static const struct { const char *w; size_t min; int v; } words[] = {
+        { "true", 1, 1 }, { "yes", 1, 1 }, { "on", 2, 1 }, { "1", 1, 1 },
+        { "false", 1, 0 }, { "no", 1, 0 }, { "off", 2, 0 }, { "0", 1, 0 },
+    };
+    trim(&s, &n);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t k = strlen(words[i].w);
+        if (n < words[i].min || n > k)
+            continue;
+        size_t j = 0;
+        while (j < n && lower((unsigned char)s[j]) == words[i].w[j])
+            j++;
+        if (j == n) {
+            *out = words[i].v;
+            return COPY_OK;
+        }
+    }
+    return COPY_EINVAL;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = lower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int copy_parse_uuid(const char *s, size_t n, unsigned char out[16])
+{
+    /* uuid_in: optional braces; a hyphen may follow any group of four
+     * hex digits */
+    size_t i = 0;
+    int brace = 0;
+    if (n > 0 && s[0] == '{') {
+        brace = 1;
+        i++;
+    }
+    for (int k = 0; k < 16; k++) {
+        if (i + 2 > n)
+            return COPY_EINVAL;
+        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return COPY_EINVAL;
+        out[k] = (unsigned char)(hi << 4 | lo);
+        i += 2;
+        if (i < n && s[i] == '-' && (k % 2) == 1 && k < 15)
+            i++;
+    }
+    if (brace) {
+        if (i >= n || s[i] != '}')
+            return COPY_EINVAL;
+        i++;
+    }
+    return i == n ? COPY_OK : COPY_EINVAL;
+}
+
+/* ------------------------------------------------------------ numeric */
+
+#define NUMERIC_POS 0x0000
+#define NUMERIC_NEG 0x4000
+#define NUMERIC_NAN 0xC000
+#define NUMERIC_PINF 0xD000
+#define NUMERIC_NINF 0xF000
+#define NUMERIC_DSCALE_MAX 0x3FFF
+#define NUMERIC_MAX_EXPONENT 1000 /* numeric_in's limit on e+NNN */
+#define NUMERIC_MAX_NDIGITS 3000  /* numeric_recv's limit on digits */
+
+static int floordiv4(long e)
+{
+    return (int)(e >= 0 ? e / 4 : -((-e + 3) / 4));
+}
+
+static int put_numeric_special(copy_buf *b, uint16_t sign)
+{
+    if (copy_buf_reserve(b, 8))
+        return COPY_ENOMEM;
+    copy_put_be16(b, 0);
+    copy_put_be16(b, 0);
+    copy_put_be16(b, sign);
+    copy_put_be16(b, 0);
+    return COPY_OK;
+}
+
+int copy_put_numeric_text(copy_buf *b, const char *s, size_t n)
+{
+    trim(&s, &n);
+    size_t i = 0;
+    int neg = 0;
+    if (word_is(s, n, "nan"))
+        return put_numeric_special(b, NUMERIC_NAN);
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    if (word_is(s + i, n - i, "infinity") || word_is(s + i, n - i, "inf"))
+        return put_numeric_special(b, neg ? NUMERIC_NINF : NUMERIC_PINF);
+
+    size_t int_start = i;
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    size_t int_len = i - int_start, frac_start = i, frac_len = 0;
+    if (i < n && s[i] == '.') {
+        frac_start = ++i;
+        while (i < n && is_digit((unsigned char)s[i]))
+            i++;
+        frac_len = i - frac_start;
+    }
+    if (int_len + frac_len == 0)
+        return COPY_EINVAL;
+    long exp10 = 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        if (i == n || !is_digit((unsigned char)s[i]))
+            return COPY_EINVAL;
+        while (i < n && is_digit((unsigned char)s[i])) {
+            if (exp10 <= NUMERIC_MAX_EXPONENT)
+                exp10 = exp10 * 10 + (s[i] - '0');
+            i++;
+        }
+        if (exp10 > NUMERIC_MAX_EXPONENT)
+            return COPY_ERANGE;
+        if (eneg)
+            exp10 = -exp10;
+    }
+    if (i != n)
+        return COPY_EINVAL;
+
+    /* digit k of the string (integer digits then fraction digits) has
+     * decimal exponent point - 1 - k */
+    long nd = (long)(int_len + frac_len);
+    long point = (long)int_len + exp10;
+    long dscale = (long)frac_len - exp10;
+    if (dscale < 0)
+        dscale = 0;
+    if (dscale > NUMERIC_DSCALE_MAX)
+        return COPY_ERANGE;
+#define DIGIT(k) ((k) < (long)int_len ? s[int_start + (k)] - '0' \
+                                       : s[frac_start + (k) - (long)int_len] - '0')
+    long first = 0, last = nd - 1;
+    while (first < nd && DIGIT(first) == 0)
+        first++;
+    if (first == nd) { /* zero keeps its display scale; its sign is + */
+        if (copy_buf_reserve(b, 8))
+            return COPY_ENOMEM;
+        copy_put_be16(b, 0);
+        copy_put_be16(b, 0);
+        copy_put_be16(b, NUMERIC_POS);
+        copy_put_be16(b, (uint16_t)dscale);
+        return COPY_OK;
+    }
+    while (DIGIT(last) == 0)
+        last--;
+    int weight = floordiv4(point - 1 - first);
+    int low = floordiv4(point - 1 - last);
+    long ndigits = (long)weight - low + 1;
+    if (weight > INT16_MAX || low < INT16_MIN || ndigits > NUMERIC_MAX_NDIGITS)
+        return COPY_ERANGE;
+    if (copy_buf_reserve(b, 8 + 2 * (size_t)ndigits))
+        return COPY_ENOMEM;
+    copy_put_be16(b, (uint16_t)ndigits);
+    copy_put_be16(b, (uint16_t)(int16_t)weight);
+    copy_put_be16(b, neg ? NUMERIC_NEG : NUMERIC_POS);
+    copy_put_be16(b, (uint16_t)dscale);
+    for (long g = weight; g >= low; g--) {
+        unsigned v = 0;
+        for (int j = 3; j >= 0; j--) {
+            long k = point - 1 - (4 * g + j);
+            v = v * 10 + (unsigned)(k >= 0 && k < nd ? DIGIT(k) : 0);
+        }
+        copy_put_be16(b, (uint16_t)v);
+    }
+#undef DIGIT
+    return COPY_OK;
+}
+
+/* ----------------------------------------------------- dates and times */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil), and back. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static int days_in_month(int64_t y, unsigned m)
+{
+    static const int dim[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 ? 28 + leap : dim[m - 1];
+}
+
+/* Read between min and max digits at s[*i]. */
+static int read_num(const char *s, size_t n, size_t *i, int min, int max,
+                    long *v)
+{
+    int k = 0;
+    *v = 0;
+    while (*i < n && k < max && is_digit((unsigned char)s[*i])) {
+        *v = *v * 10 + (s[*i] - '0');
+        (*i)++;
+        k++;
+    }
+    return k >= min && !(*i < n && k == max && is_digit((unsigned char)s[*i]));
+}
+
+int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
+                         int32_t *offset_sec, int *has_offset)
+{
+    trim(&s, &n);
+    *offset_sec = 0;
+    *has_offset = 0;
+    if (word_is(s, n, "infinity") || word_is(s, n, "+infinity")) {
+        *usec = COPY_TS_NOEND;
+        return COPY_OK;
+    }
+    if (word_is(s, n, "-infinity")) {
+        *usec = COPY_TS_NOBEGIN;
+        return COPY_OK;
+    }
+    size_t i = 0;
+    long y, mo, d, h = 0, mi = 0, sec = 0, us = 0;
+    if (!read_num(s, n, &i, 4, 6, &y) || i >= n || s[i++] != '-' ||
+        !read_num(s, n, &i, 1, 2, &mo) || i >= n || s[i++] != '-' ||
+        !read_num(s, n, &i, 1, 2, &d))
+        return COPY_EINVAL;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (unsigned)mo))
+        return COPY_EINVAL;
+    if (i < n && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
+        i++;
+        while (i < n && s[i] == ' ')
+            i++;
+        if (!read_num(s, n, &i, 1, 2, &h) || i >= n || s[i++] != ':' ||
+            !read_num(s, n, &i, 2, 2, &mi))
+            return COPY_EINVAL;
+        if (i < n && s[i] == ':') {
+            i++;
+            if (!read_num(s, n, &i, 2, 2, &sec))
+                return COPY_EINVAL;
+            if (i < n && (s[i] == '.' || s[i] == ',')) {
+                i++;
+                int k = 0, round = 0;
+                if (i >= n || !is_digit((unsigned char)s[i]))
+                    return COPY_EINVAL;
+                while (i < n && is_digit((unsigned char)s[i])) {
+                    if (k < 6)
+                        us = us * 10 + (s[i] - '0');
+                    else if (k == 6)
+                        round = s[i] >= '5';
+                    k++;
+                    i++;
+                }
+                for (; k < 6; k++)
+                    us *= 10;
+                us += round;
+            }
+        }
+        if (h > 24 || mi > 59 || sec > 60 ||
+            (h == 24 && (mi != 0 || sec != 0 || us != 0)))
+            return COPY_EINVAL;
+        while (i < n && s[i] == ' ')
+            i++;
+        if (i < n) { /* a zone */
+            if (s[i] == 'Z' || s[i] == 'z') {
+                i++;
+                *has_offset = 1;
+            } else if (n - i >= 3 && word_is(s + i, 3, "utc")) {
+                i += 3;
+                *has_offset = 1;
+            } else if (s[i] == '+' || s[i] == '-') {
+                int sign = s[i++] == '-' ? -1 : 1;
+                long oh = 0, om = 0, os = 0;
+                int k = 0;
+                /* hh, then minutes may follow without a colon (+0530) */
+                while (i < n && k < 2 && is_digit((unsigned char)s[i])) {
+                    oh = oh * 10 + (s[i++] - '0');
+                    k++;
+                }
+                if (k == 0)
+                    return COPY_EINVAL;
+                if (i < n && (s[i] == ':' || is_digit((unsigned char)s[i]))) {
+                    if (s[i] == ':')
+                        i++;
+                    if (!read_num(s, n, &i, 2, 2, &om))
+                        return COPY_EINVAL;
+                    if (i < n && s[i] == ':') {
+                        i++;
+                        if (!read_num(s, n, &i, 2, 2, &os))
+                            return COPY_EINVAL;
+                    }
+                }
+                if (oh > 15 || om > 59 || os > 59)
+                    return COPY_EINVAL;
+                *offset_sec = (int32_t)(sign * (oh * 3600 + om * 60 + os));
+                *has_offset = 1;
+            } else {
+                return COPY_EINVAL;
+            }
+        }
+    }
+    if (i != n)
+        return COPY_EINVAL;
+    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
+    *usec = (days * 86400 + h * 3600 + mi * 60 + sec) * INT64_C(1000000) + us;
+    return COPY_OK;
+}
+
+int copy_epoch_to_usec(double secs, int64_t *usec)
+{
+    if (isnan(secs))
+        return COPY_EINVAL;
+    if (isinf(secs)) {
+        *usec = secs > 0 ? COPY_TS_NOEND : COPY_TS_NOBEGIN;
+        return COPY_OK;
+    }
+    /* seconds and fraction apart, so large epochs keep their
+     * microseconds: the fraction is exact, only its rounding is ours */
+    double whole = floor(secs);
+    if (whole < -9.2e12 || whole > 9.2e12)
+        return COPY_ERANGE;
+    int64_t us = (int64_t)llround((secs - whole) * 1e6);
+    *usec = ((int64_t)whole - INT64_C(946684800)) * INT64_C(1000000) + us;
+    return COPY_OK;
+}
+
+int32_t copy_usec_to_days(int64_t usec)
+{
+    if (usec == COPY_TS_NOEND)
+        return COPY_DATE_NOEND;
+    if (usec == COPY_TS_NOBEGIN)
+        return COPY_DATE_NOBEGIN;
+    int64_t d = usec / USECS_PER_DAY;
+    if (usec % USECS_PER_DAY < 0)
+        d--;
+    return (int32_t)d;
+}
+
+static size_t format_ymd(char *buf, int64_t pg_days, int *bc)
+{
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(pg_days + UNIX_TO_PG_DAYS, &y, &m, &d);
+    *bc = y <= 0;
+    if (*bc)
+        y = 1 - y; /* year 0 is 1 BC */
+    return (size_t)snprintf(buf, 24, "%04lld-%02u-%02u", (long long)y, m, d);
+}
+
+size_t copy_format_timestamp(char *buf, int64_t usec, int with_tz)
+{
+    if (usec == COPY_TS_NOEND) {
+        memcpy(buf, "infinity", 9);
+        return 8;
+    }
+    if (usec == COPY_TS_NOBEGIN) {
+        memcpy(buf, "-infinity", 10);
+        return 9;
+    }
+    int64_t days = usec / USECS_PER_DAY, rem = usec % USECS_PER_DAY;
+    if (rem < 0) {
+        rem += USECS_PER_DAY;
+        days--;
+    }
+    int bc;
+    size_t n = format_ymd(buf, days, &bc);
+    int64_t secs = rem / 1000000;
+    int frac = (int)(rem % 1000000);
+    n += (size_t)snprintf(buf + n, 16, " %02d:%02d:%02d", (int)(secs / 3600),
+                          (int)(secs / 60 % 60), (int)(secs % 60));
+    if (frac) {
+        n += (size_t)snprintf(buf + n, 8, ".%06d", frac);
+        while (buf[n - 1] == '0')
+            n--;
+    }
+    if (with_tz) {
+        memcpy(buf + n, "+00", 3);
+        n += 3;
+    }
+    if (bc) {
+        memcpy(buf + n, " BC", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+size_t copy_format_date(char *buf, int32_t days)
+{
+    if (days == COPY_DATE_NOEND) {
+        memcpy(buf, "infinity", 9);
+        return 8;
+    }
+    if (days == COPY_DATE_NOBEGIN) {
+        memcpy(buf, "-infinity", 10);
+        return 9;
+    }
+    int bc;
+    size_t n = format_ymd(buf, days, &bc);
+    if (bc) {
+        memcpy(buf + n, " BC", 4);
+        n += 3;
+    }
+    return n;
+}
+
+/* --------------------------------------------------------------- stream */
+
+/* Wait until the socket is writable or readable (reading what arrived,
+ * which is how a dead connection or the server's notices are seen). */
+static int wait_io(PGconn *pg, int interruptible)
+{
+    if (interruptible && interrupt_pending())
+        return COPY_EINTR;
+    struct pollfd p = { PQsocket(pg), POLLOUT | POLLIN, 0 };
+    if (p.fd < 0)
+        return COPY_EBROKEN;
+    int r = poll(&p, 1, 100);
+    if (r < 0 && errno != EINTR)
+        return COPY_EBROKEN;
+    if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) &&
+        !PQconsumeInput(pg))
+        return COPY_EBROKEN;
+    return PQstatus(pg) == CONNECTION_BAD ? COPY_EBROKEN : COPY_OK;
+}
+
+/* Flush libpq's output buffer completely. */
+static int flush_all(PGconn *pg, int interruptible)
+{
+    for (;;) {
+        int f = PQflush(pg);
+        if (f < 0)
+            return COPY_EBROKEN;
+        if (f == 0)
+            return COPY_OK;
+        int w = wait_io(pg, interruptible);
+        if (w != COPY_OK)
+            return w;
+    }
+}
+
+int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
+               PGresult **err, int *interrupted)
+{
+    *err = NULL;
+    *interrupted = 0;
+    if (!PQsendQuery(pg, sql))
+        return COPY_EBROKEN;
+    for (;;) {
+        int w = pgconn_wait(pg, !*interrupted);
+        if (w == PGCONN_INTERRUPTED) {
+            char buf[256];
+            *interrupted = 1;
+            pgconn_cancel(pg, buf, sizeof buf);
+            continue;
+        }
+        if (w == PGCONN_BROKEN)
+            return *err ? COPY_EFAIL : COPY_EBROKEN;
+        PGresult *r = PQgetResult(pg);
+        if (!r)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == expect && !*err) {
+            PQclear(r);
+            if (expect == PGRES_COPY_IN && PQsetnonblocking(pg, 1) != 0) {
+                copy_drain(pg, "sluice could not switch the connection to "
+                               "nonblocking mode");
+                return COPY_EBROKEN;
+            }
+            return COPY_OK;
+        }
+        if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
+            st == PGRES_BAD_RESPONSE) {
+            if (!*err)
+                *err = r;
+            else
+                PQclear(r);
+            continue;
+        }
+        PQclear(r);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT)
+            return copy_drain(pg, "unexpected COPY direction"), COPY_EBROKEN;
+        if (PQstatus(pg) == CONNECTION_BAD)
+            return *err ? COPY_EFAIL : COPY_EBROKEN;
+    }
+    return *err ? COPY_EFAIL : COPY_EBROKEN;
+}
+
+int copy_put(PGconn *pg, const char *data, size_t n, int interruptible)
+{
+    /* a dead peer is noticed here even when every write "succeeds"
+     * (libpq discards output after a failed write, to read the error) */
+    if (!PQconsumeInput(pg) || PQstatus(pg) == CONNECTION_BAD)
+        return COPY_EBROKEN;
+    while (n > 0) {
+        /* what the last piece left in libpq goes first, so libpq never
+         * holds more than one piece beyond what the kernel took */
+        int f = flush_all(pg, interruptible);
+        if (f != COPY_OK)
+            return f;
+        int k = n > COPY_PIECE ? COPY_PIECE : (int)n;
+        int r = PQputCopyData(pg, data, k);
+        if (r < 0)
+            return COPY_EBROKEN;
+        if (r == 0) { /* could not queue without blocking */
+            int w = wait_io(pg, interruptible);
+            if (w != COPY_OK)
+                return w;
+            continue;
+        }
+        data += k;
+        n -= (size_t)k;
+        /* send what the socket takes now; the rest leaves while the
+         * caller encodes the next chunk (the server keeps busy) */
+        if (PQflush(pg) < 0)
+            return COPY_EBROKEN;
+    }
+    return COPY_OK;
+}
+
+int copy_end(PGconn *pg, const char *errmsg)
+{
+    int rc = COPY_OK;
+    for (;;) {
+        int r = PQputCopyEnd(pg, errmsg);
+        if (r > 0)
+            break;
+        if (r < 0 || wait_io(pg, 0) != COPY_OK) {
+            rc = COPY_EBROKEN;
+            break;
+        }
+    }
+    if (rc == COPY_OK && flush_all(pg, 0) != COPY_OK)
+        rc = COPY_EBROKEN;
+    /* back to blocking mode for the rest of sluice, whatever happened
+     * (this flushes: after a failed flush it fails too, and then the
+     * connection is broken anyway) */
+    if (PQstatus(pg) == CONNECTION_OK && PQsetnonblocking(pg, 0) != 0)
+        rc = COPY_EBROKEN;
+    return rc;
+}
+
+int copy_drain(PGconn *pg, const char *errmsg)
+{
+    for (;;) {
+        if (PQstatus(pg) == CONNECTION_BAD)
+            return COPY_EBROKEN;
+        if (pgconn_wait(pg, 0) == PGCONN_BROKEN)
+            return COPY_EBROKEN;
+        PGresult *r = PQgetResult(pg);
+        if (!r)
+            return COPY_OK;
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_COPY_IN) {
+            if (copy_end(pg, errmsg ? errmsg : "COPY abandoned") != COPY_OK)
+                return COPY_EBROKEN;
+        } else if (st == PGRES_COPY_OUT) {
+            char *buf;
+            int k;
+            while ((k = PQgetCopyData(pg, &buf, 0)) > 0)
+                PQfreemem(buf);
+        }
+    }
+}
+
+int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)
+{
+    for (;;) {
+        char *buf = NULL;
+        int k = PQgetCopyData(pg, &buf, 1);
+        if (k > 0) {
+            *row = buf;
+            *len = (size_t)k;
+            return COPY_OK;
+        }
+        if (k == -1)
+            return COPY_DONE;
+        if (k < -1)
+            return COPY_EBROKEN;
+        if (interruptible && interrupt_pending())
+            return COPY_EINTR;
+        struct pollfd p = { PQsocket(pg), POLLIN, 0 };
+        if (p.fd < 0)
+            return COPY_EBROKEN;
+        int r = poll(&p, 1, 100);
+        if (r < 0 && errno != EINTR)
+            return COPY_EBROKEN;
+        if (r > 0 && !PQconsumeInput(pg))
+            return COPY_EBROKEN;
+    }
+}
+
+size_t copy_unescape_text(char *s, size_t n)
+{
+    char *bs = memchr(s, '\\', n);
+    if (!bs)
+        return n;
+    size_t i = (size_t)(bs - s), o = i;
+    while (i < n) {
+        char c = s[i++];
+        if (c != '\\' || i == n) {
+            s[o++] = c;
+            continue;
+        }
+        c = s[i++];
+        switch (c) {
+        case 'b': s[o++] = '\b'; break;
+        case 'f': s[o++] = '\f'; break;
+        case 'n': s[o++] = '\n'; break;
+        case 'r': s[o++] = '\r'; break;
+        case 't': s[o++] = '\t'; break;
+        case 'v': s[o++] = '\v'; break;
+        case '0': case '1': case '2': case '3':
+        case '4': case '5': case '6': case '7': {
+            int v = c - '0';
+            for (int k = 0; k < 2 && i < n && s[i] >= '0' && s[i] <= '7'; k++)
+                v = v * 8 + (s[i++] - '0');
+            s[o++] = (char)(v & 0xFF);
+            break;
+        }
+        case 'x': {
+            int h = i < n ? hexval((unsigned char)s[i]) : -1;
+            if (h < 0) {
+                s[o++] = 'x';
+                break;
+            }
+            i++;
+            int h2 = i < n ? hexval((unsigned char)s[i]) : -1;
+            if (h2 >= 0) {
+                h = h * 16 + h2;
+                i++;
+            }
+            s[o++] = (char)h;
+            break;
+        }
+        default:
+            s[o++] = c;
+        }
+    }
+    return o;
+}

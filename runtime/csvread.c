@@ -1,0 +1,489 @@
+/*
+ * csvread.c - the streaming CSV reader: zlib's gz reader below, libcsv's state
+ * machine in the middle, one record at a time out.
+ *
+ * How a block becomes records: gzread() fills a 128 KiB block; the block
+ * is cut into segments that end just after each CR or LF, and each segment
+ * goes to csv_parse().  libcsv only ends a record on a CR or LF, so at most
+ * one record can end per segment, and it ends with the segment: we can stop
+ * right there and return it, with no queue, and resume at the next segment
+ * on the next call.  Segments also give exact physical line numbers (every
+ * LF is the last byte of a segment) and byte offsets of record boundaries,
+ * which libcsv's callbacks alone cannot tell.
+ *
+ * libcsv is set up as follows, and why:
+ * - CSV_STRICT | CSV_STRICT_FINI: malformed quoting is an error with a line
+ *   number, never silently reinterpreted; a quote still open at the end of
+ *   the input is an error too (otherwise csv_fini submits it as data).
+ * - CSV_EMPTY_IS_NULL: the field callback gets a NULL pointer for an empty
+ *   unquoted field and a real pointer for "", so null = "" can tell them
+ *   apart the way PostgreSQL's COPY does.
+ * - a space function that says "never a space": libcsv trims spaces and
+ *   tabs around unquoted fields by default; RFC 4180 and COPY keep them.
+ * - not CSV_REPALL_NL: libcsv then reports no record for an empty line, so
+ *   blank lines are skipped (outside quotes; inside quotes they are data).
+ * - the entry buffer grows by its own size (csv_set_blk_size before every
+ *   call), i.e. geometrically; libcsv's default is +128 bytes per step.
+ *
+ * The callbacks only copy bytes into the reader's row buffers (grown
+ * geometrically and reused, so no allocation per row once warm) and set
+ * flags; errors found in them are reported after csv_parse() returns.
+ */
+#include "csvread.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MIN_ENTRY_STEP 4096
+
+static int never_space(unsigned char c)
+{
+    (void)c;
+    return 0;
+}
+
+/* Record an error "name:line: message" and enter the failed state.  Raw
+ * mode counts no lines, so its messages carry none. */
+__attribute__((format(printf, 3, 4)))
+static int fail(csvread *r, long long line, const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *name = r->name ? r->name : "?";
+    if (r->o.raw || line <= 0)
+        snprintf(r->err, sizeof r->err, "%s: %s", name, msg);
+    else
+        snprintf(r->err, sizeof r->err, "%s:%lld: %s", name, line, msg);
+    r->state = CSVREAD_FAILED;
+    return -1;
+}
+
+static int fail_nomem(csvread *r)
+{
+    return fail(r, r->line, "out of memory");
+}
+
+int csvread_open(csvread *r, const char *path, const csvread_opts *o)
+{
+    int from_stdin = strcmp(path, "-") == 0;
+    r->o = *o;
+    r->o.null = NULL;
+    r->line = 1;
+    r->state = CSVREAD_OPEN;
+    r->name = strdup(from_stdin ? "stdin" : path);
+    if (!r->name)
+        return fail_nomem(r);
+    if (o->null) {
+        r->null = malloc(o->null_len + 1);
+        if (!r->null)
+            return fail_nomem(r);
+        memcpy(r->null, o->null, o->null_len);
+        r->null[o->null_len] = '\0';
+        r->o.null = r->null;
+    }
+    r->buf = malloc(CSVREAD_BLOCK);
+    if (!r->buf)
+        return fail_nomem(r);
+    if (!o->raw) {
+        /* start with room for a typical row; grown when needed */
+        r->data_cap = 4096;
+        r->fields_cap = 64;
+        r->data = malloc(r->data_cap);
+        r->fields = malloc(r->fields_cap * sizeof *r->fields);
+        if (!r->data || !r->fields)
+            return fail_nomem(r);
+        csv_init(&r->parser, CSV_STRICT | CSV_STRICT_FINI | CSV_EMPTY_IS_NULL);
+        csv_set_delim(&r->parser, o->delim);
+        csv_set_quote(&r->parser, o->quote);
+        csv_set_space_func(&r->parser, never_space);
+    }
+
+    /* our own open(): a clear errno for the message, and a dup of stdin so
+     * gzclose() leaves the process's standard input open */
+    int fd = from_stdin ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(r->err, sizeof r->err, "cannot open %s: %s", r->name,
+                 strerror(errno));
+        r->state = CSVREAD_FAILED;
+        return -1;
+    }
+    r->gz = gzdopen(fd, "rb");
+    if (!r->gz) {
+        close(fd);
+        return fail_nomem(r);
+    }
+    /* zlib reads the compressed file in buffers of this size */
+    gzbuffer(r->gz, CSVREAD_BLOCK);
+    return 0;
+}
+
+void csvread_release(csvread *r)
+{
+    if (r->gz) {
+        gzclose(r->gz);
+        r->gz = NULL;
+    }
+    csv_free(&r->parser); /* no-op on a zeroed or freed parser */
+    free(r->buf);
+    free(r->data);
+    free(r->fields);
+    free(r->name);
+    free(r->null);
+    r->buf = NULL;
+    r->data = NULL;
+    r->fields = NULL;
+    r->name = NULL;
+    r->null = NULL;
+    r->o.null = NULL;
+    r->len = r->pos = 0;
+    r->data_len = r->data_cap = r->nfields = r->fields_cap = 0;
+}
+
+/* ---------------------------------------------------------------- input */
+
+/* zlib's messages for a gzdopen()ed file start with "<fd:N>: "; the
+ * reader's name says more. */
+static const char *gz_message(const char *msg)
+{
+    if (msg && strncmp(msg, "<fd:", 4) == 0) {
+        const char *q = strstr(msg, ">: ");
+        if (q)
+            return q + 3;
+    }
+    return msg ? msg : "unknown error";
+}
+
+static int gz_fail(csvread *r)
+{
+    int errnum = Z_OK;
+    const char *msg = gz_message(gzerror(r->gz, &errnum));
+    if (errnum == Z_ERRNO)
+        return fail(r, r->line, "read error: %s", msg);
+    if (errnum == Z_MEM_ERROR)
+        return fail_nomem(r);
+    return fail(r, r->line, "gzip stream is truncated or corrupt: %s", msg);
+}
+
+/* Read the next block.  Returns 1 (r->pos < r->len), 0 at the end of the
+ * input, -1 on a read or gzip error.  A truncated gzip file is not a short
+ * file: gzread() returns what it could inflate and reports the truncation
+ * only through gzerror() == Z_BUF_ERROR, which is checked at the end. */
+static int fill(csvread *r)
+{
+    for (;;) {
+        r->base += (long long)r->len;
+        r->len = r->pos = 0;
+        if (r->at_eof)
+            return 0;
+        int n = gzread(r->gz, r->buf, CSVREAD_BLOCK);
+        if (n < 0)
+            return gz_fail(r);
+        if (n == 0) {
+            int errnum = Z_OK;
+            gzerror(r->gz, &errnum);
+            r->at_eof = 1;
+            if (errnum != Z_OK)
+                return gz_fail(r);
+            return 0;
+        }
+        r->len = (size_t)n;
+        /* gzread() fills the whole request unless the input ends, so a
+         * BOM is always whole in the first block */
+        if (!r->started) {
+            r->started = 1;
+            if (n >= 3 && memcmp(r->buf, "\xEF\xBB\xBF", 3) == 0)
+                r->pos = 3;
+        }
+        if (r->pos < r->len)
+            return 1;
+    }
+}
+
+int csvread_raw(csvread *r, const unsigned char **p, size_t *n)
+{
+    if (r->state == CSVREAD_DONE)
+        return 0;
+    if (r->state == CSVREAD_FAILED)
+        return -1;
+    if (r->pos == r->len) {
+        int f = fill(r);
+        if (f < 0)
+            return -1;
+        if (f == 0) {
+            r->state = CSVREAD_DONE;
+            return 0;
+        }
+    }
+    *p = r->buf + r->pos;
+    *n = r->len - r->pos;
+    r->pos = r->len;
+    r->next_offset = r->base + (long long)r->len;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Check s[0..n) as the continuation of the UTF-8 stream (a sequence may
+ * span segments and blocks; its state lives in r->u8_*).  Returns n, or
+ * the index of the byte where the stream became invalid; *bad is then the
+ * byte to report (the lead byte of a broken sequence: in a Latin-1 file
+ * that is the accented letter itself). */
+static size_t utf8_scan(csvread *r, const unsigned char *s, size_t n,
+                        unsigned *bad)
+{
+    unsigned need = r->u8_need, lo = r->u8_lo, hi = r->u8_hi;
+    size_t i = 0;
+    while (i < n) {
+        if (need == 0) {
+            /* ASCII runs, eight bytes at a time */
+            while (i + 8 <= n) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if (w & 0x8080808080808080ULL)
+                    break;
+                i += 8;
+            }
+            if (i == n)
+                break;
+            unsigned c = s[i];
+            if (c < 0x80) {
+                i++;
+                continue;
+            }
+            lo = 0x80;
+            hi = 0xBF;
+            if (c >= 0xC2 && c <= 0xDF) {
+                need = 1;
+            } else if (c >= 0xE0 && c <= 0xEF) {
+                need = 2;
+                if (c == 0xE0)
+                    lo = 0xA0; /* no overlong forms */
+                else if (c == 0xED)
+                    hi = 0x9F; /* no surrogates */
+            } else if (c >= 0xF0 && c <= 0xF4) {
+                need = 3;
+                if (c == 0xF0)
+                    lo = 0x90;
+                else if (c == 0xF4)
+                    hi = 0x8F; /* nothing above U+10FFFF */
+            } else {
+                *bad = c;
+                return i;
+            }
+            r->u8_lead = (unsigned char)c;
+            i++;
+        } else {
+            unsigned c = s[i];
+            if (c < lo || c > hi) {
+                *bad = r->u8_lead;
+                return i;
+            }
+            need--;
+            lo = 0x80;
+            hi = 0xBF;
+            i++;
+        }
+    }
+    r->u8_need = (unsigned char)need;
+    r->u8_lo = (unsigned char)lo;
+    r->u8_hi = (unsigned char)hi;
+    return n;
+}
+
+/* ------------------------------------------------------------- records */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    size_t c = *cap ? *cap : 16;
+    while (c < need) {
+        if (c > SIZE_MAX / 2 / elem)
+            return -1;
+        c *= 2;
+    }
+    void *q = realloc(*p, c * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* libcsv field callback: s is NULL for an empty unquoted field. */
+static void on_field(void *s, size_t len, void *ctx)
+{
+    csvread *r = ctx;
+    if (r->cb_nomem)
+        return;
+    if (r->nfields == r->fields_cap &&
+        grow((void **)&r->fields, &r->fields_cap, r->nfields + 1,
+             sizeof *r->fields) < 0) {
+        r->cb_nomem = 1;
+        return;
+    }
+    if (r->data_cap - r->data_len < len &&
+        grow((void **)&r->data, &r->data_cap, r->data_len + len, 1) < 0) {
+        r->cb_nomem = 1;
+        return;
+    }
+    csvread_field *f = &r->fields[r->nfields++];
+    f->off = r->data_len;
+    f->len = len;
+    if (len)
+        memcpy(r->data + r->data_len, s, len);
+    r->data_len += len;
+    if (!r->o.null)
+        f->is_null = 0;
+    else if (!s)
+        f->is_null = r->o.null_len == 0;
+    else /* a quoted "" never matches null = "" */
+        f->is_null = len > 0 && len == r->o.null_len &&
+                     memcmp(s, r->o.null, len) == 0;
+}
+
+/* libcsv record callback: c is the terminator (CR, LF) or -1 at the end. */
+static void on_row(int c, void *ctx)
+{
+    (void)c;
+    ((csvread *)ctx)->row_done = 1;
+}
+
+/* A record ended: check its field count and publish its position. */
+static int finish_record(csvread *r)
+{
+    r->in_record = 0;
+    r->row_done = 0;
+    if (r->expect == 0) {
+        r->expect = r->nfields;
+    } else if (r->o.strict && r->nfields != r->expect) {
+        return fail(r, r->rec_line, "row has %zu field%s, expected %zu",
+                    r->nfields, r->nfields == 1 ? "" : "s", r->expect);
+    }
+    r->rec_start_line = r->rec_line;
+    r->next_offset = r->base + (long long)r->pos;
+    return 1;
+}
+
+/* The input ended: flush libcsv (a last line without a newline). */
+static int at_end(csvread *r)
+{
+    if (r->u8_need)
+        return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
+                    "encoding = false to read it anyway", r->u8_lead);
+    if (csv_fini(&r->parser, on_field, on_row, r) != 0)
+        return fail(r, r->rec_line, "malformed quoting (quoted field not "
+                    "closed at the end of the file)");
+    if (r->cb_nomem)
+        return fail_nomem(r);
+    if (r->row_done)
+        return finish_record(r);
+    r->state = CSVREAD_DONE;
+    return 0;
+}
+
+int csvread_next(csvread *r)
+{
+    if (r->state == CSVREAD_DONE)
+        return 0;
+    if (r->state == CSVREAD_FAILED)
+        return -1;
+    r->nfields = 0;
+    r->data_len = 0;
+    for (;;) {
+        if (r->pos == r->len) {
+            int f = fill(r);
+            if (f < 0)
+                return -1;
+            if (f == 0)
+                return at_end(r);
+        }
+        unsigned char *s = r->buf + r->pos, *e = r->buf + r->len;
+
+        if (r->o.skip > 0) {
+            /* skipped lines are not CSV: no quotes, no checks */
+            unsigned char *nl = memchr(s, '\n', (size_t)(e - s));
+            if (!nl) {
+                r->pos = r->len;
+                continue;
+            }
+            r->pos = (size_t)(nl + 1 - r->buf);
+            r->o.skip--;
+            r->line++;
+            continue;
+        }
+
+        /* the segment ends at the first CR or LF (glibc's memchr is far
+         * faster than a byte loop; lines rarely hold a CR but at the end) */
+        unsigned char *p = memchr(s, '\n', (size_t)(e - s));
+        if (!p)
+            p = e;
+        unsigned char *cr = memchr(s, '\r', (size_t)(p - s));
+        if (cr)
+            p = cr;
+        int term = p < e;
+        size_t n = (size_t)(p - s) + (size_t)term;
+
+        /* a segment that is not just a line end starts a record when none
+         * is open: that is the record's first line */
+        if (!r->in_record && (n > 1 || !term)) {
+            r->in_record = 1;
+            r->rec_line = r->line;
+        }
+
+        if (r->o.check_utf8) {
+            unsigned bad = 0;
+            if (utf8_scan(r, s, n, &bad) != n)
+                return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
+                            "encoding = false to read it anyway", bad);
+        }
+
+        size_t step = csv_get_buffer_size(&r->parser);
+        csv_set_blk_size(&r->parser, step > MIN_ENTRY_STEP ? step
+                                                           : MIN_ENTRY_STEP);
+        size_t done = csv_parse(&r->parser, s, n, on_field, on_row, r);
+        if (done != n) {
+            if (csv_error(&r->parser) != CSV_EPARSE)
+                return fail_nomem(r);
+            /* libcsv saved its state before returning: quoted tells which
+             * rule the byte at s[done] broke */
+            return fail(r, r->line, "malformed quoting (%s)",
+                        r->parser.quoted ? "text after a closing quote"
+                                         : "a quote inside an unquoted field");
+        }
+        if (r->cb_nomem)
+            return fail_nomem(r);
+        /* entry_pos: bytes of the field libcsv is still collecting (its
+         * buffer's size is capacity, which runs ahead of the data) */
+        if (r->data_len > CSVREAD_MAX_RECORD ||
+            r->parser.entry_pos > CSVREAD_MAX_RECORD)
+            return fail(r, r->rec_line, "record larger than %zu MiB (an "
+                        "unclosed quote?)", CSVREAD_MAX_RECORD >> 20);
+
+        r->pos += n;
+        if (term && *p == '\n')
+            r->line++;
+        if (r->row_done) {
+            /* take the LF of a CRLF along, so next_offset points past the
+             * line end.  When the CR ends the block, peek into the next
+             * one: the record is already copied out of buf, and a read
+             * error recorded by fill() is reported by the next call. */
+            if (term && *p == '\r') {
+                if (r->pos == r->len)
+                    fill(r);
+                if (r->pos < r->len && r->buf[r->pos] == '\n') {
+                    r->pos++;
+                    r->line++;
+                }
+            }
+            return finish_record(r);
+        }
+    }
+}

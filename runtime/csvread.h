@@ -1,0 +1,129 @@
+/*
+ * csv.h - a streaming CSV reader over plain or gzip input.
+ *
+ * Provides: csvread, a reader that pulls one record at a time out of a file
+ * (or stdin) in the RFC 4180 dialect, with the physical line and byte
+ * offset of every record, strict field counts, UTF-8 checking and precise
+ * error messages ("data.csv:17: row has 4 fields, expected 3"); and a raw
+ * mode that only hands out the decompressed bytes in large blocks (for
+ * COPY pass-through).
+ *
+ * Uses: libcsv (the field/record state machine) and zlib's gz functions
+ * (gzread detects gzip from the content and reads plain input unchanged).
+ * Knows nothing about Lua: the binding is lib_csv.c.
+ *
+ * Ownership: a csvread lives inside its owner's memory (a Lua userdata), is
+ * zeroed before csvread_open(), and every resource it acquires is freed by
+ * the one routine csvread_release(), which is safe on a zeroed, a partly
+ * opened, a failed or an already released reader.  No function here calls
+ * back into the caller, so a caller's error handling (longjmp) never runs
+ * through libcsv or zlib frames.
+ *
+ * Dialect notes (see the .c file for why):
+ * - spaces are data (RFC 4180), never trimmed;
+ * - blank lines are skipped (libcsv does not report empty records), so a
+ *   one-column file cannot express an empty value with an empty line;
+ * - a record ends at LF, CRLF or a lone CR, but only LF counts as a line;
+ * - quoting is always strict: a quote inside an unquoted field, text after
+ *   a closing quote, or a quote still open at the end of the file is an
+ *   error, never a guess.
+ */
+#ifndef SLUICE_CSVREAD_H
+#define SLUICE_CSVREAD_H
+
+#include <csv.h> /* libcsv's (this file is csvread.h so it cannot shadow it) */
+#include <stddef.h>
+#include <zlib.h>
+
+
+/* Size of one read (decompressed bytes); also the largest slice of input
+ * handed to libcsv at once. */
+#define CSVREAD_BLOCK (128 * 1024)
+
+/* A record larger than this is an error (an unclosed quote would otherwise
+ * swallow the rest of the file into memory); PostgreSQL's own limit for
+ * one field is 1 GB. */
+#define CSVREAD_MAX_RECORD ((size_t)1 << 30)
+
+typedef struct csvread_opts {
+    unsigned char delim;   /* field delimiter, ',' */
+    unsigned char quote;   /* quote character, '"' */
+    int strict;            /* field count must match the first record's */
+    int check_utf8;        /* invalid UTF-8 is an error */
+    long long skip;        /* physical lines to skip before the first record */
+    const char *null;      /* field text meaning NULL, or NULL for none;
+                              "" means: an unquoted empty field */
+    size_t null_len;
+    int raw;               /* raw mode: no parsing, see csvread_raw() */
+} csvread_opts;
+
+/* One field of the current record: data[off .. off+len) of the record's
+ * buffer; is_null when it matched opts.null. */
+typedef struct csvread_field {
+    size_t off, len;
+    int is_null;
+} csvread_field;
+
+enum { CSVREAD_OPEN = 0, CSVREAD_DONE, CSVREAD_FAILED };
+
+typedef struct csvread {
+    /* resources: released by csvread_release() */
+    gzFile gz;
+    unsigned char *buf;            /* one block of decompressed input */
+    struct csv_parser parser;      /* its entry buffer is a resource too */
+    char *data;                    /* field bytes of the current record */
+    csvread_field *fields;         /* fields of the current record */
+    char *name;                    /* for messages: the path, or "stdin" */
+    char *null;                    /* copy of opts.null */
+
+    /* settings */
+    csvread_opts o;
+
+    /* input position */
+    size_t len, pos;               /* bytes in buf, next byte to use */
+    long long base;                /* stream offset of buf[0] */
+    int started;                   /* first block read (BOM handled) */
+    int at_eof;                    /* gzread reported the end */
+
+    /* parsing state */
+    size_t data_len, data_cap, nfields, fields_cap;
+    size_t expect;                 /* field count of the first record */
+    long long line;                /* physical line of the next byte */
+    long long rec_line;            /* line where the current record began */
+    int in_record;                 /* bytes of a record seen, not ended */
+    int row_done;                  /* libcsv reported the end of a record */
+    int cb_nomem;                  /* a callback could not grow a buffer */
+    unsigned char u8_need, u8_lo, u8_hi; /* UTF-8 sequence in progress: */
+    unsigned char u8_lead;         /* bytes still needed, their range, lead */
+
+    /* results, readable after release */
+    int state;                     /* CSVREAD_OPEN, _DONE or _FAILED */
+    long long rec_start_line;      /* line of the last record returned */
+    long long next_offset;         /* offset where the next record starts */
+    char err[512];                 /* message when state is CSVREAD_FAILED */
+} csvread;
+
+/* Open path ("-" = standard input, which stays open) for reading.  r must
+ * be zeroed memory; o is copied (o->null too).  Returns 0, or -1 with the
+ * message in r->err ("cannot open x.csv: No such file or directory"); in
+ * both cases csvread_release(r) frees what was acquired.  Reads nothing
+ * yet.  In raw mode only o->raw matters. */
+int csvread_open(csvread *r, const char *path, const csvread_opts *o);
+
+/* Parse the next record.  Returns 1 with the record's fields in
+ * r->fields[0 .. r->nfields) and their bytes in r->data (valid until the
+ * next call), 0 at the end of the input, -1 on an error (message in r->err,
+ * "name:line: what").  After 0 or -1 every later call returns the same, and
+ * the reader's resources may be released.  Not for raw mode. */
+int csvread_next(csvread *r);
+
+/* Raw mode: hand out the next run of decompressed input (a leading UTF-8
+ * BOM removed) in *p, *n; valid until the next call.  Returns 1, 0 at the
+ * end, -1 on an error (message in r->err, e.g. a truncated gzip stream). */
+int csvread_raw(csvread *r, const unsigned char **p, size_t *n);
+
+/* Free every resource (file, parser, buffers); keeps state, err,
+ * rec_start_line and next_offset readable.  Idempotent. */
+void csvread_release(csvread *r);
+
+#endif

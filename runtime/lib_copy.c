@@ -1,0 +1,1744 @@
+/*
+ * lib_copy.c - Lua binding of COPY: "sluice.copy" streams (COPY ... FROM
+ * STDIN, opened by db:copy() in lua/sluice/copy.lua) and "sluice.copyout"
+ * readers (COPY ... TO STDOUT, db:copy_out()).
+ *
+ * A row crosses the C-Lua boundary once: cp:row(a, b, c) encodes every
+ * value straight into the stream's buffer, with an encoder chosen per
+ * column when the COPY starts (from the catalog type), and the buffer goes
+ * to libpq when it holds chunk_size bytes.  Plain numbers and strings never
+ * call back into Lua; int64 cdata (one helper call to learn its ctype) and
+ * tables for json columns (the JSON encoder) do.
+ *
+ * Caveats:
+ * - Any error raised by row()/rows()/flush()/finish() ends the COPY: a
+ *   client-side error (wrong value count, a value the column cannot take,
+ *   a NUL byte, out of memory) sends CopyFail with the same message, so
+ *   the server rolls the COPY back and the connection is usable at once
+ *   (db:transaction() can roll back).  A half-encoded row never reaches
+ *   the server: the buffer only ever sends complete rows (`committed`).
+ * - Server errors (a bad value, a constraint) are read when the COPY ends
+ *   (libpq does not parse them while a COPY IN is open): finish() raises
+ *   them as error objects with the server's CONTEXT ("COPY t, line 3").
+ *   A dead connection is noticed at the next flush.
+ * - The stream and the reader keep their connection alive (fenv) and set
+ *   conn->busy while open, so other calls on the connection refuse.
+ */
+#include "lib.h"
+#include "copy.h"
+#include "interrupt.h"
+#include "numfmt.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CP_SELF 1 /* every method finds its userdata at stack index 1 */
+#define LUA_TCDATA 10 /* LuaJIT's type tag for FFI cdata */
+#define DEFAULT_CHUNK (64 * 1024) /* measured: larger chunks overlap
+                                    * encoding and server parsing worse */
+#define MIN_CHUNK 1024
+#define MAX_DIMS 6 /* PostgreSQL's MAXDIM */
+#define MAX_COLS 1600 /* PostgreSQL's MaxHeapAttributeNumber */
+
+#define GC_MESSAGE "COPY abandoned: the copy object was garbage-collected " \
+                   "before finish()"
+
+/* slots of a stream's environment table */
+enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS };
+
+enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
+static const char *const cp_state_names[] = {
+    "new", "open", "finished", "aborted", "failed",
+};
+
+struct sl_copy;
+struct copy_col;
+/* Encode the non-NULL value at idx for one column (binary: length word
+ * and bytes; text/CSV: the escaped field).  Raises on a bad value. */
+typedef void (*enc_fn)(lua_State *L, struct sl_copy *cp,
+                       const struct copy_col *col, int idx);
+
+typedef struct copy_col {
+    const char *name;      /* strings anchored by fenv[FENV_SPECS] */
+    const char *type_name; /* as format_type() spells it, for messages */
+    int kind;              /* enum copy_kind */
+    int elem_kind;         /* arrays: kind of the elements */
+    Oid elem_oid;          /* arrays: element type sent in binary */
+    enc_fn enc;
+    enc_fn elem_enc;       /* binary arrays: one element */
+} copy_col;
+
+typedef struct sl_copy {
+    sl_conn *conn;      /* borrowed: fenv[FENV_CONN] keeps it alive */
+    int state;
+    int format;         /* enum copy_format */
+    int ncols;
+    int utc;            /* the session TimeZone is UTC */
+    copy_col *cols;     /* a userdata in fenv[FENV_COLS] */
+    copy_buf buf;       /* owned: the encoded rows not yet sent */
+    copy_buf scratch;   /* owned: array literals and bytea hex in text */
+    size_t committed;   /* bytes of buf that hold complete rows */
+    size_t chunk;       /* send when committed reaches this */
+    uint64_t rows;      /* rows encoded */
+    uint64_t bytes_sent;
+    int depth;          /* array nesting of the value being encoded */
+    int path[MAX_DIMS]; /* element indices at each depth, for messages */
+} sl_copy;
+
+/* ------------------------------------------------------------ release */
+
+/* The one release routine behind finish(), abort(), failures and __gc.
+ * If the COPY is open it ends it: CopyDone when fail_msg is NULL, else
+ * CopyFail(fail_msg) (the server rolls the COPY back).  With drain it also
+ * discards the server's answer; without, the caller collects it.  Clears
+ * conn->busy and frees the buffers.  Never raises. */
+static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
+                      int drain)
+{
+    int rc = COPY_OK;
+    if (cp->state == CP_OPEN) {
+        sl_conn *c = cp->conn;
+        cp->state = new_state;
+        c->busy = 0;
+        if (c->pg) {
+            rc = copy_end(c->pg, fail_msg);
+            if (drain)
+                copy_drain(c->pg, fail_msg);
+        }
+    }
+    copy_buf_free(&cp->buf);
+    copy_buf_free(&cp->scratch);
+    cp->committed = 0;
+    return rc;
+}
+
+/* Push the stream's connection; returns its stack index. */
+static int push_conn(lua_State *L, int ud)
+{
+    lua_getfenv(L, ud);
+    lua_rawgeti(L, -1, FENV_CONN);
+    lua_remove(L, -2);
+    return lua_gettop(L);
+}
+
+/* The message at the top of the stack (no position) ends the COPY, then
+ * is raised at the caller's line. */
+static int cp_raise(lua_State *L, sl_copy *cp)
+{
+    cp_release(cp, lua_tostring(L, -1), CP_FAILED, 1);
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* ------------------------------------------------------------- errors */
+
+static void push_u64(lua_State *L, uint64_t v)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    *--p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    lua_pushstring(L, p);
+}
+
+/* Push "row N, column "x" (type)[, element [i][j]]". */
+static void push_where(lua_State *L, sl_copy *cp, const copy_col *col)
+{
+    lua_pushliteral(L, "row ");
+    push_u64(L, cp->rows + 1);
+    lua_pushfstring(L, ", column \"%s\" (%s)", col->name, col->type_name);
+    int n = 3;
+    if (cp->depth > 0) {
+        lua_pushliteral(L, ", element ");
+        n++;
+        for (int i = 0; i < cp->depth; i++, n++)
+            lua_pushfstring(L, "[%d]", cp->path[i]);
+    }
+    lua_concat(L, n);
+}
+
+/* Push a short, printable description of the value at idx: its type and,
+ * for strings and numbers, the value (long strings cut). */
+static void push_value_desc(lua_State *L, int idx)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n, o = 0, i;
+        const char *s = lua_tolstring(L, idx, &n);
+        char out[160];
+        out[o++] = '"';
+        for (i = 0; i < n && o < 120; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c == '"' || c == '\\') {
+                out[o++] = '\\';
+                out[o++] = (char)c;
+            } else if (c < 0x20 || c == 0x7f) {
+                static const char hex[] = "0123456789abcdef";
+                out[o++] = '\\';
+                out[o++] = 'x';
+                out[o++] = hex[c >> 4];
+                out[o++] = hex[c & 15];
+            } else {
+                out[o++] = (char)c;
+            }
+        }
+        if (i < n) {
+            /* do not cut a UTF-8 sequence in half */
+            while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
+                o--;
+            if (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0)
+                o--;
+            memcpy(out + o, "\"...", 4);
+            o += 4;
+        } else {
+            out[o++] = '"';
+        }
+        lua_pushliteral(L, "string ");
+        lua_pushlstring(L, out, o);
+        lua_concat(L, 2);
+        return;
+    }
+    case LUA_TNUMBER: {
+        char buf[NUMFMT_BUFSIZE];
+        numfmt_double(buf, lua_tonumber(L, idx));
+        lua_pushfstring(L, "number %s", buf);
+        return;
+    }
+    case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, idx) ? "boolean true"
+                                                : "boolean false");
+        return;
+    default:
+        lua_pushstring(L, luaL_typename(L, idx));
+        return;
+    }
+}
+
+/* Raise "<where>: expected <what>, got <value>" and end the COPY. */
+static int value_error(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx, const char *what)
+{
+    push_where(L, cp, col);
+    lua_pushfstring(L, ": expected %s, got ", what);
+    push_value_desc(L, idx);
+    lua_concat(L, 3);
+    return cp_raise(L, cp);
+}
+
+/* Raise "<where>: <msg>" and end the COPY. */
+static int col_error(lua_State *L, sl_copy *cp, const copy_col *col,
+                     const char *msg)
+{
+    push_where(L, cp, col);
+    lua_pushstring(L, msg);
+    lua_concat(L, 2);
+    return cp_raise(L, cp);
+}
+
+static int oom_error(lua_State *L, sl_copy *cp)
+{
+    lua_pushliteral(L, "row ");
+    push_u64(L, cp->rows + 1);
+    lua_pushliteral(L, ": out of memory growing the COPY buffer");
+    lua_concat(L, 3);
+    return cp_raise(L, cp);
+}
+
+static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
+{
+    return col_error(L, cp, col,
+                     ": the string contains a NUL byte (\\0), which "
+                     "PostgreSQL text cannot hold (use a bytea column for "
+                     "binary data)");
+}
+
+/* Raise for a failed encoder return code. */
+static int encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
+                         int rc)
+{
+    if (rc == COPY_ENUL)
+        return nul_error(L, cp, col);
+    return oom_error(L, cp);
+}
+
+static inline void need(lua_State *L, sl_copy *cp, size_t n)
+{
+    if (copy_buf_reserve(&cp->buf, n) != COPY_OK)
+        oom_error(L, cp);
+}
+
+static inline void need_scratch(lua_State *L, sl_copy *cp, size_t n)
+{
+    if (copy_buf_reserve(&cp->scratch, n) != COPY_OK)
+        oom_error(L, cp);
+}
+
+/* --------------------------------------------------- values from Lua */
+
+/* If the value at idx is an int64_t (returns 1) or uint64_t (returns 2)
+ * cdata, store its bits.  0 for anything else.  The ctype test is a Lua
+ * helper (C cannot see ctypes); only cdata values pay for it. */
+static int cdata_int(lua_State *L, int idx, uint64_t *bits)
+{
+    if (lua_type(L, idx) != LUA_TCDATA)
+        return 0;
+    lua_getfenv(L, CP_SELF);
+    lua_rawgeti(L, -1, FENV_CDATA);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    int kind = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (kind != 1 && kind != 2)
+        return 0;
+    /* lua_topointer gives a cdata's payload: the 8 integer bytes */
+    memcpy(bits, lua_topointer(L, idx), sizeof *bits);
+    return kind;
+}
+
+/* Decimal text of an int64/uint64 cdata into buf (24 bytes). */
+static size_t cdata_text(char *buf, uint64_t bits, int kind)
+{
+    if (kind == 1)
+        return numfmt_int64(buf, (int64_t)bits);
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + bits % 10);
+        bits /= 10;
+    } while (bits);
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return n;
+}
+
+/* JSON text of the table at idx through the stream's encoder; the string
+ * is left on the stack (the caller pops it). */
+static const char *json_encode(lua_State *L, sl_copy *cp,
+                               const copy_col *col, int idx, size_t *n)
+{
+    lua_getfenv(L, CP_SELF);
+    lua_rawgeti(L, -1, FENV_JSON);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1))
+        col_error(L, cp, col,
+                  ": cannot encode a table as JSON: lua-cjson is not "
+                  "installed (or pass opts.json_encode)");
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        const char *m = lua_tostring(L, -1);
+        push_where(L, cp, col);
+        lua_pushfstring(L, ": cannot encode the table as JSON: %s",
+                        m ? m : "(error object)");
+        lua_concat(L, 2);
+        cp_raise(L, cp);
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        col_error(L, cp, col, ": the JSON encoder did not return a string");
+    return lua_tolstring(L, -1, n);
+}
+
+/* Microseconds since 2000-01-01 of a timestamp value: epoch seconds or
+ * an ISO-8601 string.  With tz, offsets are applied (an offset-less
+ * string is taken as UTC only when the session TimeZone is UTC). */
+static int64_t get_usec(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int idx, int tz)
+{
+    int64_t us;
+    int rc;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        rc = copy_epoch_to_usec(lua_tonumber(L, idx), &us);
+        if (rc != COPY_OK)
+            value_error(L, cp, col, idx,
+                        "epoch seconds within the timestamp range");
+        return us;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING)
+        value_error(L, cp, col, idx,
+                    "epoch seconds or an ISO-8601 string");
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    int32_t off;
+    int has_off;
+    if (copy_parse_timestamp(s, n, &us, &off, &has_off) != COPY_OK)
+        value_error(L, cp, col, idx,
+                    "epoch seconds or an ISO-8601 string "
+                    "(YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm])");
+    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
+        if (has_off)
+            us -= (int64_t)off * 1000000;
+        else if (!cp->utc)
+            value_error(L, cp, col, idx,
+                        "a timestamp with a UTC offset (Z or +hh:mm) "
+                        "because the session TimeZone is not UTC");
+    }
+    return us;
+}
+
+/* ------------------------------------------------- text and CSV format */
+
+/* Append s as one text/CSV field (escaped or quoted). */
+static void put_field(lua_State *L, sl_copy *cp, const copy_col *col,
+                      const char *s, size_t n)
+{
+    int rc = cp->format == COPY_FMT_CSV
+                 ? copy_put_csv_field(&cp->buf, s, n)
+                 : copy_put_text_escaped(&cp->buf, s, n);
+    if (rc != COPY_OK)
+        encode_failed(L, cp, col, rc);
+}
+
+/* Text of a number for a column of this kind: dates and timestamps take
+ * epoch seconds, everything else the shortest exact decimal. */
+static size_t number_text(lua_State *L, sl_copy *cp, const copy_col *col,
+                          int idx, int kind, char *buf)
+{
+    double x = lua_tonumber(L, idx);
+    if (kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
+        kind == COPY_K_TIMESTAMPTZ) {
+        int64_t us;
+        if (copy_epoch_to_usec(x, &us) != COPY_OK)
+            value_error(L, cp, col, idx,
+                        "epoch seconds within the timestamp range");
+        if (kind == COPY_K_DATE)
+            return copy_format_date(buf, copy_usec_to_days(us));
+        return copy_format_timestamp(buf, us, kind == COPY_K_TIMESTAMPTZ);
+    }
+    /* Float columns need the exact value, not the shortest text (which
+     * matters for numeric, where 0.1 must stay 0.1): 17 significant
+     * digits are exact, and copy_format_double() writes them ~10x faster
+     * than numfmt's printf/strtod search for the shortest form, the hot
+     * spot of text COPY.  real gets its float's 9 digits, the value that
+     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling. */
+    if ((kind == COPY_K_FLOAT8 || kind == COPY_K_FLOAT4) && isfinite(x) &&
+        x != floor(x)) {
+        float f = (float)x;
+        int real = kind == COPY_K_FLOAT4 && isfinite(f);
+        double v = real ? (double)f : x;
+        size_t n = copy_format_double(buf, v, real ? 9 : 17);
+        if (n == 0)
+            n = (size_t)snprintf(buf, NUMFMT_BUFSIZE, "%.*g", real ? 9 : 17, v);
+        return n;
+    }
+    return numfmt_double(buf, x);
+}
+
+static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
+                      int t, int depth);
+
+/* Append s to the array literal in scratch as a quoted element. */
+static void lit_quoted(lua_State *L, sl_copy *cp, const copy_col *col,
+                       const char *s, size_t n)
+{
+    if (memchr(s, '\0', n))
+        nul_error(L, cp, col);
+    if (n > SIZE_MAX / 4)
+        oom_error(L, cp);
+    need_scratch(L, cp, 2 * n + 2);
+    copy_buf *sc = &cp->scratch;
+    char *out = sc->data + sc->len;
+    *out++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            *out++ = '\\';
+        *out++ = s[i];
+    }
+    *out++ = '"';
+    sc->len = (size_t)(out - sc->data);
+}
+
+/* One element of a text array literal. */
+static void lit_elem(lua_State *L, sl_copy *cp, const copy_col *col, int e,
+                     int depth)
+{
+    char tmp[64];
+    size_t n;
+    int kind = col->elem_kind;
+    switch (lua_type(L, e)) {
+    case LUA_TNIL:
+        need_scratch(L, cp, 4);
+        copy_put_raw(&cp->scratch, "NULL", 4);
+        return;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, e) == NULL) {
+            need_scratch(L, cp, 4);
+            copy_put_raw(&cp->scratch, "NULL", 4);
+            return;
+        }
+        break;
+    case LUA_TTABLE:
+        if (kind == COPY_K_JSON || kind == COPY_K_JSONB) {
+            const char *s = json_encode(L, cp, col, e, &n);
+            lit_quoted(L, cp, col, s, n);
+            lua_pop(L, 1);
+        } else {
+            lit_array(L, cp, col, e, depth + 1);
+        }
+        return;
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, e, &n);
+        if (kind == COPY_K_BYTEA) {
+            /* "\\x..." : the element text \x... with its backslash
+             * escaped for the array literal */
+            need_scratch(L, cp, 4);
+            copy_put_raw(&cp->scratch, "\"\\", 2);
+            if (copy_put_bytea_hex(&cp->scratch, s, n) != COPY_OK)
+                oom_error(L, cp);
+            need_scratch(L, cp, 1);
+            copy_put_byte(&cp->scratch, '"');
+        } else {
+            lit_quoted(L, cp, col, s, n);
+        }
+        return;
+    }
+    case LUA_TNUMBER:
+        n = number_text(L, cp, col, e, kind, tmp);
+        need_scratch(L, cp, n + 2);
+        if (kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
+            kind == COPY_K_TIMESTAMPTZ) {
+            copy_put_byte(&cp->scratch, '"');
+            copy_put_raw(&cp->scratch, tmp, n);
+            copy_put_byte(&cp->scratch, '"');
+        } else {
+            copy_put_raw(&cp->scratch, tmp, n);
+        }
+        return;
+    case LUA_TBOOLEAN: {
+        int v = lua_toboolean(L, e);
+        const char *s = kind == COPY_K_BOOL ? (v ? "t" : "f")
+                                            : (v ? "true" : "false");
+        n = strlen(s);
+        need_scratch(L, cp, n);
+        copy_put_raw(&cp->scratch, s, n);
+        return;
+    }
+    default: {
+        uint64_t bits;
+        int k = cdata_int(L, e, &bits);
+        if (k) {
+            n = cdata_text(tmp, bits, k);
+            need_scratch(L, cp, n);
+            copy_put_raw(&cp->scratch, tmp, n);
+            return;
+        }
+    }
+    }
+    value_error(L, cp, col, e,
+                "a string, number, boolean, table or sluice.null");
+}
+
+/* Append the Lua array at stack index t as an array literal {a,b,...}
+ * (nested tables are sub-arrays) to scratch. */
+static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
+                      int t, int depth)
+{
+    if (depth >= MAX_DIMS)
+        col_error(L, cp, col, ": arrays have at most 6 dimensions");
+    size_t n = lua_objlen(L, t);
+    need_scratch(L, cp, 1);
+    copy_put_byte(&cp->scratch, '{');
+    for (size_t i = 1; i <= n; i++) {
+        if (i > 1) {
+            need_scratch(L, cp, 1);
+            copy_put_byte(&cp->scratch, ',');
+        }
+        lua_rawgeti(L, t, (int)i);
+        cp->path[depth] = (int)i;
+        cp->depth = depth + 1;
+        lit_elem(L, cp, col, lua_gettop(L), depth);
+        lua_pop(L, 1);
+    }
+    need_scratch(L, cp, 1);
+    copy_put_byte(&cp->scratch, '}');
+    cp->depth = depth;
+}
+
+/* The text/CSV encoder of every column: strings go as they are (the
+ * server parses them), other Lua values are turned into text here. */
+static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    char tmp[64];
+    size_t n;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, idx, &n);
+        if (col->kind == COPY_K_BYTEA) {
+            cp->scratch.len = 0;
+            if (copy_put_bytea_hex(&cp->scratch, s, n) != COPY_OK)
+                oom_error(L, cp);
+            put_field(L, cp, col, cp->scratch.data, cp->scratch.len);
+        } else {
+            put_field(L, cp, col, s, n);
+        }
+        return;
+    }
+    case LUA_TNUMBER:
+        /* digits, '.', '-', ':', ' ', letters: never needs escaping */
+        n = number_text(L, cp, col, idx, col->kind, tmp);
+        need(L, cp, n);
+        copy_put_raw(&cp->buf, tmp, n);
+        return;
+    case LUA_TBOOLEAN: {
+        int v = lua_toboolean(L, idx);
+        const char *s = col->kind == COPY_K_BOOL ? (v ? "t" : "f")
+                                                 : (v ? "true" : "false");
+        n = strlen(s);
+        need(L, cp, n);
+        copy_put_raw(&cp->buf, s, n);
+        return;
+    }
+    case LUA_TTABLE:
+        if (col->kind == COPY_K_ARRAY) {
+            cp->scratch.len = 0;
+            lit_array(L, cp, col, idx, 0);
+            put_field(L, cp, col, cp->scratch.data, cp->scratch.len);
+            return;
+        }
+        if (col->kind == COPY_K_JSON || col->kind == COPY_K_JSONB) {
+            const char *s = json_encode(L, cp, col, idx, &n);
+            put_field(L, cp, col, s, n);
+            lua_pop(L, 1);
+            return;
+        }
+        break;
+    default: {
+        uint64_t bits;
+        int k = cdata_int(L, idx, &bits);
+        if (k) {
+            n = cdata_text(tmp, bits, k);
+            need(L, cp, n);
+            copy_put_raw(&cp->buf, tmp, n);
+            return;
+        }
+    }
+    }
+    value_error(L, cp, col, idx,
+                col->kind == COPY_K_ARRAY
+                    ? "a table (Lua array) or an array literal string"
+                    : "a string, number or boolean");
+}
+
+/* ------------------------------------------------------ binary format */
+
+static void bin_bytes(lua_State *L, sl_copy *cp, const copy_col *col,
+                      const char *s, size_t n)
+{
+    if (n > INT32_MAX)
+        col_error(L, cp, col, ": the value is larger than 2 GB");
+    need(L, cp, 4 + n);
+    copy_put_be32(&cp->buf, (uint32_t)n);
+    copy_put_raw(&cp->buf, s, n);
+}
+
+/* Text-like value (text, varchar, json, ...): its bytes.  Numbers,
+ * booleans and int64 cdata become their text. */
+static const char *textlike(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx, size_t *n, char *tmp, const char *what)
+{
+    const char *s;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, n);
+        if (memchr(s, '\0', *n))
+            nul_error(L, cp, col);
+        return s;
+    case LUA_TNUMBER:
+        *n = numfmt_double(tmp, lua_tonumber(L, idx));
+        return tmp;
+    case LUA_TBOOLEAN:
+        s = lua_toboolean(L, idx) ? "true" : "false";
+        *n = strlen(s);
+        return s;
+    default: {
+        uint64_t bits;
+        int k = cdata_int(L, idx, &bits);
+        if (k) {
+            *n = cdata_text(tmp, bits, k);
+            return tmp;
+        }
+    }
+    }
+    value_error(L, cp, col, idx, what);
+    return NULL;
+}
+
+static void bin_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    size_t n;
+    const char *s = textlike(L, cp, col, idx, &n, tmp,
+                             "a string, number or boolean");
+    bin_bytes(L, cp, col, s, n);
+}
+
+static void bin_json(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    size_t n;
+    int pushed = lua_type(L, idx) == LUA_TTABLE;
+    const char *s = pushed ? json_encode(L, cp, col, idx, &n)
+                           : textlike(L, cp, col, idx, &n, tmp,
+                                      "a JSON string or a table");
+    if (col->kind == COPY_K_JSONB ||
+        (col->kind == COPY_K_ARRAY && col->elem_kind == COPY_K_JSONB)) {
+        if (n >= INT32_MAX)
+            col_error(L, cp, col, ": the value is larger than 2 GB");
+        need(L, cp, 5 + n);
+        copy_put_be32(&cp->buf, (uint32_t)n + 1);
+        copy_put_byte(&cp->buf, 1); /* jsonb binary format version */
+        copy_put_raw(&cp->buf, s, n);
+    } else {
+        bin_bytes(L, cp, col, s, n);
+    }
+    if (pushed)
+        lua_pop(L, 1);
+}
+
+static void bin_bytea(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        value_error(L, cp, col, idx, "a string (bytes)");
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    bin_bytes(L, cp, col, s, n);
+}
+
+static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int v;
+    if (lua_type(L, idx) == LUA_TBOOLEAN) {
+        v = lua_toboolean(L, idx);
+    } else {
+        size_t n;
+        const char *s = lua_type(L, idx) == LUA_TSTRING
+                            ? lua_tolstring(L, idx, &n) : NULL;
+        if (!s || copy_parse_bool(s, n, &v) != COPY_OK)
+            value_error(L, cp, col, idx, "a boolean");
+    }
+    need(L, cp, 5);
+    copy_put_be32(&cp->buf, 1);
+    copy_put_byte(&cp->buf, v ? 1 : 0);
+}
+
+/* An integer value within [lo, hi]: an integral number, a decimal string
+ * or an int64/uint64 cdata. */
+static int64_t get_int(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx, int64_t lo, int64_t hi, const char *what)
+{
+    int64_t v = 0;
+    int ok = 0;
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER: {
+        double x = lua_tonumber(L, idx);
+        /* NaN fails the comparisons; 2^63 itself is out of range */
+        if (x >= -9223372036854775808.0 && x < 9223372036854775808.0 &&
+            x == floor(x)) {
+            v = (int64_t)x;
+            ok = 1;
+        }
+        break;
+    }
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        ok = copy_parse_int64(s, n, &v) == COPY_OK;
+        break;
+    }
+    default: {
+        uint64_t bits;
+        int k = cdata_int(L, idx, &bits);
+        if (k == 1 || (k == 2 && bits <= INT64_MAX)) {
+            v = (int64_t)bits;
+            ok = 1;
+        }
+    }
+    }
+    if (!ok || v < lo || v > hi)
+        value_error(L, cp, col, idx, what);
+    return v;
+}
+
+static void bin_int2(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int64_t v = get_int(L, cp, col, idx, INT16_MIN, INT16_MAX,
+                        "an integer from -32768 to 32767");
+    need(L, cp, 6);
+    copy_put_be32(&cp->buf, 2);
+    copy_put_be16(&cp->buf, (uint16_t)(int16_t)v);
+}
+
+static void bin_int4(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int64_t v = get_int(L, cp, col, idx, INT32_MIN, INT32_MAX,
+                        "an integer from -2147483648 to 2147483647");
+    need(L, cp, 8);
+    copy_put_be32(&cp->buf, 4);
+    copy_put_be32(&cp->buf, (uint32_t)(int32_t)v);
+}
+
+static void bin_int8(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int64_t v = get_int(L, cp, col, idx, INT64_MIN, INT64_MAX,
+                        "an integer from -9223372036854775808 to "
+                        "9223372036854775807");
+    need(L, cp, 12);
+    copy_put_be32(&cp->buf, 8);
+    copy_put_be64(&cp->buf, (uint64_t)v);
+}
+
+static void bin_oid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int64_t v = get_int(L, cp, col, idx, 0, UINT32_MAX,
+                        "an integer from 0 to 4294967295");
+    need(L, cp, 8);
+    copy_put_be32(&cp->buf, 4);
+    copy_put_be32(&cp->buf, (uint32_t)v);
+}
+
+/* A float value: a number, a float8in-style string or an int64 cdata. */
+static double get_float(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int idx)
+{
+    double x;
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        return lua_tonumber(L, idx);
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (copy_parse_double(s, n, &x) == COPY_OK)
+            return x;
+        break;
+    }
+    default: {
+        uint64_t bits;
+        int k = cdata_int(L, idx, &bits);
+        if (k == 1)
+            return (double)(int64_t)bits;
+        if (k == 2)
+            return (double)bits;
+    }
+    }
+    value_error(L, cp, col, idx, "a number");
+    return 0;
+}
+
+static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx)
+{
+    double x = get_float(L, cp, col, idx);
+    uint64_t bits;
+    memcpy(&bits, &x, 8);
+    need(L, cp, 12);
+    copy_put_be32(&cp->buf, 8);
+    copy_put_be64(&cp->buf, bits);
+}
+
+static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx)
+{
+    double x = get_float(L, cp, col, idx);
+    float f = (float)x;
+    /* float4in refuses what overflows or underflows to zero */
+    if (isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)))
+        value_error(L, cp, col, idx,
+                    "a number within the range of real (1e-45 to 3.4e38)");
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    need(L, cp, 8);
+    copy_put_be32(&cp->buf, 4);
+    copy_put_be32(&cp->buf, bits);
+}
+
+static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int idx)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    size_t n;
+    const char *s;
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        n = numfmt_double(tmp, lua_tonumber(L, idx));
+        s = tmp;
+        break;
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &n);
+        break;
+    default: {
+        uint64_t bits;
+        int k = cdata_int(L, idx, &bits);
+        if (!k)
+            value_error(L, cp, col, idx, "a number or a decimal string");
+        n = cdata_text(tmp, bits, k);
+        s = tmp;
+    }
+    }
+    need(L, cp, 4);
+    size_t start = cp->buf.len;
+    copy_put_be32(&cp->buf, 0);
+    int rc = copy_put_numeric_text(&cp->buf, s, n);
+    if (rc == COPY_EINVAL)
+        value_error(L, cp, col, idx, "a number or a decimal string");
+    if (rc == COPY_ERANGE)
+        value_error(L, cp, col, idx,
+                    "a numeric within binary COPY's range (at most 12000 "
+                    "significant digits; use format \"text\" for more)");
+    if (rc != COPY_OK)
+        oom_error(L, cp);
+    copy_patch_be32(&cp->buf, start, (uint32_t)(cp->buf.len - start - 4));
+}
+
+static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int32_t days = copy_usec_to_days(get_usec(L, cp, col, idx, 0));
+    need(L, cp, 8);
+    copy_put_be32(&cp->buf, 4);
+    copy_put_be32(&cp->buf, (uint32_t)days);
+}
+
+static void bin_timestamp(lua_State *L, sl_copy *cp, const copy_col *col,
+                          int idx)
+{
+    int64_t us = get_usec(L, cp, col, idx, 0);
+    need(L, cp, 12);
+    copy_put_be32(&cp->buf, 8);
+    copy_put_be64(&cp->buf, (uint64_t)us);
+}
+
+static void bin_timestamptz(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx)
+{
+    int64_t us = get_usec(L, cp, col, idx, 1);
+    need(L, cp, 12);
+    copy_put_be32(&cp->buf, 8);
+    copy_put_be64(&cp->buf, (uint64_t)us);
+}
+
+static void bin_uuid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    unsigned char u[16];
+    size_t n;
+    const char *s = lua_type(L, idx) == LUA_TSTRING
+                        ? lua_tolstring(L, idx, &n) : NULL;
+    if (!s || copy_parse_uuid(s, n, u) != COPY_OK)
+        value_error(L, cp, col, idx,
+                    "a uuid string (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+    need(L, cp, 20);
+    copy_put_be32(&cp->buf, 16);
+    copy_put_raw(&cp->buf, u, 16);
+}
+
+static int is_null(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    return t <= LUA_TNIL ||
+           (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
+}
+
+/* Elements of the (sub-)array at stack index t, at nesting `level`. */
+static void bin_elems(lua_State *L, sl_copy *cp, const copy_col *col, int t,
+                      int level, int ndim, const int *dims, int *has_null)
+{
+    for (int i = 1; i <= dims[level]; i++) {
+        lua_rawgeti(L, t, i);
+        int e = lua_gettop(L);
+        cp->path[level] = i;
+        cp->depth = level + 1;
+        if (level + 1 < ndim) {
+            if (!lua_istable(L, e) || (int)lua_objlen(L, e) != dims[level + 1]) {
+                lua_pushfstring(L, "a table of %d elements (sub-arrays of "
+                                   "a multidimensional array must have "
+                                   "matching sizes)", dims[level + 1]);
+                value_error(L, cp, col, e, lua_tostring(L, -1));
+            }
+            bin_elems(L, cp, col, e, level + 1, ndim, dims, has_null);
+        } else if (is_null(L, e)) {
+            need(L, cp, 4);
+            copy_put_be32(&cp->buf, 0xFFFFFFFFu);
+            *has_null = 1;
+        } else if (lua_istable(L, e) && col->elem_kind != COPY_K_JSON &&
+                   col->elem_kind != COPY_K_JSONB) {
+            value_error(L, cp, col, e,
+                        "an element, not a table (sub-arrays of a "
+                        "multidimensional array must have matching "
+                        "sizes)");
+        } else {
+            col->elem_enc(L, cp, col, e);
+        }
+        lua_pop(L, 1);
+    }
+    cp->depth = level;
+}
+
+/* A Lua array (nested tables for more dimensions) as a binary array:
+ * ndim, has-null flag, element type, (size, lower bound 1) per dimension,
+ * then each element as length + bytes. */
+static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
+                      int idx)
+{
+    if (!lua_istable(L, idx))
+        value_error(L, cp, col, idx, "a table (Lua array)");
+    int json = col->elem_kind == COPY_K_JSON || col->elem_kind == COPY_K_JSONB;
+    int dims[MAX_DIMS], ndim = 0, t = idx, top = lua_gettop(L);
+    /* the shape comes from the first element at each level; bin_elems
+     * checks that every sub-array matches it */
+    for (;;) {
+        int n = (int)lua_objlen(L, t);
+        if (ndim == MAX_DIMS)
+            col_error(L, cp, col, ": arrays have at most 6 dimensions");
+        dims[ndim++] = n;
+        if (n == 0)
+            break;
+        lua_rawgeti(L, t, 1);
+        if (json || !lua_istable(L, -1))
+            break;
+        t = lua_gettop(L);
+    }
+    lua_settop(L, top);
+    if (dims[ndim - 1] == 0 && ndim > 1)
+        col_error(L, cp, col, ": a multidimensional array cannot have "
+                              "empty sub-arrays");
+    if (dims[0] == 0)
+        ndim = 0; /* the empty array */
+    need(L, cp, 16 + 8 * (size_t)ndim);
+    size_t start = cp->buf.len;
+    copy_put_be32(&cp->buf, 0); /* length, patched below */
+    copy_put_be32(&cp->buf, (uint32_t)ndim);
+    copy_put_be32(&cp->buf, 0); /* has-null flag, patched below */
+    copy_put_be32(&cp->buf, col->elem_oid);
+    for (int d = 0; d < ndim; d++) {
+        copy_put_be32(&cp->buf, (uint32_t)dims[d]);
+        copy_put_be32(&cp->buf, 1);
+    }
+    int has_null = 0;
+    if (ndim > 0)
+        bin_elems(L, cp, col, idx, 0, ndim, dims, &has_null);
+    size_t len = cp->buf.len - start - 4;
+    if (len > INT32_MAX)
+        col_error(L, cp, col, ": the value is larger than 2 GB");
+    copy_patch_be32(&cp->buf, start, (uint32_t)len);
+    copy_patch_be32(&cp->buf, start + 8, (uint32_t)has_null);
+}
+
+/* The binary encoder of a kind; NULL when it has none. */
+static enc_fn bin_encoder(int kind)
+{
+    switch (kind) {
+    case COPY_K_TEXT: return bin_text;
+    case COPY_K_BOOL: return bin_bool;
+    case COPY_K_INT2: return bin_int2;
+    case COPY_K_INT4: return bin_int4;
+    case COPY_K_INT8: return bin_int8;
+    case COPY_K_OID: return bin_oid;
+    case COPY_K_FLOAT4: return bin_float4;
+    case COPY_K_FLOAT8: return bin_float8;
+    case COPY_K_NUMERIC: return bin_numeric;
+    case COPY_K_BYTEA: return bin_bytea;
+    case COPY_K_DATE: return bin_date;
+    case COPY_K_TIMESTAMP: return bin_timestamp;
+    case COPY_K_TIMESTAMPTZ: return bin_timestamptz;
+    case COPY_K_JSON: case COPY_K_JSONB: return bin_json;
+    case COPY_K_UUID: return bin_uuid;
+    case COPY_K_ARRAY: return bin_array;
+    default: return NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- rows */
+
+/* Encode one row whose values are at stack indices first.. into buf.
+ * A row that fails half-way is dropped by the next call (committed). */
+static void encode_row(lua_State *L, sl_copy *cp, int first)
+{
+    copy_buf *b = &cp->buf;
+    const copy_col *col = cp->cols;
+    int n = cp->ncols;
+    b->len = cp->committed;
+    cp->depth = 0;
+    if (cp->format == COPY_FMT_BINARY) {
+        need(L, cp, 2);
+        copy_put_be16(b, (uint16_t)n);
+        for (int i = 0; i < n; i++, col++) {
+            if (is_null(L, first + i)) {
+                need(L, cp, 4);
+                copy_put_be32(b, 0xFFFFFFFFu);
+            } else {
+                col->enc(L, cp, col, first + i);
+            }
+        }
+    } else {
+        int csv = cp->format == COPY_FMT_CSV;
+        for (int i = 0; i < n; i++, col++) {
+            need(L, cp, 3);
+            if (i > 0)
+                copy_put_byte(b, csv ? ',' : '\t');
+            if (is_null(L, first + i)) {
+                if (!csv)
+                    copy_put_raw(b, "\\N", 2);
+            } else {
+                col->enc(L, cp, col, first + i);
+            }
+        }
+        need(L, cp, 1);
+        copy_put_byte(b, '\n');
+    }
+    cp->rows++;
+    cp->committed = b->len;
+}
+
+/* Raise the error of a stream that could not send: after Ctrl-C, or
+ * with the server's error / the broken connection's message. */
+static int stream_failed(lua_State *L, sl_copy *cp, int rc)
+{
+    if (rc == COPY_EINTR) {
+        cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
+        interrupt_consume(L);
+        return luaL_error(L, "interrupted (Ctrl-C)");
+    }
+    int conn_idx = push_conn(L, CP_SELF);
+    cp_release(cp, "COPY failed", CP_FAILED, 0);
+    if (cp->conn->pg)
+        lib_conn_finish(L, cp->conn, conn_idx, 1); /* raises the error */
+    lib_push_conn_error(L, cp->conn->pg);
+    return lua_error(L);
+}
+
+/* Send the complete rows in the buffer.  Raises (and ends the COPY) if
+ * the connection failed or Ctrl-C was pressed. */
+static void cp_flush(lua_State *L, sl_copy *cp)
+{
+    size_t n = cp->committed;
+    cp->buf.len = n;
+    if (n == 0)
+        return;
+    int rc = copy_put(cp->conn->pg, cp->buf.data, n, 1);
+    if (rc != COPY_OK)
+        stream_failed(L, cp, rc);
+    cp->bytes_sent += n;
+    cp->buf.len = cp->committed = 0;
+}
+
+/* Check that the stream at index 1 is open, for method fname. */
+static sl_copy *check_open(lua_State *L, const char *fname)
+{
+    sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
+    switch (cp->state) {
+    case CP_OPEN:
+        break;
+    case CP_FINISHED:
+        luaL_error(L, "%s: the COPY is already finished", fname);
+        break;
+    case CP_ABORTED:
+        luaL_error(L, "%s: the COPY was aborted", fname);
+        break;
+    default:
+        luaL_error(L, "%s: the COPY failed earlier and was rolled back "
+                      "(nothing it sent was loaded)", fname);
+    }
+    if (!cp->conn->pg) {
+        cp_release(cp, NULL, CP_FAILED, 0);
+        luaL_error(L, "%s: the connection is closed", fname);
+    }
+    return cp;
+}
+
+/* Raise "row N: expected K values (a, b, c), got M" and end the COPY. */
+static int count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
+{
+    luaL_Buffer b;
+    char num[24];
+    lua_checkstack(L, 4);
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "row ");
+    cdata_text(num, cp->rows + 1, 2);
+    luaL_addstring(&b, num);
+    if (list_idx > 0) {
+        lua_pushfstring(L, " (element %d of the list)", list_idx);
+        luaL_addvalue(&b);
+    }
+    lua_pushfstring(L, ": expected %d value%s (", cp->ncols,
+                    cp->ncols == 1 ? "" : "s");
+    luaL_addvalue(&b);
+    for (int i = 0; i < cp->ncols && i < 20; i++) {
+        if (i)
+            luaL_addstring(&b, ", ");
+        luaL_addstring(&b, cp->cols[i].name);
+    }
+    if (cp->ncols > 20)
+        luaL_addstring(&b, ", ...");
+    lua_pushfstring(L, "), got %d", got);
+    luaL_addvalue(&b);
+    if (list_idx > 0)
+        luaL_addstring(&b, " (a NULL inside a table must be sluice.null, "
+                           "not nil)");
+    luaL_pushresult(&b);
+    return cp_raise(L, cp);
+}
+
+/* cp:row(v1, v2, ...) appends one row. */
+static int cp_row(lua_State *L)
+{
+    sl_copy *cp = check_open(L, "row");
+    int n = lua_gettop(L) - 1;
+    if (n != cp->ncols)
+        count_error(L, cp, n, 0);
+    encode_row(L, cp, 2);
+    if (cp->committed >= cp->chunk)
+        cp_flush(L, cp);
+    return 0;
+}
+
+/* cp:rows(list) appends every row of list (each an array of values) and
+ * returns how many. */
+static int cp_rows(lua_State *L)
+{
+    sl_copy *cp = check_open(L, "rows");
+    if (!lua_istable(L, 2)) {
+        lua_pushfstring(L, "rows: expected a list of rows (a table), got %s",
+                        luaL_typename(L, 2));
+        return cp_raise(L, cp);
+    }
+    lua_settop(L, 2);
+    luaL_checkstack(L, cp->ncols + 8, "too many columns");
+    int n = (int)lua_objlen(L, 2);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        // stack: cp, list, row
+        if (!lua_istable(L, 3)) {
+            lua_pushliteral(L, "row ");
+            push_u64(L, cp->rows + 1);
+            lua_pushfstring(L, " (element %d of the list): expected a table "
+                               "of values, got %s", i, luaL_typename(L, 3));
+            lua_concat(L, 3);
+            return cp_raise(L, cp);
+        }
+        int k = (int)lua_objlen(L, 3);
+        if (k != cp->ncols)
+            count_error(L, cp, k, i);
+        for (int j = 1; j <= cp->ncols; j++)
+            lua_rawgeti(L, 3, j);
+        // stack: cp, list, row, v1..vN
+        encode_row(L, cp, 4);
+        lua_settop(L, 2);
+        if (cp->committed >= cp->chunk)
+            cp_flush(L, cp);
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* cp:flush() sends the buffered rows now. */
+static int cp_flush_method(lua_State *L)
+{
+    sl_copy *cp = check_open(L, "flush");
+    cp_flush(L, cp);
+    return 0;
+}
+
+/* cp:finish() -> number of rows the server loaded.  Raises the server's
+ * error object when the COPY fails; either way the COPY is over. */
+static int cp_finish(lua_State *L)
+{
+    sl_copy *cp = check_open(L, "finish");
+    lua_settop(L, 1);
+    if (cp->format == COPY_FMT_BINARY) {
+        cp->buf.len = cp->committed;
+        if (copy_put_binary_trailer(&cp->buf) != COPY_OK)
+            oom_error(L, cp);
+        cp->committed = cp->buf.len;
+    }
+    cp_flush(L, cp);
+    int conn_idx = push_conn(L, CP_SELF);
+    /* FAILED until the server says otherwise: lib_conn_finish raises */
+    cp_release(cp, NULL, CP_FAILED, 0);
+    PGresult *res = lib_conn_finish(L, cp->conn, conn_idx, 1);
+    cp->state = CP_FINISHED;
+    const char *t = res ? PQcmdTuples(res) : "";
+    lua_pushnumber(L, *t ? strtod(t, NULL) : 0);
+    return 1;
+}
+
+/* cp:abort([message]) -> true if it ended an open COPY (the server rolls
+ * it back), false if the COPY was already over.  Never raises for the
+ * server's answer. */
+static int cp_abort(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
+    const char *msg = luaL_optstring(L, 2, "COPY aborted by the script");
+    if (cp->state != CP_OPEN) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    cp_release(cp, msg, CP_ABORTED, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int cp_gc(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
+    cp_release(cp, GC_MESSAGE, CP_ABORTED, 1);
+    return 0;
+}
+
+static const char *const format_names[] = { "text", "csv", "binary" };
+
+static int cp_tostring(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
+    char rows[24];
+    cdata_text(rows, cp->rows, 2);
+    lua_pushfstring(L, "sluice.copy (%s, %s, %d columns, %s rows)",
+                    cp_state_names[cp->state], format_names[cp->format],
+                    cp->ncols, rows);
+    return 1;
+}
+
+/* __index: methods first (upvalue 1), then the read-only fields. */
+int lib_copy_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (!lua_isnil(L, -1))
+        return 1;
+    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
+    const char *k = lua_tostring(L, 2);
+    if (!k)
+        return 1;
+    if (strcmp(k, "rows_sent") == 0)
+        lua_pushnumber(L, (lua_Number)cp->rows);
+    else if (strcmp(k, "bytes_sent") == 0)
+        lua_pushnumber(L, (lua_Number)cp->bytes_sent);
+    else if (strcmp(k, "buffered") == 0)
+        lua_pushnumber(L, (lua_Number)cp->committed);
+    else if (strcmp(k, "buffer_size") == 0)
+        lua_pushnumber(L, (lua_Number)cp->buf.cap);
+    else if (strcmp(k, "chunk_size") == 0)
+        lua_pushnumber(L, (lua_Number)cp->chunk);
+    else if (strcmp(k, "format") == 0)
+        lua_pushstring(L, format_names[cp->format]);
+    else if (strcmp(k, "state") == 0)
+        lua_pushstring(L, cp_state_names[cp->state]);
+    else if (strcmp(k, "columns") == 0) {
+        lua_createtable(L, cp->ncols, 0);
+        for (int i = 0; i < cp->ncols; i++) {
+            lua_pushstring(L, cp->cols[i].name);
+            lua_rawseti(L, -2, i + 1);
+        }
+    } else
+        lua_pushnil(L);
+    return 1;
+}
+
+const luaL_Reg lib_copy_methods[] = {
+    { "row", cp_row },
+    { "rows", cp_rows },
+    { "flush", cp_flush_method },
+    { "finish", cp_finish },
+    { "abort", cp_abort },
+    { NULL, NULL },
+};
+
+const luaL_Reg lib_copy_meta[] = {
+    { "__gc", cp_gc },
+    { "__tostring", cp_tostring },
+    { NULL, NULL },
+};
+
+/* ---------------------------------------------------------------- start */
+
+static const char *const kind_names[] = {
+    [COPY_K_TEXT] = "text", [COPY_K_BOOL] = "bool", [COPY_K_INT2] = "int2",
+    [COPY_K_INT4] = "int4", [COPY_K_INT8] = "int8", [COPY_K_OID] = "oid",
+    [COPY_K_FLOAT4] = "float4", [COPY_K_FLOAT8] = "float8",
+    [COPY_K_NUMERIC] = "numeric", [COPY_K_BYTEA] = "bytea",
+    [COPY_K_DATE] = "date", [COPY_K_TIMESTAMP] = "timestamp",
+    [COPY_K_TIMESTAMPTZ] = "timestamptz", [COPY_K_JSON] = "json",
+    [COPY_K_JSONB] = "jsonb", [COPY_K_UUID] = "uuid",
+    [COPY_K_ARRAY] = "array", [COPY_K_OTHER] = "other",
+};
+
+static int kind_from(Oid oid, int textlike)
+{
+    return textlike ? COPY_K_TEXT : copy_kind_of(oid);
+}
+
+/* sluice.core.copy_kind(base_oid, textlike) -> encoder family name
+ * ("int4", "text", ..., "other" when there is no binary encoder). */
+int lib_copy_kind(lua_State *L)
+{
+    Oid oid = (Oid)luaL_checknumber(L, 1);
+    lua_pushstring(L, kind_names[kind_from(oid, lua_toboolean(L, 2))]);
+    return 1;
+}
+
+static int opt_field(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    return lua_gettop(L);
+}
+
+/* Fill one column from its spec table at index s (see lib.h). */
+static void load_col(lua_State *L, copy_col *col, int s, int format, int i)
+{
+    lua_getfield(L, s, "name");
+    lua_getfield(L, s, "type_name");
+    if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
+        luaL_error(L, "copy_start: column spec %d needs name and type_name",
+                   i);
+    col->name = lua_tostring(L, -2);
+    col->type_name = lua_tostring(L, -1);
+    lua_pop(L, 2);
+    lua_getfield(L, s, "base_oid");
+    lua_getfield(L, s, "textlike");
+    col->kind = kind_from((Oid)lua_tonumber(L, -2), lua_toboolean(L, -1));
+    lua_pop(L, 2);
+    lua_getfield(L, s, "elem_oid");
+    if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0) {
+        col->elem_oid = (Oid)lua_tonumber(L, -1);
+        lua_getfield(L, s, "elem_base_oid");
+        lua_getfield(L, s, "elem_textlike");
+        col->elem_kind = kind_from((Oid)lua_tonumber(L, -2),
+                                   lua_toboolean(L, -1));
+        col->kind = COPY_K_ARRAY;
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    if (format != COPY_FMT_BINARY) {
+        col->enc = enc_text;
+        return;
+    }
+    col->enc = bin_encoder(col->kind);
+    if (col->kind == COPY_K_ARRAY)
+        col->elem_enc = bin_encoder(col->elem_kind);
+    if (!col->enc || (col->kind == COPY_K_ARRAY && !col->elem_enc))
+        luaL_error(L, "copy: column \"%s\" (%s) has no binary encoder; use "
+                      "format \"text\" or \"csv\"", col->name,
+                   col->type_name);
+}
+
+/* sluice.core.copy_start(db, sql, format, specs, opts) -> copy stream.
+ * sql is the whole COPY ... FROM STDIN statement; format "text", "csv"
+ * or "binary" (matching sql); specs one table per column: name,
+ * type_name, base_oid, textlike, elem_oid, elem_base_oid, elem_textlike;
+ * opts: chunk_size, json_encode, cdata_kind, utc.  Raises the server's
+ * error object if the COPY cannot start. */
+int lib_copy_start(lua_State *L)
+{
+    sl_conn *c = lib_conn_check(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    const char *fmt = luaL_checkstring(L, 3);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_settop(L, 5);
+    int format;
+    if (strcmp(fmt, "text") == 0)
+        format = COPY_FMT_TEXT;
+    else if (strcmp(fmt, "csv") == 0)
+        format = COPY_FMT_CSV;
+    else if (strcmp(fmt, "binary") == 0)
+        format = COPY_FMT_BINARY;
+    else
+        return luaL_argerror(L, 3, "text, csv or binary");
+    int ncols = (int)lua_objlen(L, 4);
+    luaL_argcheck(L, ncols >= 1 && ncols <= MAX_COLS, 4,
+                  "1 to 1600 column specs");
+    size_t chunk = DEFAULT_CHUNK;
+    if (lua_isnumber(L, opt_field(L, 5, "chunk_size"))) {
+        lua_Number v = lua_tonumber(L, -1);
+        luaL_argcheck(L, v >= MIN_CHUNK && v <= (1 << 30), 5,
+                      "chunk_size must be from 1024 to 2^30 bytes");
+        chunk = (size_t)v;
+    }
+    int utc = lua_toboolean(L, opt_field(L, 5, "utc"));
+    lua_settop(L, 5);
+
+    /* the userdata first, holding nothing, so a failure below leaks
+     * nothing: its __gc frees whatever was acquired */
+    sl_copy *cp = lua_newuserdata(L, sizeof *cp);
+    memset(cp, 0, sizeof *cp);
+    cp->conn = c;
+    cp->state = CP_NEW;
+    cp->format = format;
+    cp->chunk = chunk;
+    cp->utc = utc;
+    luaL_getmetatable(L, SLUICE_COPY_MT);
+    lua_setmetatable(L, -2);
+    int ud = lua_gettop(L);
+    // stack: db, sql, fmt, specs, opts, cp
+    lua_createtable(L, 5, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, FENV_CONN);
+    copy_col *cols = lua_newuserdata(L, sizeof(copy_col) * (size_t)ncols);
+    memset(cols, 0, sizeof(copy_col) * (size_t)ncols);
+    lua_rawseti(L, -2, FENV_COLS);
+    lua_getfield(L, 5, "json_encode");
+    lua_rawseti(L, -2, FENV_JSON);
+    lua_getfield(L, 5, "cdata_kind");
+    lua_rawseti(L, -2, FENV_CDATA);
+    lua_pushvalue(L, 4);
+    lua_rawseti(L, -2, FENV_SPECS);
+    lua_setfenv(L, ud);
+    cp->cols = cols;
+    cp->ncols = ncols;
+    for (int i = 0; i < ncols; i++) {
+        lua_rawgeti(L, 4, i + 1);
+        if (!lua_istable(L, -1))
+            return luaL_argerror(L, 4, "column specs must be tables");
+        load_col(L, &cols[i], lua_gettop(L), format, i + 1);
+        lua_pop(L, 1);
+    }
+
+    if (copy_buf_grow(&cp->buf, chunk + chunk / 4) != COPY_OK)
+        return luaL_error(L, "copy: out of memory allocating the buffer");
+    if (format == COPY_FMT_BINARY &&
+        copy_put_binary_header(&cp->buf) != COPY_OK)
+        return luaL_error(L, "copy: out of memory allocating the buffer");
+    cp->committed = cp->buf.len;
+
+    PGresult **err = lib_new_result_slot(L);
+    // stack: ..., cp, err_holder
+    int interrupted;
+    int rc = copy_begin(c->pg, sql, PGRES_COPY_IN, err, &interrupted);
+    if (interrupted)
+        interrupt_consume(L);
+    if (rc == COPY_OK) {
+        cp->state = CP_OPEN;
+        c->busy = 1;
+        if (interrupted) {
+            cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
+            return luaL_error(L, "interrupted (Ctrl-C)");
+        }
+        lua_settop(L, ud);
+        return 1;
+    }
+    lib_conn_deliver_notices(L, c, 1);
+    if (rc == COPY_EFAIL)
+        lib_push_result_error(L, *err, c->pg);
+    else
+        lib_push_conn_error(L, c->pg);
+    return lua_error(L);
+}
+
+/* ------------------------------------------------------------ copy_out */
+
+enum { RD_OPEN = 1, RD_DONE, RD_CLOSED };
+
+typedef struct sl_copyout {
+    sl_conn *conn;   /* borrowed: fenv[1] keeps it alive */
+    int state;       /* 0 until the COPY started */
+    int in_tx;       /* a transaction block was open at the start */
+    char *row;       /* owned (PQfreemem): the row being converted */
+    uint64_t rows;
+} sl_copyout;
+
+/* The one release routine of a reader (close(), end of the loop, a
+ * failure, __gc).  A COPY still running is stopped: by a cancel request
+ * when no transaction block is open, else by reading and discarding the
+ * remaining rows (a cancel would doom the caller's transaction).  Then
+ * its results are drained.  Never raises. */
+static void rd_release(sl_copyout *rd, int new_state)
+{
+    if (rd->row) {
+        PQfreemem(rd->row);
+        rd->row = NULL;
+    }
+    if (rd->state == RD_OPEN) {
+        sl_conn *c = rd->conn;
+        rd->state = new_state;
+        c->busy = 0;
+        if (c->pg) {
+            char buf[256];
+            if (!rd->in_tx)
+                pgconn_cancel(c->pg, buf, sizeof buf);
+            copy_drain(c->pg, NULL);
+        }
+    }
+}
+
+/* Push the row in rd->row[0..len) as an array of strings / sluice.null. */
+static void push_row(lua_State *L, char *s, size_t len)
+{
+    if (len > 0 && s[len - 1] == '\n')
+        len--;
+    int nf = 1;
+    for (const char *p = s; (p = memchr(p, '\t', (size_t)(s + len - p)));
+         p++)
+        nf++;
+    lua_createtable(L, nf, 0);
+    char *p = s, *end = s + len;
+    for (int i = 1; i <= nf; i++) {
+        char *q = memchr(p, '\t', (size_t)(end - p));
+        if (!q)
+            q = end;
+        size_t n = (size_t)(q - p);
+        if (n == 2 && p[0] == '\\' && p[1] == 'N')
+            lua_pushlightuserdata(L, NULL);
+        else
+            lua_pushlstring(L, p, copy_unescape_text(p, n));
+        lua_rawseti(L, -2, i);
+        p = q + 1;
+    }
+}
+
+/* reader() -> next row (an array of strings, NULL as sluice.null), or nil
+ * at the end.  Raises the server's error object if the query fails. */
+static int rd_call(lua_State *L)
+{
+    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
+    if (rd->state != RD_OPEN) {
+        lua_pushnil(L);
+        return 1;
+    }
+    sl_conn *c = rd->conn;
+    if (!c->pg) {
+        rd_release(rd, RD_CLOSED);
+        return luaL_error(L, "copy_out: the connection is closed");
+    }
+    if (rd->row) {
+        PQfreemem(rd->row);
+        rd->row = NULL;
+    }
+    char *row;
+    size_t len;
+    int rc = copy_out_next(c->pg, &row, &len, 1);
+    if (rc == COPY_OK) {
+        rd->row = row; /* owned by rd until freed, even if Lua raises */
+        push_row(L, row, len);
+        PQfreemem(rd->row);
+        rd->row = NULL;
+        rd->rows++;
+        return 1;
+    }
+    if (rc == COPY_EINTR) {
+        rd_release(rd, RD_CLOSED);
+        interrupt_consume(L);
+        return luaL_error(L, "interrupted (Ctrl-C)");
+    }
+    /* the end (or a failure): the final result says which */
+    lua_settop(L, 1);
+    int conn_idx = push_conn(L, 1);
+    rd->state = RD_DONE;
+    c->busy = 0;
+    lib_conn_finish(L, c, conn_idx, 1); /* raises the server's error */
+    if (rc == COPY_EBROKEN) {
+        lib_push_conn_error(L, c->pg);
+        return lua_error(L);
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* reader:close() stops the COPY if it is still running. */
+static int rd_close(lua_State *L)
+{
+    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
+    rd_release(rd, RD_CLOSED);
+    return 0;
+}
+
+static int rd_gc(lua_State *L)
+{
+    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
+    rd_release(rd, RD_CLOSED);
+    return 0;
+}
+
+static const char *const rd_state_names[] = { "new", "open", "done",
+                                              "closed" };
+
+static int rd_tostring(lua_State *L)
+{
+    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
+    char rows[24];
+    cdata_text(rows, rd->rows, 2);
+    lua_pushfstring(L, "sluice.copyout (%s, %s rows)",
+                    rd_state_names[rd->state], rows);
+    return 1;
+}
+
+/* __index: methods first (upvalue 1), then rows and state. */
+int lib_copyout_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (!lua_isnil(L, -1))
+        return 1;
+    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
+    const char *k = lua_tostring(L, 2);
+    if (k && strcmp(k, "rows") == 0)
+        lua_pushnumber(L, (lua_Number)rd->rows);
+    else if (k && strcmp(k, "state") == 0)
+        lua_pushstring(L, rd_state_names[rd->state]);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+const luaL_Reg lib_copyout_methods[] = {
+    { "close", rd_close },
+    { NULL, NULL },
+};
+
+const luaL_Reg lib_copyout_meta[] = {
+    { "__call", rd_call },
+    { "__gc", rd_gc },
+    { "__tostring", rd_tostring },
+    { NULL, NULL },
+};
+
+/* sluice.core.copy_out_start(db, sql) -> reader.  sql is a whole COPY ...
+ * TO STDOUT statement in text format.  Raises the server's error object
+ * if it cannot start. */
+int lib_copy_out_start(lua_State *L)
+{
+    sl_conn *c = lib_conn_check(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    lua_settop(L, 2);
+    sl_copyout *rd = lua_newuserdata(L, sizeof *rd);
+    memset(rd, 0, sizeof *rd);
+    rd->conn = c;
+    luaL_getmetatable(L, SLUICE_COPYOUT_MT);
+    lua_setmetatable(L, -2);
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    lua_setfenv(L, -2);
+    // stack: db, sql, reader
+    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+    rd->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+    PGresult **err = lib_new_result_slot(L);
+    int interrupted;
+    int rc = copy_begin(c->pg, sql, PGRES_COPY_OUT, err, &interrupted);
+    if (interrupted)
+        interrupt_consume(L);
+    if (rc == COPY_OK) {
+        rd->state = RD_OPEN;
+        c->busy = 1;
+        if (interrupted) {
+            rd_release(rd, RD_CLOSED);
+            return luaL_error(L, "interrupted (Ctrl-C)");
+        }
+        lua_settop(L, 3);
+        return 1;
+    }
+    lib_conn_deliver_notices(L, c, 1);
+    if (rc == COPY_EFAIL)
+        lib_push_result_error(L, *err, c->pg);
+    else
+        lib_push_conn_error(L, c->pg);
+    return lua_error(L);
+}

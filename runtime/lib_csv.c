@@ -1,0 +1,760 @@
+/*
+ * lib_csv.c - Lua binding of the CSV reader (csvread.c) and the raw CSV-file
+ * to COPY pass-through.
+ *
+ *   sluice.csv.open(path [, opts]) -> reader      ("sluice.csv" userdata)
+ *   sluice.csv.rows(path [, opts]) -> iterator    for row, n in ... do
+ *   reader:next() -> row, n | nil;  reader:close()
+ *   reader.line, reader.offset, reader.header
+ *   db:copy_from_file(table, path [, opts]) -> rows loaded
+ *
+ * Caveats:
+ * - One C call per row: the reader parses up to the end of one record in C
+ *   (csvread_next never calls Lua), then the row table is built here.  A
+ *   Lua error while building it (out of memory) cannot cross a libcsv or
+ *   zlib frame, and leaves nothing behind: the reader userdata owns every
+ *   buffer and the file.
+ * - At the end of the input or on an error the reader frees its file and
+ *   buffers at once (a rows() loop that ends releases the file without
+ *   waiting for the garbage collector); line and offset stay readable.
+ * - copy_from_file sends decompressed blocks as they are: Lua never sees a
+ *   row, the server parses the CSV.  The connection runs in nonblocking mode
+ *   for the duration, so a full socket is waited for in poll() and Ctrl-C
+ *   is noticed (a blocking send() retries on EINTR forever).
+ */
+#include "lib.h"
+#include "csvread.h"
+#include "interrupt.h"
+#include "pgconn.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sl_csv {
+    csvread r;
+    int closed;     /* close() or __gc ran */
+    int header;     /* rows are keyed by the header's names (in the fenv) */
+    long long n;    /* data records handed out */
+} sl_csv;
+
+/* ---------------------------------------------------------------- options */
+
+static void check_keys(lua_State *L, int t, const char *fname,
+                       const char *const *keys)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        // stack: ..., key
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option names must be strings, got a %s",
+                       fname, luaL_typename(L, -1));
+        const char *k = lua_tostring(L, -1);
+        int i = 0;
+        while (keys[i] && strcmp(keys[i], k) != 0)
+            i++;
+        if (!keys[i])
+            luaL_error(L, "%s: unknown option '%s'", fname, k);
+    }
+}
+
+static int opt_bool(lua_State *L, int t, const char *key, int dflt,
+                    const char *fname)
+{
+    lua_getfield(L, t, key);
+    int v = dflt;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1))
+            luaL_error(L, "%s: option %s must be a boolean, got a %s", fname,
+                       key, luaL_typename(L, -1));
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* A string option, or NULL when absent.  The string stays anchored by the
+ * options table, which the caller keeps on the stack. */
+static const char *opt_string(lua_State *L, int t, const char *key,
+                              size_t *len, const char *fname)
+{
+    lua_getfield(L, t, key);
+    const char *s = NULL;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option %s must be a string, got a %s", fname,
+                       key, luaL_typename(L, -1));
+        s = lua_tolstring(L, -1, len);
+    }
+    lua_pop(L, 1);
+    return s;
+}
+
+static unsigned char opt_char(lua_State *L, int t, const char *key,
+                              unsigned char dflt, const char *fname)
+{
+    size_t len;
+    const char *s = opt_string(L, t, key, &len, fname);
+    if (!s)
+        return dflt;
+    if (len != 1 || s[0] == '\r' || s[0] == '\n')
+        luaL_error(L, "%s: option %s must be one character (a single byte, "
+                      "not a line end)", fname, key);
+    return (unsigned char)s[0];
+}
+
+static const char *const reader_keys[] = {
+    "header", "delimiter", "quote", "null", "strict", "encoding", "skip",
+    NULL,
+};
+
+/* Read the reader options at index t (a table or nil). */
+static void reader_opts(lua_State *L, int t, const char *fname,
+                        csvread_opts *o, int *header)
+{
+    memset(o, 0, sizeof *o);
+    o->delim = ',';
+    o->quote = '"';
+    o->strict = 1;
+    o->check_utf8 = 1;
+    *header = 1;
+    if (lua_isnoneornil(L, t))
+        return;
+    if (!lua_istable(L, t))
+        luaL_error(L, "%s: opts must be a table, got a %s", fname,
+                   luaL_typename(L, t));
+    check_keys(L, t, fname, reader_keys);
+    *header = opt_bool(L, t, "header", 1, fname);
+    o->strict = opt_bool(L, t, "strict", 1, fname);
+    o->delim = opt_char(L, t, "delimiter", ',', fname);
+    o->quote = opt_char(L, t, "quote", '"', fname);
+    if (o->delim == o->quote)
+        luaL_error(L, "%s: delimiter and quote must differ", fname);
+    o->null = opt_string(L, t, "null", &o->null_len, fname);
+
+    lua_getfield(L, t, "encoding");
+    if (lua_isboolean(L, -1)) {
+        o->check_utf8 = lua_toboolean(L, -1);
+    } else if (!lua_isnil(L, -1)) {
+        const char *e = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                       : "";
+        if (strcmp(e, "utf8") != 0 && strcmp(e, "utf-8") != 0 &&
+            strcmp(e, "UTF8") != 0 && strcmp(e, "UTF-8") != 0)
+            luaL_error(L, "%s: option encoding must be \"utf8\" (checked) or "
+                          "false (bytes as they are)", fname);
+    }
+    lua_pop(L, 1);
+    /* a byte above 127 cannot be a whole UTF-8 character */
+    if (o->check_utf8 && (o->delim >= 0x80 || o->quote >= 0x80))
+        luaL_error(L, "%s: a delimiter or quote byte above 127 needs "
+                      "encoding = false", fname);
+
+    lua_getfield(L, t, "skip");
+    if (!lua_isnil(L, -1)) {
+        lua_Number v = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || v < 0 || v != (long long)v)
+            luaL_error(L, "%s: option skip must be a whole number >= 0",
+                       fname);
+        o->skip = (long long)v;
+    }
+    lua_pop(L, 1);
+}
+
+/* ---------------------------------------------------------------- reader */
+
+static sl_csv *new_reader(lua_State *L)
+{
+    sl_csv *u = lua_newuserdata(L, sizeof *u);
+    memset(u, 0, sizeof *u); /* no resource yet: __gc is a no-op */
+    luaL_getmetatable(L, SLUICE_CSV_MT);
+    lua_setmetatable(L, -2);
+    lua_newtable(L); /* the header's names, when rows are keyed */
+    lua_setfenv(L, -2);
+    return u;
+}
+
+static sl_csv *check_reader(lua_State *L, int idx)
+{
+    sl_csv *u = luaL_checkudata(L, idx, SLUICE_CSV_MT);
+    if (u->closed)
+        luaL_error(L, "the CSV reader is closed");
+    return u;
+}
+
+/* Free the file and buffers now and raise the reader's error message as it
+ * is ("name:line: what"): no position of ours to add. */
+static int raise_reader(lua_State *L, sl_csv *u)
+{
+    csvread_release(&u->r);
+    lua_pushstring(L, u->r.err);
+    return lua_error(L);
+}
+
+/* Push the current record's field i as a Lua value. */
+static void push_field(lua_State *L, const csvread *r, size_t i)
+{
+    const csvread_field *f = &r->fields[i];
+    if (f->is_null)
+        lua_pushlightuserdata(L, NULL); /* sluice.null */
+    else
+        lua_pushlstring(L, r->data + f->off, f->len);
+}
+
+/* Read the header record into the names table (the reader's fenv at
+ * index ud).  Duplicate names are an error: keyed rows would lose data. */
+static void read_header(lua_State *L, sl_csv *u, int ud)
+{
+    int rc = csvread_next(&u->r);
+    if (rc < 0)
+        raise_reader(L, u);
+    if (rc == 0)
+        return; /* an empty file: no header, no rows */
+    lua_getfenv(L, ud);
+    lua_newtable(L);
+    // stack: ..., names, seen
+    for (size_t i = 0; i < u->r.nfields; i++) {
+        const csvread_field *f = &u->r.fields[i];
+        /* a header name is its text, even when it matches null */
+        lua_pushlstring(L, u->r.data + f->off, f->len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (!lua_isnil(L, -1)) {
+            lua_pushfstring(L, "%s:%d: duplicate column name \"%s\" in the "
+                               "header (header = false reads rows as arrays)",
+                            u->r.name, (int)u->r.rec_start_line,
+                            lua_tostring(L, -2));
+            csvread_release(&u->r);
+            lua_error(L);
+        }
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -4);
+        lua_rawseti(L, -3, (int)i + 1);
+    }
+    lua_pop(L, 2);
+}
+
+/* Open a reader from the arguments (path, opts); leaves it on the stack. */
+static void open_reader(lua_State *L, const char *fname)
+{
+    const char *path = luaL_checkstring(L, 1);
+    csvread_opts o;
+    int header;
+    reader_opts(L, 2, fname, &o, &header);
+    sl_csv *u = new_reader(L);
+    int ud = lua_gettop(L);
+    if (csvread_open(&u->r, path, &o) < 0)
+        raise_reader(L, u);
+    u->header = header;
+    if (header)
+        read_header(L, u, ud);
+}
+
+/* sluice.csv.open(path [, opts]) -> reader */
+int lib_csv_open(lua_State *L)
+{
+    open_reader(L, "sluice.csv.open");
+    return 1;
+}
+
+/* reader:next() -> row, n | nil; also the iterator function of rows(). */
+static int csv_next(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    int rc = csvread_next(&u->r);
+    if (rc <= 0) {
+        /* zlib reports a read() cut short by a signal (stdin, a pipe) as a
+         * read error: raise the interrupt instead */
+        if (rc < 0 && interrupt_pending()) {
+            csvread_release(&u->r);
+            int sig = interrupt_consume(L);
+            return luaL_error(L, "interrupted (%s)",
+                              sig == SIGTERM ? "SIGTERM" : "Ctrl-C");
+        }
+        if (rc < 0)
+            return raise_reader(L, u);
+        csvread_release(&u->r);
+        lua_pushnil(L);
+        return 1;
+    }
+    u->n++;
+    const csvread *r = &u->r;
+    size_t nf = r->nfields;
+    if (u->header) {
+        lua_getfenv(L, 1);
+        int names = lua_gettop(L);
+        size_t nh = lua_objlen(L, names);
+        lua_createtable(L, nf > nh ? (int)(nf - nh) : 0, (int)nh);
+        // stack: reader, ..., names, row
+        for (size_t i = 0; i < nf; i++) {
+            if (i < nh) {
+                lua_rawgeti(L, names, (int)i + 1);
+                push_field(L, r, i);
+                lua_rawset(L, -3);
+            } else { /* beyond the header (strict = false): by position */
+                push_field(L, r, i);
+                lua_rawseti(L, -2, (int)i + 1);
+            }
+        }
+        lua_remove(L, names);
+    } else {
+        lua_createtable(L, (int)nf, 0);
+        for (size_t i = 0; i < nf; i++) {
+            push_field(L, r, i);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+    }
+    lua_pushnumber(L, (lua_Number)u->n);
+    return 2;
+}
+
+/* sluice.csv.rows(path [, opts]) -> next, reader (a generic-for iterator) */
+int lib_csv_rows(lua_State *L)
+{
+    open_reader(L, "sluice.csv.rows");
+    lua_pushcfunction(L, csv_next);
+    lua_insert(L, -2);
+    return 2;
+}
+
+static int csv_close(lua_State *L)
+{
+    sl_csv *u = luaL_checkudata(L, 1, SLUICE_CSV_MT);
+    csvread_release(&u->r);
+    u->closed = 1;
+    return 0;
+}
+
+static int csv_tostring(lua_State *L)
+{
+    sl_csv *u = luaL_checkudata(L, 1, SLUICE_CSV_MT);
+    if (u->closed || !u->r.name)
+        lua_pushfstring(L, "sluice.csv (%s)", u->closed ? "closed" : "done");
+    else
+        lua_pushfstring(L, "sluice.csv (%s, line %d)", u->r.name,
+                        (int)u->r.rec_start_line);
+    return 1;
+}
+
+/* __index: the properties line, offset and header, else a method (the
+ * methods table is upvalue 1, so Lua code can add methods to it). */
+static int csv_index(lua_State *L)
+{
+    sl_csv *u = luaL_checkudata(L, 1, SLUICE_CSV_MT);
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+    if (strcmp(k, "line") == 0) {
+        lua_pushnumber(L, (lua_Number)u->r.rec_start_line);
+    } else if (strcmp(k, "offset") == 0) {
+        lua_pushnumber(L, (lua_Number)u->r.next_offset);
+    } else if (strcmp(k, "header") == 0) {
+        if (!u->header) {
+            lua_pushnil(L);
+            return 1;
+        }
+        /* a copy: the reader's own names must not change under it */
+        lua_getfenv(L, 1);
+        int n = (int)lua_objlen(L, -1);
+        lua_createtable(L, n, 0);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -2, i);
+            lua_rawseti(L, -2, i);
+        }
+    } else {
+        lua_settop(L, 2);
+        lua_rawget(L, lua_upvalueindex(1));
+    }
+    return 1;
+}
+
+void lib_csv_set_index(lua_State *L)
+{
+    // stack: ..., methods
+    luaL_getmetatable(L, SLUICE_CSV_MT);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, csv_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+const luaL_Reg lib_csv_methods[] = {
+    { "next", csv_next },
+    { "close", csv_close },
+    { NULL, NULL },
+};
+
+const luaL_Reg lib_csv_meta[] = {
+    { "__gc", csv_close },
+    { "__tostring", csv_tostring },
+    { NULL, NULL },
+};
+
+/* ------------------------------------------------------ copy_from_file */
+
+/* Push libpq's escaping of s (an identifier, or a literal).  The Lua copy's
+ * memory is allocated before libpq's string exists, so no Lua error can
+ * happen while libpq's string is alive (it would leak). */
+static void push_escaped(lua_State *L, PGconn *pg, const char *s, size_t len,
+                         int ident)
+{
+    if (len > (SIZE_MAX - 16) / 2)
+        luaL_error(L, "copy_from_file: name too long");
+    size_t cap = 2 * len + 16; /* quotes doubled, two quotes, " E" */
+    char *dst = lua_newuserdata(L, cap);
+    char *q = ident ? PQescapeIdentifier(pg, s, len)
+                    : PQescapeLiteral(pg, s, len);
+    if (!q) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(pg));
+        msg[strcspn(msg, "\n")] = '\0';
+        luaL_error(L, "copy_from_file: %s", msg);
+    }
+    size_t n = strlen(q);
+    if (n > cap)
+        n = cap; /* cannot happen: libpq's output fits the bound above */
+    memcpy(dst, q, n);
+    PQfreemem(q);
+    lua_pushlstring(L, dst, n);
+    lua_remove(L, -2);
+}
+
+static const char *const copy_keys[] = {
+    "columns", "header", "delimiter", "quote", "null", "encoding", NULL,
+};
+
+/* Push the COPY statement for (table, opts at index t).  Checks every
+ * option before building anything. */
+static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
+                          size_t tlen, int t)
+{
+    const char *fname = "copy_from_file";
+    int header = 1;
+    size_t ncols = 0, dlen = 0, qlen = 0, nlen = 0, elen = 0;
+    const char *delim = NULL, *quote = NULL, *null = NULL, *enc = NULL;
+    if (!lua_isnil(L, t)) {
+        check_keys(L, t, fname, copy_keys);
+        header = opt_bool(L, t, "header", 1, fname);
+        delim = opt_string(L, t, "delimiter", &dlen, fname);
+        quote = opt_string(L, t, "quote", &qlen, fname);
+        if ((delim && dlen != 1) || (quote && qlen != 1))
+            luaL_error(L, "%s: options delimiter and quote must be one "
+                          "character", fname);
+        null = opt_string(L, t, "null", &nlen, fname);
+        enc = opt_string(L, t, "encoding", &elen, fname);
+        lua_getfield(L, t, "columns");
+        if (!lua_isnil(L, -1)) {
+            ncols = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+            if (ncols == 0)
+                luaL_error(L, "%s: option columns must be a non-empty array "
+                              "of column names", fname);
+            for (size_t i = 1; i <= ncols; i++) {
+                lua_rawgeti(L, -1, (int)i);
+                if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
+                    luaL_error(L, "%s: columns[%d] must be a non-empty string",
+                               fname, (int)i);
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (tlen == 0 || table[0] == '.' || table[tlen - 1] == '.' ||
+        strstr(table, ".."))
+        luaL_error(L, "%s: invalid table name '%s'", fname, table);
+
+    /* pieces are appended to one accumulating string (lua_concat): a
+     * luaL_Buffer would not allow the column table on the stack */
+    if (ncols)
+        lua_getfield(L, t, "columns");
+    else
+        lua_pushnil(L);
+    int cols = lua_gettop(L);
+    lua_pushliteral(L, "COPY ");
+    // stack: ..., columns|nil, sql
+    /* schema.table: each part quoted on its own */
+    for (const char *p = table, *end = table + tlen; p < end;) {
+        const char *dot = memchr(p, '.', (size_t)(end - p));
+        size_t n = dot ? (size_t)(dot - p) : (size_t)(end - p);
+        push_escaped(L, pg, p, n, 1);
+        lua_concat(L, 2);
+        p += n;
+        if (dot) {
+            lua_pushliteral(L, ".");
+            lua_concat(L, 2);
+            p++;
+        }
+    }
+    for (size_t i = 1; i <= ncols; i++) {
+        size_t n;
+        lua_pushstring(L, i == 1 ? " (" : ", ");
+        lua_rawgeti(L, cols, (int)i);
+        const char *col = lua_tolstring(L, -1, &n);
+        push_escaped(L, pg, col, n, 1);
+        lua_remove(L, -2);
+        lua_concat(L, 3);
+    }
+    lua_pushfstring(L, "%s FROM STDIN (FORMAT csv, HEADER %s",
+                    ncols ? ")" : "", header ? "true" : "false");
+    lua_concat(L, 2);
+    const char *const names[] = { ", DELIMITER ", ", QUOTE ", ", NULL ",
+                                  ", ENCODING " };
+    const char *const vals[] = { delim, quote, null, enc };
+    const size_t lens[] = { dlen, qlen, nlen, elen };
+    for (int i = 0; i < 4; i++) {
+        if (!vals[i])
+            continue;
+        lua_pushstring(L, names[i]);
+        push_escaped(L, pg, vals[i], lens[i], 0);
+        lua_concat(L, 3);
+    }
+    lua_pushliteral(L, ")");
+    lua_concat(L, 2);
+    lua_remove(L, cols);
+}
+
+/* What happened during a copy; decides what is raised afterwards. */
+typedef struct copy_run {
+    int interrupted; /* a signal arrived */
+    int broken;      /* the connection failed */
+    int read_failed; /* the file could not be read (reader's err) */
+} copy_run;
+
+/* Wait (100 ms at most) for the socket to take more data, reading what the
+ * server sends meanwhile so it never stalls on its own output. */
+static int wait_io(PGconn *pg)
+{
+    struct pollfd p = { PQsocket(pg), POLLOUT | POLLIN, 0 };
+    if (p.fd < 0)
+        return -1;
+    int rc = poll(&p, 1, 100);
+    if (rc < 0 && errno != EINTR)
+        return -1;
+    if (rc > 0 && (p.revents & POLLIN) && !PQconsumeInput(pg))
+        return -1;
+    return 0;
+}
+
+/* Push everything libpq holds onto the wire.  Returns 0 when done, 1 when
+ * an interrupt stopped it (only if interruptible), -1 when broken. */
+static int flush_all(PGconn *pg, copy_run *st, int interruptible)
+{
+    for (;;) {
+        int f = PQflush(pg);
+        if (f == 0)
+            return 0;
+        if (f < 0 || wait_io(pg) < 0) {
+            st->broken = 1;
+            return -1;
+        }
+        if (interruptible && interrupt_pending()) {
+            st->interrupted = 1;
+            return 1;
+        }
+    }
+}
+
+/* Wait for the answer to the COPY statement.  Returns 1 when the server
+ * is ready for data; 0 when it refused (the error is in *err) or the
+ * connection broke, with every result read. */
+static int copy_start(PGconn *pg, PGresult **err, copy_run *st)
+{
+    for (;;) {
+        int w = pgconn_wait(pg, !st->interrupted);
+        if (w == PGCONN_INTERRUPTED) {
+            char buf[256];
+            st->interrupted = 1;
+            pgconn_cancel(pg, buf, sizeof buf);
+            continue;
+        }
+        if (w == PGCONN_BROKEN) {
+            st->broken = 1;
+            return 0;
+        }
+        PGresult *res = PQgetResult(pg);
+        if (!res)
+            return 0;
+        ExecStatusType s = PQresultStatus(res);
+        if (s == PGRES_COPY_IN) {
+            PQclear(res);
+            return 1;
+        }
+        if ((s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE) && !*err)
+            *err = res;
+        else
+            PQclear(res);
+    }
+}
+
+/* Send the file, then end the COPY: normally, or with a failure message
+ * when the file could not be read or an interrupt arrived (the server then
+ * rolls the COPY back).  Runs with the connection nonblocking. */
+static void copy_send(PGconn *pg, csvread *r, copy_run *st)
+{
+    const unsigned char *p;
+    size_t n;
+    for (;;) {
+        if (interrupt_pending()) {
+            st->interrupted = 1;
+            break;
+        }
+        int k = csvread_raw(r, &p, &n);
+        if (k == 0)
+            break;
+        if (k < 0) {
+            /* zlib reports a read() cut short by a signal (a pipe, a FIFO)
+             * as a read error: it is the interrupt */
+            if (interrupt_pending())
+                st->interrupted = 1;
+            else
+                st->read_failed = 1;
+            break;
+        }
+        /* n <= CSVREAD_BLOCK: fits the int PQputCopyData takes */
+        int put;
+        while ((put = PQputCopyData(pg, (const char *)p, (int)n)) == 0) {
+            if (wait_io(pg) < 0) {
+                st->broken = 1;
+                return;
+            }
+        }
+        if (put < 0) {
+            st->broken = 1;
+            return;
+        }
+        /* libpq would buffer the whole file in nonblocking mode: wait for
+         * the socket instead (the kernel's buffer keeps both sides busy) */
+        int f = flush_all(pg, st, 1);
+        if (f < 0)
+            return;
+        if (f > 0)
+            break;
+    }
+    const char *why = st->read_failed ? r->err
+                      : st->interrupted ? "interrupted" : NULL;
+    int e;
+    while ((e = PQputCopyEnd(pg, why)) == 0) {
+        if (wait_io(pg) < 0) {
+            st->broken = 1;
+            return;
+        }
+    }
+    if (e < 0) {
+        st->broken = 1;
+        return;
+    }
+    flush_all(pg, st, 0);
+}
+
+/* Read every remaining result: the last good one to *ok, the first error
+ * to *err (unless one is there already).  Ctrl-C sends a cancel. */
+static void copy_drain(PGconn *pg, PGresult **ok, PGresult **err,
+                       copy_run *st)
+{
+    for (;;) {
+        int w = pgconn_wait(pg, !st->interrupted);
+        if (w == PGCONN_INTERRUPTED) {
+            char buf[256];
+            st->interrupted = 1;
+            pgconn_cancel(pg, buf, sizeof buf);
+            continue;
+        }
+        if (w == PGCONN_BROKEN) {
+            st->broken = 1;
+            return;
+        }
+        PGresult *res = PQgetResult(pg);
+        if (!res)
+            return;
+        switch (PQresultStatus(res)) {
+        case PGRES_COPY_IN: /* not ours to feed: a protocol surprise */
+            PQputCopyEnd(pg, "unexpected COPY");
+            PQclear(res);
+            break;
+        case PGRES_FATAL_ERROR:
+        case PGRES_BAD_RESPONSE:
+            if (!*err)
+                *err = res;
+            else
+                PQclear(res);
+            break;
+        default:
+            if (*ok)
+                PQclear(*ok);
+            *ok = res;
+            break;
+        }
+        if (PQstatus(pg) == CONNECTION_BAD) {
+            st->broken = 1;
+            return;
+        }
+    }
+}
+
+/* db:copy_from_file(table, path [, opts]) -> rows loaded.
+ * Raises misuse at the caller's line, a file error as the reader's message
+ * ("data.csv.gz: gzip stream is truncated or corrupt: ..."), a server error
+ * (a bad row) as an error object whose context names the line.  COPY is one
+ * statement: on any error the table is unchanged. */
+int lib_csv_copy_from_file(lua_State *L)
+{
+    sl_conn *c = lib_conn_check(L, 1);
+    size_t tlen;
+    const char *table = luaL_checklstring(L, 2, &tlen);
+    const char *path = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4) && !lua_istable(L, 4))
+        luaL_error(L, "copy_from_file: opts must be a table, got a %s",
+                   luaL_typename(L, 4));
+    lua_settop(L, 4);
+    // stack: db, table, path, opts|nil
+    push_copy_sql(L, c->pg, table, tlen, 4);
+    PGresult **ok = lib_new_result_slot(L);
+    PGresult **err = lib_new_result_slot(L);
+    csvread_opts o;
+    memset(&o, 0, sizeof o);
+    o.raw = 1;
+    sl_csv *u = new_reader(L);
+    // stack: db, table, path, opts, sql, ok, err, reader
+    if (csvread_open(&u->r, path, &o) < 0)
+        raise_reader(L, u);
+
+    /* from here until busy is cleared nothing may raise */
+    copy_run st = { 0, 0, 0 };
+    c->busy = 1;
+    if (!PQsendQuery(c->pg, lua_tostring(L, 5))) {
+        st.broken = 1;
+    } else if (copy_start(c->pg, err, &st)) {
+        if (PQsetnonblocking(c->pg, 1) == 0) {
+            copy_send(c->pg, &u->r, &st);
+            PQsetnonblocking(c->pg, 0);
+        } else {
+            PQputCopyEnd(c->pg, "could not switch to nonblocking mode");
+        }
+        copy_drain(c->pg, ok, err, &st);
+    }
+    c->busy = 0;
+    csvread_release(&u->r);
+
+    if (st.interrupted)
+        interrupt_consume(L);
+    lib_conn_deliver_notices(L, c, 1);
+    if (st.read_failed) {
+        lua_pushstring(L, u->r.err);
+        return lua_error(L);
+    }
+    if (*err) {
+        lib_push_result_error(L, *err, c->pg);
+        return lua_error(L);
+    }
+    if (st.broken) {
+        lib_push_conn_error(L, c->pg);
+        return lua_error(L);
+    }
+    if (st.interrupted)
+        return luaL_error(L, "interrupted (Ctrl-C)");
+    const char *n = *ok ? PQcmdTuples(*ok) : "";
+    lua_pushnumber(L, *n ? strtod(n, NULL) : 0);
+    return 1;
+}
