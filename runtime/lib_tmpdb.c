@@ -24,7 +24,7 @@ int lib_tmpdb_start(lua_State *L)
     const char *settings[MAX_SETTINGS + 1];
     tmpdb_opts o;
     memset(&o, 0, sizeof o);
-    o.fast = 1;
+    o.fast = 0;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_getfield(L, 1, "fast");

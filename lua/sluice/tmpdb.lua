@@ -11,8 +11,10 @@
 -- `pg_config --bindir`, then the newest /usr/lib/postgresql/<N>/bin, then
 -- $PATH.
 --
--- opts.fast (default true) turns off fsync, synchronous_commit and
--- full_page_writes: the data is thrown away anyway.  opts.settings is a
+-- The server runs with PostgreSQL's default (durable) settings, so load
+-- timings mean what they would on a real server; opts.fast = true turns
+-- off fsync, synchronous_commit and full_page_writes instead (the data is
+-- thrown away anyway).  opts.settings is a
 -- list of extra "name=value" server settings.
 local core = require "sluice.core"
 
