@@ -16,6 +16,7 @@ ffi.cdef [[
          ru_nsignals, ru_nvcsw, ru_nivcsw;
   } sl_rusage;
   int getrusage(int who, sl_rusage *u);
+  long readlink(const char *path, char *buf, size_t len);
 ]]
 
 local B = {}
@@ -61,6 +62,14 @@ function B.sh(cmd)
   if rc ~= 0 and rc ~= true then
     error("command failed (" .. tostring(rc) .. "): " .. cmd .. "\n" .. err, 2)
   end
+end
+
+--- Path of the running sluice executable.
+function B.exe()
+  local buf = ffi.new("char[4096]")
+  local n = ffi.C.readlink("/proc/self/exe", buf, 4096)
+  assert(n > 0, "cannot read /proc/self/exe")
+  return ffi.string(buf, n)
 end
 
 --- Does a command exist?
