@@ -81,11 +81,18 @@ lint:
 
 demo: deps
 	$(MAKE) all
-	./sluice --tmpdb scripts/demo.lua
+	./sluice --tmpdb scripts/blog_posts.lua --check
 
+# Each benchmark prints markdown; peers need Python's psycopg and pgloader.
+BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
+	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	./sluice --tmpdb bench/run.lua
+	@for b in copy batch csv gen; do \
+	  if [ -f bench/$$b.lua ]; then \
+	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
+	  fi; \
+	done
 
 # Specs under AddressSanitizer + UBSan (a separate build in build-asan/).
 ASAN_EXE = build/asan/sluice
