@@ -110,7 +110,8 @@ valgrind: all
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/sluice $(DESTDIR)$(CMODDIR)/sluice
 	install -m 755 sluice $(DESTDIR)$(BINDIR)/sluice
-	install -m 644 lua/sluice/*.lua $(DESTDIR)$(LUADIR)/sluice/
+	cd lua && find sluice -type f | while read f; do \
+	  install -D -m 644 "$$f" "$(DESTDIR)$(LUADIR)/$$f" || exit 1; done
 	install -m 755 $(MODULE) $(DESTDIR)$(CMODDIR)/sluice/core.so
 
 # Used by the rockspec (luarocks make): the C core as a Lua module plus
@@ -120,7 +121,8 @@ module: $(MODULE)
 install-module: $(MODULE)
 	install -d $(INST_LIBDIR)/sluice $(INST_LUADIR)/sluice
 	install -m 755 $(MODULE) $(INST_LIBDIR)/sluice/core.so
-	install -m 644 lua/sluice/*.lua $(INST_LUADIR)/sluice/
+	cd lua && find sluice -type f | while read f; do \
+	  install -D -m 644 "$$f" "$(INST_LUADIR)/$$f" || exit 1; done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/sluice $(DESTDIR)$(CMODDIR)/sluice/core.so
