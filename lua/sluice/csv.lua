@@ -1,7 +1,7 @@
 --- sluice.csv: read CSV files (plain or gzip) row by row, or pour one
 -- straight into a table.
 --
--- The work is in C (runtime/csv.c: libcsv over zlib's gz reader;
+-- The work is in C (runtime/csvread.c: libcsv over zlib's gz reader;
 -- runtime/lib_csv.c: the binding); this module is the documented surface.
 -- The functions are the C functions themselves, so a misuse error points at
 -- the caller's line.
