@@ -69,7 +69,8 @@ function B.exe()
   local buf = ffi.new("char[4096]")
   local n = ffi.C.readlink("/proc/self/exe", buf, 4096)
   assert(n > 0, "cannot read /proc/self/exe")
-  return ffi.string(buf, n)
+  -- a rebuild while the benchmark runs leaves " (deleted)" on the link
+  return (ffi.string(buf, n):gsub(" %(deleted%)$", ""))
 end
 
 --- Does a command exist?
