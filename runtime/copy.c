@@ -17,6 +17,7 @@
  */
 #include "copy.h"
 #include "interrupt.h"
+#include "numfmt.h"
 #include "pgconn.h"
 
 #include <errno.h>
@@ -140,10 +141,15 @@ static const unsigned char text_esc[256] = {
     ['\f'] = 'f', ['\r'] = 'r', ['\\'] = '\\',
 };
 
-int copy_put_text_escaped(copy_buf *b, const char *s, size_t n)
+/* The text escaper behind both entry points: `delim` (the tab for a COPY
+ * stream) is escaped as \<delim>, which is how the server reads a
+ * delimiter inside a field; inlined so the tab case costs nothing more. */
+static inline int text_escaped(copy_buf *b, const char *s, size_t n,
+                               unsigned char delim)
 {
     size_t i = 0;
-    while (i < n && !text_esc[(unsigned char)s[i]])
+    while (i < n && !text_esc[(unsigned char)s[i]] &&
+           (unsigned char)s[i] != delim)
         i++;
     if (i == n) { /* the common case: nothing to escape */
         if (copy_buf_reserve(b, n))
@@ -160,6 +166,8 @@ int copy_put_text_escaped(copy_buf *b, const char *s, size_t n)
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         unsigned char e = text_esc[c];
+        if (!e && c == delim)
+            e = c;
         if (!e) {
             *out++ = (char)c;
         } else if (e == 1) {
@@ -174,19 +182,38 @@ int copy_put_text_escaped(copy_buf *b, const char *s, size_t n)
     return COPY_OK;
 }
 
+int copy_put_text_escaped(copy_buf *b, const char *s, size_t n)
+{
+    return text_escaped(b, s, n, '\t');
+}
+
+int copy_put_text_escaped_delim(copy_buf *b, const char *s, size_t n,
+                                int delim)
+{
+    if (delim == '\t')
+        return text_escaped(b, s, n, '\t');
+    return text_escaped(b, s, n, (unsigned char)delim);
+}
+
 /* 1 = NUL, 2 = forces quoting, 3 = a quote (forces quoting, is doubled) */
 static const unsigned char csv_cls[256] = {
     [0] = 1, ['\n'] = 2, ['\r'] = 2, [','] = 2, ['"'] = 3,
 };
 
-int copy_put_csv_field(copy_buf *b, const char *s, size_t n)
+/* The CSV writer behind both entry points (see copy.h); inlined so the
+ * comma case keeps its single table lookup per byte. */
+static inline int csv_field(copy_buf *b, const char *s, size_t n,
+                            unsigned char delim, int force)
 {
     /* an empty string must be quoted or it reads back as NULL; a lone
      * \. would end the data */
-    int quote = n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.');
+    int quote = force || n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.');
     size_t nq = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char k = csv_cls[(unsigned char)s[i]];
+        unsigned char c = (unsigned char)s[i];
+        unsigned char k = csv_cls[c];
+        if (c == delim && !k)
+            k = 2;
         if (k) {
             if (k == 1)
                 return COPY_ENUL;
@@ -216,6 +243,17 @@ int copy_put_csv_field(copy_buf *b, const char *s, size_t n)
     }
     copy_put_byte(b, '"');
     return COPY_OK;
+}
+
+int copy_put_csv_field(copy_buf *b, const char *s, size_t n)
+{
+    return csv_field(b, s, n, ',', 0);
+}
+
+int copy_put_csv_field_delim(copy_buf *b, const char *s, size_t n,
+                             int delim, int force_quote)
+{
+    return csv_field(b, s, n, (unsigned char)delim, force_quote);
 }
 
 int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n)
@@ -1114,4 +1152,51 @@ size_t copy_unescape_text(char *s, size_t n)
         }
     }
     return o;
+}
+
+/* ------------------------------------------- shared parameter helpers */
+
+int copy_put_array_quoted(copy_buf *b, const char *s, size_t n)
+{
+    if (memchr(s, '\0', n))
+        return COPY_ENUL;
+    if (n > SIZE_MAX / 4 || copy_buf_reserve(b, 2 * n + 2))
+        return COPY_ENOMEM;
+    char *out = b->data + b->len;
+    *out++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            *out++ = '\\';
+        *out++ = s[i];
+    }
+    *out++ = '"';
+    b->len = (size_t)(out - b->data);
+    return COPY_OK;
+}
+
+size_t copy_format_number(char *buf, double x, int kind)
+{
+    if (kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
+        kind == COPY_K_TIMESTAMPTZ) {
+        int64_t us;
+        if (copy_epoch_to_usec(x, &us) != COPY_OK)
+            return 0;
+        if (kind == COPY_K_DATE)
+            return copy_format_date(buf, copy_usec_to_days(us));
+        return copy_format_timestamp(buf, us, kind == COPY_K_TIMESTAMPTZ);
+    }
+    /* the same choice as the COPY text encoder (lib_copy.c), for the
+     * same reason: 17 digits are exact and ~10x cheaper than the
+     * shortest form; real gets its float's 9 digits */
+    if ((kind == COPY_K_FLOAT8 || kind == COPY_K_FLOAT4) && isfinite(x) &&
+        x != floor(x)) {
+        float f = (float)x;
+        int real = kind == COPY_K_FLOAT4 && isfinite(f);
+        double v = real ? (double)f : x;
+        size_t n = copy_format_double(buf, v, real ? 9 : 17);
+        if (n == 0)
+            n = (size_t)snprintf(buf, 64, "%.*g", real ? 9 : 17, v);
+        return n;
+    }
+    return numfmt_double(buf, x);
 }

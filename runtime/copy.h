@@ -156,6 +156,17 @@ int copy_put_text_escaped(copy_buf *b, const char *s, size_t n);
  * "\." (the end-of-data marker).  COPY_ENUL as above. */
 int copy_put_csv_field(copy_buf *b, const char *s, size_t n);
 
+/* The two above for a delimiter other than tab / comma (file sinks, see
+ * lib_sink.c): in text format `delim` inside s is written \<delim>; in
+ * CSV it forces quoting, and so does force_quote (a value that equals the
+ * NULL string must be quoted to stay a value).  delim must be a single
+ * byte that is not NUL, CR, LF, backslash or the quote; same results and
+ * errors as copy_put_text_escaped() / copy_put_csv_field(). */
+int copy_put_text_escaped_delim(copy_buf *b, const char *s, size_t n,
+                                int delim);
+int copy_put_csv_field_delim(copy_buf *b, const char *s, size_t n,
+                             int delim, int force_quote);
+
 /* Append the hex form of bytea bytes ("\x" then 2 hex digits a byte),
  * unescaped: the caller runs it through the text/CSV field writer. */
 int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n);
@@ -174,6 +185,20 @@ int copy_put_numeric_text(copy_buf *b, const char *s, size_t n);
  * than the digits of x's integer part): the caller then uses printf.
  * buf needs 48 bytes; digits must be 1 to 17. */
 size_t copy_format_double(char *buf, double x, int digits);
+
+/* Append s[0..n) as a double-quoted element of an array literal
+ * ({"a","b\\"c"}): backslash and double quote are escaped.  COPY_ENUL
+ * when s holds a NUL byte (nothing is kept then).  Shared by the batch
+ * and pipeline parameter encoders (lib_params.c). */
+int copy_put_array_quoted(copy_buf *b, const char *s, size_t n);
+
+/* Text of the Lua number x for a value of encoder family `kind`: epoch
+ * seconds become "YYYY-MM-DD ..." for date, timestamp and timestamptz
+ * (UTC, "+00"); float4/float8 non-integers get 9/17 significant digits
+ * (exact, and much faster than the shortest form); everything else the
+ * shortest exact text (numfmt_double).  buf needs 64 bytes.  Returns the
+ * length, or 0 when x is not a valid timestamp for a date/time kind. */
+size_t copy_format_number(char *buf, double x, int kind);
 
 /* ------------------------------------------------------------- parsers */
 

@@ -12,6 +12,8 @@
  *   "sluice.error"   metatable of database error tables (not a userdata)
  *   "sluice.tmpdb"   a throwaway PostgreSQL server (lib_tmpdb.c)
  *   "sluice.csv"     a CSV reader over a plain or gzip file (lib_csv.c)
+ *   "sluice.copy"    also a file sink, a COPY stream writing to a file
+ *                    (lib_sink.c)
  */
 #ifndef SLUICE_LIB_H
 #define SLUICE_LIB_H
@@ -106,6 +108,39 @@ int lib_copy_out_start(lua_State *L);
  * "other" means no binary encoder.  Never raises on a valid number. */
 int lib_copy_kind(lua_State *L);
 
+/* The output of a file sink (lib_sink.c): a "sluice.copy" stream made by
+ * lib_copy_new_sink() hands its encoded rows to these instead of libpq,
+ * so a sink and a COPY share the encoders, the buffer and the methods.
+ * ctx is ctx_size zeroed bytes inside the stream's own userdata: the
+ * stream owns the file, and its one release routine (finish, abort, an
+ * error, __gc) ends it.  Neither function may raise. */
+typedef struct lib_copy_sink {
+    size_t ctx_size;
+    /* Write data[0..n): 0, or -1 with "path: what" in msg. */
+    int (*write)(void *ctx, const char *data, size_t n, char *msg,
+                 size_t msglen);
+    /* commit: keep the output (flush, close, put in place); else discard
+     * it.  0, or -1 with msg (msglen may be 0); the output is discarded
+     * on failure.  Idempotent, safe on a zeroed ctx. */
+    int (*close)(void *ctx, int commit, char *msg, size_t msglen);
+} lib_copy_sink;
+
+/* Push a "sluice.copy" stream that writes to a sink, and return its ctx
+ * (zeroed: the caller opens the output in it; the stream is open).
+ * format "text" or "csv"; specs (stack index) as for copy_start, built
+ * without a catalog by lua/sluice/sink.lua; opts (stack index, a table):
+ * chunk_size, json_encode, cdata_kind, delimiter (one byte), null (the
+ * NULL text; nil for the format's default), header (true: the column
+ * names are the first line); name_idx: the destination's name (a string,
+ * for messages).  Raises on bad arguments or out of memory. */
+void *lib_copy_new_sink(lua_State *L, const char *format, int specs,
+                        int opts, int name_idx, const lib_copy_sink *ops);
+
+/* sluice.core.sink_open(path, format, specs, opts) -> a "sluice.copy"
+ * stream writing to a file (lib_sink.c); raises "path: what" when the
+ * file cannot be opened. */
+int lib_sink_open(lua_State *L);
+
 extern const luaL_Reg lib_csv_methods[];
 extern const luaL_Reg lib_csv_meta[];
 /* sluice.csv.open(path [, opts]) -> reader; raises on a bad option (at the
@@ -124,5 +159,34 @@ void lib_csv_set_index(lua_State *L);
  * fields are left out.  Does not raise except on out-of-memory. */
 void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
                     const char *detail, const char *hint);
+
+/* ---- batched INSERT and pipeline (lib_batch.c, lib_pipeline.c,
+ * lib_params.c) */
+#define SLUICE_BATCH_MT    "sluice.batch"
+#define SLUICE_PIPELINE_MT "sluice.pipeline"
+struct params_buf;
+/* Encode the Lua value at idx as one statement parameter of encoder
+ * family kind (enum copy_kind) into p (room for one value reserved);
+ * json_idx: stack index of the JSON encoder or 0.  Returns NULL or a
+ * static text of what was expected.  Raises only on out of memory. */
+const char *lib_params_put(lua_State *L, struct params_buf *p, int idx,
+                           int kind, int json_idx);
+/* Push res (may be NULL) as an array of rows keyed by column name, values
+ * converted as db:query() does.  Raises only on out of memory. */
+void lib_push_rows(lua_State *L, const PGresult *res);
+extern const luaL_Reg lib_batch_methods[];
+extern const luaL_Reg lib_batch_meta[];
+extern const luaL_Reg lib_pipeline_methods[];
+extern const luaL_Reg lib_pipeline_meta[];
+/* __index closures over the methods table, serving read-only fields. */
+int lib_batch_index(lua_State *L);
+int lib_pipeline_index(lua_State *L);
+/* sluice.core.batch_new(db, prefix, suffix, names, opts) -> batch;
+ * prepares the full statement shape, raises the server's error object if
+ * it does not parse.  Called by lua/sluice/batch.lua. */
+int lib_batch_new(lua_State *L);
+/* sluice.core.pipeline_start(db, sql, opts) -> pipeline (db busy until
+ * close); raises the server's error object if sql does not parse. */
+int lib_pipeline_start(lua_State *L);
 
 #endif

@@ -874,3 +874,10 @@ const luaL_Reg lib_stmt_meta[] = {
     { "__tostring", stmt_tostring },
     { NULL, NULL },
 };
+
+/* Exported for batch RETURNING (lib_batch.c): the same conversion as
+ * db:query(). */
+void lib_push_rows(lua_State *L, const PGresult *res)
+{
+    push_rows(L, res, 0);
+}

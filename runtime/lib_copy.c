@@ -47,7 +47,8 @@
                    "before finish()"
 
 /* slots of a stream's environment table */
-enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS };
+enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS,
+       FENV_NAME, FENV_NULL }; /* the last two: file sinks only */
 
 enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
 static const char *const cp_state_names[] = {
@@ -86,6 +87,14 @@ typedef struct sl_copy {
     uint64_t bytes_sent;
     int depth;          /* array nesting of the value being encoded */
     int path[MAX_DIMS]; /* element indices at each depth, for messages */
+    int delim;          /* field delimiter (text: tab, CSV: comma) */
+    /* file sinks (lib_sink.c): rows go to `sink` and conn is NULL */
+    const lib_copy_sink *sink;
+    void *sink_ctx;     /* the sink's state, inside this userdata */
+    int custom;         /* a delimiter or NULL text of the sink's own */
+    const char *null;   /* the NULL text (fenv[FENV_NULL]) or NULL: \N /
+                         * an empty field, the formats' defaults */
+    size_t null_len;
 } sl_copy;
 
 /* ------------------------------------------------------------ release */
@@ -99,6 +108,12 @@ static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
                       int drain)
 {
     int rc = COPY_OK;
+    if (cp->state == CP_OPEN && cp->sink) {
+        /* a file sink: finish() commits on its own, so every end that
+         * comes here discards the partial output */
+        cp->state = new_state;
+        cp->sink->close(cp->sink_ctx, 0, NULL, 0);
+    }
     if (cp->state == CP_OPEN) {
         sl_conn *c = cp->conn;
         cp->state = new_state;
@@ -394,7 +409,13 @@ static int64_t get_usec(lua_State *L, sl_copy *cp, const copy_col *col,
 static void put_field(lua_State *L, sl_copy *cp, const copy_col *col,
                       const char *s, size_t n)
 {
-    int rc = cp->format == COPY_FMT_CSV
+    int rc;
+    if (cp->custom)
+        rc = cp->format == COPY_FMT_CSV
+                 ? copy_put_csv_field_delim(&cp->buf, s, n, cp->delim, 0)
+                 : copy_put_text_escaped_delim(&cp->buf, s, n, cp->delim);
+    else
+        rc = cp->format == COPY_FMT_CSV
                  ? copy_put_csv_field(&cp->buf, s, n)
                  : copy_put_text_escaped(&cp->buf, s, n);
     if (rc != COPY_OK)
@@ -1059,6 +1080,30 @@ static enc_fn bin_encoder(int kind)
 
 /* ---------------------------------------------------------------- rows */
 
+/* A sink with a NULL text of its own: a value whose field text (from
+ * `start` in buf) equals it would read back as NULL.  CSV quotes it (a
+ * quoted field is never NULL); text format cannot tell them apart, so
+ * that is an error rather than a silent NULL. */
+static void keep_value(lua_State *L, sl_copy *cp, const copy_col *col,
+                       size_t start)
+{
+    copy_buf *b = &cp->buf;
+    size_t n = b->len - start;
+    if (n != cp->null_len || memcmp(b->data + start, cp->null, n) != 0)
+        return;
+    if (cp->format != COPY_FMT_CSV)
+        col_error(L, cp, col, ": the value's text is the sink's NULL text "
+                              "(option null); choose a NULL text that no "
+                              "value has");
+    cp->scratch.len = 0;
+    need_scratch(L, cp, n);
+    copy_put_raw(&cp->scratch, b->data + start, n);
+    b->len = start;
+    int rc = copy_put_csv_field_delim(b, cp->scratch.data, n, cp->delim, 1);
+    if (rc != COPY_OK)
+        encode_failed(L, cp, col, rc);
+}
+
 /* Encode one row whose values are at stack indices first.. into buf.
  * A row that fails half-way is dropped by the next call (committed). */
 static void encode_row(lua_State *L, sl_copy *cp, int first)
@@ -1084,10 +1129,18 @@ static void encode_row(lua_State *L, sl_copy *cp, int first)
         for (int i = 0; i < n; i++, col++) {
             need(L, cp, 3);
             if (i > 0)
-                copy_put_byte(b, csv ? ',' : '\t');
+                copy_put_byte(b, cp->delim);
             if (is_null(L, first + i)) {
-                if (!csv)
+                if (cp->null) {
+                    need(L, cp, cp->null_len);
+                    copy_put_raw(b, cp->null, cp->null_len);
+                } else if (!csv) {
                     copy_put_raw(b, "\\N", 2);
+                }
+            } else if (cp->null) {
+                size_t start = b->len;
+                col->enc(L, cp, col, first + i);
+                keep_value(L, cp, col, start);
             } else {
                 col->enc(L, cp, col, first + i);
             }
@@ -1116,6 +1169,19 @@ static int stream_failed(lua_State *L, sl_copy *cp, int rc)
     return lua_error(L);
 }
 
+/* Write n bytes of the buffer to a file sink; raises (and discards the
+ * partial file) with the sink's message ("out.csv: No space left on
+ * device") when the write fails. */
+static int sink_put(lua_State *L, sl_copy *cp, size_t n)
+{
+    char msg[512];
+    if (cp->sink->write(cp->sink_ctx, cp->buf.data, n, msg, sizeof msg)) {
+        lua_pushstring(L, msg);
+        cp_raise(L, cp);
+    }
+    return COPY_OK;
+}
+
 /* Send the complete rows in the buffer.  Raises (and ends the COPY) if
  * the connection failed or Ctrl-C was pressed. */
 static void cp_flush(lua_State *L, sl_copy *cp)
@@ -1124,7 +1190,8 @@ static void cp_flush(lua_State *L, sl_copy *cp)
     cp->buf.len = n;
     if (n == 0)
         return;
-    int rc = copy_put(cp->conn->pg, cp->buf.data, n, 1);
+    int rc = cp->sink ? sink_put(L, cp, n)
+                      : copy_put(cp->conn->pg, cp->buf.data, n, 1);
     if (rc != COPY_OK)
         stream_failed(L, cp, rc);
     cp->bytes_sent += n;
@@ -1135,20 +1202,24 @@ static void cp_flush(lua_State *L, sl_copy *cp)
 static sl_copy *check_open(lua_State *L, const char *fname)
 {
     sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
+    const char *what = cp->sink ? "sink" : "COPY";
     switch (cp->state) {
     case CP_OPEN:
         break;
     case CP_FINISHED:
-        luaL_error(L, "%s: the COPY is already finished", fname);
+        luaL_error(L, "%s: the %s is already finished", fname, what);
         break;
     case CP_ABORTED:
-        luaL_error(L, "%s: the COPY was aborted", fname);
+        luaL_error(L, "%s: the %s was aborted", fname, what);
         break;
     default:
+        if (cp->sink)
+            luaL_error(L, "%s: the sink failed earlier and its output was "
+                          "discarded", fname);
         luaL_error(L, "%s: the COPY failed earlier and was rolled back "
                       "(nothing it sent was loaded)", fname);
     }
-    if (!cp->conn->pg) {
+    if (!cp->sink && !cp->conn->pg) {
         cp_release(cp, NULL, CP_FAILED, 0);
         luaL_error(L, "%s: the connection is closed", fname);
     }
@@ -1261,6 +1332,22 @@ static int cp_finish(lua_State *L)
         cp->committed = cp->buf.len;
     }
     cp_flush(L, cp);
+    if (cp->sink) {
+        /* FAILED until the output is in place; the buffers go either way */
+        char msg[512];
+        cp->state = CP_FAILED;
+        int rc = cp->sink->close(cp->sink_ctx, 1, msg, sizeof msg);
+        cp_release(cp, NULL, CP_FAILED, 0);
+        if (rc != 0) {
+            luaL_where(L, 1);
+            lua_pushstring(L, msg);
+            lua_concat(L, 2);
+            return lua_error(L);
+        }
+        cp->state = CP_FINISHED;
+        lua_pushnumber(L, (lua_Number)cp->rows);
+        return 1;
+    }
     int conn_idx = push_conn(L, CP_SELF);
     /* FAILED until the server says otherwise: lib_conn_finish raises */
     cp_release(cp, NULL, CP_FAILED, 0);
@@ -1301,6 +1388,14 @@ static int cp_tostring(lua_State *L)
     sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
     char rows[24];
     cdata_text(rows, cp->rows, 2);
+    if (cp->sink) {
+        lua_getfenv(L, CP_SELF);
+        lua_rawgeti(L, -1, FENV_NAME);
+        lua_pushfstring(L, "sluice.sink (%s, %s, %d columns, %s rows, %s)",
+                        cp_state_names[cp->state], format_names[cp->format],
+                        cp->ncols, rows, lua_tostring(L, -1));
+        return 1;
+    }
     lua_pushfstring(L, "sluice.copy (%s, %s, %d columns, %s rows)",
                     cp_state_names[cp->state], format_names[cp->format],
                     cp->ncols, rows);
@@ -1332,7 +1427,10 @@ int lib_copy_index(lua_State *L)
         lua_pushstring(L, format_names[cp->format]);
     else if (strcmp(k, "state") == 0)
         lua_pushstring(L, cp_state_names[cp->state]);
-    else if (strcmp(k, "columns") == 0) {
+    else if (strcmp(k, "path") == 0 && cp->sink) {
+        lua_getfenv(L, 1);
+        lua_rawgeti(L, -1, FENV_NAME);
+    } else if (strcmp(k, "columns") == 0) {
         lua_createtable(L, cp->ncols, 0);
         for (int i = 0; i < cp->ncols; i++) {
             lua_pushstring(L, cp->cols[i].name);
@@ -1430,6 +1528,129 @@ static void load_col(lua_State *L, copy_col *col, int s, int format, int i)
                    col->type_name);
 }
 
+/* Push a new stream: the userdata first, holding nothing, so a failure
+ * below leaks nothing (its __gc frees whatever was acquired); then its
+ * environment (connection at conn_idx, or none when 0; column encoders
+ * from the specs at `specs`; helpers from the opts at `opts`) and its
+ * buffer.  `extra` bytes after the struct are zeroed for a sink's state.
+ * Raises on a bad spec or out of memory. */
+static sl_copy *cp_new(lua_State *L, int conn_idx, int specs, int opts,
+                       int format, int ncols, size_t chunk, size_t extra)
+{
+    size_t head = (sizeof(sl_copy) + 15) & ~(size_t)15;
+    sl_copy *cp = lua_newuserdata(L, head + extra);
+    memset(cp, 0, head + extra);
+    cp->state = CP_NEW;
+    cp->format = format;
+    cp->chunk = chunk;
+    cp->delim = format == COPY_FMT_CSV ? ',' : '\t';
+    if (extra)
+        cp->sink_ctx = (char *)cp + head;
+    luaL_getmetatable(L, SLUICE_COPY_MT);
+    lua_setmetatable(L, -2);
+    int ud = lua_gettop(L);
+    lua_createtable(L, 7, 0);
+    if (conn_idx) {
+        lua_pushvalue(L, conn_idx);
+        lua_rawseti(L, -2, FENV_CONN);
+    }
+    copy_col *cols = lua_newuserdata(L, sizeof(copy_col) * (size_t)ncols);
+    memset(cols, 0, sizeof(copy_col) * (size_t)ncols);
+    lua_rawseti(L, -2, FENV_COLS);
+    lua_getfield(L, opts, "json_encode");
+    lua_rawseti(L, -2, FENV_JSON);
+    lua_getfield(L, opts, "cdata_kind");
+    lua_rawseti(L, -2, FENV_CDATA);
+    lua_pushvalue(L, specs);
+    lua_rawseti(L, -2, FENV_SPECS);
+    lua_setfenv(L, ud);
+    cp->cols = cols;
+    cp->ncols = ncols;
+    for (int i = 0; i < ncols; i++) {
+        lua_rawgeti(L, specs, i + 1);
+        if (!lua_istable(L, -1))
+            luaL_argerror(L, specs, "column specs must be tables");
+        load_col(L, &cols[i], lua_gettop(L), format, i + 1);
+        lua_pop(L, 1);
+    }
+    if (copy_buf_grow(&cp->buf, chunk + chunk / 4) != COPY_OK)
+        luaL_error(L, "copy: out of memory allocating the buffer");
+    return cp;
+}
+
+void *lib_copy_new_sink(lua_State *L, const char *format, int specs,
+                        int opts, int name_idx, const lib_copy_sink *ops)
+{
+    int fmt = COPY_FMT_TEXT;
+    if (strcmp(format, "text") == 0)
+        fmt = COPY_FMT_TEXT;
+    else if (strcmp(format, "csv") == 0)
+        fmt = COPY_FMT_CSV;
+    else
+        luaL_error(L, "sink: format must be \"csv\" or \"text\"");
+    int ncols = (int)lua_objlen(L, specs);
+    if (ncols < 1 || ncols > MAX_COLS)
+        luaL_error(L, "sink: 1 to 1600 columns");
+    size_t chunk = DEFAULT_CHUNK;
+    if (lua_isnumber(L, opt_field(L, opts, "chunk_size"))) {
+        lua_Number v = lua_tonumber(L, -1);
+        if (v < MIN_CHUNK || v > (1 << 30))
+            luaL_error(L, "sink: chunk_size must be from 1024 to 2^30 bytes");
+        chunk = (size_t)v;
+    }
+    lua_pop(L, 1);
+    size_t dlen = 0, nlen = 0;
+    lua_getfield(L, opts, "delimiter");
+    const char *delim = lua_tolstring(L, -1, &dlen);
+    lua_getfield(L, opts, "null");
+    int null_idx = lua_gettop(L);
+    const char *null = lua_tolstring(L, -1, &nlen);
+    if (delim && (dlen != 1 || strchr("\r\n\\\"", delim[0])))
+        luaL_error(L, "sink: delimiter must be one byte, not CR, LF, "
+                      "backslash or a quote");
+    int header = lua_toboolean(L, opt_field(L, opts, "header"));
+    lua_pop(L, 1);
+
+    sl_copy *cp = cp_new(L, 0, specs, opts, fmt, ncols, chunk,
+                         ops->ctx_size);
+    int ud = lua_gettop(L);
+    // stack: ..., delim, null, cp
+    lua_getfenv(L, ud);
+    lua_pushvalue(L, name_idx);
+    lua_rawseti(L, -2, FENV_NAME);
+    lua_pushvalue(L, null_idx);
+    lua_rawseti(L, -2, FENV_NULL); /* anchors cp->null */
+    lua_pop(L, 1);
+    cp->sink = ops;
+    if (delim && delim[0] != cp->delim) {
+        cp->delim = (unsigned char)delim[0];
+        cp->custom = 1;
+    }
+    if (null) {
+        cp->null = null;
+        cp->null_len = nlen;
+        cp->custom = 1;
+    }
+    cp->state = CP_OPEN; /* ops->close is safe on the zeroed ctx */
+    if (header) {
+        /* the names as one row of strings, through the same field writer
+         * (not counted in rows) */
+        for (int i = 0; i < ncols; i++) {
+            need(L, cp, 1);
+            if (i > 0)
+                copy_put_byte(&cp->buf, cp->delim);
+            put_field(L, cp, &cp->cols[i], cp->cols[i].name,
+                      strlen(cp->cols[i].name));
+        }
+        need(L, cp, 1);
+        copy_put_byte(&cp->buf, '\n');
+        cp->committed = cp->buf.len;
+    }
+    lua_replace(L, ud - 2); /* the stream where delim was */
+    lua_pop(L, 1);
+    return cp->sink_ctx;
+}
+
 /* sluice.core.copy_start(db, sql, format, specs, opts) -> copy stream.
  * sql is the whole COPY ... FROM STDIN statement; format "text", "csv"
  * or "binary" (matching sql); specs one table per column: name,
@@ -1466,44 +1687,11 @@ int lib_copy_start(lua_State *L)
     int utc = lua_toboolean(L, opt_field(L, 5, "utc"));
     lua_settop(L, 5);
 
-    /* the userdata first, holding nothing, so a failure below leaks
-     * nothing: its __gc frees whatever was acquired */
-    sl_copy *cp = lua_newuserdata(L, sizeof *cp);
-    memset(cp, 0, sizeof *cp);
+    sl_copy *cp = cp_new(L, 1, 4, 5, format, ncols, chunk, 0);
     cp->conn = c;
-    cp->state = CP_NEW;
-    cp->format = format;
-    cp->chunk = chunk;
     cp->utc = utc;
-    luaL_getmetatable(L, SLUICE_COPY_MT);
-    lua_setmetatable(L, -2);
     int ud = lua_gettop(L);
     // stack: db, sql, fmt, specs, opts, cp
-    lua_createtable(L, 5, 0);
-    lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, FENV_CONN);
-    copy_col *cols = lua_newuserdata(L, sizeof(copy_col) * (size_t)ncols);
-    memset(cols, 0, sizeof(copy_col) * (size_t)ncols);
-    lua_rawseti(L, -2, FENV_COLS);
-    lua_getfield(L, 5, "json_encode");
-    lua_rawseti(L, -2, FENV_JSON);
-    lua_getfield(L, 5, "cdata_kind");
-    lua_rawseti(L, -2, FENV_CDATA);
-    lua_pushvalue(L, 4);
-    lua_rawseti(L, -2, FENV_SPECS);
-    lua_setfenv(L, ud);
-    cp->cols = cols;
-    cp->ncols = ncols;
-    for (int i = 0; i < ncols; i++) {
-        lua_rawgeti(L, 4, i + 1);
-        if (!lua_istable(L, -1))
-            return luaL_argerror(L, 4, "column specs must be tables");
-        load_col(L, &cols[i], lua_gettop(L), format, i + 1);
-        lua_pop(L, 1);
-    }
-
-    if (copy_buf_grow(&cp->buf, chunk + chunk / 4) != COPY_OK)
-        return luaL_error(L, "copy: out of memory allocating the buffer");
     if (format == COPY_FMT_BINARY &&
         copy_put_binary_header(&cp->buf) != COPY_OK)
         return luaL_error(L, "copy: out of memory allocating the buffer");

@@ -86,6 +86,12 @@ int luaopen_sluice_core(lua_State *L)
     new_type_fields(L, SLUICE_COPYOUT_MT, lib_copyout_meta,
                     lib_copyout_methods, lib_copyout_index);
     lua_setfield(L, -2, "copyout_methods");
+    new_type_fields(L, SLUICE_BATCH_MT, lib_batch_meta, lib_batch_methods,
+                    lib_batch_index);
+    lua_setfield(L, -2, "batch_methods");
+    new_type_fields(L, SLUICE_PIPELINE_MT, lib_pipeline_meta,
+                    lib_pipeline_methods, lib_pipeline_index);
+    lua_setfield(L, -2, "pipeline_methods");
     new_type(L, SLUICE_RESULT_MT, lib_result_meta, NULL);
     lua_pop(L, 1);
     new_type(L, SLUICE_ERROR_MT, lib_error_meta, NULL);
@@ -109,6 +115,12 @@ int luaopen_sluice_core(lua_State *L)
     lua_setfield(L, -2, "copy_out_start");
     lua_pushcfunction(L, lib_copy_kind);
     lua_setfield(L, -2, "copy_kind");
+    lua_pushcfunction(L, lib_batch_new);
+    lua_setfield(L, -2, "batch_new");
+    lua_pushcfunction(L, lib_pipeline_start);
+    lua_setfield(L, -2, "pipeline_start");
+    lua_pushcfunction(L, lib_sink_open);
+    lua_setfield(L, -2, "sink_open");
     lua_pushcfunction(L, set_helper);
     lua_setfield(L, -2, "set_helper");
     lua_pushlightuserdata(L, NULL);

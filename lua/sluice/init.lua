@@ -37,6 +37,9 @@ local sluice = {
 
 require("sluice.conn").install(core)
 require("sluice.copy").install(core)
+require("sluice.batch").install(core)
+require("sluice.pipeline").install(core)
+require("sluice.upsert").install(core)
 
 --- Connect to PostgreSQL.
 -- target: a libpq conninfo string ("host=... dbname=...") or a
@@ -73,5 +76,6 @@ end
 
 sluice.tmpdb = require("sluice.tmpdb").start
 sluice.csv = require "sluice.csv"
+sluice.sink = require "sluice.sink"
 
 return sluice

@@ -1,0 +1,189 @@
+--- Staged upsert: db:upsert(table, columns, opts).
+--
+-- The pattern of Kafka Connect's JDBC sink and dbt's incremental models:
+-- rows stream by COPY (db:copy, the fastest path) into a temporary
+-- staging table, then one INSERT ... SELECT ... ON CONFLICT (key) DO
+-- UPDATE moves them into the target - all in one transaction.
+--
+--   local up = db:upsert("metrics", {"host", "ts", "v"},
+--                        {key = {"host", "ts"}})
+--   for ... do up:row(host, ts, v) end
+--   local changed = up:finish()       -- rows inserted or updated
+--
+-- opts.key     the conflict target: a column name or a list of them (a
+--              unique index or constraint on exactly these must exist)
+-- opts.update  columns to update on conflict (default: every column not
+--              in key); an empty list means ON CONFLICT DO NOTHING
+-- opts.format, opts.json_encode, opts.chunk_size: passed to db:copy
+--
+-- Duplicate keys among the staged rows: the last one staged wins.  The
+-- staging table has an identity column numbering rows in COPY order, and
+-- the move keeps one row per key with DISTINCT ON (key) ORDER BY key,
+-- that number DESC (PostgreSQL itself would refuse a statement that
+-- updates the same row twice).
+--
+-- Transactions: with no transaction open, db:upsert begins one and
+-- finish() commits it; inside the caller's transaction it uses a
+-- savepoint instead, and the caller commits.  Any error (a bad row, a
+-- constraint, the move) rolls back everything the upsert did and is
+-- re-raised.  The staging table is dropped at the end (ON COMMIT DROP as
+-- well).  While the upsert is open its COPY holds the connection.
+--
+-- up:row(v1, ..., vN), up:rows(list)  as the COPY stream's
+-- up:finish() -> rows inserted or updated, rows staged
+-- up:abort()  -> rolls everything back
+-- An upsert dropped without finish() or abort() aborts its COPY when
+-- collected, but its transaction stays open until the script rolls it
+-- back (garbage collection cannot run SQL safely): always end it.
+local M = {}
+
+local seq = 0
+
+local function list_of(v, what)
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" then return nil, what .. " must be a column name or a list of them" end
+  for i, c in ipairs(v) do
+    if type(c) ~= "string" or c == "" then
+      return nil, ("%s[%d] must be a non-empty string"):format(what, i)
+    end
+  end
+  return v
+end
+
+local U = {}
+U.__index = U
+
+function U.row(u, ...)
+  -- a tail call keeps the caller's line in the COPY stream's errors
+  return u.cp:row(...)
+end
+
+function U.rows(u, list)
+  return u.cp:rows(list)
+end
+
+-- Undo everything the upsert did (never raises).
+local function undo(u)
+  u.state = "aborted"
+  if u.cp.state == "open" then pcall(u.cp.abort, u.cp) end
+  local db = u.db
+  if u.savepoint then
+    pcall(db.rollback_to, db, u.savepoint)
+    pcall(db.release, db, u.savepoint)
+  else
+    pcall(db.rollback, db)
+  end
+end
+
+function U.finish(u)
+  if u.state ~= "open" then error("upsert:finish: the upsert is " .. u.state, 2) end
+  local db = u.db
+  local ok, changed, staged = pcall(function()
+    local n = u.cp:finish()
+    local affected = db:exec(u.move_sql)
+    db:exec("DROP TABLE " .. u.staging)
+    if u.savepoint then db:release(u.savepoint) else db:commit() end
+    return affected, n
+  end)
+  if not ok then
+    undo(u)
+    error(changed, 0)
+  end
+  u.state = "finished"
+  return changed, staged
+end
+
+function U.abort(u)
+  if u.state ~= "open" then return false end
+  undo(u)
+  return true
+end
+
+local methods = {}
+
+function methods.upsert(db, tbl, columns, opts)
+  if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
+  local quote_table = require("sluice.batch").quote_table
+  local qtable = quote_table(db, tbl)
+  if not qtable then
+    error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
+  end
+  local cols, err = list_of(columns, "columns")
+  if not cols or #cols == 0 then error("upsert: " .. (err or "columns must not be empty"), 2) end
+  local key
+  key, err = list_of(opts.key, "key")
+  if not key or #key == 0 then error("upsert: " .. (err or "opts.key must not be empty"), 2) end
+  local in_cols = {}
+  for _, c in ipairs(cols) do in_cols[c] = true end
+  local is_key = {}
+  for _, k in ipairs(key) do
+    if not in_cols[k] then
+      error(("upsert: key column \"%s\" is not among the columns"):format(k), 2)
+    end
+    is_key[k] = true
+  end
+  local update = opts.update
+  if update == nil then
+    update = {}
+    for _, c in ipairs(cols) do
+      if not is_key[c] then update[#update + 1] = c end
+    end
+  else
+    update, err = list_of(update, "update")
+    if not update then error("upsert: " .. err, 2) end
+  end
+  local copy_opts = {}
+  for k, v in pairs(opts) do
+    if k == "format" or k == "json_encode" or k == "chunk_size" then
+      copy_opts[k] = v
+    elseif k ~= "key" and k ~= "update" then
+      error("upsert: unknown option '" .. tostring(k)
+            .. "' (key, update, format, json_encode, chunk_size)", 2)
+    end
+  end
+
+  local q = function(c) return db:quote_ident(c) end
+  local qcols, qkey, sets = {}, {}, {}
+  for i, c in ipairs(cols) do qcols[i] = q(c) end
+  for i, c in ipairs(key) do qkey[i] = q(c) end
+  for i, c in ipairs(update) do sets[i] = q(c) .. " = excluded." .. q(c) end
+  local clist, klist = table.concat(qcols, ", "), table.concat(qkey, ", ")
+
+  local status = db:status()
+  if status == "inerror" then
+    error("upsert: the transaction on this connection has failed; roll it back first", 2)
+  end
+  seq = seq + 1
+  local name = "sluice_upsert_" .. seq
+  local staging = "pg_temp." .. q(name)
+  local u = setmetatable({ db = db, staging = staging, state = "open" }, U)
+  if status == "idle" then
+    db:begin()
+  else
+    u.savepoint = name
+    db:savepoint(name)
+  end
+  local ok, e = pcall(function()
+    db:exec(("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA")
+      :format(q(name), clist, qtable))
+    db:exec(("ALTER TABLE %s ADD COLUMN sluice_seq bigint GENERATED ALWAYS AS IDENTITY")
+      :format(staging))
+    u.cp = db:copy({ "pg_temp", name }, cols, copy_opts)
+  end)
+  if not ok then
+    u.cp = u.cp or { state = "none" }
+    undo(u)
+    error(e, 0)
+  end
+  u.move_sql = ("INSERT INTO %s (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) %s FROM %s "
+    .. "ORDER BY %s, sluice_seq DESC) s ON CONFLICT (%s) DO %s")
+    :format(qtable, clist, clist, klist, clist, staging, klist, klist,
+            #sets > 0 and ("UPDATE SET " .. table.concat(sets, ", ")) or "NOTHING")
+  return u
+end
+
+function M.install(core)
+  for k, v in pairs(methods) do core.conn_methods[k] = v end
+end
+
+return M

@@ -1,0 +1,224 @@
+/*
+ * lib_params.c - Lua values as statement parameters, encoded straight into
+ * a params_buf (params.h): the encoder behind batch:add() and
+ * pipeline:send().
+ *
+ * The rules are db:query()'s (nil and sluice.null are NULL, booleans t/f,
+ * numbers exact, strings as they are, int64/uint64 cdata as decimal
+ * text), refined by the parameter's type when the server told us it
+ * (PQparamtype after a describe): epoch seconds for date/timestamp
+ * columns, bytea strings as \x hex, Lua tables as JSON for json/jsonb and
+ * as array literals otherwise.  Number and array-element text come from
+ * copy.c (copy_format_number, copy_put_array_quoted), the same code the
+ * COPY text encoder uses.
+ *
+ * Caveats: array elements are encoded by their Lua type (the element
+ * type is not looked up), so epoch numbers inside a timestamp[] are not
+ * converted and tables inside json[] are sub-arrays; pass strings there.
+ */
+#include "lib.h"
+#include "copy.h"
+#include "numfmt.h"
+#include "params.h"
+
+#include <string.h>
+
+#define LUA_TCDATA 10 /* LuaJIT's type tag for FFI cdata */
+#define MAX_DIMS 6    /* PostgreSQL's MAXDIM */
+
+static void oom(lua_State *L)
+{
+    luaL_error(L, "out of memory growing the parameter buffer");
+}
+
+static void put(lua_State *L, copy_buf *b, const char *s, size_t n)
+{
+    if (copy_buf_reserve(b, n) != COPY_OK)
+        oom(L);
+    copy_put_raw(b, s, n);
+}
+
+/* Decimal text of an int64/uint64 cdata through the registry helper
+ * init.lua installs; leaves the string (or nothing) on the stack and
+ * returns it, or NULL when idx is another kind of cdata. */
+static const char *cdata_text(lua_State *L, int idx, size_t *n)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CDATATEXT);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return lua_tolstring(L, -1, n);
+}
+
+/* Append the Lua array at t as an array literal {...} to b.  Returns NULL
+ * or what was expected. */
+static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
+{
+    if (depth >= MAX_DIMS)
+        return "an array of at most 6 dimensions";
+    luaL_checkstack(L, 4, "array too deeply nested");
+    size_t n = lua_objlen(L, t);
+    put(L, b, "{", 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (i > 1)
+            put(L, b, ",", 1);
+        lua_rawgeti(L, t, (int)i);
+        int e = lua_gettop(L);
+        const char *err = NULL;
+        char tmp[64];
+        size_t k;
+        switch (lua_type(L, e)) {
+        case LUA_TNIL:
+            put(L, b, "NULL", 4);
+            break;
+        case LUA_TLIGHTUSERDATA:
+            if (lua_touserdata(L, e) != NULL)
+                err = "array elements that are strings, numbers, "
+                      "booleans, tables or sluice.null";
+            else
+                put(L, b, "NULL", 4);
+            break;
+        case LUA_TBOOLEAN:
+            put(L, b, lua_toboolean(L, e) ? "true" : "false",
+                lua_toboolean(L, e) ? 4 : 5);
+            break;
+        case LUA_TNUMBER:
+            k = numfmt_double(tmp, lua_tonumber(L, e));
+            put(L, b, tmp, k);
+            break;
+        case LUA_TSTRING: {
+            const char *s = lua_tolstring(L, e, &k);
+            int rc = copy_put_array_quoted(b, s, k);
+            if (rc == COPY_ENUL)
+                err = "array elements without NUL bytes";
+            else if (rc != COPY_OK)
+                oom(L);
+            break;
+        }
+        case LUA_TTABLE:
+            err = put_array(L, b, e, depth + 1);
+            break;
+        default: {
+            const char *s = cdata_text(L, e, &k);
+            if (s) {
+                put(L, b, s, k);
+                lua_pop(L, 1);
+            } else {
+                err = "array elements that are strings, numbers, "
+                      "booleans, tables or sluice.null";
+            }
+        }
+        }
+        lua_settop(L, e - 1);
+        if (err)
+            return err;
+    }
+    put(L, b, "}", 1);
+    return NULL;
+}
+
+/* Encode the Lua value at idx as one parameter for a value of encoder
+ * family `kind` (enum copy_kind; COPY_K_OTHER when the type is unknown)
+ * and append it to p, which must have room for one value
+ * (params_reserve).  json_idx is the stack index of a function(table) ->
+ * string used for tables given to json/jsonb parameters (0: none).
+ * Returns NULL, or a static text saying what the parameter expects; the
+ * value is then not appended, though p->data may hold stray bytes (the
+ * caller drops them with params_truncate).  Raises only for out of memory
+ * (and an error in the cdata helper). */
+const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
+                           int json_idx)
+{
+    copy_buf *b = &p->data;
+    char tmp[64];
+    size_t n;
+    int fmt = 0;
+    int top = lua_gettop(L);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        params_null(p);
+        return NULL;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) != NULL)
+            return "nil, sluice.null, a boolean, a number, a string, an "
+                   "int64 cdata or a table (not a light userdata)";
+        params_null(p);
+        return NULL;
+    case LUA_TBOOLEAN:
+        params_begin(p);
+        put(L, b, lua_toboolean(L, idx) ? "t" : "f", 1);
+        break;
+    case LUA_TNUMBER:
+        n = copy_format_number(tmp, lua_tonumber(L, idx), kind);
+        if (n == 0)
+            return "epoch seconds within the timestamp range";
+        params_begin(p);
+        put(L, b, tmp, n);
+        break;
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, idx, &n);
+        params_begin(p);
+        if (kind == COPY_K_BYTEA) {
+            if (copy_put_bytea_hex(b, s, n) != COPY_OK)
+                oom(L);
+        } else {
+            if (memchr(s, '\0', n)) {
+                if (kind != COPY_K_OTHER)
+                    return "a string without NUL bytes (PostgreSQL text "
+                           "cannot hold \\0; use a bytea column)";
+                /* as db:query does: unknown type, send the raw bytes */
+                fmt = 1;
+            }
+            put(L, b, s, n);
+        }
+        break;
+    }
+    case LUA_TTABLE: {
+        if (kind == COPY_K_JSON || kind == COPY_K_JSONB) {
+            if (json_idx == 0 || !lua_isfunction(L, json_idx))
+                return "a JSON string (no JSON encoder: install lua-cjson "
+                       "or pass opts.json_encode)";
+            lua_pushvalue(L, json_idx);
+            lua_pushvalue(L, idx);
+            if (lua_pcall(L, 1, 1, 0) != 0 ||
+                lua_type(L, -1) != LUA_TSTRING) {
+                lua_settop(L, top);
+                return "a table the JSON encoder accepts";
+            }
+            const char *s = lua_tolstring(L, -1, &n);
+            params_begin(p);
+            put(L, b, s, n);
+            lua_settop(L, top);
+            break;
+        }
+        if (kind != COPY_K_OTHER && kind != COPY_K_ARRAY)
+            return "a string, number, boolean or nil (tables only for "
+                   "array and json columns)";
+        params_begin(p);
+        const char *err = put_array(L, b, idx, 0);
+        lua_settop(L, top);
+        if (err)
+            return err;
+        break;
+    }
+    default: {
+        const char *s = cdata_text(L, idx, &n);
+        if (!s)
+            return "nil, sluice.null, a boolean, a number, a string, an "
+                   "int64 cdata or a table";
+        params_begin(p);
+        put(L, b, s, n);
+        lua_settop(L, top);
+    }
+    }
+    if (params_end(p, fmt) != COPY_OK)
+        oom(L);
+    return NULL;
+}

@@ -1,0 +1,93 @@
+/*
+ * params.h - parameter sets for PQsend*Prepared / PQsendQueryParams, kept
+ * in one reusable buffer, and the text of multi-row INSERT statements.
+ *
+ * Provides:
+ * - params_buf: many rows of text-format (or binary) parameter values in
+ *   one byte buffer plus per-value offset/length/format arrays.  Values
+ *   are appended by the binding (lib_params.c) as rows are added; a send
+ *   turns a slice of them into the pointer arrays libpq wants with
+ *   params_bind().  Every array grows geometrically and is reused across
+ *   flushes, so steady-state adds do no malloc at all.
+ * - params_values_sql(): "prefix ($1,$2),($3,$4) suffix" for a shape of
+ *   nrows x ncols parameters.
+ *
+ * Offsets, not pointers, are stored per value: the byte buffer may move
+ * when it grows, so pointers are only made at bind time.
+ *
+ * Uses: copy.h (copy_buf).  Knows nothing about Lua; never raises;
+ * functions return COPY_OK or COPY_ENOMEM.
+ */
+#ifndef SLUICE_PARAMS_H
+#define SLUICE_PARAMS_H
+
+#include "copy.h"
+
+#include <stddef.h>
+
+#define PARAMS_MAX 65535 /* PostgreSQL's limit of parameters a statement */
+#define PARAMS_NULL ((size_t)-1)
+
+typedef struct params_buf {
+    copy_buf data;       /* owned: value bytes, each followed by a NUL */
+    size_t *off;         /* owned: offset of each value, or PARAMS_NULL */
+    int *len;            /* owned: byte length of each value */
+    unsigned char *fmt;  /* owned: 0 text, 1 binary, per value */
+    size_t n, cap;       /* values stored / room in off, len, fmt */
+    const char **ptrs;   /* owned: the pointers of the last params_bind */
+    int *lens, *fmts;    /* owned: lengths/formats of the last bind */
+    size_t bind_cap;
+    copy_buf scratch;    /* owned: staging for nested encodings */
+} params_buf;
+
+/* Room for `more` values after n (the per-value arrays only; value bytes
+ * are reserved as they are written).  COPY_OK or COPY_ENOMEM. */
+int params_reserve(params_buf *p, size_t more);
+
+/* Drop every value at index >= n (and their bytes).  n <= p->n. */
+void params_truncate(params_buf *p, size_t n);
+
+/* Start value p->n: its bytes are appended to p->data next.  Needs
+ * params_reserve() room for one value. */
+static inline void params_begin(params_buf *p)
+{
+    p->off[p->n] = p->data.len;
+}
+
+/* Finish the value begun by params_begin with format fmt (0 text, 1
+ * binary): appends the terminating NUL.  COPY_OK or COPY_ENOMEM. */
+static inline int params_end(params_buf *p, int fmt)
+{
+    if (copy_buf_reserve(&p->data, 1) != COPY_OK)
+        return COPY_ENOMEM;
+    size_t o = p->off[p->n];
+    p->len[p->n] = (int)(p->data.len - o);
+    p->fmt[p->n] = (unsigned char)fmt;
+    copy_put_byte(&p->data, 0);
+    p->n++;
+    return COPY_OK;
+}
+
+/* Append a NULL value.  Needs params_reserve() room for one value. */
+static inline void params_null(params_buf *p)
+{
+    p->off[p->n] = PARAMS_NULL;
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+/* Fill p->ptrs/lens/fmts for values [first, first + n); the pointers stay
+ * valid until p->data changes.  COPY_OK or COPY_ENOMEM. */
+int params_bind(params_buf *p, size_t first, size_t n);
+
+/* Free every buffer; p is empty and reusable afterwards. */
+void params_free(params_buf *p);
+
+/* Write "<prefix>($1,...,$ncols),(...)...<suffix>" with nrows groups and
+ * a terminating NUL into out (replacing its contents).  nrows * ncols
+ * must be at most PARAMS_MAX.  COPY_OK or COPY_ENOMEM. */
+int params_values_sql(copy_buf *out, const char *prefix, int nrows,
+                      int ncols, const char *suffix);
+
+#endif

@@ -1,0 +1,237 @@
+/*
+ * pipeline.c - pipelined executions over libpq (see pipeline.h).
+ *
+ * Caveats:
+ * - The server sends results only when its output buffer fills or at a
+ *   sync point, so pipe_pump(wait_all) is only used after pipe_sync().
+ * - libpq's output buffer would grow without bound if the server stopped
+ *   reading (it stops when its own output is not read): pipe_send_row()
+ *   therefore reads results while it waits for libpq to flush, which is
+ *   what keeps the pipe from deadlocking.
+ * - PQgetResult() may only be called when PQisBusy() is false, or it
+ *   blocks in libpq where Ctrl-C cannot reach.
+ */
+#include "pipeline.h"
+#include "copy.h"
+#include "interrupt.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* what was sent, in the FIFO's low 2 bits */
+enum { IT_COMMIT = 0, IT_ROW = 1, IT_CTRL = 2, IT_SYNC = 3 };
+
+#define PUMP_EVERY 64 /* rows between reads of the results that came */
+
+static int push_item(pipe_state *s, int kind)
+{
+    if (s->head == s->tail)
+        s->head = s->tail = 0;
+    if (s->tail == s->cap) {
+        if (s->head > 0) { /* slide the live part down */
+            for (size_t i = s->head; i < s->tail; i++)
+                s->fifo[i - s->head] = s->fifo[i];
+            s->tail -= s->head;
+            s->head = 0;
+        } else {
+            size_t c = s->cap ? s->cap * 2 : 1024;
+            uint64_t *f = realloc(s->fifo, c * sizeof *f);
+            if (!f)
+                return COPY_ENOMEM;
+            s->fifo = f;
+            s->cap = c;
+        }
+    }
+    s->fifo[s->tail++] = (s->rows_sent << 2) | (uint64_t)kind;
+    return COPY_OK;
+}
+
+static int send_ctrl(pipe_state *s, const char *sql, int kind)
+{
+    if (!PQsendQueryParams(s->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
+        return COPY_EBROKEN;
+    return push_item(s, kind);
+}
+
+int pipe_enter(pipe_state *s, PGconn *pg, int autocommit)
+{
+    s->pg = pg;
+    s->autocommit = autocommit;
+    if (PQsetnonblocking(pg, 1) != 0)
+        return COPY_EBROKEN;
+    if (!PQenterPipelineMode(pg)) {
+        PQsetnonblocking(pg, 0);
+        return COPY_EBROKEN;
+    }
+    s->active = 1;
+    return COPY_OK;
+}
+
+/* Take one result that arrived: map it to what was sent. */
+static void take(pipe_state *s, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (s->head == s->tail) { /* nothing expected: ignore */
+        PQclear(r);
+        return;
+    }
+    uint64_t item = s->fifo[s->head++];
+    int kind = (int)(item & 3);
+    if (st == PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        return;
+    }
+    /* a COMMIT that ran (not skipped after a failure, not turned into a
+     * ROLLBACK by an aborted block) committed its whole group */
+    if (kind == IT_COMMIT && st == PGRES_COMMAND_OK &&
+        strcmp(PQcmdStatus(r), "COMMIT") == 0)
+        s->rows_committed = item >> 2;
+    if (kind == IT_ROW)
+        s->rows_done++;
+    if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) && !s->err) {
+        s->err = r;
+        s->err_row = kind == IT_ROW ? s->rows_done : (item >> 2);
+        return;
+    }
+    PQclear(r);
+}
+
+/* Read every result libpq has complete, without blocking. */
+static void take_ready(pipe_state *s)
+{
+    int nulls = 0;
+    while (s->head < s->tail && !PQisBusy(s->pg)) {
+        PGresult *r = PQgetResult(s->pg);
+        if (!r) {
+            /* the end of one query's results; two in a row: nothing more
+             * is ready */
+            if (++nulls > 1)
+                break;
+            continue;
+        }
+        nulls = 0;
+        take(s, r);
+    }
+}
+
+int pipe_pump(pipe_state *s, int wait_all, int interruptible)
+{
+    s->since_pump = 0;
+    for (;;) {
+        int f = PQflush(s->pg);
+        if (f < 0 || !PQconsumeInput(s->pg))
+            return COPY_EBROKEN;
+        take_ready(s);
+        if (PQstatus(s->pg) == CONNECTION_BAD)
+            return COPY_EBROKEN;
+        if (f == 0 && (!wait_all || s->head == s->tail))
+            return COPY_OK;
+        if (interruptible && interrupt_pending())
+            return COPY_EINTR;
+        struct pollfd p = { PQsocket(s->pg), POLLIN, 0 };
+        if (p.fd < 0)
+            return COPY_EBROKEN;
+        if (f == 1)
+            p.events |= POLLOUT;
+        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+            return COPY_EBROKEN;
+    }
+}
+
+int pipe_send_row(pipe_state *s, const char *stmt, int n,
+                  const char *const *values, const int *lengths,
+                  const int *formats, int interruptible)
+{
+    int rc;
+    if (!s->group_open) {
+        if (s->autocommit && (rc = send_ctrl(s, "BEGIN", IT_CTRL)) != COPY_OK)
+            return rc;
+        s->group_open = 1;
+    }
+    if (!PQsendQueryPrepared(s->pg, stmt, n, values, lengths, formats, 0))
+        return COPY_EBROKEN;
+    s->rows_sent++;
+    if ((rc = push_item(s, IT_ROW)) != COPY_OK)
+        return rc;
+    /* libpq sends by itself once it holds 8 KiB; every PUMP_EVERY rows
+     * make sure all of it left and read what came back */
+    if (++s->since_pump >= PUMP_EVERY)
+        return pipe_pump(s, 0, interruptible);
+    return COPY_OK;
+}
+
+int pipe_sync(pipe_state *s)
+{
+    int rc;
+    if (s->group_open && s->autocommit &&
+        (rc = send_ctrl(s, "COMMIT", IT_COMMIT)) != COPY_OK)
+        return rc;
+    s->group_open = 0;
+    if (!PQpipelineSync(s->pg))
+        return COPY_EBROKEN;
+    return push_item(s, IT_SYNC);
+}
+
+int pipe_finish(pipe_state *s, int commit)
+{
+    if (!s->active)
+        return COPY_OK;
+    int rc = COPY_OK;
+    if (PQstatus(s->pg) == CONNECTION_BAD) {
+        rc = COPY_EBROKEN;
+        goto out;
+    }
+    if (s->group_open) {
+        /* never commit what the caller did not ask to: ROLLBACK instead
+         * of COMMIT ends the group (it also ends it after a failure) */
+        if (s->autocommit && (!commit || s->err)) {
+            if (send_ctrl(s, "ROLLBACK", IT_CTRL) != COPY_OK)
+                rc = COPY_EBROKEN;
+            s->group_open = 0;
+        }
+    }
+    /* anything sent after the last sync point needs one */
+    if (rc == COPY_OK && (s->group_open ||
+                          (s->tail > s->head &&
+                           (s->fifo[s->tail - 1] & 3) != IT_SYNC)))
+        rc = pipe_sync(s);
+    if (rc == COPY_OK)
+        rc = pipe_pump(s, 1, 0);
+    /* a failed group leaves its transaction block aborted: end it */
+    if (rc == COPY_OK && s->autocommit &&
+        PQtransactionStatus(s->pg) == PQTRANS_INERROR) {
+        if (send_ctrl(s, "ROLLBACK", IT_CTRL) != COPY_OK || pipe_sync(s) != COPY_OK ||
+            pipe_pump(s, 1, 0) != COPY_OK)
+            rc = COPY_EBROKEN;
+    }
+out:
+    if (PQstatus(s->pg) == CONNECTION_OK) {
+        /* collect the trailing NULL so libpq is idle again */
+        while (!PQisBusy(s->pg)) {
+            PGresult *r = PQgetResult(s->pg);
+            if (!r)
+                break;
+            PQclear(r);
+        }
+        if (!PQexitPipelineMode(s->pg))
+            rc = COPY_EBROKEN;
+        if (PQsetnonblocking(s->pg, 0) != 0)
+            rc = COPY_EBROKEN;
+    }
+    s->active = 0;
+    s->group_open = 0;
+    return rc;
+}
+
+void pipe_free(pipe_state *s)
+{
+    free(s->fifo);
+    s->fifo = NULL;
+    s->head = s->tail = s->cap = 0;
+    if (s->err) {
+        PQclear(s->err);
+        s->err = NULL;
+    }
+}

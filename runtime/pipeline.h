@@ -1,0 +1,81 @@
+/*
+ * pipeline.h - the libpq side of a pipelined prepared INSERT (or any
+ * statement): many executions in flight, synced every N rows, results
+ * read as they come so neither side ever blocks the other.
+ *
+ * Provides: pipe_enter() switches a connection to pipeline mode
+ * (nonblocking), pipe_send_row() queues one execution, pipe_sync() ends a
+ * sync group, pipe_pump() sends what libpq holds and reads the results
+ * that arrived (optionally until every one is in), pipe_finish() ends the
+ * last group, waits for everything, and leaves pipeline mode.
+ *
+ * Sync groups: with autocommit set, each group is wrapped in BEGIN ...
+ * COMMIT, so a group commits entirely or not at all.  After a failure the
+ * server skips the rest of its group, and every later group fails too
+ * (its BEGIN meets the aborted transaction block), so exactly the groups
+ * before the failed one are committed; pipe_finish() then sends the
+ * ROLLBACK that ends the aborted block.  Without autocommit (the caller
+ * holds a transaction) nothing is committed here at all.
+ *
+ * Results are mapped back to rows through a FIFO of what was sent; the
+ * first failure is kept (err, err_row, 1-based).
+ *
+ * Uses: libpq (pipeline mode, PostgreSQL 14+ libpq), poll(2),
+ * interrupt.h.  Knows nothing about Lua.  Functions return COPY_OK or
+ * COPY_EBROKEN / COPY_EINTR / COPY_ENOMEM (copy.h's codes).
+ */
+#ifndef SLUICE_PIPELINE_H
+#define SLUICE_PIPELINE_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pipe_state {
+    PGconn *pg;           /* borrowed */
+    int active;           /* in pipeline mode */
+    int autocommit;       /* BEGIN/COMMIT around each sync group */
+    int group_open;       /* something sent since the last sync */
+    uint64_t rows_sent;   /* executions queued */
+    uint64_t rows_done;   /* executions whose result came back */
+    uint64_t rows_committed; /* rows of groups whose COMMIT succeeded */
+    uint64_t *fifo;       /* owned: (rows_sent << 2) | kind per item sent */
+    size_t head, tail, cap;
+    unsigned since_pump;  /* rows sent since the last read of results */
+    PGresult *err;        /* owned: the first failure, or NULL */
+    uint64_t err_row;     /* its row (1-based; a COMMIT: its group's last) */
+} pipe_state;
+
+/* Enter pipeline mode on pg (idle, not in a COPY) in nonblocking mode.
+ * COPY_OK, or COPY_EBROKEN (the connection is left as it was). */
+int pipe_enter(pipe_state *s, PGconn *pg, int autocommit);
+
+/* Queue one execution of the prepared statement `stmt`; starts a group
+ * (BEGIN) first when needed; reads results now and then, and waits
+ * (reading results) while libpq holds unsent data, so memory stays
+ * bounded.  COPY_OK, COPY_EBROKEN, COPY_ENOMEM, or COPY_EINTR when
+ * interruptible and an interrupt is pending. */
+int pipe_send_row(pipe_state *s, const char *stmt, int n,
+                  const char *const *values, const int *lengths,
+                  const int *formats, int interruptible);
+
+/* End the current group (COMMIT when autocommit) with a sync point.
+ * Does not wait for its results.  COPY_OK, COPY_EBROKEN, COPY_ENOMEM. */
+int pipe_sync(pipe_state *s);
+
+/* Send what libpq holds and read every result that arrived; with
+ * wait_all, until all results of what was synced are in.  Return codes
+ * as pipe_send_row. */
+int pipe_pump(pipe_state *s, int wait_all, int interruptible);
+
+/* End the pipeline: the open group is committed when `commit` (and no
+ * failure was seen), else rolled back; waits for every result (not
+ * interruptible), rolls back an aborted block (autocommit), leaves
+ * pipeline mode and nonblocking mode.  COPY_OK or COPY_EBROKEN.  Never
+ * raises; safe to call twice. */
+int pipe_finish(pipe_state *s, int commit);
+
+/* Free the FIFO and the kept error. */
+void pipe_free(pipe_state *s);
+
+#endif

@@ -1,0 +1,142 @@
+-- luacheck: std +busted
+-- Pipeline mode (db:pipeline) against the real server: rows in flight,
+-- errors mapped back to their row, what each sync group commits.
+local H = require "helper"
+
+local function count(db, tbl)
+  return db:query_one("select count(*) as n from " .. tbl).n
+end
+
+local function error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
+describe("db:pipeline", function()
+  local db
+  setup(function()
+    db = H.connect()
+    H.schema(db, "pipeline_spec")
+    db:exec("create table p (id int primary key, host text, ts timestamptz, v float8)")
+  end)
+  teardown(function()
+    db:exec("DROP SCHEMA pipeline_spec CASCADE")
+    db:close()
+  end)
+  before_each(function() db:exec("truncate p") end)
+
+  it("sends many rows without a round trip each", function()
+    local pl = db:pipeline("insert into p values ($1, $2, $3, $4)", { sync_every = 500 })
+    for i = 1, 5000 do pl:send(i, ("host-%03d"):format(i % 1000), 1700000000 + i, i / 7) end
+    assert.are.equal(5000, pl:close())
+    assert.are.equal("closed", pl.state)
+    assert.are.equal(5000, pl.rows_done)
+    assert.are.equal(5000, pl.rows_committed)
+    local r = db:query_one("select count(*) as n, sum(v) as s, min(ts)::text as t from p")
+    assert.are.equal(5000, r.n)
+    local s = 0
+    for i = 1, 5000 do s = s + i / 7 end
+    assert.is_true(math.abs(r.s - s) < 1e-6)
+    assert.are.equal("2023-11-14 22:13:21+00", r.t)
+    assert.are.equal("idle", db:status())
+  end)
+
+  it("reports the failing row: row 777 of 2,000", function()
+    db:exec("insert into p (id) values (-777)")
+    local pl = db:pipeline("insert into p (id) values ($1)")  -- sync_every 1000
+    local err = error_of(function()
+      for i = 1, 2000 do pl:send(i == 777 and -777 or i) end
+      pl:close()
+    end)
+    assert.are.equal(777, err.row)
+    assert.are.equal("23505", err.sqlstate)
+    assert.are.equal("pipeline: row 777: duplicate key value violates unique "
+      .. "constraint \"p_pkey\" (nothing was committed)", err.message)
+    assert.are.equal("failed", pl.state)
+    assert.are.equal("idle", db:status())
+    assert.are.equal(1, count(db, "p"))     -- only the row that was there
+  end)
+
+  it("keeps the sync groups before the failing one", function()
+    db:exec("insert into p (id) values (-777)")
+    local pl = db:pipeline("insert into p (id) values ($1)", { sync_every = 100 })
+    local err = error_of(function()
+      for i = 1, 2000 do pl:send(i == 777 and -777 or i) end
+      pl:close()
+    end)
+    assert.are.equal(777, err.row)
+    assert.are.equal(700, err.committed_rows)
+    assert.are.equal("pipeline: row 777: duplicate key value violates unique "
+      .. "constraint \"p_pkey\" (rows 1-700 were committed by earlier syncs; "
+      .. "nothing from row 701 on was)", err.message)
+    assert.are.equal(701, count(db, "p"))
+    assert.are.equal(700, db:query_one("select max(id) as m from p").m)
+  end)
+
+  it("commits nothing itself inside the caller's transaction", function()
+    db:begin()
+    local pl = db:pipeline("insert into p (id) values ($1)", { sync_every = 7 })
+    for i = 1, 100 do pl:send(i) end
+    assert.are.equal(100, pl:sync())
+    pl:close()
+    assert.are.equal(100, count(db, "p"))
+    db:rollback()
+    assert.are.equal(0, count(db, "p"))
+    db:begin()
+    pl = db:pipeline("insert into p (id) values ($1)", { sync_every = 7 })
+    local err = error_of(function()
+      for i = 1, 100 do pl:send(i % 50 + 1) end
+      pl:close()
+    end)
+    assert.are.equal(51, err.row)
+    assert.are.equal("pipeline: row 51: duplicate key value violates unique "
+      .. "constraint \"p_pkey\" (the caller's transaction is aborted; roll it back)",
+      err.message)
+    assert.are.equal("inerror", db:status())
+    db:rollback()
+  end)
+
+  it("holds the connection while open, and leaves pipeline mode on close", function()
+    local pl = db:pipeline("insert into p (id) values ($1)")
+    pl:send(1)
+    local err = error_of(db.query, db, "select 1")
+    assert.matches("the connection is busy", err, 1, true)
+    pl:close()
+    assert.are.equal(1, db:query_one("select count(*) as n from p").n)
+    -- COPY works again
+    local cp = db:copy("p", { "id" })
+    cp:row(2)
+    assert.are.equal(1, cp:finish())
+  end)
+
+  it("rolls back the open group of a pipeline dropped unclosed", function()
+    do
+      local pl = db:pipeline("insert into p (id) values ($1)", { sync_every = 10 })
+      for i = 1, 25 do pl:send(i) end
+      pl:sync()                              -- rows 1-25 synced: committed
+      for i = 26, 30 do pl:send(i) end       -- an open group
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal("idle", db:status())
+    assert.are.equal(25, count(db, "p"))
+  end)
+
+  it("raises a wrong value count at the caller's line", function()
+    local pl = db:pipeline("insert into p (id, host) values ($1, $2)")
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() pl:send(1) end)
+    assert.is_false(ok)
+    assert.are.equal(("tests/pipeline_spec.lua:%d: pipeline:send: expected 2 values "
+      .. "(one per parameter), got 1"):format(line), err:match("tests/.*$"))
+    pl:send(1, "a")
+    assert.are.equal(1, pl:close())
+  end)
+
+  it("raises the statement's own error when it does not parse", function()
+    local err = error_of(db.pipeline, db, "insert into nope values ($1)")
+    assert.are.equal('relation "nope" does not exist', err.message)
+    assert.are.equal("idle", db:status())
+  end)
+end)
