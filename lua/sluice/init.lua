@@ -76,6 +76,8 @@ end
 
 sluice.tmpdb = require("sluice.tmpdb").start
 sluice.csv = require "sluice.csv"
+sluice.gen = require "sluice.gen"
+sluice.model = require "sluice.model"
 sluice.sink = require "sluice.sink"
 
 return sluice
