@@ -35,6 +35,30 @@ local sluice = {
   null = core.null,
 }
 
+-- LuaJIT cannot record a call to a C __index, so a loop calling
+-- cp:row(...) on a type whose __index is the C field getter never
+-- compiled (and the script's own per-row code ran interpreted with it).
+-- A Lua __index that finds methods in a plain table first keeps such
+-- loops compilable; fields (cp.rows_sent, ...) still come from C.
+do
+  local reg = debug.getregistry()
+  for mtname, key in pairs {
+    ["sluice.copy"] = "copy_methods", ["sluice.copyout"] = "copyout_methods",
+    ["sluice.batch"] = "batch_methods", ["sluice.pipeline"] = "pipeline_methods",
+    ["sluice.csv"] = "csv_methods",
+  } do
+    local mt, methods = reg[mtname], core[key]
+    local cindex = mt and mt.__index
+    if type(cindex) == "function" and type(methods) == "table" then
+      mt.__index = function(self, k)
+        local m = methods[k]
+        if m ~= nil then return m end
+        return cindex(self, k)
+      end
+    end
+  end
+end
+
 require("sluice.conn").install(core)
 require("sluice.copy").install(core)
 require("sluice.batch").install(core)

@@ -1,0 +1,33 @@
+-- Per-row loops over the streams must stay compilable by LuaJIT: a loop
+-- that calls cp:row() (or b:add(), a sink's row()) gets a trace, so the
+-- script's own per-row code in it is compiled too.
+local H = require "helper"
+
+describe("JIT", function()
+  it("compiles a loop that calls a COPY stream's and a batch's methods", function()
+    local tmp = os.tmpname()
+    local script = tmp .. ".lua"
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local sluice = require "sluice"
+      local db = sluice.connect()
+      db:exec("create temp table t(a int, b float8, c text)")
+      require("jit.v").start("]] .. tmp .. [[")
+      local cp = db:copy("t", {"a", "b", "c"}, {format = "binary"})
+      for i = 1, 200000 do cp:row(i, i / 7, "x") end -- COPYLOOP
+      assert(cp:finish() == 200000)
+      local b = db:batch("t", {"a", "b", "c"}, {rows = 5000})
+      for i = 1, 50000 do b:add(i, i * 0.5, "y") end -- BATCHLOOP
+      b:close()
+    ]])
+    f:close()
+    local code, _, err = H.sluice(H.q(script))
+    assert.are.equal(0, code, err)
+    f = assert(io.open(tmp)); local out = f:read("*a"); f:close()
+    os.remove(tmp); os.remove(script)
+    local name = script:match("[^/]+$")
+    assert.truthy(out:find("TRACE%s+%d+ " .. name:gsub("%p", "%%%0") .. ":6 "), out)
+    assert.truthy(out:find("TRACE%s+%d+ " .. name:gsub("%p", "%%%0") .. ":9 "), out)
+    assert.falsy(out:find("NYI", 1, true), out)
+  end)
+end)
