@@ -70,33 +70,8 @@ local BATCH_OPTS = {
   json_encode = true,
 }
 
-local cjson_encode -- loaded on first use
+local default_json_encode = require("sluice.values").default_json_encode
 
-local function default_json_encode()
-  if cjson_encode == nil then
-    local ok, cjson = pcall(require, "cjson")
-    cjson_encode = ok and cjson.encode or false
-  end
-  return cjson_encode or nil
-end
-
--- Quote "name", "schema.name" or {schema, name}.
-local function quote_table(db, tbl)
-  local schema, name
-  if type(tbl) == "string" then
-    schema, name = tbl:match("^([^.]+)%.([^.]+)$")
-    if not schema and not tbl:find(".", 1, true) then name = tbl end
-  elseif type(tbl) == "table" then
-    if tbl[2] == nil then name = tbl[1] else schema, name = tbl[1], tbl[2] end
-  end
-  if type(name) ~= "string" or name == ""
-     or (schema ~= nil and (type(schema) ~= "string" or schema == "")) then
-    return nil
-  end
-  if schema then return db:quote_ident(schema) .. "." .. db:quote_ident(name) end
-  return db:quote_ident(name)
-end
-M.quote_table = quote_table
 
 local function positive(v)
   return v == nil or (type(v) == "number" and v > 0 and v < 2^31)
@@ -190,7 +165,7 @@ function methods.batch(db, tbl, columns, opts)
             .. "transaction, json_encode)", 2)
     end
   end
-  local qtable = quote_table(db, tbl)
+  local qtable = db:quote_table(tbl)
   if not qtable then
     error("batch: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
   end

@@ -94,6 +94,27 @@ function methods.rollback_to(db, name)
   db:exec("ROLLBACK TO SAVEPOINT " .. check_name(db, "rollback_to", name))
 end
 
+--- db:quote_table(t) -> quoted SQL name, name as shown in messages; or
+-- nil when t is not "name", "schema.name" or {schema, name}.  Names are
+-- taken literally (no case folding) and quoted with libpq's escaping.
+function methods.quote_table(db, tbl)
+  local schema, name
+  if type(tbl) == "string" then
+    schema, name = tbl:match("^([^.]+)%.([^.]+)$")
+    if not schema and not tbl:find(".", 1, true) then name = tbl end
+  elseif type(tbl) == "table" then
+    if tbl[2] == nil then name = tbl[1] else schema, name = tbl[1], tbl[2] end
+  end
+  if type(name) ~= "string" or name == ""
+     or (schema ~= nil and (type(schema) ~= "string" or schema == "")) then
+    return nil
+  end
+  if schema then
+    return db:quote_ident(schema) .. "." .. db:quote_ident(name), schema .. "." .. name
+  end
+  return db:quote_ident(name), name
+end
+
 local function pack(...)
   return { n = select("#", ...), ... }
 end
@@ -149,9 +170,26 @@ function M.state(db)
   return debug.getfenv(db)
 end
 
+--- The target a connection was opened with ("" for DATABASE_URL-less,
+-- PG*-variable connections), so sluice.load can open more connections to
+-- the same place (connections = N).  It may hold a password: it is kept
+-- here only, never put into a message.  nil for a connection not made
+-- through core.connect.
+function M.target(db)
+  return debug.getfenv(db).target
+end
+
 function M.install(core)
   for k, v in pairs(methods) do
     core.conn_methods[k] = v
+  end
+  -- remember each connection's target in its environment table (wrapping
+  -- here keeps sluice.connect, in init.lua, unchanged)
+  local connect = core.connect
+  core.connect = function(target)
+    local db = connect(target)
+    debug.getfenv(db).target = target or ""
+    return db
   end
 end
 

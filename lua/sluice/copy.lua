@@ -33,6 +33,9 @@
 --     1 KiB to 1 GiB).
 --   opts.json_encode: function(table) -> string for json/jsonb columns
 --     given Lua tables (default: lua-cjson's encode).
+--   opts.freeze: true adds FREEZE (rows written already frozen, no later
+--     vacuum pass); the server accepts it only when the table was created
+--     or truncated in the current transaction (sluice.load's freeze).
 --
 -- The stream (runtime/lib_copy.c has the details):
 --   cp:row(v1, ..., vN)  one row, exactly one value per column; nil or
@@ -65,21 +68,12 @@
 --   transaction is open, and otherwise reads and discards the remaining
 --   rows (a cancel would abort the caller's transaction).  reader.rows
 --   counts the rows read, reader.state is "open", "done" or "closed".
-local ffi = require "ffi"
 
 local M = {}
 
 local NULL -- sluice.null, set by install()
 
-local int64_t = ffi.typeof("int64_t")
-local uint64_t = ffi.typeof("uint64_t")
-
--- The C encoders ask this for cdata values only: 1 = int64, 2 = uint64.
-local function cdata_kind(v)
-  if ffi.istype(int64_t, v) then return 1 end
-  if ffi.istype(uint64_t, v) then return 2 end
-  return nil
-end
+local cdata_kind = require("sluice.values").cdata_kind
 
 -- Receive functions that read plain text: their types encode as text in
 -- binary COPY (citext and other text-like extension types, enums).
@@ -133,24 +127,13 @@ select rel.oid is not null as found, want.ord, want.name,
 -- Quote a table name ("t", "s.t" or {s, t}); also returns it as shown
 -- in messages.  Raises at the caller of the caller's line.
 local function quote_table(db, fname, tbl)
-  local schema, name
-  if type(tbl) == "string" then
-    schema, name = tbl:match("^([^.]+)%.([^.]+)$")
-    if not schema and not tbl:find(".", 1, true) then name = tbl end
-  elseif type(tbl) == "table" then
-    if tbl[2] == nil then name = tbl[1] else schema, name = tbl[1], tbl[2] end
-  end
-  if type(name) ~= "string" or name == ""
-     or (schema ~= nil and (type(schema) ~= "string" or schema == "")) then
+  local quoted, shown = db:quote_table(tbl)
+  if not quoted then
     error(fname .. ": the table must be \"name\", \"schema.name\" or "
           .. "{schema, name}, got " .. (type(tbl) == "string"
           and ("%q"):format(tbl) or type(tbl)), 3)
   end
-  if schema then
-    return db:quote_ident(schema) .. "." .. db:quote_ident(name),
-           schema .. "." .. name
-  end
-  return db:quote_ident(name), name
+  return quoted, shown
 end
 
 -- A text[] literal of names, sent as a parameter.
@@ -162,18 +145,10 @@ local function text_array(list)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
-local COPY_OPTS = { format = true, chunk_size = true, json_encode = true }
+local COPY_OPTS = { format = true, chunk_size = true, json_encode = true, freeze = true }
 local FORMATS = { auto = true, text = true, csv = true, binary = true }
 
-local cjson_encode -- loaded on first use of a json column
-
-local function default_json_encode()
-  if cjson_encode == nil then
-    local ok, cjson = pcall(require, "cjson")
-    cjson_encode = ok and cjson.encode or false
-  end
-  return cjson_encode or nil
-end
+local default_json_encode = require("sluice.values").default_json_encode
 
 local methods = {}
 
@@ -266,8 +241,9 @@ function methods.copy(db, tbl, columns, opts)
   if format == "auto" then
     format = (all_binary and (utc or not has_tstz)) and "binary" or "text"
   end
-  local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s)")
-    :format(qtable, table.concat(quoted, ", "), format)
+  local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s%s)")
+    :format(qtable, table.concat(quoted, ", "), format,
+            opts.freeze and ", FREEZE" or "")
   return core.copy_start(db, sql, format, specs, {
     chunk_size = chunk,
     json_encode = opts.json_encode or (need_json and default_json_encode()),

@@ -225,9 +225,7 @@ function Model:drop_table(db)
 end
 
 function M.quote_table(db, name)
-  local s, t = name:match("^([^.]+)%.([^.]+)$")
-  if s then return db:quote_ident(s) .. "." .. db:quote_ident(t) end
-  return db:quote_ident(name)
+  return (assert(db:quote_table(name), "the model's table name is not valid"))
 end
 
 local function iterate(source)

@@ -40,15 +40,7 @@
 -- allows nothing else in pipeline mode, COPY included).
 local M = {}
 
-local cjson_encode
-
-local function default_json_encode()
-  if cjson_encode == nil then
-    local ok, cjson = pcall(require, "cjson")
-    cjson_encode = ok and cjson.encode or false
-  end
-  return cjson_encode or nil
-end
+local default_json_encode = require("sluice.values").default_json_encode
 
 local methods = {}
 

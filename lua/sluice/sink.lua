@@ -69,19 +69,10 @@
 -- was.  Devices and FIFOs are written in place, and "-" is standard
 -- output: there a discard only stops writing.
 local core = require "sluice.core"
-local ffi = require "ffi"
 
 local M = {}
 
-local int64_t = ffi.typeof("int64_t")
-local uint64_t = ffi.typeof("uint64_t")
-
--- The C encoders ask this for cdata values only: 1 = int64, 2 = uint64.
-local function cdata_kind(v)
-  if ffi.istype(int64_t, v) then return 1 end
-  if ffi.istype(uint64_t, v) then return 2 end
-  return nil
-end
+local cdata_kind = require("sluice.values").cdata_kind
 
 -- Type OIDs (pg_type.dat) of the types a sink encodes like COPY does.
 local TYPE_OIDS = {
@@ -127,15 +118,7 @@ local OPTS = {
   chunk_size = true,
 }
 
-local cjson_encode -- loaded on first use of a json column
-
-local function default_json_encode()
-  if cjson_encode == nil then
-    local ok, cjson = pcall(require, "cjson")
-    cjson_encode = ok and cjson.encode or false
-  end
-  return cjson_encode or nil
-end
+local default_json_encode = require("sluice.values").default_json_encode
 
 --- Open a file sink; see the top of this file.
 function M.file(path, opts)

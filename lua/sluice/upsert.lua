@@ -103,8 +103,7 @@ local methods = {}
 
 function methods.upsert(db, tbl, columns, opts)
   if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
-  local quote_table = require("sluice.batch").quote_table
-  local qtable = quote_table(db, tbl)
+  local qtable = db:quote_table(tbl)
   if not qtable then
     error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
   end
