@@ -1185,9 +1185,12 @@ size_t copy_format_number(char *buf, double x, int kind)
             return copy_format_date(buf, copy_usec_to_days(us));
         return copy_format_timestamp(buf, us, kind == COPY_K_TIMESTAMPTZ);
     }
-    /* the same choice as the COPY text encoder (lib_copy.c), for the
-     * same reason: 17 digits are exact and ~10x cheaper than the
-     * shortest form; real gets its float's 9 digits */
+    /* Float columns need the exact value, not the shortest text (which
+     * matters for numeric, where 0.1 must stay 0.1): 17 significant
+     * digits are exact, and copy_format_double() writes them ~10x faster
+     * than numfmt's printf/strtod search for the shortest form, the hot
+     * spot of text COPY.  real gets its float's 9 digits, the value that
+     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling. */
     if ((kind == COPY_K_FLOAT8 || kind == COPY_K_FLOAT4) && isfinite(x) &&
         x != floor(x)) {
         float f = (float)x;

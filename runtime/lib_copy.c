@@ -422,39 +422,17 @@ static void put_field(lua_State *L, sl_copy *cp, const copy_col *col,
         encode_failed(L, cp, col, rc);
 }
 
-/* Text of a number for a column of this kind: dates and timestamps take
- * epoch seconds, everything else the shortest exact decimal. */
+/* Text of a number for a column of this kind (copy_format_number():
+ * epoch seconds for dates and timestamps, exact digits otherwise); a
+ * number outside the timestamp range is the caller's error. */
 static size_t number_text(lua_State *L, sl_copy *cp, const copy_col *col,
                           int idx, int kind, char *buf)
 {
-    double x = lua_tonumber(L, idx);
-    if (kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
-        kind == COPY_K_TIMESTAMPTZ) {
-        int64_t us;
-        if (copy_epoch_to_usec(x, &us) != COPY_OK)
-            value_error(L, cp, col, idx,
-                        "epoch seconds within the timestamp range");
-        if (kind == COPY_K_DATE)
-            return copy_format_date(buf, copy_usec_to_days(us));
-        return copy_format_timestamp(buf, us, kind == COPY_K_TIMESTAMPTZ);
-    }
-    /* Float columns need the exact value, not the shortest text (which
-     * matters for numeric, where 0.1 must stay 0.1): 17 significant
-     * digits are exact, and copy_format_double() writes them ~10x faster
-     * than numfmt's printf/strtod search for the shortest form, the hot
-     * spot of text COPY.  real gets its float's 9 digits, the value that
-     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling. */
-    if ((kind == COPY_K_FLOAT8 || kind == COPY_K_FLOAT4) && isfinite(x) &&
-        x != floor(x)) {
-        float f = (float)x;
-        int real = kind == COPY_K_FLOAT4 && isfinite(f);
-        double v = real ? (double)f : x;
-        size_t n = copy_format_double(buf, v, real ? 9 : 17);
-        if (n == 0)
-            n = (size_t)snprintf(buf, NUMFMT_BUFSIZE, "%.*g", real ? 9 : 17, v);
-        return n;
-    }
-    return numfmt_double(buf, x);
+    size_t n = copy_format_number(buf, lua_tonumber(L, idx), kind);
+    if (n == 0)
+        value_error(L, cp, col, idx,
+                    "epoch seconds within the timestamp range");
+    return n;
 }
 
 static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
