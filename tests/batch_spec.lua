@@ -7,15 +7,9 @@ local ffi = require "ffi"
 
 pcall(ffi.cdef, [[ int usleep(unsigned int usec); ]])
 
-local function count(db, tbl)
-  return db:query_one("select count(*) as n from " .. tbl).n
-end
+local count = H.count
 
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local error_of = H.error_of
 
 describe("db:batch", function()
   local db

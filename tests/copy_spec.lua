@@ -27,16 +27,9 @@ local function all_rows(db, tbl, cols)
   return out
 end
 
-local function count(db, tbl)
-  return db:query_one("select count(*) as n from " .. tbl).n
-end
+local count = H.count
 
--- Run fn and return its error (the test fails if fn does not raise).
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local error_of = H.error_of
 
 -- The C core (runtime/copy.c) needs no server: the executable exports its
 -- symbols (-Wl,-E), so the specs call it through the FFI.

@@ -14,18 +14,9 @@ local BLOCK = 128 * 1024
 
 local function F(name) return H.root .. "/tests/fixtures/csv/" .. name end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = H.write
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
 -- every row of a file (by record number), and the line of each record
 local function read_all(path, opts)

@@ -13,11 +13,7 @@ local SCRIPT = H.root .. "/scripts/csv_transform.lua"
 local DIR = os.getenv("TMPDIR") or "/tmp"
 local TAG = ("%s/sluice-ct-%d"):format(DIR, ffi.C.getpid())
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = H.write
 
 local function run(args)
   return H.sluice(H.q(SCRIPT) .. " " .. args)

@@ -1,11 +1,7 @@
 -- The sluice executable itself: options, arg, errors, exit codes, Ctrl-C.
 local H = require "helper"
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = H.write
 
 local tmp
 setup(function()

@@ -69,6 +69,33 @@ function H.sluice(args, env)
   return H.run((env and (env .. " ") or "") .. H.q(H.exe) .. " " .. args)
 end
 
+-- Rows in a table.
+function H.count(db, tbl)
+  return db:query_one("select count(*) as n from " .. tbl).n
+end
+
+-- Run fn and return its error (the spec fails if fn does not raise).
+function H.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return err
+end
+
+-- Whole file contents (binary).
+function H.slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Write a whole file (binary).
+function H.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
 -- A fresh schema per spec file keeps the files independent.
 function H.schema(db, name)
   db:exec("DROP SCHEMA IF EXISTS " .. name .. " CASCADE; CREATE SCHEMA " .. name)

@@ -34,9 +34,7 @@ local function user_model(tbl)
   }
 end
 
-local function count(db, tbl)
-  return db:query_one("select count(*) as n from " .. tbl).n
-end
+local count = H.count
 
 describe("sluice.model objects", function()
   local User = user_model("m_users")

@@ -3,15 +3,9 @@
 -- errors mapped back to their row, what each sync group commits.
 local H = require "helper"
 
-local function count(db, tbl)
-  return db:query_one("select count(*) as n from " .. tbl).n
-end
+local count = H.count
 
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local error_of = H.error_of
 
 describe("db:pipeline", function()
   local db

@@ -14,18 +14,9 @@ local TAG = ("sluice-sink-%d"):format(ffi.C.getpid())
 
 local function tmp(name) return DIR .. "/" .. TAG .. "-" .. name end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = H.write
 
 local function exists(path)
   local f = io.open(path, "rb")

@@ -3,11 +3,7 @@
 -- one INSERT ... SELECT ... ON CONFLICT DO UPDATE, in one transaction.
 local H = require "helper"
 
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local error_of = H.error_of
 
 describe("db:upsert", function()
   local db
