@@ -22,6 +22,7 @@
 
 #include <editline/readline.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,8 @@ static void print_usage(FILE *f)
         "  -             read the script from stdin\n"
         "  --tmpdb       start a private throwaway PostgreSQL, point\n"
         "                DATABASE_URL at it, remove it at exit\n"
+        "  --quiet       no live progress lines (sets SLUICE_QUIET=1);\n"
+        "                final summaries are still printed\n"
         "  -v, --version print the version and exit\n"
         "  -h, --help    print this help and exit\n"
         "  --            stop handling options\n"
@@ -211,6 +214,32 @@ static int handle_script(lua_State *L, char **argv, int argc, int script)
 
 /* ------------------------------------------------------------- the REPL */
 
+/* Ctrl-C at the prompt only drops the line being typed: while readline
+ * waits, SIGINT goes to this handler instead of interrupt.c's (whose
+ * pending interrupt would hit the next command, and whose second press
+ * kills the process).  libedit's read() then fails with EINTR and readline
+ * returns NULL, which prompt_sigint tells apart from Ctrl-D. */
+static volatile sig_atomic_t prompt_sigint;
+
+static void on_prompt_sigint(int sig)
+{
+    (void)sig;
+    prompt_sigint = 1;
+}
+
+static char *prompt_line(const char *prompt)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prompt_sigint; /* no SA_RESTART: read() returns */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    prompt_sigint = 0;
+    char *line = readline(prompt);
+    sigaction(SIGINT, &old, NULL);
+    return line;
+}
+
 static int incomplete(lua_State *L, int status)
 {
     if (status == LUA_ERRSYNTAX) {
@@ -247,6 +276,28 @@ static void print_results(lua_State *L, int base)
         report(L);
 }
 
+/* After a line failed (its message on top, popped): let the library tidy
+ * up - sluice.repl.after_error rolls back db's transaction when the line
+ * was interrupted by Ctrl-C, so the prompt goes on with a usable db. */
+static void after_error(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sluice.repl");
+    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_getfield(L, -1, "after_error");
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_insert(L, -2); /* stack: after_error, message */
+    if (docall(L, 1, 0) != 0)
+        report(L);
+}
+
 static void repl(lua_State *L)
 {
     char *hist = NULL;
@@ -269,7 +320,9 @@ static void repl(lua_State *L)
     printf("sluice %s (%s) - Lua with PostgreSQL loading; help() for help, "
            "Ctrl-D to quit\n", SLUICE_VERSION, LUAJIT_VERSION);
     for (;;) {
-        char *line = readline("sluice> ");
+        char *line = prompt_line("sluice> ");
+        if (!line && prompt_sigint)
+            continue;
         if (!line)
             break;
         if (!*line) {
@@ -301,7 +354,11 @@ static void repl(lua_State *L)
                 break; /* a real syntax error, message on the stack */
             if (!stmt_more)
                 lua_pop(L, 1);
-            char *more = readline("   ...> ");
+            char *more = prompt_line("   ...> ");
+            if (!more && prompt_sigint) {
+                status = -1; /* the unfinished input is dropped */
+                break;
+            }
             if (!more) {
                 lua_pushliteral(L, "incomplete input");
                 break;
@@ -310,6 +367,8 @@ static void repl(lua_State *L)
             free(more);
             lua_replace(L, 1);
         }
+        if (status == -1)
+            continue;
         add_history(lua_tostring(L, 1));
         if (status == 0) {
             lua_remove(L, 1);
@@ -317,9 +376,12 @@ static void repl(lua_State *L)
             if (status == 0)
                 print_results(L, 0);
         }
-        if (status != 0)
+        interrupt_consume(L); /* before the tidying up runs SQL */
+        if (status != 0) {
+            lua_pushvalue(L, -1);
             report(L);
-        interrupt_consume(L);
+            after_error(L);
+        }
     }
     if (hist) {
         write_history(hist);
@@ -379,6 +441,9 @@ static int pmain(lua_State *L)
             return 0;
         } else if (strcmp(a, "--tmpdb") == 0) {
             use_tmpdb = 1;
+        } else if (strcmp(a, "--quiet") == 0) {
+            /* read by sluice.progress; children inherit it too */
+            setenv("SLUICE_QUIET", "1", 1);
         } else if (strcmp(a, "-i") == 0) {
             interactive = 1;
         } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {

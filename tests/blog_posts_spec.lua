@@ -1,5 +1,5 @@
--- scripts/blog_posts.lua (the End Point experiment) runs and every full
--- strategy loads the same rows.
+-- scripts/blog_posts.lua (the End Point experiment, through sluice.compare)
+-- runs and every strategy loads the same rows.
 local H = require "helper"
 
 describe("scripts/blog_posts.lua", function()
@@ -7,13 +7,20 @@ describe("scripts/blog_posts.lua", function()
     local code, out, err = H.sluice(H.q(H.root .. "/scripts/blog_posts.lua") .. " 300 120 --sample 40 --check")
     assert.are.equal(0, code, err)
     for _, n in ipairs { 300, 120 } do
-      for _, s in ipairs { "one by one, autocommit", "one by one, one transaction", "COPY text", "COPY binary" } do
-        local line = out:match("\n| " .. n .. " | " .. s:gsub("%p", "%%%0") .. " | ([^\n]*)")
-        assert.truthy(line, s .. " for " .. n .. " missing in:\n" .. out)
-        local rows, secs, rate = line:match("^(%d+)[^|]*| ([%d.]+) | (%d+) |")
-        assert.are.equal(s:find("autocommit") and 40 or n, tonumber(rows))
-        assert.truthy(tonumber(secs) > 0 and tonumber(rate) > 0, line)
+      local section = out:match("## " .. n .. " posts\n(.-)\n%* sampled, scaled")
+      assert.truthy(section, n .. " posts missing in:\n" .. out)
+      for _, s in ipairs { "rowwise_autocommit", "rowwise_tx", "batch", "pipeline", "copy_text", "copy_binary" } do
+        local sampled = s:find("rowwise") ~= nil
+        local label = sampled and (s .. " (sample of 40, scaled)") or s
+        local line = section:match("\n| " .. label:gsub("%p", "%%%0") .. " | ([^\n]*)")
+        assert.truthy(line, s .. " for " .. n .. " missing in:\n" .. section)
+        local rows, secs, rate = line:match("^([%d,]+) | ([%d.,]+) | ([%d.,]+) |")
+        assert.are.equal(n, tonumber((rows:gsub(",", ""))))
+        assert.truthy(tonumber((secs:gsub(",", ""))) > 0 and tonumber((rate:gsub(",", ""))) > 0, line)
+        assert.truthy(section:find("\n" .. s .. (sampled and "%*" or "") .. " +\226"), section)
       end
+      -- each strategy's summary line went to stderr
+      assert.truthy(err:find("copy_binary: " .. n .. " rows", 1, true), err)
     end
     assert.truthy(out:find("all strategies loaded identical rows", 1, true), out)
   end)

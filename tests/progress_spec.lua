@@ -1,4 +1,5 @@
 local progress = require "sluice.progress"
+local H = require "helper"
 
 describe("sluice.progress", function()
   local function capture()
@@ -30,5 +31,15 @@ describe("sluice.progress", function()
     p:finish(1, 1)
     f:seek("set"); local text = f:read("*a"); f:close(); os.remove(path)
     assert.are.equal("", text)
+  end)
+
+  it("draws no live line under sluice --quiet (SLUICE_QUIET), even on a terminal", function()
+    local code, out, err = H.sluice([[--quiet -e 'local p = require("sluice").progress; ]]
+      .. [[print(p.quiet(), p.new{}.live, os.getenv("SLUICE_QUIET"))']])
+    assert.are.equal(0, code, err)
+    assert.are.equal("true\tfalse\t1\n", out)
+    code, out = H.sluice("--help")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("  --quiet       no live progress lines (sets SLUICE_QUIET=1);", 1, true), out)
   end)
 end)

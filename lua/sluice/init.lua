@@ -103,5 +103,8 @@ sluice.csv = require "sluice.csv"
 sluice.gen = require "sluice.gen"
 sluice.model = require "sluice.model"
 sluice.sink = require "sluice.sink"
+sluice.progress = require "sluice.progress"
+sluice.load = require("sluice.load").load
+sluice.compare = require("sluice.compare").compare
 
 return sluice

@@ -5,15 +5,19 @@
 --   p:finish(rows, bytes)        -- the final summary line, always
 --
 -- While the load runs, a line is redrawn on stderr at most every 200 ms,
--- and only when stderr is a terminal and opts.quiet is not set; with a
+-- and only when stderr is a terminal, opts.quiet is not set and the
+-- environment has no SLUICE_QUIET (which `sluice --quiet` sets); with a
 -- known total it shows a bar and an ETA.  NO_COLOR turns colour off.  The
 -- final summary line is always written (to stderr), unless opts.silent.
 local ffi = require "ffi"
 
+-- Declared under names of our own (__asm__ gives the real symbol): scripts
+-- declare clock_gettime with their own timespec type, and a second
+-- declaration of one C name with another type would fail theirs.
 pcall(ffi.cdef, [[
-  int isatty(int fd);
+  int sluice_progress_isatty(int fd) __asm__("isatty");
   typedef struct { long tv_sec; long tv_nsec; } sluice_progress_ts;
-  int clock_gettime(int clk, sluice_progress_ts *ts);
+  int sluice_progress_clock(int clk, sluice_progress_ts *ts) __asm__("clock_gettime");
 ]])
 
 local M = {}
@@ -22,7 +26,7 @@ P.__index = P
 
 local ts = ffi.new("sluice_progress_ts")
 local function now()
-  ffi.C.clock_gettime(1, ts)
+  ffi.C.sluice_progress_clock(1, ts)
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 M.now = now
@@ -40,12 +44,18 @@ local function clock(s)
   return ("%d:%02d"):format(s / 60, s % 60)
 end
 
+--- Is the process quiet (sluice --quiet, or SLUICE_QUIET set and not "0")?
+function M.quiet()
+  local q = os.getenv("SLUICE_QUIET")
+  return q ~= nil and q ~= "" and q ~= "0"
+end
+
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({
     label = opts.label or "load",
     total = opts.total,
-    live = not opts.quiet and ffi.C.isatty(2) == 1,
+    live = not opts.quiet and not M.quiet() and ffi.C.sluice_progress_isatty(2) == 1,
     silent = opts.silent,
     color = os.getenv("NO_COLOR") == nil,
     started = now(), last = 0, out = opts.out or io.stderr,

@@ -103,14 +103,64 @@ sluice - Lua (LuaJIT) with fast PostgreSQL loading.
   db:begin() db:commit() db:rollback()
   db:savepoint(n) db:release(n) db:rollback_to(n)
   db:transaction(fn)      commit when fn returns, roll back if it raises
+  db:copy(t, cols)        a COPY stream: cp:row(...), cp:finish()
+  db:batch(t, cols, o)    multi-row INSERT buffer: b:add(...), b:close()
+  db:pipeline(sql)        pipelined prepared statement: pl:send(...), pl:close()
+  db:upsert(t, cols, o)   staged COPY + INSERT ... ON CONFLICT (o.key)
+  sluice.csv.rows(path)   iterate a CSV file (plain or .gz)
   sluice.tmpdb()          a throwaway PostgreSQL server
   sluice.null             the NULL value in results
 
-Expressions print their value; query results print as tables.
-Ctrl-C cancels the running statement; Ctrl-D quits.]]
+Loading rows - one call, any strategy:
+  sluice.load{db = db, table = "t", rows = list_or_iterator, strategy = "copy_binary"}
+                          -> {rows, bytes, seconds, rows_per_s, mb_per_s, wal_bytes, index_seconds}
+  sluice.compare{db = db, table = "t", n = 100000, rows = function(i) return i, "x" .. i end,
+                 strategies = {"rowwise_autocommit", "batch", "copy_binary"}}
+                          the same rows by each strategy into copies of t:
+                          a table and a bar chart of rows/s, contents checked
+%s
+  modifiers: drop_indexes = true, freeze = true, synchronous_commit = "off",
+             connections = N
 
+Generating rows:
+  sluice.gen(seed)        seeded, reproducible generators: g:stream(name):at(i)
+                          gives row i's values (ints, names, text, timestamps, ...)
+  sluice.model{...}       ORM-style model: columns, defaults, computed fields,
+                          validation, hooks; its objects can be rows for load
+
+Expressions print their value; query results print as tables.
+Ctrl-C cancels the running statement or load (db's transaction is rolled
+back); at the prompt it drops the line.  Ctrl-D quits.]]
+
+--- help(): the calls, the load strategies and the generators.
 function M.help()
-  print(HELP)
+  local load = require "sluice.load"
+  local lines = { "  strategies:" }
+  for _, name in ipairs(load.STRATEGIES) do
+    lines[#lines + 1] = ("    %-20s %s"):format(name, load.DESCRIPTIONS[name])
+  end
+  print((HELP:format(table.concat(lines, "\n"))))
+end
+
+--- Called by the prompt after a line failed, with the error's text.  A
+-- line interrupted by Ctrl-C (the server cancelled the statement: 57014,
+-- or the Lua hook raised "interrupted") leaves db's transaction open and
+-- failed; roll it back so the prompt goes on with a usable connection, as
+-- a script's end would.  Other failures leave the transaction to the user
+-- (a savepoint may still rescue it) with a hint.
+function M.after_error(msg)
+  local db = rawget(_G, "db")
+  if db == nil then return end
+  local ok, st = pcall(function() return db:status() end)
+  if not ok or (st ~= "intrans" and st ~= "inerror") then return end
+  msg = tostring(msg)
+  if msg:find("57014", 1, true) or msg:find("interrupted (", 1, true) then
+    if pcall(db.rollback, db) then
+      print("(interrupted: the open transaction on db was rolled back)")
+    end
+  elseif st == "inerror" then
+    print("(the transaction on db has failed: db:rollback() ends it)")
+  end
 end
 
 --- Called once when the prompt starts: globals sluice, db and help().

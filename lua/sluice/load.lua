@@ -1,0 +1,575 @@
+--- sluice.load{...}: every way to load rows into PostgreSQL behind one
+-- call.  The same rows in give the same table contents out whatever the
+-- strategy; only the speed (and the WAL written) differ.
+--
+--   local s = sluice.load{ db = db, table = "metrics", columns = {"host", "ts", "v"},
+--                          rows = list_or_iterator, strategy = "copy_binary" }
+--   print(s.rows, s.rows_per_s, s.wal_bytes)
+--
+-- Input (opts.rows):
+--   an array of rows, or an iterator function returning one row per call
+--   and nil at the end (e.g. g:rows(1, n, fn) from sluice.gen).  A row is
+--   an array of values in column order (a NULL in the first column must
+--   be sluice.null there: a row with no [1] is read by name), or a table
+--   keyed by column name, or an object of a sluice.model: its validate and
+--   before_save hooks run, once per row whatever the strategy.  Values
+--   follow db:copy()'s rules (epoch seconds for timestamps, Lua tables for
+--   arrays and json, ...), which db:batch and db:pipeline share.
+--   opts.table defaults to the model's table, opts.columns to the model's
+--   columns or else every non-generated column in table order.
+--
+-- Strategies (opts.strategy, default "copy_binary"):
+--   rowwise_autocommit  one INSERT per row, each its own transaction
+--   rowwise_tx          one INSERT per row in one transaction, or a
+--                       COMMIT every opts.commit_every rows
+--   batch               multi-row INSERT (db:batch): opts.batch_rows rows
+--                       per statement (default 1000), opts.max_age_ms;
+--                       each flush commits on its own
+--   pipeline            prepared INSERT in libpq pipeline mode
+--                       (opts.sync_every, default 1000)
+--   copy_text, copy_csv, copy_binary   COPY FROM STDIN in that format
+--   upsert              COPY into a temporary table, then INSERT ... ON
+--                       CONFLICT (opts.key, default the primary key) DO
+--                       UPDATE (db:upsert)
+--   unlogged_staging    COPY into an UNLOGGED table, INSERT ... SELECT
+--                       into the target, staging dropped
+-- Modifiers:
+--   drop_indexes = true       secondary indexes that back no constraint
+--                             are dropped, the rows loaded, the indexes
+--                             recreated from their saved definitions -
+--                             also when the load fails (then the load's
+--                             error is re-raised)
+--   freeze = true             COPY FREEZE (copy_* only): the table must be
+--                             empty; it is truncated in the COPY's
+--                             transaction, as FREEZE requires
+--   synchronous_commit = "off"  for the load's session(s), reset after
+--   connections = N           rows dealt round-robin to N connections
+--                             (db and N-1 more to the same target), each
+--                             with its own COPY/batch/pipeline stream
+--                             (copy_*, batch, pipeline); every stream runs
+--                             in a transaction committed when all finished
+-- Other options: quiet = true (no progress at all), summary = false (no
+-- final summary line), label (progress label), total (row count, for the
+-- bar when rows is an iterator).
+--
+-- What a failure leaves: copy_*, upsert, unlogged_staging, pipeline (in
+-- one group) and rowwise_tx without commit_every load nothing; batch,
+-- rowwise_autocommit and rowwise_tx with commit_every keep what they had
+-- committed (the error says which rows, as db:batch's does).
+--
+-- Returns a summary: { rows, bytes (the input values' size: string
+-- lengths, 8 per number, 1 per boolean - the same for every strategy, so
+-- MB/s compares like rows/s), seconds, rows_per_s, mb_per_s, wal_bytes
+-- (pg_current_wal_insert_lsn() after minus before; nil when the server
+-- does not allow it), index_seconds (recreating dropped indexes),
+-- strategy, table }.
+local progress = require "sluice.progress"
+local conn = require "sluice.conn"
+
+local M = {}
+
+M.STRATEGIES = {
+  "rowwise_autocommit", "rowwise_tx", "batch", "pipeline",
+  "copy_text", "copy_csv", "copy_binary", "upsert", "unlogged_staging",
+}
+local IS_STRATEGY = {}
+for _, s in ipairs(M.STRATEGIES) do IS_STRATEGY[s] = true end
+
+--- One line per strategy, for help() and error messages.
+M.DESCRIPTIONS = {
+  rowwise_autocommit = "one INSERT per row, each its own transaction",
+  rowwise_tx = "one INSERT per row in one transaction (commit_every = N)",
+  batch = "multi-row INSERT ... VALUES (batch_rows = 1000, max_age_ms)",
+  pipeline = "prepared INSERT in libpq pipeline mode (sync_every = 1000)",
+  copy_text = "COPY FROM STDIN, text format",
+  copy_csv = "COPY FROM STDIN, CSV format",
+  copy_binary = "COPY FROM STDIN, binary format",
+  upsert = "COPY into a temp table, then INSERT ... ON CONFLICT (key) DO UPDATE",
+  unlogged_staging = "COPY into an UNLOGGED table, then INSERT ... SELECT",
+}
+
+local OPTS = {
+  db = true, table = true, columns = true, rows = true, strategy = true,
+  commit_every = true, batch_rows = true, max_age_ms = true, sync_every = true,
+  key = true, drop_indexes = true, freeze = true, synchronous_commit = true,
+  connections = true, quiet = true, summary = true, label = true, total = true,
+}
+local OPT_NAMES = {}
+for k in pairs(OPTS) do OPT_NAMES[#OPT_NAMES + 1] = k end
+table.sort(OPT_NAMES)
+
+local COPY_FORMAT = { copy_text = "text", copy_csv = "csv", copy_binary = "binary" }
+local MULTI = { copy_text = true, copy_csv = true, copy_binary = true, batch = true, pipeline = true }
+
+-- Misuse raises at the line that called sluice.load: `level` counts the
+-- frames between fail() and that line (1 = sluice.load itself).
+local function fail(msg, level)
+  error("load: " .. msg, (level or 1) + 2)
+end
+
+-- The target's non-generated columns in table order, and its primary key.
+local COLUMNS_SQL = [[
+select a.attname::text as name
+  from pg_attribute a
+ where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped
+   and a.attgenerated = ''
+ order by a.attnum]]
+local PK_SQL = [[
+select a.attname::text as name
+  from pg_index i
+  join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+ where i.indrelid = to_regclass($1) and i.indisprimary
+ order by array_position(i.indkey::int2[], a.attnum)]]
+
+-- Secondary indexes that back no constraint (primary keys, unique and
+-- exclusion constraints stay: dropping those would need the constraint
+-- dropped too, and they guard the data being loaded).
+local INDEXES_SQL = [[
+select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as def
+  from pg_index i
+ where i.indrelid = to_regclass($1)
+   and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)
+ order by 1]]
+
+function M.table_columns(db, qtable)
+  local out = {}
+  for i, r in ipairs(db:query(COLUMNS_SQL, qtable)) do out[i] = r.name end
+  return out
+end
+
+function M.primary_key(db, qtable)
+  local out = {}
+  for i, r in ipairs(db:query(PK_SQL, qtable)) do out[i] = r.name end
+  return out
+end
+
+--- The definitions of the indexes drop_indexes would drop: a list of
+-- {name = quoted name, def = CREATE INDEX ...}.
+function M.secondary_indexes(db, qtable)
+  return db:query(INDEXES_SQL, qtable)
+end
+
+local function model_of(item)
+  local mt = getmetatable(item)
+  local idx = mt and mt.__index
+  if type(idx) == "table" and type(rawget(idx, "model")) == "function" then
+    return idx.model()
+  end
+  return nil
+end
+
+-- The size of a value as counted in `bytes`.
+local function vsize(v)
+  local t = type(v)
+  if t == "string" then return #v end
+  if t == "number" or t == "cdata" then return 8 end
+  if t == "boolean" then return 1 end
+  if t == "table" then
+    local s = 0
+    for _, x in pairs(v) do s = s + vsize(x) end
+    return s
+  end
+  return 0
+end
+
+local function insert_sql(db, qtable, cols)
+  local q, p = {}, {}
+  for i, c in ipairs(cols) do q[i] = db:quote_ident(c); p[i] = "$" .. i end
+  return ("INSERT INTO %s (%s) VALUES (%s)"):format(qtable, table.concat(q, ", "),
+                                                    table.concat(p, ", "))
+end
+
+-- The WAL insert position, or nil when the server refuses (a standby,
+-- missing privilege): the summary then has no wal_bytes.
+local function wal_lsn(db)
+  local ok, r = pcall(db.query_one, db, "select pg_current_wal_insert_lsn()::text as lsn")
+  return ok and r and r.lsn or nil
+end
+
+local function wal_since(db, lsn)
+  if not lsn then return nil end
+  local ok, r = pcall(db.query_one, db,
+    "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8 as d", lsn)
+  return ok and r and r.d or nil
+end
+
+--------------------------------------------------------------- sinks
+-- A sink takes rows (put(handle, v1..vN)) and is then finished (commits
+-- what it began) or aborted (rolls back; never raises).  One sink per
+-- connection; `put` is fetched once because the streams' __index is a C
+-- function LuaJIT cannot record (see model.lua's writer).
+
+local sinks = {}
+
+-- End a batch without sending what it still buffers (close() would flush
+-- it: a failed load must not add rows after its failure).
+local function drop_batch(b)
+  pcall(b._reset, b)
+  pcall(b.close, b)
+end
+
+-- Rowwise: db:batch with one row per statement is exactly one INSERT and
+-- one round trip per row, with db:batch's type-aware value encoding.
+function sinks.rowwise_autocommit(db, ctx)
+  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1 })
+  return {
+    handle = b, put = b.add,
+    finish = function() b:close() end,
+    abort = function() drop_batch(b) end,
+  }
+end
+
+function sinks.rowwise_tx(db, ctx)
+  local every = ctx.opts.commit_every
+  db:begin()
+  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller" })
+  local put = b.add
+  local s = { handle = b }
+  if every then
+    local n = 0
+    s.handle = nil
+    s.put = function(_, ...)
+      put(b, ...)
+      n = n + 1
+      if n % every == 0 then db:commit(); db:begin() end
+    end
+  else
+    s.put = put
+  end
+  s.finish = function() b:close(); db:commit() end
+  s.abort = function() drop_batch(b); pcall(db.rollback, db) end
+  return s
+end
+
+function sinks.batch(db, ctx)
+  local tx = ctx.multi -- several connections: commit all at the end
+  if tx then db:begin() end
+  local b = db:batch(ctx.tbl, ctx.columns, {
+    rows = ctx.opts.batch_rows or 1000, max_age_ms = ctx.opts.max_age_ms,
+    transaction = tx and "caller" or nil,
+  })
+  return {
+    handle = b, put = b.add,
+    finish = function() b:close() end,
+    commit = tx and function() db:commit() end,
+    abort = function() drop_batch(b); if tx then pcall(db.rollback, db) end end,
+  }
+end
+
+function sinks.pipeline(db, ctx)
+  local tx = ctx.multi
+  if tx then db:begin() end
+  local pl = db:pipeline(insert_sql(db, ctx.qtable, ctx.columns),
+                         { sync_every = ctx.opts.sync_every })
+  return {
+    handle = pl, put = pl.send,
+    finish = function() pl:close() end,
+    commit = tx and function() db:commit() end,
+    abort = function() pcall(pl.close, pl); if tx then pcall(db.rollback, db) end end,
+  }
+end
+
+local function copy_sink(db, ctx, format)
+  local freeze = ctx.opts.freeze
+  local tx = ctx.multi or freeze
+  if tx then db:begin() end
+  if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
+  local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil })
+  return {
+    handle = cp, put = cp.row,
+    finish = function() cp:finish() end,
+    commit = tx and function() db:commit() end,
+    abort = function()
+      if cp.state == "open" then pcall(cp.abort, cp) end
+      if tx then pcall(db.rollback, db) end
+    end,
+  }
+end
+
+for name, format in pairs(COPY_FORMAT) do
+  sinks[name] = function(db, ctx) return copy_sink(db, ctx, format) end
+end
+
+function sinks.upsert(db, ctx)
+  local key = ctx.opts.key
+  if key == nil then
+    key = M.primary_key(db, ctx.qtable)
+    if #key == 0 then
+      error(("load: strategy \"upsert\" needs key = {columns} (table \"%s\" has no "
+             .. "primary key)"):format(ctx.shown), 0)
+    end
+  end
+  local up = db:upsert(ctx.tbl, ctx.columns, { key = key })
+  return {
+    handle = up, put = up.row,
+    finish = function() up:finish() end,
+    abort = function() pcall(up.abort, up) end,
+  }
+end
+
+local staging_seq = 0
+
+function sinks.unlogged_staging(db, ctx)
+  staging_seq = staging_seq + 1
+  -- in the target's schema, named after this backend so concurrent loads
+  -- never share one
+  local schema = db:query_one("select n.nspname::text as s from pg_class c join pg_namespace n "
+    .. "on n.oid = c.relnamespace where c.oid = to_regclass($1)", ctx.qtable).s
+  local stage_name = ("sluice_staging_%d_%d"):format(db:info().backend_pid, staging_seq)
+  local stage = db:quote_ident(schema) .. "." .. db:quote_ident(stage_name)
+  local q = {}
+  for i, c in ipairs(ctx.columns) do q[i] = db:quote_ident(c) end
+  local clist = table.concat(q, ", ")
+  db:exec(("CREATE UNLOGGED TABLE %s AS SELECT %s FROM %s WITH NO DATA")
+    :format(stage, clist, ctx.qtable))
+  local ok, cp = pcall(db.copy, db, { schema, stage_name }, ctx.columns)
+  if not ok then
+    pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
+    error(cp, 0)
+  end
+  return {
+    handle = cp, put = cp.row,
+    finish = function()
+      local fok, err = pcall(function()
+        cp:finish()
+        db:exec(("INSERT INTO %s (%s) SELECT %s FROM %s"):format(ctx.qtable, clist, clist, stage))
+      end)
+      pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
+      if not fok then error(err, 0) end
+    end,
+    abort = function()
+      if cp.state == "open" then pcall(cp.abort, cp) end
+      pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
+    end,
+  }
+end
+
+--------------------------------------------------------------- the load
+
+-- An iterator over the input items (rows as given).
+local function items(rows)
+  if type(rows) == "function" then return rows end
+  local j = 0
+  return function()
+    j = j + 1
+    return rows[j]
+  end
+end
+
+-- Open N-1 more connections to db's target with db's search_path and
+-- TimeZone (the table name and timestamp text must mean the same there).
+local function more_connections(db, n)
+  local target = conn.target(db)
+  if target == nil then
+    error("load: connections = N needs a connection made by sluice.connect "
+          .. "(its target is not known)", 0)
+  end
+  local core = require "sluice.core"
+  local s = db:query_one("select current_setting('search_path') as sp, "
+                         .. "current_setting('TimeZone') as tz")
+  local out = { db }
+  for k = 2, n do
+    local c = core.connect(target)
+    c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
+            s.sp, s.tz)
+    out[k] = c
+  end
+  return out
+end
+
+local function check_opts(o)
+  if type(o) ~= "table" then fail("expected a table of options, got " .. type(o), 2) end
+  for k in pairs(o) do
+    if not OPTS[k] then
+      fail("unknown option '" .. tostring(k) .. "' (" .. table.concat(OPT_NAMES, ", ") .. ")", 2)
+    end
+  end
+  if type(o.db) ~= "userdata" then
+    fail("db = a connection is required (sluice.connect())", 2)
+  end
+  local strategy = o.strategy or "copy_binary"
+  if not IS_STRATEGY[strategy] then
+    fail("unknown strategy '" .. tostring(strategy) .. "' (" .. table.concat(M.STRATEGIES, ", ") .. ")", 2)
+  end
+  if type(o.rows) ~= "table" and type(o.rows) ~= "function" then
+    fail("rows must be an array of rows or an iterator function, got " .. type(o.rows), 2)
+  end
+  local function posint(name)
+    local v = o[name]
+    if v ~= nil and (type(v) ~= "number" or v < 1 or v % 1 ~= 0) then
+      fail(name .. " must be a positive integer, got " .. tostring(v), 3)
+    end
+  end
+  posint("commit_every"); posint("batch_rows"); posint("sync_every"); posint("connections")
+  if o.commit_every and strategy ~= "rowwise_tx" then
+    fail("commit_every applies to strategy \"rowwise_tx\" only", 2)
+  end
+  if o.freeze and not COPY_FORMAT[strategy] then
+    fail("freeze = true needs a COPY strategy (copy_text, copy_csv, copy_binary), not \""
+         .. strategy .. "\"", 2)
+  end
+  local nconn = o.connections or 1
+  if nconn > 1 and not MULTI[strategy] then
+    fail("connections = N works with copy_text, copy_csv, copy_binary, batch and pipeline, not \""
+         .. strategy .. "\"", 2)
+  end
+  if nconn > 1 and o.freeze then
+    fail("freeze = true cannot be combined with connections = N (COPY FREEZE needs the "
+         .. "table truncated in the one transaction that loads it)", 2)
+  end
+  local sc = o.synchronous_commit
+  if sc ~= nil and sc ~= "off" and sc ~= "on" and sc ~= "local" and sc ~= "remote_write"
+     and sc ~= "remote_apply" then
+    fail("synchronous_commit must be \"off\", \"local\", \"remote_write\", \"on\" or "
+         .. "\"remote_apply\", got " .. tostring(sc), 2)
+  end
+  return strategy, nconn
+end
+
+--- sluice.load(opts) -> summary (see the top of this file).
+function M.load(o)
+  local strategy, nconn = check_opts(o)
+  local db = o.db
+  local status = db:status()
+  if status ~= "idle" then
+    fail("a transaction is open on the connection (status " .. status .. "); "
+         .. "sluice.load runs its own transactions: commit or roll back first")
+  end
+
+  -- peek at the first item: a model gives the table and the columns
+  local next_item = items(o.rows)
+  local first = next_item()
+  local model = type(first) == "table" and model_of(first) or nil
+  local tbl = o.table or (model and model.table)
+  if tbl == nil then fail("table = \"name\" is required") end
+  local qtable = db:quote_table(tbl)
+  if not qtable then
+    fail("table must be \"name\", \"schema.name\" or {schema, name}, got " .. tostring(tbl))
+  end
+  local shown = type(tbl) == "table" and table.concat(tbl, ".") or tbl
+  if not db:query_one("select to_regclass($1) is not null as ok", qtable).ok then
+    fail(("table \"%s\" does not exist"):format(shown))
+  end
+  local columns = o.columns or (model and model.column_names) or M.table_columns(db, qtable)
+  if type(columns) ~= "table" or #columns == 0 then
+    fail("columns must be a non-empty list of column names")
+  end
+  if o.freeze and db:query_one("select exists(select 1 from " .. qtable .. ") as e").e then
+    fail(("freeze = true needs an empty table (COPY FREEZE needs it truncated in the same "
+          .. "transaction, and table \"%s\" has rows): truncate it first or drop freeze"):format(shown))
+  end
+  local ncols = #columns
+  local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns, multi = nconn > 1 }
+
+  local prog
+  if not o.quiet then
+    prog = progress.new {
+      label = o.label or (shown .. " " .. strategy),
+      total = o.total or (type(o.rows) == "table" and #o.rows or nil),
+      silent = o.summary == false,
+    }
+  end
+
+  local t0 = progress.now()
+  local wal0 = wal_lsn(db)
+  local conns = { db }
+  local index_seconds = 0
+  local sc = o.synchronous_commit
+  local opened = {}
+  local n, bytes = 0, 0
+
+  local function load_rows()
+    if nconn > 1 then conns = more_connections(db, nconn) end
+    if sc then
+      for _, c in ipairs(conns) do c:query("select set_config('synchronous_commit', $1, false)", sc) end
+    end
+    for k, c in ipairs(conns) do opened[k] = sinks[strategy](c, ctx) end
+    local vals = {}
+    local item = first
+    local put = opened[1].put
+    local handles = {}
+    for k, s in ipairs(opened) do handles[k] = s.handle or s end
+    local handle = handles[1]
+    while item ~= nil do
+      local row = item
+      if type(item) ~= "table" then
+        error(("load: row %d: expected a table of values, got %s"):format(n + 1, type(item)), 0)
+      end
+      if rawget(item, 1) == nil then
+        local m = model_of(item)
+        if m then
+          local valid, why = item:check()
+          if not valid then error(("load: row %d: %s"):format(n + 1, tostring(why)), 0) end
+          if m.before_save then m.before_save(item) end
+        end
+        for j = 1, ncols do vals[j] = rawget(item, columns[j]) end
+        row = vals
+      end
+      n = n + 1
+      for j = 1, ncols do bytes = bytes + vsize(row[j]) end
+      if nconn > 1 then handle = handles[(n - 1) % nconn + 1] end
+      put(handle, unpack(row, 1, ncols))
+      if prog and n % 256 == 0 then prog:update(n, bytes) end
+      item = next_item()
+    end
+    for _, s in ipairs(opened) do s.finish() end
+    for _, s in ipairs(opened) do if s.commit then s.commit() end end
+  end
+
+  local function cleanup_load(ok)
+    if not ok then
+      for _, s in ipairs(opened) do s.abort() end
+    end
+    if sc then
+      for _, c in ipairs(conns) do
+        if c:status() == "idle" then pcall(c.exec, c, "RESET synchronous_commit") end
+      end
+    end
+    for k = 2, #conns do pcall(conns[k].close, conns[k]) end
+  end
+
+  local ok, err
+  if o.drop_indexes then
+    local saved_indexes = M.secondary_indexes(db, qtable)
+    -- all or none dropped: a half-done drop is never left behind
+    db:transaction(function()
+      for _, ix in ipairs(saved_indexes) do db:exec("DROP INDEX " .. ix.name) end
+    end)
+    ok, err = pcall(load_rows)
+    cleanup_load(ok)
+    -- recreate whatever happened: a failed load must not leave the table
+    -- without its indexes
+    local ti = progress.now()
+    if db:status() ~= "idle" then pcall(db.rollback, db) end
+    for _, ix in ipairs(saved_indexes) do
+      local iok, ierr = pcall(db.exec, db, ix.def)
+      if not iok then
+        local defs = {}
+        for i, x in ipairs(saved_indexes) do defs[i] = x.def .. ";" end
+        error(("load: could not recreate index %s (%s)%s; the definitions to restore by hand:\n%s")
+          :format(ix.name, tostring(ierr), ok and "" or (" after the load failed: " .. tostring(err)),
+                  table.concat(defs, "\n")), 2)
+      end
+    end
+    index_seconds = progress.now() - ti
+  else
+    ok, err = pcall(load_rows)
+    cleanup_load(ok)
+  end
+  if not ok then
+    if prog then prog:finish(n, bytes) end
+    error(err, 0)
+  end
+
+  local seconds = progress.now() - t0
+  local summary = {
+    strategy = strategy, table = shown,
+    rows = n, bytes = bytes, seconds = seconds,
+    rows_per_s = n / seconds, mb_per_s = bytes / seconds / 1e6,
+    wal_bytes = wal_since(db, wal0), index_seconds = index_seconds,
+  }
+  if prog then prog:finish(n, bytes) end
+  return summary
+end
+
+return M

@@ -1,0 +1,111 @@
+--- Compare load strategies on a table and rows given on the command line,
+-- through sluice.compare: a markdown table (rows/s, MB/s, WAL MB,
+-- speed-up) and a bar chart.
+--
+--   sluice --tmpdb scripts/compare_strategies.lua SHAPE N [options]
+--
+-- SHAPE is a built-in row shape:
+--   metrics   id bigint pk, host text, ts timestamptz, v float8; index (host, ts)
+--   users     id int pk, name text not null, email text, age int,
+--             created_at timestamptz; index on name
+--   wide      id int pk and 19 more int columns
+-- or "custom" with --columns and --row:
+--   --columns "id int primary key, v float8"   the table's column list
+--   --row "i, i / 7"                            a Lua expression of i: row i's values
+-- Options:
+--   --strategies a,b,...   sluice.load strategies (default: every one but upsert)
+--   --sample N             rows for the slow rowwise_* strategies (default 1000)
+--   --out FILE|csv         also write the results (CSV when FILE ends in .csv)
+--
+-- The table is created fresh (and dropped at the end); every strategy loads
+-- rows 1..N into its own copy and the copies are checked to be identical.
+local sluice = require "sluice"
+
+local USAGE = "usage: compare_strategies.lua metrics|users|wide|custom N "
+  .. "[--columns DEFS --row EXPR] [--strategies a,b] [--sample N] [--out FILE|csv]"
+
+local function usage(why)
+  error(USAGE .. "  (" .. why .. ")", 0)
+end
+
+local EPOCH = 1700000000 -- a fixed "now": the rows must not depend on the clock
+
+local SHAPES = {
+  metrics = {
+    columns = "id bigint primary key, host text not null, ts timestamptz not null, v float8",
+    index = "(host, ts)",
+    row = function(i) return i, "host-" .. i % 50, EPOCH + i, i / 7 end,
+  },
+  users = {
+    columns = "id int primary key, name text not null, email text, age int, created_at timestamptz",
+    index = "(name)",
+    row = function(i)
+      local name = ("user%d"):format(i * 7919 % 100003)
+      return i, name, name .. "@example.com", 18 + i % 60, EPOCH + i * 60
+    end,
+  },
+  wide = {
+    columns = (function()
+      local c = { "id int primary key" }
+      for j = 1, 19 do c[#c + 1] = ("c%d int"):format(j) end
+      return table.concat(c, ", ")
+    end)(),
+    row = function(i)
+      local v = { i }
+      for j = 1, 19 do v[j + 1] = (i * j) % 100000 end
+      return v
+    end,
+  },
+}
+
+local args = { ... }
+local shape_name, n = args[1], tonumber(args[2])
+if not shape_name then usage("no shape given") end
+if not n or n < 1 or n % 1 ~= 0 then usage("N must be a positive integer, got " .. tostring(args[2])) end
+local opts = {}
+do
+  local i = 3
+  while i <= #args do
+    local a, v = args[i], args[i + 1]
+    local key = a:match("^%-%-(%a+)$")
+    if not (key == "columns" or key == "row" or key == "strategies" or key == "sample"
+            or key == "out") then
+      usage("unknown argument " .. a)
+    end
+    if v == nil then usage(a .. " needs a value") end
+    opts[key] = v
+    i = i + 2
+  end
+end
+
+local shape
+if shape_name == "custom" then
+  if not opts.columns or not opts.row then usage("custom needs --columns and --row") end
+  local fn, err = loadstring("local i = ...; return " .. opts.row, "=--row")
+  if not fn then usage("--row is not a Lua expression: " .. err) end
+  shape = { columns = opts.columns, row = fn }
+else
+  shape = SHAPES[shape_name]
+  if not shape then usage("unknown shape " .. shape_name) end
+end
+
+local strategies
+if opts.strategies then
+  strategies = {}
+  for s in opts.strategies:gmatch("[^,%s]+") do strategies[#strategies + 1] = s end
+end
+local sample = opts.sample and tonumber(opts.sample)
+if opts.sample and not sample then usage("--sample needs a number") end
+
+local db = sluice.connect()
+db:exec("set client_min_messages = warning")
+db:exec("drop table if exists compare_strategies; create table compare_strategies ("
+  .. shape.columns .. ")")
+if shape.index then db:exec("create index on compare_strategies " .. shape.index) end
+
+local ok, err = pcall(sluice.compare, {
+  db = db, table = "compare_strategies", n = n, rows = shape.row,
+  strategies = strategies, sample = sample, out = opts.out,
+})
+db:exec("drop table compare_strategies")
+if not ok then error(err, 0) end

@@ -1,0 +1,84 @@
+-- sluice.compare: every strategy into its own copy, contents checked, a
+-- table and a chart with plausible numbers; scripts/compare_strategies.lua.
+local H = require "helper"
+local sluice = require "sluice"
+
+describe("sluice.compare", function()
+  local db
+  setup(function()
+    db = H.connect()
+    H.schema(db, "compare_spec")
+    db:exec("create table m (id int primary key, host text not null, v float8); create index on m (host)")
+  end)
+  teardown(function() db:close() end)
+
+  local ALL = { "rowwise_autocommit", "rowwise_tx", "batch", "pipeline", "copy_text", "copy_csv",
+                "copy_binary", "upsert", "unlogged_staging", { "copy_binary", drop_indexes = true } }
+
+  it("prints every strategy with plausible numbers and checks the copies", function()
+    local out = os.tmpname()
+    local res = sluice.compare {
+      db = db, table = "m", n = 3000, sample = 200, strategies = ALL, quiet = true, out = out,
+      rows = function(i) return i, "host-" .. i % 7, i / 3 end,
+    }
+    assert.is_true(res.identical)
+    assert.are.equal(#ALL, #res)
+    local slowest = math.huge
+    for _, r in ipairs(res) do
+      assert.are.equal(3000, r.rows)
+      assert.truthy(r.rows_per_s > 0 and r.mb_per_s > 0 and r.seconds > 0 and r.wal_bytes > 0, r.label)
+      assert.are.equal(r.sampled and 200 or 3000, r.rows_loaded)
+      slowest = math.min(slowest, r.rows_per_s)
+    end
+    for _, r in ipairs(res) do
+      assert.are.near(r.rows_per_s / slowest, r.speedup, 1e-9)
+      assert.truthy(r.speedup >= 1)
+    end
+    assert.truthy(res.markdown:find("| rowwise_autocommit (sample of 200, scaled) | 3,000 |", 1, true), res.markdown)
+    for _, name in ipairs { "| batch |", "| pipeline |", "| copy_text |", "| copy_csv |", "| copy_binary |",
+                            "| upsert |", "| unlogged_staging |", "| copy_binary +drop_indexes |" } do
+      assert.truthy(res.markdown:find(name, 1, true), name)
+    end
+    assert.truthy(res.chart:find("\ncopy_binary +drop_indexes █", 1, true), res.chart)
+    assert.truthy(res.chart:find("\nrowwise_autocommit*", 1, true), res.chart)
+    local f = assert(io.open(out)); local text = f:read("*a"); f:close(); os.remove(out)
+    assert.are.equal(res.markdown .. "\n\n" .. res.chart .. "\n", text)
+    assert.truthy(res.csv:find('^strategy,rows,rows_loaded,sampled,seconds'))
+    assert.truthy(res.csv:find('\n"rowwise_autocommit",3000,200,true,', 1, true), res.csv)
+    -- the copies are gone, the model table untouched
+    assert.are.equal(0, db:query_one("select count(*)::int as n from m").n)
+    assert.are.equal(1, db:query_one("select count(*)::int as n from pg_tables where schemaname = 'compare_spec'").n)
+  end)
+
+  it("rejects an unknown strategy, listing the valid ones", function()
+    local ok, err = pcall(function()
+      sluice.compare { db = db, table = "m", n = 10, rows = function(i) return i end, strategies = { "fast" } }
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("compare_spec.lua:%d+: compare: unknown strategy 'fast' %(rowwise_autocommit, "
+      .. "rowwise_tx, batch, pipeline, copy_text, copy_csv, copy_binary, upsert, unlogged_staging%)$"), err)
+  end)
+end)
+
+describe("scripts/compare_strategies.lua", function()
+  local script = H.q(H.root .. "/scripts/compare_strategies.lua")
+  it("compares the strategies on a built-in shape and a custom one", function()
+    local code, out, err = H.sluice(script .. " metrics 2000 --sample 100 --strategies rowwise_autocommit,batch,copy_binary")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("| rowwise_autocommit (sample of 100, scaled) | 2,000 |", 1, true), out)
+    assert.truthy(out:find("\n| batch | 2,000 |", 1, true), out)
+    assert.truthy(out:find("\ncopy_binary         █", 1, true), out)
+    code, out, err = H.sluice(script .. [[ custom 500 --columns 'id int primary key, v float8' --row 'i, i / 7' ]]
+      .. "--strategies copy_text,pipeline --out csv")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find('\n"copy_text",500,500,false,', 1, true), out)
+    assert.truthy(out:find('\n"pipeline",500,500,false,', 1, true), out)
+  end)
+
+  it("rejects a bad shape with its usage", function()
+    local code, _, err = H.sluice(script .. " nope 10")
+    assert.are.equal(1, code)
+    assert.truthy(err:find("usage: compare_strategies.lua metrics|users|wide|custom N [--columns DEFS --row EXPR] "
+      .. "[--strategies a,b] [--sample N] [--out FILE|csv]  (unknown shape nope)", 1, true), err)
+  end)
+end)
