@@ -1,14 +1,15 @@
 /*
  * numfmt.c - exact, short number text.
  *
- * The shortest round-trip form is found by trying %.15g, %.16g and %.17g in
- * turn: 17 significant digits always round-trip, and most values people
- * write need 15.  snprintf is locale-dependent for the decimal point; sluice
+ * Values with up to 8 decimals get their shortest form without printf
+ * (see numfmt_double); the rest try %.15g and then %.17g: 17 significant
+ * digits always round-trip, and most values people write need 15.  snprintf is locale-dependent for the decimal point; sluice
  * never calls setlocale(), so the C locale applies.
  */
 #include "numfmt.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,132 @@ size_t numfmt_int64(char *buf, int64_t v)
     memcpy(buf, p, n);
     buf[n] = '\0';
     return n;
+}
+
+static const uint64_t pow10_u64[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+    10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+    100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+    100000000000000000ULL, 1000000000000000000ULL,
+    10000000000000000000ULL,
+};
+
+/* (f * 10^k) / 2^s exactly: returns it truncated, and rounded half to
+ * even in *rounded; f < 2^53 and k <= 22 keep the product below 2^128 */
+static uint64_t scaled(uint64_t f, int k, int s, uint64_t *rounded)
+{
+    unsigned __int128 v = f;
+    for (; k >= 19; k -= 19)
+        v *= pow10_u64[19];
+    v *= pow10_u64[k];
+    if (s <= 0) {
+        *rounded = (uint64_t)(v << -s);
+        return *rounded;
+    }
+    unsigned __int128 q = v >> s;
+    unsigned __int128 r = v - (q << s);
+    unsigned __int128 half = (unsigned __int128)1 << (s - 1);
+    *rounded = (uint64_t)(q + (r > half || (r == half && (q & 1))));
+    return (uint64_t)q;
+}
+
+size_t numfmt_digits(char *buf, double x, int digits)
+{
+    if (!(x == x) || digits < 1 || digits > 17)
+        return 0;
+    double ax = fabs(x);
+    if (!(ax >= 1e-6 && ax < 1e17))
+        return 0;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint64_t f = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+    int e = (int)((bits >> 52) & 0x7FF) - 1075; /* x = f * 2^e, normal */
+    /* p = floor(log10(ax)), estimated, then fixed by the digit count */
+    int p = (int)floor(log10(ax));
+    uint64_t lo = pow10_u64[digits - 1], hi = pow10_u64[digits];
+    uint64_t n = 0;
+    int found = 0;
+    /* the exponent is right when the truncated value has `digits`
+     * digits; rounding may then carry into one more (999.5 -> 1000) */
+    for (int tries = 0; tries < 3 && !found; tries++) {
+        int k = digits - 1 - p;
+        if (k < 0 || k > 22 || e < -126)
+            return 0;
+        uint64_t q = scaled(f, k, -e, &n);
+        if (q < lo) {
+            p--;
+        } else if (q >= hi) {
+            p++;
+        } else {
+            found = 1;
+            if (n == hi) {
+                n = lo;
+                p++;
+            }
+        }
+    }
+    if (!found)
+        return 0;
+    /* digits of n, then drop trailing zeros */
+    char d[20];
+    for (int i = digits - 1; i >= 0; i--) {
+        d[i] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    int nd = digits;
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    char *o = buf;
+    if (x < 0)
+        *o++ = '-';
+    if (p < 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = -1; i > p; i--)
+            *o++ = '0';
+        memcpy(o, d, (size_t)nd);
+        o += nd;
+    } else if (nd <= p + 1) {
+        memcpy(o, d, (size_t)nd);
+        o += nd;
+        for (int i = nd; i <= p; i++)
+            *o++ = '0';
+    } else {
+        memcpy(o, d, (size_t)p + 1);
+        o += p + 1;
+        *o++ = '.';
+        memcpy(o, d + p + 1, (size_t)(nd - p - 1));
+        o += nd - p - 1;
+    }
+    *o = '\0';
+    return (size_t)(o - buf);
+}
+
+/* m * 10^-k as fixed-point text; m's last digit is not 0 (k is the
+ * smallest that works). */
+static size_t put_fixed(char *buf, int64_t m, int k)
+{
+    char digits[24];
+    int neg = m < 0;
+    uint64_t u = neg ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (nd <= k)
+        digits[nd++] = '0'; /* at least one digit before the point */
+    char *o = buf;
+    if (neg)
+        *o++ = '-';
+    for (int i = nd - 1; i >= 0; i--) {
+        *o++ = digits[i];
+        if (i == k)
+            *o++ = '.';
+    }
+    *o = '\0';
+    return (size_t)(o - buf);
 }
 
 size_t numfmt_double(char *buf, double x)
@@ -53,10 +180,31 @@ size_t numfmt_double(char *buf, double x)
      * column accepts "3" but not "3e+20" style text */
     if (x == floor(x) && fabs(x) < 9.2233720368547758e18)
         return numfmt_int64(buf, (int64_t)x);
-    for (int prec = 15; prec <= 17; prec++) {
-        int n = snprintf(buf, NUMFMT_BUFSIZE, "%.*g", prec, x);
-        if (prec == 17 || strtod(buf, NULL) == x)
-            return (size_t)n;
+    /* Values with a few decimals (money, measurements, 0.1): the
+     * smallest k such that m / 10^k reads back as x.  m and 10^k are
+     * exact doubles, so the division is the correctly rounded value of
+     * the decimal m * 10^-k - what strtod returns for its text - and no
+     * printf/strtod round trip is needed. */
+    static const double p10[] = { 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8 };
+    for (int k = 1; k <= 8; k++) {
+        double y = x * p10[k];
+        if (!(fabs(y) < 9007199254740992.0))
+            break;
+        double m = nearbyint(y);
+        if (m / p10[k] == x)
+            return put_fixed(buf, (int64_t)m, k);
     }
-    return strlen(buf); /* not reached */
+    /* Otherwise the shortest of 15 digits (most values people write)
+     * or 17 (always exact); 16 is skipped: it rarely saves a digit and
+     * costs another printf and strtod. */
+    size_t n = numfmt_digits(buf, x, 15);
+    if (n > 0) {
+        if (strtod(buf, NULL) == x)
+            return n;
+        return numfmt_digits(buf, x, 17);
+    }
+    int len = snprintf(buf, NUMFMT_BUFSIZE, "%.15g", x);
+    if (strtod(buf, NULL) == x)
+        return (size_t)len;
+    return (size_t)snprintf(buf, NUMFMT_BUFSIZE, "%.17g", x);
 }

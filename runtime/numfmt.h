@@ -1,9 +1,11 @@
 /*
  * numfmt.h - numbers as PostgreSQL text, exactly.
  *
- * Provides: numfmt_double() writes the shortest decimal text that reads
- * back as the same double (so 0.1 is "0.1", not "0.10000000000000001",
- * which matters for numeric columns), with integral values written as
+ * Provides: numfmt_double() writes a short decimal text that reads back
+ * as exactly the same double: the shortest for values with up to 8
+ * decimals or 15 significant digits, else 17 digits (so 0.1 is "0.1",
+ * not "0.10000000000000001", which matters for numeric columns), with
+ * integral values written as
  * integers and inf/nan spelled the way PostgreSQL reads them;
  * numfmt_int64() writes a 64-bit integer.  Used by query parameters and,
  * later, by the COPY text encoder.  Knows nothing about Lua or libpq.
@@ -20,5 +22,11 @@
  * text is also NUL-terminated).  Never fails. */
 size_t numfmt_double(char *buf, double x);
 size_t numfmt_int64(char *buf, int64_t v);
+
+/* x rounded to `digits` (1..17) significant digits, written without an
+ * exponent and without trailing zeros; exact (no printf), for
+ * 1e-6 <= |x| < 1e17.  Returns 0 (nothing written) outside that range
+ * or for nan/inf: the caller falls back to printf. */
+size_t numfmt_digits(char *buf, double x, int digits);
 
 #endif
