@@ -2,8 +2,8 @@
  * numfmt.c - exact, short number text.
  *
  * Values with up to 8 decimals get their shortest form without printf
- * (see numfmt_double); the rest try %.15g and then %.17g: 17 significant
- * digits always round-trip, and most values people write need 15.  snprintf is locale-dependent for the decimal point; sluice
+ * (see numfmt_double); the rest try 15, 16 and 17 significant digits in
+ * turn: 17 always round-trip, and most values people write need 15.  snprintf is locale-dependent for the decimal point; sluice
  * never calls setlocale(), so the C locale applies.
  */
 #include "numfmt.h"
@@ -194,17 +194,22 @@ size_t numfmt_double(char *buf, double x)
         if (m / p10[k] == x)
             return put_fixed(buf, (int64_t)m, k);
     }
-    /* Otherwise the shortest of 15 digits (most values people write)
-     * or 17 (always exact); 16 is skipped: it rarely saves a digit and
-     * costs another printf and strtod. */
-    size_t n = numfmt_digits(buf, x, 15);
-    if (n > 0) {
+    /* Otherwise the shortest of 15, 16 or 17 significant digits (17 is
+     * always exact), written by the exact digit formatter; printf only
+     * outside its range. */
+    for (int digits = 15; digits <= 16; digits++) {
+        size_t n = numfmt_digits(buf, x, digits);
+        if (n == 0)
+            break;
         if (strtod(buf, NULL) == x)
             return n;
-        return numfmt_digits(buf, x, 17);
     }
-    int len = snprintf(buf, NUMFMT_BUFSIZE, "%.15g", x);
-    if (strtod(buf, NULL) == x)
-        return (size_t)len;
-    return (size_t)snprintf(buf, NUMFMT_BUFSIZE, "%.17g", x);
+    if (numfmt_digits(buf, x, 17) > 0)
+        return strlen(buf);
+    for (int prec = 15; prec <= 17; prec++) {
+        int len = snprintf(buf, NUMFMT_BUFSIZE, "%.*g", prec, x);
+        if (prec == 17 || strtod(buf, NULL) == x)
+            return (size_t)len;
+    }
+    return strlen(buf); /* not reached */
 }

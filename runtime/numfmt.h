@@ -1,11 +1,9 @@
 /*
  * numfmt.h - numbers as PostgreSQL text, exactly.
  *
- * Provides: numfmt_double() writes a short decimal text that reads back
- * as exactly the same double: the shortest for values with up to 8
- * decimals or 15 significant digits, else 17 digits (so 0.1 is "0.1",
- * not "0.10000000000000001", which matters for numeric columns), with
- * integral values written as
+ * Provides: numfmt_double() writes the shortest decimal text that reads
+ * back as the same double (so 0.1 is "0.1", not "0.10000000000000001",
+ * which matters for numeric columns), with integral values written as
  * integers and inf/nan spelled the way PostgreSQL reads them;
  * numfmt_int64() writes a 64-bit integer.  Used by query parameters and,
  * later, by the COPY text encoder.  Knows nothing about Lua or libpq.
