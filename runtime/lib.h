@@ -44,8 +44,12 @@ typedef struct sl_conn {
     PGconn *pg;
     pgconn_notices notices;
     unsigned stmt_seq; /* names prepared statements uniquely */
-    int busy;          /* nonzero while a COPY or pipeline is open */
+    int busy;          /* nonzero while a COPY (SL_BUSY_COPY) or a
+                          pipeline (SL_BUSY_PIPELINE) is open */
 } sl_conn;
+
+#define SL_BUSY_COPY 1
+#define SL_BUSY_PIPELINE 2
 
 /* Check that idx is an open connection; raises (caller's line) if not.
  * While a COPY stream or reader holds the connection (busy) it first runs

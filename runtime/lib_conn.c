@@ -205,21 +205,30 @@ const luaL_Reg lib_result_meta[] = {
 
 /* ----------------------------------------------------------- connection */
 
+/* Raise (caller's line) when a COPY or pipeline owns the connection. */
+static void check_not_busy(lua_State *L, sl_conn *c)
+{
+    if (!c->busy)
+        return;
+    /* a COPY stream, reader or pipeline that the script dropped (a loop
+     * left with break or an error) still holds the connection until its
+     * __gc ends it: collect once before refusing */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if (c->busy == SL_BUSY_PIPELINE)
+        luaL_error(L, "the connection is busy with an open pipeline; "
+                      "close() it first");
+    if (c->busy)
+        luaL_error(L, "the connection is busy with an open COPY; "
+                      "finish() or abort() it (close() a copy_out "
+                      "reader) first");
+}
+
 sl_conn *lib_conn_check(lua_State *L, int idx)
 {
     sl_conn *c = luaL_checkudata(L, idx, SLUICE_CONN_MT);
     if (!c->pg)
         luaL_error(L, "the connection is closed");
-    if (c->busy) {
-        /* a COPY stream or reader that the script dropped (a loop left
-         * with break or an error) still holds the connection until its
-         * __gc ends it: collect once before refusing */
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        if (c->busy)
-            luaL_error(L, "the connection is busy with an open COPY; "
-                          "finish() or abort() it (close() a copy_out "
-                          "reader) first");
-    }
+    check_not_busy(L, c);
     return c;
 }
 
@@ -310,31 +319,44 @@ void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
 {
     if (c->notices.n == 0)
         return;
+    /* Copy the queue into Lua tables and empty it before any handler
+     * runs: a handler that uses the connection (to log the notice, say)
+     * must not see the same notices again. */
+    int n = c->notices.n;
     lua_getfenv(L, conn_idx);
     lua_getfield(L, -1, "on_notice");
-    // stack: fenv, handler|nil
-    for (int i = 0; i < c->notices.n; i++) {
+    lua_remove(L, -2);
+    lua_createtable(L, n, 0);
+    // stack: handler|nil, list
+    for (int i = 0; i < n; i++) {
         const pgconn_notice *nt = c->notices.items[i];
-        if (lua_isfunction(L, -1)) {
-            lua_pushvalue(L, -1);
-            lua_createtable(L, 0, 6);
-            set_field(L, "severity", nt->severity);
-            set_field(L, "sqlstate", nt->sqlstate);
-            set_field(L, "message", nt->message);
-            set_field(L, "detail", nt->detail);
-            set_field(L, "hint", nt->hint);
-            set_field(L, "context", nt->context);
-            /* drop the queue entry first: the handler may raise */
-            if (lua_pcall(L, 1, 0, 0) != 0) {
-                pgconn_notices_clear(&c->notices);
-                lua_error(L);
-            }
-        } else if (strcmp(nt->severity, "WARNING") == 0) {
-            fprintf(stderr, "WARNING:  %s\n", nt->message);
+        lua_createtable(L, 0, 6);
+        set_field(L, "severity", nt->severity);
+        set_field(L, "sqlstate", nt->sqlstate);
+        set_field(L, "message", nt->message);
+        set_field(L, "detail", nt->detail);
+        set_field(L, "hint", nt->hint);
+        set_field(L, "context", nt->context);
+        lua_rawseti(L, -2, i + 1);
+    }
+    pgconn_notices_clear(&c->notices);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        // stack: handler|nil, list, notice
+        if (lua_isfunction(L, -3)) {
+            lua_pushvalue(L, -3);
+            lua_insert(L, -2);
+            lua_call(L, 1, 0); /* a handler's error propagates */
+        } else {
+            lua_getfield(L, -1, "severity");
+            lua_getfield(L, -2, "message");
+            const char *sev = lua_tostring(L, -2);
+            if (sev && strcmp(sev, "WARNING") == 0)
+                fprintf(stderr, "WARNING:  %s\n", lua_tostring(L, -1));
+            lua_pop(L, 3);
         }
     }
     lua_pop(L, 2);
-    pgconn_notices_clear(&c->notices);
 }
 
 /* Wait for and collect every result of the command just sent.  The last
@@ -806,6 +828,7 @@ static sl_stmt *check_stmt(lua_State *L, int idx, sl_conn **conn)
     *conn = luaL_checkudata(L, -1, SLUICE_CONN_MT);
     if (!(*conn)->pg)
         luaL_error(L, "the connection is closed");
+    check_not_busy(L, *conn);
     return s;
 }
 
@@ -843,6 +866,8 @@ static int stmt_close(lua_State *L)
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
     sl_conn *c = luaL_checkudata(L, -1, SLUICE_CONN_MT);
+    if (c->pg)
+        check_not_busy(L, c);
     s->closed = 1;
     if (!c->pg)
         return 0; /* gone with its session */

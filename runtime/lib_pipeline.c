@@ -350,7 +350,7 @@ int lib_pipeline_start(lua_State *L)
         return lua_error(L);
     }
     pl->state = PL_OPEN;
-    c->busy = 1;
+    c->busy = SL_BUSY_PIPELINE;
     lua_settop(L, ud);
     return 1;
 }
