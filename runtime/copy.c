@@ -623,18 +623,27 @@ static int read_num(const char *s, size_t n, size_t *i, int min, int max,
     return k >= min && !(*i < n && k == max && is_digit((unsigned char)s[*i]));
 }
 
-int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
-                         int32_t *offset_sec, int *has_offset)
+/* The shared parse of copy_parse_timestamp/copy_parse_date: *days since
+ * 2000-01-01 and *tod microseconds into that day (up to 24:00:00), or
+ * *inf = +1/-1 for the infinities.  The years read (1..999999) keep every
+ * day count far inside int32, so nothing here can overflow; the callers
+ * range-check before combining days and time. */
+static int parse_ts_parts(const char *s, size_t n, int64_t *days,
+                          int64_t *tod, int *inf, int32_t *offset_sec,
+                          int *has_offset)
 {
     trim(&s, &n);
     *offset_sec = 0;
     *has_offset = 0;
+    *inf = 0;
+    *days = 0;
+    *tod = 0;
     if (word_is(s, n, "infinity") || word_is(s, n, "+infinity")) {
-        *usec = COPY_TS_NOEND;
+        *inf = 1;
         return COPY_OK;
     }
     if (word_is(s, n, "-infinity")) {
-        *usec = COPY_TS_NOBEGIN;
+        *inf = -1;
         return COPY_OK;
     }
     size_t i = 0;
@@ -719,8 +728,67 @@ int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
     }
     if (i != n)
         return COPY_EINVAL;
-    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
-    *usec = (days * 86400 + h * 3600 + mi * 60 + sec) * INT64_C(1000000) + us;
+    *days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
+    *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + us;
+    return COPY_OK;
+}
+
+/* PostgreSQL's timestamp range in days since 2000-01-01: 4714-11-24 BC
+ * (Julian day 0) up to, not including, 294277-01-01 (its END_TIMESTAMP).
+ * Checking days before multiplying keeps usec arithmetic inside int64:
+ * 294277 years of microseconds is about 9.2234e18, just under INT64_MAX. */
+#define TS_MIN_DAYS INT64_C(-2451545)
+#define TS_END_DAYS INT64_C(106751983)
+/* PostgreSQL's date range: 4714-11-24 BC up to, not including,
+ * 5874898-01-01 (Julian day 2147483494). */
+#define DATE_MIN_DAYS INT64_C(-2451545)
+#define DATE_END_DAYS INT64_C(2145031949)
+
+int copy_ts_in_range(int64_t usec)
+{
+    return usec == COPY_TS_NOEND || usec == COPY_TS_NOBEGIN ||
+           (usec >= TS_MIN_DAYS * USECS_PER_DAY &&
+            usec < TS_END_DAYS * USECS_PER_DAY);
+}
+
+int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
+                         int32_t *offset_sec, int *has_offset)
+{
+    int64_t days, tod;
+    int inf;
+    int rc = parse_ts_parts(s, n, &days, &tod, &inf, offset_sec, has_offset);
+    if (rc != COPY_OK)
+        return rc;
+    if (inf) {
+        *usec = inf > 0 ? COPY_TS_NOEND : COPY_TS_NOBEGIN;
+        return COPY_OK;
+    }
+    /* days is at most ~3.7e8 here (year 999999), so the product cannot
+     * overflow before the check; tod adds at most one day. */
+    if (days < TS_MIN_DAYS || days >= TS_END_DAYS ||
+        (days == TS_END_DAYS - 1 && tod >= USECS_PER_DAY))
+        return COPY_ERANGE;
+    *usec = days * USECS_PER_DAY + tod;
+    return COPY_OK;
+}
+
+int copy_parse_date(const char *s, size_t n, int32_t *days)
+{
+    int64_t d, tod;
+    int32_t off;
+    int inf, has_off;
+    int rc = parse_ts_parts(s, n, &d, &tod, &inf, &off, &has_off);
+    if (rc != COPY_OK)
+        return rc;
+    if (inf) {
+        *days = inf > 0 ? COPY_DATE_NOEND : COPY_DATE_NOBEGIN;
+        return COPY_OK;
+    }
+    if (tod >= USECS_PER_DAY) /* 24:00:00 is the next day's midnight */
+        d++;
+    if (d < DATE_MIN_DAYS || d >= DATE_END_DAYS)
+        return COPY_ERANGE;
+    *days = (int32_t)d;
     return COPY_OK;
 }
 
@@ -1077,6 +1145,13 @@ int copy_put_array_quoted(copy_buf *b, const char *s, size_t n)
     *out++ = '"';
     b->len = (size_t)(out - b->data);
     return COPY_OK;
+}
+
+int copy_number_exact(double x, int kind)
+{
+    /* NaN passes: it is refused later as not an integer */
+    return kind != COPY_K_INT8 ||
+           !(x > 9007199254740992.0 || x < -9007199254740992.0);
 }
 
 size_t copy_format_number(char *buf, double x, int kind)

@@ -200,6 +200,18 @@ int copy_put_array_quoted(copy_buf *b, const char *s, size_t n);
  * length, or 0 when x is not a valid timestamp for a date/time kind. */
 size_t copy_format_number(char *buf, double x, int kind);
 
+/* Whether the Lua number x stands for a value of encoder family `kind`
+ * without loss.  False only for int8 given a number beyond +-2^53: there
+ * doubles no longer hold every integer (1e18 + 1 is already 1e18), so the
+ * value the caller meant may have been rounded; such integers must come
+ * as int64 cdata or strings.  COPY_INT8_EXACT_WHAT is the text the
+ * encoders raise with. */
+int copy_number_exact(double x, int kind);
+#define COPY_INT8_EXACT_WHAT                                            \
+    "an int64 cdata (e.g. 1000000000000000001LL) or a string for an "   \
+    "integer beyond +-2^53 (a Lua number that large may have been "     \
+    "rounded)"
+
 /* ------------------------------------------------------------- parsers */
 
 /* Whole-string parses (surrounding spaces allowed, as PostgreSQL's own
@@ -222,9 +234,23 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
  * microseconds since 2000-01-01 00:00 of the wall-clock time (offset NOT
  * applied), *offset_sec the offset, *has_offset whether one was given.
  * Fractions beyond the microsecond are rounded.  Years before 1 are not
- * accepted (COPY_EINVAL). */
+ * accepted (COPY_EINVAL); dates from 294277-01-01 on are beyond
+ * PostgreSQL's timestamp range (COPY_ERANGE). */
 int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
                          int32_t *offset_sec, int *has_offset);
+
+/* The same forms as copy_parse_timestamp, as a date: *days gets days
+ * since 2000-01-01 of the date written (time and offset are read and
+ * ignored, except that 24:00 is the next day), or COPY_DATE_NOBEGIN/NOEND.
+ * Counts days directly, so every year the parser reads (up to 999999)
+ * fits PostgreSQL's date range (to 5874897 AD).  COPY_EINVAL if s is not
+ * of the form, COPY_ERANGE beyond the date range. */
+int copy_parse_date(const char *s, size_t n, int32_t *days);
+
+/* Whether a pg timestamp (microseconds since 2000-01-01) is within
+ * PostgreSQL's timestamp range, 4714-11-24 BC up to 294277-01-01 AD;
+ * the infinities count as in range. */
+int copy_ts_in_range(int64_t usec);
 
 /* Unix epoch seconds (fractions rounded to the microsecond) to
  * microseconds since 2000-01-01.  COPY_EINVAL for NaN, infinities map to

@@ -33,6 +33,10 @@
  * fields in the same table) */
 enum { FENV_CONN = 1, FENV_NAMES };
 
+/* The most rows one batch buffers: its params_buf grows with them, and
+ * the buffered count is an int. */
+#define BATCH_MAX_ROWS 10000000
+
 typedef struct sl_batch {
     sl_conn *conn;     /* borrowed: fenv[FENV_CONN] keeps it alive */
     int open;
@@ -43,6 +47,7 @@ typedef struct sl_batch {
     double max_age;    /* seconds; 0: off */
     double first_at;   /* monotonic time the oldest buffered row came */
     int rows;          /* rows buffered */
+    size_t rows_len;   /* p.data.len at the end of the last buffered row */
     double added;      /* rows added over the batch's life */
     int *kinds;        /* owned: encoder family per column */
     char *prefix;      /* owned: "INSERT INTO t (a, b) VALUES " */
@@ -72,6 +77,7 @@ static void batch_release(sl_batch *b)
     b->kinds = NULL;
     b->prefix = b->suffix = NULL;
     b->rows = 0;
+    b->rows_len = 0;
 }
 
 static sl_batch *check_open(lua_State *L, const char *fname)
@@ -120,8 +126,10 @@ static int batch_add(lua_State *L)
         return luaL_error(L, "batch:add: expected %d value%s (one per "
                              "column), got %d", b->ncols,
                           b->ncols == 1 ? "" : "s", n);
-    /* a row that failed half-way (an error below) is dropped here */
-    params_truncate(&b->p, (size_t)b->rows * (size_t)b->ncols);
+    /* a row that failed half-way (raised below, e.g. out of memory) is
+     * dropped here, stray bytes of an unfinished value included */
+    size_t row_start = (size_t)b->rows * (size_t)b->ncols;
+    params_rewind(&b->p, row_start, b->rows_len);
     if (params_reserve(&b->p, (size_t)n) != COPY_OK)
         return luaL_error(L, "batch:add: out of memory");
     lua_getfenv(L, 1);
@@ -131,6 +139,8 @@ static int batch_add(lua_State *L)
         const char *want = lib_params_put(L, &b->p, 2 + i, b->kinds[i],
                                           json_idx);
         if (want) {
+            /* the bytes already encoded must not count towards `bytes` */
+            params_rewind(&b->p, row_start, b->rows_len);
             lua_rawgeti(L, json_idx - 1, FENV_NAMES);
             lua_rawgeti(L, -1, i + 1);
             lua_pushfstring(L, "batch:add: row %.0f, column \"%s\": expected "
@@ -143,6 +153,7 @@ static int batch_add(lua_State *L)
             return lua_error(L);
         }
     }
+    b->rows_len = b->p.data.len;
     if (b->rows++ == 0 && b->max_age > 0)
         b->first_at = now_mono();
     b->added++;
@@ -212,6 +223,7 @@ static int batch_reset(lua_State *L)
     if (b->open)
         params_truncate(&b->p, 0);
     b->rows = 0;
+    b->rows_len = 0;
     return 0;
 }
 
@@ -305,14 +317,19 @@ int lib_batch_new(lua_State *L)
     luaL_checktype(L, 5, LUA_TTABLE);
     int ncols = (int)lua_objlen(L, 4);
     luaL_argcheck(L, ncols >= 1 && ncols <= 1600, 4, "1 to 1600 columns");
-    lua_getfield(L, 5, "rows");
-    int max_rows = (int)luaL_optinteger(L, -1, 1000);
     lua_getfield(L, 5, "bytes");
     lua_Number max_bytes = luaL_optnumber(L, -1, 0);
     lua_getfield(L, 5, "max_age_ms");
     lua_Number max_age = luaL_optnumber(L, -1, 0);
-    luaL_argcheck(L, max_rows >= 1 && max_bytes >= 0 && max_age >= 0, 5,
-                  "rows, bytes and max_age_ms must be positive");
+    lua_getfield(L, 5, "rows");
+    lua_Number rows_opt = luaL_optnumber(L, -1, 1000);
+    lua_pop(L, 1);
+    /* checked as a number: a cast of 1e10 to int would wrap */
+    if (!(rows_opt >= 1 && rows_opt <= BATCH_MAX_ROWS))
+        return luaL_error(L, "batch: rows must be an integer from 1 to "
+                             "10000000, got %f", rows_opt);
+    luaL_argcheck(L, max_bytes >= 0 && max_age >= 0, 5,
+                  "bytes and max_age_ms must not be negative");
     lua_settop(L, 5);
 
     /* the userdata first, owning nothing yet: __gc frees what follows */
@@ -333,6 +350,7 @@ int lib_batch_new(lua_State *L)
     lua_setfenv(L, ud);
     b->open = 1;
     b->ncols = ncols;
+    int max_rows = (int)rows_opt;
     b->max_rows = max_rows;
     b->max_bytes = (size_t)max_bytes;
     b->max_age = max_age / 1000.0;

@@ -366,6 +366,13 @@ static const char *json_encode(lua_State *L, sl_copy *cp,
     return lua_tolstring(L, -1, n);
 }
 
+#define TS_FORM_WHAT                                                   \
+    "epoch seconds or an ISO-8601 string "                             \
+    "(YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm])"
+#define TS_RANGE_WHAT                                                  \
+    "a timestamp within PostgreSQL's range "                           \
+    "(4714-11-24 BC .. 294276-12-31 AD)"
+
 /* Microseconds since 2000-01-01 of a timestamp value: epoch seconds or
  * an ISO-8601 string.  With tz, offsets are applied (an offset-less
  * string is taken as UTC only when the session TimeZone is UTC). */
@@ -388,19 +395,45 @@ static int64_t get_usec(lua_State *L, sl_copy *cp, const copy_col *col,
     const char *s = lua_tolstring(L, idx, &n);
     int32_t off;
     int has_off;
-    if (copy_parse_timestamp(s, n, &us, &off, &has_off) != COPY_OK)
-        value_error(L, cp, col, idx,
-                    "epoch seconds or an ISO-8601 string "
-                    "(YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm])");
+    rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
+    if (rc == COPY_ERANGE)
+        value_error(L, cp, col, idx, TS_RANGE_WHAT);
+    if (rc != COPY_OK)
+        value_error(L, cp, col, idx, TS_FORM_WHAT);
     if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
+        /* in range, us is at least ~7e11 below INT64_MAX: the offset
+         * (under 16 hours) cannot overflow, only leave the range */
         if (has_off)
             us -= (int64_t)off * 1000000;
         else if (!cp->utc)
             value_error(L, cp, col, idx,
                         "a timestamp with a UTC offset (Z or +hh:mm) "
                         "because the session TimeZone is not UTC");
+        if (!copy_ts_in_range(us))
+            value_error(L, cp, col, idx, TS_RANGE_WHAT);
     }
     return us;
+}
+
+/* Days since 2000-01-01 of a date value: epoch seconds (the UTC day) or
+ * an ISO-8601 string, counted without going through microseconds so that
+ * dates beyond the timestamp range still load. */
+static int32_t get_days(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int idx)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return copy_usec_to_days(get_usec(L, cp, col, idx, 0));
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    int32_t days;
+    int rc = copy_parse_date(s, n, &days);
+    if (rc == COPY_ERANGE)
+        value_error(L, cp, col, idx,
+                    "a date within PostgreSQL's range "
+                    "(4714-11-24 BC .. 5874897-12-31 AD)");
+    if (rc != COPY_OK)
+        value_error(L, cp, col, idx, TS_FORM_WHAT);
+    return days;
 }
 
 /* ------------------------------------------------- text and CSV format */
@@ -428,6 +461,8 @@ static void put_field(lua_State *L, sl_copy *cp, const copy_col *col,
 static size_t number_text(lua_State *L, sl_copy *cp, const copy_col *col,
                           int idx, int kind, char *buf)
 {
+    if (!copy_number_exact(lua_tonumber(L, idx), kind))
+        value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
     size_t n = copy_format_number(buf, lua_tonumber(L, idx), kind);
     if (n == 0)
         value_error(L, cp, col, idx,
@@ -585,8 +620,14 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         return;
     }
     case LUA_TNUMBER:
-        /* digits, '.', '-', ':', ' ', letters: never needs escaping */
+        /* digits, '.', '-', ':', ' ', letters: never needs escaping with
+         * the default delimiters; a custom one (a CSV sink's ".") may be
+         * any of those, so then the text goes through the quoting path */
         n = number_text(L, cp, col, idx, col->kind, tmp);
+        if (cp->custom) {
+            put_field(L, cp, col, tmp, n);
+            return;
+        }
         need(L, cp, n);
         copy_put_raw(&cp->buf, tmp, n);
         return;
@@ -595,6 +636,10 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         const char *s = col->kind == COPY_K_BOOL ? (v ? "t" : "f")
                                                  : (v ? "true" : "false");
         n = strlen(s);
+        if (cp->custom) {
+            put_field(L, cp, col, s, n);
+            return;
+        }
         need(L, cp, n);
         copy_put_raw(&cp->buf, s, n);
         return;
@@ -618,6 +663,10 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         int k = cdata_int(L, idx, &bits);
         if (k) {
             n = cdata_text(tmp, bits, k);
+            if (cp->custom) {
+                put_field(L, cp, col, tmp, n);
+                return;
+            }
             need(L, cp, n);
             copy_put_raw(&cp->buf, tmp, n);
             return;
@@ -790,6 +839,9 @@ static void bin_int4(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 
 static void bin_int8(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
+    if (lua_type(L, idx) == LUA_TNUMBER &&
+        !copy_number_exact(lua_tonumber(L, idx), COPY_K_INT8))
+        value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
     int64_t v = get_int(L, cp, col, idx, INT64_MIN, INT64_MAX,
                         "an integer from -9223372036854775808 to "
                         "9223372036854775807");
@@ -902,7 +954,7 @@ static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
 
 static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
-    int32_t days = copy_usec_to_days(get_usec(L, cp, col, idx, 0));
+    int32_t days = get_days(L, cp, col, idx);
     need(L, cp, 8);
     copy_put_be32(&cp->buf, 4);
     copy_put_be32(&cp->buf, (uint32_t)days);

@@ -131,7 +131,7 @@ static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
  * string used for tables given to json/jsonb parameters (0: none).
  * Returns NULL, or a static text saying what the parameter expects; the
  * value is then not appended, though p->data may hold stray bytes (the
- * caller drops them with params_truncate).  Raises only for out of memory
+ * caller drops them with params_rewind).  Raises only for out of memory
  * (and an error in the cdata helper). */
 const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
                            int json_idx)
@@ -156,6 +156,8 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
         put(L, b, lua_toboolean(L, idx) ? "t" : "f", 1);
         break;
     case LUA_TNUMBER:
+        if (!copy_number_exact(lua_tonumber(L, idx), kind))
+            return COPY_INT8_EXACT_WHAT;
         n = copy_format_number(tmp, lua_tonumber(L, idx), kind);
         if (n == 0)
             return "epoch seconds within the timestamp range";
@@ -218,7 +220,10 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
         lua_settop(L, top);
     }
     }
-    if (params_end(p, fmt) != COPY_OK)
+    int rc = params_end(p, fmt);
+    if (rc == COPY_ERANGE)
+        return "a value of at most 2147483647 bytes";
+    if (rc != COPY_OK)
         oom(L);
     return NULL;
 }

@@ -184,6 +184,7 @@ static int pl_send(lua_State *L)
         const char *want = lib_params_put(L, &pl->p, 2 + i, pl->kinds[i],
                                           json_idx);
         if (want) {
+            params_truncate(&pl->p, 0); /* the bytes already encoded */
             lua_pushfstring(L, "pipeline:send: row %.0f, parameter $%d: "
                                "expected %s, got %s",
                             (double)pl->s.rows_sent + 1, i + 1, want,

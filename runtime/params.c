@@ -44,6 +44,11 @@ int params_reserve(params_buf *p, size_t more)
 
 void params_truncate(params_buf *p, size_t n)
 {
+    if (n == 0) { /* also the bytes of a value begun but not ended */
+        p->n = 0;
+        p->data.len = 0;
+        return;
+    }
     if (n >= p->n)
         return;
     /* the bytes end where the first dropped non-NULL value began */
@@ -54,8 +59,6 @@ void params_truncate(params_buf *p, size_t n)
         }
     }
     p->n = n;
-    if (n == 0)
-        p->data.len = 0;
 }
 
 int params_bind(params_buf *p, size_t first, size_t n)

@@ -16,7 +16,7 @@
  * when it grows, so pointers are only made at bind time.
  *
  * Uses: copy.h (copy_buf).  Knows nothing about Lua; never raises;
- * functions return COPY_OK or COPY_ENOMEM.
+ * functions return COPY_OK or COPY_ENOMEM (params_end also COPY_ERANGE).
  */
 #ifndef SLUICE_PARAMS_H
 #define SLUICE_PARAMS_H
@@ -24,6 +24,7 @@
 #include "copy.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define PARAMS_MAX 65535 /* PostgreSQL's limit of parameters a statement */
 #define PARAMS_NULL ((size_t)-1)
@@ -44,8 +45,20 @@ typedef struct params_buf {
  * are reserved as they are written).  COPY_OK or COPY_ENOMEM. */
 int params_reserve(params_buf *p, size_t more);
 
-/* Drop every value at index >= n (and their bytes).  n <= p->n. */
+/* Drop every value at index >= n (and their bytes).  n <= p->n.  Bytes
+ * of a value begun but never ended are only dropped when n is 0; use
+ * params_rewind() to undo a partly encoded row. */
 void params_truncate(params_buf *p, size_t n);
+
+/* Go back to a state recorded earlier: n and len are what p->n and
+ * p->data.len were then (n <= p->n, len <= p->data.len).  Drops the
+ * values after it and every byte after it, including those of a value
+ * begun but never ended (an encoding that failed half-way). */
+static inline void params_rewind(params_buf *p, size_t n, size_t len)
+{
+    p->n = n;
+    p->data.len = len;
+}
 
 /* Start value p->n: its bytes are appended to p->data next.  Needs
  * params_reserve() room for one value. */
@@ -55,12 +68,17 @@ static inline void params_begin(params_buf *p)
 }
 
 /* Finish the value begun by params_begin with format fmt (0 text, 1
- * binary): appends the terminating NUL.  COPY_OK or COPY_ENOMEM. */
+ * binary): appends the terminating NUL.  COPY_OK, COPY_ENOMEM, or
+ * COPY_ERANGE when the value is longer than INT32_MAX bytes (libpq's
+ * lengths are int); the value is then not ended and its bytes stay
+ * until the caller rewinds. */
 static inline int params_end(params_buf *p, int fmt)
 {
+    size_t o = p->off[p->n];
+    if (p->data.len - o > (size_t)INT32_MAX)
+        return COPY_ERANGE;
     if (copy_buf_reserve(&p->data, 1) != COPY_OK)
         return COPY_ENOMEM;
-    size_t o = p->off[p->n];
     p->len[p->n] = (int)(p->data.len - o);
     p->fmt[p->n] = (unsigned char)fmt;
     copy_put_byte(&p->data, 0);

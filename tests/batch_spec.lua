@@ -101,6 +101,60 @@ describe("db:batch", function()
     b:close()
   end)
 
+  it("drops the bytes of a row that fails half-way (bytes trigger unchanged)", function()
+    db:exec("create table half (e int4[], s text)")
+    local b = db:batch("half", { "e", "s" }, { rows = 1000, bytes = 20 })
+    b:add({ 1 }, "ab") -- "{1}\0ab\0"
+    assert.are.equal(7, b.buffered_bytes)
+    local long = {}
+    for i = 1, 50 do long[i] = i end
+    long[51] = function() end
+    local err = error_of(b.add, b, long, "x")
+    assert.are.equal('batch:add: row 2, column "e": expected array elements that are '
+      .. "strings, numbers, booleans, tables or sluice.null, got table", err:match("batch:add: .*$"))
+    assert.are.equal(7, b.buffered_bytes)
+    assert.are.equal(1, b.buffered)
+    -- a value that fails after an earlier column was encoded
+    err = error_of(b.add, b, { 9 }, {})
+    assert.matches('batch:add: row 2, column "s": expected a string', err, 1, true)
+    assert.are.equal(7, b.buffered_bytes)
+    b:add({ 2 }, "cd")
+    assert.are.equal(14, b.buffered_bytes)
+    assert.are.equal(2, b.buffered)
+    b:add({ 3, 4 }, "ef") -- 14 + 9 bytes: flushes
+    assert.are.equal(0, b.buffered)
+    assert.are.equal(0, b.buffered_bytes)
+    b:add({ 5 }, "gh")
+    assert.are.equal(4, b:close())
+    local got = {}
+    for i, r in ipairs(db:query("select e::text, s from half order by s")) do got[i] = r.e .. " " .. r.s end
+    assert.are.same({ "{1} ab", "{2} cd", "{3,4} ef", "{5} gh" }, got)
+  end)
+
+  it("refuses int8 numbers beyond 2^53 and a rows option out of range", function()
+    db:exec("create table big8 (id int, n int8)")
+    local b = db:batch("big8", { "id", "n" })
+    local err = error_of(b.add, b, 1, 1e18 + 1)
+    assert.are.equal('batch:add: row 1, column "n": expected an int64 cdata '
+      .. "(e.g. 1000000000000000001LL) or a string for an integer beyond +-2^53 "
+      .. "(a Lua number that large may have been rounded), got number",
+      err:match("batch:add: .*$"))
+    assert.are.equal(0, b.buffered_bytes)
+    b:add(1, 2^53)
+    b:add(2, -2^53)
+    b:add(3, 1000000000000000001LL)
+    b:add(4, "1000000000000000001")
+    assert.are.equal(4, b:close())
+    local got = {}
+    for i, r in ipairs(db:query("select n::text from big8 order by id")) do got[i] = r.n end
+    assert.are.same({ "9007199254740992", "-9007199254740992", "1000000000000000001",
+                      "1000000000000000001" }, got)
+    err = error_of(db.batch, db, "big8", { "id" }, { rows = 2^31 - 1 })
+    assert.are.equal("batch: rows must be an integer from 1 to 10000000, got 2147483647",
+                     err:match("batch: .*$"))
+    assert.are.equal(0, db:batch("big8", { "id" }, { rows = 1e7 }):close())
+  end)
+
   it("upserts with on_conflict DO UPDATE and DO NOTHING", function()
     db:exec("create table oc (host text, ts int, v float8, primary key (host, ts))")
     db:exec("insert into oc values ('a', 1, 1), ('b', 2, 2)")

@@ -846,6 +846,67 @@ describe("db:copy errors", function()
     assert.are.same({ '[2,{"custom": true}]', '[2,{"custom": true}]', '[2,{"custom": true}]' },
       texts(db, "id, j from js"))
   end)
+
+  it("refuses timestamps beyond PostgreSQL's range and loads far dates in binary", function()
+    db:exec("create table far (id int, ts timestamp, d date)")
+    -- 600000 AD used to overflow int64 microseconds and load as 15445-12-13
+    for _, v in ipairs { "600000-01-01", "294277-01-01", "294276-12-31 24:00" } do
+      local cp = db:copy("far", { "id", "ts" }, { format = "binary" })
+      local err = error_of(cp.row, cp, 1, v)
+      assert.are.equal('row 1, column "ts" (timestamp without time zone): expected a '
+        .. "timestamp within PostgreSQL's range (4714-11-24 BC .. 294276-12-31 AD), "
+        .. 'got string "' .. v .. '"', err:match("row 1, .*$"))
+    end
+    local cp = db:copy("far", { "id", "ts" }, { format = "binary" })
+    cp:row(1, "294276-12-31 23:59:59.999999")
+    assert.are.equal(1, cp:finish())
+    cp = db:copy("far", { "id", "d" }, { format = "binary" })
+    cp:row(2, "600000-01-01")
+    cp:row(3, "999999-12-31")
+    cp:row(4, "2024-02-29 24:00")
+    assert.are.equal(3, cp:finish())
+    -- text format passes the strings on: the server decides, as before
+    cp = db:copy("far", { "id", "d" }, { format = "text" })
+    cp:row(5, "600000-01-01")
+    assert.are.equal(1, cp:finish())
+    cp = db:copy("far", { "id", "ts" }, { format = "text" })
+    cp:row(6, "600000-01-01")
+    local err = error_of(cp.finish, cp)
+    assert.are.equal('timestamp out of range: "600000-01-01"', err.message)
+    assert.are.same({ '[1,"294276-12-31T23:59:59.999999",null]', '[2,null,"600000-01-01"]',
+                      '[3,null,"999999-12-31"]', '[4,null,"2024-03-01"]', '[5,null,"600000-01-01"]' },
+      texts(db, "id, ts, d from far order by id"))
+    usable()
+  end)
+
+  it("refuses int8 numbers beyond 2^53 (they may be rounded), in every format", function()
+    db:exec("create table big (id int, n int8)")
+    for _, fmt in ipairs(FORMATS) do
+      db:exec("truncate big")
+      for _, c in ipairs { { 2^53 + 2, "9007199254740994" }, { 1e18 + 1, "1000000000000000000" },
+                           { -2^53 - 2, "-9007199254740994" } } do
+        local cp = db:copy("big", nil, { format = fmt })
+        cp:row(1, 5)
+        local err = error_of(cp.row, cp, 2, c[1])
+        assert.are.equal('row 2, column "n" (bigint): expected an int64 cdata '
+          .. "(e.g. 1000000000000000001LL) or a string for an integer beyond +-2^53 "
+          .. "(a Lua number that large may have been rounded), got number "
+          .. c[2], err:match("row 2, .*$"), fmt)
+      end
+      local cp = db:copy("big", nil, { format = fmt })
+      cp:row(1, 2^53)
+      cp:row(2, -2^53)
+      cp:row(3, 1000000000000000001LL)
+      cp:row(4, "1000000000000000001")
+      cp:row(5, -9223372036854775807LL - 1)
+      assert.are.equal(5, cp:finish(), fmt)
+      assert.are.same({ "[1,9007199254740992]", "[2,-9007199254740992]",
+                        "[3,1000000000000000001]", "[4,1000000000000000001]",
+                        "[5,-9223372036854775808]" },
+        texts(db, "id, n from big order by id"), fmt)
+    end
+    usable()
+  end)
 end)
 
 describe("db:copy_out", function()

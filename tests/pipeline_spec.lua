@@ -128,6 +128,26 @@ describe("db:pipeline", function()
     assert.are.equal(1, pl:close())
   end)
 
+  it("refuses int8 numbers beyond 2^53 and goes on after a refused row", function()
+    db:exec("create table p8 (id int, n int8, a int4[])")
+    local pl = db:pipeline("insert into p8 values ($1, $2, $3)")
+    pl:send(1, 2^53, { 1 })
+    local err = error_of(pl.send, pl, 2, 1e18 + 1, nil)
+    assert.are.equal("pipeline:send: row 2, parameter $2: expected an int64 cdata "
+      .. "(e.g. 1000000000000000001LL) or a string for an integer beyond +-2^53 "
+      .. "(a Lua number that large may have been rounded), got number",
+      err:match("pipeline:send: .*$"))
+    err = error_of(pl.send, pl, 2, 1, { 1, 2, function() end })
+    assert.matches("pipeline:send: row 2, parameter $3: expected array elements", err, 1, true)
+    pl:send(2, 1000000000000000001LL, { 2, 3 })
+    assert.are.equal(2, pl:close())
+    local got = {}
+    for i, r in ipairs(db:query("select n::text, a::text from p8 order by id")) do
+      got[i] = r.n .. " " .. r.a
+    end
+    assert.are.same({ "9007199254740992 {1}", "1000000000000000001 {2,3}" }, got)
+  end)
+
   it("raises the statement's own error when it does not parse", function()
     local err = error_of(db.pipeline, db, "insert into nope values ($1)")
     assert.are.equal('relation "nope" does not exist', err.message)

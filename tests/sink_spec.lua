@@ -205,6 +205,44 @@ describe("sluice.sink.file", function()
     assert.is_false(exists(path))
   end)
 
+  it("quotes numbers, booleans and int64 that hold a custom CSV delimiter", function()
+    db:exec("CREATE TABLE sink_dd (n float8, i int8, b bool, t timestamp, s text)")
+    local cols = { "n", "i", "b", "t", "s" }
+    local types = { "float8", "int8", "bool", "timestamp", "text" }
+    -- the first row's file text per delimiter: a field holding it is quoted
+    for _, c in ipairs {
+      { ".", '"1.5".-2.t.1970-01-01 00:00:00."x.y"\n"-0.25".9007199254740993.f.'
+             .. '"2023-11-14 22:13:20.5".\n' },
+      { " ", '1.5 -2 t "1970-01-01 00:00:00" x.y\n-0.25 9007199254740993 f '
+             .. '"2023-11-14 22:13:20.5" \n' },
+      { "-", '1.5-"-2"-t-"1970-01-01 00:00:00"-x.y\n"-0.25"-9007199254740993-f-'
+             .. '"2023-11-14 22:13:20.5"-\n' },
+      { "t", '1.5t-2t"t"t1970-01-01 00:00:00tx.y\n-0.25t9007199254740993tft'
+             .. '2023-11-14 22:13:20.5t\n' },
+      { "1", '"1.5"1-21t1"1970-01-01 00:00:00"1x.y\n-0.251"9007199254740993"1f1'
+             .. '"2023-11-14 22:13:20.5"1\n' },
+      { ":", '1.5:-2:t:"1970-01-01 00:00:00":x.y\n-0.25:9007199254740993:f:'
+             .. '"2023-11-14 22:13:20.5":\n' },
+    } do
+      local d = c[1]
+      local path = tmp("dd.csv")
+      local s = sluice.sink.file(path, { columns = cols, types = types,
+                                         delimiter = d, header = false })
+      s:row(1.5, -2, true, 0, "x.y")
+      s:row(-0.25, 9007199254740993LL, false, 1700000000.5, NULL)
+      assert.are.equal(2, s:finish())
+      assert.are.equal(c[2], slurp(path), d)
+      db:exec("TRUNCATE sink_dd")
+      psql_copy("\\copy sink_spec.sink_dd from " .. H.q(path)
+                .. " (format csv, delimiter '" .. d .. "')")
+      local got = db:query("select n, i::text, b, t::text, s from sink_dd order by n desc")
+      assert.are.same({ { n = 1.5, i = "-2", b = true, t = "1970-01-01 00:00:00", s = "x.y" },
+                        { n = -0.25, i = "9007199254740993", b = false,
+                          t = "2023-11-14 22:13:20.5", s = NULL } }, got, d)
+      os.remove(path)
+    end
+  end)
+
   it("writes to standard output with \"-\"", function()
     local code = [[
       local sluice = require "sluice"
