@@ -14,8 +14,9 @@
 --   server's own ceiling);
 --   psycopg 3 (Debian's pure-Python build) copy.write_row, text / binary;
 --   psycopg2 copy_expert fed by Python-built text (the classic recipe).
--- After each method the table's contents are checked against the first
--- load (count + md5 of all rows in order).  Times are medians of `runs`;
+-- After each method's first run the table's contents are checked against
+-- the first method's (count + md5 of all rows in order).  Runs go
+-- round-robin, each after a CHECKPOINT; times are medians of `runs`;
 -- ratios compare medians from this same run.  Client CPU is this process's
 -- (sluice) or the child's (peers) user+system seconds per million rows.
 local sluice = require "sluice"
@@ -48,27 +49,40 @@ end
 -- Run every method `RUNS` times; check contents; print the table.
 local function run_suite(title, spec)
   print("\n### " .. title .. "\n")
+  -- Runs go round-robin (run 1 of every method, then run 2, ...) and
+  -- each starts after a CHECKPOINT, so neither machine noise nor the WAL
+  -- an earlier load left to flush lands on one method only.
   local results, ref = {}, nil
-  for _, m in ipairs(spec.methods) do
-    if m.available == false then
-      results[#results + 1] = { name = m.name, skipped = m.why }
-    else
-      local times, cpus = {}, {}
-      for r = 1, RUNS do
+  local times, cpus = {}, {}
+  for r = 1, RUNS do
+    for mi, m in ipairs(spec.methods) do
+      if m.available ~= false then
         spec.reset()
+        db:exec("checkpoint")
         collectgarbage()
         local c0 = B.cpu(m.child and -1 or 0)
         local t0 = B.now()
         m.run(r)
-        times[r] = B.now() - t0
-        cpus[r] = B.cpu(m.child and -1 or 0) - c0
+        times[mi] = times[mi] or {}
+        cpus[mi] = cpus[mi] or {}
+        times[mi][r] = B.now() - t0
+        cpus[mi][r] = B.cpu(m.child and -1 or 0) - c0
+        if r == 1 then
+          local d = digest(spec.table, spec.order)
+          assert(d.n == spec.n, ("%s: expected %d rows, found %s"):format(m.name, spec.n, tostring(d.n)))
+          ref = ref or d.h
+          assert(d.h == ref, m.name .. ": table contents differ from the first method's")
+          if m.after then m.after() end
+        end
       end
-      local d = digest(spec.table, spec.order)
-      assert(d.n == spec.n, ("%s: expected %d rows, found %s"):format(m.name, spec.n, tostring(d.n)))
-      ref = ref or d.h
-      assert(d.h == ref, m.name .. ": table contents differ from the first method's")
-      if m.after then m.after() end
-      results[#results + 1] = { name = m.name, t = B.median(times), cpu = B.median(cpus), server = m.server }
+    end
+  end
+  for mi, m in ipairs(spec.methods) do
+    if m.available == false then
+      results[#results + 1] = { name = m.name, skipped = m.why }
+    else
+      results[#results + 1] = { name = m.name, t = B.median(times[mi]), cpu = B.median(cpus[mi]),
+                                server = m.server }
     end
   end
   local by = {}
