@@ -1034,6 +1034,54 @@ static void bin_elems(lua_State *L, sl_copy *cp, const copy_col *col, int t,
     cp->depth = level;
 }
 
+/* The embedding case - a one-dimensional real[] or float8[] of plain
+ * numbers - without the generic per-element path: one reservation, no
+ * per-element calls.  Returns 0, having written nothing, when an element
+ * is anything else (NULL, a string, a float4 overflow), so that the
+ * generic path encodes it or reports it precisely. */
+static int bin_float_vector(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx, int n)
+{
+    int f4 = col->elem_kind == COPY_K_FLOAT4;
+    if (!f4 && col->elem_kind != COPY_K_FLOAT8)
+        return 0;
+    size_t w = f4 ? 8 : 12; /* length word + value */
+    need(L, cp, (size_t)n * w);
+    unsigned char *o = (unsigned char *)cp->buf.data + cp->buf.len;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        if (lua_type(L, -1) != LUA_TNUMBER) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        double x = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        uint64_t bits;
+        if (f4) {
+            float f = (float)x;
+            if (isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)))
+                return 0;
+            uint32_t b32;
+            memcpy(&b32, &f, 4);
+            bits = b32;
+            o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 4;
+            o[4] = (unsigned char)(bits >> 24);
+            o[5] = (unsigned char)(bits >> 16);
+            o[6] = (unsigned char)(bits >> 8);
+            o[7] = (unsigned char)bits;
+            o += 8;
+        } else {
+            memcpy(&bits, &x, 8);
+            o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 8;
+            for (int k = 0; k < 8; k++)
+                o[4 + k] = (unsigned char)(bits >> (56 - 8 * k));
+            o += 12;
+        }
+    }
+    cp->buf.len += (size_t)n * w;
+    return 1;
+}
+
 /* A Lua array (nested tables for more dimensions) as a binary array:
  * ndim, has-null flag, element type, (size, lower bound 1) per dimension,
  * then each element as length + bytes. */
@@ -1075,6 +1123,8 @@ static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
         copy_put_be32(&cp->buf, 1);
     }
     int has_null = 0;
+    if (ndim == 1 && bin_float_vector(L, cp, col, idx, dims[0]))
+        ndim = 0; /* done: every element was a plain number */
     if (ndim > 0)
         bin_elems(L, cp, col, idx, 0, ndim, dims, &has_null);
     size_t len = cp->buf.len - start - 4;
