@@ -15,25 +15,14 @@
 -- fails if they differ.
 local sluice = require "sluice"
 
-local args = { ... }
-local sizes, sample, check = {}, 500, false
-do
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--sample" then
-      sample = assert(tonumber(args[i + 1]), "--sample needs a number"); i = i + 1
-    elseif a == "--check" then
-      check = true
-    elseif tonumber(a) then
-      sizes[#sizes + 1] = math.floor(tonumber(a))
-    else
-      error("usage: blog_posts.lua [sizes...] [--sample N] [--check]  (unknown argument " .. a .. ")", 0)
-    end
-    i = i + 1
-  end
-  if #sizes == 0 then sizes = { 10000 } end
-end
+local args = sluice.args.parse({ ... }, {
+  usage = "usage: blog_posts.lua [sizes...] [--sample N] [--check]",
+  options = { sample = "number", check = "flag" },
+  positional = math.huge,
+})
+local sizes, sample, check = {}, args.sample or 500, args.check or false
+for i, n in ipairs(args) do sizes[i] = n end
+if #sizes == 0 then sizes = { 10000 } end
 
 -- The model: what an ORM class would hold.
 local TITLE = ("title"):rep(1764)

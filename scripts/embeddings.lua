@@ -13,27 +13,12 @@
 -- Prints the row counts and the time of each phase.
 local sluice = require "sluice"
 
-local args = { ... }
-local nums, seed, schema, dim = {}, 1, nil, 1536
-do
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--seed" then
-      seed = assert(tonumber(args[i + 1]), "--seed needs a number"); i = i + 1
-    elseif a == "--dim" then
-      dim = assert(tonumber(args[i + 1]), "--dim needs a number"); i = i + 1
-    elseif a == "--schema" then
-      schema = assert(args[i + 1], "--schema needs a name"); i = i + 1
-    elseif tonumber(a) and #nums < 2 then
-      nums[#nums + 1] = math.floor(tonumber(a))
-    else
-      error("usage: embeddings.lua [documents] [chunks_per_doc] [--dim D] [--seed N] [--schema NAME]"
-            .. "  (unknown argument " .. a .. ")", 0)
-    end
-    i = i + 1
-  end
-end
+local args = sluice.args.parse({ ... }, {
+  usage = "usage: embeddings.lua [documents] [chunks_per_doc] [--dim D] [--seed N] [--schema NAME]",
+  options = { seed = "number", dim = "number", schema = "string" },
+  positional = 2,
+})
+local nums, seed, schema, dim = { args[1], args[2] }, args.seed or 1, args.schema, args.dim or 1536
 local N_DOCS, CHUNKS = nums[1] or 200, nums[2]
 
 local db = sluice.connect()

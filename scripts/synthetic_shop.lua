@@ -19,25 +19,12 @@
 -- Running it twice with the same seed gives identical tables.
 local sluice = require "sluice"
 
-local args = { ... }
-local sizes, seed, schema = {}, 1, nil
-do
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--seed" then
-      seed = assert(tonumber(args[i + 1]), "--seed needs a number"); i = i + 1
-    elseif a == "--schema" then
-      schema = assert(args[i + 1], "--schema needs a name"); i = i + 1
-    elseif tonumber(a) and #sizes < 3 then
-      sizes[#sizes + 1] = math.floor(tonumber(a))
-    else
-      error("usage: synthetic_shop.lua [users] [products] [orders] [--seed N] [--schema NAME]"
-            .. "  (unknown argument " .. a .. ")", 0)
-    end
-    i = i + 1
-  end
-end
+local args = sluice.args.parse({ ... }, {
+  usage = "usage: synthetic_shop.lua [users] [products] [orders] [--seed N] [--schema NAME]",
+  options = { seed = "number", schema = "string" },
+  positional = 3,
+})
+local sizes, seed, schema = { args[1], args[2], args[3] }, args.seed or 1, args.schema
 local N_USERS, N_PRODUCTS, N_ORDERS = sizes[1] or 1000, sizes[2] or 200, sizes[3] or 5000
 
 local db = sluice.connect()

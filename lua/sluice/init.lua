@@ -100,6 +100,7 @@ end
 
 sluice.tmpdb = require("sluice.tmpdb").start
 sluice.csv = require "sluice.csv"
+sluice.args = require "sluice.args"
 sluice.gen = require "sluice.gen"
 sluice.model = require "sluice.model"
 sluice.sink = require "sluice.sink"
