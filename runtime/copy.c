@@ -978,6 +978,11 @@ int copy_put(PGconn *pg, const char *data, size_t n, int interruptible)
      * (libpq discards output after a failed write, to read the error) */
     if (!PQconsumeInput(pg) || PQstatus(pg) == CONNECTION_BAD)
         return COPY_EBROKEN;
+    /* checked on every chunk, not only when the socket is full: a row
+     * loop that LuaJIT compiled runs no hooks, so this may be the only
+     * place that notices Ctrl-C */
+    if (interruptible && interrupt_pending())
+        return COPY_EINTR;
     while (n > 0) {
         /* what the last piece left in libpq goes first, so libpq never
          * holds more than one piece beyond what the kernel took */

@@ -16,6 +16,11 @@
 
 int pgconn_wait(PGconn *c, int interruptible)
 {
+    /* checked even when the result is already in: a row-by-row loop that
+     * LuaJIT compiled runs no hooks, so a fast statement may be the only
+     * place that notices Ctrl-C */
+    if (interruptible && interrupt_pending())
+        return PGCONN_INTERRUPTED;
     /* flush anything libpq still holds (large parameter sets) */
     while (PQflush(c) == 1) {
         struct pollfd p = { PQsocket(c), POLLOUT | POLLIN, 0 };
