@@ -933,14 +933,7 @@ int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
     if (!PQsendQuery(pg, sql))
         return COPY_EBROKEN;
     for (;;) {
-        int w = pgconn_wait(pg, !*interrupted);
-        if (w == PGCONN_INTERRUPTED) {
-            char buf[256];
-            *interrupted = 1;
-            pgconn_cancel(pg, buf, sizeof buf);
-            continue;
-        }
-        if (w == PGCONN_BROKEN)
+        if (pgconn_wait_cancel(pg, interrupted) == PGCONN_BROKEN)
             return *err ? COPY_EFAIL : COPY_EBROKEN;
         PGresult *r = PQgetResult(pg);
         if (!r)

@@ -370,15 +370,11 @@ void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
 
 static int collect_results(PGconn *pg, PGresult **ok, PGresult **err)
 {
-    int flags = 0;
+    int flags = 0, interrupted = 0;
     for (;;) {
-        int w = pgconn_wait(pg, !(flags & RUN_INTERRUPTED));
-        if (w == PGCONN_INTERRUPTED) {
-            char buf[256];
+        int w = pgconn_wait_cancel(pg, &interrupted);
+        if (interrupted)
             flags |= RUN_INTERRUPTED;
-            pgconn_cancel(pg, buf, sizeof buf);
-            continue;
-        }
         if (w == PGCONN_BROKEN) {
             flags |= RUN_BROKEN;
             break;

@@ -562,14 +562,7 @@ static int flush_all(PGconn *pg, copy_run *st, int interruptible)
 static int copy_start(PGconn *pg, PGresult **err, copy_run *st)
 {
     for (;;) {
-        int w = pgconn_wait(pg, !st->interrupted);
-        if (w == PGCONN_INTERRUPTED) {
-            char buf[256];
-            st->interrupted = 1;
-            pgconn_cancel(pg, buf, sizeof buf);
-            continue;
-        }
-        if (w == PGCONN_BROKEN) {
+        if (pgconn_wait_cancel(pg, &st->interrupted) == PGCONN_BROKEN) {
             st->broken = 1;
             return 0;
         }
@@ -654,14 +647,7 @@ static void copy_drain(PGconn *pg, PGresult **ok, PGresult **err,
                        copy_run *st)
 {
     for (;;) {
-        int w = pgconn_wait(pg, !st->interrupted);
-        if (w == PGCONN_INTERRUPTED) {
-            char buf[256];
-            st->interrupted = 1;
-            pgconn_cancel(pg, buf, sizeof buf);
-            continue;
-        }
-        if (w == PGCONN_BROKEN) {
+        if (pgconn_wait_cancel(pg, &st->interrupted) == PGCONN_BROKEN) {
             st->broken = 1;
             return;
         }

@@ -44,6 +44,18 @@ int pgconn_wait(PGconn *c, int interruptible)
     return PGCONN_READY;
 }
 
+int pgconn_wait_cancel(PGconn *c, int *interrupted)
+{
+    for (;;) {
+        int w = pgconn_wait(c, !*interrupted);
+        if (w != PGCONN_INTERRUPTED)
+            return w;
+        char buf[256];
+        *interrupted = 1;
+        pgconn_cancel(c, buf, sizeof buf);
+    }
+}
+
 int pgconn_cancel(PGconn *c, char *errbuf, int errlen)
 {
     PGcancel *cn = PQgetCancel(c);

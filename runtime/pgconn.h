@@ -37,6 +37,12 @@ enum { PGCONN_READY = 0, PGCONN_BROKEN = -1, PGCONN_INTERRUPTED = 1 };
  * failed (PQerrorMessage says why). */
 int pgconn_wait(PGconn *c, int interruptible);
 
+/* Wait like pgconn_wait() for a statement whose result must be read in
+ * any case: the first pending interrupt sends a cancel request and sets
+ * *interrupted, and the wait goes on (no longer interruptible) until the
+ * server answers.  Returns PGCONN_READY or PGCONN_BROKEN. */
+int pgconn_wait_cancel(PGconn *c, int *interrupted);
+
 /* Send a cancel request for the running statement.  Returns 0 on success,
  * -1 with a message in errbuf otherwise.  Does not wait for the result. */
 int pgconn_cancel(PGconn *c, char *errbuf, int errlen);

@@ -54,11 +54,7 @@ local function open_fds()
 end
 
 local tmp
-setup(function()
-  tmp = os.tmpname()
-  os.remove(tmp)
-  assert(os.execute("mkdir -p " .. tmp) == 0)
-end)
+setup(function() tmp = H.tmpdir() end)
 teardown(function() os.execute("rm -rf " .. tmp) end)
 
 describe("sluice.csv.rows", function()

@@ -4,11 +4,7 @@ local H = require "helper"
 local write = H.write
 
 local tmp
-setup(function()
-  tmp = os.tmpname()
-  os.remove(tmp)
-  assert(os.execute("mkdir -p " .. tmp) == 0)
-end)
+setup(function() tmp = H.tmpdir() end)
 teardown(function() os.execute("rm -rf " .. tmp) end)
 
 describe("the sluice executable", function()

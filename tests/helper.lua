@@ -69,6 +69,14 @@ function H.sluice(args, env)
   return H.run((env and (env .. " ") or "") .. H.q(H.exe) .. " " .. args)
 end
 
+-- A new empty directory (the caller removes it).
+function H.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. H.q(dir)) == 0)
+  return dir
+end
+
 -- Rows in a table.
 function H.count(db, tbl)
   return db:query_one("select count(*) as n from " .. tbl).n

@@ -3,10 +3,7 @@ local H = require "helper"
 
 describe("installing", function()
   local tmp
-  setup(function()
-    tmp = os.tmpname(); os.remove(tmp)
-    assert(os.execute("mkdir -p " .. tmp) == 0)
-  end)
+  setup(function() tmp = H.tmpdir() end)
   teardown(function() os.execute("rm -rf " .. H.q(tmp)) end)
 
   it("make install DESTDIR= PREFIX= installs a binary that finds its library", function()
