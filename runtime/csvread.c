@@ -317,6 +317,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* Does a field match the null text?  s is NULL for an empty unquoted
+ * field; a quoted "" never matches null = "". */
+static int is_null_text(const csvread *r, const void *s, size_t len)
+{
+    if (!r->o.null)
+        return 0;
+    if (!s)
+        return r->o.null_len == 0;
+    return len > 0 && len == r->o.null_len && memcmp(s, r->o.null, len) == 0;
+}
+
 /* libcsv field callback: s is NULL for an empty unquoted field. */
 static void on_field(void *s, size_t len, void *ctx)
 {
@@ -340,13 +351,7 @@ static void on_field(void *s, size_t len, void *ctx)
     if (len)
         memcpy(r->data + r->data_len, s, len);
     r->data_len += len;
-    if (!r->o.null)
-        f->is_null = 0;
-    else if (!s)
-        f->is_null = r->o.null_len == 0;
-    else /* a quoted "" never matches null = "" */
-        f->is_null = len > 0 && len == r->o.null_len &&
-                     memcmp(s, r->o.null, len) == 0;
+    f->is_null = is_null_text(r, s, len);
 }
 
 /* libcsv record callback: c is the terminator (CR, LF) or -1 at the end. */
@@ -389,6 +394,56 @@ static int at_end(csvread *r)
     return 0;
 }
 
+/* The fast path: a whole line in buf[s .. nl) (nl is its LF) that starts
+ * a record and holds no quote and no CR but maybe one just before the LF,
+ * is a record of unquoted fields: split it on the delimiter here instead of
+ * feeding libcsv a byte at a time.  libcsv would produce exactly these
+ * fields (it is at the start of a record, and without quotes its only
+ * rules are the delimiter and the line end), so the two paths can take
+ * turns line by line.  Returns 1 with the record taken, 0 when the line is
+ * not one for this path (left to libcsv), -1 on an error. */
+static int fast_line(csvread *r, const unsigned char *s,
+                     const unsigned char *nl)
+{
+    const unsigned char *end = nl;
+    if (end > s && end[-1] == '\r')
+        end--;
+    size_t n = (size_t)(end - s);
+    if (n == 0 || memchr(s, r->o.quote, n) || memchr(s, '\r', n))
+        return 0; /* blank, quoted or with a lone CR: libcsv's */
+    if (r->o.check_utf8) {
+        unsigned bad = 0;
+        size_t ok = utf8_scan(r, s, (size_t)(nl + 1 - s), &bad);
+        if (ok != (size_t)(nl + 1 - s))
+            return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
+                        "encoding = false to read it anyway", bad);
+    }
+    if (n > r->data_cap && grow((void **)&r->data, &r->data_cap, n, 1) < 0)
+        return fail_nomem(r);
+    memcpy(r->data, s, n);
+    r->data_len = n;
+    const char *d = r->data, *p = d, *stop = d + n;
+    for (;;) {
+        const char *q = memchr(p, r->o.delim, (size_t)(stop - p));
+        const char *fe = q ? q : stop;
+        if (r->nfields == r->fields_cap &&
+            grow((void **)&r->fields, &r->fields_cap, r->nfields + 1,
+                 sizeof *r->fields) < 0)
+            return fail_nomem(r);
+        csvread_field *f = &r->fields[r->nfields++];
+        f->off = (size_t)(p - d);
+        f->len = (size_t)(fe - p);
+        f->is_null = is_null_text(r, f->len ? p : NULL, f->len);
+        if (!q)
+            break;
+        p = q + 1;
+    }
+    r->rec_line = r->line;
+    r->line++;
+    r->pos = (size_t)(nl + 1 - r->buf);
+    return finish_record(r);
+}
+
 int csvread_next(csvread *r)
 {
     if (r->state == CSVREAD_DONE)
@@ -420,9 +475,20 @@ int csvread_next(csvread *r)
             continue;
         }
 
+        unsigned char *p = NULL;
+        if (!r->in_record && r->u8_need == 0) {
+            p = memchr(s, '\n', (size_t)(e - s));
+            if (p) {
+                int rc = fast_line(r, s, p);
+                if (rc != 0)
+                    return rc;
+            }
+        }
+
         /* the segment ends at the first CR or LF (glibc's memchr is far
          * faster than a byte loop; lines rarely hold a CR but at the end) */
-        unsigned char *p = memchr(s, '\n', (size_t)(e - s));
+        if (!p)
+            p = memchr(s, '\n', (size_t)(e - s));
         if (!p)
             p = e;
         unsigned char *cr = memchr(s, '\r', (size_t)(p - s));

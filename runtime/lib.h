@@ -71,6 +71,10 @@ void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx);
  * returned slot: create it before the result exists. */
 PGresult **lib_new_result_slot(lua_State *L);
 
+/* Push a bigint: a number when exact (|x| <= 2^53), else an int64 cdata
+ * made from its text (text[0..len) is x in decimal). */
+void lib_push_int8(lua_State *L, long long x, const char *text, size_t len);
+
 /* Push the error object for a failed result / a broken connection. */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg);
 void lib_push_conn_error(lua_State *L, PGconn *pg);

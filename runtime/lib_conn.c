@@ -581,23 +581,9 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col,
     case K_NUM:
         lua_pushnumber(L, strtod(v, NULL));
         return;
-    case K_INT8: {
-        long long x = strtoll(v, NULL, 10);
-        /* exact as a double up to 2^53; beyond that, an int64 cdata */
-        if (x >= -(1LL << 53) && x <= (1LL << 53)) {
-            lua_pushnumber(L, (lua_Number)x);
-            return;
-        }
-        lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_INT64);
-        if (lua_isfunction(L, -1)) {
-            lua_pushlstring(L, v, (size_t)len);
-            lua_call(L, 1, 1);
-        } else {
-            lua_pop(L, 1);
-            lua_pushlstring(L, v, (size_t)len);
-        }
+    case K_INT8:
+        lib_push_int8(L, strtoll(v, NULL, 10), v, (size_t)len);
         return;
-    }
     case K_BYTEA: {
         size_t n;
         unsigned char *raw = PQunescapeBytea((const unsigned char *)v, &n);
@@ -898,6 +884,23 @@ const luaL_Reg lib_stmt_meta[] = {
 
 /* Exported for batch RETURNING (lib_batch.c): the same conversion as
  * db:query(). */
+void lib_push_int8(lua_State *L, long long x, const char *text, size_t len)
+{
+    /* exact as a double up to 2^53; beyond that, an int64 cdata */
+    if (x >= -(1LL << 53) && x <= (1LL << 53)) {
+        lua_pushnumber(L, (lua_Number)x);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_INT64);
+    if (lua_isfunction(L, -1)) {
+        lua_pushlstring(L, text, len);
+        lua_call(L, 1, 1);
+    } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, text, len);
+    }
+}
+
 void lib_push_rows(lua_State *L, const PGresult *res)
 {
     push_rows(L, res, 0);

@@ -25,6 +25,7 @@
 #include "lib.h"
 #include "csvread.h"
 #include "interrupt.h"
+#include "numfmt.h"
 #include "pgconn.h"
 
 #include <errno.h>
@@ -34,11 +35,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Conversions of typed columns (opts.types). */
+enum { CONV_NONE = 0, CONV_NUMBER, CONV_INTEGER };
+
 typedef struct sl_csv {
     csvread r;
     int closed;     /* close() or __gc ran */
     int header;     /* rows are keyed by the header's names (in the fenv) */
     long long n;    /* data records handed out */
+    unsigned char *conv; /* conv[i]: conversion of field i (i < nconv); the
+                            memory is a userdata anchored in the fenv */
+    size_t nconv;
 } sl_csv;
 
 /* ---------------------------------------------------------------- options */
@@ -109,7 +116,7 @@ static unsigned char opt_char(lua_State *L, int t, const char *key,
 
 static const char *const reader_keys[] = {
     "header", "delimiter", "quote", "null", "strict", "encoding", "skip",
-    NULL,
+    "types", NULL,
 };
 
 /* Read the reader options at index t (a table or nil). */
@@ -194,14 +201,66 @@ static int raise_reader(lua_State *L, sl_csv *u)
     return lua_error(L);
 }
 
-/* Push the current record's field i as a Lua value. */
-static void push_field(lua_State *L, const csvread *r, size_t i)
+/* A typed field that does not convert: free the file and raise
+ * "name:line: column "amount": "12,5" is not a number". */
+static void raise_conv(lua_State *L, sl_csv *u, int ud, size_t i,
+                       const char *what)
 {
+    const csvread *r = &u->r;
     const csvread_field *f = &r->fields[i];
-    if (f->is_null)
-        lua_pushlightuserdata(L, NULL); /* sluice.null */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "%s:%d: column ", r->name, (int)r->rec_start_line);
+    luaL_addvalue(&b);
+    lua_getfenv(L, ud);
+    lua_rawgeti(L, -1, (int)i + 1);
+    if (u->header && lua_type(L, -1) == LUA_TSTRING)
+        lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1));
     else
-        lua_pushlstring(L, r->data + f->off, f->len);
+        lua_pushfstring(L, "%d", (int)i + 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    luaL_addvalue(&b);
+    /* the value as it was, cut short when long */
+    size_t len = f->len > 60 ? 60 : f->len;
+    lua_pushfstring(L, ": \"%s", "");
+    luaL_addvalue(&b);
+    luaL_addlstring(&b, r->data + f->off, len);
+    lua_pushfstring(L, "%s\" %s", f->len > len ? "..." : "", what);
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    csvread_release(&u->r);
+    lua_error(L);
+}
+
+/* Push the current record's field i as a Lua value: a string, sluice.null,
+ * or a number for a typed column. */
+static void push_field(lua_State *L, sl_csv *u, int ud, size_t i)
+{
+    const csvread *r = &u->r;
+    const csvread_field *f = &r->fields[i];
+    if (f->is_null) {
+        lua_pushlightuserdata(L, NULL); /* sluice.null */
+        return;
+    }
+    const char *s = r->data + f->off;
+    int conv = i < u->nconv ? u->conv[i] : CONV_NONE;
+    if (conv == CONV_NUMBER) {
+        double d;
+        if (numparse_double(s, f->len, &d) != 0)
+            raise_conv(L, u, ud, i, "is not a number");
+        lua_pushnumber(L, d);
+    } else if (conv == CONV_INTEGER) {
+        int64_t x;
+        int rc = numparse_int64(s, f->len, &x);
+        if (rc < 0)
+            raise_conv(L, u, ud, i, "is not an integer");
+        if (rc > 0)
+            raise_conv(L, u, ud, i, "is out of range for a 64-bit integer");
+        lib_push_int8(L, x, s, f->len);
+    } else {
+        lua_pushlstring(L, s, f->len);
+    }
 }
 
 /* Read the header record into the names table (the reader's fenv at
@@ -239,6 +298,104 @@ static void read_header(lua_State *L, sl_csv *u, int ud)
     lua_pop(L, 2);
 }
 
+static int conv_of(lua_State *L, int v, const char *fname)
+{
+    const char *t = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+    if (strcmp(t, "number") == 0)
+        return CONV_NUMBER;
+    if (strcmp(t, "integer") == 0)
+        return CONV_INTEGER;
+    if (strcmp(t, "string") == 0)
+        return CONV_NONE;
+    return luaL_error(L, "%s: option types: %s%s%s is not a type (use "
+                         "\"number\", \"integer\" or \"string\")", fname,
+                      *t ? "\"" : "a ", *t ? t : luaL_typename(L, v),
+                      *t ? "\"" : "");
+}
+
+/* opts.types (at index t of the options, or absent): column -> "number" |
+ * "integer" | "string", columns named by the header's names or by
+ * position.  Builds u->conv, anchored in the reader's fenv (index ud). */
+static void read_types(lua_State *L, sl_csv *u, int ud, int opts,
+                       const char *fname)
+{
+    if (lua_isnoneornil(L, opts))
+        return;
+    lua_getfield(L, opts, "types");
+    int types = lua_gettop(L);
+    if (lua_isnil(L, types)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, types))
+        luaL_error(L, "%s: option types must be a table (column -> type), "
+                      "got a %s", fname, luaL_typename(L, types));
+    lua_getfenv(L, ud);
+    int names = lua_gettop(L);
+    size_t nh = u->header ? lua_objlen(L, names) : 0;
+    /* first pass: the highest position */
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, types)) {
+        size_t pos = 0;
+        if (lua_type(L, -2) == LUA_TNUMBER) {
+            lua_Number k = lua_tonumber(L, -2);
+            if (k < 1 || k != (lua_Number)(size_t)k || k > 1e6)
+                luaL_error(L, "%s: option types: %s is not a column position",
+                           fname, lua_tostring(L, -2));
+            pos = (size_t)k;
+        } else if (lua_type(L, -2) == LUA_TSTRING) {
+            if (!u->header)
+                luaL_error(L, "%s: option types: column \"%s\" is named, but "
+                              "header = false (name columns by position)",
+                           fname, lua_tostring(L, -2));
+            for (size_t i = 1; i <= nh && !pos; i++) {
+                lua_rawgeti(L, names, (int)i);
+                if (lua_rawequal(L, -1, -3))
+                    pos = i;
+                lua_pop(L, 1);
+            }
+            if (!pos)
+                luaL_error(L, "%s: option types: the header has no column "
+                              "\"%s\"", fname, lua_tostring(L, -2));
+        } else {
+            luaL_error(L, "%s: option types: keys must be column names or "
+                          "positions, got a %s", fname,
+                       luaL_typename(L, -2));
+        }
+        conv_of(L, -1, fname);
+        if (pos > n)
+            n = pos;
+        lua_pop(L, 1);
+    }
+    if (n == 0) {
+        lua_pop(L, 2);
+        return;
+    }
+    unsigned char *conv = lua_newuserdata(L, n);
+    memset(conv, 0, n);
+    lua_setfield(L, names, "types"); /* anchored for the reader's life */
+    lua_pushnil(L);
+    while (lua_next(L, types)) {
+        size_t pos = 0;
+        if (lua_type(L, -2) == LUA_TNUMBER) {
+            pos = (size_t)lua_tonumber(L, -2);
+        } else {
+            for (size_t i = 1; i <= nh && !pos; i++) {
+                lua_rawgeti(L, names, (int)i);
+                if (lua_rawequal(L, -1, -3))
+                    pos = i;
+                lua_pop(L, 1);
+            }
+        }
+        conv[pos - 1] = (unsigned char)conv_of(L, -1, fname);
+        lua_pop(L, 1);
+    }
+    u->conv = conv;
+    u->nconv = n;
+    lua_pop(L, 2);
+}
+
 /* Open a reader from the arguments (path, opts); leaves it on the stack. */
 static void open_reader(lua_State *L, const char *fname)
 {
@@ -253,6 +410,7 @@ static void open_reader(lua_State *L, const char *fname)
     u->header = header;
     if (header)
         read_header(L, u, ud);
+    read_types(L, u, ud, 2, fname);
 }
 
 /* sluice.csv.open(path [, opts]) -> reader */
@@ -294,10 +452,10 @@ static int csv_next(lua_State *L)
         for (size_t i = 0; i < nf; i++) {
             if (i < nh) {
                 lua_rawgeti(L, names, (int)i + 1);
-                push_field(L, r, i);
+                push_field(L, u, 1, i);
                 lua_rawset(L, -3);
             } else { /* beyond the header (strict = false): by position */
-                push_field(L, r, i);
+                push_field(L, u, 1, i);
                 lua_rawseti(L, -2, (int)i + 1);
             }
         }
@@ -305,7 +463,7 @@ static int csv_next(lua_State *L)
     } else {
         lua_createtable(L, (int)nf, 0);
         for (size_t i = 0; i < nf; i++) {
-            push_field(L, r, i);
+            push_field(L, u, 1, i);
             lua_rawseti(L, -2, (int)i + 1);
         }
     }

@@ -213,3 +213,133 @@ size_t numfmt_double(char *buf, double x)
     }
     return strlen(buf); /* not reached */
 }
+
+/* ---------------------------------------------------------------- parsing */
+
+static int ieq(const char *s, size_t n, const char *lit)
+{
+    size_t m = strlen(lit);
+    if (n != m)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+int numparse_int64(const char *s, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    if (i == n)
+        return -1;
+    uint64_t v = 0;
+    int over = 0;
+    for (; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9)
+            return -1;
+        if (v > (UINT64_MAX - d) / 10)
+            over = 1;
+        else
+            v = v * 10 + d;
+    }
+    if (over || v > (uint64_t)INT64_MAX + (uint64_t)neg)
+        return 1;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+int numparse_double(const char *s, size_t n, double *out)
+{
+    static const double p10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+                                   1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+                                   1e18, 1e19, 1e20, 1e21, 1e22 };
+    size_t i = 0;
+    int neg = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    if (i < n && (s[i] < '0' || s[i] > '9') && s[i] != '.') {
+        if (ieq(s + i, n - i, "inf") || ieq(s + i, n - i, "infinity")) {
+            *out = neg ? -HUGE_VAL : HUGE_VAL;
+            return 0;
+        }
+        if (ieq(s + i, n - i, "nan")) {
+            *out = NAN;
+            return 0;
+        }
+        return -1;
+    }
+    /* syntax, and the digits as an integer m with a decimal exponent e
+     * while they fit in 19 digits */
+    uint64_t m = 0;
+    int ndig = 0, exact = 1;
+    long e = 0;
+    size_t digits = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+        if (ndig < 19) {
+            m = m * 10 + (uint64_t)(s[i] - '0');
+            if (m)
+                ndig++;
+        } else {
+            exact = 0;
+            e++;
+        }
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+            if (ndig < 19) {
+                m = m * 10 + (uint64_t)(s[i] - '0');
+                if (m)
+                    ndig++;
+                e--;
+            } else if (s[i] != '0') {
+                exact = 0;
+            }
+        }
+    }
+    if (digits == 0)
+        return -1;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        if (i == n)
+            return -1;
+        long x = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (x < 100000)
+                x = x * 10 + (s[i] - '0');
+        e += eneg ? -x : x;
+    }
+    if (i != n)
+        return -1;
+    /* Clinger's fast path: m and 10^|e| are both exact doubles, so one
+     * IEEE multiplication or division rounds correctly */
+    if (exact && m <= (1ULL << 53) && e >= -22 && e <= 22) {
+        double d = (double)m;
+        d = e < 0 ? d / p10[-e] : d * p10[e];
+        *out = neg ? -d : d;
+        return 0;
+    }
+    /* otherwise strtod on a NUL-terminated copy (the syntax is checked,
+     * and the C locale applies: the project never calls setlocale) */
+    char stack[128];
+    char *buf = n < sizeof stack ? stack : malloc(n + 1);
+    if (!buf)
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    *out = strtod(buf, NULL);
+    if (buf != stack)
+        free(buf);
+    return 0;
+}

@@ -27,4 +27,15 @@ size_t numfmt_int64(char *buf, int64_t v);
  * or for nan/inf: the caller falls back to printf. */
 size_t numfmt_digits(char *buf, double x, int digits);
 
+/* Parsing, the reverse: text -> number, strictly (the whole of s[0..n)
+ * must be the number; no spaces, no hex).  Both return 0 on success, -1
+ * when the text is not a number of that kind, 1 when it is an integer
+ * outside int64's range (numparse_int64 only).
+ *   numparse_double: [+-] digits [. digits] [e [+-] digits], also ".5",
+ *   "5.", and inf/infinity/nan in any case; correctly rounded (the same
+ *   double as strtod, without its locale).
+ *   numparse_int64: [+-] digits. */
+int numparse_double(const char *s, size_t n, double *out);
+int numparse_int64(const char *s, size_t n, int64_t *out);
+
 #endif
