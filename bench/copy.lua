@@ -52,37 +52,21 @@ local function run_suite(title, spec)
   -- Runs go round-robin (run 1 of every method, then run 2, ...) and
   -- each starts after a CHECKPOINT, so neither machine noise nor the WAL
   -- an earlier load left to flush lands on one method only.
-  local results, ref = {}, nil
-  local times, cpus = {}, {}
-  for r = 1, RUNS do
-    for mi, m in ipairs(spec.methods) do
-      if m.available ~= false then
-        spec.reset()
-        db:exec("checkpoint")
-        collectgarbage()
-        local c0 = B.cpu(m.child and -1 or 0)
-        local t0 = B.now()
-        m.run(r)
-        times[mi] = times[mi] or {}
-        cpus[mi] = cpus[mi] or {}
-        times[mi][r] = B.now() - t0
-        cpus[mi][r] = B.cpu(m.child and -1 or 0) - c0
-        if r == 1 then
-          local d = digest(spec.table, spec.order)
-          assert(d.n == spec.n, ("%s: expected %d rows, found %s"):format(m.name, spec.n, tostring(d.n)))
-          ref = ref or d.h
-          assert(d.h == ref, m.name .. ": table contents differ from the first method's")
-          if m.after then m.after() end
-        end
-      end
-    end
-  end
-  for mi, m in ipairs(spec.methods) do
+  local ref
+  B.rounds { db = db, runs = RUNS, methods = spec.methods, reset = spec.reset,
+    check = function(m)
+      local d = digest(spec.table, spec.order)
+      assert(d.n == spec.n, ("%s: expected %d rows, found %s"):format(m.name, spec.n, tostring(d.n)))
+      ref = ref or d.h
+      assert(d.h == ref, m.name .. ": table contents differ from the first method's")
+      if m.after then m.after() end
+    end }
+  local results = {}
+  for _, m in ipairs(spec.methods) do
     if m.available == false then
       results[#results + 1] = { name = m.name, skipped = m.why }
     else
-      results[#results + 1] = { name = m.name, t = B.median(times[mi]), cpu = B.median(cpus[mi]),
-                                server = m.server }
+      results[#results + 1] = { name = m.name, t = m.t, cpu = m.cpu, server = m.server }
     end
   end
   local by = {}

@@ -25,7 +25,8 @@
 --                                     directory's parent): the server's
 --                                     ceiling, no client at all
 --     Contents are checked against the first method (count + md5).
--- Times are medians of `runs`; ratios are from this same run.
+-- Runs go round-robin, each after a CHECKPOINT; times are medians of
+-- `runs`; ratios are from this same run.
 local sluice = require "sluice"
 local B = require "common"
 
@@ -158,28 +159,17 @@ local methods = {
 }
 
 print(("\n### (b) %s user rows into PostgreSQL\n"):format(B.fmt(N)))
-local results, ref = {}, nil
-for _, m in ipairs(methods) do
-  local times, cpus = {}, {}
-  local input = m.prepare and m.prepare()
-  for r = 1, RUNS do
-    reset()
-    collectgarbage()
-    local c0 = B.cpu(0)
-    local t0 = B.now()
-    m.run(input)
-    times[r] = B.now() - t0
-    cpus[r] = B.cpu(0) - c0
-  end
-  local d = digest()
-  assert(d.n == N, m.name .. ": wrong row count " .. tostring(d.n))
-  ref = ref or d.h
-  assert(d.h == ref, m.name .. ": table contents differ from the first method's")
-  if m.after then m.after() end
-  input = nil -- luacheck: ignore 311 (drop the rows before the next method)
-  collectgarbage()
-  results[#results + 1] = { name = m.name, t = B.median(times), cpu = B.median(cpus), server = m.server }
-end
+-- round-robin, each run after a CHECKPOINT (B.rounds)
+local ref
+B.rounds { db = db, runs = RUNS, methods = methods, reset = reset,
+  check = function(m)
+    local d = digest()
+    assert(d.n == N, m.name .. ": wrong row count " .. tostring(d.n))
+    ref = ref or d.h
+    assert(d.h == ref, m.name .. ": table contents differ from the first method's")
+    if m.after then m.after() end
+  end }
+local results = methods
 local server_t = results[#results].t
 rows = {}
 for _, r in ipairs(results) do
