@@ -216,6 +216,24 @@ static int batch_send(lua_State *L)
     return 1;
 }
 
+/* b:_values(i) -> the encoded parameters of buffered row i (0-based) as
+ * a table of strings (nil for NULL): what a rejected row held, as sent. */
+static int batch_values(lua_State *L)
+{
+    sl_batch *b = check_open(L, "flush");
+    int i = (int)luaL_checkinteger(L, 2);
+    luaL_argcheck(L, i >= 0 && i < b->rows, 2, "row out of the buffer");
+    lua_createtable(L, b->ncols, 0);
+    for (int j = 0; j < b->ncols; j++) {
+        size_t k = (size_t)i * (size_t)b->ncols + (size_t)j;
+        if (b->p.off[k] == PARAMS_NULL)
+            continue;
+        lua_pushlstring(L, b->p.data.data + b->p.off[k], (size_t)b->p.len[k]);
+        lua_rawseti(L, -2, j + 1);
+    }
+    return 1;
+}
+
 /* b:_reset() empties the buffer (after a flush, whatever its outcome). */
 static int batch_reset(lua_State *L)
 {
@@ -278,6 +296,7 @@ int lib_batch_index(lua_State *L)
 
 const luaL_Reg lib_batch_methods[] = {
     { "add", batch_add },
+    { "_values", batch_values },
     { "poll", batch_poll },
     { "_send", batch_send },
     { "_reset", batch_reset },

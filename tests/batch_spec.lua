@@ -265,6 +265,73 @@ describe("db:batch", function()
     b:close()
   end)
 
+  it("on_reject keeps the good rows of a failing flush and hands over each bad one", function()
+    db:exec("create table rej (id int primary key, qty int check (qty >= 0), note text)")
+    db:exec("insert into rej values (1500, 0, 'there before')")
+    local rejected, ids = {}, {}
+    local b = db:batch("rej", { "id", "qty", "note" }, {
+      rows = 1000, returning = "id",
+      on_returning = function(rows) for _, x in ipairs(rows) do ids[#ids + 1] = x.id end end,
+      on_reject = function(values, err, row)
+        rejected[#rejected + 1] = { values = values, sqlstate = err.sqlstate, row = row,
+                                    constraint = err.constraint }
+      end,
+    })
+    for i = 1, 3000 do
+      -- row 1500 repeats a key, row 2222 breaks the check, row 2500 has a NULL note
+      b:add(i, i == 2222 and -1 or i % 7, i ~= 2500 and ("n" .. i) or nil)
+    end
+    local n = b:close()
+    assert.are.equal(3000, n)
+    assert.are.same({
+      { values = { "1500", "2", "n1500" }, sqlstate = "23505", row = 1500, constraint = "rej_pkey" },
+      { values = { "2222", "-1", "n2222" }, sqlstate = "23514", row = 2222, constraint = "rej_qty_check" },
+    }, rejected)
+    -- every other row is in, with its values; the row already there is untouched
+    assert.are.equal(2999, count(db, "rej"))
+    local r = db:query_one("select count(*) as n, sum(qty) as q, "
+                           .. "count(*) filter (where note is null) as nulls from rej where id <> 1500")
+    local want_q = 0
+    for i = 1, 3000 do if i ~= 1500 and i ~= 2222 then want_q = want_q + i % 7 end end
+    assert.are.same({ n = 2998, q = want_q, nulls = 1 }, r)
+    assert.are.equal("there before", db:query_one("select note from rej where id = 1500").note)
+    -- RETURNING still comes back in input order, without the rejected rows
+    local want_ids = {}
+    for i = 1, 3000 do if i ~= 1500 and i ~= 2222 then want_ids[#want_ids + 1] = i end end
+    assert.are.same(want_ids, ids)
+    assert.are.equal("idle", db:status())
+  end)
+
+  it("on_reject in the caller's transaction uses savepoints and keeps the transaction alive", function()
+    db:exec("create table rejc (id int primary key)")
+    db:begin()
+    local bad = {}
+    local b = db:batch("rejc", { "id" }, { rows = 10, transaction = "caller",
+                                           on_reject = function(v, _, row) bad[#bad + 1] = row .. ":" .. v[1] end })
+    for i = 1, 25 do b:add(i % 15) end -- 15..24 repeat 0..9 (0 is new)
+    b:close()
+    assert.are.equal("intrans", db:status())
+    db:commit()
+    assert.are.same({ "16:1", "17:2", "18:3", "19:4", "20:5", "21:6", "22:7", "23:8", "24:9", "25:10" },
+                    bad)
+    assert.are.equal(15, count(db, "rejc"))
+  end)
+
+  it("on_reject does not swallow errors that are not a row's fault", function()
+    db:exec("create table rejx (id int primary key)")
+    local called = 0
+    local b = db:batch("rejx", { "id" }, { rows = 5, on_reject = function() called = called + 1 end })
+    for i = 1, 3 do b:add(i) end
+    db:exec("alter table rejx rename to rejx_gone") -- the statement no longer finds its table
+    local err = error_of(function() b:flush() end)
+    assert.are.equal(0, called)
+    assert.matches("^batch: rows 1%-3 were not inserted", err.message)
+    assert.are.equal("42P01", err.sqlstate)
+    b:close()
+    assert.has_error(function() db:batch("rejx_gone", { "id" }, { on_reject = 1 }) end,
+                     "batch: on_reject must be a function(values, err, row)")
+  end)
+
   it("refuses per_flush inside an open transaction, keeping the rows", function()
     db:exec("create table pf (id int)")
     local b = db:batch("pf", { "id" }, { rows = 10 })

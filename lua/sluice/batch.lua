@@ -36,6 +36,16 @@
 --                nothing is committed here.
 --   json_encode  function(table) -> string for json/jsonb columns
 --                (default lua-cjson's encode)
+--   on_reject    function(values, err, row): keep the good rows of a
+--                flush that fails.  The flush is sent again one row per
+--                statement; each row the server refuses for the row's own
+--                fault (SQLSTATE class 22 bad value, 23 constraint, 44
+--                check option, P0 trigger RAISE) goes to on_reject with
+--                its values as sent (strings, nil for NULL), the error
+--                object and its row number; the others are inserted (each
+--                committed on its own with "per_flush", under a savepoint
+--                in the caller's transaction with "caller").  Any other
+--                error still raises.  Slower only for flushes that fail.
 --
 -- Statements: at most 65,535 parameters each, so a flush of R rows of C
 -- columns goes out in statements of floor(65535 / C) rows (or `rows`,
@@ -53,7 +63,7 @@
 -- prefixed by the rows it held (numbered from 1 in add() order) and what
 -- is committed; fields first_row, last_row, committed_rows.  Its rows are
 -- dropped from the buffer (they are named in the error); the batch stays
--- usable.
+-- usable.  To keep them instead, pass on_reject.
 --
 -- b:flush() -> rows flushed, returned rows (when returning)
 -- b:poll()  -> the same when the age limit was reached, else 0
@@ -67,7 +77,7 @@ local M = {}
 local BATCH_OPTS = {
   rows = true, bytes = true, max_age_ms = true, on_conflict = true,
   returning = true, on_returning = true, transaction = true,
-  json_encode = true,
+  json_encode = true, on_reject = true,
 }
 
 local default_json_encode = require("sluice.values").default_json_encode
@@ -78,6 +88,7 @@ local function positive(v)
 end
 
 local sluice_error -- sluice.error, looked up lazily (init.lua loads us)
+local retry_rows -- below
 
 -- The error of a failed flush: the server's error object (or a string)
 -- with the message saying which rows and what is committed.
@@ -104,6 +115,54 @@ local function flush_error(st, err, first, last)
   return prefix .. tostring(err)
 end
 
+-- Is err a row's fault, so that the row can be set aside and the others
+-- kept?  A bad value (SQLSTATE class 22), a constraint (23), a view's
+-- check option (44), a trigger's RAISE (P0).  Anything else - a lost
+-- connection, a cancel, a missing column, Ctrl-C - ends the load.
+local ROW_FAULT = { ["22"] = true, ["23"] = true, ["44"] = true, P0 = true }
+local function rejectable(err)
+  local code = type(err) == "table" and err.sqlstate
+  return type(code) == "string" and ROW_FAULT[code:sub(1, 2)] == true
+end
+
+-- on_reject: the flush failed as a whole; send its rows one statement
+-- each (each committed on its own, or under a savepoint in the caller's
+-- transaction) and hand every row the server refuses to on_reject(values,
+-- err, row) - values as they were sent (strings, nil for NULL).
+retry_rows = function(b, st, db, n, first, out, sp)
+  for i = 0, n - 1 do
+    local ok, r = pcall(function()
+      if sp then db:exec("SAVEPOINT sluice_batch") end
+      local got = b:_send(i, 1, st.want)
+      if sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
+      return got
+    end)
+    if ok then
+      if out then out[#out + 1] = r[1] end
+    else
+      if sp and db:status() == "inerror" then
+        pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
+      end
+      if not rejectable(r) then
+        -- the rows before this one are done (inserted or rejected)
+        local prefix = ("batch: rows %d-%d were not inserted (retrying a failed flush row "
+                        .. "by row; rows up to %d are inserted or were handed to on_reject): ")
+                       :format(first + i, first + n - 1, first + i - 1)
+        if type(r) == "table" then
+          local e = {}
+          for k, v in pairs(r) do e[k] = v end
+          e.message = prefix .. tostring(r.message)
+          e.first_row, e.last_row = first + i, first + n - 1
+          sluice_error = sluice_error or require("sluice").error
+          error(sluice_error(e), 0)
+        end
+        error(prefix .. tostring(r), 0)
+      end
+      st.on_reject(b:_values(i), r, first + i)
+    end
+  end
+end
+
 -- The flush behind b:flush(), add() (when full or old) and poll().
 local function flush(b)
   local st = debug.getfenv(b)
@@ -127,23 +186,40 @@ local function flush(b)
   local first, last = st.done + 1, st.done + n
   local per = b.rows_per_statement
   local out = st.want and {} or nil
+  -- with on_reject inside the caller's transaction, a savepoint keeps a
+  -- failed flush from aborting it
+  local sp = st.on_reject and st.mode == "caller"
   st.flushing = true
   local ok, err = pcall(function()
     if own then db:exec("BEGIN") end
+    if sp then db:exec("SAVEPOINT sluice_batch") end
     for s = 0, n - 1, per do
       local r = b:_send(s, math.min(per, n - s), st.want)
       if out then
         for i = 1, #r do out[#out + 1] = r[i] end
       end
     end
+    if sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
     if own then db:commit() end
   end)
+  if not ok then
+    if own then pcall(db.rollback, db) end
+    if sp and db:status() == "inerror" then
+      pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
+    end
+    if st.on_reject and rejectable(err) then
+      out = st.want and {} or nil
+      ok, err = pcall(retry_rows, b, st, db, n, first, out, sp)
+    end
+  end
   st.flushing = false
   b:_reset()
   st.done = last
   if not ok then
-    if own then pcall(db.rollback, db) end
-    error(flush_error(st, err, first, last), 0)
+    -- a failure of the row-by-row retry is already worded
+    local worded = type(err) == "table" and err.first_row or
+                   type(err) == "string" and err:find("^batch: rows")
+    error(worded and err or flush_error(st, err, first, last), 0)
   end
   if st.mode == "per_flush" then st.committed = last end
   if out and st.on_returning then st.on_returning(out) end
@@ -162,7 +238,7 @@ function methods.batch(db, tbl, columns, opts)
     if not BATCH_OPTS[k] then
       error("batch: unknown option '" .. tostring(k) .. "' (rows, bytes, "
             .. "max_age_ms, on_conflict, returning, on_returning, "
-            .. "transaction, json_encode)", 2)
+            .. "on_reject, transaction, json_encode)", 2)
     end
   end
   local qtable = db:quote_table(tbl)
@@ -193,6 +269,9 @@ function methods.batch(db, tbl, columns, opts)
   end
   if opts.on_returning ~= nil and type(opts.on_returning) ~= "function" then
     error("batch: on_returning must be a function", 2)
+  end
+  if opts.on_reject ~= nil and type(opts.on_reject) ~= "function" then
+    error("batch: on_reject must be a function(values, err, row)", 2)
   end
   if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
     error("batch: json_encode must be a function", 2)
@@ -226,6 +305,7 @@ function methods.batch(db, tbl, columns, opts)
   st.mode = mode
   st.want = ret ~= nil
   st.on_returning = opts.on_returning
+  st.on_reject = opts.on_reject
   st.done = 0       -- rows flushed or dropped by a failed flush
   st.committed = 0  -- rows committed (per_flush)
   return b
