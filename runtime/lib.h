@@ -115,6 +115,10 @@ int lib_copy_out_start(lua_State *L);
 /* sluice.core.copy_kind(base_oid, textlike) -> encoder family name;
  * "other" means no binary encoder.  Never raises on a valid number. */
 int lib_copy_kind(lua_State *L);
+/* sluice.core.copy_fast(cp) / copy_fast_functions(): the FFI row writer
+ * of binary streams (lib_copy.c, lua/sluice/copy.lua). */
+int lib_copy_fast(lua_State *L);
+int lib_copy_fast_functions(lua_State *L);
 
 /* The output of a file sink (lib_sink.c): a "sluice.copy" stream made by
  * lib_copy_new_sink() hands its encoded rows to these instead of libpq,

@@ -1158,6 +1158,258 @@ static enc_fn bin_encoder(int kind)
     }
 }
 
+/* ------------------------------------------- the FFI fast path (binary)
+ *
+ * A call of cp:row() from Lua is a call of a C function, which LuaJIT's
+ * compiled code can only make by leaving the trace (and each value is
+ * then read back through the C API).  For binary streams whose columns
+ * are all of the plain kinds below, lua/sluice/copy.lua compiles a row
+ * writer in Lua instead: it checks each value's Lua type itself and
+ * calls these functions through the FFI, which stays inside the trace.
+ *
+ * Each function writes exactly what the C encoder (bin_*) writes for the
+ * same value, or returns -1 without raising when it cannot take the value
+ * (a wrong type or range, a NUL byte, out of memory, a closed stream); the
+ * writer then hands the whole row to cp:row(), which re-encodes it from
+ * the row's start and raises the usual error.  None of them calls Lua. */
+
+static int ffi_begin(sl_copy *cp)
+{
+    if (cp->state != CP_OPEN || cp->sink || !cp->conn->pg)
+        return -1;
+    copy_buf *b = &cp->buf;
+    b->len = cp->committed;
+    cp->depth = 0;
+    if (copy_buf_reserve(b, 2) != COPY_OK)
+        return -1;
+    copy_put_be16(b, (uint16_t)cp->ncols);
+    return 0;
+}
+
+/* 1 when the rows encoded so far should be sent (cp:flush()). */
+static int ffi_end(sl_copy *cp)
+{
+    cp->rows++;
+    cp->committed = cp->buf.len;
+    return cp->committed >= cp->chunk;
+}
+
+static int ffi_null(sl_copy *cp)
+{
+    if (copy_buf_reserve(&cp->buf, 4) != COPY_OK)
+        return -1;
+    copy_put_be32(&cp->buf, 0xFFFFFFFFu);
+    return 0;
+}
+
+static int ffi_fixed(sl_copy *cp, uint32_t len, uint64_t v)
+{
+    if (copy_buf_reserve(&cp->buf, 4 + len) != COPY_OK)
+        return -1;
+    copy_put_be32(&cp->buf, len);
+    if (len == 8)
+        copy_put_be64(&cp->buf, v);
+    else if (len == 4)
+        copy_put_be32(&cp->buf, (uint32_t)v);
+    else if (len == 2)
+        copy_put_be16(&cp->buf, (uint16_t)v);
+    else
+        copy_put_byte(&cp->buf, (unsigned char)v);
+    return 0;
+}
+
+/* An integral number within [lo, hi], as get_int() takes it. */
+static int ffi_int(sl_copy *cp, double x, int64_t lo, int64_t hi,
+                   uint32_t len)
+{
+    if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0) ||
+        x != floor(x))
+        return -1;
+    int64_t v = (int64_t)x;
+    if (v < lo || v > hi)
+        return -1;
+    return ffi_fixed(cp, len, (uint64_t)v);
+}
+
+static int ffi_int2(sl_copy *cp, double x)
+{
+    return ffi_int(cp, x, INT16_MIN, INT16_MAX, 2);
+}
+
+static int ffi_int4(sl_copy *cp, double x)
+{
+    return ffi_int(cp, x, INT32_MIN, INT32_MAX, 4);
+}
+
+static int ffi_int8(sl_copy *cp, double x)
+{
+    if (!copy_number_exact(x, COPY_K_INT8))
+        return -1;
+    return ffi_int(cp, x, INT64_MIN, INT64_MAX, 8);
+}
+
+static int ffi_float8(sl_copy *cp, double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, 8);
+    return ffi_fixed(cp, 8, bits);
+}
+
+static int ffi_float4(sl_copy *cp, double x)
+{
+    float f = (float)x;
+    if (isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)))
+        return -1;
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    return ffi_fixed(cp, 4, bits);
+}
+
+static int ffi_bool(sl_copy *cp, int v)
+{
+    return ffi_fixed(cp, 1, v ? 1 : 0);
+}
+
+static int ffi_text(sl_copy *cp, const char *s, size_t n)
+{
+    if (n > INT32_MAX || memchr(s, '\0', n))
+        return -1;
+    if (copy_buf_reserve(&cp->buf, 4 + n) != COPY_OK)
+        return -1;
+    copy_put_be32(&cp->buf, (uint32_t)n);
+    copy_put_raw(&cp->buf, s, n);
+    return 0;
+}
+
+static int ffi_numeric_text(sl_copy *cp, const char *s, size_t n)
+{
+    if (copy_buf_reserve(&cp->buf, 4) != COPY_OK)
+        return -1;
+    size_t start = cp->buf.len;
+    copy_put_be32(&cp->buf, 0);
+    if (copy_put_numeric_text(&cp->buf, s, n) != COPY_OK)
+        return -1;
+    copy_patch_be32(&cp->buf, start, (uint32_t)(cp->buf.len - start - 4));
+    return 0;
+}
+
+static int ffi_numeric(sl_copy *cp, double x)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    return ffi_numeric_text(cp, tmp, numfmt_double(tmp, x));
+}
+
+/* Epoch seconds, for timestamp and timestamptz alike (as get_usec). */
+static int ffi_ts(sl_copy *cp, double x)
+{
+    int64_t us;
+    if (copy_epoch_to_usec(x, &us) != COPY_OK)
+        return -1;
+    return ffi_fixed(cp, 8, (uint64_t)us);
+}
+
+/* An ISO-8601 string; tz: a timestamptz column (as get_usec). */
+static int ffi_ts_text(sl_copy *cp, const char *s, size_t n, int tz)
+{
+    int64_t us;
+    int32_t off;
+    int has_off;
+    if (copy_parse_timestamp(s, n, &us, &off, &has_off) != COPY_OK)
+        return -1;
+    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
+        if (has_off)
+            us -= (int64_t)off * 1000000;
+        else if (!cp->utc)
+            return -1;
+        if (!copy_ts_in_range(us))
+            return -1;
+    }
+    return ffi_fixed(cp, 8, (uint64_t)us);
+}
+
+/* Epoch seconds for a date: the UTC day (as get_days). */
+static int ffi_date(sl_copy *cp, double x)
+{
+    int64_t us;
+    if (copy_epoch_to_usec(x, &us) != COPY_OK)
+        return -1;
+    return ffi_fixed(cp, 4, (uint32_t)copy_usec_to_days(us));
+}
+
+static int ffi_date_text(sl_copy *cp, const char *s, size_t n)
+{
+    int32_t days;
+    if (copy_parse_date(s, n, &days) != COPY_OK)
+        return -1;
+    return ffi_fixed(cp, 4, (uint32_t)days);
+}
+
+/* sluice.core.copy_fast(cp) -> pointer, {kind, ...} when every column of
+ * the stream is one the fast path writes (binary format, a COPY to the
+ * server), else nil.  Kinds: "int2", "int4", "int8", "float4", "float8",
+ * "bool", "text", "numeric", "date", "timestamp", "timestamptz". */
+int lib_copy_fast(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
+    if (cp->format != COPY_FMT_BINARY || cp->sink || cp->state != CP_OPEN)
+        return 0;
+    static const struct { int kind; const char *name; } kinds[] = {
+        { COPY_K_INT2, "int2" }, { COPY_K_INT4, "int4" },
+        { COPY_K_INT8, "int8" }, { COPY_K_FLOAT4, "float4" },
+        { COPY_K_FLOAT8, "float8" }, { COPY_K_BOOL, "bool" },
+        { COPY_K_TEXT, "text" }, { COPY_K_NUMERIC, "numeric" },
+        { COPY_K_DATE, "date" }, { COPY_K_TIMESTAMP, "timestamp" },
+        { COPY_K_TIMESTAMPTZ, "timestamptz" },
+    };
+    lua_pushlightuserdata(L, cp);
+    lua_createtable(L, cp->ncols, 0);
+    for (int i = 0; i < cp->ncols; i++) {
+        const char *name = NULL;
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            if (kinds[k].kind == cp->cols[i].kind &&
+                cp->cols[i].enc == bin_encoder(kinds[k].kind))
+                name = kinds[k].name;
+        if (!name)
+            return 0;
+        lua_pushstring(L, name);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
+
+/* sluice.core.copy_fast_functions() -> { name = function pointer as a
+ * light userdata }, for ffi.cast in lua/sluice/copy.lua (works alike in
+ * the executable and in the module, whose symbols are not global). */
+int lib_copy_fast_functions(lua_State *L)
+{
+    static const struct { const char *name; void (*fn)(void); } fns[] = {
+        { "begin", (void (*)(void))ffi_begin },
+        { "end_row", (void (*)(void))ffi_end },
+        { "null", (void (*)(void))ffi_null },
+        { "int2", (void (*)(void))ffi_int2 },
+        { "int4", (void (*)(void))ffi_int4 },
+        { "int8", (void (*)(void))ffi_int8 },
+        { "float4", (void (*)(void))ffi_float4 },
+        { "float8", (void (*)(void))ffi_float8 },
+        { "bool", (void (*)(void))ffi_bool },
+        { "text", (void (*)(void))ffi_text },
+        { "numeric", (void (*)(void))ffi_numeric },
+        { "numeric_text", (void (*)(void))ffi_numeric_text },
+        { "ts", (void (*)(void))ffi_ts },
+        { "ts_text", (void (*)(void))ffi_ts_text },
+        { "date", (void (*)(void))ffi_date },
+        { "date_text", (void (*)(void))ffi_date_text },
+    };
+    lua_createtable(L, 0, (int)(sizeof fns / sizeof fns[0]));
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        void *p;
+        memcpy(&p, &fns[i].fn, sizeof p); /* a function's address as data */
+        lua_pushlightuserdata(L, p);
+        lua_setfield(L, -2, fns[i].name);
+    }
+    return 1;
+}
+
 /* ---------------------------------------------------------------- rows */
 
 /* A sink with a NULL text of its own: a value whose field text (from

@@ -115,6 +115,10 @@ int luaopen_sluice_core(lua_State *L)
     lua_setfield(L, -2, "copy_out_start");
     lua_pushcfunction(L, lib_copy_kind);
     lua_setfield(L, -2, "copy_kind");
+    lua_pushcfunction(L, lib_copy_fast);
+    lua_setfield(L, -2, "copy_fast");
+    lua_pushcfunction(L, lib_copy_fast_functions);
+    lua_setfield(L, -2, "copy_fast_functions");
     lua_pushcfunction(L, lib_batch_new);
     lua_setfield(L, -2, "batch_new");
     lua_pushcfunction(L, lib_pipeline_start);

@@ -244,12 +244,105 @@ function methods.copy(db, tbl, columns, opts)
   local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s%s)")
     :format(qtable, table.concat(quoted, ", "), format,
             opts.freeze and ", FREEZE" or "")
-  return core.copy_start(db, sql, format, specs, {
+  local cp = core.copy_start(db, sql, format, specs, {
     chunk_size = chunk,
     json_encode = opts.json_encode or (need_json and default_json_encode()),
     cdata_kind = cdata_kind,
     utc = utc,
   })
+  if format == "binary" then M.attach_fast_row(cp) end
+  return cp
+end
+
+------------------------------------------------- the compiled row writer
+-- Binary streams whose columns are all plain kinds get a cp:row written in
+-- Lua for their column kinds: it checks each value's type and appends it
+-- through FFI calls into the C encoders (runtime/lib_copy.c, "the FFI fast
+-- path"), so a compiled loop never leaves its trace for a row.  Any value
+-- it does not take as it is (another type, out of range, ...) sends the
+-- whole row through the C cp:row instead, which encodes it from its start
+-- and raises the usual error: the bytes and the errors are the same
+-- either way.
+local ffi = require "ffi"
+local fast_fns       -- the C functions, cast once
+local writers = {}   -- kinds signature -> writer function (shared)
+-- per stream, weak: the writer and the stream's pointer (neither holds
+-- the stream, so both go with it)
+M.fast_rows = setmetatable({}, { __mode = "k" })
+local pointers = setmetatable({}, { __mode = "k" })
+
+local SIGS = {
+  begin = "int (*)(void *)", end_row = "int (*)(void *)", null = "int (*)(void *)",
+  int2 = "int (*)(void *, double)", int4 = "int (*)(void *, double)",
+  int8 = "int (*)(void *, double)", float4 = "int (*)(void *, double)",
+  float8 = "int (*)(void *, double)", bool = "int (*)(void *, int)",
+  text = "int (*)(void *, const char *, size_t)",
+  numeric = "int (*)(void *, double)", numeric_text = "int (*)(void *, const char *, size_t)",
+  ts = "int (*)(void *, double)", ts_text = "int (*)(void *, const char *, size_t, int)",
+  date = "int (*)(void *, double)", date_text = "int (*)(void *, const char *, size_t)",
+}
+
+-- The Lua of one column: v is the value, slow() the fallback.
+local NUM_FN = { int2 = "int2", int4 = "int4", int8 = "int8", float4 = "float4",
+                 float8 = "float8", numeric = "numeric", date = "date",
+                 timestamp = "ts", timestamptz = "ts" }
+local function column_code(kind, v)
+  local function case(test, call)
+    return ("elseif type(V) == '%s' then if %s ~= 0 then return slow(self, ...) end")
+           :format(test, call)
+  end
+  local lines = { "if V == nil or V == NULL then if F.null(p) ~= 0 then return slow(self, ...) end" }
+  if NUM_FN[kind] then lines[#lines + 1] = case("number", ("F.%s(p, V)"):format(NUM_FN[kind])) end
+  if kind == "bool" then
+    lines[#lines + 1] = case("boolean", "F.bool(p, V and 1 or 0)")
+  elseif kind == "text" then
+    lines[#lines + 1] = case("string", "F.text(p, V, #V)")
+  elseif kind == "numeric" or kind == "date" then
+    lines[#lines + 1] = case("string", ("F.%s_text(p, V, #V)"):format(kind))
+  elseif kind == "timestamp" or kind == "timestamptz" then
+    lines[#lines + 1] = case("string", ("F.ts_text(p, V, #V, %d)")
+                                       :format(kind == "timestamptz" and 1 or 0))
+  end
+  lines[#lines + 1] = "else return slow(self, ...) end"
+  return (table.concat(lines, "\n"):gsub("V", v))
+end
+
+local function writer_for(kinds)
+  local sig = table.concat(kinds, ",")
+  local w = writers[sig]
+  if w then return w end
+  local n = #kinds
+  local vars = {}
+  for i = 1, n do vars[i] = "v" .. i end
+  local body = {
+    "local F, NULL, pointers, slow, flush, select, type = ...",
+    "return function(self, ...)",
+    "  local p = pointers[self]",
+    ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end"):format(n),
+    "  local " .. table.concat(vars, ", ") .. " = ...",
+  }
+  for i, kind in ipairs(kinds) do body[#body + 1] = column_code(kind, vars[i]) end
+  body[#body + 1] = "  if F.end_row(p) ~= 0 then flush(self) end"
+  body[#body + 1] = "end"
+  local chunk = assert(loadstring(table.concat(body, "\n"), "=(sluice copy row writer)"))
+  w = chunk(fast_fns, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
+            select, type)
+  writers[sig] = w
+  return w
+end
+
+--- Give a binary stream its compiled row writer, when its columns allow.
+function M.attach_fast_row(cp)
+  local ptr, kinds = M.core.copy_fast(cp)
+  if not ptr or #kinds > 100 then return end
+  if not fast_fns then
+    fast_fns = {}
+    for name, fp in pairs(M.core.copy_fast_functions()) do
+      fast_fns[name] = ffi.cast(SIGS[name], fp)
+    end
+  end
+  pointers[cp] = ffi.cast("void *", ptr)
+  M.fast_rows[cp] = writer_for(kinds)
 end
 
 -- Queries start with one of these words (after spaces and parentheses);

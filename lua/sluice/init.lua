@@ -57,6 +57,16 @@ do
       end
     end
   end
+  -- a binary COPY stream's row() may be its compiled writer (copy.lua)
+  local mt = reg["sluice.copy"]
+  local index, fast_rows = mt.__index, require("sluice.copy").fast_rows
+  mt.__index = function(self, k)
+    if k == "row" then
+      local w = fast_rows[self]
+      if w then return w end
+    end
+    return index(self, k)
+  end
 end
 
 require("sluice.conn").install(core)
