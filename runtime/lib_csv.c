@@ -697,6 +697,12 @@ static int wait_io(PGconn *pg)
 
 /* Push everything libpq holds onto the wire.  Returns 0 when done, 1 when
  * an interrupt stopped it (only if interruptible), -1 when broken. */
+/* Bytes per CopyData message, as psql sends them: the server reads a whole
+ * message before it parses any of it, so small messages let it start on
+ * the first bytes while the rest is still on the way (measured against
+ * 128 KiB messages: a few percent faster, within this machine's noise). */
+#define SEND_PIECE (8 * 1024)
+
 static int flush_all(PGconn *pg, copy_run *st, int interruptible)
 {
     for (;;) {
@@ -763,21 +769,28 @@ static void copy_send(PGconn *pg, csvread *r, copy_run *st)
                 st->read_failed = 1;
             break;
         }
-        /* n <= CSVREAD_BLOCK: fits the int PQputCopyData takes */
-        int put;
-        while ((put = PQputCopyData(pg, (const char *)p, (int)n)) == 0) {
-            if (wait_io(pg) < 0) {
+        /* in messages of SEND_PIECE bytes */
+        int f = 0;
+        while (n > 0 && f == 0) {
+            size_t piece = n > SEND_PIECE ? SEND_PIECE : n;
+            int put;
+            while ((put = PQputCopyData(pg, (const char *)p, (int)piece)) == 0) {
+                if (wait_io(pg) < 0) {
+                    st->broken = 1;
+                    return;
+                }
+            }
+            if (put < 0) {
                 st->broken = 1;
                 return;
             }
+            p += piece;
+            n -= piece;
+            /* libpq would buffer the whole file in nonblocking mode: wait
+             * for the socket instead (the kernel's buffer keeps both sides
+             * busy) */
+            f = flush_all(pg, st, 1);
         }
-        if (put < 0) {
-            st->broken = 1;
-            return;
-        }
-        /* libpq would buffer the whole file in nonblocking mode: wait for
-         * the socket instead (the kernel's buffer keeps both sides busy) */
-        int f = flush_all(pg, st, 1);
         if (f < 0)
             return;
         if (f > 0)
