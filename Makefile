@@ -86,7 +86,7 @@ demo: deps
 	$(MAKE) all
 	./sluice --tmpdb scripts/blog_posts.lua 5000 --sample 500 --check
 	./sluice --tmpdb scripts/compare_strategies.lua metrics 200000 \
-	  --strategies rowwise_autocommit,rowwise_tx,batch,pipeline,copy_text,copy_binary
+	  --strategies rowwise_autocommit,rowwise_tx,batch,pipeline,copy_text,copy_binary,copy_binary+drop_indexes
 
 # Each benchmark prints markdown; peers need Python's psycopg and pgloader.
 BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time

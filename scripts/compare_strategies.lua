@@ -13,7 +13,9 @@
 --   --columns "id int primary key, v float8"   the table's column list
 --   --row "i, i / 7"                            a Lua expression of i: row i's values
 -- Options:
---   --strategies a,b,...   sluice.load strategies (default: every one but upsert)
+--   --strategies a,b,...   sluice.load strategies (default: every one but upsert),
+--                          each with modifiers after "+": copy_binary+drop_indexes,
+--                          batch+connections=2, copy_text+synchronous_commit=off
 --   --sample N             rows for the slow rowwise_* strategies (default 1000)
 --   --out FILE|csv         also write the results (CSV when FILE ends in .csv)
 --
@@ -89,10 +91,38 @@ else
   if not shape then usage("unknown shape " .. shape_name) end
 end
 
+-- "copy_binary+drop_indexes+connections=2": a strategy with its modifiers
+local MODIFIERS = { drop_indexes = "flag", freeze = "flag", connections = "number",
+                    synchronous_commit = "string", batch_rows = "number", commit_every = "number",
+                    sync_every = "number" }
+local function strategy_entry(spec)
+  local name, rest = spec:match("^([%w_]+)(.*)$")
+  if not name then usage("bad strategy " .. spec) end
+  if rest == "" then return name end
+  local e = { name }
+  for mod in rest:gmatch("%+([^+]+)") do
+    local k, v = mod:match("^([%w_]+)=(.+)$")
+    k = k or mod
+    local kind = MODIFIERS[k]
+    if not kind then usage("unknown modifier " .. k .. " in " .. spec) end
+    if kind == "flag" then
+      if v then usage(k .. " takes no value (in " .. spec .. ")") end
+      e[k] = true
+    elseif kind == "number" then
+      e[k] = tonumber(v)
+      if not e[k] then usage(k .. " needs a number (in " .. spec .. ")") end
+    else
+      if not v then usage(k .. " needs a value (in " .. spec .. ")") end
+      e[k] = v
+    end
+  end
+  return e
+end
+
 local strategies
 if opts.strategies then
   strategies = {}
-  for s in opts.strategies:gmatch("[^,%s]+") do strategies[#strategies + 1] = s end
+  for s in opts.strategies:gmatch("[^,%s]+") do strategies[#strategies + 1] = strategy_entry(s) end
 end
 local sample = opts.sample and tonumber(opts.sample)
 if opts.sample and not sample then usage("--sample needs a number") end

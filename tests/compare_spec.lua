@@ -73,6 +73,15 @@ describe("scripts/compare_strategies.lua", function()
     assert.are.equal(0, code, err)
     assert.truthy(out:find('\n"copy_text",500,500,false,', 1, true), out)
     assert.truthy(out:find('\n"pipeline",500,500,false,', 1, true), out)
+    -- modifiers after "+"
+    code, out, err = H.sluice(script .. " metrics 3000 --strategies "
+      .. "copy_binary,copy_binary+drop_indexes,batch+connections=2+batch_rows=500")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("\n| copy_binary +drop_indexes | 3,000 |", 1, true), out)
+    assert.truthy(out:find("\n| batch +batch_rows=500 +connections=2 | 3,000 |", 1, true), out)
+    code, _, err = H.sluice(script .. " metrics 10 --strategies copy_binary+fast")
+    assert.are.equal(1, code)
+    assert.truthy(err:find("(unknown modifier fast in copy_binary+fast)", 1, true), err)
   end)
 
   it("rejects a bad shape with its usage", function()
