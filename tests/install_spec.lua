@@ -25,8 +25,15 @@ describe("installing", function()
     local code2, out, err2 = H.run(("cd / && LUA_PATH=%s LUA_CPATH=%s luajit -e %s"):format(
       H.q(r .. "/share/lua/5.1/?.lua;" .. r .. "/share/lua/5.1/?/init.lua;;"),
       H.q(r .. "/lib/lua/5.1/?.so;;"),
-      H.q([[local s = require "sluice"; print(s.connect():query_one("select 2 * 21 as x").x)]])))
+      H.q([[local s = require "sluice"; local db = s.connect()
+            print(db:query_one("select 2 * 21 as x").x)
+            -- the compiled binary row writer works from the module too
+            db:exec("create temp table m (a int, b text, c float8)")
+            local cp = db:copy("m", nil, { format = "binary" })
+            print(debug.getinfo(cp.row, "S").what)
+            for i = 1, 1000 do cp:row(i, "r" .. i, i / 4) end
+            print(cp:finish(), db:query_one("select sum(c) as s from m").s)]])))
     assert.are.equal(0, code2, err2)
-    assert.are.equal("42\n", out)
+    assert.are.equal("42\nLua\n1000\t125125\n", out)
   end)
 end)
