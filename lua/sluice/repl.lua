@@ -104,10 +104,12 @@ sluice - Lua (LuaJIT) with fast PostgreSQL loading.
   db:savepoint(n) db:release(n) db:rollback_to(n)
   db:transaction(fn)      commit when fn returns, roll back if it raises
   db:copy(t, cols)        a COPY stream: cp:row(...), cp:finish()
-  db:batch(t, cols, o)    multi-row INSERT buffer: b:add(...), b:close()
+  db:batch(t, cols, o)    multi-row INSERT buffer: b:add(...), b:close();
+                          o.on_reject = function(values, err, row) keeps good rows
   db:pipeline(sql)        pipelined prepared statement: pl:send(...), pl:close()
   db:upsert(t, cols, o)   staged COPY + INSERT ... ON CONFLICT (o.key)
-  sluice.csv.rows(path)   iterate a CSV file (plain or .gz)
+  sluice.csv.rows(path, o) iterate a CSV file (plain or .gz);
+                          o.types = {amount = "number"} parses columns in C
   sluice.tmpdb()          a throwaway PostgreSQL server
   sluice.null             the NULL value in results
 
