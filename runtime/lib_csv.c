@@ -229,6 +229,9 @@ static void raise_conv(lua_State *L, sl_csv *u, int ud, size_t i,
     lua_pushfstring(L, "%s\" %s", f->len > len ? "..." : "", what);
     luaL_addvalue(&b);
     luaL_pushresult(&b);
+    /* the reader has failed: later calls repeat this message */
+    snprintf(u->r.err, sizeof u->r.err, "%s", lua_tostring(L, -1));
+    u->r.state = CSVREAD_FAILED;
     csvread_release(&u->r);
     lua_error(L);
 }
@@ -333,6 +336,11 @@ static void read_types(lua_State *L, sl_csv *u, int ud, int opts,
     lua_getfenv(L, ud);
     int names = lua_gettop(L);
     size_t nh = u->header ? lua_objlen(L, names) : 0;
+    if (u->header && nh == 0) {
+        /* an empty file: no header to name columns, and no rows */
+        lua_pop(L, 2);
+        return;
+    }
     /* first pass: the highest position */
     size_t n = 0;
     lua_pushnil(L);
@@ -697,12 +705,6 @@ static int wait_io(PGconn *pg)
 
 /* Push everything libpq holds onto the wire.  Returns 0 when done, 1 when
  * an interrupt stopped it (only if interruptible), -1 when broken. */
-/* Bytes per CopyData message, as psql sends them: the server reads a whole
- * message before it parses any of it, so small messages let it start on
- * the first bytes while the rest is still on the way (measured against
- * 128 KiB messages: a few percent faster, within this machine's noise). */
-#define SEND_PIECE (8 * 1024)
-
 static int flush_all(PGconn *pg, copy_run *st, int interruptible)
 {
     for (;;) {
@@ -744,6 +746,12 @@ static int copy_start(PGconn *pg, PGresult **err, copy_run *st)
             PQclear(res);
     }
 }
+
+/* Bytes per CopyData message, as psql sends them: the server reads a whole
+ * message before it parses any of it, so small messages let it start on
+ * the first bytes while the rest is still on the way (measured against
+ * 128 KiB messages: a few percent faster, within this machine's noise). */
+#define SEND_PIECE (8 * 1024)
 
 /* Send the file, then end the COPY: normally, or with a failure message
  * when the file could not be read or an interrupt arrived (the server then

@@ -317,6 +317,62 @@ describe("db:batch", function()
     assert.are.equal(15, count(db, "rejc"))
   end)
 
+  it("on_reject may add() a corrected row; its own error names the rows it did not get", function()
+    db:exec("create table rejf (id int primary key, qty int check (qty >= 0))")
+    local b
+    b = db:batch("rejf", { "id", "qty" }, { rows = 10, on_reject = function(v)
+      b:add(tonumber(v[1]), 0) -- fixed, and queued again
+    end })
+    b:add(1, 5); b:add(2, -1); b:add(3, 7)
+    assert.are.equal(3, b:flush())
+    assert.are.equal(1, b.buffered)
+    assert.are.equal(4, b:close())
+    assert.are.equal("1:5,2:0,3:7",
+                     db:query_one("select string_agg(id || ':' || qty, ',' order by id) as s from rejf").s)
+    -- on_reject raising: the good rows are in, and the error says what it missed
+    db:exec("truncate rejf")
+    b = db:batch("rejf", { "id", "qty" }, { rows = 10, on_reject = function(_, _, row)
+      error("no room for row " .. row, 0)
+    end })
+    for i = 1, 6 do b:add(i, i % 3 == 0 and -1 or i) end
+    local err = error_of(function() b:flush() end)
+    assert.are.equal("batch: on_reject raised for row 3 (the other rows of the flush are inserted; "
+                     .. "rejected rows not handed over: 6): no room for row 3", err)
+    assert.are.equal("1,2,4,5", db:query_one("select string_agg(id::text, ',' order by id) as s from rejf").s)
+    b:close()
+  end)
+
+  it("on_reject with transaction = \"caller\" and no transaction open just autocommits", function()
+    db:exec("create table rejn (id int primary key)")
+    local b = db:batch("rejn", { "id" }, { rows = 10, transaction = "caller", on_reject = function() end })
+    b:add(1); b:add(1); b:add(2)
+    assert.are.equal(3, b:close())
+    assert.are.equal(2, count(db, "rejn"))
+    assert.are.equal("idle", db:status())
+  end)
+
+  it("on_reject leaves no savepoint behind, and a failed flush keeps the caller's transaction", function()
+    db:exec("create table rejs (id int primary key)")
+    db:begin()
+    local b = db:batch("rejs", { "id" }, { rows = 10, transaction = "caller", on_reject = function() end })
+    for i = 1, 10 do b:add(i % 7) end -- 7..9 repeat 0..2
+    b:flush()
+    -- a savepoint still open would make this RELEASE succeed
+    local ok = pcall(db.exec, db, "RELEASE SAVEPOINT sluice_batch")
+    assert.is_false(ok)
+    db:rollback()
+    db:begin()
+    b:add(1)
+    db:exec("alter table rejs rename to rejs_gone")
+    local err = error_of(function() b:flush() end)
+    assert.are.equal("batch: rows 11-11 were not inserted (transaction = \"caller\": this flush was "
+                     .. "rolled back to a savepoint; the caller's transaction goes on): relation "
+                     .. "\"rejs\" does not exist", err.message)
+    assert.are.equal("intrans", db:status())
+    db:rollback()
+    b:close()
+  end)
+
   it("on_reject does not swallow errors that are not a row's fault", function()
     db:exec("create table rejx (id int primary key)")
     local called = 0

@@ -165,6 +165,50 @@ describe("binary COPY row writer", function()
     assert.is_true(after <= before, ("%d writers before, %d after"):format(before, after))
   end)
 
+  it("takes a stream of another shape through the C encoder, never with its own encoders", function()
+    db:exec("create table shape_a (x int8, y float8); create table shape_b (x float8, y int8)")
+    local a = db:copy("shape_a", nil, { format = "binary" })
+    local put = a.row
+    local db2 = H.connect()
+    local b = db2:copy("copy_fast.shape_b", nil, { format = "binary" })
+    put(b, 3, 7) -- a's writer, b's row: b's own column types apply
+    assert.are.equal(1, b:finish())
+    a:abort()
+    db2:close()
+    assert.are.same({ x = 3, y = 7 }, db:query_one("select x, y from shape_b"))
+  end)
+
+  it("refuses a NULL cdata pointer as the C encoder does (it is not sluice.null)", function()
+    reset()
+    local np = ffi.cast("const char *", nil)
+    local row = { 1, 1, 2, 3, 4, 5, true, np, 1, 0, 0, 0 }
+    local cp = db:copy("fast", nil, { format = "binary" })
+    local fast_err = H.error_of(function() cp:row(unpack(row, 1, 12)) end)
+    cp = db:copy("fast", nil, { format = "binary" })
+    local slow_err = H.error_of(function() cp:rows({ row }) end)
+    assert.matches('row 1, column "g" %(text%): expected a string, number or boolean, got cdata$',
+                   tostring(fast_err))
+    assert.are.equal(tostring(slow_err):gsub("^[^:]*:%d+: ", ""), tostring(fast_err):gsub("^[^:]*:%d+: ", ""))
+    assert.are.equal(0, contents("fast").n)
+  end)
+
+  it("raises the server's error when the connection dies during a flush", function()
+    reset()
+    local pid = db:query_one("select pg_backend_pid() as p").p
+    local cp = db:copy("fast", nil, { format = "binary", chunk_size = 1024 })
+    local other = H.connect()
+    other:exec("select pg_terminate_backend(" .. pid .. ")")
+    other:close()
+    local ok, err = pcall(function()
+      for n = 1, 1000 do cp:row(n, 1, 2, 3, 4, 5, true, "x", 1, 0, 0, 0) end -- FLUSHLINE
+    end)
+    db = H.connect()
+    assert.is_false(ok)
+    assert.are.equal("terminating connection due to administrator command", err.message)
+    assert.are.equal("57P01", err.sqlstate)
+    assert.are.equal("failed", cp.state)
+  end)
+
   if C_ROW then
     it("is the C method when called on another stream", function()
       reset()

@@ -236,6 +236,24 @@ describe("sluice.csv typed columns (opts.types)", function()
                      .. '..." is not an integer', err)
   end)
 
+  it("repeats a conversion error on later calls, as for other data errors", function()
+    H.write(path, "a,b\n1,x\n2,3\n")
+    local r = csv.open(path, { types = { b = "number" } })
+    local want = path .. ':2: column "b": "x" is not a number'
+    for _ = 1, 3 do
+      local ok, err = pcall(r.next, r)
+      assert.is_false(ok)
+      assert.are.equal(want, err)
+    end
+  end)
+
+  it("reads no rows from an empty file whatever the types name", function()
+    H.write(path, "")
+    local n = 0
+    for _ in csv.rows(path, { types = { amount = "number" } }) do n = n + 1 end
+    assert.are.equal(0, n)
+  end)
+
   it("refuses bad types options at the caller's line", function()
     local function err_of(opts)
       local ok, e = pcall(csv.open, path, opts)

@@ -26,7 +26,8 @@
 --   returning    a column name or a list of them: RETURNING those.  Each
 --                flush returns the returned rows in input order (so does
 --                on_returning).  With DO NOTHING, skipped rows return
---                nothing, so positions no longer match input rows.
+--                nothing, and neither do rows handed to on_reject, so
+--                positions no longer match input rows.
 --   on_returning function(rows) called after each flush with them
 --   transaction  "per_flush" (default): each flush is committed on its
 --                own - one statement autocommits; a flush split into
@@ -46,6 +47,9 @@
 --                committed on its own with "per_flush", under a savepoint
 --                in the caller's transaction with "caller").  Any other
 --                error still raises.  Slower only for flushes that fail.
+--                on_reject runs once the flush is over, so it may add()
+--                (a corrected row, say); if it raises, the error names the
+--                rejected rows it did not get.
 --
 -- Statements: at most 65,535 parameters each, so a flush of R rows of C
 -- columns goes out in statements of floor(65535 / C) rows (or `rows`,
@@ -90,29 +94,47 @@ end
 local sluice_error -- sluice.error, looked up lazily (init.lua loads us)
 local retry_rows -- below
 
--- The error of a failed flush: the server's error object (or a string)
--- with the message saying which rows and what is committed.
-local function flush_error(st, err, first, last)
-  local what
-  if st.mode == "caller" then
-    what = "(transaction = \"caller\": the caller's transaction is aborted; "
-      .. "roll it back)"
-  elseif st.committed == 0 then
-    what = "(this flush was rolled back; no earlier rows were committed)"
-  else
-    what = ("(this flush was rolled back; rows 1-%d were committed by "
-      .. "earlier flushes)"):format(st.committed)
-  end
-  local prefix = ("batch: rows %d-%d were not inserted %s: "):format(first, last, what)
+-- A copy of the server's error object (or a string) with prefix before
+-- its message and extra fields.
+local function reworded(err, prefix, fields)
   if type(err) == "table" then
     local e = {}
     for k, v in pairs(err) do e[k] = v end
     e.message = prefix .. tostring(err.message)
-    e.first_row, e.last_row, e.committed_rows = first, last, st.committed
+    for k, v in pairs(fields) do e[k] = v end
     sluice_error = sluice_error or require("sluice").error
     return sluice_error(e)
   end
   return prefix .. tostring(err)
+end
+
+-- What is committed before row `first`, for messages.
+local function committed_text(st)
+  if st.committed == 0 then return "no earlier rows were committed" end
+  if st.rejects > 0 then
+    return ("rows 1-%d were done by earlier flushes (inserted, or handed to on_reject)")
+           :format(st.committed)
+  end
+  return ("rows 1-%d were committed by earlier flushes"):format(st.committed)
+end
+
+-- The error of a failed flush: the server's error object (or a string)
+-- with the message saying which rows and what is committed.  saved: the
+-- flush ran under a savepoint, which undid it (the caller's transaction
+-- goes on).
+local function flush_error(st, err, first, last, saved)
+  local what
+  if st.mode == "caller" and saved then
+    what = "(transaction = \"caller\": this flush was rolled back to a savepoint; the "
+      .. "caller's transaction goes on)"
+  elseif st.mode == "caller" then
+    what = "(transaction = \"caller\": the caller's transaction is aborted; "
+      .. "roll it back)"
+  else
+    what = "(this flush was rolled back; " .. committed_text(st) .. ")"
+  end
+  return reworded(err, ("batch: rows %d-%d were not inserted %s: "):format(first, last, what),
+                  { first_row = first, last_row = last, committed_rows = st.committed })
 end
 
 -- Is err a row's fault, so that the row can be set aside and the others
@@ -125,11 +147,23 @@ local function rejectable(err)
   return type(code) == "string" and ROW_FAULT[code:sub(1, 2)] == true
 end
 
+-- Undo a failed statement under the savepoint, and end the savepoint (one
+-- left open per failure would pile up subtransactions).
+local function undo_savepoint(db)
+  if db:status() == "inerror" then
+    pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
+  end
+  pcall(db.exec, db, "RELEASE SAVEPOINT sluice_batch")
+end
+
 -- on_reject: the flush failed as a whole; send its rows one statement
 -- each (each committed on its own, or under a savepoint in the caller's
--- transaction) and hand every row the server refuses to on_reject(values,
--- err, row) - values as they were sent (strings, nil for NULL).
+-- transaction).  Returns the rows the server refused for their own fault,
+-- as { values, err, row } (values as sent: strings, nil for NULL); the
+-- caller hands them to on_reject once the buffer is reset, so that
+-- on_reject may add() rows.  Raises for any other error.
 retry_rows = function(b, st, db, n, first, out, sp)
+  local rejected = {}
   for i = 0, n - 1 do
     local ok, r = pcall(function()
       if sp then db:exec("SAVEPOINT sluice_batch") end
@@ -140,25 +174,35 @@ retry_rows = function(b, st, db, n, first, out, sp)
     if ok then
       if out then out[#out + 1] = r[1] end
     else
-      if sp and db:status() == "inerror" then
-        pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
-      end
+      if sp then undo_savepoint(db) end
       if not rejectable(r) then
         -- the rows before this one are done (inserted or rejected)
-        local prefix = ("batch: rows %d-%d were not inserted (retrying a failed flush row "
-                        .. "by row; rows up to %d are inserted or were handed to on_reject): ")
-                       :format(first + i, first + n - 1, first + i - 1)
-        if type(r) == "table" then
-          local e = {}
-          for k, v in pairs(r) do e[k] = v end
-          e.message = prefix .. tostring(r.message)
-          e.first_row, e.last_row = first + i, first + n - 1
-          sluice_error = sluice_error or require("sluice").error
-          error(sluice_error(e), 0)
-        end
-        error(prefix .. tostring(r), 0)
+        local e = reworded(r, ("batch: rows %d-%d were not inserted (retrying a failed flush "
+                               .. "row by row; rows up to %d are inserted or rejected): ")
+                              :format(first + i, first + n - 1, first + i - 1),
+                           { first_row = first + i, last_row = first + n - 1 })
+        return rejected, e, first + i - 1
       end
-      st.on_reject(b:_values(i), r, first + i)
+      rejected[#rejected + 1] = { b:_values(i), r, first + i }
+    end
+  end
+  return rejected
+end
+
+-- Hand the rejected rows to on_reject; an error it raises says which
+-- rejected rows it did not get.
+local function hand_over(st, rejected)
+  for k, x in ipairs(rejected) do
+    local ok, e = pcall(st.on_reject, x[1], x[2], x[3])
+    if not ok then
+      local missed = {}
+      for j = k + 1, math.min(#rejected, k + 10) do missed[#missed + 1] = rejected[j][3] end
+      if #rejected > k + 10 then missed[#missed + 1] = "..." end
+      local prefix = ("batch: on_reject raised for row %d (the other rows of the flush are "
+                      .. "inserted; %s): "):format(x[3], #missed == 0
+                      and "no other rejected rows"
+                      or "rejected rows not handed over: " .. table.concat(missed, ", "))
+      error(type(e) == "string" and prefix .. e or e, 0)
     end
   end
 end
@@ -187,8 +231,8 @@ local function flush(b)
   local per = b.rows_per_statement
   local out = st.want and {} or nil
   -- with on_reject inside the caller's transaction, a savepoint keeps a
-  -- failed flush from aborting it
-  local sp = st.on_reject and st.mode == "caller"
+  -- failed flush from aborting it (outside one, statements autocommit)
+  local sp = st.on_reject and st.mode == "caller" and db:status() == "intrans"
   st.flushing = true
   local ok, err = pcall(function()
     if own then db:exec("BEGIN") end
@@ -202,26 +246,38 @@ local function flush(b)
     if sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
     if own then db:commit() end
   end)
+  local rejected, worded
   if not ok then
     if own then pcall(db.rollback, db) end
-    if sp and db:status() == "inerror" then
-      pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
-    end
+    if sp then undo_savepoint(db) end
     if st.on_reject and rejectable(err) then
       out = st.want and {} or nil
-      ok, err = pcall(retry_rows, b, st, db, n, first, out, sp)
+      local rok, rerr, upto
+      rok, rejected, rerr, upto = pcall(retry_rows, b, st, db, n, first, out, sp)
+      if not rok then
+        rejected, rerr, upto = nil, rejected, nil -- retry_rows itself raised
+      end
+      ok, err, worded = rerr == nil, rerr, rerr ~= nil
+      if worded and upto and st.mode == "per_flush" then st.committed = upto end
     end
   end
   st.flushing = false
   b:_reset()
   st.done = last
   if not ok then
-    -- a failure of the row-by-row retry is already worded
-    local worded = type(err) == "table" and err.first_row or
-                   type(err) == "string" and err:find("^batch: rows")
-    error(worded and err or flush_error(st, err, first, last), 0)
+    -- rows already refused still reach on_reject; the error that ended
+    -- the retry is the one raised
+    if rejected and #rejected > 0 then
+      st.rejects = st.rejects + #rejected
+      pcall(hand_over, st, rejected)
+    end
+    error(worded and err or flush_error(st, err, first, last, sp), 0)
   end
   if st.mode == "per_flush" then st.committed = last end
+  if rejected and #rejected > 0 then
+    st.rejects = st.rejects + #rejected
+    hand_over(st, rejected)
+  end
   if out and st.on_returning then st.on_returning(out) end
   return n, out
 end
@@ -306,6 +362,7 @@ function methods.batch(db, tbl, columns, opts)
   st.want = ret ~= nil
   st.on_returning = opts.on_returning
   st.on_reject = opts.on_reject
+  st.rejects = 0    -- rows handed to on_reject
   st.done = 0       -- rows flushed or dropped by a failed flush
   st.committed = 0  -- rows committed (per_flush)
   return b

@@ -265,11 +265,13 @@ end
 -- either way.
 local ffi = require "ffi"
 local fast_fns       -- the C functions, cast once
-local writers = {}   -- kinds signature -> writer function (shared)
--- per stream, weak: the writer and the stream's pointer (neither holds
--- the stream, so both go with it)
+-- kinds signature -> { writer, pointers }: a writer is shared by the
+-- streams of one column list, and finds a stream's pointer in its own
+-- table, so a stream of another shape gets none (the C row() then takes
+-- it).  Per stream, weak: its writer and pointer (neither holds the
+-- stream, so both go with it).
+local writers = {}
 M.fast_rows = setmetatable({}, { __mode = "k" })
-local pointers = setmetatable({}, { __mode = "k" })
 
 local SIGS = {
   begin = "int (*)(void *)", end_row = "int (*)(void *)", null = "int (*)(void *)",
@@ -288,10 +290,12 @@ local NUM_FN = { int2 = "int2", int4 = "int4", int8 = "int8", float4 = "float4",
                  timestamp = "ts", timestamptz = "ts" }
 local function column_code(kind, v)
   local function case(test, call)
-    return ("elseif type(V) == '%s' then if %s ~= 0 then return slow(self, ...) end")
+    return ("elseif tV == '%s' then if %s ~= 0 then return slow(self, ...) end")
            :format(test, call)
   end
-  local lines = { "if V == nil or V == NULL then if F.null(p) ~= 0 then return slow(self, ...) end" }
+  -- type() first: a NULL cdata pointer compares equal to nil
+  local lines = { "local tV = type(V)",
+                  "if tV == 'nil' or rawequal(V, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end" }
   if NUM_FN[kind] then lines[#lines + 1] = case("number", ("F.%s(p, V)"):format(NUM_FN[kind])) end
   if kind == "bool" then
     lines[#lines + 1] = case("boolean", "F.bool(p, V and 1 or 0)")
@@ -303,30 +307,35 @@ local function column_code(kind, v)
     lines[#lines + 1] = case("string", ("F.ts_text(p, V, #V, %d)")
                                        :format(kind == "timestamptz" and 1 or 0))
   end
-  lines[#lines + 1] = "else return slow(self, ...) end"
-  return (table.concat(lines, "\n"):gsub("V", v))
+  lines[#lines + 1] = "else return slow(self, ...) end end"
+  -- do ... end: one tV at a time (a function has at most 200 locals)
+  return "do " .. (table.concat(lines, "\n"):gsub("V", v))
 end
 
 local function writer_for(kinds)
   local sig = table.concat(kinds, ",")
   local w = writers[sig]
   if w then return w end
+  local pointers = setmetatable({}, { __mode = "k" })
   local n = #kinds
   local vars = {}
   for i = 1, n do vars[i] = "v" .. i end
   local body = {
-    "local F, NULL, pointers, slow, flush, select, type = ...",
+    "local F, NULL, pointers, slow, flush, select, type, rawequal = ...",
     "return function(self, ...)",
     "  local p = pointers[self]",
     ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end"):format(n),
     "  local " .. table.concat(vars, ", ") .. " = ...",
   }
   for i, kind in ipairs(kinds) do body[#body + 1] = column_code(kind, vars[i]) end
-  body[#body + 1] = "  if F.end_row(p) ~= 0 then flush(self) end"
+  -- a tail call: an error in flush (Ctrl-C, a lost connection) then
+  -- names the caller's line, as the C row() does
+  body[#body + 1] = "  if F.end_row(p) ~= 0 then return flush(self) end"
   body[#body + 1] = "end"
-  local chunk = assert(loadstring(table.concat(body, "\n"), "=(sluice copy row writer)"))
-  w = chunk(fast_fns, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
-            select, type)
+  local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
+  if not chunk then return nil end -- never expected: the C row() serves
+  w = { chunk(fast_fns, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
+              select, type, rawequal), pointers }
   writers[sig] = w
   return w
 end
@@ -341,8 +350,10 @@ function M.attach_fast_row(cp)
       fast_fns[name] = ffi.cast(SIGS[name], fp)
     end
   end
-  pointers[cp] = ffi.cast("void *", ptr)
-  M.fast_rows[cp] = writer_for(kinds)
+  local w = writer_for(kinds)
+  if not w then return end
+  w[2][cp] = ffi.cast("void *", ptr)
+  M.fast_rows[cp] = w[1]
 end
 
 -- Queries start with one of these words (after spaces and parentheses);
