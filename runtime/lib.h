@@ -118,6 +118,7 @@ int lib_copy_kind(lua_State *L);
 /* sluice.core.copy_fast(cp) / copy_fast_functions(): the FFI row writer
  * of binary streams (lib_copy.c, lua/sluice/copy.lua). */
 int lib_copy_fast(lua_State *L);
+int lib_copy_fast_text(lua_State *L);
 int lib_copy_fast_functions(lua_State *L);
 
 /* The output of a file sink (lib_sink.c): a "sluice.copy" stream made by

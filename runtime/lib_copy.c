@@ -1344,6 +1344,100 @@ static int ffi_date_text(sl_copy *cp, const char *s, size_t n)
     return ffi_fixed(cp, 4, (uint32_t)days);
 }
 
+/* Text and CSV streams to the server (not file sinks, whose NULL text and
+ * delimiter may be their own): the same, for encode_row()'s text branch.
+ * sep: a delimiter goes first (every column but the first). */
+static int ffi_t_begin(sl_copy *cp)
+{
+    if (cp->state != CP_OPEN || cp->sink || !cp->conn->pg ||
+        cp->format == COPY_FMT_BINARY || cp->custom || cp->null)
+        return -1;
+    cp->buf.len = cp->committed;
+    cp->depth = 0;
+    return 0;
+}
+
+static int ffi_t_null(sl_copy *cp, int sep)
+{
+    if (copy_buf_reserve(&cp->buf, 3) != COPY_OK)
+        return -1;
+    if (sep)
+        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
+    if (cp->format != COPY_FMT_CSV)
+        copy_put_raw(&cp->buf, "\\N", 2);
+    return 0;
+}
+
+static int ffi_t_str(sl_copy *cp, int sep, const char *s, size_t n)
+{
+    if (copy_buf_reserve(&cp->buf, 1) != COPY_OK)
+        return -1;
+    if (sep)
+        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
+    int rc = cp->format == COPY_FMT_CSV ? copy_put_csv_field(&cp->buf, s, n)
+                                        : copy_put_text_escaped(&cp->buf, s, n);
+    return rc == COPY_OK ? 0 : -1;
+}
+
+/* A number for a column of this kind, as number_text() writes it. */
+static int ffi_t_num(sl_copy *cp, int sep, double x, int kind)
+{
+    char tmp[64];
+    if (!copy_number_exact(x, kind))
+        return -1;
+    size_t n = copy_format_number(tmp, x, kind);
+    if (n == 0 || copy_buf_reserve(&cp->buf, n + 1) != COPY_OK)
+        return -1;
+    if (sep)
+        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
+    copy_put_raw(&cp->buf, tmp, n);
+    return 0;
+}
+
+static int ffi_t_bool(sl_copy *cp, int sep, int v, int kind)
+{
+    const char *s = kind == COPY_K_BOOL ? (v ? "t" : "f")
+                                        : (v ? "true" : "false");
+    size_t n = strlen(s);
+    if (copy_buf_reserve(&cp->buf, n + 1) != COPY_OK)
+        return -1;
+    if (sep)
+        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
+    copy_put_raw(&cp->buf, s, n);
+    return 0;
+}
+
+/* -1: out of memory (the row goes to the C path); 1: send now; 0. */
+static int ffi_t_end(sl_copy *cp)
+{
+    if (copy_buf_reserve(&cp->buf, 1) != COPY_OK)
+        return -1;
+    copy_put_byte(&cp->buf, '\n');
+    return ffi_end(cp);
+}
+
+/* sluice.core.copy_fast_text(cp) -> pointer, {kind code, ...}: a text or
+ * CSV stream to the server (else nil); the codes are enum copy_kind's,
+ * for ffi_t_num and ffi_t_bool.  Byte columns are marked -1 (a string
+ * there is hex-encoded: the C path's). */
+int lib_copy_fast_text(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
+    if (cp->format == COPY_FMT_BINARY || cp->sink || cp->custom ||
+        cp->null || cp->state != CP_OPEN)
+        return 0;
+    lua_pushlightuserdata(L, cp);
+    lua_createtable(L, cp->ncols, 0);
+    for (int i = 0; i < cp->ncols; i++) {
+        if (cp->cols[i].enc != enc_text)
+            return 0;
+        lua_pushinteger(L, cp->cols[i].kind == COPY_K_BYTEA
+                               ? -1 : cp->cols[i].kind);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
+
 /* sluice.core.copy_fast(cp) -> pointer, {kind, ...} when every column of
  * the stream is one the fast path writes (binary format, a COPY to the
  * server), else nil.  Kinds: "int2", "int4", "int8", "float4", "float8",
@@ -1399,6 +1493,12 @@ int lib_copy_fast_functions(lua_State *L)
         { "ts_text", (void (*)(void))ffi_ts_text },
         { "date", (void (*)(void))ffi_date },
         { "date_text", (void (*)(void))ffi_date_text },
+        { "t_begin", (void (*)(void))ffi_t_begin },
+        { "t_null", (void (*)(void))ffi_t_null },
+        { "t_str", (void (*)(void))ffi_t_str },
+        { "t_num", (void (*)(void))ffi_t_num },
+        { "t_bool", (void (*)(void))ffi_t_bool },
+        { "t_end", (void (*)(void))ffi_t_end },
     };
     lua_createtable(L, 0, (int)(sizeof fns / sizeof fns[0]));
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

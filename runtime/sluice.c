@@ -117,6 +117,8 @@ int luaopen_sluice_core(lua_State *L)
     lua_setfield(L, -2, "copy_kind");
     lua_pushcfunction(L, lib_copy_fast);
     lua_setfield(L, -2, "copy_fast");
+    lua_pushcfunction(L, lib_copy_fast_text);
+    lua_setfield(L, -2, "copy_fast_text");
     lua_pushcfunction(L, lib_copy_fast_functions);
     lua_setfield(L, -2, "copy_fast_functions");
     lua_pushcfunction(L, lib_batch_new);

@@ -250,7 +250,7 @@ function methods.copy(db, tbl, columns, opts)
     cdata_kind = cdata_kind,
     utc = utc,
   })
-  if format == "binary" then M.attach_fast_row(cp) end
+  M.attach_fast_row(cp, format ~= "binary")
   return cp
 end
 
@@ -282,6 +282,10 @@ local SIGS = {
   numeric = "int (*)(void *, double)", numeric_text = "int (*)(void *, const char *, size_t)",
   ts = "int (*)(void *, double)", ts_text = "int (*)(void *, const char *, size_t, int)",
   date = "int (*)(void *, double)", date_text = "int (*)(void *, const char *, size_t)",
+  t_begin = "int (*)(void *)", t_null = "int (*)(void *, int)",
+  t_str = "int (*)(void *, int, const char *, size_t)",
+  t_num = "int (*)(void *, int, double, int)", t_bool = "int (*)(void *, int, int, int)",
+  t_end = "int (*)(void *)",
 }
 
 -- The Lua of one column: v is the value, slow() the fallback.
@@ -312,8 +316,25 @@ local function column_code(kind, v)
   return "do " .. (table.concat(lines, "\n"):gsub("V", v))
 end
 
-local function writer_for(kinds)
-  local sig = table.concat(kinds, ",")
+-- Text and CSV: kind is the column's enum copy_kind code (-1: bytea,
+-- whose strings are hex-encoded by the C path).
+local function text_column_code(kind, v, sep)
+  local lines = {
+    "local tV = type(V)",
+    kind >= 0 and "if tV == 'string' then if F.t_str(p, S, V, #V) ~= 0 then return slow(self, ...) end"
+      or "if false then",
+    "elseif tV == 'nil' or rawequal(V, NULL) then if F.t_null(p, S) ~= 0 then return slow(self, ...) end",
+    ("elseif tV == 'number' then if F.t_num(p, S, V, %d) ~= 0 then return slow(self, ...) end")
+      :format(kind),
+    ("elseif tV == 'boolean' then if F.t_bool(p, S, V and 1 or 0, %d) ~= 0 then "
+     .. "return slow(self, ...) end"):format(kind),
+    "else return slow(self, ...) end end",
+  }
+  return "do " .. (table.concat(lines, "\n"):gsub("V", v):gsub("S", sep))
+end
+
+local function writer_for(kinds, text)
+  local sig = (text and "text:" or "") .. table.concat(kinds, ",")
   local w = writers[sig]
   if w then return w end
   local pointers = setmetatable({}, { __mode = "k" })
@@ -324,13 +345,23 @@ local function writer_for(kinds)
     "local F, NULL, pointers, slow, flush, select, type, rawequal = ...",
     "return function(self, ...)",
     "  local p = pointers[self]",
-    ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end"):format(n),
+    ("  if p == nil or select('#', ...) ~= %d or F.%s(p) ~= 0 then return slow(self, ...) end")
+      :format(n, text and "t_begin" or "begin"),
     "  local " .. table.concat(vars, ", ") .. " = ...",
   }
-  for i, kind in ipairs(kinds) do body[#body + 1] = column_code(kind, vars[i]) end
+  for i, kind in ipairs(kinds) do
+    body[#body + 1] = text and text_column_code(kind, vars[i], i > 1 and "1" or "0")
+                      or column_code(kind, vars[i])
+  end
   -- a tail call: an error in flush (Ctrl-C, a lost connection) then
   -- names the caller's line, as the C row() does
-  body[#body + 1] = "  if F.end_row(p) ~= 0 then return flush(self) end"
+  if text then
+    body[#body + 1] = "  local e = F.t_end(p)"
+    body[#body + 1] = "  if e < 0 then return slow(self, ...) end"
+    body[#body + 1] = "  if e > 0 then return flush(self) end"
+  else
+    body[#body + 1] = "  if F.end_row(p) ~= 0 then return flush(self) end"
+  end
   body[#body + 1] = "end"
   local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
   if not chunk then return nil end -- never expected: the C row() serves
@@ -340,9 +371,15 @@ local function writer_for(kinds)
   return w
 end
 
---- Give a binary stream its compiled row writer, when its columns allow.
-function M.attach_fast_row(cp)
-  local ptr, kinds = M.core.copy_fast(cp)
+--- Give a stream its compiled row writer, when its columns allow (binary:
+-- plain kinds only; text and CSV: any, to the server).
+function M.attach_fast_row(cp, text)
+  local ptr, kinds
+  if text then
+    ptr, kinds = M.core.copy_fast_text(cp)
+  else
+    ptr, kinds = M.core.copy_fast(cp)
+  end
   if not ptr or #kinds > 100 then return end
   if not fast_fns then
     fast_fns = {}
@@ -350,7 +387,7 @@ function M.attach_fast_row(cp)
       fast_fns[name] = ffi.cast(SIGS[name], fp)
     end
   end
-  local w = writer_for(kinds)
+  local w = writer_for(kinds, text)
   if not w then return end
   w[2][cp] = ffi.cast("void *", ptr)
   M.fast_rows[cp] = w[1]
