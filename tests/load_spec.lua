@@ -158,6 +158,26 @@ describe("sluice.load", function()
     assert.are.equal(0, db:query_one("select count(*)::int as n from dup").n)
   end)
 
+  for _, strategy in ipairs({ "batch", "rowwise_autocommit", "rowwise_tx" }) do
+    it("on_reject sets refused rows aside and loads the others (" .. strategy .. ")", function()
+      db:exec("drop table if exists rej; create table rej (id int primary key, qty int check (qty >= 0))")
+      local list = {}
+      for i = 1, 500 do list[i] = { i, (i % 97 == 0) and -i or i } end
+      list[#list + 1] = { 7, 7 } -- a key already loaded
+      local refused = {}
+      local s = sluice.load { db = db, table = "rej", rows = list, strategy = strategy, quiet = true,
+        batch_rows = strategy == "batch" and 100 or nil,
+        on_reject = function(v, err, row) refused[#refused + 1] = row .. ":" .. v[1] .. ":" .. err.sqlstate end }
+      assert.are.same({ "97:97:23514", "194:194:23514", "291:291:23514", "388:388:23514",
+                        "485:485:23514", "501:7:23505" }, refused)
+      assert.are.equal(501, s.rows)
+      assert.are.equal(6, s.rejected)
+      assert.are.equal(495, db:query_one("select count(*) as n from rej").n)
+      assert.are.equal(0, db:query_one("select count(*) as n from rej where qty < 0").n)
+      assert.are.equal("idle", db:status())
+    end)
+  end
+
   it("reports misuse with what to do", function()
     fresh("misuse")
     local function msg(opts)
@@ -176,6 +196,11 @@ describe("sluice.load", function()
     assert.are.equal("load: connections = N works with copy_text, copy_csv, copy_binary, batch and "
       .. "pipeline, not \"rowwise_tx\"", msg { strategy = "rowwise_tx", connections = 2 })
     assert.are.equal("load: table \"nope\" does not exist", msg { table = "nope" })
+    assert.are.equal("load: on_reject works with batch, rowwise_autocommit and rowwise_tx, not "
+      .. "\"copy_binary\" (COPY and the pipeline load all rows or none)",
+      msg { strategy = "copy_binary", on_reject = function() end })
+    assert.are.equal("load: on_reject must be a function(values, err, row), got string",
+      msg { strategy = "batch", on_reject = "x" })
     assert.truthy(msg { frob = 1 }:find("^load: unknown option 'frob' %(batch_rows, "))
     db:exec("insert into misuse values (1, 'x')")
     assert.are.equal("load: freeze = true needs an empty table (COPY FREEZE needs it truncated in "

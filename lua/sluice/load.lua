@@ -50,7 +50,11 @@
 --                             in a transaction committed when all finished
 -- Other options: quiet = true (no progress at all), summary = false (no
 -- final summary line), label (progress label), total (row count, for the
--- bar when rows is an iterator).
+-- bar when rows is an iterator), on_reject = function(values, err, row)
+-- (batch and rowwise_* only: rows the server refuses for their own fault
+-- are handed over and the others loaded, as db:batch's on_reject does;
+-- the summary then counts them in `rejected`, and `rows` counts every row
+-- given).
 --
 -- What a failure leaves: copy_*, upsert, unlogged_staging, pipeline (in
 -- one group) and rowwise_tx without commit_every load nothing; batch,
@@ -93,7 +97,10 @@ local OPTS = {
   commit_every = true, batch_rows = true, max_age_ms = true, sync_every = true,
   key = true, drop_indexes = true, freeze = true, synchronous_commit = true,
   connections = true, quiet = true, summary = true, label = true, total = true,
+  on_reject = true,
 }
+-- the strategies that go through db:batch, which can set rows aside
+local REJECTS = { batch = true, rowwise_autocommit = true, rowwise_tx = true }
 local OPT_NAMES = {}
 for k in pairs(OPTS) do OPT_NAMES[#OPT_NAMES + 1] = k end
 table.sort(OPT_NAMES)
@@ -211,7 +218,7 @@ end
 -- Rowwise: db:batch with one row per statement is exactly one INSERT and
 -- one round trip per row, with db:batch's type-aware value encoding.
 function sinks.rowwise_autocommit(db, ctx)
-  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1 })
+  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, on_reject = ctx.on_reject })
   return {
     handle = b, put = b.add,
     finish = function() b:close() end,
@@ -222,7 +229,8 @@ end
 function sinks.rowwise_tx(db, ctx)
   local every = ctx.opts.commit_every
   db:begin()
-  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller" })
+  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller",
+                                             on_reject = ctx.on_reject })
   local put = b.add
   local s = { handle = b }
   if every then
@@ -246,7 +254,7 @@ function sinks.batch(db, ctx)
   if tx then db:begin() end
   local b = db:batch(ctx.tbl, ctx.columns, {
     rows = ctx.opts.batch_rows or 1000, max_age_ms = ctx.opts.max_age_ms,
-    transaction = tx and "caller" or nil,
+    transaction = tx and "caller" or nil, on_reject = ctx.on_reject,
   })
   return {
     handle = b, put = b.add,
@@ -404,6 +412,15 @@ local function check_opts(o)
   if o.commit_every and strategy ~= "rowwise_tx" then
     fail("commit_every applies to strategy \"rowwise_tx\" only", 2)
   end
+  if o.on_reject ~= nil then
+    if type(o.on_reject) ~= "function" then
+      fail("on_reject must be a function(values, err, row), got " .. type(o.on_reject), 2)
+    end
+    if not REJECTS[strategy] then
+      fail("on_reject works with batch, rowwise_autocommit and rowwise_tx, not \""
+           .. strategy .. "\" (COPY and the pipeline load all rows or none)", 2)
+    end
+  end
   if o.freeze and not COPY_FORMAT[strategy] then
     fail("freeze = true needs a COPY strategy (copy_text, copy_csv, copy_binary), not \""
          .. strategy .. "\"", 2)
@@ -460,6 +477,13 @@ function M.load(o)
   end
   local ncols = #columns
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns, multi = nconn > 1 }
+  local rejected = 0
+  if o.on_reject then
+    ctx.on_reject = function(values, err, row)
+      rejected = rejected + 1
+      return o.on_reject(values, err, row)
+    end
+  end
 
   local prog
   if not o.quiet then
@@ -567,6 +591,7 @@ function M.load(o)
     rows = n, bytes = bytes, seconds = seconds,
     rows_per_s = n / seconds, mb_per_s = bytes / seconds / 1e6,
     wal_bytes = wal_since(db, wal0), index_seconds = index_seconds,
+    rejected = o.on_reject and rejected or nil,
   }
   if prog then prog:finish(n, bytes) end
   return summary
