@@ -167,7 +167,7 @@ describe("sluice.load", function()
       local refused = {}
       local s = sluice.load { db = db, table = "rej", rows = list, strategy = strategy, quiet = true,
         batch_rows = strategy == "batch" and 100 or nil,
-        on_reject = function(v, err, row) refused[#refused + 1] = row .. ":" .. v[1] .. ":" .. err.sqlstate end }
+        on_reject = function(v, err, at) refused[#refused + 1] = at .. ":" .. v[1] .. ":" .. err.sqlstate end }
       assert.are.same({ "97:97:23514", "194:194:23514", "291:291:23514", "388:388:23514",
                         "485:485:23514", "501:7:23505" }, refused)
       assert.are.equal(501, s.rows)
