@@ -110,44 +110,7 @@ function B.measure(runs, fn, setup)
     fn(i)
     times[i] = B.now() - t0
   end
-  --- Run methods round-robin (run 1 of every method, then run 2, ...), so
--- that changes in the machine's load fall on every method alike.  Before
--- each run: opts.reset(m), a CHECKPOINT on opts.db (so the WAL one load
--- leaves to flush does not land on the next), a full GC.  Each run is
--- timed, wall clock and CPU (this process, or its waited-for children
--- when m.child).  opts.check(m) runs after each method's first run (it
--- checks contents and raises on a mismatch).  Methods with available ==
--- false are skipped.  m.prepare(), when present, makes the run's input
--- untimed, and it is dropped after the run.  Sets m.times, m.cpus, and
--- the medians m.t and m.cpu.
-function B.rounds(opts)
-  local methods = opts.methods
-  for _, m in ipairs(methods) do m.times, m.cpus = {}, {} end
-  for r = 1, opts.runs do
-    for _, m in ipairs(methods) do
-      if m.available ~= false then
-        local input = m.prepare and m.prepare()
-        opts.reset(m)
-        if opts.db then opts.db:exec("checkpoint") end
-        collectgarbage()
-        local who = m.child and -1 or 0
-        local c0 = B.cpu(who)
-        local t0 = B.now()
-        m.run(input, r)
-        m.times[r] = B.now() - t0
-        m.cpus[r] = B.cpu(who) - c0
-        input = nil -- luacheck: ignore 311 (dropped before the next run)
-        if r == 1 and opts.check then opts.check(m) end
-      end
-    end
-  end
-  for _, m in ipairs(methods) do
-    if m.available ~= false then m.t, m.cpu = B.median(m.times), B.median(m.cpus) end
-  end
-  return methods
-end
-
-return B.median(times), times
+  return B.median(times), times
 end
 
 --- Run methods round-robin (run 1 of every method, then run 2, ...), so
