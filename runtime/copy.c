@@ -324,70 +324,22 @@ static int word_is(const char *s, size_t n, const char *w)
 int copy_parse_int64(const char *s, size_t n, int64_t *out)
 {
     trim(&s, &n);
-    size_t i = 0;
-    int neg = 0;
-    if (i < n && (s[i] == '+' || s[i] == '-'))
-        neg = s[i++] == '-';
-    if (i == n)
-        return COPY_EINVAL;
-    uint64_t v = 0;
-    const uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    int overflow = 0;
-    for (; i < n; i++) {
-        if (!is_digit((unsigned char)s[i]))
-            return COPY_EINVAL;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (limit - d) / 10)
-            overflow = 1; /* keep scanning: junk is EINVAL, not ERANGE */
-        else
-            v = v * 10 + d;
-    }
-    if (overflow)
-        return COPY_ERANGE;
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return COPY_OK;
+    int rc = numparse_int64(s, n, out);
+    return rc == 0 ? COPY_OK : rc > 0 ? COPY_ERANGE : COPY_EINVAL;
 }
 
 int copy_parse_double(const char *s, size_t n, double *out)
 {
-    char tmp[512];
     trim(&s, &n);
-    if (n == 0 || n >= sizeof tmp)
+    if (n >= 512) /* no float8 text is that long */
         return COPY_EINVAL;
-    /* the spellings float8in accepts besides plain decimals */
-    const char *w = s;
-    size_t k = n;
-    int neg = 0;
-    if (*w == '+' || *w == '-') {
-        neg = *w == '-';
-        w++;
-        k--;
-    }
-    if (word_is(w, k, "infinity") || word_is(w, k, "inf")) {
-        *out = neg ? -HUGE_VAL : HUGE_VAL;
-        return COPY_OK;
-    }
-    if (word_is(w, k, "nan")) {
-        *out = NAN;
-        return COPY_OK;
-    }
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        /* strtod would also take hex floats and "nan(...)" */
-        if (!(is_digit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' ||
-              c == '-'))
-            return COPY_EINVAL;
-    }
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    char *end;
-    errno = 0;
-    double x = strtod(tmp, &end);
-    if (end != tmp + n || end == tmp)
+    double x;
+    int rc = numparse_double(s, n, &x);
+    if (rc < 0)
         return COPY_EINVAL;
     /* like float8in: overflow and underflow to zero are errors,
      * denormals are fine */
-    if (errno == ERANGE && (x == 0.0 || isinf(x)))
+    if (rc > 0)
         return COPY_ERANGE;
     *out = x;
     return COPY_OK;

@@ -328,24 +328,33 @@ static int is_null_text(const csvread *r, const void *s, size_t len)
     return len > 0 && len == r->o.null_len && memcmp(s, r->o.null, len) == 0;
 }
 
+/* Room for one more field of the current record: its slot, or NULL when
+ * out of memory. */
+static csvread_field *new_field(csvread *r)
+{
+    if (r->nfields == r->fields_cap &&
+        grow((void **)&r->fields, &r->fields_cap, r->nfields + 1,
+             sizeof *r->fields) < 0)
+        return NULL;
+    return &r->fields[r->nfields++];
+}
+
 /* libcsv field callback: s is NULL for an empty unquoted field. */
 static void on_field(void *s, size_t len, void *ctx)
 {
     csvread *r = ctx;
     if (r->cb_nomem)
         return;
-    if (r->nfields == r->fields_cap &&
-        grow((void **)&r->fields, &r->fields_cap, r->nfields + 1,
-             sizeof *r->fields) < 0) {
-        r->cb_nomem = 1;
-        return;
-    }
     if (r->data_cap - r->data_len < len &&
         grow((void **)&r->data, &r->data_cap, r->data_len + len, 1) < 0) {
         r->cb_nomem = 1;
         return;
     }
-    csvread_field *f = &r->fields[r->nfields++];
+    csvread_field *f = new_field(r);
+    if (!f) {
+        r->cb_nomem = 1;
+        return;
+    }
     f->off = r->data_len;
     f->len = len;
     if (len)
@@ -426,11 +435,9 @@ static int fast_line(csvread *r, const unsigned char *s,
     for (;;) {
         const char *q = memchr(p, r->o.delim, (size_t)(stop - p));
         const char *fe = q ? q : stop;
-        if (r->nfields == r->fields_cap &&
-            grow((void **)&r->fields, &r->fields_cap, r->nfields + 1,
-                 sizeof *r->fields) < 0)
+        csvread_field *f = new_field(r);
+        if (!f)
             return fail_nomem(r);
-        csvread_field *f = &r->fields[r->nfields++];
         f->off = (size_t)(p - d);
         f->len = (size_t)(fe - p);
         f->is_null = is_null_text(r, f->len ? p : NULL, f->len);

@@ -373,9 +373,36 @@ static const char *json_encode(lua_State *L, sl_copy *cp,
     "a timestamp within PostgreSQL's range "                           \
     "(4714-11-24 BC .. 294276-12-31 AD)"
 
+/* An ISO-8601 timestamp string as microseconds since 2000-01-01.  With
+ * tz, its offset is applied (an offset-less string is taken as UTC only
+ * when the session TimeZone is UTC: else TS_NEED_OFFSET).  COPY_OK,
+ * COPY_ERANGE, COPY_EINVAL or TS_NEED_OFFSET; never raises. */
+#define TS_NEED_OFFSET (-100)
+static int usec_of_text(const sl_copy *cp, const char *s, size_t n, int tz,
+                        int64_t *out)
+{
+    int64_t us;
+    int32_t off;
+    int has_off;
+    int rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
+    if (rc != COPY_OK)
+        return rc == COPY_ERANGE ? COPY_ERANGE : COPY_EINVAL;
+    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
+        /* in range, us is at least ~7e11 below INT64_MAX: the offset
+         * (under 16 hours) cannot overflow, only leave the range */
+        if (has_off)
+            us -= (int64_t)off * 1000000;
+        else if (!cp->utc)
+            return TS_NEED_OFFSET;
+        if (!copy_ts_in_range(us))
+            return COPY_ERANGE;
+    }
+    *out = us;
+    return COPY_OK;
+}
+
 /* Microseconds since 2000-01-01 of a timestamp value: epoch seconds or
- * an ISO-8601 string.  With tz, offsets are applied (an offset-less
- * string is taken as UTC only when the session TimeZone is UTC). */
+ * an ISO-8601 string (usec_of_text). */
 static int64_t get_usec(lua_State *L, sl_copy *cp, const copy_col *col,
                         int idx, int tz)
 {
@@ -393,25 +420,15 @@ static int64_t get_usec(lua_State *L, sl_copy *cp, const copy_col *col,
                     "epoch seconds or an ISO-8601 string");
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    int32_t off;
-    int has_off;
-    rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
+    rc = usec_of_text(cp, s, n, tz, &us);
     if (rc == COPY_ERANGE)
         value_error(L, cp, col, idx, TS_RANGE_WHAT);
+    if (rc == TS_NEED_OFFSET)
+        value_error(L, cp, col, idx,
+                    "a timestamp with a UTC offset (Z or +hh:mm) "
+                    "because the session TimeZone is not UTC");
     if (rc != COPY_OK)
         value_error(L, cp, col, idx, TS_FORM_WHAT);
-    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
-        /* in range, us is at least ~7e11 below INT64_MAX: the offset
-         * (under 16 hours) cannot overflow, only leave the range */
-        if (has_off)
-            us -= (int64_t)off * 1000000;
-        else if (!cp->utc)
-            value_error(L, cp, col, idx,
-                        "a timestamp with a UTC offset (Z or +hh:mm) "
-                        "because the session TimeZone is not UTC");
-        if (!copy_ts_in_range(us))
-            value_error(L, cp, col, idx, TS_RANGE_WHAT);
-    }
     return us;
 }
 
@@ -439,35 +456,55 @@ static int32_t get_days(lua_State *L, sl_copy *cp, const copy_col *col,
 /* ------------------------------------------------- text and CSV format */
 
 /* Append s as one text/CSV field (escaped or quoted). */
+/* s as one field of the stream's format: COPY_OK or the escaper's
+ * error (a NUL byte, out of memory). */
+static int field_put(sl_copy *cp, const char *s, size_t n)
+{
+    if (cp->custom)
+        return cp->format == COPY_FMT_CSV
+                   ? copy_put_csv_field_delim(&cp->buf, s, n, cp->delim, 0)
+                   : copy_put_text_escaped_delim(&cp->buf, s, n, cp->delim);
+    return cp->format == COPY_FMT_CSV ? copy_put_csv_field(&cp->buf, s, n)
+                                      : copy_put_text_escaped(&cp->buf, s, n);
+}
+
 static void put_field(lua_State *L, sl_copy *cp, const copy_col *col,
                       const char *s, size_t n)
 {
-    int rc;
-    if (cp->custom)
-        rc = cp->format == COPY_FMT_CSV
-                 ? copy_put_csv_field_delim(&cp->buf, s, n, cp->delim, 0)
-                 : copy_put_text_escaped_delim(&cp->buf, s, n, cp->delim);
-    else
-        rc = cp->format == COPY_FMT_CSV
-                 ? copy_put_csv_field(&cp->buf, s, n)
-                 : copy_put_text_escaped(&cp->buf, s, n);
+    int rc = field_put(cp, s, n);
     if (rc != COPY_OK)
         encode_failed(L, cp, col, rc);
 }
 
 /* Text of a number for a column of this kind (copy_format_number():
- * epoch seconds for dates and timestamps, exact digits otherwise); a
- * number outside the timestamp range is the caller's error. */
+ * epoch seconds for dates and timestamps, exact digits otherwise): its
+ * length, or COPY_ERANGE (an int8 number beyond 2^53) or COPY_EINVAL
+ * (outside the timestamp range). */
+static long number_text_of(double x, int kind, char *buf)
+{
+    if (!copy_number_exact(x, kind))
+        return COPY_ERANGE;
+    size_t n = copy_format_number(buf, x, kind);
+    return n == 0 ? COPY_EINVAL : (long)n;
+}
+
+/* The same, raising the value's error. */
 static size_t number_text(lua_State *L, sl_copy *cp, const copy_col *col,
                           int idx, int kind, char *buf)
 {
-    if (!copy_number_exact(lua_tonumber(L, idx), kind))
+    long n = number_text_of(lua_tonumber(L, idx), kind, buf);
+    if (n == COPY_ERANGE)
         value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
-    size_t n = copy_format_number(buf, lua_tonumber(L, idx), kind);
-    if (n == 0)
+    if (n < 0)
         value_error(L, cp, col, idx,
                     "epoch seconds within the timestamp range");
-    return n;
+    return (size_t)n;
+}
+
+/* A boolean's text for a column of this kind. */
+static const char *bool_text(int v, int kind)
+{
+    return kind == COPY_K_BOOL ? (v ? "t" : "f") : (v ? "true" : "false");
 }
 
 static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
@@ -632,9 +669,7 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         copy_put_raw(&cp->buf, tmp, n);
         return;
     case LUA_TBOOLEAN: {
-        int v = lua_toboolean(L, idx);
-        const char *s = col->kind == COPY_K_BOOL ? (v ? "t" : "f")
-                                                 : (v ? "true" : "false");
+        const char *s = bool_text(lua_toboolean(L, idx), col->kind);
         n = strlen(s);
         if (cp->custom) {
             put_field(L, cp, col, s, n);
@@ -783,22 +818,27 @@ static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 
 /* An integer value within [lo, hi]: an integral number, a decimal string
  * or an int64/uint64 cdata. */
+/* An integral number as an int64: 1, or 0 when x is not one. */
+static int int_of_number(double x, int64_t *v)
+{
+    /* NaN fails the comparisons; 2^63 itself is out of range */
+    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0 &&
+        x == floor(x)) {
+        *v = (int64_t)x;
+        return 1;
+    }
+    return 0;
+}
+
 static int64_t get_int(lua_State *L, sl_copy *cp, const copy_col *col,
                        int idx, int64_t lo, int64_t hi, const char *what)
 {
     int64_t v = 0;
     int ok = 0;
     switch (lua_type(L, idx)) {
-    case LUA_TNUMBER: {
-        double x = lua_tonumber(L, idx);
-        /* NaN fails the comparisons; 2^63 itself is out of range */
-        if (x >= -9223372036854775808.0 && x < 9223372036854775808.0 &&
-            x == floor(x)) {
-            v = (int64_t)x;
-            ok = 1;
-        }
+    case LUA_TNUMBER:
+        ok = int_of_number(lua_tonumber(L, idx), &v);
         break;
-    }
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
@@ -898,13 +938,20 @@ static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
     copy_put_be64(&cp->buf, bits);
 }
 
+/* x as a real: 1, or 0 when it overflows or underflows to zero (which
+ * float4in refuses). */
+static int float4_of(double x, float *f)
+{
+    *f = (float)x;
+    return !(isfinite(x) && (isinf(*f) || (*f == 0.0f && x != 0.0)));
+}
+
 static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
                        int idx)
 {
     double x = get_float(L, cp, col, idx);
-    float f = (float)x;
-    /* float4in refuses what overflows or underflows to zero */
-    if (isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)))
+    float f;
+    if (!float4_of(x, &f))
         value_error(L, cp, col, idx,
                     "a number within the range of real (1e-45 to 3.4e38)");
     uint32_t bits;
@@ -912,6 +959,21 @@ static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
     need(L, cp, 8);
     copy_put_be32(&cp->buf, 4);
     copy_put_be32(&cp->buf, bits);
+}
+
+/* A numeric's binary field (length, then the value) from its decimal
+ * text: COPY_OK, or copy_put_numeric_text()'s error (the field is then
+ * unfinished; the row is dropped). */
+static int put_numeric_field(sl_copy *cp, const char *s, size_t n)
+{
+    if (copy_buf_reserve(&cp->buf, 4) != COPY_OK)
+        return COPY_ENOMEM;
+    size_t start = cp->buf.len;
+    copy_put_be32(&cp->buf, 0);
+    int rc = copy_put_numeric_text(&cp->buf, s, n);
+    if (rc == COPY_OK)
+        copy_patch_be32(&cp->buf, start, (uint32_t)(cp->buf.len - start - 4));
+    return rc;
 }
 
 static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
@@ -937,10 +999,7 @@ static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
         s = tmp;
     }
     }
-    need(L, cp, 4);
-    size_t start = cp->buf.len;
-    copy_put_be32(&cp->buf, 0);
-    int rc = copy_put_numeric_text(&cp->buf, s, n);
+    int rc = put_numeric_field(cp, s, n);
     if (rc == COPY_EINVAL)
         value_error(L, cp, col, idx, "a number or a decimal string");
     if (rc == COPY_ERANGE)
@@ -949,7 +1008,6 @@ static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
                     "significant digits; use format \"text\" for more)");
     if (rc != COPY_OK)
         oom_error(L, cp);
-    copy_patch_be32(&cp->buf, start, (uint32_t)(cp->buf.len - start - 4));
 }
 
 static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
@@ -1222,11 +1280,8 @@ static int ffi_fixed(sl_copy *cp, uint32_t len, uint64_t v)
 static int ffi_int(sl_copy *cp, double x, int64_t lo, int64_t hi,
                    uint32_t len)
 {
-    if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0) ||
-        x != floor(x))
-        return -1;
-    int64_t v = (int64_t)x;
-    if (v < lo || v > hi)
+    int64_t v;
+    if (!int_of_number(x, &v) || v < lo || v > hi)
         return -1;
     return ffi_fixed(cp, len, (uint64_t)v);
 }
@@ -1257,8 +1312,8 @@ static int ffi_float8(sl_copy *cp, double x)
 
 static int ffi_float4(sl_copy *cp, double x)
 {
-    float f = (float)x;
-    if (isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)))
+    float f;
+    if (!float4_of(x, &f))
         return -1;
     uint32_t bits;
     memcpy(&bits, &f, 4);
@@ -1283,14 +1338,7 @@ static int ffi_text(sl_copy *cp, const char *s, size_t n)
 
 static int ffi_numeric_text(sl_copy *cp, const char *s, size_t n)
 {
-    if (copy_buf_reserve(&cp->buf, 4) != COPY_OK)
-        return -1;
-    size_t start = cp->buf.len;
-    copy_put_be32(&cp->buf, 0);
-    if (copy_put_numeric_text(&cp->buf, s, n) != COPY_OK)
-        return -1;
-    copy_patch_be32(&cp->buf, start, (uint32_t)(cp->buf.len - start - 4));
-    return 0;
+    return put_numeric_field(cp, s, n) == COPY_OK ? 0 : -1;
 }
 
 static int ffi_numeric(sl_copy *cp, double x)
@@ -1312,18 +1360,8 @@ static int ffi_ts(sl_copy *cp, double x)
 static int ffi_ts_text(sl_copy *cp, const char *s, size_t n, int tz)
 {
     int64_t us;
-    int32_t off;
-    int has_off;
-    if (copy_parse_timestamp(s, n, &us, &off, &has_off) != COPY_OK)
+    if (usec_of_text(cp, s, n, tz, &us) != COPY_OK)
         return -1;
-    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
-        if (has_off)
-            us -= (int64_t)off * 1000000;
-        else if (!cp->utc)
-            return -1;
-        if (!copy_ts_in_range(us))
-            return -1;
-    }
     return ffi_fixed(cp, 8, (uint64_t)us);
 }
 
@@ -1374,30 +1412,25 @@ static int ffi_t_str(sl_copy *cp, int sep, const char *s, size_t n)
         return -1;
     if (sep)
         copy_put_byte(&cp->buf, (unsigned char)cp->delim);
-    int rc = cp->format == COPY_FMT_CSV ? copy_put_csv_field(&cp->buf, s, n)
-                                        : copy_put_text_escaped(&cp->buf, s, n);
-    return rc == COPY_OK ? 0 : -1;
+    return field_put(cp, s, n) == COPY_OK ? 0 : -1;
 }
 
 /* A number for a column of this kind, as number_text() writes it. */
 static int ffi_t_num(sl_copy *cp, int sep, double x, int kind)
 {
     char tmp[64];
-    if (!copy_number_exact(x, kind))
-        return -1;
-    size_t n = copy_format_number(tmp, x, kind);
-    if (n == 0 || copy_buf_reserve(&cp->buf, n + 1) != COPY_OK)
+    long n = number_text_of(x, kind, tmp);
+    if (n < 0 || copy_buf_reserve(&cp->buf, (size_t)n + 1) != COPY_OK)
         return -1;
     if (sep)
         copy_put_byte(&cp->buf, (unsigned char)cp->delim);
-    copy_put_raw(&cp->buf, tmp, n);
+    copy_put_raw(&cp->buf, tmp, (size_t)n);
     return 0;
 }
 
 static int ffi_t_bool(sl_copy *cp, int sep, int v, int kind)
 {
-    const char *s = kind == COPY_K_BOOL ? (v ? "t" : "f")
-                                        : (v ? "true" : "false");
+    const char *s = bool_text(v, kind);
     size_t n = strlen(s);
     if (copy_buf_reserve(&cp->buf, n + 1) != COPY_OK)
         return -1;

@@ -250,7 +250,7 @@ static void push_field(lua_State *L, sl_csv *u, int ud, size_t i)
     int conv = i < u->nconv ? u->conv[i] : CONV_NONE;
     if (conv == CONV_NUMBER) {
         double d;
-        if (numparse_double(s, f->len, &d) != 0)
+        if (numparse_double(s, f->len, &d) < 0) /* inf/0 on overflow, as tonumber */
             raise_conv(L, u, ud, i, "is not a number");
         lua_pushnumber(L, d);
     } else if (conv == CONV_INTEGER) {

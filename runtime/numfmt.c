@@ -7,6 +7,7 @@
  * never calls setlocale(), so the C locale applies.
  */
 #include "numfmt.h"
+#include <errno.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -338,8 +339,11 @@ int numparse_double(const char *s, size_t n, double *out)
         return -1;
     memcpy(buf, s, n);
     buf[n] = '\0';
-    *out = strtod(buf, NULL);
+    errno = 0;
+    double x = strtod(buf, NULL);
+    int range = errno == ERANGE && (x == 0.0 || isinf(x));
     if (buf != stack)
         free(buf);
-    return 0;
+    *out = x;
+    return range ? 2 : 0;
 }

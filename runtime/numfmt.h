@@ -29,8 +29,12 @@ size_t numfmt_digits(char *buf, double x, int digits);
 
 /* Parsing, the reverse: text -> number, strictly (the whole of s[0..n)
  * must be the number; no spaces, no hex).  Both return 0 on success, -1
- * when the text is not a number of that kind, 1 when it is an integer
- * outside int64's range (numparse_int64 only).
+ * when the text is not a number of that kind; numparse_int64 returns 1
+ * for an integer outside int64's range, numparse_double 2 for a value
+ * that overflows to inf or underflows to 0 (*out is then that inf or 0,
+ * as strtod gives it).  The one number parser of the project: the COPY
+ * encoders' copy_parse_int64/copy_parse_double are these with spaces
+ * trimmed and float8in's range rule.
  *   numparse_double: [+-] digits [. digits] [e [+-] digits], also ".5",
  *   "5.", and inf/infinity/nan in any case; correctly rounded (the same
  *   double as strtod, without its locale).

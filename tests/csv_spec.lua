@@ -18,29 +18,7 @@ local write = H.write
 
 local slurp = H.slurp
 
--- every row of a file (by record number), and the line of each record
-local function read_all(path, opts)
-  local rows, lines, offsets = {}, {}, {}
-  local r = csv.open(path, opts)
-  while true do
-    local row, n = r:next()
-    if not row then break end
-    rows[n] = row
-    lines[n] = r.line
-    offsets[n] = r.offset
-  end
-  return rows, lines, offsets, r
-end
-
--- the error a file raises, and the rows handed out before it
-local function read_err(path, opts)
-  local rows = {}
-  local ok, err = pcall(function()
-    for row, n in csv.rows(path, opts) do rows[n] = row end
-  end)
-  assert.is_false(ok, "expected an error")
-  return err, rows
-end
+local read_all, read_err = H.csv_read_all, H.csv_read_err
 
 -- run a shell command (in a subshell: H.run appends its own redirections)
 local function sh(cmd)

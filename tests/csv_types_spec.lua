@@ -12,25 +12,7 @@ local tmp
 setup(function() tmp = H.tmpdir() end)
 teardown(function() os.execute("rm -rf " .. tmp) end)
 
-local function read_all(path, opts)
-  local rows, lines = {}, {}
-  local r = csv.open(path, opts)
-  while true do
-    local row, n = r:next()
-    if not row then break end
-    rows[n], lines[n] = row, r.line
-  end
-  return rows, lines
-end
-
-local function read_err(path, opts)
-  local rows = {}
-  local ok, err = pcall(function()
-    for row, n in csv.rows(path, opts) do rows[n] = row end
-  end)
-  assert.is_false(ok, "expected an error")
-  return err, rows
-end
+local read_all, read_err = H.csv_read_all, H.csv_read_err
 
 describe("sluice.csv fast path and libcsv together", function()
   -- A small deterministic PRNG (the spec must not depend on math.random's

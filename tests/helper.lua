@@ -104,6 +104,31 @@ function H.write(path, data)
   f:close()
 end
 
+-- Every record of a CSV file (sluice.csv.open), by record number, with
+-- the line and offset of each; also the reader.
+function H.csv_read_all(path, opts)
+  local rows, lines, offsets = {}, {}, {}
+  local r = require("sluice").csv.open(path, opts)
+  while true do
+    local row, n = r:next()
+    if not row then break end
+    rows[n] = row
+    lines[n] = r.line
+    offsets[n] = r.offset
+  end
+  return rows, lines, offsets, r
+end
+
+-- The error reading a CSV file raises, and the rows handed out before it.
+function H.csv_read_err(path, opts)
+  local rows = {}
+  local ok, err = pcall(function()
+    for row, n in require("sluice").csv.rows(path, opts) do rows[n] = row end
+  end)
+  assert(not ok, "expected an error")
+  return err, rows
+end
+
 -- A fresh schema per spec file keeps the files independent.
 function H.schema(db, name)
   db:exec("DROP SCHEMA IF EXISTS " .. name .. " CASCADE; CREATE SCHEMA " .. name)
