@@ -254,6 +254,18 @@ static int pl_close(lua_State *L)
     return 1;
 }
 
+/* pl:abort() -> true, or false when the pipeline was already over: ends
+ * it rolling the open group back (nothing since the last sync point is
+ * committed), as garbage collection does.  Never raises. */
+static int pl_abort(lua_State *L)
+{
+    sl_pipeline *pl = luaL_checkudata(L, 1, SLUICE_PIPELINE_MT);
+    int was_open = pl->state == PL_OPEN;
+    pl_end(pl, 0, PL_CLOSED);
+    lua_pushboolean(L, was_open);
+    return 1;
+}
+
 static int pl_tostring(lua_State *L)
 {
     sl_pipeline *pl = luaL_checkudata(L, 1, SLUICE_PIPELINE_MT);
@@ -293,6 +305,7 @@ const luaL_Reg lib_pipeline_methods[] = {
     { "send", pl_send },
     { "sync", pl_sync },
     { "close", pl_close },
+    { "abort", pl_abort },
     { NULL, NULL },
 };
 

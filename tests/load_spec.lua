@@ -216,4 +216,47 @@ describe("sluice.load", function()
     assert.is_false(ok)
     assert.truthy(err:find("load_spec.lua:%d+: load: unknown strategy"), err)
   end)
+
+  -- issue: a row of the wrong width was padded with NULL or cut short
+  it("refuses a row with more or fewer values than columns, or an unknown key, on every strategy", function()
+    db:exec("drop table if exists wid; create table wid (id int primary key, a text, b int)")
+    local cols = "(id, a, b)"
+    local bad = {
+      { row = { 3, "c" }, msg = "load: row 3: expected 3 values " .. cols .. ", got 2 "
+        .. "(a NULL in the first or last column must be sluice.null, not nil)" },
+      { row = { 3, "c", 3, 4 }, msg = "load: row 3: expected 3 values " .. cols .. ", got 4 "
+        .. "(a NULL in the first or last column must be sluice.null, not nil)" },
+      { row = { 3, "c", nil }, msg = "load: row 3: expected 3 values " .. cols .. ", got 2 "
+        .. "(a NULL in the first or last column must be sluice.null, not nil)" },
+      { row = { id = 3, a = "c", bb = 3 }, msg = "load: row 3: \"bb\" is not among the columns " .. cols },
+      { row = { id = 3, x = 1, y = 2 }, msg = "load: row 3: \"x\", \"y\" are not among the columns " .. cols },
+      { row = {}, msg = "load: row 3: an empty table (give the values in column order or by column name; "
+        .. "all NULL is {sluice.null, ...})" },
+    }
+    -- what a failure at row 3 leaves: only autocommitted rows stay
+    local kept = { rowwise_autocommit = 2 }
+    for _, strategy in ipairs(require("sluice.load").STRATEGIES) do
+      for _, b in ipairs(bad) do
+        db:exec("truncate wid")
+        local ok, err = pcall(sluice.load, { db = db, table = "wid", strategy = strategy, quiet = true,
+          rows = { { 1, "a", 1 }, { id = 2, a = "b" }, b.row, { 4, "d", 4 } } })
+        assert.is_false(ok, strategy)
+        assert.are.equal(b.msg, tostring(err), strategy)
+        assert.are.equal(kept[strategy] or 0, db:query_one("select count(*)::int as n from wid").n, strategy)
+        assert.are.equal("idle", db:status(), strategy)
+      end
+      -- a NULL between values and missing keys are NULL; sluice.null anywhere
+      db:exec("truncate wid")
+      sluice.load { db = db, table = "wid", strategy = strategy, quiet = true,
+        rows = { { 1, sluice.null, 1 }, { 2, nil, 2 }, { id = 3 }, { 4, "d", sluice.null } } }
+      assert.are.same({ { id = 1, b = 1 }, { id = 2, b = 2 }, { id = 3 }, { id = 4, a = "d" } },
+        (function()
+          local out = {}
+          for i, r in ipairs(db:query("select id, a, b from wid order by id")) do
+            out[i] = { id = r.id, a = r.a ~= sluice.null and r.a or nil, b = r.b ~= sluice.null and r.b or nil }
+          end
+          return out
+        end)(), strategy)
+    end
+  end)
 end)

@@ -153,4 +153,16 @@ describe("db:pipeline", function()
     assert.are.equal('relation "nope" does not exist', err.message)
     assert.are.equal("idle", db:status())
   end)
+
+  it("abort() rolls back the rows since the last sync point and commits nothing more", function()
+    local pl = db:pipeline("insert into p (id) values ($1)", { sync_every = 4 })
+    for i = 1, 10 do pl:send(i) end
+    assert.is_true(pl:abort())
+    assert.is_false(pl:abort())
+    assert.are.equal("closed", pl.state)
+    -- two groups of 4 were synced (committed); rows 9-10 were not
+    local r = db:query_one("select count(*)::int as n, max(id) as m from p")
+    assert.are.same({ n = 8, m = 8 }, { n = r.n, m = r.m })
+    assert.are.equal("idle", db:status())
+  end)
 end)

@@ -9,9 +9,13 @@
 -- Input (opts.rows):
 --   an array of rows, or an iterator function returning one row per call
 --   and nil at the end (e.g. g:rows(1, n, fn) from sluice.gen).  A row is
---   an array of values in column order (a NULL in the first column must
---   be sluice.null there: a row with no [1] is read by name), or a table
---   keyed by column name, or an object of a sluice.model: its validate and
+--   an array of exactly one value per column, in column order (a row
+--   with more or fewer values is refused; a NULL in the first or last
+--   column must be sluice.null there, as a nil would leave the row's
+--   width unknown, and a row with no [1] is read by name), or a table
+--   keyed by column name
+--   (every key must be a column; missing columns are NULL), or an
+--   object of a sluice.model: its validate and
 --   before_save hooks run, once per row whatever the strategy.  Values
 --   follow db:copy()'s rules (epoch seconds for timestamps, Lua tables for
 --   arrays and json, ...), which db:batch and db:pipeline share.
@@ -273,7 +277,8 @@ function sinks.pipeline(db, ctx)
     handle = pl, put = pl.send,
     finish = function() pl:close() end,
     commit = tx and function() db:commit() end,
-    abort = function() pcall(pl.close, pl); if tx then pcall(db.rollback, db) end end,
+    -- abort, not close: close would commit the open group
+    abort = function() pcall(pl.abort, pl); if tx then pcall(db.rollback, db) end end,
   }
 end
 
@@ -353,6 +358,38 @@ function sinks.unlogged_staging(db, ctx)
 end
 
 --------------------------------------------------------------- the load
+
+-- The number of keys of a table.
+local function count_keys(t)
+  local k = 0
+  for _ in pairs(t) do k = k + 1 end
+  return k
+end
+
+local function column_list(columns)
+  local shown = {}
+  for j = 1, math.min(#columns, 20) do shown[j] = columns[j] end
+  return table.concat(shown, ", ") .. (#columns > 20 and ", ..." or "")
+end
+
+-- "load: row N: expected K values (a, b, c), got M", the words of db:copy's
+-- cp:rows: an array row holds exactly one value per column.
+local function width_error(row_no, got, columns)
+  return ("load: row %d: expected %d value%s (%s), got %d (a NULL in the first or last "
+          .. "column must be sluice.null, not nil)"):format(row_no, #columns, #columns == 1 and "" or "s",
+                                               column_list(columns), got)
+end
+
+-- A keyed row with a key that is not one of the columns.
+local function unknown_key_error(item, row_no, is_column, columns)
+  local bad = {}
+  for k in pairs(item) do
+    if not is_column[k] then bad[#bad + 1] = ("%q"):format(tostring(k)) end
+  end
+  table.sort(bad)
+  return ("load: row %d: %s %s not among the columns (%s)"):format(
+    row_no, table.concat(bad, ", "), #bad == 1 and "is" or "are", column_list(columns))
+end
 
 -- An iterator over the input items (rows as given).
 local function items(rows)
@@ -476,6 +513,8 @@ function M.load(o)
           .. "transaction, and table \"%s\" has rows): truncate it first or drop freeze"):format(shown))
   end
   local ncols = #columns
+  local is_column = {}
+  for _, c in ipairs(columns) do is_column[c] = true end
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns, multi = nconn > 1 }
   local rejected = 0
   if o.on_reject then
@@ -526,8 +565,24 @@ function M.load(o)
           if not valid then error(("load: row %d: %s"):format(n + 1, tostring(why)), 0) end
           if m.before_save then m.before_save(item) end
         end
-        for j = 1, ncols do vals[j] = rawget(item, columns[j]) end
+        local found = 0
+        for j = 1, ncols do
+          local v = rawget(item, columns[j])
+          vals[j] = v
+          if v ~= nil then found = found + 1 end
+        end
+        -- a plain table's every key must name a column: a misspelt name
+        -- would otherwise load as NULL
+        if not m and count_keys(item) ~= found then
+          error(unknown_key_error(item, n + 1, is_column, columns), 0)
+        end
+        if found == 0 and not m then
+          error(("load: row %d: an empty table (give the values in column order or by "
+                 .. "column name; all NULL is {sluice.null, ...})"):format(n + 1), 0)
+        end
         row = vals
+      elseif rawget(item, ncols) == nil or rawget(item, ncols + 1) ~= nil then
+        error(width_error(n + 1, table.maxn(item), columns), 0)
       end
       n = n + 1
       for j = 1, ncols do bytes = bytes + vsize(row[j]) end

@@ -32,9 +32,12 @@
 -- pl:sync()             sync point now and wait for every result ->
 --                       rows done
 -- pl:close()            commit the open group, wait, leave pipeline
---                       mode -> rows sent.  Garbage collection ends an
---                       unclosed pipeline too, rolling its open group
---                       back (never committing).
+--                       mode -> rows sent.
+-- pl:abort()            end it, rolling the open group back (the rows
+--                       since the last sync point are not committed) ->
+--                       true, or false when it was over.  Garbage
+--                       collection ends an unclosed pipeline the same way
+--                       (never committing).
 -- Fields: rows_sent, rows_done, rows_committed, sync_every, state.
 -- While a pipeline is open the connection refuses other calls (libpq
 -- allows nothing else in pipeline mode, COPY included).
