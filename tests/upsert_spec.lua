@@ -93,4 +93,66 @@ describe("db:upsert", function()
     local err = error_of(db.upsert, db, "bad", { "id", "v" }, { key = "nope" })
     assert.matches('upsert: key column "nope" is not among the columns', err, 1, true)
   end)
+
+  -- issue: DISTINCT ON (key) merged every NULL key into one row
+  it("inserts every row whose key holds a NULL (such rows never conflict)", function()
+    local null = require("sluice").null
+    db:exec("create table nk (a int, b int, v text, unique (a, b))")
+    db:exec("insert into nk values (1, 1, 'old'), (1, null, 'old-null')")
+    local up = db:upsert("nk", { "a", "b", "v" }, { key = { "a", "b" } })
+    up:rows({ { 1, null, "n1" }, { null, null, "n2" }, { 1, 1, "first" }, { 1, null, "n3" },
+              { null, 2, "n4" }, { 1, 1, "last" } })
+    local changed, staged = up:finish()
+    assert.are.equal(6, staged)
+    assert.are.equal(5, changed) -- (1,1) updated once, four NULL-key rows inserted
+    local got = {}
+    for i, r in ipairs(db:query("select coalesce(a::text, 'null') || ',' || coalesce(b::text, 'null') "
+      .. "|| ',' || v as r from nk order by r")) do got[i] = r.r end
+    assert.are.same({ "1,1,last", "1,null,n1", "1,null,n3", "1,null,old-null", "null,2,n4", "null,null,n2" }, got)
+  end)
+
+  it("treats NULL keys as equal when the unique index says NULLS NOT DISTINCT", function()
+    local null = require("sluice").null
+    db:exec("create table nnd (a int, v text)")
+    db:exec("create unique index nnd_a on nnd (a) nulls not distinct")
+    db:exec("insert into nnd values (null, 'old')")
+    local up = db:upsert("nnd", { "a", "v" }, { key = "a" })
+    up:rows({ { null, "x" }, { 1, "one" }, { null, "last" } })
+    assert.are.equal(2, (up:finish()))
+    local got = {}
+    for i, r in ipairs(db:query("select coalesce(a::text, 'null') || ',' || v as r from nnd order by r")) do
+      got[i] = r.r
+    end
+    assert.are.same({ "1,one", "null,last" }, got)
+  end)
+
+  -- issue: a client-side value error left the transaction aborted
+  for _, inside in ipairs { false, true } do
+    it("rolls back and frees the connection when up:row() refuses a value"
+       .. (inside and " (in the caller's transaction)" or ""), function()
+      db:exec("drop table if exists bv; create table bv (id int primary key, n int)")
+      if inside then
+        db:begin()
+        db:exec("insert into bv values (100, 100)")
+      end
+      local up = db:upsert("bv", { "id", "n" }, { key = "id" })
+      up:row(1, 1)
+      local err = error_of(up.row, up, 2, "not a number")
+      assert.matches('column "n"', tostring(err), 1, true)
+      assert.are.equal("aborted", up.state)
+      assert.is_false(up:abort())
+      local err2 = error_of(up.row, up, 3, 3)
+      assert.matches("upsert:row: the upsert is aborted", tostring(err2), 1, true)
+      if inside then
+        -- the caller's transaction is usable and holds its own row only
+        assert.are.equal("intrans", db:status())
+        assert.are.same({ { id = 100, n = 100 } }, db:query("select * from bv"))
+        db:commit()
+      end
+      assert.are.equal("idle", db:status())
+      assert.are.same(inside and { { id = 100, n = 100 } } or {}, db:query("select * from bv"))
+      assert.are.equal(0, db:query_one(
+        "select count(*) as n from pg_class where relname like 'sluice_upsert_%'").n)
+    end)
+  end
 end)

@@ -20,14 +20,16 @@
 -- staging table has an identity column numbering rows in COPY order, and
 -- the move keeps one row per key with DISTINCT ON (key) ORDER BY key,
 -- that number DESC (PostgreSQL itself would refuse a statement that
--- updates the same row twice).
+-- updates the same row twice).  Rows whose key holds a NULL never
+-- conflict, so every one of them is inserted (unless the unique index is
+-- NULLS NOT DISTINCT: then a NULL is a key like any other).
 --
 -- Transactions: with no transaction open, db:upsert begins one and
 -- finish() commits it; inside the caller's transaction it uses a
 -- savepoint instead, and the caller commits.  Any error (a bad row, a
--- constraint, the move) rolls back everything the upsert did and is
--- re-raised.  The staging table is dropped at the end (ON COMMIT DROP as
--- well).  While the upsert is open its COPY holds the connection.
+-- constraint, the move, a value up:row refuses) rolls back everything
+-- the upsert did and is re-raised; the connection is usable at once.
+-- The staging table is dropped at the end (ON COMMIT DROP as well).  While the upsert is open its COPY holds the connection.
 --
 -- up:row(v1, ..., vN), up:rows(list)  as the COPY stream's
 -- up:finish() -> rows inserted or updated, rows staged
@@ -50,17 +52,62 @@ local function list_of(v, what)
   return v
 end
 
+-- Is there a unique index on exactly the key columns that treats NULLs
+-- as equal (PostgreSQL 15's NULLS NOT DISTINCT)?  The flag is read
+-- through to_jsonb so that servers before 15, which lack the column,
+-- answer false.
+local UNIQUE_SQL = [[
+select i.indexrelid::int8 as ix, a.attname::text as col, i.indnkeyatts::int as nkeys,
+       coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false) as nnd
+  from pg_index i
+  join pg_attribute a on a.attrelid = i.indrelid
+   and a.attnum = any(i.indkey[0:i.indnkeyatts - 1])
+ where i.indrelid = to_regclass($1) and i.indisunique]]
+
+local function nulls_not_distinct(db, qtable, key)
+  local want, cols, nkeys = {}, {}, {}
+  for _, k in ipairs(key) do want[k] = true end
+  for _, r in ipairs(db:query(UNIQUE_SQL, qtable)) do
+    if r.nnd then
+      cols[r.ix] = (cols[r.ix] or 0) + (want[r.col] and 1 or 0)
+      nkeys[r.ix] = r.nkeys
+    end
+  end
+  for ix, n in pairs(cols) do
+    if n == #key and nkeys[ix] == #key then return true end
+  end
+  return false
+end
+
+-- The statement that moves the staged rows into the target: one row per
+-- key, the last staged winning.  A row whose key holds a NULL never
+-- conflicts with another (unless the unique index says NULLS NOT
+-- DISTINCT), so those rows all go in as they are: DISTINCT ON would
+-- merge them into one.
+local function move_sql(db, qtable, staging, clist, qkey, key, sets)
+  local klist = table.concat(qkey, ", ")
+  local action = #sets > 0 and ("UPDATE SET " .. table.concat(sets, ", ")) or "NOTHING"
+  local last = ("SELECT DISTINCT ON (%s) %s, sluice_seq FROM %s %%s ORDER BY %s, sluice_seq DESC")
+    :format(klist, clist, staging, klist)
+  local src
+  if nulls_not_distinct(db, qtable, key) then
+    src = last:format("")
+  else
+    local notnull, anynull = {}, {}
+    for i, k in ipairs(qkey) do
+      notnull[i] = k .. " IS NOT NULL"
+      anynull[i] = k .. " IS NULL"
+    end
+    src = ("(%s) UNION ALL SELECT %s, sluice_seq FROM %s WHERE %s")
+      :format(last:format("WHERE " .. table.concat(notnull, " AND ")), clist, staging,
+              table.concat(anynull, " OR "))
+  end
+  return ("INSERT INTO %s (%s) SELECT %s FROM (%s) s ORDER BY sluice_seq ON CONFLICT (%s) DO %s")
+    :format(qtable, clist, clist, src, klist, action)
+end
+
 local U = {}
 U.__index = U
-
-function U.row(u, ...)
-  -- a tail call keeps the caller's line in the COPY stream's errors
-  return u.cp:row(...)
-end
-
-function U.rows(u, list)
-  return u.cp:rows(list)
-end
 
 -- Undo everything the upsert did (never raises).
 local function undo(u)
@@ -73,6 +120,37 @@ local function undo(u)
   else
     pcall(db.rollback, db)
   end
+end
+
+-- A refused value or a failed send ends the COPY and leaves the
+-- upsert's transaction aborted: roll it back before raising, so the
+-- connection is usable at once (pcall compiles, the row loop stays in
+-- its trace).
+local function failed(u, fname, err)
+  undo(u)
+  if type(err) == "string" then
+    -- the stream's message names the row and column; say what it undid,
+    -- at the line that called up:row (level 3: failed, U.row, caller)
+    error(("%s (upsert:%s: everything the upsert did was rolled back)"):format(err, fname), 3)
+  end
+  error(err, 0)
+end
+
+local function check_open(u, fname)
+  if u.state ~= "open" then error(("upsert:%s: the upsert is %s"):format(fname, u.state), 3) end
+end
+
+function U.row(u, ...)
+  if u.state ~= "open" then check_open(u, "row") end
+  local ok, err = pcall(u.row_fn, u.cp, ...)
+  if not ok then failed(u, "row", err) end
+end
+
+function U.rows(u, list)
+  check_open(u, "rows")
+  local ok, err = pcall(u.cp.rows, u.cp, list)
+  if not ok then failed(u, "rows", err) end
+  return err
 end
 
 function U.finish(u)
@@ -146,7 +224,7 @@ function methods.upsert(db, tbl, columns, opts)
   for i, c in ipairs(cols) do qcols[i] = q(c) end
   for i, c in ipairs(key) do qkey[i] = q(c) end
   for i, c in ipairs(update) do sets[i] = q(c) .. " = excluded." .. q(c) end
-  local clist, klist = table.concat(qcols, ", "), table.concat(qkey, ", ")
+  local clist = table.concat(qcols, ", ")
 
   local status = db:status()
   if status == "inerror" then
@@ -167,17 +245,15 @@ function methods.upsert(db, tbl, columns, opts)
       :format(q(name), clist, qtable))
     db:exec(("ALTER TABLE %s ADD COLUMN sluice_seq bigint GENERATED ALWAYS AS IDENTITY")
       :format(staging))
+    u.move_sql = move_sql(db, qtable, staging, clist, qkey, key, sets)
     u.cp = db:copy({ "pg_temp", name }, cols, copy_opts)
+    u.row_fn = u.cp.row
   end)
   if not ok then
     u.cp = u.cp or { state = "none" }
     undo(u)
     error(e, 0)
   end
-  u.move_sql = ("INSERT INTO %s (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) %s FROM %s "
-    .. "ORDER BY %s, sluice_seq DESC) s ON CONFLICT (%s) DO %s")
-    :format(qtable, clist, clist, klist, clist, staging, klist, klist,
-            #sets > 0 and ("UPDATE SET " .. table.concat(sets, ", ")) or "NOTHING")
   return u
 end
 
