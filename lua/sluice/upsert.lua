@@ -29,7 +29,8 @@
 -- savepoint instead, and the caller commits.  Any error (a bad row, a
 -- constraint, the move, a value up:row refuses) rolls back everything
 -- the upsert did and is re-raised; the connection is usable at once.
--- The staging table is dropped at the end (ON COMMIT DROP as well).  While the upsert is open its COPY holds the connection.
+-- The staging table is dropped at the end (ON COMMIT DROP as well).
+-- While the upsert is open its COPY holds the connection.
 --
 -- up:row(v1, ..., vN), up:rows(list)  as the COPY stream's
 -- up:finish() -> rows inserted or updated, rows staged
