@@ -173,6 +173,14 @@ void lib_csv_set_index(lua_State *L);
 void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
                     const char *detail, const char *hint);
 
+/* What every array encoder says of a Lua table that is not an array. */
+#define LIB_ARRAY_EXPECTED "an array (a table with keys 1..n only: a NULL " \
+                           "element must be sluice.null, not nil)"
+/* The length of the Lua array at stack index t (absolute): 1 and *len set
+ * when t's keys are exactly 1..n (# is unambiguous), else 0 (a nil inside
+ * it, a key that is not an index).  Never raises. */
+int lib_array_len(lua_State *L, int t, size_t *len);
+
 /* ---- batched INSERT and pipeline (lib_batch.c, lib_pipeline.c,
  * lib_params.c) */
 #define SLUICE_BATCH_MT    "sluice.batch"

@@ -618,7 +618,9 @@ static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
 {
     if (depth >= MAX_DIMS)
         col_error(L, cp, col, ": arrays have at most 6 dimensions");
-    size_t n = lua_objlen(L, t);
+    size_t n;
+    if (!lib_array_len(L, t, &n))
+        value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);
     need_scratch(L, cp, 1);
     copy_put_byte(&cp->scratch, '{');
     for (size_t i = 1; i <= n; i++) {
@@ -1067,6 +1069,9 @@ static void bin_elems(lua_State *L, sl_copy *cp, const copy_col *col, int t,
         cp->path[level] = i;
         cp->depth = level + 1;
         if (level + 1 < ndim) {
+            size_t n;
+            if (lua_istable(L, e) && !lib_array_len(L, e, &n))
+                value_error(L, cp, col, e, LIB_ARRAY_EXPECTED);
             if (!lua_istable(L, e) || (int)lua_objlen(L, e) != dims[level + 1]) {
                 lua_pushfstring(L, "a table of %d elements (sub-arrays of "
                                    "a multidimensional array must have "
@@ -1153,7 +1158,10 @@ static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
     /* the shape comes from the first element at each level; bin_elems
      * checks that every sub-array matches it */
     for (;;) {
-        int n = (int)lua_objlen(L, t);
+        size_t len;
+        if (!lib_array_len(L, t, &len))
+            value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);
+        int n = (int)len;
         if (ndim == MAX_DIMS)
             col_error(L, cp, col, ": arrays have at most 6 dimensions");
         dims[ndim++] = n;
@@ -1691,7 +1699,8 @@ static sl_copy *check_open(lua_State *L, const char *fname)
     return cp;
 }
 
-/* Raise "row N: expected K values (a, b, c), got M" and end the COPY. */
+/* Raise "row N: expected K values (a, b, c), got M" and end the COPY
+ * (got < 0: the row is a table that is not an array). */
 static int count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
 {
     luaL_Buffer b;
@@ -1715,7 +1724,11 @@ static int count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
     }
     if (cp->ncols > 20)
         luaL_addstring(&b, ", ...");
-    lua_pushfstring(L, "), got %d", got);
+    if (got >= 0)
+        lua_pushfstring(L, "), got %d", got);
+    else
+        lua_pushliteral(L, "), got a table with a nil inside or a key that "
+                           "is not an index");
     luaL_addvalue(&b);
     if (list_idx > 0)
         luaL_addstring(&b, " (a NULL inside a table must be sluice.null, "
@@ -1749,7 +1762,16 @@ static int cp_rows(lua_State *L)
     }
     lua_settop(L, 2);
     luaL_checkstack(L, cp->ncols + 8, "too many columns");
-    int n = (int)lua_objlen(L, 2);
+    size_t len;
+    if (!lib_array_len(L, 2, &len)) {
+        /* a nil inside the list would end it early: nothing after it
+         * would be loaded */
+        lua_pushliteral(L, "rows: expected a list of rows (a table with keys "
+                           "1..n only), got a table with a nil inside or a "
+                           "key that is not an index");
+        return cp_raise(L, cp);
+    }
+    int n = (int)len;
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, 2, i);
         // stack: cp, list, row
@@ -1761,9 +1783,11 @@ static int cp_rows(lua_State *L)
             lua_concat(L, 3);
             return cp_raise(L, cp);
         }
-        int k = (int)lua_objlen(L, 3);
-        if (k != cp->ncols)
-            count_error(L, cp, k, i);
+        size_t k;
+        if (!lib_array_len(L, 3, &k))
+            count_error(L, cp, -1, i);
+        if ((int)k != cp->ncols)
+            count_error(L, cp, (int)k, i);
         for (int j = 1; j <= cp->ncols; j++)
             lua_rawgeti(L, 3, j);
         // stack: cp, list, row, v1..vN

@@ -57,6 +57,25 @@ static const char *cdata_text(lua_State *L, int idx, size_t *n)
     return lua_tolstring(L, -1, n);
 }
 
+int lib_array_len(lua_State *L, int t, size_t *len)
+{
+    size_t n = lua_objlen(L, t), count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        // stack: key
+        lua_Number k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (!(k >= 1 && k <= (lua_Number)n && k == (lua_Number)(size_t)k)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    /* count distinct keys, all in 1..n: every index is present */
+    *len = n;
+    return count == n;
+}
+
 /* Append the Lua array at t as an array literal {...} to b.  Returns NULL
  * or what was expected. */
 static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
@@ -64,7 +83,9 @@ static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
     if (depth >= MAX_DIMS)
         return "an array of at most 6 dimensions";
     luaL_checkstack(L, 4, "array too deeply nested");
-    size_t n = lua_objlen(L, t);
+    size_t n;
+    if (!lib_array_len(L, t, &n))
+        return LIB_ARRAY_EXPECTED;
     put(L, b, "{", 1);
     for (size_t i = 1; i <= n; i++) {
         if (i > 1)

@@ -73,6 +73,7 @@
 -- strategy, table }.
 local progress = require "sluice.progress"
 local conn = require "sluice.conn"
+local list_iterator = require("sluice.values").list_iterator
 
 local M = {}
 
@@ -394,11 +395,12 @@ end
 -- An iterator over the input items (rows as given).
 local function items(rows)
   if type(rows) == "function" then return rows end
-  local j = 0
-  return function()
-    j = j + 1
-    return rows[j]
+  local it, why = list_iterator(rows)
+  if not it then
+    fail("rows must be a list with keys 1..n only (a nil inside it would end the load early), "
+         .. "got " .. why, 2)
   end
+  return it
 end
 
 -- Open N-1 more connections to db's target with db's search_path and

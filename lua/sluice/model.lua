@@ -231,11 +231,12 @@ end
 local function iterate(source)
   if type(source) == "function" then return source end
   if type(source) == "table" then
-    local j = 0
-    return function()
-      j = j + 1
-      return source[j]
+    local it, why = require("sluice.values").list_iterator(source)
+    if not it then
+      error("save_all: the source must be a list with keys 1..n only (a nil inside it would "
+            .. "end the load early), got " .. why, 3)
     end
+    return it
   end
   error("save_all: the source must be an iterator function or an array, got "
         .. type(source), 3)

@@ -1,6 +1,7 @@
 --- Lua-side helpers the C value encoders share (COPY streams, sinks,
 -- batches, pipelines): telling int64 from uint64 cdata, and the default
--- JSON encoder for json/jsonb columns given Lua tables.
+-- JSON encoder for json/jsonb columns given Lua tables; and the one
+-- iterator over a list of rows that sluice.load and Model:save_all take.
 local ffi = require "ffi"
 
 local M = {}
@@ -25,6 +26,25 @@ function M.default_json_encode()
     cjson_encode = ok and cjson.encode or false
   end
   return cjson_encode or nil
+end
+
+--- An iterator over the list `list` (keys 1..n), or nil and what is
+-- wrong with it: a nil inside a list would end a load early, without a
+-- word, at the hole.
+function M.list_iterator(list)
+  local n, keys = #list, 0
+  for k in pairs(list) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      return nil, "a table with key " .. ("%q"):format(tostring(k))
+    end
+    keys = keys + 1
+  end
+  if keys ~= n then return nil, "a table with a nil inside" end
+  local j = 0
+  return function()
+    j = j + 1
+    return list[j]
+  end
 end
 
 return M
