@@ -91,3 +91,27 @@ describe("scripts/compare_strategies.lua", function()
       .. "[--strategies a,b] [--sample N] [--out FILE|csv]  (unknown shape nope)", 1, true), err)
   end)
 end)
+
+describe("sluice.compare with NULLs", function()
+  local db
+  setup(function()
+    db = H.connect()
+    H.schema(db, "compare_nulls_spec")
+  end)
+  teardown(function() db:close() end)
+
+  it("takes nil values from the rows function as NULL, in the last column too", function()
+    db:exec("create table nl (id int primary key, host text, v float8)")
+    local res = sluice.compare {
+      db = db, table = "nl", n = 300, sample = 50, quiet = true,
+      strategies = { "batch", "copy_text", "copy_binary", "rowwise_tx" },
+      rows = function(i)
+        if i % 3 == 0 then return i, nil, i / 3 end
+        if i % 3 == 1 then return i, "h", nil end
+        return i, nil, nil
+      end,
+    }
+    assert.is_true(res.identical)
+    for _, r in ipairs(res) do assert.are.equal(300, r.rows) end
+  end)
+end)

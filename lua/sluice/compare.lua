@@ -100,7 +100,11 @@ local function source(fn, count, null)
     if i > count then return nil end
     local r = pack(fn(i))
     if r.n == 1 and type(r[1]) == "table" then return r[1] end
-    if r[1] == nil then r[1] = null end -- a positional row keeps its [1]
+    -- a nil the function returned is a NULL: sluice.null keeps the
+    -- row's width known (load refuses a row whose last value is nil)
+    for j = 1, r.n do
+      if r[j] == nil then r[j] = null end
+    end
     return r
   end
 end
