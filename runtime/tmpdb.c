@@ -50,6 +50,7 @@
 #define _GNU_SOURCE
 
 #include "tmpdb.h"
+#include "spawn.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -99,30 +100,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
     va_end(ap);
-}
-
-static long elapsed_ms(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long)(now.tv_sec - since->tv_sec) * 1000L +
-           (long)(now.tv_nsec - since->tv_nsec) / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    /* an EINTR just shortens one poll interval; callers loop on a deadline */
-    nanosleep(&ts, NULL);
-}
-
-static pid_t waitpid_eintr(pid_t pid, int *status, int flags)
-{
-    pid_t r;
-    do
-        r = waitpid(pid, status, flags);
-    while (r < 0 && errno == EINTR);
-    return r;
 }
 
 static int is_safe_path_char(unsigned char c)
@@ -412,121 +389,6 @@ static int find_server_binaries(const tmpdb_opts *opts, bin_paths *out,
 }
 
 /* ------------------------------------------------------------------ */
-/* children                                                            */
-
-typedef struct child_spec {
-    const char *path;
-    char *const *argv;
-    int log_fd;             /* >= 3, becomes stdout and stderr */
-    const char *cwd;
-    int drop_privileges;
-    uid_t uid;
-    gid_t gid;
-    const gid_t *groups;
-    int ngroups;
-    int pdeathsig;
-    pid_t parent;
-    int own_process_group;
-    long max_fd;
-} child_spec;
-
-static void child_write(int fd, const char *s)
-{
-    ssize_t r = write(fd, s, strlen(s));
-    (void)r;
-}
-
-static _Noreturn void child_fail(int fd, const char *what, const char *arg, int e)
-{
-    /* strerrordesc_np, unlike strerror, neither translates nor allocates */
-    const char *msg = strerrordesc_np(e);
-    child_write(fd, "sluice tmpdb: ");
-    child_write(fd, what);
-    if (arg) {
-        child_write(fd, " ");
-        child_write(fd, arg);
-    }
-    child_write(fd, ": ");
-    child_write(fd, msg ? msg : "unknown error");
-    child_write(fd, "\n");
-    _exit(127);
-}
-
-/* Runs in the forked child: async-signal-safe calls only. */
-static _Noreturn void run_child(const child_spec *c)
-{
-    int err_fd = c->log_fd;
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL); /* EINVAL for libc-reserved ones */
-
-    if (c->own_process_group)
-        setpgid(0, 0);
-
-    if (dup2(c->log_fd, STDOUT_FILENO) < 0 || dup2(c->log_fd, STDERR_FILENO) < 0)
-        child_fail(err_fd, "could not redirect output to the log", NULL, errno);
-    err_fd = STDERR_FILENO;
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull < 0)
-        child_fail(err_fd, "could not open", "/dev/null", errno);
-    if (devnull != STDIN_FILENO) {
-        if (dup2(devnull, STDIN_FILENO) < 0)
-            child_fail(err_fd, "could not redirect stdin", NULL, errno);
-        close(devnull);
-    }
-    if (close_range(3, ~0U, 0) != 0)
-        for (long fd = 3; fd < c->max_fd; fd++)
-            close((int)fd);
-
-    if (chdir(c->cwd) != 0)
-        child_fail(err_fd, "could not change directory to", c->cwd, errno);
-
-    if (c->drop_privileges) {
-        if (setgroups((size_t)c->ngroups, c->groups) != 0)
-            child_fail(err_fd, "setgroups for the postgres user failed", NULL, errno);
-        if (setgid(c->gid) != 0)
-            child_fail(err_fd, "setgid to the postgres user failed", NULL, errno);
-        if (setuid(c->uid) != 0)
-            child_fail(err_fd, "setuid to the postgres user failed", NULL, errno);
-    }
-
-    /* after setuid: changing credentials resets the death signal */
-    if (prctl(PR_SET_PDEATHSIG, c->pdeathsig, 0, 0, 0) != 0)
-        child_fail(err_fd, "prctl(PR_SET_PDEATHSIG) failed", NULL, errno);
-    if (getppid() != c->parent) {
-        child_write(err_fd, "sluice tmpdb: the starting process is gone, not starting\n");
-        _exit(127);
-    }
-
-    execv(c->path, c->argv);
-    child_fail(err_fd, "could not execute", c->path, errno);
-}
-
-/* Log files are opened by the parent (as root if we are root), so the
- * child's error messages land in them even when the postgres user could not
- * create files there.  Kept above 2 so dup2() in the child never sees the
- * same fd on both sides (which would leave close-on-exec set). */
-static int open_log(const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (fd >= 0 && fd < 3) {
-        int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        fd = high;
-    }
-    return fd;
-}
-
-/* ------------------------------------------------------------------ */
 /* stopping                                                            */
 
 static int rm_entry(const char *path, const struct stat *sb, int type,
@@ -564,12 +426,12 @@ static int wait_gone(pid_t pid, long ms)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         int st;
-        pid_t r = waitpid_eintr(pid, &st, WNOHANG);
+        pid_t r = spawn_wait(pid, &st, WNOHANG);
         if (r == pid || (r < 0 && errno == ECHILD))
             return 1;
-        if (elapsed_ms(&t0) >= ms)
+        if (spawn_elapsed_ms(&t0) >= ms)
             return 0;
-        sleep_ms(10);
+        spawn_sleep_ms(10);
     }
 }
 
@@ -594,7 +456,7 @@ static void stop_postmaster(pid_t pid)
     if (kill(pid, SIGKILL) != 0 && errno == ESRCH)
         return;
     int st;
-    waitpid_eintr(pid, &st, 0);
+    spawn_wait(pid, &st, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -622,7 +484,7 @@ static int registry_lock(int max_tries)
     for (int i = 0; atomic_flag_test_and_set(&registry_busy); i++) {
         if (max_tries > 0 && i >= max_tries)
             return 0;
-        sleep_ms(1);
+        spawn_sleep_ms(1);
     }
     return 1;
 }
@@ -736,25 +598,277 @@ static const char *choose_parent_dir(const tmpdb_opts *opts)
     return "/tmp";
 }
 
-static void describe_status(int st, char *out, size_t outlen)
+/* What the phases of tmpdb_start share. */
+typedef struct start_ctx {
+    const tmpdb_opts *opts;
+    char *err;
+    size_t errlen;
+    bin_paths bins;
+    run_as ra;
+    char dir[sizeof(((tmpdb *)0)->dir)];
+    char data[PATH_MAX], initdb_log[PATH_MAX], server_log[PATH_MAX];
+    char sockdir_arg[PATH_MAX * 2];
+    char ping_ci[sizeof(((tmpdb *)0)->conninfo) + 64];
+    spawn_spec child;   /* the fields every child shares */
+    int slot;           /* registry slot, -1 when none */
+    pid_t server;       /* postmaster, 0 when not running */
+} start_ctx;
+
+/* Phase 1: a fresh directory under the parent (opts->parent_dir, $TMPDIR
+ * or /tmp), checked first against what a unix socket path and libpq's
+ * host= can take; registered, and given to the postgres user as root. */
+static int prepare_dir(start_ctx *c)
 {
-    if (WIFEXITED(st))
-        snprintf(out, outlen, "exit %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st))
-        snprintf(out, outlen, "killed by signal %d, %s", WTERMSIG(st),
-                 strsignal(WTERMSIG(st)));
-    else
-        snprintf(out, outlen, "status 0x%x", (unsigned)st);
+    /* absolute, because postgres resolves -k after chdir()ing to its data
+     * directory */
+    const char *parent_arg = choose_parent_dir(c->opts);
+    char parent[PATH_MAX];
+    if (!realpath(parent_arg, parent)) {
+        set_err(c->err, c->errlen, "cannot use %s as the parent directory: %s",
+                parent_arg, strerror(errno));
+        return -1;
+    }
+    /* libpq splits host= on commas with no way to escape one */
+    if (strchr(parent, ',')) {
+        set_err(c->err, c->errlen, "the parent directory %s contains a comma, "
+                "which libpq cannot take in a socket directory; set TMPDIR to "
+                "another directory", parent);
+        return -1;
+    }
+    const char *sock_name = "/.s.PGSQL." TMPDB_PORT;
+    size_t dir_len = strlen(parent) + 1 + strlen(TMPDB_PREFIX) + 6;
+    size_t sun_max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+    if (dir_len + strlen(sock_name) > sun_max || dir_len >= sizeof c->dir) {
+        set_err(c->err, c->errlen,
+                "the parent directory %s is too long for a unix socket path "
+                "(at most %zu bytes in all); set TMPDIR to a shorter directory",
+                parent, sun_max);
+        return -1;
+    }
+    size_t dpos = 0;
+    buf_adds(c->dir, sizeof c->dir, &dpos, parent);
+    buf_adds(c->dir, sizeof c->dir, &dpos, "/" TMPDB_PREFIX "XXXXXX");
+    if (!mkdtemp(c->dir)) {
+        set_err(c->err, c->errlen, "could not create a directory in %s: %s",
+                parent, strerror(errno));
+        c->dir[0] = '\0';
+        return -1;
+    }
+    c->slot = registry_reserve(c->dir);
+    if (c->slot < 0) {
+        set_err(c->err, c->errlen, "too many temporary servers in this process "
+                "(at most %d)", TMPDB_REGISTRY_SLOTS);
+        return -1;
+    }
+    if (c->ra.drop && chown(c->dir, c->ra.uid, c->ra.gid) != 0) {
+        set_err(c->err, c->errlen, "could not give %s to the postgres user: %s",
+                c->dir, strerror(errno));
+        return -1;
+    }
+    snprintf(c->data, sizeof c->data, "%s/data", c->dir);
+    snprintf(c->initdb_log, sizeof c->initdb_log, "%s/initdb.log", c->dir);
+    snprintf(c->server_log, sizeof c->server_log, "%s/server.log", c->dir);
+    quote_socket_dir(c->sockdir_arg, sizeof c->sockdir_arg, c->dir);
+    long max_fd = sysconf(_SC_OPEN_MAX);
+    if (max_fd < 0 || max_fd > 65536)
+        max_fd = 65536;
+    c->child = (spawn_spec){
+        .log_fd = -1, .cwd = c->dir, .drop_privileges = c->ra.drop,
+        .uid = c->ra.uid, .gid = c->ra.gid, .groups = c->ra.groups,
+        .ngroups = c->ra.ngroups, .parent = getpid(), .max_fd = max_fd,
+    };
+    return 0;
 }
 
-static pid_t spawn(child_spec *c, char *err, size_t errlen, const char *what)
+/* Phase 2: the conninfo and URI users get, and the readiness probe's. */
+static int build_targets(start_ctx *c, tmpdb *db)
 {
-    pid_t pid = fork();
-    if (pid == 0)
-        run_child(c);
+    size_t pos = 0;
+    buf_adds(db->conninfo, sizeof db->conninfo, &pos, "host=");
+    append_conninfo_value(db->conninfo, sizeof db->conninfo, &pos, c->dir);
+    buf_adds(db->conninfo, sizeof db->conninfo, &pos,
+             " port=" TMPDB_PORT " dbname=postgres user=postgres");
+    int too_long = pos >= sizeof db->conninfo;
+    pos = 0;
+    buf_adds(db->uri, sizeof db->uri, &pos, "postgresql:///postgres?host=");
+    append_uri_value(db->uri, sizeof db->uri, &pos, c->dir);
+    buf_adds(db->uri, sizeof db->uri, &pos, "&port=" TMPDB_PORT "&user=postgres");
+    too_long |= pos >= sizeof db->uri;
+    /* readiness only: sslmode=disable so a PGSSLMODE in the environment
+     * cannot make the probe fail against a server without SSL */
+    snprintf(c->ping_ci, sizeof c->ping_ci, "%s connect_timeout=2 sslmode=disable",
+             db->conninfo);
+    if (too_long) {
+        set_err(c->err, c->errlen, "the directory name %s is too long", c->dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* Run one child to completion with its output in log; 0 when it exited 0,
+ * else -1 with *st its wait status (st_valid = 0 when it could not run or
+ * be waited for, the message then in err). */
+static int run_to_end(start_ctx *c, const char *log, int *st, int *st_valid)
+{
+    *st_valid = 0;
+    int log_fd = spawn_open_log(log);
+    if (log_fd < 0) {
+        set_err(c->err, c->errlen, "could not create %s: %s", log, strerror(errno));
+        return -1;
+    }
+    c->child.log_fd = log_fd;
+    pid_t pid = spawn_child(&c->child, c->err, c->errlen, c->child.path);
+    close(log_fd);
+    c->child.log_fd = -1;
     if (pid < 0)
-        set_err(err, errlen, "could not fork for %s: %s", what, strerror(errno));
-    return pid;
+        return -1;
+    if (spawn_wait(pid, st, 0) < 0) {
+        set_err(c->err, c->errlen, "could not wait for %s: %s (is SIGCHLD "
+                "ignored?)", c->child.path, strerror(errno));
+        return -1;
+    }
+    *st_valid = 1;
+    return WIFEXITED(*st) && WEXITSTATUS(*st) == 0 ? 0 : -1;
+}
+
+/* Phase 3: initdb, trust authentication for the postgres user. */
+static int run_initdb(start_ctx *c)
+{
+    char *argv[] = {
+        c->bins.initdb, "-D", c->data, "-U", "postgres", "-A", "trust", "-E",
+        "UTF8", "--locale=C", "--no-sync", "--no-instructions", NULL,
+    };
+    c->child.path = c->bins.initdb;
+    c->child.argv = argv;
+    /* initdb has no state worth keeping if we die; SIGKILL is simplest */
+    c->child.pdeathsig = SIGKILL;
+    c->child.own_process_group = 0;
+    int st, st_valid;
+    if (run_to_end(c, c->initdb_log, &st, &st_valid) == 0)
+        return 0;
+    if (!st_valid)
+        return -1;
+    char how[96], tail[2048];
+    spawn_describe_status(st, how, sizeof how);
+    read_log_tail(c->initdb_log, tail, sizeof tail);
+    const char *hint = "";
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        hint = " (" BINDIR_HINT ")";
+    else if (c->ra.drop && strstr(tail, "ermission denied"))
+        hint = " (the postgres user needs search permission on every "
+               "directory above it; set TMPDIR elsewhere)";
+    set_err(c->err, c->errlen, "initdb (%s) failed (%s) in %s%s; last lines of "
+            "its log:\n%s", c->bins.initdb, how, c->dir, hint, tail);
+    return -1;
+}
+
+/* Phase 4: the postmaster, in its own process group, on the socket only. */
+static int start_postmaster(start_ctx *c)
+{
+    static const char *const fixed[] = {
+        "-c", "listen_addresses=", "-p", TMPDB_PORT,
+        "-c", "unix_socket_permissions=0777", "-c", "max_connections=50",
+        "-c", "shared_buffers=128MB", "-c", "logging_collector=off",
+    };
+    static const char *const fast[] = {
+        "-c", "fsync=off", "-c", "synchronous_commit=off",
+        "-c", "full_page_writes=off",
+    };
+    const tmpdb_opts *opts = c->opts;
+    size_t nfixed = sizeof fixed / sizeof fixed[0];
+    size_t nfast = opts->fast ? sizeof fast / sizeof fast[0] : 0;
+    size_t nsettings = 0;
+    if (opts->settings)
+        while (opts->settings[nsettings])
+            nsettings++;
+    char **argv = calloc(5 + nfixed + nfast + 2 * nsettings + 1, sizeof *argv);
+    if (!argv) {
+        set_err(c->err, c->errlen, "out of memory");
+        return -1;
+    }
+    /* execv takes char *const[]; the strings are never written to */
+    size_t a = 0;
+    argv[a++] = c->bins.postgres;
+    argv[a++] = "-D";
+    argv[a++] = c->data;
+    argv[a++] = "-k";
+    argv[a++] = c->sockdir_arg;
+    for (size_t i = 0; i < nfixed; i++)
+        argv[a++] = (char *)fixed[i];
+    for (size_t i = 0; i < nfast; i++)
+        argv[a++] = (char *)fast[i];
+    for (size_t i = 0; i < nsettings; i++) {
+        argv[a++] = "-c";
+        argv[a++] = (char *)opts->settings[i];
+    }
+    argv[a] = NULL;
+
+    int log_fd = spawn_open_log(c->server_log);
+    if (log_fd < 0) {
+        set_err(c->err, c->errlen, "could not create %s: %s", c->server_log,
+                strerror(errno));
+        free(argv);
+        return -1;
+    }
+    c->child.path = c->bins.postgres;
+    c->child.argv = argv;
+    c->child.log_fd = log_fd;
+    c->child.pdeathsig = SIGQUIT; /* immediate shutdown of the whole server */
+    c->child.own_process_group = 1;
+    pid_t pid = spawn_child(&c->child, c->err, c->errlen, "postgres");
+    close(log_fd);
+    c->child.log_fd = -1;
+    free(argv);
+    if (pid < 0)
+        return -1;
+    c->server = pid;
+    registry_set_pid(c->slot, pid);
+    return 0;
+}
+
+/* Phase 5: wait until the server accepts connections, noticing at once
+ * when it exits instead. */
+static int wait_ready(start_ctx *c)
+{
+    int timeout_ms = c->opts->timeout_ms > 0 ? c->opts->timeout_ms
+                                             : TMPDB_DEFAULT_TIMEOUT_MS;
+    char tail[2048], how[96];
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int st;
+        pid_t r = spawn_wait(c->server, &st, WNOHANG);
+        if (r == c->server || (r < 0 && errno == ECHILD)) {
+            if (r == c->server)
+                spawn_describe_status(st, how, sizeof how);
+            else
+                snprintf(how, sizeof how, "status unknown");
+            c->server = 0;
+            read_log_tail(c->server_log, tail, sizeof tail);
+            set_err(c->err, c->errlen, "the server (%s) exited during startup "
+                    "(%s) in %s; last lines of its log:\n%s",
+                    c->bins.postgres, how, c->dir, tail);
+            return -1;
+        }
+        PGPing p = PQping(c->ping_ci);
+        if (p == PQPING_OK)
+            return 0;
+        if (p == PQPING_NO_ATTEMPT) {
+            set_err(c->err, c->errlen, "libpq rejected the connection string %s",
+                    c->ping_ci);
+            return -1;
+        }
+        if (spawn_elapsed_ms(&t0) >= timeout_ms) {
+            stop_postmaster(c->server);
+            c->server = 0;
+            read_log_tail(c->server_log, tail, sizeof tail);
+            set_err(c->err, c->errlen, "the server did not accept connections "
+                    "within %d ms in %s; last lines of its log:\n%s",
+                    timeout_ms, c->dir, tail);
+            return -1;
+        }
+        spawn_sleep_ms(20);
+    }
 }
 
 int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen)
@@ -767,260 +881,37 @@ int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen)
         return -1;
     }
     memset(db, 0, sizeof *db);
-    if (!opts)
-        opts = &no_opts;
-    int timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : TMPDB_DEFAULT_TIMEOUT_MS;
-
-    bin_paths bins;
-    if (find_server_binaries(opts, &bins, err, errlen) != 0)
-        return -1;
-    run_as ra;
-    if (lookup_postgres_user(&ra, err, errlen) != 0)
-        return -1;
-
-    /* absolute, because postgres resolves -k after chdir()ing to its data
-     * directory */
-    const char *parent_arg = choose_parent_dir(opts);
-    char parent[PATH_MAX];
-    if (!realpath(parent_arg, parent)) {
-        set_err(err, errlen, "cannot use %s as the parent directory: %s",
-                parent_arg, strerror(errno));
-        return -1;
-    }
-    /* libpq splits host= on commas with no way to escape one */
-    if (strchr(parent, ',')) {
-        set_err(err, errlen, "the parent directory %s contains a comma, which "
-                "libpq cannot take in a socket directory; set TMPDIR to "
-                "another directory", parent);
-        return -1;
-    }
-    const char *sock_name = "/.s.PGSQL." TMPDB_PORT;
-    size_t dir_len = strlen(parent) + 1 + strlen(TMPDB_PREFIX) + 6;
-    size_t sun_max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
-    if (dir_len + strlen(sock_name) > sun_max || dir_len >= sizeof db->dir) {
-        set_err(err, errlen,
-                "the parent directory %s is too long for a unix socket path "
-                "(at most %zu bytes in all); set TMPDIR to a shorter directory",
-                parent, sun_max);
-        return -1;
-    }
-
-    char dir[sizeof db->dir];
-    size_t dpos = 0;
-    buf_adds(dir, sizeof dir, &dpos, parent);
-    buf_adds(dir, sizeof dir, &dpos, "/" TMPDB_PREFIX "XXXXXX");
-    if (!mkdtemp(dir)) {
-        set_err(err, errlen, "could not create a directory in %s: %s",
-                parent, strerror(errno));
-        return -1;
-    }
-
-    /* from here on, every failure goes through `fail` */
-    pid_t server = 0;
-    int log_fd = -1;
-    char **argv = NULL;
-    char tail[2048];
-    char how[96];
-    int slot = registry_reserve(dir);
-    if (slot < 0) {
-        set_err(err, errlen, "too many temporary servers in this process "
-                "(at most %d)", TMPDB_REGISTRY_SLOTS);
-        goto fail;
-    }
-    if (ra.drop && chown(dir, ra.uid, ra.gid) != 0) {
-        set_err(err, errlen, "could not give %s to the postgres user: %s",
-                dir, strerror(errno));
-        goto fail;
-    }
-
-    char data[PATH_MAX], initdb_log[PATH_MAX], server_log[PATH_MAX];
-    char sockdir_arg[PATH_MAX * 2];
-    snprintf(data, sizeof data, "%s/data", dir);
-    snprintf(initdb_log, sizeof initdb_log, "%s/initdb.log", dir);
-    snprintf(server_log, sizeof server_log, "%s/server.log", dir);
-    quote_socket_dir(sockdir_arg, sizeof sockdir_arg, dir);
-
-    size_t pos = 0;
-    buf_adds(db->conninfo, sizeof db->conninfo, &pos, "host=");
-    append_conninfo_value(db->conninfo, sizeof db->conninfo, &pos, dir);
-    buf_adds(db->conninfo, sizeof db->conninfo, &pos,
-             " port=" TMPDB_PORT " dbname=postgres user=postgres");
-    int too_long = pos >= sizeof db->conninfo;
-    pos = 0;
-    buf_adds(db->uri, sizeof db->uri, &pos, "postgresql:///postgres?host=");
-    append_uri_value(db->uri, sizeof db->uri, &pos, dir);
-    buf_adds(db->uri, sizeof db->uri, &pos, "&port=" TMPDB_PORT "&user=postgres");
-    too_long |= pos >= sizeof db->uri;
-    /* readiness only: sslmode=disable so a PGSSLMODE in the environment
-     * cannot make the probe fail against a server without SSL */
-    char ping_ci[sizeof db->conninfo + 64];
-    snprintf(ping_ci, sizeof ping_ci, "%s connect_timeout=2 sslmode=disable",
-             db->conninfo);
-    if (too_long) {
-        set_err(err, errlen, "the directory name %s is too long", dir);
-        goto fail;
-    }
-
-    long max_fd = sysconf(_SC_OPEN_MAX);
-    if (max_fd < 0 || max_fd > 65536)
-        max_fd = 65536;
-    child_spec child = {
-        .log_fd = -1, .cwd = dir, .drop_privileges = ra.drop, .uid = ra.uid,
-        .gid = ra.gid, .groups = ra.groups, .ngroups = ra.ngroups,
-        .parent = getpid(), .max_fd = max_fd,
-    };
-
-    /* --- initdb --- */
-    log_fd = open_log(initdb_log);
-    if (log_fd < 0) {
-        set_err(err, errlen, "could not create %s: %s", initdb_log, strerror(errno));
-        goto fail;
-    }
-    char *initdb_argv[] = {
-        bins.initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-        "--locale=C", "--no-sync", "--no-instructions", NULL,
-    };
-    child.path = bins.initdb;
-    child.argv = initdb_argv;
-    child.log_fd = log_fd;
-    /* initdb has no state worth keeping if we die; SIGKILL is simplest */
-    child.pdeathsig = SIGKILL;
-    child.own_process_group = 0;
-    pid_t initdb_pid = spawn(&child, err, errlen, "initdb");
-    close(log_fd);
-    log_fd = -1;
-    if (initdb_pid < 0)
-        goto fail;
-    int st;
-    if (waitpid_eintr(initdb_pid, &st, 0) < 0) {
-        set_err(err, errlen, "could not wait for initdb: %s (is SIGCHLD ignored?)",
-                strerror(errno));
-        goto fail;
-    }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        describe_status(st, how, sizeof how);
-        read_log_tail(initdb_log, tail, sizeof tail);
-        const char *hint = "";
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
-            hint = " (" BINDIR_HINT ")";
-        else if (ra.drop && strstr(tail, "ermission denied"))
-            hint = " (the postgres user needs search permission on every "
-                   "directory above it; set TMPDIR elsewhere)";
-        set_err(err, errlen, "initdb (%s) failed (%s) in %s%s; last lines of its log:\n%s",
-                bins.initdb, how, dir, hint, tail);
-        goto fail;
-    }
-
-    /* --- postgres --- */
-    static const char *const fixed[] = {
-        "-c", "listen_addresses=", "-p", TMPDB_PORT,
-        "-c", "unix_socket_permissions=0777", "-c", "max_connections=50",
-        "-c", "shared_buffers=128MB", "-c", "logging_collector=off",
-    };
-    static const char *const fast[] = {
-        "-c", "fsync=off", "-c", "synchronous_commit=off",
-        "-c", "full_page_writes=off",
-    };
-    size_t nfixed = sizeof fixed / sizeof fixed[0];
-    size_t nfast = opts->fast ? sizeof fast / sizeof fast[0] : 0;
-    size_t nsettings = 0;
-    if (opts->settings)
-        while (opts->settings[nsettings])
-            nsettings++;
-    size_t argc = 5 + nfixed + nfast + 2 * nsettings;
-    argv = calloc(argc + 1, sizeof *argv);
-    if (!argv) {
+    start_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
         set_err(err, errlen, "out of memory");
-        goto fail;
+        return -1;
     }
-    /* execv takes char *const[]; the strings are never written to */
-    size_t a = 0;
-    argv[a++] = bins.postgres;
-    argv[a++] = "-D";
-    argv[a++] = data;
-    argv[a++] = "-k";
-    argv[a++] = sockdir_arg;
-    for (size_t i = 0; i < nfixed; i++)
-        argv[a++] = (char *)fixed[i];
-    for (size_t i = 0; i < nfast; i++)
-        argv[a++] = (char *)fast[i];
-    for (size_t i = 0; i < nsettings; i++) {
-        argv[a++] = "-c";
-        argv[a++] = (char *)opts->settings[i];
+    c->opts = opts ? opts : &no_opts;
+    c->err = err;
+    c->errlen = errlen;
+    c->slot = -1;
+    int rc = -1;
+    if (find_server_binaries(c->opts, &c->bins, err, errlen) != 0 ||
+        lookup_postgres_user(&c->ra, err, errlen) != 0)
+        goto out;
+    if (prepare_dir(c) != 0 || build_targets(c, db) != 0 || run_initdb(c) != 0 ||
+        start_postmaster(c) != 0 || wait_ready(c) != 0)
+        goto out;
+    db->pid = c->server;
+    memcpy(db->dir, c->dir, sizeof db->dir);
+    rc = 0;
+out:
+    if (rc != 0) {
+        /* undo whatever the phases did */
+        stop_postmaster(c->server);
+        if (c->slot >= 0)
+            registry_release(c->slot);
+        if (c->dir[0])
+            remove_tree(c->dir);
+        memset(db, 0, sizeof *db);
     }
-    argv[a] = NULL;
-
-    log_fd = open_log(server_log);
-    if (log_fd < 0) {
-        set_err(err, errlen, "could not create %s: %s", server_log, strerror(errno));
-        goto fail;
-    }
-    child.path = bins.postgres;
-    child.argv = argv;
-    child.log_fd = log_fd;
-    child.pdeathsig = SIGQUIT;   /* immediate shutdown of the whole server */
-    child.own_process_group = 1;
-    server = spawn(&child, err, errlen, "postgres");
-    close(log_fd);
-    log_fd = -1;
-    free(argv);
-    argv = NULL;
-    if (server < 0) {
-        server = 0;
-        goto fail;
-    }
-    registry_set_pid(slot, server);
-
-    /* --- wait until it accepts connections --- */
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        pid_t r = waitpid_eintr(server, &st, WNOHANG);
-        if (r == server || (r < 0 && errno == ECHILD)) {
-            if (r == server)
-                describe_status(st, how, sizeof how);
-            else
-                snprintf(how, sizeof how, "status unknown");
-            server = 0;
-            read_log_tail(server_log, tail, sizeof tail);
-            set_err(err, errlen, "the server (%s) exited during startup (%s) "
-                    "in %s; last lines of its log:\n%s",
-                    bins.postgres, how, dir, tail);
-            goto fail;
-        }
-        PGPing p = PQping(ping_ci);
-        if (p == PQPING_OK)
-            break;
-        if (p == PQPING_NO_ATTEMPT) {
-            set_err(err, errlen, "libpq rejected the connection string %s", ping_ci);
-            goto fail;
-        }
-        if (elapsed_ms(&t0) >= timeout_ms) {
-            stop_postmaster(server);
-            server = 0;
-            read_log_tail(server_log, tail, sizeof tail);
-            set_err(err, errlen, "the server did not accept connections within "
-                    "%d ms in %s; last lines of its log:\n%s",
-                    timeout_ms, dir, tail);
-            goto fail;
-        }
-        sleep_ms(20);
-    }
-
-    db->pid = server;
-    memcpy(db->dir, dir, sizeof db->dir);
-    return 0;
-
-fail:
-    if (log_fd >= 0)
-        close(log_fd);
-    free(argv);
-    stop_postmaster(server);
-    if (slot >= 0)
-        registry_release(slot);
-    remove_tree(dir);
-    memset(db, 0, sizeof *db);
-    return -1;
+    free(c);
+    return rc;
 }
 
 void tmpdb_stop(tmpdb *db)
