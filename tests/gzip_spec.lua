@@ -138,6 +138,21 @@ describe("gzip input of sluice.csv", function()
   end)
 end)
 
+describe("read errors", function()
+  it("raise, naming the file (a directory here); copy_from_file loads nothing", function()
+    local err = read_err(tmp)
+    assert.are.equal(tmp .. ":1: read error: Is a directory", err)
+    local db = H.connect()
+    db:exec("create temporary table r (a text)")
+    local ok
+    ok, err = pcall(db.copy_from_file, db, "r", tmp)
+    assert.is_false(ok)
+    assert.are.equal(tmp .. ": read error: Is a directory", err)
+    assert.are.equal(0, db:query_one("select count(*)::int as n from r").n)
+    db:close()
+  end)
+end)
+
 describe("a plain CSV file that shrinks while it is read", function()
   it("raises instead of ending early", function()
     -- 64-byte lines: the first read block (128 KiB) ends at a line end
