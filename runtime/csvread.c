@@ -1,8 +1,15 @@
 /*
- * csvread.c - the streaming CSV reader: zlib's gz reader below, libcsv's state
- * machine in the middle, one record at a time out.
+ * csvread.c - the streaming CSV reader: read(2) and zlib's inflate below,
+ * libcsv's state machine in the middle, one record at a time out.
  *
- * How a block becomes records: gzread() fills a 128 KiB block; the block
+ * Why not zlib's gzread: at the end of a gzip member it reads on only when
+ * the next two bytes are a gzip magic, and ignores anything else after the
+ * member ("trailing garbage", zlib.h says) without a word, so a damaged
+ * file loaded half of its rows.  fill() below does what gzread does (plain
+ * input unchanged; gzip through inflate, member after member, straight
+ * into the block) and makes every way the input can stop short an error.
+ *
+ * How a block becomes records: fill() fills a 128 KiB block; the block
  * is cut into segments that end just after each CR or LF, and each segment
  * goes to csv_parse().  libcsv only ends a record on a CR or LF, so at most
  * one record can end per segment, and it ends with the segment: we can stop
@@ -38,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MIN_ENTRY_STEP 4096
@@ -91,7 +99,8 @@ int csvread_open(csvread *r, const char *path, const csvread_opts *o)
         r->o.null = r->null;
     }
     r->buf = malloc(CSVREAD_BLOCK);
-    if (!r->buf)
+    r->in = malloc(CSVREAD_BLOCK);
+    if (!r->buf || !r->in)
         return fail_nomem(r);
     if (!o->raw) {
         /* start with room for a typical row; grown when needed */
@@ -107,32 +116,34 @@ int csvread_open(csvread *r, const char *path, const csvread_opts *o)
         csv_set_space_func(&r->parser, never_space);
     }
 
-    /* our own open(): a clear errno for the message, and a dup of stdin so
-     * gzclose() leaves the process's standard input open */
-    int fd = from_stdin ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
+    /* a dup of stdin, so that closing it leaves the process's standard
+     * input open */
+    int fd = from_stdin ? fcntl(0, F_DUPFD_CLOEXEC, 0)
+                        : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(r->err, sizeof r->err, "cannot open %s: %s", r->name,
                  strerror(errno));
         r->state = CSVREAD_FAILED;
         return -1;
     }
-    r->gz = gzdopen(fd, "rb");
-    if (!r->gz) {
-        close(fd);
-        return fail_nomem(r);
-    }
-    /* zlib reads the compressed file in buffers of this size */
-    gzbuffer(r->gz, CSVREAD_BLOCK);
+    r->fd = fd;
+    r->fd_open = 1;
     return 0;
 }
 
 void csvread_release(csvread *r)
 {
-    if (r->gz) {
-        gzclose(r->gz);
-        r->gz = NULL;
+    if (r->fd_open) {
+        close(r->fd);
+        r->fd_open = 0;
+    }
+    if (r->zs_init) {
+        inflateEnd(&r->zs);
+        r->zs_init = 0;
     }
     csv_free(&r->parser); /* no-op on a zeroed or freed parser */
+    free(r->in);
+    r->in = NULL;
     free(r->buf);
     free(r->data);
     free(r->fields);
@@ -150,55 +161,204 @@ void csvread_release(csvread *r)
 
 /* ---------------------------------------------------------------- input */
 
-/* zlib's messages for a gzdopen()ed file start with "<fd:N>: "; the
- * reader's name says more. */
-static const char *gz_message(const char *msg)
+enum { MODE_UNKNOWN = 0, MODE_PLAIN, MODE_GZIP };
+
+/* Remember an input error for fill() to report once the bytes read before
+ * it are used: then r->line is the line where the input stopped. */
+__attribute__((format(printf, 2, 3)))
+static void set_pend(csvread *r, const char *fmt, ...)
 {
-    if (msg && strncmp(msg, "<fd:", 4) == 0) {
-        const char *q = strstr(msg, ">: ");
-        if (q)
-            return q + 3;
-    }
-    return msg ? msg : "unknown error";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->pend, sizeof r->pend, fmt, ap);
+    va_end(ap);
+    if (!r->pend[0])
+        snprintf(r->pend, sizeof r->pend, "input error");
 }
 
-static int gz_fail(csvread *r)
+/* The file said end of file.  A regular file that is now shorter than the
+ * position reached was cut by another program while it was read: the end
+ * is not the real end. */
+static int at_input_end(csvread *r)
 {
-    int errnum = Z_OK;
-    const char *msg = gz_message(gzerror(r->gz, &errnum));
-    if (errnum == Z_ERRNO)
-        return fail(r, r->line, "read error: %s", msg);
-    if (errnum == Z_MEM_ERROR)
-        return fail_nomem(r);
-    return fail(r, r->line, "gzip stream is truncated or corrupt: %s", msg);
+    r->in_eof = 1;
+    struct stat st;
+    off_t pos = lseek(r->fd, 0, SEEK_CUR);
+    if (pos > 0 && fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size < pos) {
+        set_pend(r, "file shrank to %lld bytes while it was read (%lld "
+                 "bytes read): another program changed it",
+                 (long long)st.st_size, (long long)pos);
+        return -1;
+    }
+    return 0;
+}
+
+/* read() into p[0 .. cap).  Returns the byte count, 0 at the end (or a
+ * shrunk file: r->pend), -1 on a read error (r->pend).  EINTR is an error
+ * too: the only handlers sluice installs are Ctrl-C's, and the callers
+ * turn a read error with an interrupt pending into "interrupted". */
+static ssize_t read_in(csvread *r, unsigned char *p, size_t cap)
+{
+    ssize_t n = read(r->fd, p, cap);
+    if (n < 0) {
+        set_pend(r, "read error: %s", strerror(errno));
+        return -1;
+    }
+    if (n == 0 && at_input_end(r) < 0)
+        return -1;
+    r->in_bytes += n;
+    return n;
+}
+
+/* Plain input: fill the block from have on.  Returns the bytes in it. */
+static size_t fill_plain(csvread *r, size_t have)
+{
+    while (have < CSVREAD_BLOCK && !r->in_eof) {
+        ssize_t n = read_in(r, r->buf + have, CSVREAD_BLOCK - have);
+        if (n < 0)
+            break;
+        have += (size_t)n;
+    }
+    if (r->in_eof && !r->pend[0])
+        r->at_eof = 1;
+    return have;
+}
+
+/* Gzip input: more compressed bytes after the avail_in left over.
+ * Returns -1 with r->pend set, else 0 (in_eof set at the end). */
+static int load_in(csvread *r)
+{
+    z_stream *z = &r->zs;
+    if (z->avail_in)
+        memmove(r->in, z->next_in, z->avail_in);
+    z->next_in = r->in;
+    ssize_t n = read_in(r, r->in + z->avail_in, CSVREAD_BLOCK - z->avail_in);
+    if (n < 0)
+        return -1;
+    z->avail_in += (uInt)n;
+    return 0;
+}
+
+/* Gzip input: inflate into the whole block, member after member.  Returns
+ * the bytes in it; an error found on the way is left in r->pend, the end
+ * of the last member at the end of the input sets r->at_eof. */
+static size_t fill_gzip(csvread *r)
+{
+    z_stream *z = &r->zs;
+    z->next_out = r->buf;
+    z->avail_out = CSVREAD_BLOCK;
+    while (z->avail_out > 0) {
+        if (r->member_end) {
+            /* zero padding (tape blocks) is skipped, as gzip(1) and
+             * Python's gzip do; the next member starts with its magic */
+            while (z->avail_in > 0 && *z->next_in == 0) {
+                z->next_in++;
+                z->avail_in--;
+            }
+            if (z->avail_in < 2 && !r->in_eof) {
+                if (load_in(r) < 0)
+                    break;
+                continue;
+            }
+            if (z->avail_in == 0) {
+                r->at_eof = 1;
+                break;
+            }
+            if (z->avail_in >= 2 && z->next_in[0] == 0x1f &&
+                z->next_in[1] == 0x8b) {
+                inflateReset(z);
+                r->member_end = 0;
+                continue;
+            }
+            set_pend(r, "gzip stream is followed by bytes that are not gzip "
+                     "(trailing garbage at byte %lld)",
+                     r->in_bytes - (long long)z->avail_in);
+            break;
+        }
+        if (z->avail_in == 0 && !r->in_eof) {
+            if (load_in(r) < 0)
+                break;
+            continue;
+        }
+        int ret = inflate(z, Z_NO_FLUSH);
+        if (ret == Z_STREAM_END) {
+            r->member_end = 1;
+        } else if (ret == Z_BUF_ERROR) {
+            /* no progress with room in the block: the input ran out (it
+             * is read above whenever it is empty and not over) */
+            set_pend(r, "gzip stream is truncated or corrupt: %s",
+                     z->avail_in == 0 ? "unexpected end of file"
+                                      : "invalid data");
+            break;
+        } else if (ret == Z_MEM_ERROR) {
+            set_pend(r, "out of memory");
+            break;
+        } else if (ret != Z_OK) {
+            set_pend(r, "gzip stream is truncated or corrupt: %s",
+                     z->msg ? z->msg : "invalid data");
+            break;
+        }
+    }
+    return CSVREAD_BLOCK - z->avail_out;
+}
+
+/* The first bytes decide: a gzip magic, or plain input.  Returns the
+ * plain bytes already in buf (0 for gzip), with r->mode set, or leaves an
+ * error in r->pend. */
+static size_t detect(csvread *r)
+{
+    size_t have = 0;
+    while (have < 2 && !r->in_eof) {
+        ssize_t n = read_in(r, r->buf + have, CSVREAD_BLOCK - have);
+        if (n < 0)
+            return have;
+        have += (size_t)n;
+    }
+    if (have < 2 || r->buf[0] != 0x1f || r->buf[1] != 0x8b) {
+        r->mode = MODE_PLAIN;
+        return have;
+    }
+    memset(&r->zs, 0, sizeof r->zs);
+    if (inflateInit2(&r->zs, 15 + 16) != Z_OK) { /* gzip only */
+        set_pend(r, "out of memory");
+        return 0;
+    }
+    r->zs_init = 1;
+    memcpy(r->in, r->buf, have);
+    r->zs.next_in = r->in;
+    r->zs.avail_in = (uInt)have;
+    r->mode = MODE_GZIP;
+    return 0;
 }
 
 /* Read the next block.  Returns 1 (r->pos < r->len), 0 at the end of the
- * input, -1 on a read or gzip error.  A truncated gzip file is not a short
- * file: gzread() returns what it could inflate and reports the truncation
- * only through gzerror() == Z_BUF_ERROR, which is checked at the end. */
+ * input, -1 on a read or gzip error.  The block ends where an error was
+ * found; the error is reported by the next call, when the bytes before it
+ * have been used (records handed out, or sent). */
 static int fill(csvread *r)
 {
     for (;;) {
         r->base += (long long)r->len;
         r->len = r->pos = 0;
+        if (r->pend[0]) {
+            if (strcmp(r->pend, "out of memory") == 0)
+                return fail_nomem(r);
+            return fail(r, r->line, "%s", r->pend);
+        }
         if (r->at_eof)
             return 0;
-        int n = gzread(r->gz, r->buf, CSVREAD_BLOCK);
-        if (n < 0)
-            return gz_fail(r);
-        if (n == 0) {
-            int errnum = Z_OK;
-            gzerror(r->gz, &errnum);
-            r->at_eof = 1;
-            if (errnum != Z_OK)
-                return gz_fail(r);
-            return 0;
-        }
-        r->len = (size_t)n;
-        /* gzread() fills the whole request unless the input ends, so a
-         * BOM is always whole in the first block */
-        if (!r->started) {
+        size_t n = 0;
+        if (r->mode == MODE_UNKNOWN)
+            n = detect(r);
+        if (r->mode == MODE_PLAIN)
+            n = fill_plain(r, n);
+        else if (r->mode == MODE_GZIP)
+            n = fill_gzip(r);
+        r->len = n;
+        /* the block is whole unless the input ended, so a BOM is always
+         * whole in the first block */
+        if (!r->started && n > 0) {
             r->started = 1;
             if (n >= 3 && memcmp(r->buf, "\xEF\xBB\xBF", 3) == 0)
                 r->pos = 3;

@@ -8,9 +8,15 @@
  * mode that only hands out the decompressed bytes in large blocks (for
  * COPY pass-through).
  *
- * Uses: libcsv (the field/record state machine) and zlib's gz functions
- * (gzread detects gzip from the content and reads plain input unchanged).
- * Knows nothing about Lua: the binding is lib_csv.c.
+ * Uses: libcsv (the field/record state machine), read(2) and zlib's
+ * inflate.  Gzip is recognised by its first two bytes (anything else is
+ * read unchanged); every member of a multi-member file is read, zero
+ * padding between and after members is skipped (as gzip(1) does), and
+ * anything else after a member (trailing garbage), a member cut short or
+ * damaged, a read error, and a regular file that shrinks while it is read
+ * are errors: the reader never ends early without saying why.  (zlib's
+ * gzread would stop quietly at trailing garbage.)  Knows nothing about
+ * Lua: the binding is lib_csv.c.
  *
  * Ownership: a csvread lives inside its owner's memory (a Lua userdata), is
  * zeroed before csvread_open(), and every resource it acquires is freed by
@@ -68,7 +74,11 @@ enum { CSVREAD_OPEN = 0, CSVREAD_DONE, CSVREAD_FAILED };
 
 typedef struct csvread {
     /* resources: released by csvread_release() */
-    gzFile gz;
+    int fd;                        /* the input, valid when fd_open */
+    int fd_open;
+    z_stream zs;                   /* gzip input: the inflater (zs_init) */
+    int zs_init;
+    unsigned char *in;             /* gzip input: compressed bytes */
     unsigned char *buf;            /* one block of decompressed input */
     struct csv_parser parser;      /* its entry buffer is a resource too */
     char *data;                    /* field bytes of the current record */
@@ -83,7 +93,15 @@ typedef struct csvread {
     size_t len, pos;               /* bytes in buf, next byte to use */
     long long base;                /* stream offset of buf[0] */
     int started;                   /* first block read (BOM handled) */
-    int at_eof;                    /* gzread reported the end */
+    int at_eof;                    /* the input is over, all of it read */
+    int mode;                      /* not known yet, plain or gzip */
+    int in_eof;                    /* read() returned 0 */
+    long long in_bytes;            /* bytes read from the input */
+    int member_end;                /* a gzip member ended: next, another
+                                      member, zero padding or the end */
+    char pend[256];                /* an input error found while filling a
+                                      block, reported once its bytes are
+                                      used (so with the right line) */
 
     /* parsing state */
     size_t data_len, data_cap, nfields, fields_cap;

@@ -434,8 +434,8 @@ static int csv_next(lua_State *L)
     sl_csv *u = check_reader(L, 1);
     int rc = csvread_next(&u->r);
     if (rc <= 0) {
-        /* zlib reports a read() cut short by a signal (stdin, a pipe) as a
-         * read error: raise the interrupt instead */
+        /* the reader reports a read() cut short by a signal (stdin, a
+         * pipe) as a read error: raise the interrupt instead */
         if (rc < 0 && interrupt_pending()) {
             csvread_release(&u->r);
             int sig = interrupt_consume(L);
@@ -769,8 +769,8 @@ static void copy_send(PGconn *pg, csvread *r, copy_run *st)
         if (k == 0)
             break;
         if (k < 0) {
-            /* zlib reports a read() cut short by a signal (a pipe, a FIFO)
-             * as a read error: it is the interrupt */
+            /* the reader reports a read() cut short by a signal (a pipe,
+             * a FIFO) as a read error: it is the interrupt */
             if (interrupt_pending())
                 st->interrupted = 1;
             else

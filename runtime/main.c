@@ -21,6 +21,7 @@
 #include <luajit.h>
 
 #include <editline/readline.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -512,6 +513,26 @@ fail:
     return 0;
 }
 
+/* At exit: output that print() or io.write() could not write (a full
+ * disk, an I/O error) makes the exit status 1, with a message, instead of
+ * a quiet 0 with the output cut short (as coreutils' close_stdout does).
+ * Registered first, so it runs last: after lua_close and after tmpdb's
+ * handler has stopped its server; it covers os.exit() too. */
+static void check_stdout(void)
+{
+    errno = 0;
+    int failed = fflush(stdout) != 0;
+    int err = errno;
+    if (!failed && !ferror(stdout))
+        return;
+    if (failed && err)
+        fprintf(stderr, "%s: cannot write to standard output: %s\n",
+                progname, strerror(err));
+    else
+        fprintf(stderr, "%s: cannot write to standard output\n", progname);
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
     smain s = { argc, argv, 0 };
@@ -519,6 +540,7 @@ int main(int argc, char **argv)
         const char *slash = strrchr(argv[0], '/');
         progname = slash ? slash + 1 : argv[0];
     }
+    atexit(check_stdout);
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "%s: cannot create the Lua state: out of memory\n",
@@ -530,7 +552,6 @@ int main(int argc, char **argv)
         report(L);
         s.status = 1;
     }
-    fflush(stdout);
     lua_close(L); /* runs every __gc: connections, the tmpdb */
-    return s.status;
+    return s.status; /* then check_stdout() */
 }

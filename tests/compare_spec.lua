@@ -50,6 +50,16 @@ describe("sluice.compare", function()
     assert.are.equal(1, db:query_one("select count(*)::int as n from pg_tables where schemaname = 'compare_spec'").n)
   end)
 
+  it("raises when the results file cannot be written", function()
+    local ok, err = pcall(function()
+      sluice.compare { db = db, table = "m", n = 100, strategies = { "copy_text" }, quiet = true,
+                       out = "/dev/full", rows = function(i) return i, "h", i end }
+    end)
+    assert.is_false(ok)
+    assert.truthy(err:find("compare_spec.lua:%d+: compare: cannot write the results: /dev/full: "
+                           .. "No space left on device$"), err)
+  end)
+
   it("rejects an unknown strategy, listing the valid ones", function()
     local ok, err = pcall(function()
       sluice.compare { db = db, table = "m", n = 10, rows = function(i) return i end, strategies = { "fast" } }

@@ -27,6 +27,17 @@ describe("the sluice executable", function()
     assert.are.equal(tmp .. "/args.lua\ta\tb c\t2\t2\ta\tb c\ntrue\n", out)
   end)
 
+  it("fails when standard output cannot be written (a full disk) instead of exiting 0", function()
+    local code, out, err = H.run("(" .. H.q(H.exe) .. [[ -e 'print("a row")' > /dev/full)]])
+    assert.are.equal(1, code, out)
+    assert.are.equal("sluice: cannot write to standard output: No space left on device\n", err)
+    -- an error of the script is still reported, and the exit code stays 1
+    code, out, err = H.run("(" .. H.q(H.exe) .. [[ -e 'print("a row") error("boom")' > /dev/full)]])
+    assert.are.equal(1, code, out)
+    assert.truthy(err:find("^sluice: %(command line%):1: boom\n"), err)
+    assert.truthy(err:find("\nsluice: cannot write to standard output: No space left on device\n$"), err)
+  end)
+
   it("runs -e code, and a script from stdin with -", function()
     local code, out = H.sluice([[-e 'x = 20' -e 'print(x + 1)']])
     assert.are.equal(0, code)

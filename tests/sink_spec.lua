@@ -285,6 +285,19 @@ describe("sluice.sink.file", function()
     assert.matches("the sink failed earlier", err)
   end)
 
+  it("raises a write error found only when the output is closed, plain or gzip", function()
+    -- one row stays in the buffers until finish(): the write and the
+    -- gzip trailer happen there
+    for _, gz in ipairs { false, true } do
+      local s = sluice.sink.file("/dev/full", { columns = { "a" }, gzip = gz })
+      s:row(1)
+      local ok, err = pcall(s.finish, s)
+      assert.is_false(ok)
+      assert.matches("/dev/full: No space left on device", err)
+      assert.are.equal("failed", s.state)
+    end
+  end)
+
   it("raises EPIPE when the reader of standard output goes away", function()
     local errf = tmp("epipe.err")
     local code = [[

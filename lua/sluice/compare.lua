@@ -310,8 +310,13 @@ function M.compare(o)
   if out ~= "markdown" and out ~= "csv" then
     local f, ferr = io.open(out, "w")
     if not f then error("compare: cannot write the results: " .. tostring(ferr), 2) end
-    f:write(out:match("%.csv$") and results.csv or (results.markdown .. "\n\n" .. results.chart), "\n")
-    f:close()
+    -- a full disk shows at write() or only at close(): both are checked
+    local wrote, werr = f:write(out:match("%.csv$") and results.csv
+                                or (results.markdown .. "\n\n" .. results.chart), "\n")
+    local closed, cerr = f:close()
+    if not (wrote and closed) then
+      error("compare: cannot write the results: " .. out .. ": " .. tostring(werr or cerr), 2)
+    end
   end
   if #problems > 0 then
     error("compare: the strategies loaded different contents:\n  " .. table.concat(problems, "\n  "), 2)

@@ -11,7 +11,11 @@
 --   db:copy_from_file("public.people", "people.csv.gz")
 --
 -- Reading (open/rows).  path is a file name, or "-" for standard input;
--- gzip is recognised from the content, not the name.  opts:
+-- gzip is recognised from the content, not the name.  Every member of a
+-- multi-member gzip file is read and zero padding skipped (as gzip(1));
+-- anything else after the gzip data, a cut or damaged member, a read error
+-- and a file that shrinks while it is read are errors, never an early end.
+-- opts:
 --   header     true (default): the first record names the columns and rows
 --              are tables keyed by those names (fields beyond the header,
 --              with strict = false, go to their position: row[4]); a
@@ -57,6 +61,8 @@
 --   data.csv:9: malformed quoting (quoted field not closed at the end of the file)
 --   data.csv:3: invalid UTF-8 (byte 0xE9); use encoding = false to read it anyway
 --   data.csv.gz:812: gzip stream is truncated or corrupt: unexpected end of file
+--   data.csv.gz:1002: gzip stream is followed by bytes that are not gzip (trailing garbage at byte 8123)
+--   data.csv:2049: file shrank to 0 bytes while it was read (131072 bytes read): another program changed it
 --   data.csv:1: duplicate column name "id" in the header (header = false reads rows as arrays)
 --   cannot open data.csv: No such file or directory
 --   data.csv:4: column 2: "x" is not an integer
@@ -80,7 +86,9 @@
 -- (the server's default: an unquoted empty field is NULL), encoding (the
 -- file's encoding, for the server).  A bad row raises the server's error
 -- object, whose context names the line ("COPY t, line 3, column n: ..."),
--- and nothing is loaded; Ctrl-C aborts the COPY the same way.
+-- and nothing is loaded; Ctrl-C and a file that cannot be read to its end
+-- (the errors above, without a line: "data.csv.gz: gzip stream is ...")
+-- abort the COPY the same way.
 local core = require "sluice.core"
 
 local M = {
