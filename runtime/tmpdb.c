@@ -50,6 +50,7 @@
 #define _GNU_SOURCE
 
 #include "tmpdb.h"
+#include "pgbin.h"
 #include "spawn.h"
 
 #include <dirent.h>
@@ -81,7 +82,7 @@
 #define TMPDB_LOG_TAIL_LINES 15
 #define TMPDB_MAX_GROUPS 64
 #define ERR_PREFIX "could not start a temporary PostgreSQL: "
-#define BINDIR_HINT "set PG_BINDIR to the directory holding initdb and postgres"
+#define BINDIR_HINT PGBIN_HINT
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
@@ -231,161 +232,6 @@ static void read_log_tail(const char *path, char *out, size_t outlen)
         q--;
     }
     snprintf(out, outlen, "%s", q);
-}
-
-/* ------------------------------------------------------------------ */
-/* finding initdb and postgres                                         */
-
-typedef struct bin_paths {
-    char initdb[PATH_MAX];
-    char postgres[PATH_MAX];
-} bin_paths;
-
-/* initdb finds postgres next to itself, so both must be in the same dir. */
-static int dir_has_server(const char *dir, bin_paths *out)
-{
-    bin_paths b;
-    if (!dir || !*dir)
-        return 0;
-    if (snprintf(b.initdb, sizeof b.initdb, "%s/initdb", dir) >= (int)sizeof b.initdb ||
-        snprintf(b.postgres, sizeof b.postgres, "%s/postgres", dir) >= (int)sizeof b.postgres)
-        return 0;
-    if (access(b.initdb, X_OK) != 0 || access(b.postgres, X_OK) != 0)
-        return 0;
-    if (out)
-        *out = b;
-    return 1;
-}
-
-static void pg_config_bindir(char *out, size_t outlen)
-{
-    out[0] = '\0';
-    /* "e": close-on-exec, so servers forked meanwhile do not hold the pipe */
-    FILE *f = popen("pg_config --bindir 2>/dev/null", "re");
-    if (!f)
-        return;
-    if (!fgets(out, (int)outlen, f))
-        out[0] = '\0';
-    /* drain, so pg_config never blocks on a full pipe */
-    char junk[256];
-    while (fgets(junk, sizeof junk, f))
-        ;
-    int st = pclose(f);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        out[0] = '\0';
-    size_t n = strlen(out);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-        out[--n] = '\0';
-}
-
-/* Debian's layout: /usr/lib/postgresql/<major>/bin, several may coexist.
- * Old majors look like "9.6", so compare major then minor numerically. */
-static int newest_debian_bindir(bin_paths *out)
-{
-    const char *root = "/usr/lib/postgresql";
-    DIR *d = opendir(root);
-    if (!d)
-        return 0;
-    long best_major = -1, best_minor = -1;
-    bin_paths best;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        const char *name = e->d_name;
-        if (!(name[0] >= '0' && name[0] <= '9'))
-            continue;
-        char *end;
-        long major = strtol(name, &end, 10), minor = 0;
-        if (*end == '.')
-            minor = strtol(end + 1, &end, 10);
-        if (*end != '\0')
-            continue;
-        if (major < best_major || (major == best_major && minor <= best_minor))
-            continue;
-        char dir[PATH_MAX];
-        bin_paths b;
-        if (snprintf(dir, sizeof dir, "%s/%s/bin", root, name) >= (int)sizeof dir ||
-            !dir_has_server(dir, &b))
-            continue;
-        best_major = major;
-        best_minor = minor;
-        best = b;
-    }
-    closedir(d);
-    if (best_major < 0)
-        return 0;
-    *out = best;
-    return 1;
-}
-
-static int path_bindir(bin_paths *out)
-{
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        return 0;
-    while (*path) {
-        const char *colon = strchr(path, ':');
-        size_t len = colon ? (size_t)(colon - path) : strlen(path);
-        char dir[PATH_MAX];
-        if (len == 0)
-            snprintf(dir, sizeof dir, ".");
-        else if (len < sizeof dir)
-            snprintf(dir, sizeof dir, "%.*s", (int)len, path);
-        else
-            dir[0] = '\0';
-        if (dir[0] && dir_has_server(dir, out)) {
-            /* a relative PATH entry would break once the child chdir()s */
-            if (out->initdb[0] != '/') {
-                char abs[PATH_MAX];
-                if (realpath(dir, abs) && dir_has_server(abs, out))
-                    return 1;
-            } else {
-                return 1;
-            }
-        }
-        if (!colon)
-            break;
-        path = colon + 1;
-    }
-    return 0;
-}
-
-static int find_server_binaries(const tmpdb_opts *opts, bin_paths *out,
-                                char *err, size_t errlen)
-{
-    /* An explicitly configured directory is used or fails: silently falling
-     * back to some other installation would hide a configuration mistake. */
-    if (opts->bindir && *opts->bindir) {
-        if (dir_has_server(opts->bindir, out))
-            return 0;
-        set_err(err, errlen,
-                "initdb and postgres not found in the configured bindir %s",
-                opts->bindir);
-        return -1;
-    }
-    const char *env = getenv("PG_BINDIR");
-    if (env && *env) {
-        if (dir_has_server(env, out))
-            return 0;
-        set_err(err, errlen,
-                "initdb and postgres not found in PG_BINDIR=%s; " BINDIR_HINT,
-                env);
-        return -1;
-    }
-    char pgc[PATH_MAX];
-    pg_config_bindir(pgc, sizeof pgc);
-    if (pgc[0] && dir_has_server(pgc, out))
-        return 0;
-    if (newest_debian_bindir(out))
-        return 0;
-    if (path_bindir(out))
-        return 0;
-    set_err(err, errlen,
-            "could not find initdb and postgres (looked at: PG_BINDIR (unset), "
-            "pg_config --bindir (%s%s), /usr/lib/postgresql/<N>/bin, $PATH); "
-            BINDIR_HINT,
-            pgc[0] ? pgc : "no pg_config",
-            pgc[0] ? ": no initdb and postgres there" : "");
-    return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -603,7 +449,7 @@ typedef struct start_ctx {
     const tmpdb_opts *opts;
     char *err;
     size_t errlen;
-    bin_paths bins;
+    pgbin_paths bins;
     run_as ra;
     char dir[sizeof(((tmpdb *)0)->dir)];
     char data[PATH_MAX], initdb_log[PATH_MAX], server_log[PATH_MAX];
@@ -891,8 +737,12 @@ int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen)
     c->errlen = errlen;
     c->slot = -1;
     int rc = -1;
-    if (find_server_binaries(c->opts, &c->bins, err, errlen) != 0 ||
-        lookup_postgres_user(&c->ra, err, errlen) != 0)
+    char why[PATH_MAX + 256];
+    if (pgbin_find(c->opts->bindir, &c->bins, why, sizeof why) != 0) {
+        set_err(err, errlen, "%s", why);
+        goto out;
+    }
+    if (lookup_postgres_user(&c->ra, err, errlen) != 0)
         goto out;
     if (prepare_dir(c) != 0 || build_targets(c, db) != 0 || run_initdb(c) != 0 ||
         start_postmaster(c) != 0 || wait_ready(c) != 0)
