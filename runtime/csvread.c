@@ -611,6 +611,72 @@ static int fast_line(csvread *r, const unsigned char *s,
     return finish_record(r);
 }
 
+/* A line that opts.skip leaves out: not CSV, no quotes, no checks. */
+static void skip_line(csvread *r, unsigned char *s, unsigned char *e)
+{
+    unsigned char *nl = memchr(s, '\n', (size_t)(e - s));
+    if (!nl) {
+        r->pos = r->len;
+        return;
+    }
+    r->pos = (size_t)(nl + 1 - r->buf);
+    r->o.skip--;
+    r->line++;
+}
+
+/* Feed libcsv the segment s[0 .. n), which ends just after a CR or LF
+ * (term) or at the end of the block.  Returns 0, or -1 with r->err set. */
+static int parse_segment(csvread *r, unsigned char *s, size_t n, int term)
+{
+    /* a segment that is not just a line end starts a record when none
+     * is open: that is the record's first line */
+    if (!r->in_record && (n > 1 || !term)) {
+        r->in_record = 1;
+        r->rec_line = r->line;
+    }
+    if (r->o.check_utf8) {
+        unsigned bad = 0;
+        if (utf8_scan(r, s, n, &bad) != n)
+            return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
+                        "encoding = false to read it anyway", bad);
+    }
+    size_t step = csv_get_buffer_size(&r->parser);
+    csv_set_blk_size(&r->parser, step > MIN_ENTRY_STEP ? step : MIN_ENTRY_STEP);
+    size_t done = csv_parse(&r->parser, s, n, on_field, on_row, r);
+    if (done != n) {
+        if (csv_error(&r->parser) != CSV_EPARSE)
+            return fail_nomem(r);
+        /* libcsv saved its state before returning: quoted tells which
+         * rule the byte at s[done] broke */
+        return fail(r, r->line, "malformed quoting (%s)",
+                    r->parser.quoted ? "text after a closing quote"
+                                     : "a quote inside an unquoted field");
+    }
+    if (r->cb_nomem)
+        return fail_nomem(r);
+    /* entry_pos: bytes of the field libcsv is still collecting (its
+     * buffer's size is capacity, which runs ahead of the data) */
+    if (r->data_len > CSVREAD_MAX_RECORD ||
+        r->parser.entry_pos > CSVREAD_MAX_RECORD)
+        return fail(r, r->rec_line, "record larger than %zu MiB (an "
+                    "unclosed quote?)", CSVREAD_MAX_RECORD >> 20);
+    return 0;
+}
+
+/* A record ended on a CR: take the LF of a CRLF along, so next_offset
+ * points past the line end.  When the CR ends the block, peek into the
+ * next one: the record is already copied out of buf, and a read error
+ * recorded by fill() is reported by the next call. */
+static void take_lf(csvread *r)
+{
+    if (r->pos == r->len)
+        fill(r);
+    if (r->pos < r->len && r->buf[r->pos] == '\n') {
+        r->pos++;
+        r->line++;
+    }
+}
+
 int csvread_next(csvread *r)
 {
     if (r->state == CSVREAD_DONE)
@@ -628,20 +694,10 @@ int csvread_next(csvread *r)
                 return at_end(r);
         }
         unsigned char *s = r->buf + r->pos, *e = r->buf + r->len;
-
         if (r->o.skip > 0) {
-            /* skipped lines are not CSV: no quotes, no checks */
-            unsigned char *nl = memchr(s, '\n', (size_t)(e - s));
-            if (!nl) {
-                r->pos = r->len;
-                continue;
-            }
-            r->pos = (size_t)(nl + 1 - r->buf);
-            r->o.skip--;
-            r->line++;
+            skip_line(r, s, e);
             continue;
         }
-
         unsigned char *p = NULL;
         if (!r->in_record && r->u8_need == 0) {
             p = memchr(s, '\n', (size_t)(e - s));
@@ -651,7 +707,6 @@ int csvread_next(csvread *r)
                     return rc;
             }
         }
-
         /* the segment ends at the first CR or LF (glibc's memchr is far
          * faster than a byte loop; lines rarely hold a CR but at the end) */
         if (!p)
@@ -663,59 +718,14 @@ int csvread_next(csvread *r)
             p = cr;
         int term = p < e;
         size_t n = (size_t)(p - s) + (size_t)term;
-
-        /* a segment that is not just a line end starts a record when none
-         * is open: that is the record's first line */
-        if (!r->in_record && (n > 1 || !term)) {
-            r->in_record = 1;
-            r->rec_line = r->line;
-        }
-
-        if (r->o.check_utf8) {
-            unsigned bad = 0;
-            if (utf8_scan(r, s, n, &bad) != n)
-                return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
-                            "encoding = false to read it anyway", bad);
-        }
-
-        size_t step = csv_get_buffer_size(&r->parser);
-        csv_set_blk_size(&r->parser, step > MIN_ENTRY_STEP ? step
-                                                           : MIN_ENTRY_STEP);
-        size_t done = csv_parse(&r->parser, s, n, on_field, on_row, r);
-        if (done != n) {
-            if (csv_error(&r->parser) != CSV_EPARSE)
-                return fail_nomem(r);
-            /* libcsv saved its state before returning: quoted tells which
-             * rule the byte at s[done] broke */
-            return fail(r, r->line, "malformed quoting (%s)",
-                        r->parser.quoted ? "text after a closing quote"
-                                         : "a quote inside an unquoted field");
-        }
-        if (r->cb_nomem)
-            return fail_nomem(r);
-        /* entry_pos: bytes of the field libcsv is still collecting (its
-         * buffer's size is capacity, which runs ahead of the data) */
-        if (r->data_len > CSVREAD_MAX_RECORD ||
-            r->parser.entry_pos > CSVREAD_MAX_RECORD)
-            return fail(r, r->rec_line, "record larger than %zu MiB (an "
-                        "unclosed quote?)", CSVREAD_MAX_RECORD >> 20);
-
+        if (parse_segment(r, s, n, term) != 0)
+            return -1;
         r->pos += n;
         if (term && *p == '\n')
             r->line++;
         if (r->row_done) {
-            /* take the LF of a CRLF along, so next_offset points past the
-             * line end.  When the CR ends the block, peek into the next
-             * one: the record is already copied out of buf, and a read
-             * error recorded by fill() is reported by the next call. */
-            if (term && *p == '\r') {
-                if (r->pos == r->len)
-                    fill(r);
-                if (r->pos < r->len && r->buf[r->pos] == '\n') {
-                    r->pos++;
-                    r->line++;
-                }
-            }
+            if (term && *p == '\r')
+                take_lf(r);
             return finish_record(r);
         }
     }
