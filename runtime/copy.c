@@ -575,9 +575,10 @@ static int read_num(const char *s, size_t n, size_t *i, int min, int max,
     return k >= min && !(*i < n && k == max && is_digit((unsigned char)s[*i]));
 }
 
-/* The longest fraction of a second read: the server refuses a date/time
- * string much over 150 bytes (its field buffer), so nothing it loads is
- * refused for this; it keeps the fraction's parse on the stack. */
+/* The longest fraction of a second read, which keeps its parse on the
+ * stack.  The server itself refuses a date/time string over about 150
+ * bytes (its field buffer); fractions of 101 to ~130 digits, which it
+ * takes, are refused here (with the row and column), never misread. */
 #define FRAC_DIGITS_MAX 100
 
 /* The shared parse of copy_parse_timestamp/copy_parse_date, following
