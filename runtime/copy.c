@@ -345,6 +345,27 @@ int copy_parse_double(const char *s, size_t n, double *out)
     return COPY_OK;
 }
 
+int copy_parse_float(const char *s, size_t n, float *out)
+{
+    trim(&s, &n);
+    double x;
+    if (n >= 512 || numparse_double(s, n, &x) < 0) /* the syntax */
+        return COPY_EINVAL;
+    /* float4in reads with strtof: one rounding, straight to float.  A
+     * double rounded again to float can land one ulp away (a string
+     * just above a halfway point becomes the halfway double, which then
+     * rounds to even). */
+    char buf[512];
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    float f = strtof(buf, NULL);
+    if (errno == ERANGE && (f == 0.0f || isinf(f)))
+        return COPY_ERANGE;
+    *out = f;
+    return COPY_OK;
+}
+
 int copy_parse_bool(const char *s, size_t n, int *out)
 {
     /* boolin: these words or any unique prefix of them */

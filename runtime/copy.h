@@ -219,6 +219,10 @@ int copy_number_exact(double x, int kind);
  * COPY_ERANGE if it does not fit. */
 int copy_parse_int64(const char *s, size_t n, int64_t *out);
 int copy_parse_double(const char *s, size_t n, double *out);
+/* A float4in string (the same forms as copy_parse_double) as a float,
+ * rounded once as the server's strtof rounds it, not through a double.
+ * COPY_ERANGE when it overflows or underflows to zero. */
+int copy_parse_float(const char *s, size_t n, float *out);
 int copy_parse_bool(const char *s, size_t n, int *out);
 int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
 
