@@ -345,6 +345,27 @@ int copy_parse_double(const char *s, size_t n, double *out)
     return COPY_OK;
 }
 
+int copy_parse_float(const char *s, size_t n, float *out)
+{
+    trim(&s, &n);
+    double x;
+    if (n >= 512 || numparse_double(s, n, &x) < 0) /* the syntax */
+        return COPY_EINVAL;
+    /* float4in reads with strtof: one rounding, straight to float.  A
+     * double rounded again to float can land one ulp away (a string
+     * just above a halfway point becomes the halfway double, which then
+     * rounds to even). */
+    char buf[512];
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    float f = strtof(buf, NULL);
+    if (errno == ERANGE && (f == 0.0f || isinf(f)))
+        return COPY_ERANGE;
+    *out = f;
+    return COPY_OK;
+}
+
 int copy_parse_bool(const char *s, size_t n, int *out)
 {
     /* boolin: these words or any unique prefix of them */
@@ -575,11 +596,25 @@ static int read_num(const char *s, size_t n, size_t *i, int min, int max,
     return k >= min && !(*i < n && k == max && is_digit((unsigned char)s[*i]));
 }
 
-/* The shared parse of copy_parse_timestamp/copy_parse_date: *days since
+/* The longest fraction of a second read, which keeps its parse on the
+ * stack.  The server itself refuses a date/time string over about 150
+ * bytes (its field buffer); fractions of 101 to ~130 digits, which it
+ * takes, are refused here (with the row and column), never misread. */
+#define FRAC_DIGITS_MAX 100
+
+/* The shared parse of copy_parse_timestamp/copy_parse_date, following
+ * PostgreSQL's DecodeDateTime for the forms read here: *days since
  * 2000-01-01 and *tod microseconds into that day (up to 24:00:00), or
- * *inf = +1/-1 for the infinities.  The years read (1..999999) keep every
- * day count far inside int32, so nothing here can overflow; the callers
- * range-check before combining days and time. */
+ * *inf = +1/-1 for the infinities.  As the server:
+ *   - a fraction of a second is rint(strtod(".ddd") * 1e6), a double
+ *     rounded half to even (.1234565 is .123456, .1234575 is .123458),
+ *     and may reach a whole second (59.9999995 is the next minute);
+ *   - minutes go to 59, seconds to 60, hours to 24, and the time as a
+ *     whole to 24:00:00 (23:59:60 is midnight; 23:59:60.5 is refused);
+ *   - "epoch" is 1970-01-01 00:00 UTC (*offset_sec 0, *has_offset 1).
+ * The years read (1..999999) keep every day count far inside int32, so
+ * nothing here can overflow; the callers range-check before combining
+ * days and time. */
 static int parse_ts_parts(const char *s, size_t n, int64_t *days,
                           int64_t *tod, int *inf, int32_t *offset_sec,
                           int *has_offset)
@@ -590,7 +625,8 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
     *inf = 0;
     *days = 0;
     *tod = 0;
-    if (word_is(s, n, "infinity") || word_is(s, n, "+infinity")) {
+    /* "+infinity" is float8in's, not the date/time types' */
+    if (word_is(s, n, "infinity")) {
         *inf = 1;
         return COPY_OK;
     }
@@ -598,8 +634,14 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
         *inf = -1;
         return COPY_OK;
     }
+    if (word_is(s, n, "epoch")) {
+        *days = -UNIX_TO_PG_DAYS;
+        *has_offset = 1;
+        return COPY_OK;
+    }
     size_t i = 0;
-    long y, mo, d, h = 0, mi = 0, sec = 0, us = 0;
+    long y, mo, d, h = 0, mi = 0, sec = 0;
+    int64_t fsec = 0;
     if (!read_num(s, n, &i, 4, 6, &y) || i >= n || s[i++] != '-' ||
         !read_num(s, n, &i, 1, 2, &mo) || i >= n || s[i++] != '-' ||
         !read_num(s, n, &i, 1, 2, &d))
@@ -617,26 +659,21 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
             i++;
             if (!read_num(s, n, &i, 2, 2, &sec))
                 return COPY_EINVAL;
-            if (i < n && (s[i] == '.' || s[i] == ',')) {
-                i++;
-                int k = 0, round = 0;
-                if (i >= n || !is_digit((unsigned char)s[i]))
-                    return COPY_EINVAL;
-                while (i < n && is_digit((unsigned char)s[i])) {
-                    if (k < 6)
-                        us = us * 10 + (s[i] - '0');
-                    else if (k == 6)
-                        round = s[i] >= '5';
-                    k++;
+            /* only '.': the server refuses "12:00:00,5" */
+            if (i < n && s[i] == '.') {
+                size_t dot = i++;
+                while (i < n && is_digit((unsigned char)s[i]))
                     i++;
-                }
-                for (; k < 6; k++)
-                    us *= 10;
-                us += round;
+                double frac;
+                if (i == dot + 1 || i - dot - 1 > FRAC_DIGITS_MAX ||
+                    numparse_double(s + dot, i - dot, &frac) != 0)
+                    return COPY_EINVAL;
+                fsec = (int64_t)rint(frac * 1000000.0); /* 0 .. 1e6 */
             }
         }
+        /* DecodeTime's and time_overflows()' checks */
         if (h > 24 || mi > 59 || sec > 60 ||
-            (h == 24 && (mi != 0 || sec != 0 || us != 0)))
+            ((h * 60 + mi) * 60 + sec) * INT64_C(1000000) + fsec > USECS_PER_DAY)
             return COPY_EINVAL;
         while (i < n && s[i] == ' ')
             i++;
@@ -658,16 +695,20 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
                 }
                 if (k == 0)
                     return COPY_EINVAL;
-                if (i < n && (s[i] == ':' || is_digit((unsigned char)s[i]))) {
-                    if (s[i] == ':')
-                        i++;
+                if (i < n && s[i] == ':') {
+                    i++;
                     if (!read_num(s, n, &i, 2, 2, &om))
                         return COPY_EINVAL;
+                    /* seconds only as +hh:mm:ss (the server reads
+                     * +0530:00 as 530 hours) */
                     if (i < n && s[i] == ':') {
                         i++;
                         if (!read_num(s, n, &i, 2, 2, &os))
                             return COPY_EINVAL;
                     }
+                } else if (i < n && is_digit((unsigned char)s[i])) {
+                    if (!read_num(s, n, &i, 2, 2, &om))
+                        return COPY_EINVAL;
                 }
                 if (oh > 15 || om > 59 || os > 59)
                     return COPY_EINVAL;
@@ -681,7 +722,7 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
     if (i != n)
         return COPY_EINVAL;
     *days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
-    *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + us;
+    *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + fsec;
     return COPY_OK;
 }
 
@@ -736,8 +777,8 @@ int copy_parse_date(const char *s, size_t n, int32_t *days)
         *days = inf > 0 ? COPY_DATE_NOEND : COPY_DATE_NOBEGIN;
         return COPY_OK;
     }
-    if (tod >= USECS_PER_DAY) /* 24:00:00 is the next day's midnight */
-        d++;
+    /* date_in keeps the day written, whatever the time: 24:00 and
+     * 23:59:60 do not move it */
     if (d < DATE_MIN_DAYS || d >= DATE_END_DAYS)
         return COPY_ERANGE;
     *days = (int32_t)d;

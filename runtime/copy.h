@@ -219,6 +219,10 @@ int copy_number_exact(double x, int kind);
  * COPY_ERANGE if it does not fit. */
 int copy_parse_int64(const char *s, size_t n, int64_t *out);
 int copy_parse_double(const char *s, size_t n, double *out);
+/* A float4in string (the same forms as copy_parse_double) as a float,
+ * rounded once as the server's strtof rounds it, not through a double.
+ * COPY_ERANGE when it overflows or underflows to zero. */
+int copy_parse_float(const char *s, size_t n, float *out);
 int copy_parse_bool(const char *s, size_t n, int *out);
 int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
 
@@ -230,18 +234,22 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
 
 /* Parse an ISO-8601 date or timestamp: YYYY-MM-DD, optionally followed by
  * 'T' or ' ' and hh:mm[:ss[.fraction]], optionally followed by Z, UTC or
- * an offset +hh, +hhmm, +hh:mm[:ss]; or [+-]infinity.  *usec gets
- * microseconds since 2000-01-01 00:00 of the wall-clock time (offset NOT
- * applied), *offset_sec the offset, *has_offset whether one was given.
- * Fractions beyond the microsecond are rounded.  Years before 1 are not
- * accepted (COPY_EINVAL); dates from 294277-01-01 on are beyond
- * PostgreSQL's timestamp range (COPY_ERANGE). */
+ * an offset +hh, +hhmm, +hh:mm[:ss]; or infinity, -infinity, epoch.
+ * *usec gets microseconds since 2000-01-01 00:00 of the wall-clock time
+ * (offset NOT applied), *offset_sec the offset, *has_offset whether one
+ * was given ("epoch" is UTC).  Each string gets the value the server's
+ * input functions give it, or is refused: the fraction is rounded to the
+ * microsecond as rint(strtod(".fraction") * 1e6), 24:00:00 and the leap
+ * second 23:59:60 are the next day's midnight, and a time past 24:00:00
+ * is refused.  Years before 1 are not accepted (COPY_EINVAL); dates from
+ * 294277-01-01 on are beyond PostgreSQL's timestamp range (COPY_ERANGE). */
 int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
                          int32_t *offset_sec, int *has_offset);
 
 /* The same forms as copy_parse_timestamp, as a date: *days gets days
- * since 2000-01-01 of the date written (time and offset are read and
- * ignored, except that 24:00 is the next day), or COPY_DATE_NOBEGIN/NOEND.
+ * since 2000-01-01 of the date written (time and offset are checked and
+ * ignored, as date_in does: 24:00 and 23:59:60 stay on that day), or
+ * COPY_DATE_NOBEGIN/NOEND.
  * Counts days directly, so every year the parser reads (up to 999999)
  * fits PostgreSQL's date range (to 5874897 AD).  COPY_EINVAL if s is not
  * of the form, COPY_ERANGE beyond the date range. */

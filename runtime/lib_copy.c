@@ -901,6 +901,15 @@ static void bin_oid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
     copy_put_be32(&cp->buf, (uint32_t)v);
 }
 
+/* A Lua number for a float column: its NaN as the server's own NaN.
+ * Text COPY spells any NaN "NaN", which float8in/float4in read as a
+ * positive NaN; LuaJIT's 0/0 has the sign bit set, and float8send shows
+ * it.  (A string "-nan" keeps its sign: strtod keeps it, the server too.) */
+static double float_of_number(double x)
+{
+    return isnan(x) ? (double)NAN : x;
+}
+
 /* A float value: a number, a float8in-style string or an int64 cdata. */
 static double get_float(lua_State *L, sl_copy *cp, const copy_col *col,
                         int idx)
@@ -908,7 +917,7 @@ static double get_float(lua_State *L, sl_copy *cp, const copy_col *col,
     double x;
     switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
-        return lua_tonumber(L, idx);
+        return float_of_number(lua_tonumber(L, idx));
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
@@ -951,9 +960,20 @@ static int float4_of(double x, float *f)
 static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
                        int idx)
 {
-    double x = get_float(L, cp, col, idx);
     float f;
-    if (!float4_of(x, &f))
+    int ok;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        /* a string is read as float4in reads it (copy_parse_float) */
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        int rc = copy_parse_float(s, n, &f);
+        if (rc == COPY_EINVAL)
+            value_error(L, cp, col, idx, "a number");
+        ok = rc == COPY_OK;
+    } else {
+        ok = float4_of(get_float(L, cp, col, idx), &f);
+    }
+    if (!ok)
         value_error(L, cp, col, idx,
                     "a number within the range of real (1e-45 to 3.4e38)");
     uint32_t bits;
@@ -1117,7 +1137,7 @@ static int bin_float_vector(lua_State *L, sl_copy *cp, const copy_col *col,
             lua_pop(L, 1);
             return 0;
         }
-        double x = lua_tonumber(L, -1);
+        double x = float_of_number(lua_tonumber(L, -1));
         lua_pop(L, 1);
         uint64_t bits;
         if (f4) {
@@ -1313,6 +1333,7 @@ static int ffi_int8(sl_copy *cp, double x)
 
 static int ffi_float8(sl_copy *cp, double x)
 {
+    x = float_of_number(x);
     uint64_t bits;
     memcpy(&bits, &x, 8);
     return ffi_fixed(cp, 8, bits);
@@ -1321,7 +1342,7 @@ static int ffi_float8(sl_copy *cp, double x)
 static int ffi_float4(sl_copy *cp, double x)
 {
     float f;
-    if (!float4_of(x, &f))
+    if (!float4_of(float_of_number(x), &f))
         return -1;
     uint32_t bits;
     memcpy(&bits, &f, 4);

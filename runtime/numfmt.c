@@ -273,7 +273,9 @@ int numparse_double(const char *s, size_t n, double *out)
             return 0;
         }
         if (ieq(s + i, n - i, "nan")) {
-            *out = NAN;
+            /* signed as strtod signs it: "-nan" is stored with its sign
+             * bit by float4in/float8in */
+            *out = neg ? -NAN : NAN;
             return 0;
         }
         return -1;
