@@ -202,20 +202,18 @@ local function check_opts(o)
 end
 
 --- sluice.compare(opts) -> results (see the top of this file).
-function M.compare(o)
-  check_opts(o)
-  local db, n = o.db, o.n
-  local null = require("sluice.core").null
+-- The target, its columns and the strategies to run: a context for the
+-- steps below.
+local function prepare(o)
+  local db = o.db
   local qtable = db:quote_table(o.table)
-  if not qtable then fail("table must be \"name\" or \"schema.name\", got " .. o.table) end
+  if not qtable then fail("table must be \"name\" or \"schema.name\", got " .. o.table, 2) end
   local info = db:query_one([[select n.nspname::text as schema, c.relname::text as name
     from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = to_regclass($1)]], qtable)
-  if not info then fail(("table \"%s\" does not exist"):format(o.table)) end
+  if not info then fail(("table \"%s\" does not exist"):format(o.table), 2) end
   local columns = o.columns or load.table_columns(db, qtable)
   local qcols = {}
   for i, c in ipairs(columns) do qcols[i] = db:quote_ident(c) end
-  local rowexpr = "md5(row(" .. table.concat(qcols, ", ") .. ")::text)"
-  local sample = o.sample == nil and 1000 or o.sample
   local strategies = o.strategies
   if not strategies then
     strategies = {}
@@ -223,80 +221,88 @@ function M.compare(o)
       if s ~= "upsert" then strategies[#strategies + 1] = s end
     end
   end
+  return {
+    o = o, db = db, n = o.n, qtable = qtable, info = info, columns = columns,
+    rowexpr = "md5(row(" .. table.concat(qcols, ", ") .. ")::text)",
+    sample = o.sample == nil and 1000 or o.sample, strategies = strategies,
+    null = require("sluice.core").null,
+    results = {}, kept = {},
+  }
+end
 
-  -- the copy for strategy k: its quoted name, and {schema, name} for load
-  local function copy_name(k)
-    local name = ("%s_cmp%d"):format(info.name:sub(1, 50), k)
-    return db:quote_ident(info.schema) .. "." .. db:quote_ident(name), { info.schema, name }
-  end
-  local function digest(t)
-    return db:query_one(("select count(*)::int8 as n, md5(coalesce(string_agg(h, '' order by h), '')) as h "
-      .. "from (select %s as h from %s) s"):format(rowexpr, t))
-  end
+-- The copy for strategy k: its quoted name, and {schema, name} for load.
+local function copy_name(c, k)
+  local name = ("%s_cmp%d"):format(c.info.name:sub(1, 50), k)
+  return c.db:quote_ident(c.info.schema) .. "." .. c.db:quote_ident(name), { c.info.schema, name }
+end
 
-  local results, kept = {}, {}
-  local ok, err = pcall(function()
-    for k, e in ipairs(strategies) do
-      local name, label, lopts = entry(e)
-      local sampled = SLOW[name] and sample and sample < n or false
-      local count = sampled and sample or n
-      local t, tname = copy_name(k)
-      db:exec(("DROP TABLE IF EXISTS %s; CREATE TABLE %s (LIKE %s INCLUDING ALL)"):format(t, t, qtable))
-      lopts.db, lopts.table, lopts.columns = db, tname, columns
-      lopts.rows = source(o.rows, count, null)
-      lopts.strategy, lopts.label, lopts.total = name, label, count
-      lopts.quiet = o.quiet or nil
-      local s = load.load(lopts)
-      local scale = n / count
-      local r = {
-        label = label, strategy = name, rows = n, rows_loaded = s.rows, sampled = sampled,
-        seconds = s.seconds * scale, rows_per_s = s.rows_per_s, mb_per_s = s.mb_per_s,
-        wal_bytes = s.wal_bytes and s.wal_bytes * scale, index_seconds = s.index_seconds * scale,
-      }
-      if o.check ~= false then
-        local d = digest(t)
-        r.count, r.md5 = d.n, d.h
-        -- keep the first full copy and the first sampled one for the
-        -- subset check; drop the rest now (disk)
-        local slot = sampled and "sampled" or "full"
-        if not kept[slot] then kept[slot] = { table = t, result = r } else db:exec("DROP TABLE " .. t) end
-      else
-        db:exec("DROP TABLE " .. t)
-      end
-      results[k] = r
-    end
-  end)
+-- Row count and an order-independent md5 of a table's rows.
+local function digest(c, t)
+  return c.db:query_one(("select count(*)::int8 as n, md5(coalesce(string_agg(h, '' order by h), '')) "
+    .. "as h from (select %s as h from %s) s"):format(c.rowexpr, t))
+end
+
+-- Load the rows by strategy entry e into its own copy of the table; the
+-- result (times scaled when a sample was loaded), the copy digested and
+-- kept when it is the first full or sampled one.
+local function run_one(c, k, e)
+  local db, n = c.db, c.n
+  local name, label, lopts = entry(e)
+  local sampled = SLOW[name] and c.sample and c.sample < n or false
+  local count = sampled and c.sample or n
+  local t, tname = copy_name(c, k)
+  db:exec(("DROP TABLE IF EXISTS %s; CREATE TABLE %s (LIKE %s INCLUDING ALL)"):format(t, t, c.qtable))
+  lopts.db, lopts.table, lopts.columns = db, tname, c.columns
+  lopts.rows = source(c.o.rows, count, c.null)
+  lopts.strategy, lopts.label, lopts.total = name, label, count
+  lopts.quiet = c.o.quiet or nil
+  local s = load.load(lopts)
+  local scale = n / count
+  local r = {
+    label = label, strategy = name, rows = n, rows_loaded = s.rows, sampled = sampled,
+    seconds = s.seconds * scale, rows_per_s = s.rows_per_s, mb_per_s = s.mb_per_s,
+    wal_bytes = s.wal_bytes and s.wal_bytes * scale, index_seconds = s.index_seconds * scale,
+  }
+  if c.o.check ~= false then
+    local d = digest(c, t)
+    r.count, r.md5 = d.n, d.h
+    -- keep the first full copy and the first sampled one for the subset
+    -- check; drop the rest now (disk)
+    local slot = sampled and "sampled" or "full"
+    if not c.kept[slot] then c.kept[slot] = { table = t, result = r } else db:exec("DROP TABLE " .. t) end
+  else
+    db:exec("DROP TABLE " .. t)
+  end
+  c.results[k] = r
+end
+
+-- What differs between the copies: a list of sentences (empty: none).
+local function check_contents(c)
   local problems = {}
-  if ok and o.check ~= false then
-    local full, samp = kept.full, kept.sampled
-    for _, r in ipairs(results) do
-      local ref = r.sampled and samp.result or (full and full.result)
-      if r.count ~= r.rows_loaded then
-        problems[#problems + 1] = ("%s loaded %d rows but its table holds %d")
-          :format(r.label, r.rows_loaded, r.count)
-      elseif ref and (r.md5 ~= ref.md5 or r.count ~= ref.count) then
-        problems[#problems + 1] = ("%s: %d rows, md5 %s, but %s: %d rows, md5 %s")
-          :format(r.label, r.count, r.md5, ref.label, ref.count, ref.md5)
-      end
-    end
-    if full and samp then
-      local d = db:query_one(("select count(*)::int8 as n from (select %s from %s except all "
-        .. "select %s from %s) d"):format(rowexpr, samp.table, rowexpr, full.table))
-      if d.n ~= 0 then
-        problems[#problems + 1] = ("%d rows of the sampled load %s are not in %s")
-          :format(d.n, samp.result.label, full.result.label)
-      end
+  local full, samp = c.kept.full, c.kept.sampled
+  for _, r in ipairs(c.results) do
+    local ref = r.sampled and samp.result or (full and full.result)
+    if r.count ~= r.rows_loaded then
+      problems[#problems + 1] = ("%s loaded %d rows but its table holds %d")
+        :format(r.label, r.rows_loaded, r.count)
+    elseif ref and (r.md5 ~= ref.md5 or r.count ~= ref.count) then
+      problems[#problems + 1] = ("%s: %d rows, md5 %s, but %s: %d rows, md5 %s")
+        :format(r.label, r.count, r.md5, ref.label, ref.count, ref.md5)
     end
   end
-  for _, kt in pairs(kept) do pcall(db.exec, db, "DROP TABLE IF EXISTS " .. kt.table) end
-  if not ok then error(err, 0) end
+  if full and samp then
+    local d = c.db:query_one(("select count(*)::int8 as n from (select %s from %s except all "
+      .. "select %s from %s) d"):format(c.rowexpr, samp.table, c.rowexpr, full.table))
+    if d.n ~= 0 then
+      problems[#problems + 1] = ("%d rows of the sampled load %s are not in %s")
+        :format(d.n, samp.result.label, full.result.label)
+    end
+  end
+  return problems
+end
 
-  local slowest = math.huge
-  for _, r in ipairs(results) do slowest = math.min(slowest, r.rows_per_s) end
-  for _, r in ipairs(results) do r.speedup = r.rows_per_s / slowest end
-  results.identical = o.check ~= false and #problems == 0 or nil
-  results.markdown, results.chart, results.csv = M.markdown(results), M.chart(results), M.csv(results)
-
+-- Print the results and write them to o.out when that names a file.
+local function report(o, results)
   local out = o.out or "markdown"
   if not o.quiet then
     if out == "csv" then
@@ -309,15 +315,34 @@ function M.compare(o)
   end
   if out ~= "markdown" and out ~= "csv" then
     local f, ferr = io.open(out, "w")
-    if not f then error("compare: cannot write the results: " .. tostring(ferr), 2) end
+    if not f then error("compare: cannot write the results: " .. tostring(ferr), 3) end
     -- a full disk shows at write() or only at close(): both are checked
     local wrote, werr = f:write(out:match("%.csv$") and results.csv
                                 or (results.markdown .. "\n\n" .. results.chart), "\n")
     local closed, cerr = f:close()
     if not (wrote and closed) then
-      error("compare: cannot write the results: " .. out .. ": " .. tostring(werr or cerr), 2)
+      error("compare: cannot write the results: " .. out .. ": " .. tostring(werr or cerr), 3)
     end
   end
+end
+
+function M.compare(o)
+  check_opts(o)
+  local c = prepare(o)
+  local ok, err = pcall(function()
+    for k, e in ipairs(c.strategies) do run_one(c, k, e) end
+  end)
+  local problems = ok and o.check ~= false and check_contents(c) or {}
+  for _, kt in pairs(c.kept) do pcall(c.db.exec, c.db, "DROP TABLE IF EXISTS " .. kt.table) end
+  if not ok then error(err, 0) end
+
+  local results = c.results
+  local slowest = math.huge
+  for _, r in ipairs(results) do slowest = math.min(slowest, r.rows_per_s) end
+  for _, r in ipairs(results) do r.speedup = r.rows_per_s / slowest end
+  results.identical = o.check ~= false and #problems == 0 or nil
+  results.markdown, results.chart, results.csv = M.markdown(results), M.chart(results), M.csv(results)
+  report(o, results)
   if #problems > 0 then
     error("compare: the strategies loaded different contents:\n  " .. table.concat(problems, "\n  "), 2)
   end
