@@ -925,40 +925,27 @@ int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
     *interrupted = 0;
     if (!PQsendQuery(pg, sql))
         return COPY_EBROKEN;
-    for (;;) {
-        if (pgconn_wait_cancel(pg, interrupted) == PGCONN_BROKEN)
-            return *err ? COPY_EFAIL : COPY_EBROKEN;
-        PGresult *r = PQgetResult(pg);
-        if (!r)
-            break;
-        ExecStatusType st = PQresultStatus(r);
-        if (st == expect && !*err) {
-            PQclear(r);
-            if (expect == PGRES_COPY_IN && PQsetnonblocking(pg, 1) != 0) {
-                copy_drain(pg, "sluice could not switch the connection to "
-                               "nonblocking mode");
-                return COPY_EBROKEN;
-            }
-            return COPY_OK;
+    int f = pgconn_collect(pg, (int)expect, "unexpected COPY direction", 1,
+                           NULL, err);
+    *interrupted = (f & PGCONN_F_INTERRUPTED) != 0;
+    if (f & PGCONN_F_STOPPED) {
+        if (expect == PGRES_COPY_IN && PQsetnonblocking(pg, 1) != 0) {
+            copy_drain(pg, "sluice could not switch the connection to "
+                           "nonblocking mode");
+            return COPY_EBROKEN;
         }
-        if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
-            st == PGRES_BAD_RESPONSE) {
-            if (!*err)
-                *err = r;
-            else
-                PQclear(r);
-            continue;
-        }
-        PQclear(r);
-        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT)
-            return copy_drain(pg, "unexpected COPY direction"), COPY_EBROKEN;
-        if (PQstatus(pg) == CONNECTION_BAD)
-            return *err ? COPY_EFAIL : COPY_EBROKEN;
+        return COPY_OK;
     }
     return *err ? COPY_EFAIL : COPY_EBROKEN;
 }
 
 int copy_put(PGconn *pg, const char *data, size_t n, int interruptible)
+{
+    return copy_put_pieces(pg, data, n, interruptible, COPY_PIECE);
+}
+
+int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
+                    size_t piece)
 {
     /* a dead peer is noticed here even when every write "succeeds"
      * (libpq discards output after a failed write, to read the error) */
@@ -975,7 +962,7 @@ int copy_put(PGconn *pg, const char *data, size_t n, int interruptible)
         int f = flush_all(pg, interruptible);
         if (f != COPY_OK)
             return f;
-        int k = n > COPY_PIECE ? COPY_PIECE : (int)n;
+        int k = (int)(n > piece ? piece : n);
         int r = PQputCopyData(pg, data, k);
         if (r < 0)
             return COPY_EBROKEN;
@@ -1019,26 +1006,12 @@ int copy_end(PGconn *pg, const char *errmsg)
 
 int copy_drain(PGconn *pg, const char *errmsg)
 {
-    for (;;) {
-        if (PQstatus(pg) == CONNECTION_BAD)
-            return COPY_EBROKEN;
-        if (pgconn_wait(pg, 0) == PGCONN_BROKEN)
-            return COPY_EBROKEN;
-        PGresult *r = PQgetResult(pg);
-        if (!r)
-            return COPY_OK;
-        ExecStatusType st = PQresultStatus(r);
-        PQclear(r);
-        if (st == PGRES_COPY_IN) {
-            if (copy_end(pg, errmsg ? errmsg : "COPY abandoned") != COPY_OK)
-                return COPY_EBROKEN;
-        } else if (st == PGRES_COPY_OUT) {
-            char *buf;
-            int k;
-            while ((k = PQgetCopyData(pg, &buf, 0)) > 0)
-                PQfreemem(buf);
-        }
-    }
+    if (PQstatus(pg) == CONNECTION_BAD)
+        return COPY_EBROKEN;
+    int f = pgconn_collect(pg, 0, errmsg, 0, NULL, NULL);
+    if (PQstatus(pg) == CONNECTION_OK && PQisnonblocking(pg))
+        PQsetnonblocking(pg, 0);
+    return f & PGCONN_F_BROKEN ? COPY_EBROKEN : COPY_OK;
 }
 
 int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)

@@ -302,6 +302,13 @@ int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
  * with an error message then). */
 int copy_put(PGconn *pg, const char *data, size_t n, int interruptible);
 
+/* copy_put() in CopyData messages of at most `piece` bytes (> 0).  The
+ * server reads a whole message before it parses any of it: a file sent
+ * as it is read goes in small messages (copy_from_file), rows encoded in
+ * chunks in large ones. */
+int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
+                    size_t piece);
+
 /* End the COPY IN: CopyDone when errmsg is NULL (the rows are kept if the
  * server agrees), CopyFail(errmsg) otherwise (the server rolls the COPY
  * back).  Flushes, then puts the connection back in blocking mode.

@@ -18,18 +18,18 @@
  *   buffers at once (a rows() loop that ends releases the file without
  *   waiting for the garbage collector); line and offset stay readable.
  * - copy_from_file sends decompressed blocks as they are: Lua never sees a
- *   row, the server parses the CSV.  The connection runs in nonblocking mode
- *   for the duration, so a full socket is waited for in poll() and Ctrl-C
- *   is noticed (a blocking send() retries on EINTR forever).
+ *   row, the server parses the CSV.  It runs on the one COPY engine
+ *   (copy.c: copy_begin, copy_put_pieces, copy_end) and the one result
+ *   loop (pgconn_collect), so a full socket is waited for in poll() and
+ *   Ctrl-C is noticed as for every other COPY.
  */
 #include "lib.h"
+#include "copy.h"
 #include "csvread.h"
 #include "interrupt.h"
 #include "numfmt.h"
 #include "pgconn.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -681,181 +681,40 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
     lua_remove(L, cols);
 }
 
-/* What happened during a copy; decides what is raised afterwards. */
-typedef struct copy_run {
-    int interrupted; /* a signal arrived */
-    int broken;      /* the connection failed */
-    int read_failed; /* the file could not be read (reader's err) */
-} copy_run;
-
-/* Wait (100 ms at most) for the socket to take more data, reading what the
- * server sends meanwhile so it never stalls on its own output. */
-static int wait_io(PGconn *pg)
-{
-    struct pollfd p = { PQsocket(pg), POLLOUT | POLLIN, 0 };
-    if (p.fd < 0)
-        return -1;
-    int rc = poll(&p, 1, 100);
-    if (rc < 0 && errno != EINTR)
-        return -1;
-    if (rc > 0 && (p.revents & POLLIN) && !PQconsumeInput(pg))
-        return -1;
-    return 0;
-}
-
-/* Push everything libpq holds onto the wire.  Returns 0 when done, 1 when
- * an interrupt stopped it (only if interruptible), -1 when broken. */
-static int flush_all(PGconn *pg, copy_run *st, int interruptible)
-{
-    for (;;) {
-        int f = PQflush(pg);
-        if (f == 0)
-            return 0;
-        if (f < 0 || wait_io(pg) < 0) {
-            st->broken = 1;
-            return -1;
-        }
-        if (interruptible && interrupt_pending()) {
-            st->interrupted = 1;
-            return 1;
-        }
-    }
-}
-
-/* Wait for the answer to the COPY statement.  Returns 1 when the server
- * is ready for data; 0 when it refused (the error is in *err) or the
- * connection broke, with every result read. */
-static int copy_start(PGconn *pg, PGresult **err, copy_run *st)
-{
-    for (;;) {
-        if (pgconn_wait_cancel(pg, &st->interrupted) == PGCONN_BROKEN) {
-            st->broken = 1;
-            return 0;
-        }
-        PGresult *res = PQgetResult(pg);
-        if (!res)
-            return 0;
-        ExecStatusType s = PQresultStatus(res);
-        if (s == PGRES_COPY_IN) {
-            PQclear(res);
-            return 1;
-        }
-        if ((s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE) && !*err)
-            *err = res;
-        else
-            PQclear(res);
-    }
-}
-
 /* Bytes per CopyData message, as psql sends them: the server reads a whole
  * message before it parses any of it, so small messages let it start on
  * the first bytes while the rest is still on the way (measured against
  * 128 KiB messages: a few percent faster, within this machine's noise). */
 #define SEND_PIECE (8 * 1024)
 
-/* Send the file, then end the COPY: normally, or with a failure message
- * when the file could not be read or an interrupt arrived (the server then
- * rolls the COPY back).  Runs with the connection nonblocking. */
-static void copy_send(PGconn *pg, csvread *r, copy_run *st)
+/* Send the file through the open COPY, then end it: normally, or with a
+ * failure message when the file could not be read or an interrupt arrived
+ * (the server then rolls the COPY back).  Returns COPY_OK, COPY_EBROKEN,
+ * COPY_EINTR, or COPY_EINVAL for a file that could not be read (r->err). */
+static int send_file(PGconn *pg, csvread *r)
 {
     const unsigned char *p;
     size_t n;
+    int rc = COPY_OK;
     for (;;) {
-        if (interrupt_pending()) {
-            st->interrupted = 1;
-            break;
-        }
         int k = csvread_raw(r, &p, &n);
         if (k == 0)
             break;
         if (k < 0) {
             /* the reader reports a read() cut short by a signal (a pipe,
              * a FIFO) as a read error: it is the interrupt */
-            if (interrupt_pending())
-                st->interrupted = 1;
-            else
-                st->read_failed = 1;
+            rc = interrupt_pending() ? COPY_EINTR : COPY_EINVAL;
             break;
         }
-        /* in messages of SEND_PIECE bytes */
-        int f = 0;
-        while (n > 0 && f == 0) {
-            size_t piece = n > SEND_PIECE ? SEND_PIECE : n;
-            int put;
-            while ((put = PQputCopyData(pg, (const char *)p, (int)piece)) == 0) {
-                if (wait_io(pg) < 0) {
-                    st->broken = 1;
-                    return;
-                }
-            }
-            if (put < 0) {
-                st->broken = 1;
-                return;
-            }
-            p += piece;
-            n -= piece;
-            /* libpq would buffer the whole file in nonblocking mode: wait
-             * for the socket instead (the kernel's buffer keeps both sides
-             * busy) */
-            f = flush_all(pg, st, 1);
-        }
-        if (f < 0)
-            return;
-        if (f > 0)
+        rc = copy_put_pieces(pg, (const char *)p, n, 1, SEND_PIECE);
+        if (rc != COPY_OK)
             break;
     }
-    const char *why = st->read_failed ? r->err
-                      : st->interrupted ? "interrupted" : NULL;
-    int e;
-    while ((e = PQputCopyEnd(pg, why)) == 0) {
-        if (wait_io(pg) < 0) {
-            st->broken = 1;
-            return;
-        }
-    }
-    if (e < 0) {
-        st->broken = 1;
-        return;
-    }
-    flush_all(pg, st, 0);
-}
-
-/* Read every remaining result: the last good one to *ok, the first error
- * to *err (unless one is there already).  Ctrl-C sends a cancel. */
-static void copy_drain(PGconn *pg, PGresult **ok, PGresult **err,
-                       copy_run *st)
-{
-    for (;;) {
-        if (pgconn_wait_cancel(pg, &st->interrupted) == PGCONN_BROKEN) {
-            st->broken = 1;
-            return;
-        }
-        PGresult *res = PQgetResult(pg);
-        if (!res)
-            return;
-        switch (PQresultStatus(res)) {
-        case PGRES_COPY_IN: /* not ours to feed: a protocol surprise */
-            PQputCopyEnd(pg, "unexpected COPY");
-            PQclear(res);
-            break;
-        case PGRES_FATAL_ERROR:
-        case PGRES_BAD_RESPONSE:
-            if (!*err)
-                *err = res;
-            else
-                PQclear(res);
-            break;
-        default:
-            if (*ok)
-                PQclear(*ok);
-            *ok = res;
-            break;
-        }
-        if (PQstatus(pg) == CONNECTION_BAD) {
-            st->broken = 1;
-            return;
-        }
-    }
+    if (rc == COPY_EBROKEN)
+        return rc;
+    const char *why = rc == COPY_EINVAL ? r->err
+                      : rc == COPY_EINTR ? "interrupted" : NULL;
+    return copy_end(pg, why) != COPY_OK ? COPY_EBROKEN : rc;
 }
 
 /* db:copy_from_file(table, path [, opts]) -> rows loaded.
@@ -886,26 +745,25 @@ int lib_csv_copy_from_file(lua_State *L)
         raise_reader(L, u);
 
     /* from here until busy is cleared nothing may raise */
-    copy_run st = { 0, 0, 0 };
+    int interrupted = 0;
     c->busy = 1;
-    if (!PQsendQuery(c->pg, lua_tostring(L, 5))) {
-        st.broken = 1;
-    } else if (copy_start(c->pg, err, &st)) {
-        if (PQsetnonblocking(c->pg, 1) == 0) {
-            copy_send(c->pg, &u->r, &st);
-            PQsetnonblocking(c->pg, 0);
-        } else {
-            PQputCopyEnd(c->pg, "could not switch to nonblocking mode");
-        }
-        copy_drain(c->pg, ok, err, &st);
+    int rc = copy_begin(c->pg, lua_tostring(L, 5), PGRES_COPY_IN, err,
+                        &interrupted);
+    if (rc == COPY_OK) {
+        rc = send_file(c->pg, &u->r);
+        int f = pgconn_collect(c->pg, 0, "unexpected COPY", 1, ok, err);
+        if (f & PGCONN_F_INTERRUPTED)
+            interrupted = 1;
+        if ((f & PGCONN_F_BROKEN) && rc == COPY_OK)
+            rc = COPY_EBROKEN;
     }
     c->busy = 0;
     csvread_release(&u->r);
 
-    if (st.interrupted)
+    if (interrupted || rc == COPY_EINTR)
         interrupt_consume(L);
     lib_conn_deliver_notices(L, c, 1);
-    if (st.read_failed) {
+    if (rc == COPY_EINVAL) {
         lua_pushstring(L, u->r.err);
         return lua_error(L);
     }
@@ -913,11 +771,11 @@ int lib_csv_copy_from_file(lua_State *L)
         lib_push_result_error(L, *err, c->pg);
         return lua_error(L);
     }
-    if (st.broken) {
+    if (rc == COPY_EBROKEN || rc == COPY_EFAIL) {
         lib_push_conn_error(L, c->pg);
         return lua_error(L);
     }
-    if (st.interrupted)
+    if (interrupted || rc == COPY_EINTR)
         return luaL_error(L, "interrupted (Ctrl-C)");
     const char *n = *ok ? PQcmdTuples(*ok) : "";
     lua_pushnumber(L, *n ? strtod(n, NULL) : 0);

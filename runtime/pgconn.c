@@ -56,6 +56,72 @@ int pgconn_wait_cancel(PGconn *c, int *interrupted)
     }
 }
 
+/* Keep r in *slot (replacing what is there) or clear it. */
+static void keep(PGresult **slot, PGresult *r, int replace)
+{
+    if (slot && (replace || !*slot)) {
+        if (*slot)
+            PQclear(*slot);
+        *slot = r;
+    } else {
+        PQclear(r);
+    }
+}
+
+int pgconn_collect(PGconn *c, int stop, const char *copy_in_msg,
+                   int interruptible, PGresult **ok, PGresult **err)
+{
+    int flags = 0, interrupted = !interruptible;
+    int saw_err = 0;
+    for (;;) {
+        int w = interruptible ? pgconn_wait_cancel(c, &interrupted)
+                              : pgconn_wait(c, 0);
+        if (interruptible && interrupted)
+            flags |= PGCONN_F_INTERRUPTED;
+        if (w == PGCONN_BROKEN)
+            return flags | PGCONN_F_BROKEN;
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            return flags;
+        ExecStatusType st = PQresultStatus(r);
+        if (stop && (int)st == stop && !saw_err) {
+            PQclear(r);
+            return flags | PGCONN_F_STOPPED;
+        }
+        switch (st) {
+        case PGRES_COPY_IN:
+            PQclear(r);
+            /* blocking: CopyFail is queued and sent whole (this flushes
+             * what a nonblocking COPY left in libpq first) */
+            if ((PQisnonblocking(c) && PQsetnonblocking(c, 0) != 0) ||
+                PQputCopyEnd(c, copy_in_msg ? copy_in_msg : "COPY abandoned") < 0 ||
+                PQflush(c) != 0)
+                return flags | PGCONN_F_BROKEN;
+            break;
+        case PGRES_COPY_OUT: {
+            PQclear(r);
+            char *buf;
+            int k;
+            while ((k = PQgetCopyData(c, &buf, 0)) > 0)
+                PQfreemem(buf);
+            flags |= PGCONN_F_COPY_OUT;
+            break;
+        }
+        case PGRES_BAD_RESPONSE:
+        case PGRES_NONFATAL_ERROR:
+        case PGRES_FATAL_ERROR:
+            saw_err = 1;
+            keep(err, r, 0);
+            break;
+        default:
+            keep(ok, r, 1);
+            break;
+        }
+        if (PQstatus(c) == CONNECTION_BAD)
+            return flags | PGCONN_F_BROKEN;
+    }
+}
+
 int pgconn_cancel(PGconn *c, char *errbuf, int errlen)
 {
     PGcancel *cn = PQgetCancel(c);

@@ -43,6 +43,28 @@ int pgconn_wait(PGconn *c, int interruptible);
  * server answers.  Returns PGCONN_READY or PGCONN_BROKEN. */
 int pgconn_wait_cancel(PGconn *c, int *interrupted);
 
+/* pgconn_collect's flags: what happened besides results. */
+enum {
+    PGCONN_F_INTERRUPTED = 1, /* Ctrl-C: a cancel request was sent */
+    PGCONN_F_BROKEN = 2,      /* the connection failed */
+    PGCONN_F_COPY_OUT = 4,    /* a COPY TO STDOUT nobody asked for, drained */
+    PGCONN_F_STOPPED = 8,     /* the result of status `stop` arrived */
+};
+
+/* The one loop that reads the results of a command sent on c.  Reads until
+ * libpq has no more, or until a result of status `stop` (PGRES_COPY_IN or
+ * PGRES_COPY_OUT; 0: none) arrives with no error before it - then returns
+ * with PGCONN_F_STOPPED (that result cleared; the COPY is the caller's).
+ * The last successful result goes to *ok (replacing the one there), the
+ * first failed one to *err; ok or err may be NULL to discard them.  A COPY
+ * IN nobody asked for is ended with CopyFail(copy_in_msg), a COPY OUT is
+ * read and discarded.  interruptible: the first pending interrupt sends a
+ * cancel request and reading goes on; otherwise interrupts are left
+ * pending.  Returns the PGCONN_F_* flags.  Never raises; allocates only
+ * the results it hands over. */
+int pgconn_collect(PGconn *c, int stop, const char *copy_in_msg,
+                   int interruptible, PGresult **ok, PGresult **err);
+
 /* Send a cancel request for the running statement.  Returns 0 on success,
  * -1 with a message in errbuf otherwise.  Does not wait for the result. */
 int pgconn_cancel(PGconn *c, char *errbuf, int errlen);
