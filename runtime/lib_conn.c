@@ -76,14 +76,75 @@ static void push_trimmed(lua_State *L, const char *msg)
     lua_pushlstring(L, msg, n);
 }
 
-/* Push the error object describing a failed result. */
+/* What a lost connection means for the script's data: one wording for
+ * every path (statements, COPY in and out, files, batches, pipelines). */
+#define LOST_WHAT "the open transaction and the COPY or statement in " \
+                  "progress were not committed"
+#define LOST_DETAIL "A server rolls back whatever a connection leaves " \
+                    "uncommitted. Only a statement that commits on its " \
+                    "own (a COMMIT, or a COPY or statement outside a " \
+                    "transaction) may have completed just before the " \
+                    "connection was lost."
+#define LOST_HINT "connect again and run the transaction again"
+
+/* Push the error object of a connection lost mid-call, whose only account
+ * is libpq's `reason` (its first line is kept: the rest is libpq's guess
+ * at the cause, or the same failure seen again).  severity FATAL,
+ * sqlstate 08006 (connection_failure): libpq gives none, and a script
+ * that checks err.sqlstate must see a lost connection as one. */
+static void push_lost(lua_State *L, const char *reason)
+{
+    lua_createtable(L, 0, 5);
+    set_field(L, "severity", "FATAL");
+    set_field(L, "sqlstate", "08006");
+    size_t n = reason ? strcspn(reason, "\n") : 0;
+    while (n > 0 && reason[n - 1] == ' ')
+        n--;
+    if (n > 0) {
+        lua_pushliteral(L, "connection to the server lost (");
+        lua_pushlstring(L, reason, n);
+        lua_pushliteral(L, "): " LOST_WHAT);
+        lua_concat(L, 3);
+    } else {
+        lua_pushliteral(L, "connection to the server lost: " LOST_WHAT);
+    }
+    lua_setfield(L, -2, "message");
+    set_field(L, "detail", LOST_DETAIL);
+    set_field(L, "hint", LOST_HINT);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Set field k of the table on top to v unless it is set already. */
+static void set_default(lua_State *L, const char *k, const char *v)
+{
+    lua_getfield(L, -1, k);
+    int set = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!set)
+        set_field(L, k, v);
+}
+
+/* Push the error object describing a failed result.  A result without a
+ * SQLSTATE on a connection that is gone is libpq's report of the loss:
+ * it becomes the lost-connection error (08006).  A server error that
+ * ended the session (FATAL, 57P01 when an administrator terminated it)
+ * keeps its own fields and gains the lost connection's detail and hint
+ * where the server gave none. */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int gone = pg && PQstatus(pg) == CONNECTION_BAD;
+    if (!(state && *state) && gone) {
+        const char *m = PQresultErrorMessage(res);
+        push_lost(L, (m && *m) ? m : PQerrorMessage(pg));
+        return;
+    }
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     lua_createtable(L, 0, 12);
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     set_field(L, "severity", sev ? sev : "ERROR");
-    set_field(L, "sqlstate", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    set_field(L, "sqlstate", state);
     if (primary) {
         set_field(L, "message", primary);
     } else {
@@ -104,6 +165,12 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
         lua_pushinteger(L, atoi(pos));
         lua_setfield(L, -2, "position");
     }
+    if (gone || (sev && (strcmp(sev, "FATAL") == 0 ||
+                         strcmp(sev, "PANIC") == 0))) {
+        set_default(L, "detail", "The connection to the server was lost: "
+                                 LOST_WHAT ".");
+        set_default(L, "hint", LOST_HINT);
+    }
     luaL_getmetatable(L, SLUICE_ERROR_MT);
     lua_setmetatable(L, -2);
 }
@@ -111,14 +178,7 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 /* Push the error object for a connection that broke mid-call. */
 void lib_push_conn_error(lua_State *L, PGconn *pg)
 {
-    lua_createtable(L, 0, 4);
-    set_field(L, "severity", "FATAL");
-    set_field(L, "sqlstate", "08006");
-    const char *m = PQerrorMessage(pg);
-    push_trimmed(L, *m ? m : "connection to the server was lost");
-    lua_setfield(L, -2, "message");
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, -2);
+    push_lost(L, pg ? PQerrorMessage(pg) : NULL);
 }
 
 int lib_error_new(lua_State *L)
