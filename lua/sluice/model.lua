@@ -277,7 +277,14 @@ function Model:save_all(db, source, opts)
         if before_save then
           local hok, herr = pcall(before_save, obj)
           if not hok then
-            error(("%s: row %d: before_save: %s"):format(self.table, read, tostring(herr)), 0)
+            local where = ("%s: row %d: before_save: "):format(self.table, read)
+            local sluice = require "sluice"
+            if not sluice.is_error(herr) then error(where .. tostring(herr), 0) end
+            -- a database error keeps its fields (sqlstate, ...)
+            local e = {}
+            for k, v in pairs(herr) do e[k] = v end
+            e.message = where .. tostring(herr.message)
+            error(sluice.error(e), 0)
           end
         end
         write(row, cp, obj)
