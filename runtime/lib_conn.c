@@ -18,6 +18,7 @@
 #include "interrupt.h"
 #include "numfmt.h"
 #include "pgconn.h"
+#include "redact.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -301,6 +302,89 @@ static void conn_release(sl_conn *c)
     pgconn_notices_clear(&c->notices);
 }
 
+#define MALFORMED_HINT                                                    \
+    "in a postgres:// URI, percent-encode reserved characters of the "   \
+    "user name and password (%40 for @, %2F for /, %25 for %); in a "    \
+    "key=value string, put a value that holds spaces or quotes in "      \
+    "single quotes, writing \\' for a quote"
+
+/* Whether libpq reads target as a conninfo string or a URI rather than a
+ * database name (libpq's recognized_connection_string). */
+static int is_connection_string(const char *target)
+{
+    return strncmp(target, "postgresql://", 13) == 0 ||
+           strncmp(target, "postgres://", 11) == 0 ||
+           strchr(target, '=') != NULL;
+}
+
+/* Push libpq's message msg through r, without its trailing newline. */
+static void push_redacted(lua_State *L, const redact *r, const char *msg)
+{
+    char buf[2048];
+    redact_text(r, msg, buf, sizeof buf);
+    push_trimmed(L, buf);
+}
+
+/* Push a value the connection tried (host, port, ...) for a message:
+ * "(default)" when unset, "***" when it shares text with a secret. */
+static void push_tried(lua_State *L, const redact *r, const char *v)
+{
+    char buf[512];
+    if (!v || !*v) {
+        lua_pushliteral(L, "(default)");
+        return;
+    }
+    redact_text(r, v, buf, sizeof buf);
+    if (redact_overlaps(r, buf))
+        lua_pushliteral(L, REDACT_MARK);
+    else
+        lua_pushstring(L, buf);
+}
+
+/* Raise the 08001 error of the failed connection c (released here).
+ * Never shows the password (see redact.h): a target libpq cannot parse is
+ * shown with its secrets replaced, and libpq's messages and the values
+ * the connection tried go through the same filter. */
+static int connect_failed(lua_State *L, sl_conn *c, const char *target)
+{
+    redact *r = lua_newuserdata(L, sizeof *r);
+    redact_init(r, target);
+    redact_add(r, PQpass(c->pg));
+    char *perr = NULL;
+    if (is_connection_string(target)) {
+        PQconninfoOption *o = PQconninfoParse(target, &perr);
+        if (o)
+            PQconninfoFree(o);
+    }
+    const char *hint = "check the target given to sluice.connect(), "
+                       "DATABASE_URL or the PG* environment variables";
+    if (perr) {
+        char buf[2048];
+        redact_text(r, perr, buf, sizeof buf);
+        PQfreemem(perr);
+        lua_pushfstring(L, "could not connect to PostgreSQL: malformed "
+                           "connection target \"%s\": ", r->shown);
+        push_trimmed(L, buf);
+        hint = MALFORMED_HINT;
+    } else {
+        lua_pushliteral(L, "could not connect to PostgreSQL (host=");
+        push_tried(L, r, PQhost(c->pg));
+        lua_pushliteral(L, " port=");
+        push_tried(L, r, PQport(c->pg));
+        lua_pushliteral(L, " dbname=");
+        push_tried(L, r, PQdb(c->pg));
+        lua_pushliteral(L, " user=");
+        push_tried(L, r, PQuser(c->pg));
+        lua_pushliteral(L, "): ");
+        push_redacted(L, r, PQerrorMessage(c->pg));
+        lua_concat(L, 9);
+    }
+    lua_concat(L, 2);
+    conn_release(c);
+    lib_push_error(L, "08001", lua_tostring(L, -1), NULL, hint);
+    return lua_error(L);
+}
+
 int lib_conn_connect(lua_State *L)
 {
     const char *target = luaL_optstring(L, 1, "");
@@ -318,25 +402,8 @@ int lib_conn_connect(lua_State *L)
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg)
         return luaL_error(L, "out of memory while connecting");
-    if (PQstatus(c->pg) != CONNECTION_OK) {
-        /* never echo the target: it may hold a password */
-        const char *host = PQhost(c->pg), *port = PQport(c->pg);
-        const char *db = PQdb(c->pg), *user = PQuser(c->pg);
-        lua_pushfstring(L,
-                        "could not connect to PostgreSQL (host=%s port=%s "
-                        "dbname=%s user=%s): ",
-                        host && *host ? host : "(default)",
-                        port && *port ? port : "(default)",
-                        db && *db ? db : "(default)",
-                        user && *user ? user : "(default)");
-        push_trimmed(L, PQerrorMessage(c->pg));
-        lua_concat(L, 2);
-        conn_release(c);
-        lib_push_error(L, "08001", lua_tostring(L, -1), NULL,
-                       "check the target given to sluice.connect(), "
-                       "DATABASE_URL or the PG* environment variables");
-        return lua_error(L);
-    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return connect_failed(L, c, target);
     pgconn_notices_attach(c->pg, &c->notices);
     return 1;
 }
