@@ -141,4 +141,16 @@ describe("a connection error", function()
     assert.truthy(err:find('malformed connection target "postgres://u:***@127.0.0.1/db": '
       .. 'invalid percent-encoded token: "***"', 1, true), err)
   end)
+
+  it("from a failing benchmark command, which shows DATABASE_URL by name", function()
+    local url = "postgres://u:Bench7pw@127.0.0.1:1/db"
+    local script = ("local B = dofile(%q); B.sh('ls ' .. B.q(os.getenv('DATABASE_URL')))")
+      :format(H.root .. "/bench/common.lua")
+    local code, _, err = H.sluice("-e " .. H.q(script), "DATABASE_URL=" .. H.q(url))
+    assert.are.equal(1, code)
+    assert.falsy(err:find("Bench7pw", 1, true), err)
+    -- the command, then ls's complaint about the file, which names it
+    assert.truthy(err:find("): ls $DATABASE_URL\nls: ", 1, true), err)
+    assert.truthy(err:find("$DATABASE_URL", err:find("\nls: ", 1, true), true), err)
+  end)
 end)
