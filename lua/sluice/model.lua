@@ -31,7 +31,8 @@
 --   validate      returns true/nil when the object is valid; false (with
 --                 an optional message) or a message string when not; an
 --                 error raised inside it counts as a failure too (so
---                 assert() works).
+--                 assert() works), except a database error object, which
+--                 is raised (a lost connection is not the row's fault).
 --
 -- Model:save_all(db, source, opts) -> loaded, rejected
 --   source: an iterator function (called until it returns nil, e.g.
@@ -183,6 +184,7 @@ local function check(model, obj)
   if not v then return true end
   local ok, res, msg = pcall(v, obj)
   if not ok then
+    if require("sluice").is_error(res) then error(res, 0) end
     return false, tostring(res)
   end
   if res == nil or res == true then return true end
