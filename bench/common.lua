@@ -53,14 +53,32 @@ function B.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- Run a shell command, raise with its stderr if it fails.
+-- s with DATABASE_URL (which may hold a password), quoted or not, shown
+-- as $DATABASE_URL.
+local function hide_url(s)
+  local url = os.getenv("DATABASE_URL")
+  if not url or url == "" then return s end
+  for _, form in ipairs({ B.q(url), url }) do
+    local i = 1
+    while true do
+      local a, b = s:find(form, i, true)
+      if not a then break end
+      s = s:sub(1, a - 1) .. "$DATABASE_URL" .. s:sub(b + 1)
+      i = a + #"$DATABASE_URL"
+    end
+  end
+  return s
+end
+
+--- Run a shell command, raise with its stderr if it fails (DATABASE_URL
+-- shown by name).
 function B.sh(cmd)
   local errf = os.tmpname()
   local rc = os.execute(cmd .. " 2>" .. errf)
   local f = io.open(errf); local err = f and f:read("*a") or ""; if f then f:close() end
   os.remove(errf)
   if rc ~= 0 and rc ~= true then
-    error("command failed (" .. tostring(rc) .. "): " .. cmd .. "\n" .. err, 2)
+    error("command failed (" .. tostring(rc) .. "): " .. hide_url(cmd) .. "\n" .. hide_url(err), 2)
   end
 end
 

@@ -75,7 +75,12 @@ PGresult **lib_new_result_slot(lua_State *L);
  * made from its text (text[0..len) is x in decimal). */
 void lib_push_int8(lua_State *L, long long x, const char *text, size_t len);
 
-/* Push the error object for a failed result / a broken connection. */
+/* Push the error object for a failed result / a broken connection.  A
+ * lost connection always gets a sqlstate: the server's (57P01 when an
+ * administrator ended the session) when its error arrived, else 08006
+ * with severity FATAL; its message says the connection was lost and that
+ * the open transaction and the COPY or statement in progress were not
+ * committed.  pg may be NULL (a closed connection). */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg);
 void lib_push_conn_error(lua_State *L, PGconn *pg);
 

@@ -18,6 +18,7 @@
 #include "interrupt.h"
 #include "numfmt.h"
 #include "pgconn.h"
+#include "redact.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -76,14 +77,75 @@ static void push_trimmed(lua_State *L, const char *msg)
     lua_pushlstring(L, msg, n);
 }
 
-/* Push the error object describing a failed result. */
+/* What a lost connection means for the script's data: one wording for
+ * every path (statements, COPY in and out, files, batches, pipelines). */
+#define LOST_WHAT "the open transaction and the COPY or statement in " \
+                  "progress were not committed"
+#define LOST_DETAIL "A server rolls back whatever a connection leaves " \
+                    "uncommitted. Only a statement that commits on its " \
+                    "own (a COMMIT, or a COPY or statement outside a " \
+                    "transaction) may have completed just before the " \
+                    "connection was lost."
+#define LOST_HINT "connect again and run the transaction again"
+
+/* Push the error object of a connection lost mid-call, whose only account
+ * is libpq's `reason` (its first line is kept: the rest is libpq's guess
+ * at the cause, or the same failure seen again).  severity FATAL,
+ * sqlstate 08006 (connection_failure): libpq gives none, and a script
+ * that checks err.sqlstate must see a lost connection as one. */
+static void push_lost(lua_State *L, const char *reason)
+{
+    lua_createtable(L, 0, 5);
+    set_field(L, "severity", "FATAL");
+    set_field(L, "sqlstate", "08006");
+    size_t n = reason ? strcspn(reason, "\n") : 0;
+    while (n > 0 && reason[n - 1] == ' ')
+        n--;
+    if (n > 0) {
+        lua_pushliteral(L, "connection to the server lost (");
+        lua_pushlstring(L, reason, n);
+        lua_pushliteral(L, "): " LOST_WHAT);
+        lua_concat(L, 3);
+    } else {
+        lua_pushliteral(L, "connection to the server lost: " LOST_WHAT);
+    }
+    lua_setfield(L, -2, "message");
+    set_field(L, "detail", LOST_DETAIL);
+    set_field(L, "hint", LOST_HINT);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Set field k of the table on top to v unless it is set already. */
+static void set_default(lua_State *L, const char *k, const char *v)
+{
+    lua_getfield(L, -1, k);
+    int set = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!set)
+        set_field(L, k, v);
+}
+
+/* Push the error object describing a failed result.  A result without a
+ * SQLSTATE on a connection that is gone is libpq's report of the loss:
+ * it becomes the lost-connection error (08006).  A server error that
+ * ended the session (FATAL, 57P01 when an administrator terminated it)
+ * keeps its own fields and gains the lost connection's detail and hint
+ * where the server gave none. */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 {
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int gone = pg && PQstatus(pg) == CONNECTION_BAD;
+    if (!(state && *state) && gone) {
+        const char *m = PQresultErrorMessage(res);
+        push_lost(L, (m && *m) ? m : PQerrorMessage(pg));
+        return;
+    }
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     lua_createtable(L, 0, 12);
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     set_field(L, "severity", sev ? sev : "ERROR");
-    set_field(L, "sqlstate", PQresultErrorField(res, PG_DIAG_SQLSTATE));
+    set_field(L, "sqlstate", state);
     if (primary) {
         set_field(L, "message", primary);
     } else {
@@ -104,6 +166,12 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
         lua_pushinteger(L, atoi(pos));
         lua_setfield(L, -2, "position");
     }
+    if (gone || (sev && (strcmp(sev, "FATAL") == 0 ||
+                         strcmp(sev, "PANIC") == 0))) {
+        set_default(L, "detail", "The connection to the server was lost: "
+                                 LOST_WHAT ".");
+        set_default(L, "hint", LOST_HINT);
+    }
     luaL_getmetatable(L, SLUICE_ERROR_MT);
     lua_setmetatable(L, -2);
 }
@@ -111,14 +179,7 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 /* Push the error object for a connection that broke mid-call. */
 void lib_push_conn_error(lua_State *L, PGconn *pg)
 {
-    lua_createtable(L, 0, 4);
-    set_field(L, "severity", "FATAL");
-    set_field(L, "sqlstate", "08006");
-    const char *m = PQerrorMessage(pg);
-    push_trimmed(L, *m ? m : "connection to the server was lost");
-    lua_setfield(L, -2, "message");
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, -2);
+    push_lost(L, pg ? PQerrorMessage(pg) : NULL);
 }
 
 int lib_error_new(lua_State *L)
@@ -241,6 +302,89 @@ static void conn_release(sl_conn *c)
     pgconn_notices_clear(&c->notices);
 }
 
+#define MALFORMED_HINT                                                    \
+    "in a postgres:// URI, percent-encode reserved characters of the "   \
+    "user name and password (%40 for @, %2F for /, %25 for %); in a "    \
+    "key=value string, put a value that holds spaces or quotes in "      \
+    "single quotes, writing \\' for a quote"
+
+/* Whether libpq reads target as a conninfo string or a URI rather than a
+ * database name (libpq's recognized_connection_string). */
+static int is_connection_string(const char *target)
+{
+    return strncmp(target, "postgresql://", 13) == 0 ||
+           strncmp(target, "postgres://", 11) == 0 ||
+           strchr(target, '=') != NULL;
+}
+
+/* Push libpq's message msg through r, without its trailing newline. */
+static void push_redacted(lua_State *L, const redact *r, const char *msg)
+{
+    char buf[2048];
+    redact_text(r, msg, buf, sizeof buf);
+    push_trimmed(L, buf);
+}
+
+/* Push a value the connection tried (host, port, ...) for a message:
+ * "(default)" when unset, "***" when it shares text with a secret. */
+static void push_tried(lua_State *L, const redact *r, const char *v)
+{
+    char buf[512];
+    if (!v || !*v) {
+        lua_pushliteral(L, "(default)");
+        return;
+    }
+    redact_text(r, v, buf, sizeof buf);
+    if (redact_overlaps(r, buf))
+        lua_pushliteral(L, REDACT_MARK);
+    else
+        lua_pushstring(L, buf);
+}
+
+/* Raise the 08001 error of the failed connection c (released here).
+ * Never shows the password (see redact.h): a target libpq cannot parse is
+ * shown with its secrets replaced, and libpq's messages and the values
+ * the connection tried go through the same filter. */
+static int connect_failed(lua_State *L, sl_conn *c, const char *target)
+{
+    redact *r = lua_newuserdata(L, sizeof *r);
+    redact_init(r, target);
+    redact_add(r, PQpass(c->pg));
+    char *perr = NULL;
+    if (is_connection_string(target)) {
+        PQconninfoOption *o = PQconninfoParse(target, &perr);
+        if (o)
+            PQconninfoFree(o);
+    }
+    const char *hint = "check the target given to sluice.connect(), "
+                       "DATABASE_URL or the PG* environment variables";
+    if (perr) {
+        char buf[2048];
+        redact_text(r, perr, buf, sizeof buf);
+        PQfreemem(perr);
+        lua_pushfstring(L, "could not connect to PostgreSQL: malformed "
+                           "connection target \"%s\": ", r->shown);
+        push_trimmed(L, buf);
+        hint = MALFORMED_HINT;
+    } else {
+        lua_pushliteral(L, "could not connect to PostgreSQL (host=");
+        push_tried(L, r, PQhost(c->pg));
+        lua_pushliteral(L, " port=");
+        push_tried(L, r, PQport(c->pg));
+        lua_pushliteral(L, " dbname=");
+        push_tried(L, r, PQdb(c->pg));
+        lua_pushliteral(L, " user=");
+        push_tried(L, r, PQuser(c->pg));
+        lua_pushliteral(L, "): ");
+        push_redacted(L, r, PQerrorMessage(c->pg));
+        lua_concat(L, 9);
+    }
+    lua_concat(L, 2);
+    conn_release(c);
+    lib_push_error(L, "08001", lua_tostring(L, -1), NULL, hint);
+    return lua_error(L);
+}
+
 int lib_conn_connect(lua_State *L)
 {
     const char *target = luaL_optstring(L, 1, "");
@@ -258,25 +402,8 @@ int lib_conn_connect(lua_State *L)
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg)
         return luaL_error(L, "out of memory while connecting");
-    if (PQstatus(c->pg) != CONNECTION_OK) {
-        /* never echo the target: it may hold a password */
-        const char *host = PQhost(c->pg), *port = PQport(c->pg);
-        const char *db = PQdb(c->pg), *user = PQuser(c->pg);
-        lua_pushfstring(L,
-                        "could not connect to PostgreSQL (host=%s port=%s "
-                        "dbname=%s user=%s): ",
-                        host && *host ? host : "(default)",
-                        port && *port ? port : "(default)",
-                        db && *db ? db : "(default)",
-                        user && *user ? user : "(default)");
-        push_trimmed(L, PQerrorMessage(c->pg));
-        lua_concat(L, 2);
-        conn_release(c);
-        lib_push_error(L, "08001", lua_tostring(L, -1), NULL,
-                       "check the target given to sluice.connect(), "
-                       "DATABASE_URL or the PG* environment variables");
-        return lua_error(L);
-    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return connect_failed(L, c, target);
     pgconn_notices_attach(c->pg, &c->notices);
     return 1;
 }

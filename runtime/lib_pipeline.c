@@ -89,25 +89,44 @@ static void push_u64(lua_State *L, uint64_t v)
     lua_pushstring(L, buf);
 }
 
-/* Raise the kept failure: the server's error object with row and
- * committed_rows fields and the message saying which row and what was
+/* Raise the pipeline's failure: the kept server error (s->err), else
+ * the lost connection's, with fields row (when a row failed) and
+ * committed_rows, and the message saying which row and what was
  * committed.  The pipeline must be ended (pl_end) already. */
 static int raise_failure(lua_State *L, sl_pipeline *pl)
 {
     pipe_state *s = &pl->s;
-    lib_push_result_error(L, s->err, pl->conn->pg);
+    int gone = !pl->conn->pg || PQstatus(pl->conn->pg) == CONNECTION_BAD;
+    if (s->err)
+        lib_push_result_error(L, s->err, pl->conn->pg);
+    else
+        lib_push_conn_error(L, pl->conn->pg);
     int e = lua_gettop(L);
-    lua_pushnumber(L, (lua_Number)s->err_row);
-    lua_setfield(L, e, "row");
+    int has_row = s->err && s->err_row > 0;
+    if (has_row) {
+        lua_pushnumber(L, (lua_Number)s->err_row);
+        lua_setfield(L, e, "row");
+    }
     lua_pushnumber(L, (lua_Number)s->rows_committed);
     lua_setfield(L, e, "committed_rows");
-    lua_pushliteral(L, "pipeline: row ");
-    push_u64(L, s->err_row);
-    lua_pushliteral(L, ": ");
+    if (has_row) {
+        lua_pushliteral(L, "pipeline: row ");
+        push_u64(L, s->err_row);
+        lua_pushliteral(L, ": ");
+    } else {
+        lua_pushliteral(L, "pipeline: ");
+        lua_pushliteral(L, "");
+        lua_pushliteral(L, "");
+    }
     lua_getfield(L, e, "message");
     if (!s->autocommit) {
-        lua_pushliteral(L, " (the caller's transaction is aborted; roll "
-                           "it back)");
+        /* a lost connection's message already says the caller's
+         * transaction is gone */
+        if (gone)
+            lua_pushliteral(L, "");
+        else
+            lua_pushliteral(L, " (the caller's transaction is aborted; "
+                               "roll it back)");
     } else if (s->rows_committed == 0) {
         lua_pushliteral(L, " (nothing was committed)");
     } else {
@@ -139,12 +158,7 @@ static void check(lua_State *L, sl_pipeline *pl, int rc)
         pl_end(pl, 0, PL_FAILED);
         luaL_error(L, "pipeline: out of memory");
     }
-    if (rc == COPY_EBROKEN) {
-        pl_end(pl, 0, PL_FAILED);
-        lib_push_conn_error(L, pl->conn->pg);
-        lua_error(L);
-    }
-    if (pl->s.err) {
+    if (rc == COPY_EBROKEN || pl->s.err) {
         pl_end(pl, 0, PL_FAILED);
         raise_failure(L, pl);
     }
@@ -236,11 +250,7 @@ static int pl_close(lua_State *L)
     lua_settop(L, 1);
     int conn_idx = push_conn(L);
     int rc = pl_end(pl, 1, PL_CLOSED);
-    if (rc == COPY_EBROKEN) {
-        lib_push_conn_error(L, pl->conn->pg);
-        return lua_error(L);
-    }
-    if (pl->s.err) {
+    if (rc == COPY_EBROKEN || pl->s.err) {
         pl->state = PL_FAILED;
         return raise_failure(L, pl);
     }

@@ -169,6 +169,34 @@ describe("sluice.model save_all", function()
     assert.is_false(ok)
     assert.is_truthy(err:find("m_users: row 2: before_save: ", 1, true), err)
     assert.is_truthy(err:find("boom", 1, true), err)
+    -- a database error in before_save stays an error object
+    local other = H.connect()
+    local Lookup = sluice.model {
+      table = "m_users", columns = { "id", "name" },
+      before_save = function(u) if u.id == 4 then other:query("select 1 / 0") end end,
+    }
+    ok, err = pcall(Lookup.save_all, Lookup, db, { { id = 1, name = "a" }, { id = 4, name = "b" } })
+    other:close()
+    assert.is_false(ok)
+    assert.is_true(sluice.is_error(err), tostring(err))
+    assert.are.equal("22012", err.sqlstate)
+    assert.are.equal("m_users: row 2: before_save: division by zero", err.message)
+    assert.are.equal(0, count(db, "m_users"))
+    -- nor is a database error in validate a reason to set the row aside
+    other = H.connect()
+    local Checked = sluice.model {
+      table = "m_users", columns = { "id", "name" },
+      validate = function(u) return u.id ~= 4 or other:query_one("select 1 / 0 as x").x == 1 end,
+    }
+    local set_aside = {}
+    ok, err = pcall(Checked.save_all, Checked, db, { { id = 1, name = "a" }, { id = 4, name = "b" } },
+                    { rejects = set_aside })
+    other:close()
+    assert.is_false(ok)
+    assert.is_true(sluice.is_error(err), tostring(err))
+    assert.are.equal("22012", err.sqlstate)
+    assert.are.same({}, set_aside)
+    assert.are.equal(0, count(db, "m_users"))
     -- a duplicate key: the server's error object, nothing loaded
     local rejects = {}
     ok, err = pcall(User.save_all, User, db, { { id = 1, name = "a" }, { id = 1, name = "b" } },

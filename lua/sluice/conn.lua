@@ -18,7 +18,9 @@ local methods = {}
 -- opts.deferrable are booleans.
 function methods.begin(db, opts)
   local st = db:status()
-  if st ~= "idle" then
+  -- "broken" and "closed" fall through: exec raises the lost connection
+  -- (08006) or the closed one, which say more than "in progress"
+  if st == "intrans" or st == "inerror" or st == "active" then
     error("begin: a transaction is already in progress (status " .. st
           .. "); use db:savepoint() or db:transaction() to nest", 2)
   end
@@ -46,12 +48,28 @@ end
 --- db:commit() commits the open transaction.  Raises the server's error
 -- when COMMIT fails (a deferred constraint, a serialization failure), and
 -- raises too when the transaction had already failed: PostgreSQL then
--- answers COMMIT with ROLLBACK, which is never reported as success.
+-- answers COMMIT with ROLLBACK, which is never reported as success.  A
+-- connection lost during COMMIT raises the lost connection's error with a
+-- detail saying the outcome is unknown.
 function methods.commit(db)
-  if db:status() == "idle" then
+  local st = db:status()
+  if st == "idle" then
     error("commit: no transaction in progress", 2)
   end
-  local _, tag = db:exec("COMMIT")
+  local ok, err, tag = pcall(db.exec, db, "COMMIT")
+  if not ok then
+    if st ~= "broken" and type(err) == "table" and db:status() == "broken" then
+      -- the connection went away while COMMIT ran: whether the server
+      -- committed before it went is unknown, unlike any other loss
+      local e = {}
+      for k, v in pairs(err) do e[k] = v end
+      e.detail = "The connection was lost during COMMIT: the server may "
+        .. "have committed the transaction before the connection ended, or "
+        .. "not. Check the data before running the transaction again."
+      err = require("sluice").error(e)
+    end
+    error(err, 0)
+  end
   if tag == "ROLLBACK" then
     local sluice = require "sluice"
     error(sluice.error {
@@ -132,7 +150,8 @@ function methods.transaction(db, fn, ...)
     error("transaction: the enclosing transaction has already failed; "
           .. "roll it back first", 2)
   end
-  if st == "idle" then
+  -- a broken or closed connection: begin() raises what happened to it
+  if st == "idle" or st == "broken" or st == "closed" then
     db:begin()
     local r = pack(pcall(fn, db, ...))
     if not r[1] then

@@ -113,6 +113,14 @@ table.sort(OPT_NAMES)
 local COPY_FORMAT = { copy_text = "text", copy_csv = "csv", copy_binary = "binary" }
 local MULTI = { copy_text = true, copy_csv = true, copy_binary = true, batch = true, pipeline = true }
 
+-- An error (object or string) as one line, for a message about another.
+local function one_line(e)
+  if type(e) == "table" then
+    return (e.sqlstate and (e.sqlstate .. ": ") or "") .. tostring(e.message)
+  end
+  return tostring(e)
+end
+
 -- Misuse raises at the line that called sluice.load: `level` counts the
 -- frames between fail() and that line (1 = sluice.load itself).
 local function fail(msg, level)
@@ -627,9 +635,16 @@ function M.load(o)
       if not iok then
         local defs = {}
         for i, x in ipairs(saved_indexes) do defs[i] = x.def .. ";" end
-        error(("load: could not recreate index %s (%s)%s; the definitions to restore by hand:\n%s")
-          :format(ix.name, tostring(ierr), ok and "" or (" after the load failed: " .. tostring(err)),
-                  table.concat(defs, "\n")), 2)
+        local msg = ("load: could not recreate index %s (%s)%s; the definitions to restore by hand:\n%s")
+          :format(ix.name, one_line(ierr), ok and "" or (" after the load failed: " .. one_line(err)),
+                  table.concat(defs, "\n"))
+        local sluice = require "sluice"
+        if not sluice.is_error(ierr) then error(msg, 2) end
+        -- keep the error object (a lost connection stays 08006)
+        local e = {}
+        for k, v in pairs(ierr) do e[k] = v end
+        e.message = msg
+        error(sluice.error(e), 0)
       end
     end
     index_seconds = progress.now() - ti

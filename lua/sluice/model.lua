@@ -31,7 +31,8 @@
 --   validate      returns true/nil when the object is valid; false (with
 --                 an optional message) or a message string when not; an
 --                 error raised inside it counts as a failure too (so
---                 assert() works).
+--                 assert() works), except a database error object, which
+--                 is raised (a lost connection is not the row's fault).
 --
 -- Model:save_all(db, source, opts) -> loaded, rejected
 --   source: an iterator function (called until it returns nil, e.g.
@@ -183,6 +184,7 @@ local function check(model, obj)
   if not v then return true end
   local ok, res, msg = pcall(v, obj)
   if not ok then
+    if require("sluice").is_error(res) then error(res, 0) end
     return false, tostring(res)
   end
   if res == nil or res == true then return true end
@@ -278,7 +280,14 @@ function Model:save_all(db, source, opts)
         if before_save then
           local hok, herr = pcall(before_save, obj)
           if not hok then
-            error(("%s: row %d: before_save: %s"):format(self.table, read, tostring(herr)), 0)
+            local where = ("%s: row %d: before_save: "):format(self.table, read)
+            local sluice = require "sluice"
+            if not sluice.is_error(herr) then error(where .. tostring(herr), 0) end
+            -- a database error keeps its fields (sqlstate, ...)
+            local e = {}
+            for k, v in pairs(herr) do e[k] = v end
+            e.message = where .. tostring(herr.message)
+            error(sluice.error(e), 0)
           end
         end
         write(row, cp, obj)
