@@ -486,63 +486,21 @@ void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
     lua_pop(L, 2);
 }
 
-/* Wait for and collect every result of the command just sent.  The last
- * successful result goes to *ok, the first failed one to *err (both slots
- * owned by "sluice.result" userdata).  Never raises.  Returns the flags:
- * bit 1 = the call was interrupted (a cancel was sent), bit 2 = the
- * connection broke, bit 4 = a COPY TO STDOUT was refused. */
-#define RUN_INTERRUPTED 1
-#define RUN_BROKEN 2
-#define RUN_COPY_OUT 4
+/* Wait for and collect every result of the command just sent: the core's
+ * one result loop (pgconn_collect).  The last successful result goes to
+ * *ok, the first failed one to *err (both slots owned by "sluice.result"
+ * userdata).  Never raises.  Returns the flags: the call was interrupted
+ * (a cancel was sent), the connection broke, a COPY TO STDOUT was
+ * refused. */
+#define RUN_INTERRUPTED PGCONN_F_INTERRUPTED
+#define RUN_BROKEN PGCONN_F_BROKEN
+#define RUN_COPY_OUT PGCONN_F_COPY_OUT
 
 static int collect_results(PGconn *pg, PGresult **ok, PGresult **err)
 {
-    int flags = 0, interrupted = 0;
-    for (;;) {
-        int w = pgconn_wait_cancel(pg, &interrupted);
-        if (interrupted)
-            flags |= RUN_INTERRUPTED;
-        if (w == PGCONN_BROKEN) {
-            flags |= RUN_BROKEN;
-            break;
-        }
-        PGresult *r = PQgetResult(pg);
-        if (!r)
-            break;
-        switch (PQresultStatus(r)) {
-        case PGRES_COPY_IN:
-            PQputCopyEnd(pg, "COPY FROM STDIN is not available through "
-                             "exec() or query(); use db:copy()");
-            PQclear(r);
-            break;
-        case PGRES_COPY_OUT: {
-            char *buf;
-            while (PQgetCopyData(pg, &buf, 0) > 0)
-                PQfreemem(buf);
-            flags |= RUN_COPY_OUT;
-            PQclear(r);
-            break;
-        }
-        case PGRES_BAD_RESPONSE:
-        case PGRES_NONFATAL_ERROR:
-        case PGRES_FATAL_ERROR:
-            if (!*err)
-                *err = r;
-            else
-                PQclear(r);
-            break;
-        default:
-            if (*ok)
-                PQclear(*ok);
-            *ok = r;
-            break;
-        }
-        if (PQstatus(pg) == CONNECTION_BAD) {
-            flags |= RUN_BROKEN;
-            break;
-        }
-    }
-    return flags;
+    return pgconn_collect(pg, 0, "COPY FROM STDIN is not available through "
+                                 "exec() or query(); use db:copy()",
+                          1, ok, err);
 }
 
 /* Run a command already sent with a PQsend* call and raise on any failure.
