@@ -35,4 +35,20 @@ int interrupt_pending(void);
  * number that was pending (0 if none). */
 int interrupt_consume(lua_State *L);
 
+/* Hold interrupts for code that must learn, from the server's answers,
+ * what a round trip did before it stops: while held, the Lua hook raises
+ * nothing (the flag stays pending), and lib_conn_finish() neither
+ * consumes the interrupt nor raises it for a statement that completed.
+ * Wait loops still see the flag and send a cancel request.  The holder
+ * checks interrupt_pending() after each round trip and raises it itself
+ * (interrupt_consume() first).  Holds nest; every hold needs a release.
+ * The release that ends the last hold re-installs the hook on L when an
+ * interrupt is still pending. */
+void interrupt_hold(void);
+void interrupt_release(lua_State *L);
+int interrupt_held(void);
+
+/* "Ctrl-C" or "SIGTERM", for messages. */
+const char *interrupt_name(int sig);
+
 #endif
