@@ -24,7 +24,11 @@
 -- A failure is raised when it is read - by a later send(), by sync() or
 -- by close() - as the server's error object with `row` (1-based, in
 -- send() order) and the message prefixed "pipeline: row N: "; the
--- pipeline is then closed.
+-- pipeline is then closed.  Ctrl-C (a cancel request goes out first) and
+-- a lost connection end it too.  Every such error says what was
+-- committed, read from the server's answers once the pipeline has ended:
+-- fields committed_rows and in_doubt_rows (rows of groups whose COMMIT
+-- went out and got no answer: they may or may not have been committed).
 --
 -- pl:send(v1, ..., vN)  queue one execution (N = the statement's
 --                       parameters; a wrong count raises at the caller's
@@ -35,7 +39,10 @@
 --                       mode -> rows sent.  Garbage collection ends an
 --                       unclosed pipeline too, rolling its open group
 --                       back (never committing).
--- Fields: rows_sent, rows_done, rows_committed, sync_every, state.
+-- pl:abort()            end it now, rolling the open group back (synced
+--                       groups commit as they would) -> rows committed
+-- Fields: rows_sent, rows_done, rows_committed, rows_in_doubt,
+-- sync_every, state.
 -- While a pipeline is open the connection refuses other calls (libpq
 -- allows nothing else in pipeline mode, COPY included).
 local M = {}
