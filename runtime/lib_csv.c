@@ -686,6 +686,7 @@ typedef struct copy_run {
     int interrupted; /* a signal arrived */
     int broken;      /* the connection failed */
     int read_failed; /* the file could not be read (reader's err) */
+    int ended;       /* CopyDone went out: the server decides now */
 } copy_run;
 
 /* Wait (100 ms at most) for the socket to take more data, reading what the
@@ -817,6 +818,7 @@ static void copy_send(PGconn *pg, csvread *r, copy_run *st)
         st->broken = 1;
         return;
     }
+    st->ended = why == NULL;
     flush_all(pg, st, 0);
 }
 
@@ -886,7 +888,8 @@ int lib_csv_copy_from_file(lua_State *L)
         raise_reader(L, u);
 
     /* from here until busy is cleared nothing may raise */
-    copy_run st = { 0, 0, 0 };
+    copy_run st = { 0, 0, 0, 0 };
+    int autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     c->busy = 1;
     if (!PQsendQuery(c->pg, lua_tostring(L, 5))) {
         st.broken = 1;
@@ -915,11 +918,30 @@ int lib_csv_copy_from_file(lua_State *L)
     }
     if (st.broken) {
         lib_push_conn_error(L, c->pg);
+        if (st.ended && autocommit) {
+            /* the whole file went out and no answer came */
+            int e = lua_gettop(L);
+            lua_pushliteral(L, "copy_from_file: the connection was lost "
+                               "before the server answered: the COPY may "
+                               "or may not have been committed (check the "
+                               "table): ");
+            lua_getfield(L, e, "message");
+            lua_concat(L, 2);
+            lua_setfield(L, e, "message");
+        }
         return lua_error(L);
     }
-    if (st.interrupted)
-        return luaL_error(L, "interrupted (Ctrl-C)");
     const char *n = *ok ? PQcmdTuples(*ok) : "";
+    if (st.interrupted) {
+        if (!st.ended)
+            return luaL_error(L, "interrupted (Ctrl-C)");
+        /* Ctrl-C came after the whole file was sent, and the COPY still
+         * completed: say so, rather than let it read as nothing loaded */
+        return luaL_error(L, "copy_from_file: interrupted (Ctrl-C) after the "
+                             "COPY had %s its %s rows", autocommit
+                             ? "committed" : "loaded (in the open "
+                             "transaction, not committed)", n);
+    }
     lua_pushnumber(L, *n ? strtod(n, NULL) : 0);
     return 1;
 }
