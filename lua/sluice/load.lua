@@ -276,6 +276,7 @@ function sinks.rowwise_tx(db, ctx)
         s.doubt = upto - s.committed
       end
       if not cok then error(cerr, 0) end
+      outcome.check()
     end)
     if not ok then error(err, 0) end
   end
@@ -287,7 +288,6 @@ function sinks.rowwise_tx(db, ctx)
       n = n + 1
       if n % every == 0 then
         commit_all()
-        outcome.check()
         db:begin()
       end
     end

@@ -82,6 +82,18 @@ function M.held(fn, ...)
   return released(pcall(fn, ...))
 end
 
+local function taken(...)
+  return core.interrupt_take(), ...
+end
+
+--- held(fn, ...), also taking a pending interrupt before the hold ends
+-- (once it ends, the hook would raise it at once): returns its signal
+-- name or nil, then what pcall(fn, ...) returned.
+function M.held_take(fn, ...)
+  core.interrupt_hold()
+  return released(taken(pcall(fn, ...)))
+end
+
 function M.install(c)
   core = c
 end

@@ -83,7 +83,7 @@ function U.finish(u)
   if u.state ~= "open" then error("upsert:finish: the upsert is " .. u.state, 2) end
   local db = u.db
   local committing, staged_n = false, nil
-  local ok, changed, staged = outcome.held(function()
+  local sig, ok, changed, staged = outcome.held_take(function()
     staged_n = u.cp:finish()
     outcome.check()
     local affected = db:exec(u.move_sql)
@@ -94,7 +94,6 @@ function U.finish(u)
     committing = false
     return affected, staged_n
   end)
-  local sig = outcome.take()
   if not ok then
     if committing and outcome.unanswered(changed) then
       -- COMMIT went out and no answer came: nobody can tell
