@@ -270,3 +270,108 @@ describe("committed rows, as the error says", function()
     end
   end)
 end)
+
+-- A COMMIT that completes although Ctrl-C sent a cancel: with a
+-- synchronous standby named that never comes, every COMMIT waits for it
+-- until cancelled, and then returns success ("the transaction has
+-- already committed locally").  The child sets synchronous_commit = on
+-- for its own session; every other session is set to "local", which
+-- does not wait.
+describe("a commit that completes although Ctrl-C cancelled it", function()
+  setup(function()
+    tmp = H.tmpdir()
+    db = H.connect()
+    H.schema(db, SCHEMA)
+    db:exec("ALTER SYSTEM SET synchronous_commit = 'local'")
+    db:exec("ALTER SYSTEM SET synchronous_standby_names = 'sluice_nobody'")
+    db:query("select pg_reload_conf()")
+    sleep_ms(200)
+  end)
+  teardown(function()
+    db:exec("ALTER SYSTEM RESET synchronous_standby_names")
+    db:exec("ALTER SYSTEM RESET synchronous_commit")
+    db:query("select pg_reload_conf()")
+    db:exec("DROP SCHEMA " .. SCHEMA .. " CASCADE")
+    db:close()
+    os.execute("rm -rf " .. H.q(tmp))
+  end)
+
+  -- the child waits in the COMMIT when it gets SIGINT
+  local function stopped(body)
+    local r, t = trial("db:exec('set synchronous_commit = on') " .. body, "sigint", 300)
+    if os.getenv("COMMITTED_SPEC_VERBOSE") then io.stderr:write(tostring(r.msg), "\n") end
+    return r, H.count(db, t)
+  end
+
+  it("db:batch reports the flush committed, then the interrupt", function()
+    local r, n = stopped([[
+      local b = db:batch(t, { "id", "v" }, { rows = 10 })
+      ready()
+      for i = 1, 10 do b:add(i, "x") end]])
+    assert.are.equal(10, n)
+    assert.are.equal("batch: rows 1-10 were committed (the interrupt came after the server had "
+      .. "committed them; no earlier rows were committed): interrupted (Ctrl-C)", r.msg)
+    assert.are.equal(10, r.committed)
+    assert.are.equal(0, r.doubt)
+  end)
+
+  it("cp:finish() and db:copy_from_file() say the COPY was committed", function()
+    local r, n = stopped([[
+      local cp = db:copy(t, { "id", "v" })
+      for i = 1, 10 do cp:row(i, "x") end
+      ready()
+      cp:finish()]])
+    assert.are.equal(10, n)
+    assert.are.equal("COPY: interrupted (Ctrl-C) after the COPY had committed its 10 rows", r.msg)
+    assert.are.equal(10, r.committed)
+    r, n = stopped([[
+      local path = os.tmpname()
+      local f = io.open(path, "w")
+      f:write("id,v\n1,x\n2,y\n3,z\n")
+      f:close()
+      ready()
+      local ok, err = pcall(db.copy_from_file, db, t, path)
+      os.remove(path)
+      if not ok then error(err, 0) end]])
+    assert.are.equal(3, n)
+    assert.are.equal("copy_from_file: interrupted (Ctrl-C) after the COPY had committed its 3 rows",
+                     r.msg)
+  end)
+
+  it("up:finish() says the upsert was committed", function()
+    local r, n = stopped([[
+      local up = db:upsert(t, { "id", "v" }, { key = "id" })
+      for i = 1, 10 do up:row(i, "x") end
+      ready()
+      local ok, err = pcall(up.finish, up)
+      assert(up.state == "finished", up.state)
+      error(err, 0)]])
+    assert.are.equal(10, n)
+    assert.are.equal("upsert: committed (10 staged rows, 10 inserted or updated) before the "
+      .. "interrupt was noticed: interrupted (Ctrl-C)", r.msg)
+    assert.are.equal(10, r.committed)
+  end)
+
+  it("sluice.load says what its commits committed", function()
+    local r, n = stopped([[
+      local i = 0
+      require("sluice").load { db = db, table = t, quiet = true, strategy = "rowwise_tx",
+        commit_every = 100, rows = function()
+          i = i + 1
+          if i == 1 then ready() end
+          if i <= 1000 then return { i, "x" } end
+        end }]])
+    assert.are.equal(100, n)
+    assert.are.equal("load: rows 1-100 were committed: interrupted (Ctrl-C)", r.msg)
+    assert.are.equal(100, r.committed)
+    r, n = stopped([[
+      local rows = {}
+      for i = 1, 50 do rows[i] = { i, "x" } end
+      ready()
+      require("sluice").load { db = db, table = t, quiet = true, strategy = "copy_binary",
+                               rows = rows }]])
+    assert.are.equal(50, n)
+    assert.are.equal("load: rows 1-50 were committed: interrupted (Ctrl-C)", r.msg)
+    assert.are.equal(50, r.committed)
+  end)
+end)
