@@ -118,7 +118,11 @@ local function earlier_text(st)
   if st.doubt > 0 then
     s = s .. (" and %d more may or may not have been committed"):format(st.doubt)
   end
-  return s .. " (earlier errors named the others, or they went into a caller's transaction)"
+  if st.in_caller > 0 then
+    return s .. (" (%d went into a caller's transaction; earlier errors named any others)")
+                :format(st.in_caller)
+  end
+  return s .. " (earlier errors named the others)"
 end
 
 -- The error of a flush that did not go through: the cause (the server's
@@ -208,7 +212,7 @@ local function retry_rows(b, st, db, f)
     end)
     local sig = outcome.take()
     if ok then
-      if f.auto then st.ok = st.ok + 1 end
+      if f.auto then st.ok = st.ok + 1 else st.in_caller = st.in_caller + 1 end
       if f.out then f.out[#f.out + 1] = r[1] end
     else
       if sp_open then undo_savepoint(db) end
@@ -303,6 +307,7 @@ local function flush_held(b, st, db, f)
   local ok, err = pcall(send_flush, b, st, db, f)
   if ok then
     st.ok = st.ok + f.committed
+    st.in_caller = st.in_caller + f.in_tx
     return nil
   end
   local sig = outcome.interrupt_of(err)
@@ -486,6 +491,7 @@ function methods.batch(db, tbl, columns, opts)
   st.done = 0       -- rows flushed or dropped by a failed flush
   st.ok = 0         -- rows this batch committed
   st.doubt = 0      -- rows that may or may not have been committed
+  st.in_caller = 0  -- rows flushed into a caller's transaction
   return b
 end
 
