@@ -238,6 +238,24 @@ describe("committed rows, as the error says", function()
            "sigint", { 0, 61 })
   end)
 
+  it("sluice.load pipeline: a failure in the open group commits nothing of it", function()
+    db:exec("create table plfail (id bigint primary key)")
+    local i = 0
+    local ok, err = pcall(require("sluice").load, { db = db, table = "plfail", quiet = true,
+      strategy = "pipeline", sync_every = 300, rows = function()
+        i = i + 1
+        if i == 500 then error("no row 500", 0) end
+        return { i }
+      end })
+    assert.is_false(ok)
+    -- rows 1-300 were synced and committed; the open group (301-499) is
+    -- rolled back, not committed by the load's cleanup
+    assert.are.equal(300, H.count(db, "plfail"))
+    assert.are.equal("load: rows 1-300 were committed; nothing from row 301 on was: no row 500",
+                     err.message)
+    assert.are.equal(300, err.committed_rows)
+  end)
+
   it("sluice.load with connections = 2: a COMMIT that fails after the other committed", function()
     -- a deferred check that fails at COMMIT, for row 2 only: connection
     -- 1 takes the odd rows and commits first, connection 2's COMMIT fails
