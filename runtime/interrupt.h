@@ -10,7 +10,9 @@
  * then cancel the server query) and installs a Lua hook (seen by running Lua
  * code, which then raises "interrupted").  Whichever sees it first consumes
  * both, so cleanup code such as a ROLLBACK in an error handler runs
- * undisturbed.  A second signal, a second or more after a first one that is
+ * undisturbed.  Code that must learn from the server what a round trip
+ * did before it stops (db:batch, sluice.load) holds interrupts: see
+ * interrupt_hold().  A second signal, a second or more after a first one that is
  * still pending, restores the default action and re-raises, so a stuck
  * process (for instance a pure-Lua loop that LuaJIT compiled: compiled code
  * does not run hooks) can still be killed.
