@@ -16,12 +16,18 @@
 static volatile sig_atomic_t pending_signal;
 static volatile time_t pending_since; /* only touched by the handler */
 static lua_State *interrupt_L;
+static int hold_depth; /* interrupt_hold() calls not yet released */
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
+    if (hold_depth > 0) {
+        /* held: the holder raises it at its next safe point */
+        lua_sethook(L, NULL, 0, 0);
+        return;
+    }
     int sig = interrupt_consume(L);
-    luaL_error(L, "interrupted (%s)", sig == SIGTERM ? "SIGTERM" : "Ctrl-C");
+    luaL_error(L, "interrupted (%s)", interrupt_name(sig));
 }
 
 static void on_signal(int sig)
@@ -43,6 +49,12 @@ static void on_signal(int sig)
     if (interrupt_L)
         lua_sethook(interrupt_L, interrupt_hook,
                     LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void arm_hook(lua_State *L)
+{
+    lua_sethook(L, interrupt_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 void interrupt_install(lua_State *L)
@@ -68,4 +80,25 @@ int interrupt_consume(lua_State *L)
         lua_sethook(L, NULL, 0, 0);
     pending_signal = 0;
     return sig;
+}
+
+void interrupt_hold(void)
+{
+    hold_depth++;
+}
+
+void interrupt_release(lua_State *L)
+{
+    if (hold_depth > 0 && --hold_depth == 0 && pending_signal && L)
+        arm_hook(L);
+}
+
+int interrupt_held(void)
+{
+    return hold_depth > 0;
+}
+
+const char *interrupt_name(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : "Ctrl-C";
 }

@@ -10,7 +10,9 @@
  * then cancel the server query) and installs a Lua hook (seen by running Lua
  * code, which then raises "interrupted").  Whichever sees it first consumes
  * both, so cleanup code such as a ROLLBACK in an error handler runs
- * undisturbed.  A second signal, a second or more after a first one that is
+ * undisturbed.  Code that must learn from the server what a round trip
+ * did before it stops (db:batch, sluice.load) holds interrupts: see
+ * interrupt_hold().  A second signal, a second or more after a first one that is
  * still pending, restores the default action and re-raises, so a stuck
  * process (for instance a pure-Lua loop that LuaJIT compiled: compiled code
  * does not run hooks) can still be killed.
@@ -34,5 +36,21 @@ int interrupt_pending(void);
 /* Clear the pending flag and remove the hook, if ours.  Returns the signal
  * number that was pending (0 if none). */
 int interrupt_consume(lua_State *L);
+
+/* Hold interrupts for code that must learn, from the server's answers,
+ * what a round trip did before it stops: while held, the Lua hook raises
+ * nothing (the flag stays pending), and lib_conn_finish() neither
+ * consumes the interrupt nor raises it for a statement that completed.
+ * Wait loops still see the flag and send a cancel request.  The holder
+ * checks interrupt_pending() after each round trip and raises it itself
+ * (interrupt_consume() first).  Holds nest; every hold needs a release.
+ * The release that ends the last hold re-installs the hook on L when an
+ * interrupt is still pending. */
+void interrupt_hold(void);
+void interrupt_release(lua_State *L);
+int interrupt_held(void);
+
+/* "Ctrl-C" or "SIGTERM", for messages. */
+const char *interrupt_name(int sig);
 
 #endif

@@ -60,8 +60,25 @@ sl_conn *lib_conn_check(lua_State *L, int idx);
 /* Wait for and collect every result of the command just sent with a
  * PQsend* call (`sent` is its return value), deliver notices, and raise
  * the database error if any.  Pushes one "sluice.result" holder and
- * returns its result (the last successful one, may be NULL). */
+ * returns its result (the last successful one, may be NULL).  Ctrl-C
+ * while waiting sends a cancel request and the wait goes on: the
+ * server's answer decides.  A statement that still completed raises
+ * "interrupted (Ctrl-C)" - except while interrupts are held
+ * (interrupt.h), when it returns normally and the interrupt stays
+ * pending for the holder. */
 PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent);
+
+/* Like lib_conn_finish(), for a caller that must say what the statement
+ * did: it raises the server's error (the server answered, the statement
+ * failed) but returns, with the result in *res and the holder pushed,
+ * LIB_FINISH_OK; LIB_FINISH_INTERRUPTED when the statement completed
+ * although Ctrl-C sent a cancel meanwhile (the interrupt is left
+ * pending: the caller consumes and raises it); LIB_FINISH_LOST when the
+ * connection broke before an answer came (*res may hold an earlier
+ * result; lib_push_conn_error() says why). */
+enum { LIB_FINISH_OK, LIB_FINISH_INTERRUPTED, LIB_FINISH_LOST };
+int lib_conn_finish_status(lua_State *L, sl_conn *c, int conn_idx, int sent,
+                           PGresult **res);
 
 /* Hand queued notices to the on_notice handler of the connection at
  * conn_idx (or print warnings).  May raise the handler's error. */

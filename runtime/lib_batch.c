@@ -289,7 +289,12 @@ int lib_batch_index(lua_State *L)
         lua_pushstring(L, b->name);
     else if (strcmp(k, "state") == 0)
         lua_pushstring(L, b->open ? "open" : "closed");
-    else
+    else if (strcmp(k, "rows_committed") == 0 ||
+             strcmp(k, "rows_in_doubt") == 0) {
+        /* batch.lua keeps these counts in the environment table */
+        lua_getfenv(L, 1);
+        lua_getfield(L, -1, k[5] == 'c' ? "ok" : "doubt");
+    } else
         lua_pushnil(L);
     return 1;
 }

@@ -77,10 +77,11 @@ static void push_trimmed(lua_State *L, const char *msg)
     lua_pushlstring(L, msg, n);
 }
 
-/* What a lost connection means for the script's data: one wording for
- * every path (statements, COPY in and out, files, batches, pipelines). */
-#define LOST_WHAT "the open transaction and the COPY or statement in " \
-                  "progress were not committed"
+/* What a lost connection means for the script's data, in the detail:
+ * one wording for every path (statements, COPY in and out, files,
+ * batches, pipelines).  The message makes no claim: what a lost
+ * connection left committed depends on what was in flight, and the
+ * callers that know (batch, pipeline, COPY, load) say it in front. */
 #define LOST_DETAIL "A server rolls back whatever a connection leaves " \
                     "uncommitted. Only a statement that commits on its " \
                     "own (a COMMIT, or a COPY or statement outside a " \
@@ -104,10 +105,10 @@ static void push_lost(lua_State *L, const char *reason)
     if (n > 0) {
         lua_pushliteral(L, "connection to the server lost (");
         lua_pushlstring(L, reason, n);
-        lua_pushliteral(L, "): " LOST_WHAT);
+        lua_pushliteral(L, ")");
         lua_concat(L, 3);
     } else {
-        lua_pushliteral(L, "connection to the server lost: " LOST_WHAT);
+        lua_pushliteral(L, "connection to the server lost");
     }
     lua_setfield(L, -2, "message");
     set_field(L, "detail", LOST_DETAIL);
@@ -168,8 +169,8 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
     }
     if (gone || (sev && (strcmp(sev, "FATAL") == 0 ||
                          strcmp(sev, "PANIC") == 0))) {
-        set_default(L, "detail", "The connection to the server was lost: "
-                                 LOST_WHAT ".");
+        set_default(L, "detail", "The connection to the server was lost. "
+                                 LOST_DETAIL);
         set_default(L, "hint", LOST_HINT);
     }
     luaL_getmetatable(L, SLUICE_ERROR_MT);
@@ -503,11 +504,11 @@ static int collect_results(PGconn *pg, PGresult **ok, PGresult **err)
                           1, ok, err);
 }
 
-/* Run a command already sent with a PQsend* call and raise on any failure.
- * Pushes one "sluice.result" holder whose result is the last successful
- * one (may be NULL for an empty query string) and returns that result.
- * `sent` is the return value of the PQsend* call. */
-PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
+/* The one wait behind lib_conn_finish() and lib_conn_finish_status():
+ * collects the results, raises the server's error, and returns the status
+ * for the rest (see lib.h).  Pushes the result holder. */
+int lib_conn_finish_status(lua_State *L, sl_conn *c, int conn_idx, int sent,
+                           PGresult **res)
 {
     PGresult **ok = lib_new_result_slot(L);
     PGresult **err = lib_new_result_slot(L);
@@ -517,26 +518,45 @@ PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
         flags = RUN_BROKEN;
     else
         flags = collect_results(c->pg, ok, err);
-    if (flags & RUN_INTERRUPTED)
+    /* held (interrupt.h): the holder learns from what is raised or
+     * returned here what the statement did, and raises the interrupt */
+    int held = interrupt_held();
+    if ((flags & RUN_INTERRUPTED) && !held && (*err || (flags & RUN_BROKEN)))
         interrupt_consume(L);
     lib_conn_deliver_notices(L, c, conn_idx);
     if (*err) {
         lib_push_result_error(L, *err, c->pg);
-        return (lua_error(L), NULL);
+        return lua_error(L);
     }
-    if (flags & RUN_BROKEN) {
+    lua_pop(L, 1);
+    // stack: ..., ok_holder
+    *res = *ok;
+    if (flags & RUN_BROKEN)
+        return LIB_FINISH_LOST;
+    if (flags & RUN_COPY_OUT)
+        return luaL_error(L, "COPY TO STDOUT is not available through "
+                             "exec() or query(); use db:copy_out()");
+    return (flags & RUN_INTERRUPTED) ? LIB_FINISH_INTERRUPTED
+                                     : LIB_FINISH_OK;
+}
+
+/* Run a command already sent with a PQsend* call and raise on any failure.
+ * Pushes one "sluice.result" holder whose result is the last successful
+ * one (may be NULL for an empty query string) and returns that result.
+ * `sent` is the return value of the PQsend* call. */
+PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
+{
+    PGresult *res;
+    int st = lib_conn_finish_status(L, c, conn_idx, sent, &res);
+    if (st == LIB_FINISH_LOST) {
         lib_push_conn_error(L, c->pg);
         return (lua_error(L), NULL);
     }
-    if (flags & RUN_INTERRUPTED)
+    if (st == LIB_FINISH_INTERRUPTED && !interrupt_held()) {
+        interrupt_consume(L);
         return (luaL_error(L, "interrupted (Ctrl-C)"), NULL);
-    if (flags & RUN_COPY_OUT)
-        return (luaL_error(L, "COPY TO STDOUT is not available through "
-                              "exec() or query(); use db:copy_out()"),
-                NULL);
-    lua_pop(L, 1);
-    // stack: ..., ok_holder
-    return *ok;
+    }
+    return res;
 }
 
 /* Parameters for PQsend*Params, built in one scratch userdata so nothing

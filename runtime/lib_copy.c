@@ -95,6 +95,7 @@ typedef struct sl_copy {
     const char *null;   /* the NULL text (fenv[FENV_NULL]) or NULL: \N /
                          * an empty field, the formats' defaults */
     size_t null_len;
+    int autocommit;     /* no transaction was open: finish() commits */
 } sl_copy;
 
 /* ------------------------------------------------------------ release */
@@ -1859,12 +1860,59 @@ static int cp_finish(lua_State *L)
         return 1;
     }
     int conn_idx = push_conn(L, CP_SELF);
-    /* FAILED until the server says otherwise: lib_conn_finish raises */
+    /* FAILED until the server says otherwise: its error is raised here,
+     * and then nothing of the COPY was loaded */
     cp_release(cp, NULL, CP_FAILED, 0);
-    PGresult *res = lib_conn_finish(L, cp->conn, conn_idx, 1);
+    PGresult *res;
+    int st = lib_conn_finish_status(L, cp->conn, conn_idx, 1, &res);
+    if (st == LIB_FINISH_LOST) {
+        /* every row was sent and nobody knows whether the COPY ended:
+         * in autocommit it commits as it ends */
+        char num[32];
+        snprintf(num, sizeof num, "%llu", (unsigned long long)cp->rows);
+        lib_push_conn_error(L, cp->conn->pg);
+        int e = lua_gettop(L);
+        lua_pushnumber(L, 0);
+        lua_setfield(L, e, "committed_rows");
+        lua_pushnumber(L, cp->autocommit ? (lua_Number)cp->rows : 0);
+        lua_setfield(L, e, "in_doubt_rows");
+        if (cp->autocommit)
+            lua_pushfstring(L, "COPY: the connection was lost before the "
+                               "server answered: its %s rows may or may "
+                               "not have been committed (check the "
+                               "table): ", num);
+        else
+            lua_pushliteral(L, "COPY: the connection was lost, and the "
+                               "open transaction with it (nothing of the "
+                               "COPY was committed): ");
+        lua_getfield(L, e, "message");
+        lua_concat(L, 2);
+        lua_setfield(L, e, "message");
+        return lua_error(L);
+    }
     cp->state = CP_FINISHED;
     const char *t = res ? PQcmdTuples(res) : "";
-    lua_pushnumber(L, *t ? strtod(t, NULL) : 0);
+    lua_Number n = *t ? strtod(t, NULL) : 0;
+    if (st == LIB_FINISH_INTERRUPTED && !interrupt_held()) {
+        /* the COPY completed before Ctrl-C reached the server: say so
+         * rather than let the interrupt read as a failed COPY */
+        int sig = interrupt_consume(L);
+        lua_createtable(L, 0, 3);
+        lua_pushfstring(L, "COPY: interrupted (%s) after the COPY had "
+                           "%s its %s rows", interrupt_name(sig),
+                        cp->autocommit ? "committed"
+                                       : "loaded (in the open transaction, "
+                                         "not committed)", t);
+        lua_setfield(L, -2, "message");
+        lua_pushnumber(L, cp->autocommit ? n : 0);
+        lua_setfield(L, -2, "committed_rows");
+        lua_pushnumber(L, 0);
+        lua_setfield(L, -2, "in_doubt_rows");
+        luaL_getmetatable(L, SLUICE_ERROR_MT);
+        lua_setmetatable(L, -2);
+        return lua_error(L);
+    }
+    lua_pushnumber(L, n);
     return 1;
 }
 
@@ -2210,6 +2258,7 @@ int lib_copy_start(lua_State *L)
     PGresult **err = lib_new_result_slot(L);
     // stack: ..., cp, err_holder
     int interrupted;
+    cp->autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     int rc = copy_begin(c->pg, sql, PGRES_COPY_IN, err, &interrupted);
     if (interrupted)
         interrupt_consume(L);

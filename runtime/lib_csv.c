@@ -690,8 +690,9 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
 /* Send the file through the open COPY, then end it: normally, or with a
  * failure message when the file could not be read or an interrupt arrived
  * (the server then rolls the COPY back).  Returns COPY_OK, COPY_EBROKEN,
- * COPY_EINTR, or COPY_EINVAL for a file that could not be read (r->err). */
-static int send_file(PGconn *pg, csvread *r)
+ * COPY_EINTR, or COPY_EINVAL for a file that could not be read (r->err);
+ * *ended is set when CopyDone went out (every byte of the file sent). */
+static int send_file(PGconn *pg, csvread *r, int *ended)
 {
     const unsigned char *p;
     size_t n;
@@ -714,7 +715,10 @@ static int send_file(PGconn *pg, csvread *r)
         return rc;
     const char *why = rc == COPY_EINVAL ? r->err
                       : rc == COPY_EINTR ? "interrupted" : NULL;
-    return copy_end(pg, why) != COPY_OK ? COPY_EBROKEN : rc;
+    if (copy_end(pg, why) != COPY_OK)
+        return COPY_EBROKEN;
+    *ended = why == NULL; /* CopyDone went out: the server decides now */
+    return rc;
 }
 
 /* db:copy_from_file(table, path [, opts]) -> rows loaded.
@@ -745,12 +749,13 @@ int lib_csv_copy_from_file(lua_State *L)
         raise_reader(L, u);
 
     /* from here until busy is cleared nothing may raise */
-    int interrupted = 0;
+    int interrupted = 0, ended = 0;
+    int autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     c->busy = 1;
     int rc = copy_begin(c->pg, lua_tostring(L, 5), PGRES_COPY_IN, err,
                         &interrupted);
     if (rc == COPY_OK) {
-        rc = send_file(c->pg, &u->r);
+        rc = send_file(c->pg, &u->r, &ended);
         int f = pgconn_collect(c->pg, 0, "unexpected COPY", 1, ok, err);
         if (f & PGCONN_F_INTERRUPTED)
             interrupted = 1;
@@ -773,11 +778,30 @@ int lib_csv_copy_from_file(lua_State *L)
     }
     if (rc == COPY_EBROKEN || rc == COPY_EFAIL) {
         lib_push_conn_error(L, c->pg);
+        if (ended && autocommit) {
+            /* the whole file went out and no answer came */
+            int e = lua_gettop(L);
+            lua_pushliteral(L, "copy_from_file: the connection was lost "
+                               "before the server answered: the COPY may "
+                               "or may not have been committed (check the "
+                               "table): ");
+            lua_getfield(L, e, "message");
+            lua_concat(L, 2);
+            lua_setfield(L, e, "message");
+        }
         return lua_error(L);
     }
-    if (interrupted || rc == COPY_EINTR)
-        return luaL_error(L, "interrupted (Ctrl-C)");
     const char *n = *ok ? PQcmdTuples(*ok) : "";
+    if (interrupted || rc == COPY_EINTR) {
+        if (!ended || rc == COPY_EINTR)
+            return luaL_error(L, "interrupted (Ctrl-C)");
+        /* Ctrl-C came after the whole file was sent, and the COPY still
+         * completed: say so, rather than let it read as nothing loaded */
+        return luaL_error(L, "copy_from_file: interrupted (Ctrl-C) after the "
+                             "COPY had %s its %s rows", autocommit
+                             ? "committed" : "loaded (in the open "
+                             "transaction, not committed)", n);
+    }
     lua_pushnumber(L, *n ? strtod(n, NULL) : 0);
     return 1;
 }

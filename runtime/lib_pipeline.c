@@ -46,6 +46,7 @@ typedef struct sl_pipeline {
     char name[32];     /* the prepared statement */
     params_buf p;      /* owned: the row being sent */
     pipe_state s;      /* owned: FIFO, kept error */
+    int lost;          /* the connection broke before every answer came */
 } sl_pipeline;
 
 /* The one release routine.  Ends pipeline mode if still in it (the open
@@ -57,8 +58,9 @@ static int pl_end(sl_pipeline *pl, int commit, int new_state)
     if (pl->state == PL_OPEN) {
         pl->state = new_state;
         pl->conn->busy = 0;
-        if (pl->conn->pg)
-            rc = pipe_finish(&pl->s, commit);
+        rc = pl->conn->pg ? pipe_finish(&pl->s, commit) : COPY_EBROKEN;
+        if (rc == COPY_EBROKEN)
+            pl->lost = 1;
     }
     params_free(&pl->p);
     free(pl->kinds);
@@ -89,27 +91,114 @@ static void push_u64(lua_State *L, uint64_t v)
     lua_pushstring(L, buf);
 }
 
-/* Raise the pipeline's failure: the kept server error (s->err), else
- * the lost connection's, with fields row (when a row failed) and
- * committed_rows, and the message saying which row and what was
- * committed.  The pipeline must be ended (pl_end) already. */
-static int raise_failure(lua_State *L, sl_pipeline *pl)
+/* Did the kept failure come from the server?  libpq reports a lost
+ * connection as a failure too, with no SQLSTATE (or class 08): no
+ * answer came for what was in flight. */
+static int err_answered(const PGresult *err)
+{
+    const char *code = err ? PQresultErrorField(err, PG_DIAG_SQLSTATE) : NULL;
+    return code && *code && strncmp(code, "08", 2) != 0;
+}
+
+/* Rows whose group's COMMIT was sent but never answered: nobody can tell
+ * whether they were committed.  A failure the server reported is read
+ * in order after every answer before it, and no later group commits
+ * (pipeline.h), so then nothing is in doubt. */
+static uint64_t rows_in_doubt(const sl_pipeline *pl)
+{
+    const pipe_state *s = &pl->s;
+    if (!s->autocommit || err_answered(s->err) || !pl->lost)
+        return 0;
+    return s->rows_commit_sent > s->rows_committed
+               ? s->rows_commit_sent - s->rows_committed : 0;
+}
+
+/* Push " (what was committed)" for the message of a pipeline that
+ * ended on a failure; `server_failed`: the server reported one. */
+static void push_claims(lua_State *L, sl_pipeline *pl, int server_failed)
 {
     pipe_state *s = &pl->s;
-    int gone = !pl->conn->pg || PQstatus(pl->conn->pg) == CONNECTION_BAD;
-    if (s->err)
+    uint64_t k = s->rows_committed, d = rows_in_doubt(pl);
+    luaL_Buffer b;
+    char num[64];
+    luaL_buffinit(L, &b);
+    if (!s->autocommit) {
+        if (server_failed)
+            luaL_addstring(&b, " (the caller's transaction is aborted; roll "
+                               "it back)");
+        else if (pl->lost)
+            luaL_addstring(&b, " (the connection was lost, and the caller's "
+                               "transaction with it)");
+        else if (PQtransactionStatus(pl->conn->pg) == PQTRANS_INERROR)
+            luaL_addstring(&b, " (the caller's transaction is aborted; roll "
+                               "it back)");
+        else {
+            snprintf(num, sizeof num, "%llu", (unsigned long long)s->rows_done);
+            luaL_addstring(&b, " (rows 1-");
+            luaL_addstring(&b, num);
+            luaL_addstring(&b, " were executed in the caller's transaction, "
+                               "nothing is committed here)");
+        }
+        luaL_pushresult(&b);
+        return;
+    }
+    if (k == 0 && d == 0) {
+        luaL_addstring(&b, " (nothing was committed)");
+        luaL_pushresult(&b);
+        return;
+    }
+    if (k == 0) {
+        luaL_addstring(&b, " (nothing was committed for certain");
+    } else {
+        snprintf(num, sizeof num, " (rows 1-%llu were committed by earlier "
+                                  "syncs", (unsigned long long)k);
+        luaL_addstring(&b, num);
+    }
+    if (d > 0) {
+        snprintf(num, sizeof num, "; rows %llu-%llu ",
+                 (unsigned long long)k + 1, (unsigned long long)(k + d));
+        luaL_addstring(&b, num);
+        luaL_addstring(&b, "may or may not have been committed: their COMMIT "
+                           "was sent, but the connection was lost before the "
+                           "server answered (check the table)");
+    }
+    snprintf(num, sizeof num, "; nothing from row %llu on was)",
+             (unsigned long long)(k + d + 1));
+    luaL_addstring(&b, num);
+    luaL_pushresult(&b);
+}
+
+/* Raise what ended the pipeline, as an error object whose message and
+ * fields (row, committed_rows, in_doubt_rows) say what was committed:
+ * the kept failure (the server's error, with its row) if any, else the
+ * lost connection's error, else `msg` (Ctrl-C, out of memory).  The
+ * pipeline must be ended (pl_end) already, so every answer that could
+ * come is in. */
+static int raise_outcome(lua_State *L, sl_pipeline *pl, const char *msg)
+{
+    pipe_state *s = &pl->s;
+    int server_failed = err_answered(s->err);
+    if (s->err) {
         lib_push_result_error(L, s->err, pl->conn->pg);
-    else
+    } else if (pl->lost) {
         lib_push_conn_error(L, pl->conn->pg);
+    } else {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, msg);
+        lua_setfield(L, -2, "message");
+        luaL_getmetatable(L, SLUICE_ERROR_MT);
+        lua_setmetatable(L, -2);
+    }
     int e = lua_gettop(L);
-    int has_row = s->err && s->err_row > 0;
-    if (has_row) {
+    if (s->err) {
         lua_pushnumber(L, (lua_Number)s->err_row);
         lua_setfield(L, e, "row");
     }
     lua_pushnumber(L, (lua_Number)s->rows_committed);
     lua_setfield(L, e, "committed_rows");
-    if (has_row) {
+    lua_pushnumber(L, (lua_Number)rows_in_doubt(pl));
+    lua_setfield(L, e, "in_doubt_rows");
+    if (s->err) {
         lua_pushliteral(L, "pipeline: row ");
         push_u64(L, s->err_row);
         lua_pushliteral(L, ": ");
@@ -119,49 +208,35 @@ static int raise_failure(lua_State *L, sl_pipeline *pl)
         lua_pushliteral(L, "");
     }
     lua_getfield(L, e, "message");
-    if (!s->autocommit) {
-        /* a lost connection's message already says the caller's
-         * transaction is gone */
-        if (gone)
-            lua_pushliteral(L, "");
-        else
-            lua_pushliteral(L, " (the caller's transaction is aborted; "
-                               "roll it back)");
-    } else if (s->rows_committed == 0) {
-        lua_pushliteral(L, " (nothing was committed)");
-    } else {
-        lua_pushliteral(L, " (rows 1-");
-        push_u64(L, s->rows_committed);
-        lua_pushliteral(L, " were committed by earlier syncs; nothing from "
-                           "row ");
-        push_u64(L, s->rows_committed + 1);
-        lua_pushliteral(L, " on was)");
-        lua_concat(L, 5);
-    }
+    push_claims(L, pl, server_failed);
     lua_concat(L, 5);
     lua_setfield(L, e, "message");
     return lua_error(L);
 }
 
-/* After a pipe_* call: raise on a broken connection, Ctrl-C or a failure
- * the server reported (each ends the pipeline first). */
+/* After a pipe_* call: on a broken connection, Ctrl-C, out of memory or
+ * a failure the server reported, end the pipeline (which reads every
+ * answer still to come) and raise what happened and what was committed.
+ * Ctrl-C first sends a cancel request: the server's answers then say
+ * what it stopped. */
 static void check(lua_State *L, sl_pipeline *pl, int rc)
 {
+    if (rc == COPY_OK && !pl->s.err)
+        return;
     if (rc == COPY_EINTR) {
         char buf[256];
         pgconn_cancel(pl->conn->pg, buf, sizeof buf);
-        pl_end(pl, 0, PL_FAILED);
-        interrupt_consume(L);
-        luaL_error(L, "interrupted (Ctrl-C)");
     }
-    if (rc == COPY_ENOMEM) {
-        pl_end(pl, 0, PL_FAILED);
-        luaL_error(L, "pipeline: out of memory");
+    if (rc == COPY_EBROKEN)
+        pl->lost = 1;
+    pl_end(pl, 0, PL_FAILED);
+    if (rc == COPY_EINTR) {
+        int sig = interrupt_consume(L);
+        lua_pushfstring(L, "interrupted (%s)", interrupt_name(sig));
+        raise_outcome(L, pl, lua_tostring(L, -1));
     }
-    if (rc == COPY_EBROKEN || pl->s.err) {
-        pl_end(pl, 0, PL_FAILED);
-        raise_failure(L, pl);
-    }
+    raise_outcome(L, pl, rc == COPY_ENOMEM ? "out of memory"
+                                           : "pipeline failed");
 }
 
 static sl_pipeline *check_open(lua_State *L, const char *fname)
@@ -250,9 +325,9 @@ static int pl_close(lua_State *L)
     lua_settop(L, 1);
     int conn_idx = push_conn(L);
     int rc = pl_end(pl, 1, PL_CLOSED);
-    if (rc == COPY_EBROKEN || pl->s.err) {
+    if (rc != COPY_OK || pl->s.err) {
         pl->state = PL_FAILED;
-        return raise_failure(L, pl);
+        return raise_outcome(L, pl, "pipeline failed");
     }
     sl_conn *c = pl->conn;
     if (c->pg && PQtransactionStatus(c->pg) != PQTRANS_INERROR) {
@@ -264,15 +339,15 @@ static int pl_close(lua_State *L)
     return 1;
 }
 
-/* pl:abort() -> true, or false when the pipeline was already over: ends
- * it rolling the open group back (nothing since the last sync point is
- * committed), as garbage collection does.  Never raises. */
+/* pl:abort() -> rows committed: ends the pipeline without committing
+ * its open group (rolled back); groups already synced commit as they
+ * would (every answer is read).  Never raises; a second call does
+ * nothing. */
 static int pl_abort(lua_State *L)
 {
     sl_pipeline *pl = luaL_checkudata(L, 1, SLUICE_PIPELINE_MT);
-    int was_open = pl->state == PL_OPEN;
     pl_end(pl, 0, PL_CLOSED);
-    lua_pushboolean(L, was_open);
+    lua_pushnumber(L, (lua_Number)pl->s.rows_committed);
     return 1;
 }
 
@@ -302,6 +377,8 @@ int lib_pipeline_index(lua_State *L)
         lua_pushnumber(L, (lua_Number)pl->s.rows_done);
     else if (strcmp(k, "rows_committed") == 0)
         lua_pushnumber(L, (lua_Number)pl->s.rows_committed);
+    else if (strcmp(k, "rows_in_doubt") == 0)
+        lua_pushnumber(L, (lua_Number)rows_in_doubt(pl));
     else if (strcmp(k, "sync_every") == 0)
         lua_pushinteger(L, pl->sync_every);
     else if (strcmp(k, "state") == 0)

@@ -165,9 +165,11 @@ int pipe_send_row(pipe_state *s, const char *stmt, int n,
 int pipe_sync(pipe_state *s)
 {
     int rc;
-    if (s->group_open && s->autocommit &&
-        (rc = send_ctrl(s, "COMMIT", IT_COMMIT)) != COPY_OK)
-        return rc;
+    if (s->group_open && s->autocommit) {
+        if ((rc = send_ctrl(s, "COMMIT", IT_COMMIT)) != COPY_OK)
+            return rc;
+        s->rows_commit_sent = s->rows_sent;
+    }
     s->group_open = 0;
     if (!PQpipelineSync(s->pg))
         return COPY_EBROKEN;

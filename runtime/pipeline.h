@@ -39,6 +39,7 @@ typedef struct pipe_state {
     uint64_t rows_sent;   /* executions queued */
     uint64_t rows_done;   /* executions whose result came back */
     uint64_t rows_committed; /* rows of groups whose COMMIT succeeded */
+    uint64_t rows_commit_sent; /* rows of groups whose COMMIT was sent */
     uint64_t *fifo;       /* owned: (rows_sent << 2) | kind per item sent */
     size_t head, tail, cap;
     unsigned since_pump;  /* rows sent since the last read of results */

@@ -7,6 +7,7 @@
  * LuaJIT finds it as sluice/core.so.
  */
 #include "lib.h"
+#include "interrupt.h"
 
 #include <string.h>
 
@@ -64,6 +65,32 @@ static int set_helper(lua_State *L)
     else
         return luaL_argerror(L, 1, "unknown helper");
     return 0;
+}
+
+/* sluice.core.interrupt_hold() / interrupt_release(): see interrupt.h.
+ * Lua code that holds must release on every path (it runs the held part
+ * under pcall). */
+static int core_interrupt_hold(lua_State *L)
+{
+    (void)L;
+    interrupt_hold();
+    return 0;
+}
+
+static int core_interrupt_release(lua_State *L)
+{
+    interrupt_release(L);
+    return 0;
+}
+
+/* sluice.core.interrupt_take() -> "Ctrl-C" or "SIGTERM" when an interrupt
+ * was pending (it is consumed: the caller raises it), else nil. */
+static int core_interrupt_take(lua_State *L)
+{
+    if (!interrupt_pending())
+        return 0;
+    lua_pushstring(L, interrupt_name(interrupt_consume(L)));
+    return 1;
 }
 
 int luaopen_sluice_core(lua_State *L)
@@ -129,6 +156,12 @@ int luaopen_sluice_core(lua_State *L)
     lua_setfield(L, -2, "sink_open");
     lua_pushcfunction(L, set_helper);
     lua_setfield(L, -2, "set_helper");
+    lua_pushcfunction(L, core_interrupt_hold);
+    lua_setfield(L, -2, "interrupt_hold");
+    lua_pushcfunction(L, core_interrupt_release);
+    lua_setfield(L, -2, "interrupt_release");
+    lua_pushcfunction(L, core_interrupt_take);
+    lua_setfield(L, -2, "interrupt_take");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_pushstring(L, SLUICE_VERSION);

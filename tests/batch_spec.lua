@@ -223,6 +223,24 @@ describe("db:batch", function()
     assert.are.equal(2501, count(db, "fail"))
   end)
 
+  it("after a failed flush, a later error does not claim its rows were committed", function()
+    db:exec("create table fail2 (id int primary key)")
+    db:exec("insert into fail2 values (-1500), (-3500)")
+    local b = db:batch("fail2", { "id" }, { rows = 1000 })
+    local err = error_of(function() for i = 1, 2000 do b:add(i == 1500 and -1500 or i) end end)
+    assert.are.equal(1000, err.committed_rows)
+    err = error_of(function() for i = 2001, 4000 do b:add(i == 3500 and -3500 or i) end end)
+    assert.are.equal(
+      "batch: rows 3001-4000 were not inserted (this flush was rolled back; earlier flushes "
+      .. "committed 2000 of rows 1-3000 (earlier errors named the others)): duplicate key value "
+      .. "violates unique constraint \"fail2_pkey\"",
+      err.message)
+    assert.are.equal(2000, err.committed_rows)
+    assert.are.equal(2000 + 2, count(db, "fail2"))
+    assert.are.equal(2000, b.rows_committed)
+    b:close()
+  end)
+
   it("a failing split flush rolls back all of its statements", function()
     local cols = wide_table("wide_fail")
     db:exec("insert into wide_fail (id) values (-4000)")
@@ -239,6 +257,29 @@ describe("db:batch", function()
       .. "earlier rows were committed): duplicate key value violates unique "
       .. "constraint \"wide_fail_pkey\"", err.message)
     assert.are.equal(1, count(db, "wide_fail"))
+    assert.are.equal("idle", db:status())
+    b:close()
+  end)
+
+  it("with transaction = \"caller\" and no transaction open, commits a split flush whole", function()
+    local cols = wide_table("wide_callr")
+    db:exec("insert into wide_callr (id) values (-4000)")
+    local b = db:batch("wide_callr", cols, { rows = 5000, transaction = "caller" })
+    local err = error_of(function()
+      for i = 1, 5000 do
+        local r = wide_row(i)
+        if i == 4000 then r[1] = -4000 end   -- in the second statement
+        b:add(unpack(r))
+      end
+    end)
+    -- the first statement's rows are not left behind, and the message
+    -- says so instead of speaking of a caller's transaction
+    assert.are.equal(1, count(db, "wide_callr"))
+    assert.are.equal(
+      "batch: rows 1-5000 were not inserted (this flush was rolled back; no "
+      .. "earlier rows were committed): duplicate key value violates unique "
+      .. "constraint \"wide_callr_pkey\"", err.message)
+    assert.are.equal(0, err.committed_rows)
     assert.are.equal("idle", db:status())
     b:close()
   end)

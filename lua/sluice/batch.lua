@@ -34,7 +34,8 @@
 --                several statements runs in BEGIN ... COMMIT.  The
 --                connection must have no transaction open then.
 --                "caller": statements run in the caller's transaction;
---                nothing is committed here.
+--                nothing is committed here.  With no transaction open,
+--                flushes are committed as with "per_flush".
 --   json_encode  function(table) -> string for json/jsonb columns
 --                (default lua-cjson's encode)
 --   on_reject    function(values, err, row): keep the good rows of a
@@ -65,9 +66,18 @@
 --
 -- A failed flush raises the server's error object with the message
 -- prefixed by the rows it held (numbered from 1 in add() order) and what
--- is committed; fields first_row, last_row, committed_rows.  Its rows are
--- dropped from the buffer (they are named in the error); the batch stays
--- usable.  To keep them instead, pass on_reject.
+-- is committed; fields first_row, last_row, committed_rows (rows this
+-- batch committed), in_doubt_rows.  Its rows are dropped from the buffer
+-- (they are named in the error); the batch stays usable.  To keep them
+-- instead, pass on_reject.
+--
+-- What is committed comes from the server's answers (outcome.lua), also
+-- under Ctrl-C, which is held while a flush runs: a cancel request goes
+-- out, and the statement's answer decides.  A flush that completed is
+-- reported committed and the interrupt raised after it; one cancelled
+-- (57014) or refused is not; when the connection is lost before the
+-- answer to an autocommit statement or COMMIT came, its rows "may or may
+-- not have been committed" (in_doubt_rows).
 --
 -- b:flush() -> rows flushed, returned rows (when returning)
 -- b:poll()  -> the same when the age limit was reached, else 0
@@ -75,7 +85,8 @@
 --              deallocates the prepared statement.  Garbage collection
 --              frees the buffer but never flushes: call close().
 -- Fields: b.buffered, b.rows_added, b.buffered_bytes,
--- b.rows_per_statement, b.statement, b.state ("open", "closed").
+-- b.rows_per_statement, b.statement, b.state ("open", "closed"),
+-- b.rows_committed, b.rows_in_doubt (as the error fields).
 local M = {}
 
 local BATCH_OPTS = {
@@ -85,56 +96,68 @@ local BATCH_OPTS = {
 }
 
 local default_json_encode = require("sluice.values").default_json_encode
+local outcome = require "sluice.outcome"
+local reworded = outcome.reworded
 
 
 local function positive(v)
   return v == nil or (type(v) == "number" and v > 0 and v < 2^31)
 end
 
-local sluice_error -- sluice.error, looked up lazily (init.lua loads us)
-local retry_rows -- below
-
--- A copy of the server's error object (or a string) with prefix before
--- its message and extra fields.
-local function reworded(err, prefix, fields)
-  if type(err) == "table" then
-    local e = {}
-    for k, v in pairs(err) do e[k] = v end
-    e.message = prefix .. tostring(err.message)
-    for k, v in pairs(fields) do e[k] = v end
-    sluice_error = sluice_error or require("sluice").error
-    return sluice_error(e)
+-- What earlier flushes did with rows 1..st.done, for messages.
+local function earlier_text(st)
+  if st.done == 0 then return "no earlier rows were committed" end
+  if st.ok + st.rejects == st.done then
+    if st.rejects > 0 then
+      return ("rows 1-%d were done by earlier flushes (inserted, or handed to on_reject)")
+             :format(st.done)
+    end
+    return ("rows 1-%d were committed by earlier flushes"):format(st.done)
   end
-  return prefix .. tostring(err)
+  local s = ("earlier flushes committed %d of rows 1-%d"):format(st.ok, st.done)
+  if st.doubt > 0 then
+    s = s .. (" and %d more may or may not have been committed"):format(st.doubt)
+  end
+  if st.in_caller > 0 then
+    return s .. (" (%d went into a caller's transaction; earlier errors named any others)")
+                :format(st.in_caller)
+  end
+  return s .. " (earlier errors named the others)"
 end
 
--- What is committed before row `first`, for messages.
-local function committed_text(st)
-  if st.committed == 0 then return "no earlier rows were committed" end
-  if st.rejects > 0 then
-    return ("rows 1-%d were done by earlier flushes (inserted, or handed to on_reject)")
-           :format(st.committed)
+-- The error of a flush that did not go through: the cause (the server's
+-- error object, a lost connection's, or an interrupt) with the message
+-- saying what became of its rows, first..last, and of the earlier ones.
+-- o says, from the server's answers, how many of its rows (in order)
+-- were committed (o.committed), went into the caller's open transaction
+-- (o.in_tx), may or may not have been committed (o.doubt: no answer
+-- came); the rest were not inserted.  o.why says why; o.earlier adds
+-- what earlier flushes committed.  Counts this flush in st.ok/st.doubt.
+local function flush_error(st, cause, first, last, o)
+  local why = {}
+  if o.doubt > 0 then
+    why[#why + 1] = "the connection was lost before the server answered: check the table"
   end
-  return ("rows 1-%d were committed by earlier flushes"):format(st.committed)
-end
-
--- The error of a failed flush: the server's error object (or a string)
--- with the message saying which rows and what is committed.  saved: the
--- flush ran under a savepoint, which undid it (the caller's transaction
--- goes on).
-local function flush_error(st, err, first, last, saved)
-  local what
-  if st.mode == "caller" and saved then
-    what = "(transaction = \"caller\": this flush was rolled back to a savepoint; the "
-      .. "caller's transaction goes on)"
-  elseif st.mode == "caller" then
-    what = "(transaction = \"caller\": the caller's transaction is aborted; "
-      .. "roll it back)"
-  else
-    what = "(this flush was rolled back; " .. committed_text(st) .. ")"
+  why[#why + 1] = o.why
+  if o.earlier then why[#why + 1] = earlier_text(st) end
+  st.ok = st.ok + o.committed
+  st.doubt = st.doubt + o.doubt
+  local parts, at = {}, first
+  local function seg(k, text)
+    if k > 0 then
+      parts[#parts + 1] = ("rows %d-%d %s"):format(at, at + k - 1, text)
+      at = at + k
+    end
   end
-  return reworded(err, ("batch: rows %d-%d were not inserted %s: "):format(first, last, what),
-                  { first_row = first, last_row = last, committed_rows = st.committed })
+  seg(o.committed, "were committed")
+  seg(o.in_tx, "were inserted in the caller's transaction")
+  seg(o.doubt, "may or may not have been committed")
+  seg(last - at + 1, "were not inserted")
+  return reworded(cause, ("batch: %s (%s): "):format(table.concat(parts, ", "),
+                                                     table.concat(why, "; ")), {
+    first_row = first, last_row = last,
+    committed_rows = st.ok, in_doubt_rows = st.doubt,
+  })
 end
 
 -- Is err a row's fault, so that the row can be set aside and the others
@@ -147,43 +170,66 @@ local function rejectable(err)
   return type(code) == "string" and ROW_FAULT[code:sub(1, 2)] == true
 end
 
--- Undo a failed statement under the savepoint, and end the savepoint (one
--- left open per failure would pile up subtransactions).
+-- Undo what was done under the savepoint, and end it (one left open per
+-- failure would pile up subtransactions).  Returns whether it was undone.
 local function undo_savepoint(db)
-  if db:status() == "inerror" then
-    pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
-  end
+  local ok = pcall(db.exec, db, "ROLLBACK TO SAVEPOINT sluice_batch")
   pcall(db.exec, db, "RELEASE SAVEPOINT sluice_batch")
+  return ok
 end
 
+local function interrupted(sig) return "interrupted (" .. sig .. ")" end
+
 -- on_reject: the flush failed as a whole; send its rows one statement
--- each (each committed on its own, or under a savepoint in the caller's
--- transaction).  Returns the rows the server refused for their own fault,
--- as { values, err, row } (values as sent: strings, nil for NULL); the
--- caller hands them to on_reject once the buffer is reset, so that
--- on_reject may add() rows.  Raises for any other error.
-retry_rows = function(b, st, db, n, first, out, sp)
+-- each (each committed on its own with no transaction open - f.auto - or
+-- under a savepoint in the caller's transaction - f.sp), interrupts held
+-- (outcome.lua).  Returns the rows the server refused for their own
+-- fault, as { values, err, row } (values as sent: strings, nil for NULL),
+-- for on_reject once the buffer is reset, so that on_reject may add()
+-- rows; and, when another error (or Ctrl-C) ended the retry, that error,
+-- worded.  Counts the rows it commits in st.ok.
+local function retry_rows(b, st, db, f)
   local rejected = {}
+  local n, first, last = f.n, f.first, f.last
+  local function stop(cause, from, doubt)
+    return flush_error(st, cause, from, last, {
+      committed = 0, in_tx = 0, doubt = doubt,
+      why = from == first and "retrying a failed flush row by row"
+        or ("retrying a failed flush row by row; rows %d-%d are inserted or rejected")
+           :format(first, from - 1),
+    })
+  end
   for i = 0, n - 1 do
+    local sp_open = false
     local ok, r = pcall(function()
-      if sp then db:exec("SAVEPOINT sluice_batch") end
+      if f.sp then
+        db:exec("SAVEPOINT sluice_batch")
+        sp_open = true
+      end
       local got = b:_send(i, 1, st.want)
-      if sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
+      if f.sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
       return got
     end)
+    local sig = outcome.take()
     if ok then
-      if out then out[#out + 1] = r[1] end
+      if f.auto then st.ok = st.ok + 1 else st.in_caller = st.in_caller + 1 end
+      if f.out then f.out[#f.out + 1] = r[1] end
     else
-      if sp then undo_savepoint(db) end
+      if sp_open then undo_savepoint(db) end
       if not rejectable(r) then
         -- the rows before this one are done (inserted or rejected)
-        local e = reworded(r, ("batch: rows %d-%d were not inserted (retrying a failed flush "
-                               .. "row by row; rows up to %d are inserted or rejected): ")
-                              :format(first + i, first + n - 1, first + i - 1),
-                           { first_row = first + i, last_row = first + n - 1 })
-        return rejected, e, first + i - 1
+        return rejected, stop(r, first + i, f.auto and outcome.unanswered(r) and 1 or 0)
       end
       rejected[#rejected + 1] = { b:_values(i), r, first + i }
+    end
+    if sig and i < n - 1 then
+      return rejected, stop(interrupted(sig), first + i + 1, 0)
+    elseif sig then
+      return rejected, reworded(interrupted(sig), ("batch: rows %d-%d were inserted or "
+        .. "rejected (retrying a failed flush row by row; the interrupt came after the last "
+        .. "row): "):format(first, last), {
+        first_row = first, last_row = last, committed_rows = st.ok, in_doubt_rows = st.doubt,
+      })
     end
   end
   return rejected
@@ -207,6 +253,109 @@ local function hand_over(st, rejected)
   end
 end
 
+-- The statements of one flush, interrupts held (outcome.lua), keeping
+-- count of what the server answered: f.committed and f.in_tx count rows
+-- as flush_error wants them; f.stage is set while the answer to a round
+-- trip that commits (an autocommit statement, the COMMIT) is awaited.
+-- Raises what stopped the flush.
+local function send_flush(b, st, db, f)
+  outcome.check() -- Ctrl-C before anything was sent
+  f.sent = true
+  if f.own then
+    db:exec("BEGIN")
+    outcome.check()
+  end
+  if f.sp then
+    db:exec("SAVEPOINT sluice_batch")
+    f.sp_open = true
+  end
+  local per = b.rows_per_statement
+  for s = 0, f.n - 1, per do
+    local k = math.min(per, f.n - s)
+    if f.auto and not f.own then f.stage = k end
+    local r = b:_send(s, k, st.want)
+    f.stage = nil
+    if not f.auto then
+      f.in_tx = f.in_tx + k
+    elseif not f.own then
+      f.committed = k
+    end
+    if f.out then
+      for i = 1, #r do f.out[#f.out + 1] = r[i] end
+    end
+    outcome.check()
+  end
+  if f.sp then
+    db:exec("RELEASE SAVEPOINT sluice_batch")
+    f.sp_open = false
+  end
+  if f.own then
+    f.stage = f.n
+    db:commit()
+    f.stage = nil
+    f.committed = f.n
+    outcome.check()
+  end
+end
+
+-- The held part of a flush: send it and, when it fails, learn from the
+-- server's answers what became of it (retrying row by row for
+-- on_reject).  Returns nil when the flush went through, else the error
+-- to raise; f.rejected lists rows for on_reject either way.  Counts what
+-- it commits in st.ok and st.doubt.
+local function flush_held(b, st, db, f)
+  local ok, err = pcall(send_flush, b, st, db, f)
+  if ok then
+    st.ok = st.ok + f.committed
+    st.in_caller = st.in_caller + f.in_tx
+    return nil
+  end
+  local sig = outcome.interrupt_of(err)
+  local failed = not sig -- a statement failed (or the connection)
+  sig = sig or outcome.take()
+  local lost = failed and outcome.unanswered(err)
+  if f.stage and lost then f.doubt = f.stage end
+  if f.own and f.committed == 0 then pcall(db.rollback, db) end
+  local why
+  if f.sp_open then
+    if undo_savepoint(db) then
+      why = "transaction = \"caller\": this flush was rolled back to a savepoint; the "
+        .. "caller's transaction goes on"
+    else
+      why = "transaction = \"caller\": the connection was lost, and the caller's "
+        .. "transaction with it"
+    end
+    f.in_tx = 0
+  elseif not f.auto and failed then
+    f.in_tx = 0
+    why = lost and "transaction = \"caller\": the connection was lost, and the caller's "
+                   .. "transaction with it"
+      or "transaction = \"caller\": the caller's transaction is aborted; roll it back"
+  elseif not f.auto then
+    why = "transaction = \"caller\": nothing is committed here"
+  else
+    f.earlier = true
+    if f.committed == f.n then
+      why = "the interrupt came after the server had committed them"
+    elseif not f.sent then
+      why = "the interrupt came before this flush was sent"
+    elseif f.doubt == 0 then
+      why = "this flush was rolled back"
+    end
+  end
+  if failed and sig and err.sqlstate ~= "57014" then
+    why = (why and why .. "; " or "") .. interrupted(sig) .. " as well"
+  end
+  if failed and not sig and st.on_reject and rejectable(err) then
+    f.out = st.want and {} or nil
+    local rejected, rerr = retry_rows(b, st, db, f)
+    f.rejected = rejected
+    return rerr
+  end
+  f.why = why
+  return flush_error(st, failed and err or interrupted(sig), f.first, f.last, f)
+end
+
 -- The flush behind b:flush(), add() (when full or old) and poll().
 local function flush(b)
   local st = debug.getfenv(b)
@@ -216,70 +365,46 @@ local function flush(b)
   local n = b.buffered
   if n == 0 then return 0, st.want and {} or nil end
   local db = st[1]
-  local own = false
-  if st.mode == "per_flush" then
-    local status = db:status()
-    if status ~= "idle" then
-      -- nothing sent yet: the rows stay buffered
-      error("batch:flush: transaction = \"per_flush\" commits each flush, "
-            .. "but a transaction is open on the connection (status "
-            .. status .. "); pass transaction = \"caller\" to flush inside it", 2)
-    end
-    own = n > b.rows_per_statement
+  local status = db:status()
+  if st.mode == "per_flush" and status ~= "idle" then
+    -- nothing sent yet: the rows stay buffered
+    error("batch:flush: transaction = \"per_flush\" commits each flush, "
+          .. "but a transaction is open on the connection (status "
+          .. status .. "); pass transaction = \"caller\" to flush inside it", 2)
   end
-  local first, last = st.done + 1, st.done + n
-  local per = b.rows_per_statement
-  local out = st.want and {} or nil
-  -- with on_reject inside the caller's transaction, a savepoint keeps a
-  -- failed flush from aborting it (outside one, statements autocommit)
-  local sp = st.on_reject and st.mode == "caller" and db:status() == "intrans"
+  -- with no transaction open, each flush is committed on its own: one
+  -- statement autocommits, several run in BEGIN ... COMMIT (also with
+  -- transaction = "caller", when the caller has no transaction for them)
+  local auto = status == "idle"
+  local f = {
+    n = n, first = st.done + 1, last = st.done + n,
+    auto = auto, own = auto and n > b.rows_per_statement,
+    -- with on_reject inside the caller's transaction, a savepoint keeps a
+    -- failed flush from aborting it
+    sp = st.on_reject and status == "intrans",
+    out = st.want and {} or nil,
+    committed = 0, in_tx = 0, doubt = 0, inserted = 0,
+  }
   st.flushing = true
-  local ok, err = pcall(function()
-    if own then db:exec("BEGIN") end
-    if sp then db:exec("SAVEPOINT sluice_batch") end
-    for s = 0, n - 1, per do
-      local r = b:_send(s, math.min(per, n - s), st.want)
-      if out then
-        for i = 1, #r do out[#out + 1] = r[i] end
-      end
-    end
-    if sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
-    if own then db:commit() end
-  end)
-  local rejected, worded
-  if not ok then
-    if own then pcall(db.rollback, db) end
-    if sp then undo_savepoint(db) end
-    if st.on_reject and rejectable(err) then
-      out = st.want and {} or nil
-      local rok, rerr, upto
-      rok, rejected, rerr, upto = pcall(retry_rows, b, st, db, n, first, out, sp)
-      if not rok then
-        rejected, rerr, upto = nil, rejected, nil -- retry_rows itself raised
-      end
-      ok, err, worded = rerr == nil, rerr, rerr ~= nil
-      if worded and upto and st.mode == "per_flush" then st.committed = upto end
-    end
-  end
+  local ok, err = outcome.held(flush_held, b, st, db, f)
   st.flushing = false
   b:_reset()
-  st.done = last
-  if not ok then
-    -- rows already refused still reach on_reject; the error that ended
-    -- the retry is the one raised
-    if rejected and #rejected > 0 then
-      st.rejects = st.rejects + #rejected
-      pcall(hand_over, st, rejected)
-    end
-    error(worded and err or flush_error(st, err, first, last, sp), 0)
-  end
-  if st.mode == "per_flush" then st.committed = last end
+  st.done = f.last
+  if not ok then error(err, 0) end -- a bug in the above: say so plainly
+  local rejected = f.rejected
   if rejected and #rejected > 0 then
     st.rejects = st.rejects + #rejected
-    hand_over(st, rejected)
+    if err then
+      -- rows already refused still reach on_reject; the error that ended
+      -- the retry is the one raised
+      pcall(hand_over, st, rejected)
+    else
+      hand_over(st, rejected)
+    end
   end
-  if out and st.on_returning then st.on_returning(out) end
-  return n, out
+  if err then error(err, 0) end
+  if f.out and st.on_returning then st.on_returning(f.out) end
+  return n, f.out
 end
 
 local methods = {}
@@ -364,7 +489,9 @@ function methods.batch(db, tbl, columns, opts)
   st.on_reject = opts.on_reject
   st.rejects = 0    -- rows handed to on_reject
   st.done = 0       -- rows flushed or dropped by a failed flush
-  st.committed = 0  -- rows committed (per_flush)
+  st.ok = 0         -- rows this batch committed
+  st.doubt = 0      -- rows that may or may not have been committed
+  st.in_caller = 0  -- rows flushed into a caller's transaction
   return b
 end
 

@@ -86,9 +86,13 @@
 -- (the server's default: an unquoted empty field is NULL), encoding (the
 -- file's encoding, for the server).  A bad row raises the server's error
 -- object, whose context names the line ("COPY t, line 3, column n: ..."),
--- and nothing is loaded; Ctrl-C and a file that cannot be read to its end
--- (the errors above, without a line: "data.csv.gz: gzip stream is ...")
--- abort the COPY the same way.
+-- and nothing is loaded; Ctrl-C while the file is sent, and a file that
+-- cannot be read to its end (the errors above, without a line:
+-- "data.csv.gz: gzip stream is ..."), abort the COPY the same way.
+-- Ctrl-C after the whole file went out cancels the COPY if it is still
+-- running; if it completed anyway, the error says its rows were
+-- committed.  A connection lost after the whole file went out (outside a
+-- transaction) leaves the COPY in doubt, and the error says so.
 local core = require "sluice.core"
 
 local M = {

@@ -69,6 +69,7 @@ do
   end
 end
 
+require("sluice.outcome").install(core)
 require("sluice.conn").install(core)
 require("sluice.copy").install(core)
 require("sluice.batch").install(core)

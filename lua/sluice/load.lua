@@ -61,9 +61,14 @@
 -- given).
 --
 -- What a failure leaves: copy_*, upsert, unlogged_staging, pipeline (in
--- one group) and rowwise_tx without commit_every load nothing; batch,
--- rowwise_autocommit and rowwise_tx with commit_every keep what they had
--- committed (the error says which rows, as db:batch's does).
+-- one group) and rowwise_tx without commit_every load nothing, unless the
+-- step that commits at the end was under way; batch, rowwise_autocommit,
+-- pipeline and rowwise_tx with commit_every keep what they had committed.
+-- With connections = N the N COMMITs at the end are not atomic: one can
+-- fail after others committed.  Either way the error says what was
+-- committed, from the server's answers (Ctrl-C and a lost connection
+-- included: rows whose commit got no answer are "in doubt"), in its
+-- message and in err.committed_rows, err.in_doubt_rows.
 --
 -- Returns a summary: { rows, bytes (the input values' size: string
 -- lengths, 8 per number, 1 per boolean - the same for every strategy, so
@@ -74,6 +79,7 @@
 local progress = require "sluice.progress"
 local conn = require "sluice.conn"
 local list_iterator = require("sluice.values").list_iterator
+local outcome = require "sluice.outcome"
 
 local M = {}
 
@@ -218,8 +224,28 @@ end
 -- what it began) or aborted (rolls back; never raises).  One sink per
 -- connection; `put` is fetched once because the streams' __index is a C
 -- function LuaJIT cannot record (see model.lua's writer).
+--
+-- What a sink committed, for the load's error: a sink that commits as it
+-- goes has counts() -> rows committed, rows in doubt (in the load's row
+-- numbers when `numbered`: its errors then already say what the load
+-- committed); any other commits all its rows in one step (finish, or
+-- commit with several connections), which notes in s.final what the
+-- server answered: "committed", or "doubt" when no answer came.  Those
+-- steps run with Ctrl-C held (outcome.lua).
 
 local sinks = {}
+
+-- Run fn, the step that commits the sink's rows, noting in s.final what
+-- the server's answer says it did.  Raises fn's error.
+local function committing(s, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then
+    s.final = "committed"
+  elseif outcome.unanswered(err) then
+    s.final = "doubt"
+  end
+  if not ok then error(err, 0) end
+end
 
 -- End a batch without sending what it still buffers (close() would flush
 -- it: a failed load must not add rows after its failure).
@@ -228,12 +254,16 @@ local function drop_batch(b)
   pcall(b.close, b)
 end
 
+local function batch_counts(b)
+  return function() return b.rows_committed, b.rows_in_doubt end
+end
+
 -- Rowwise: db:batch with one row per statement is exactly one INSERT and
 -- one round trip per row, with db:batch's type-aware value encoding.
 function sinks.rowwise_autocommit(db, ctx)
   local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, on_reject = ctx.on_reject })
   return {
-    handle = b, put = b.add,
+    handle = b, put = b.add, counts = batch_counts(b), numbered = true,
     finish = function() b:close() end,
     abort = function() drop_batch(b) end,
   }
@@ -245,19 +275,42 @@ function sinks.rowwise_tx(db, ctx)
   local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller",
                                              on_reject = ctx.on_reject })
   local put = b.add
-  local s = { handle = b }
+  local s = { handle = b, committed = 0, doubt = 0 }
+  s.counts = function() return s.committed, s.doubt end
+  -- COMMIT what was added so far, held: the answer decides what the
+  -- counts say, and Ctrl-C is raised once they are right
+  local function commit_all()
+    local upto = b.rows_added - ctx.rejected
+    local ok, err = outcome.held(function()
+      local cok, cerr = pcall(db.commit, db)
+      if cok then
+        s.committed = upto
+      elseif outcome.unanswered(cerr) then
+        s.doubt = upto - s.committed
+      end
+      if not cok then error(cerr, 0) end
+      outcome.check()
+    end)
+    if not ok then error(err, 0) end
+  end
   if every then
     local n = 0
     s.handle = nil
     s.put = function(_, ...)
       put(b, ...)
       n = n + 1
-      if n % every == 0 then db:commit(); db:begin() end
+      if n % every == 0 then
+        commit_all()
+        db:begin()
+      end
     end
   else
     s.put = put
   end
-  s.finish = function() b:close(); db:commit() end
+  s.finish = function()
+    b:close()
+    commit_all()
+  end
   s.abort = function() drop_batch(b); pcall(db.rollback, db) end
   return s
 end
@@ -269,12 +322,17 @@ function sinks.batch(db, ctx)
     rows = ctx.opts.batch_rows or 1000, max_age_ms = ctx.opts.max_age_ms,
     transaction = tx and "caller" or nil, on_reject = ctx.on_reject,
   })
-  return {
+  local s = {
     handle = b, put = b.add,
     finish = function() b:close() end,
-    commit = tx and function() db:commit() end,
     abort = function() drop_batch(b); if tx then pcall(db.rollback, db) end end,
   }
+  if tx then
+    s.commit = function() committing(s, db.commit, db) end
+  else
+    s.counts, s.numbered = batch_counts(b), true
+  end
+  return s
 end
 
 function sinks.pipeline(db, ctx)
@@ -282,13 +340,19 @@ function sinks.pipeline(db, ctx)
   if tx then db:begin() end
   local pl = db:pipeline(insert_sql(db, ctx.qtable, ctx.columns),
                          { sync_every = ctx.opts.sync_every })
-  return {
+  local s = {
     handle = pl, put = pl.send,
     finish = function() pl:close() end,
-    commit = tx and function() db:commit() end,
-    -- abort, not close: close would commit the open group
+    -- never close(): that would commit the open group
     abort = function() pcall(pl.abort, pl); if tx then pcall(db.rollback, db) end end,
   }
+  if tx then
+    s.commit = function() committing(s, db.commit, db) end
+  else
+    s.counts = function() return pl.rows_committed, pl.rows_in_doubt end
+    s.numbered = true
+  end
+  return s
 end
 
 local function copy_sink(db, ctx, format)
@@ -297,15 +361,21 @@ local function copy_sink(db, ctx, format)
   if tx then db:begin() end
   if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
   local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil })
-  return {
+  local s = {
     handle = cp, put = cp.row,
-    finish = function() cp:finish() end,
-    commit = tx and function() db:commit() end,
     abort = function()
       if cp.state == "open" then pcall(cp.abort, cp) end
       if tx then pcall(db.rollback, db) end
     end,
   }
+  if tx then
+    s.finish = function() cp:finish() end
+    s.commit = function() committing(s, db.commit, db) end
+  else
+    -- a COPY outside a transaction commits when it ends
+    s.finish = function() committing(s, cp.finish, cp) end
+  end
+  return s
 end
 
 for name, format in pairs(COPY_FORMAT) do
@@ -322,11 +392,17 @@ function sinks.upsert(db, ctx)
     end
   end
   local up = db:upsert(ctx.tbl, ctx.columns, { key = key })
-  return {
-    handle = up, put = up.row,
-    finish = function() up:finish() end,
-    abort = function() pcall(up.abort, up) end,
-  }
+  local s = { handle = up, put = up.row, abort = function() pcall(up.abort, up) end }
+  s.finish = function()
+    local ok, err = pcall(up.finish, up)
+    if ok or type(err) == "table" and (err.committed_rows or 0) > 0 then
+      s.final = "committed" -- committed, then interrupted (upsert.lua)
+    elseif type(err) == "table" and (err.in_doubt_rows or 0) > 0 then
+      s.final = "doubt" -- its COMMIT got no answer
+    end
+    if not ok then error(err, 0) end
+  end
+  return s
 end
 
 local staging_seq = 0
@@ -349,21 +425,28 @@ function sinks.unlogged_staging(db, ctx)
     pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
     error(cp, 0)
   end
-  return {
+  local s
+  s = {
     handle = cp, put = cp.row,
     finish = function()
       local fok, err = pcall(function()
         cp:finish()
-        db:exec(("INSERT INTO %s (%s) SELECT %s FROM %s"):format(ctx.qtable, clist, clist, stage))
+        outcome.check()
+        committing(s, db.exec, db, ("INSERT INTO %s (%s) SELECT %s FROM %s")
+                                   :format(ctx.qtable, clist, clist, stage))
       end)
+      -- a Ctrl-C noticed meanwhile waits until the staging table is gone
+      local sig = outcome.take()
       pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
       if not fok then error(err, 0) end
+      if sig then outcome.raise(sig) end
     end,
     abort = function()
       if cp.state == "open" then pcall(cp.abort, cp) end
       pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
     end,
   }
+  return s
 end
 
 --------------------------------------------------------------- the load
@@ -526,10 +609,10 @@ function M.load(o)
   local is_column = {}
   for _, c in ipairs(columns) do is_column[c] = true end
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns, multi = nconn > 1 }
-  local rejected = 0
+  ctx.rejected = 0
   if o.on_reject then
     ctx.on_reject = function(values, err, row)
-      rejected = rejected + 1
+      ctx.rejected = ctx.rejected + 1
       return o.on_reject(values, err, row)
     end
   end
@@ -601,8 +684,98 @@ function M.load(o)
       if prog and n % 256 == 0 then prog:update(n, bytes) end
       item = next_item()
     end
-    for _, s in ipairs(opened) do s.finish() end
-    for _, s in ipairs(opened) do if s.commit then s.commit() end end
+    -- the steps that commit run with Ctrl-C held: the server's answers
+    -- say what they did, and an interrupt is raised between them
+    local fok, ferr = outcome.held(function()
+      for _, s in ipairs(opened) do
+        s.finish()
+        outcome.check()
+      end
+      for _, s in ipairs(opened) do
+        if s.commit then
+          s.commit()
+          outcome.check()
+        end
+      end
+    end)
+    if not fok then error(ferr, 0) end
+  end
+
+  -- What the load committed, once every sink is finished or aborted:
+  -- the claim for its error, rows committed, rows in doubt.
+  local function committed_claim()
+    if nconn == 1 then
+      local s = opened[1]
+      local c, d = 0, 0
+      if s.counts then
+        c, d = s.counts()
+      elseif s.final == "committed" then
+        c = n
+      elseif s.final == "doubt" then
+        d = n
+      end
+      local t = {}
+      if ctx.rejected > 0 and c > 0 then
+        t[1] = ("%d rows were committed (rows handed to on_reject are not among them)"):format(c)
+      elseif c > 0 then
+        t[1] = ("rows 1-%d were committed"):format(c)
+      else
+        t[1] = d > 0 and "nothing was committed for certain" or "nothing was committed"
+      end
+      if d > 0 then
+        t[#t + 1] = ("rows %d-%d may or may not have been committed (the connection was lost "
+                     .. "before the server answered: check the table)"):format(c + 1, c + d)
+      end
+      if ctx.rejected == 0 and c + d > 0 and n > c + d then
+        t[#t + 1] = ("nothing from row %d on was"):format(c + d + 1)
+      end
+      return table.concat(t, "; "), c, d
+    end
+    -- several connections: connection k took rows k, k + N, k + 2N, ...
+    local function dealt(k) return n >= k and math.floor((n - k) / nconn) + 1 or 0 end
+    local yes, maybe, c, d = {}, {}, 0, 0
+    for k, s in ipairs(opened) do
+      if s.final == "committed" then
+        yes[#yes + 1] = k
+        c = c + dealt(k)
+      elseif s.final == "doubt" then
+        maybe[#maybe + 1] = k
+        d = d + dealt(k)
+      end
+    end
+    if #yes == 0 and #maybe == 0 then
+      return "nothing was committed (every connection's transaction was rolled back)", 0, 0
+    end
+    local t = {}
+    if #yes > 0 then
+      t[1] = ("connection %s of %d committed its rows (%d rows)"):format(table.concat(yes, ", "),
+                                                                        nconn, c)
+    end
+    if #maybe > 0 then
+      t[#t + 1] = ("connection %s may or may not have committed its rows (%d rows: the "
+                   .. "connection was lost before the server answered COMMIT; check the table)")
+                  :format(table.concat(maybe, ", "), d)
+    end
+    t[#t + 1] = ("the other connections' rows were rolled back (connection k of %d took rows k, "
+                 .. "k + %d, k + %d, ...)"):format(nconn, nconn, 2 * nconn)
+    return table.concat(t, "; "), c, d
+  end
+
+  -- The error a failed load raises: what stopped it, saying what the
+  -- load committed (err.committed_rows, err.in_doubt_rows).  An error
+  -- raised before the sinks were open stands as it is: nothing was
+  -- sent.
+  local function load_error(err)
+    if #opened < nconn then return err end
+    local text, c, d = committed_claim()
+    if nconn == 1 and type(err) == "table" and err.committed_rows == c
+       and err.in_doubt_rows == d and (opened[1].numbered or c == 0) then
+      -- db:batch's, db:pipeline's or the COPY's error says it already,
+      -- in the load's row numbers
+      return err
+    end
+    return outcome.reworded(err, "load: " .. text .. ": ",
+                            { committed_rows = c, in_doubt_rows = d })
   end
 
   local function cleanup_load(ok)
@@ -626,6 +799,7 @@ function M.load(o)
     end)
     ok, err = pcall(load_rows)
     cleanup_load(ok)
+    if not ok then err = load_error(err) end
     -- recreate whatever happened: a failed load must not leave the table
     -- without its indexes
     local ti = progress.now()
@@ -651,6 +825,7 @@ function M.load(o)
   else
     ok, err = pcall(load_rows)
     cleanup_load(ok)
+    if not ok then err = load_error(err) end
   end
   if not ok then
     if prog then prog:finish(n, bytes) end
@@ -663,7 +838,7 @@ function M.load(o)
     rows = n, bytes = bytes, seconds = seconds,
     rows_per_s = n / seconds, mb_per_s = bytes / seconds / 1e6,
     wal_bytes = wal_since(db, wal0), index_seconds = index_seconds,
-    rejected = o.on_reject and rejected or nil,
+    rejected = o.on_reject and ctx.rejected or nil,
   }
   if prog then prog:finish(n, bytes) end
   return summary

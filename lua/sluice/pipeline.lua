@@ -24,7 +24,11 @@
 -- A failure is raised when it is read - by a later send(), by sync() or
 -- by close() - as the server's error object with `row` (1-based, in
 -- send() order) and the message prefixed "pipeline: row N: "; the
--- pipeline is then closed.
+-- pipeline is then closed.  Ctrl-C (a cancel request goes out first) and
+-- a lost connection end it too.  Every such error says what was
+-- committed, read from the server's answers once the pipeline has ended:
+-- fields committed_rows and in_doubt_rows (rows of groups whose COMMIT
+-- went out and got no answer: they may or may not have been committed).
 --
 -- pl:send(v1, ..., vN)  queue one execution (N = the statement's
 --                       parameters; a wrong count raises at the caller's
@@ -32,13 +36,13 @@
 -- pl:sync()             sync point now and wait for every result ->
 --                       rows done
 -- pl:close()            commit the open group, wait, leave pipeline
---                       mode -> rows sent.
--- pl:abort()            end it, rolling the open group back (the rows
---                       since the last sync point are not committed) ->
---                       true, or false when it was over.  Garbage
---                       collection ends an unclosed pipeline the same way
---                       (never committing).
--- Fields: rows_sent, rows_done, rows_committed, sync_every, state.
+--                       mode -> rows sent.  Garbage collection ends an
+--                       unclosed pipeline too, rolling its open group
+--                       back (never committing).
+-- pl:abort()            end it now, rolling the open group back (synced
+--                       groups commit as they would) -> rows committed
+-- Fields: rows_sent, rows_done, rows_committed, rows_in_doubt,
+-- sync_every, state.
 -- While a pipeline is open the connection refuses other calls (libpq
 -- allows nothing else in pipeline mode, COPY included).
 local M = {}

@@ -38,6 +38,8 @@
 -- An upsert dropped without finish() or abort() aborts its COPY when
 -- collected, but its transaction stays open until the script rolls it
 -- back (garbage collection cannot run SQL safely): always end it.
+local outcome = require "sluice.outcome"
+
 local M = {}
 
 local seq = 0
@@ -154,21 +156,43 @@ function U.rows(u, list)
   return err
 end
 
+-- finish() runs with Ctrl-C held (outcome.lua), so that the server's
+-- answer to COMMIT, not the moment of an interrupt, says what happened.
 function U.finish(u)
   if u.state ~= "open" then error("upsert:finish: the upsert is " .. u.state, 2) end
   local db = u.db
-  local ok, changed, staged = pcall(function()
-    local n = u.cp:finish()
+  local committing, staged_n = false, nil
+  local sig, ok, changed, staged = outcome.held_take(function()
+    staged_n = u.cp:finish()
+    outcome.check()
     local affected = db:exec(u.move_sql)
+    outcome.check()
     db:exec("DROP TABLE " .. u.staging)
+    committing = not u.savepoint
     if u.savepoint then db:release(u.savepoint) else db:commit() end
-    return affected, n
+    committing = false
+    return affected, staged_n
   end)
   if not ok then
+    if committing and outcome.unanswered(changed) then
+      -- COMMIT went out and no answer came: nobody can tell
+      u.state = "failed"
+      error(outcome.reworded(changed, "upsert: the connection was lost before the server "
+        .. "answered COMMIT: the upsert may or may not have been committed (check the "
+        .. "table): ", { committed_rows = 0, in_doubt_rows = staged_n or 0 }), 0)
+    end
     undo(u)
     error(changed, 0)
   end
   u.state = "finished"
+  if sig then
+    local what = u.savepoint and "done in the caller's transaction (nothing is committed here"
+      or "committed ("
+    error(outcome.reworded("interrupted (" .. sig .. ")",
+      ("upsert: %s%s%d staged rows, %d inserted or updated) before the interrupt was noticed: ")
+        :format(what, u.savepoint and "; " or "", staged, changed),
+      { committed_rows = u.savepoint and 0 or staged, in_doubt_rows = 0 }), 0)
+  end
   return changed, staged
 end
 
