@@ -97,8 +97,12 @@ static inline int copy_buf_reserve(copy_buf *b, size_t extra)
 /* The put_* helpers need room reserved beforehand. */
 static inline void copy_put_raw(copy_buf *b, const void *p, size_t n)
 {
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
+    /* n == 0 may come with a buffer never allocated (data NULL), and
+     * memcpy's pointers must be valid even for 0 bytes */
+    if (n) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+    }
 }
 
 static inline void copy_put_byte(copy_buf *b, int c)
