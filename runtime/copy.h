@@ -38,6 +38,8 @@ enum {
     COPY_EBROKEN = -5,     /* the connection failed (PQerrorMessage) */
     COPY_EINTR = -6,       /* an interrupt (Ctrl-C) is pending */
     COPY_EFAIL = -7,       /* the server refused (an error PGresult) */
+    COPY_ENOZONE = -8,     /* a timestamptz string without a UTC offset,
+                            * and the session TimeZone is not UTC */
     COPY_DONE = 1,         /* copy_out_next: no more rows */
 };
 
