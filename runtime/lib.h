@@ -115,8 +115,9 @@ int lib_copy_out_start(lua_State *L);
 /* sluice.core.copy_kind(base_oid, textlike) -> encoder family name;
  * "other" means no binary encoder.  Never raises on a valid number. */
 int lib_copy_kind(lua_State *L);
-/* sluice.core.copy_fast(cp) / copy_fast_functions(): the FFI row writer
- * of binary streams (lib_copy.c, lua/sluice/copy.lua). */
+/* sluice.core.copy_fast(cp) / copy_fast_text(cp) / copy_fast_functions():
+ * the compiled row writer of streams to the server (lib_copy.c; the
+ * functions and their table are copyenc.c; lua/sluice/copy.lua). */
 int lib_copy_fast(lua_State *L);
 int lib_copy_fast_text(lua_State *L);
 int lib_copy_fast_functions(lua_State *L);
