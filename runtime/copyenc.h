@@ -17,8 +17,8 @@
  *   their C types for ffi.cast and the column kinds each serves.  Adding
  *   a type to the fast path is one row there.
  *
- * Uses: copy.h (the buffer, the parsers, numeric and date/time forms),
- * numfmt.h.
+ * Uses: copy.h (the buffer, the text of numbers), copyparse.h (the
+ * parsers, numeric and date/time forms), numfmt.h.
  *
  * Every function returns COPY_OK (0), a negative COPY_E* code, or (row
  * end) 1; none prints, raises or calls back.  A value is checked before
@@ -30,6 +30,7 @@
 #define SLUICE_COPYENC_H
 
 #include "copy.h"
+#include "copyparse.h"
 
 #include <libpq-fe.h>
 #include <math.h>
