@@ -200,6 +200,109 @@ static int put_numeric_special(copy_buf *b, uint16_t sign)
     return COPY_OK;
 }
 
+/* A finite decimal as written: its integer digits s[int_start..) and
+ * fraction digits s[frac_start..), and the exponent after e. */
+typedef struct decimal {
+    const char *s;
+    size_t int_start, int_len, frac_start, frac_len;
+    long exp10;
+    int neg;
+} decimal;
+
+/* Digit k of the number (integer digits, then fraction digits). */
+static inline int dec_digit(const decimal *d, long k)
+{
+    return k < (long)d->int_len ? d->s[d->int_start + (size_t)k] - '0'
+                                : d->s[d->frac_start + (size_t)k -
+                                       d->int_len] - '0';
+}
+
+/* [+-]digits[.digits][e[+-]digits] from s[i..n) (the whole rest). */
+static int parse_decimal(const char *s, size_t n, size_t i, decimal *d)
+{
+    d->s = s;
+    d->int_start = i;
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    d->int_len = i - d->int_start;
+    d->frac_start = i;
+    d->frac_len = 0;
+    if (i < n && s[i] == '.') {
+        d->frac_start = ++i;
+        while (i < n && is_digit((unsigned char)s[i]))
+            i++;
+        d->frac_len = i - d->frac_start;
+    }
+    if (d->int_len + d->frac_len == 0)
+        return COPY_EINVAL;
+    d->exp10 = 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        if (i == n || !is_digit((unsigned char)s[i]))
+            return COPY_EINVAL;
+        while (i < n && is_digit((unsigned char)s[i])) {
+            if (d->exp10 <= NUMERIC_MAX_EXPONENT)
+                d->exp10 = d->exp10 * 10 + (s[i] - '0');
+            i++;
+        }
+        if (d->exp10 > NUMERIC_MAX_EXPONENT)
+            return COPY_ERANGE;
+        if (eneg)
+            d->exp10 = -d->exp10;
+    }
+    return i == n ? COPY_OK : COPY_EINVAL;
+}
+
+/* The binary body of a parsed decimal: base-10000 digit groups. */
+static int put_decimal(copy_buf *b, const decimal *d)
+{
+    /* digit k of the string has decimal exponent point - 1 - k */
+    long nd = (long)(d->int_len + d->frac_len);
+    long point = (long)d->int_len + d->exp10;
+    long dscale = (long)d->frac_len - d->exp10;
+    if (dscale < 0)
+        dscale = 0;
+    if (dscale > NUMERIC_DSCALE_MAX)
+        return COPY_ERANGE;
+    long first = 0, last = nd - 1;
+    while (first < nd && dec_digit(d, first) == 0)
+        first++;
+    if (first == nd) { /* zero keeps its display scale; its sign is + */
+        if (copy_buf_reserve(b, 8))
+            return COPY_ENOMEM;
+        copy_put_be16(b, 0);
+        copy_put_be16(b, 0);
+        copy_put_be16(b, NUMERIC_POS);
+        copy_put_be16(b, (uint16_t)dscale);
+        return COPY_OK;
+    }
+    while (dec_digit(d, last) == 0)
+        last--;
+    int weight = floordiv4(point - 1 - first);
+    int low = floordiv4(point - 1 - last);
+    long ndigits = (long)weight - low + 1;
+    if (weight > INT16_MAX || low < INT16_MIN || ndigits > NUMERIC_MAX_NDIGITS)
+        return COPY_ERANGE;
+    if (copy_buf_reserve(b, 8 + 2 * (size_t)ndigits))
+        return COPY_ENOMEM;
+    copy_put_be16(b, (uint16_t)ndigits);
+    copy_put_be16(b, (uint16_t)(int16_t)weight);
+    copy_put_be16(b, d->neg ? NUMERIC_NEG : NUMERIC_POS);
+    copy_put_be16(b, (uint16_t)dscale);
+    for (long g = weight; g >= low; g--) {
+        unsigned v = 0;
+        for (int j = 3; j >= 0; j--) {
+            long k = point - 1 - (4 * g + j);
+            v = v * 10 + (unsigned)(k >= 0 && k < nd ? dec_digit(d, k) : 0);
+        }
+        copy_put_be16(b, (uint16_t)v);
+    }
+    return COPY_OK;
+}
+
 int copy_put_numeric_text(copy_buf *b, const char *s, size_t n)
 {
     trim(&s, &n);
@@ -211,86 +314,12 @@ int copy_put_numeric_text(copy_buf *b, const char *s, size_t n)
         neg = s[i++] == '-';
     if (word_is(s + i, n - i, "infinity") || word_is(s + i, n - i, "inf"))
         return put_numeric_special(b, neg ? NUMERIC_NINF : NUMERIC_PINF);
-
-    size_t int_start = i;
-    while (i < n && is_digit((unsigned char)s[i]))
-        i++;
-    size_t int_len = i - int_start, frac_start = i, frac_len = 0;
-    if (i < n && s[i] == '.') {
-        frac_start = ++i;
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-        frac_len = i - frac_start;
-    }
-    if (int_len + frac_len == 0)
-        return COPY_EINVAL;
-    long exp10 = 0;
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        int eneg = 0;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            eneg = s[i++] == '-';
-        if (i == n || !is_digit((unsigned char)s[i]))
-            return COPY_EINVAL;
-        while (i < n && is_digit((unsigned char)s[i])) {
-            if (exp10 <= NUMERIC_MAX_EXPONENT)
-                exp10 = exp10 * 10 + (s[i] - '0');
-            i++;
-        }
-        if (exp10 > NUMERIC_MAX_EXPONENT)
-            return COPY_ERANGE;
-        if (eneg)
-            exp10 = -exp10;
-    }
-    if (i != n)
-        return COPY_EINVAL;
-
-    /* digit k of the string (integer digits then fraction digits) has
-     * decimal exponent point - 1 - k */
-    long nd = (long)(int_len + frac_len);
-    long point = (long)int_len + exp10;
-    long dscale = (long)frac_len - exp10;
-    if (dscale < 0)
-        dscale = 0;
-    if (dscale > NUMERIC_DSCALE_MAX)
-        return COPY_ERANGE;
-#define DIGIT(k) ((k) < (long)int_len ? s[int_start + (k)] - '0' \
-                                       : s[frac_start + (k) - (long)int_len] - '0')
-    long first = 0, last = nd - 1;
-    while (first < nd && DIGIT(first) == 0)
-        first++;
-    if (first == nd) { /* zero keeps its display scale; its sign is + */
-        if (copy_buf_reserve(b, 8))
-            return COPY_ENOMEM;
-        copy_put_be16(b, 0);
-        copy_put_be16(b, 0);
-        copy_put_be16(b, NUMERIC_POS);
-        copy_put_be16(b, (uint16_t)dscale);
-        return COPY_OK;
-    }
-    while (DIGIT(last) == 0)
-        last--;
-    int weight = floordiv4(point - 1 - first);
-    int low = floordiv4(point - 1 - last);
-    long ndigits = (long)weight - low + 1;
-    if (weight > INT16_MAX || low < INT16_MIN || ndigits > NUMERIC_MAX_NDIGITS)
-        return COPY_ERANGE;
-    if (copy_buf_reserve(b, 8 + 2 * (size_t)ndigits))
-        return COPY_ENOMEM;
-    copy_put_be16(b, (uint16_t)ndigits);
-    copy_put_be16(b, (uint16_t)(int16_t)weight);
-    copy_put_be16(b, neg ? NUMERIC_NEG : NUMERIC_POS);
-    copy_put_be16(b, (uint16_t)dscale);
-    for (long g = weight; g >= low; g--) {
-        unsigned v = 0;
-        for (int j = 3; j >= 0; j--) {
-            long k = point - 1 - (4 * g + j);
-            v = v * 10 + (unsigned)(k >= 0 && k < nd ? DIGIT(k) : 0);
-        }
-        copy_put_be16(b, (uint16_t)v);
-    }
-#undef DIGIT
-    return COPY_OK;
+    decimal d;
+    int rc = parse_decimal(s, n, i, &d);
+    if (rc != COPY_OK)
+        return rc;
+    d.neg = neg;
+    return put_decimal(b, &d);
 }
 
 /* ----------------------------------------------------- dates and times */
@@ -347,6 +376,107 @@ static int read_num(const char *s, size_t n, size_t *i, int min, int max,
  * takes, are refused here (with the row and column), never misread. */
 #define FRAC_DIGITS_MAX 100
 
+/* The time of day after a date: hh:mm[:ss[.fraction]] from s[*i], into
+ * *tod microseconds (up to 24:00:00). */
+static int parse_time(const char *s, size_t n, size_t *i, int64_t *tod)
+{
+    long h = 0, mi = 0, sec = 0;
+    int64_t fsec = 0;
+    if (!read_num(s, n, i, 1, 2, &h) || *i >= n || s[(*i)++] != ':' ||
+        !read_num(s, n, i, 2, 2, &mi))
+        return COPY_EINVAL;
+    if (*i < n && s[*i] == ':') {
+        (*i)++;
+        if (!read_num(s, n, i, 2, 2, &sec))
+            return COPY_EINVAL;
+        /* only '.': the server refuses "12:00:00,5" */
+        if (*i < n && s[*i] == '.') {
+            size_t dot = (*i)++;
+            while (*i < n && is_digit((unsigned char)s[*i]))
+                (*i)++;
+            double frac;
+            if (*i == dot + 1 || *i - dot - 1 > FRAC_DIGITS_MAX ||
+                numparse_double(s + dot, *i - dot, &frac) != 0)
+                return COPY_EINVAL;
+            fsec = (int64_t)rint(frac * 1000000.0); /* 0 .. 1e6 */
+        }
+    }
+    /* DecodeTime's and time_overflows()' checks */
+    if (h > 24 || mi > 59 || sec > 60 ||
+        ((h * 60 + mi) * 60 + sec) * INT64_C(1000000) + fsec > USECS_PER_DAY)
+        return COPY_EINVAL;
+    *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + fsec;
+    return COPY_OK;
+}
+
+/* A zone after the time, from s[*i]: Z, UTC, or an offset +hh, +hhmm,
+ * +hh:mm[:ss] (or -), into *offset_sec. */
+static int parse_zone(const char *s, size_t n, size_t *i, int32_t *offset_sec,
+                      int *has_offset)
+{
+    *has_offset = 1;
+    if (s[*i] == 'Z' || s[*i] == 'z') {
+        (*i)++;
+        return COPY_OK;
+    }
+    if (n - *i >= 3 && word_is(s + *i, 3, "utc")) {
+        *i += 3;
+        return COPY_OK;
+    }
+    if (s[*i] != '+' && s[*i] != '-')
+        return COPY_EINVAL;
+    int sign = s[(*i)++] == '-' ? -1 : 1;
+    long oh = 0, om = 0, os = 0;
+    int k = 0;
+    /* hh, then minutes may follow without a colon (+0530) */
+    while (*i < n && k < 2 && is_digit((unsigned char)s[*i])) {
+        oh = oh * 10 + (s[(*i)++] - '0');
+        k++;
+    }
+    if (k == 0)
+        return COPY_EINVAL;
+    if (*i < n && s[*i] == ':') {
+        (*i)++;
+        if (!read_num(s, n, i, 2, 2, &om))
+            return COPY_EINVAL;
+        /* seconds only as +hh:mm:ss (the server reads +0530:00 as 530
+         * hours) */
+        if (*i < n && s[*i] == ':') {
+            (*i)++;
+            if (!read_num(s, n, i, 2, 2, &os))
+                return COPY_EINVAL;
+        }
+    } else if (*i < n && is_digit((unsigned char)s[*i])) {
+        if (!read_num(s, n, i, 2, 2, &om))
+            return COPY_EINVAL;
+    }
+    if (oh > 15 || om > 59 || os > 59)
+        return COPY_EINVAL;
+    *offset_sec = (int32_t)(sign * (oh * 3600 + om * 60 + os));
+    return COPY_OK;
+}
+
+/* The special words: 1 when s is one (the outputs set), else 0. */
+static int parse_ts_word(const char *s, size_t n, int64_t *days, int *inf,
+                         int *has_offset)
+{
+    /* "+infinity" is float8in's, not the date/time types' */
+    if (word_is(s, n, "infinity")) {
+        *inf = 1;
+        return 1;
+    }
+    if (word_is(s, n, "-infinity")) {
+        *inf = -1;
+        return 1;
+    }
+    if (word_is(s, n, "epoch")) {
+        *days = -UNIX_TO_PG_DAYS;
+        *has_offset = 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* The shared parse of copy_parse_timestamp/copy_parse_date, following
  * PostgreSQL's DecodeDateTime for the forms read here: *days since
  * 2000-01-01 and *tod microseconds into that day (up to 24:00:00), or
@@ -370,104 +500,31 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
     *inf = 0;
     *days = 0;
     *tod = 0;
-    /* "+infinity" is float8in's, not the date/time types' */
-    if (word_is(s, n, "infinity")) {
-        *inf = 1;
+    if (parse_ts_word(s, n, days, inf, has_offset))
         return COPY_OK;
-    }
-    if (word_is(s, n, "-infinity")) {
-        *inf = -1;
-        return COPY_OK;
-    }
-    if (word_is(s, n, "epoch")) {
-        *days = -UNIX_TO_PG_DAYS;
-        *has_offset = 1;
-        return COPY_OK;
-    }
     size_t i = 0;
-    long y, mo, d, h = 0, mi = 0, sec = 0;
-    int64_t fsec = 0;
+    long y, mo, d;
     if (!read_num(s, n, &i, 4, 6, &y) || i >= n || s[i++] != '-' ||
         !read_num(s, n, &i, 1, 2, &mo) || i >= n || s[i++] != '-' ||
         !read_num(s, n, &i, 1, 2, &d))
         return COPY_EINVAL;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (unsigned)mo))
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
+        d > days_in_month(y, (unsigned)mo))
         return COPY_EINVAL;
     if (i < n && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
         i++;
         while (i < n && s[i] == ' ')
             i++;
-        if (!read_num(s, n, &i, 1, 2, &h) || i >= n || s[i++] != ':' ||
-            !read_num(s, n, &i, 2, 2, &mi))
-            return COPY_EINVAL;
-        if (i < n && s[i] == ':') {
-            i++;
-            if (!read_num(s, n, &i, 2, 2, &sec))
-                return COPY_EINVAL;
-            /* only '.': the server refuses "12:00:00,5" */
-            if (i < n && s[i] == '.') {
-                size_t dot = i++;
-                while (i < n && is_digit((unsigned char)s[i]))
-                    i++;
-                double frac;
-                if (i == dot + 1 || i - dot - 1 > FRAC_DIGITS_MAX ||
-                    numparse_double(s + dot, i - dot, &frac) != 0)
-                    return COPY_EINVAL;
-                fsec = (int64_t)rint(frac * 1000000.0); /* 0 .. 1e6 */
-            }
-        }
-        /* DecodeTime's and time_overflows()' checks */
-        if (h > 24 || mi > 59 || sec > 60 ||
-            ((h * 60 + mi) * 60 + sec) * INT64_C(1000000) + fsec > USECS_PER_DAY)
+        if (parse_time(s, n, &i, tod) != COPY_OK)
             return COPY_EINVAL;
         while (i < n && s[i] == ' ')
             i++;
-        if (i < n) { /* a zone */
-            if (s[i] == 'Z' || s[i] == 'z') {
-                i++;
-                *has_offset = 1;
-            } else if (n - i >= 3 && word_is(s + i, 3, "utc")) {
-                i += 3;
-                *has_offset = 1;
-            } else if (s[i] == '+' || s[i] == '-') {
-                int sign = s[i++] == '-' ? -1 : 1;
-                long oh = 0, om = 0, os = 0;
-                int k = 0;
-                /* hh, then minutes may follow without a colon (+0530) */
-                while (i < n && k < 2 && is_digit((unsigned char)s[i])) {
-                    oh = oh * 10 + (s[i++] - '0');
-                    k++;
-                }
-                if (k == 0)
-                    return COPY_EINVAL;
-                if (i < n && s[i] == ':') {
-                    i++;
-                    if (!read_num(s, n, &i, 2, 2, &om))
-                        return COPY_EINVAL;
-                    /* seconds only as +hh:mm:ss (the server reads
-                     * +0530:00 as 530 hours) */
-                    if (i < n && s[i] == ':') {
-                        i++;
-                        if (!read_num(s, n, &i, 2, 2, &os))
-                            return COPY_EINVAL;
-                    }
-                } else if (i < n && is_digit((unsigned char)s[i])) {
-                    if (!read_num(s, n, &i, 2, 2, &om))
-                        return COPY_EINVAL;
-                }
-                if (oh > 15 || om > 59 || os > 59)
-                    return COPY_EINVAL;
-                *offset_sec = (int32_t)(sign * (oh * 3600 + om * 60 + os));
-                *has_offset = 1;
-            } else {
-                return COPY_EINVAL;
-            }
-        }
+        if (i < n && parse_zone(s, n, &i, offset_sec, has_offset) != COPY_OK)
+            return COPY_EINVAL;
     }
     if (i != n)
         return COPY_EINVAL;
     *days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
-    *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + fsec;
     return COPY_OK;
 }
 
