@@ -8,20 +8,21 @@
  *   numbers (and epoch seconds for dates and timestamps), a string
  *   (copy_put_<type>_str: decimal, ISO-8601, uuid, ...), an integer or a
  *   flag.  These are the only binary encoders: the Lua binding
- *   (lib_copy_values.c) and the compiled row writer of sluice.copy (over
+ *   (lib_copy_binary.c) and the compiled row writer of sluice.copy (over
  *   the FFI) both call them;
  * - copy_writer: the buffer of a COPY stream with its complete rows
  *   (`committed`), and what the text formats need (delimiter, format);
  *   row begin/end and the text/CSV field writers work on it;
  * - copy_fast_table: the functions the compiled row writer calls, with
  *   their C types for ffi.cast and the column kinds each serves.  Adding
- *   a type to the fast path is one row there.
+ *   a type that has its copy_put_<type>() to the fast path is one row
+ *   there.
  *
  * Uses: copy.h (the buffer, the text of numbers), copyparse.h (the
  * parsers, numeric and date/time forms), numfmt.h.
  *
- * Every function returns COPY_OK (0), a negative COPY_E* code, or (row
- * end) 1; none prints, raises or calls back.  A value is checked before
+ * The encoders and writer functions return COPY_OK (0), a negative
+ * COPY_E* code, or (row end) 1; none prints, raises or calls back.  A value is checked before
  * room is reserved for it; after an error the row being written may hold
  * a partial field, and the caller drops the row (copy_writer_row_begin()
  * starts again from `committed`).
@@ -40,9 +41,11 @@
 
 /* ----------------------------------------------------- binary fields */
 
-/* A NULL field: length -1. */
+/* A NULL field: length -1.  COPY_OK or COPY_ENOMEM, as every encoder
+ * below for a value it takes. */
 int copy_put_null(copy_buf *b);
 
+/* A boolean: v nonzero is true. */
 int copy_put_bool(copy_buf *b, int v);
 /* t/f, true/false, yes/no, on/off, 1/0 as boolin reads them:
  * COPY_EINVAL otherwise. */

@@ -22,17 +22,19 @@
 #ifndef SLUICE_INTERRUPT_H
 #define SLUICE_INTERRUPT_H
 
-#include <lua.h>
+/* Only a pointer to it here: the core's wait loops (copy.c, pgconn.c)
+ * include this header without depending on Lua's. */
+struct lua_State;
 
 /* Install handlers for SIGINT and SIGTERM that interrupt the Lua state L.
  * Call once, from the main thread, before running user code. */
-void interrupt_install(lua_State *L);
+void interrupt_install(struct lua_State *L);
 
 /* Nonzero when a signal arrived and nobody has consumed it yet. */
 int interrupt_pending(void);
 
 /* Clear the pending flag and remove the hook, if ours.  Returns the signal
  * number that was pending (0 if none). */
-int interrupt_consume(lua_State *L);
+int interrupt_consume(struct lua_State *L);
 
 #endif

@@ -5,7 +5,8 @@
 -- checks, identifier quoting, the one catalog query that finds each
 -- column's type, and the choice of format.  The stream itself (encoding
 -- every row in C into a large buffer, sending it with PQputCopyData) is
--- runtime/lib_copy.c over runtime/copy.c.
+-- runtime/lib_copy.c (values: lib_copy_values.c, lib_copy_binary.c) over
+-- the core's runtime/copyenc.c and runtime/copy.c.
 --
 --   local cp = db:copy("public.items", {"id", "name", "price"})
 --   for i = 1, n do cp:row(i, names[i], prices[i]) end
