@@ -24,36 +24,10 @@
 _Static_assert(offsetof(copy_writer, buf) == 0,
                "the fast table passes a writer where a copy_buf is taken");
 
-/* A fixed-size field: its length word, then len bytes of v, big-endian
- * (len 1, 2, 4 or 8). */
-static inline int put_fixed(copy_buf *b, uint32_t len, uint64_t v)
-{
-    if (copy_buf_reserve(b, 4 + len) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, len);
-    if (len == 8)
-        copy_put_be64(b, v);
-    else if (len == 4)
-        copy_put_be32(b, (uint32_t)v);
-    else if (len == 2)
-        copy_put_be16(b, (uint16_t)v);
-    else
-        copy_put_byte(b, (unsigned char)v);
-    return COPY_OK;
-}
-
-int copy_put_null(copy_buf *b)
-{
-    if (copy_buf_reserve(b, 4) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, 0xFFFFFFFFu);
-    return COPY_OK;
-}
-
-int copy_put_bool(copy_buf *b, int v)
-{
-    return put_fixed(b, 1, v ? 1 : 0);
-}
+/* ------------------------------------------------ values as strings
+ *
+ * The encoders of values given as text; the fixed-size encoders of
+ * numbers and flags are inline in copyenc.h. */
 
 int copy_put_bool_str(copy_buf *b, const char *s, size_t n)
 {
@@ -63,73 +37,6 @@ int copy_put_bool_str(copy_buf *b, const char *s, size_t n)
     return copy_put_bool(b, v);
 }
 
-/* ----------------------------------------------------------- integers */
-
-/* An integral double as an int64: 1, or 0 when x is not one. */
-static inline int int_of_number(double x, int64_t *v)
-{
-    /* NaN fails the comparisons; 2^63 itself is out of range */
-    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0 &&
-        x == floor(x)) {
-        *v = (int64_t)x;
-        return 1;
-    }
-    return 0;
-}
-
-static inline int put_int_range(copy_buf *b, int64_t v, int64_t lo,
-                                int64_t hi, uint32_t len)
-{
-    if (v < lo || v > hi)
-        return COPY_ERANGE;
-    return put_fixed(b, len, (uint64_t)v);
-}
-
-static inline int put_int_number(copy_buf *b, double x, int64_t lo,
-                                 int64_t hi, uint32_t len)
-{
-    int64_t v;
-    if (!int_of_number(x, &v))
-        return COPY_EINVAL;
-    return put_int_range(b, v, lo, hi, len);
-}
-
-int copy_put_int(copy_buf *b, int kind, int64_t v)
-{
-    switch (kind) {
-    case COPY_K_INT2:
-        return put_int_range(b, v, INT16_MIN, INT16_MAX, 2);
-    case COPY_K_INT4:
-        return put_int_range(b, v, INT32_MIN, INT32_MAX, 4);
-    case COPY_K_OID:
-        return put_int_range(b, v, 0, UINT32_MAX, 4);
-    default:
-        return put_int_range(b, v, INT64_MIN, INT64_MAX, 8);
-    }
-}
-
-int copy_put_int2(copy_buf *b, double x)
-{
-    return put_int_number(b, x, INT16_MIN, INT16_MAX, 2);
-}
-
-int copy_put_int4(copy_buf *b, double x)
-{
-    return put_int_number(b, x, INT32_MIN, INT32_MAX, 4);
-}
-
-int copy_put_int8(copy_buf *b, double x)
-{
-    if (!copy_number_exact(x, COPY_K_INT8))
-        return COPY_ERANGE;
-    return put_int_number(b, x, INT64_MIN, INT64_MAX, 8);
-}
-
-int copy_put_oid(copy_buf *b, double x)
-{
-    return put_int_number(b, x, 0, UINT32_MAX, 4);
-}
-
 int copy_put_int_str(copy_buf *b, int kind, const char *s, size_t n)
 {
     int64_t v;
@@ -137,33 +44,18 @@ int copy_put_int_str(copy_buf *b, int kind, const char *s, size_t n)
     return rc != COPY_OK ? rc : copy_put_int(b, kind, v);
 }
 
-/* ------------------------------------------------------------- floats */
-
-int copy_put_float4(copy_buf *b, double x)
-{
-    float f;
-    if (!copy_float4_of(copy_float_of_number(x), &f))
-        return COPY_ERANGE;
-    return put_fixed(b, 4, copy_float4_bits(f));
-}
-
-int copy_put_float8(copy_buf *b, double x)
-{
-    return put_fixed(b, 8, copy_float8_bits(copy_float_of_number(x)));
-}
-
 int copy_put_float4_str(copy_buf *b, const char *s, size_t n)
 {
     float f;
     int rc = copy_parse_float(s, n, &f);
-    return rc != COPY_OK ? rc : put_fixed(b, 4, copy_float4_bits(f));
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 4, copy_float4_bits(f));
 }
 
 int copy_put_float8_str(copy_buf *b, const char *s, size_t n)
 {
     double x;
     int rc = copy_parse_double(s, n, &x);
-    return rc != COPY_OK ? rc : put_fixed(b, 8, copy_float8_bits(x));
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 8, copy_float8_bits(x));
 }
 
 /* ------------------------------------------------------- text, bytes */
@@ -234,27 +126,11 @@ int copy_put_numeric(copy_buf *b, double x)
 
 /* ----------------------------------------------------- dates and times */
 
-int copy_put_date(copy_buf *b, double secs)
-{
-    int64_t us;
-    int rc = copy_epoch_to_usec(secs, &us);
-    if (rc != COPY_OK)
-        return rc;
-    return put_fixed(b, 4, (uint32_t)copy_usec_to_days(us));
-}
-
 int copy_put_date_str(copy_buf *b, const char *s, size_t n)
 {
     int32_t days;
     int rc = copy_parse_date(s, n, &days);
-    return rc != COPY_OK ? rc : put_fixed(b, 4, (uint32_t)days);
-}
-
-int copy_put_ts(copy_buf *b, double secs)
-{
-    int64_t us;
-    int rc = copy_epoch_to_usec(secs, &us);
-    return rc != COPY_OK ? rc : put_fixed(b, 8, (uint64_t)us);
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
 }
 
 int copy_put_ts_str(copy_buf *b, const char *s, size_t n, int tz, int utc)
@@ -275,53 +151,10 @@ int copy_put_ts_str(copy_buf *b, const char *s, size_t n, int tz, int utc)
         if (!copy_ts_in_range(us))
             return COPY_ERANGE;
     }
-    return put_fixed(b, 8, (uint64_t)us);
+    return copy_put_fixed(b, 8, (uint64_t)us);
 }
 
 /* --------------------------------------------------------- the writer */
-
-int copy_writer_row_begin(copy_writer *w)
-{
-    w->buf.len = w->committed;
-    if (w->format != COPY_FMT_BINARY)
-        return COPY_OK;
-    if (copy_buf_reserve(&w->buf, 2) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be16(&w->buf, (uint16_t)w->ncols);
-    return COPY_OK;
-}
-
-int copy_writer_row_end(copy_writer *w)
-{
-    if (w->format != COPY_FMT_BINARY) {
-        if (copy_buf_reserve(&w->buf, 1) != COPY_OK)
-            return COPY_ENOMEM;
-        copy_put_byte(&w->buf, '\n');
-    }
-    w->rows++;
-    w->committed = w->buf.len;
-    return w->committed >= w->chunk;
-}
-
-int copy_writer_null(copy_writer *w)
-{
-    if (w->format == COPY_FMT_BINARY)
-        return copy_put_null(&w->buf);
-    if (w->format == COPY_FMT_CSV)
-        return COPY_OK; /* CSV's NULL is an empty, unquoted field */
-    if (copy_buf_reserve(&w->buf, 2) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_raw(&w->buf, "\\N", 2);
-    return COPY_OK;
-}
-
-int copy_writer_sep(copy_writer *w)
-{
-    if (copy_buf_reserve(&w->buf, 1) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_byte(&w->buf, w->delim);
-    return COPY_OK;
-}
 
 int copy_writer_field(copy_writer *w, const char *s, size_t n)
 {
@@ -332,46 +165,6 @@ int copy_writer_field(copy_writer *w, const char *s, size_t n)
                    : copy_put_text_escaped_delim(b, s, n, w->delim);
     return w->format == COPY_FMT_CSV ? copy_put_csv_field(b, s, n)
                                      : copy_put_text_escaped(b, s, n);
-}
-
-int copy_writer_plain(copy_writer *w, const char *s, size_t n)
-{
-    if (w->custom)
-        return copy_writer_field(w, s, n);
-    if (copy_buf_reserve(&w->buf, n) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_raw(&w->buf, s, n);
-    return COPY_OK;
-}
-
-int copy_number_text(char *buf, double x, int kind, size_t *len)
-{
-    if (!copy_number_exact(x, kind))
-        return COPY_ERANGE;
-    size_t n = copy_format_number(buf, x, kind);
-    if (n == 0)
-        return COPY_EINVAL;
-    *len = n;
-    return COPY_OK;
-}
-
-const char *copy_bool_text(int v, int kind)
-{
-    return kind == COPY_K_BOOL ? (v ? "t" : "f") : (v ? "true" : "false");
-}
-
-int copy_writer_number(copy_writer *w, double x, int kind)
-{
-    char tmp[64];
-    size_t n;
-    int rc = copy_number_text(tmp, x, kind, &n);
-    return rc != COPY_OK ? rc : copy_writer_plain(w, tmp, n);
-}
-
-int copy_writer_bool(copy_writer *w, int v, int kind)
-{
-    const char *s = copy_bool_text(v, kind);
-    return copy_writer_plain(w, s, strlen(s));
 }
 
 /* ------------------------------------------------------ the fast table */

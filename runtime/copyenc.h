@@ -22,10 +22,12 @@
  * parsers, numeric and date/time forms), numfmt.h.
  *
  * The encoders and writer functions return COPY_OK (0), a negative
- * COPY_E* code, or (row end) 1; none prints, raises or calls back.  A value is checked before
- * room is reserved for it; after an error the row being written may hold
- * a partial field, and the caller drops the row (copy_writer_row_begin()
- * starts again from `committed`).
+ * COPY_E* code, or (row end) 1; none prints, raises or calls back.  A
+ * value is checked before room is reserved for it; after an error the
+ * row being written may hold a partial field, and the caller drops the
+ * row (copy_writer_row_begin() starts again from `committed`).  The
+ * small ones are static inline (defined at the end), as copy.h's put
+ * helpers are.
  */
 #ifndef SLUICE_COPYENC_H
 #define SLUICE_COPYENC_H
@@ -43,24 +45,24 @@
 
 /* A NULL field: length -1.  COPY_OK or COPY_ENOMEM, as every encoder
  * below for a value it takes. */
-int copy_put_null(copy_buf *b);
+static inline int copy_put_null(copy_buf *b);
 
 /* A boolean: v nonzero is true. */
-int copy_put_bool(copy_buf *b, int v);
+static inline int copy_put_bool(copy_buf *b, int v);
 /* t/f, true/false, yes/no, on/off, 1/0 as boolin reads them:
  * COPY_EINVAL otherwise. */
 int copy_put_bool_str(copy_buf *b, const char *s, size_t n);
 
 /* An integer for a column of kind COPY_K_INT2, _INT4, _INT8 or _OID:
  * COPY_ERANGE outside the kind's range. */
-int copy_put_int(copy_buf *b, int kind, int64_t v);
+static inline int copy_put_int(copy_buf *b, int kind, int64_t v);
 /* The same from a double: COPY_EINVAL when x is not an integer (NaN, a
  * fraction), COPY_ERANGE outside the range.  int8 also refuses, with
  * COPY_ERANGE, a double beyond +-2^53 (copy_number_exact()). */
-int copy_put_int2(copy_buf *b, double x);
-int copy_put_int4(copy_buf *b, double x);
-int copy_put_int8(copy_buf *b, double x);
-int copy_put_oid(copy_buf *b, double x);
+static inline int copy_put_int2(copy_buf *b, double x);
+static inline int copy_put_int4(copy_buf *b, double x);
+static inline int copy_put_int8(copy_buf *b, double x);
+static inline int copy_put_oid(copy_buf *b, double x);
 /* The same from decimal text (copy_parse_int64): COPY_EINVAL or
  * COPY_ERANGE. */
 int copy_put_int_str(copy_buf *b, int kind, const char *s, size_t n);
@@ -99,8 +101,8 @@ static inline uint64_t copy_float8_bits(double x)
 
 /* float4 / float8 from a double (copy_float_of_number() applied): real
  * gives COPY_ERANGE beyond its range (copy_float4_of()). */
-int copy_put_float4(copy_buf *b, double x);
-int copy_put_float8(copy_buf *b, double x);
+static inline int copy_put_float4(copy_buf *b, double x);
+static inline int copy_put_float8(copy_buf *b, double x);
 /* From text as float4in / float8in read it (copy_parse_float /
  * copy_parse_double, rounded once): COPY_EINVAL, or COPY_ERANGE. */
 int copy_put_float4_str(copy_buf *b, const char *s, size_t n);
@@ -126,12 +128,12 @@ int copy_put_numeric_str(copy_buf *b, const char *s, size_t n);
  * COPY_ERANGE as copy_epoch_to_usec()), or an ISO-8601 string
  * (copy_parse_date: counted in days, so dates beyond the timestamp range
  * load). */
-int copy_put_date(copy_buf *b, double secs);
+static inline int copy_put_date(copy_buf *b, double secs);
 int copy_put_date_str(copy_buf *b, const char *s, size_t n);
 
 /* timestamp and timestamptz from epoch seconds (copy_epoch_to_usec:
  * COPY_EINVAL, COPY_ERANGE). */
-int copy_put_ts(copy_buf *b, double secs);
+static inline int copy_put_ts(copy_buf *b, double secs);
 /* From an ISO-8601 string (copy_parse_timestamp).  tz: a timestamptz
  * column, whose string's offset is applied; an offset-less string is
  * taken as UTC only when utc (the session TimeZone is UTC), else
@@ -166,20 +168,20 @@ typedef struct copy_writer {
 /* Start a row: anything after `committed` (a row that failed half-way)
  * is dropped; binary rows begin with their field count.  COPY_OK or
  * COPY_ENOMEM. */
-int copy_writer_row_begin(copy_writer *w);
+static inline int copy_writer_row_begin(copy_writer *w);
 
 /* End the row (text and CSV: the newline) and count it: 1 when the
  * committed rows reach `chunk` (send them), else 0; COPY_ENOMEM (the row
  * is then not counted). */
-int copy_writer_row_end(copy_writer *w);
+static inline int copy_writer_row_end(copy_writer *w);
 
 /* A NULL field of the writer's format: binary length -1, text \N, CSV
  * nothing (the default NULL texts; a sink's own is the caller's).
  * COPY_OK or COPY_ENOMEM. */
-int copy_writer_null(copy_writer *w);
+static inline int copy_writer_null(copy_writer *w);
 
 /* The delimiter before a text/CSV field (every one but the first). */
-int copy_writer_sep(copy_writer *w);
+static inline int copy_writer_sep(copy_writer *w);
 
 /* s[0..n) as one text/CSV field, escaped or quoted for the writer's
  * format and delimiter.  COPY_ENUL (a NUL byte) or COPY_ENOMEM. */
@@ -189,24 +191,24 @@ int copy_writer_field(copy_writer *w, const char *s, size_t n);
  * (digits, signs, '.', ':', ' ', letters), as one text/CSV field: as it
  * is, or through copy_writer_field() when the writer is custom (a
  * sink's delimiter may be any of those). */
-int copy_writer_plain(copy_writer *w, const char *s, size_t n);
+static inline int copy_writer_plain(copy_writer *w, const char *s, size_t n);
 
 /* The text of a double for a column of this kind (copy_format_number():
  * epoch seconds for dates and timestamps, exact digits otherwise) into
  * buf (64 bytes), its length in *len.  COPY_ERANGE for an int8 number
  * beyond 2^53 (copy_number_exact()), COPY_EINVAL for epoch seconds
  * outside the timestamp range. */
-int copy_number_text(char *buf, double x, int kind, size_t *len);
+static inline int copy_number_text(char *buf, double x, int kind, size_t *len);
 
 /* A boolean's text for a column of this kind: "t"/"f" for bool, else
  * "true"/"false" (for text columns, whose value it becomes). */
-const char *copy_bool_text(int v, int kind);
+static inline const char *copy_bool_text(int v, int kind);
 
 /* A double / boolean as a text/CSV field of a column of this kind
  * (copy_number_text(), copy_bool_text(), then copy_writer_plain()):
  * copy_number_text()'s errors, or COPY_ENOMEM. */
-int copy_writer_number(copy_writer *w, double x, int kind);
-int copy_writer_bool(copy_writer *w, int v, int kind);
+static inline int copy_writer_number(copy_writer *w, double x, int kind);
+static inline int copy_writer_bool(copy_writer *w, int v, int kind);
 
 /* ------------------------------------------------------ the fast table
  *
@@ -247,5 +249,220 @@ int copy_fast_serves(int kind);
 
 /* The name of an encoder family ("int4", "text", ..., "other"). */
 const char *copy_kind_name(int kind);
+
+/* ------------------------------------------------- inline definitions
+ *
+ * The fixed-size encoders and the writer's small steps are defined here,
+ * as copy.h's put helpers are: the binding calls them once per field, and
+ * as calls into another file they cost a few percent of a row.  The fast
+ * table takes their addresses (copyenc.c's own copies). */
+
+/* A fixed-size field: its length word, then len bytes of v, big-endian
+ * (len 1, 2, 4 or 8). */
+static inline int copy_put_fixed(copy_buf *b, uint32_t len, uint64_t v)
+{
+    if (copy_buf_reserve(b, 4 + len) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_be32(b, len);
+    if (len == 8)
+        copy_put_be64(b, v);
+    else if (len == 4)
+        copy_put_be32(b, (uint32_t)v);
+    else if (len == 2)
+        copy_put_be16(b, (uint16_t)v);
+    else
+        copy_put_byte(b, (unsigned char)v);
+    return COPY_OK;
+}
+
+static inline int copy_put_null(copy_buf *b)
+{
+    if (copy_buf_reserve(b, 4) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_be32(b, 0xFFFFFFFFu);
+    return COPY_OK;
+}
+
+static inline int copy_put_bool(copy_buf *b, int v)
+{
+    return copy_put_fixed(b, 1, v ? 1 : 0);
+}
+
+/* An integral double as an int64: 1, or 0 when x is not one. */
+static inline int copy_int_of_number(double x, int64_t *v)
+{
+    /* NaN fails the comparisons; 2^63 itself is out of range */
+    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0 &&
+        x == floor(x)) {
+        *v = (int64_t)x;
+        return 1;
+    }
+    return 0;
+}
+
+static inline int copy_put_int_range(copy_buf *b, int64_t v, int64_t lo,
+                                     int64_t hi, uint32_t len)
+{
+    if (v < lo || v > hi)
+        return COPY_ERANGE;
+    return copy_put_fixed(b, len, (uint64_t)v);
+}
+
+static inline int copy_put_int_number(copy_buf *b, double x, int64_t lo,
+                                      int64_t hi, uint32_t len)
+{
+    int64_t v;
+    if (!copy_int_of_number(x, &v))
+        return COPY_EINVAL;
+    return copy_put_int_range(b, v, lo, hi, len);
+}
+
+static inline int copy_put_int(copy_buf *b, int kind, int64_t v)
+{
+    switch (kind) {
+    case COPY_K_INT2:
+        return copy_put_int_range(b, v, INT16_MIN, INT16_MAX, 2);
+    case COPY_K_INT4:
+        return copy_put_int_range(b, v, INT32_MIN, INT32_MAX, 4);
+    case COPY_K_OID:
+        return copy_put_int_range(b, v, 0, UINT32_MAX, 4);
+    default:
+        return copy_put_int_range(b, v, INT64_MIN, INT64_MAX, 8);
+    }
+}
+
+static inline int copy_put_int2(copy_buf *b, double x)
+{
+    return copy_put_int_number(b, x, INT16_MIN, INT16_MAX, 2);
+}
+
+static inline int copy_put_int4(copy_buf *b, double x)
+{
+    return copy_put_int_number(b, x, INT32_MIN, INT32_MAX, 4);
+}
+
+static inline int copy_put_int8(copy_buf *b, double x)
+{
+    if (!copy_number_exact(x, COPY_K_INT8))
+        return COPY_ERANGE;
+    return copy_put_int_number(b, x, INT64_MIN, INT64_MAX, 8);
+}
+
+static inline int copy_put_oid(copy_buf *b, double x)
+{
+    return copy_put_int_number(b, x, 0, UINT32_MAX, 4);
+}
+
+static inline int copy_put_float4(copy_buf *b, double x)
+{
+    float f;
+    if (!copy_float4_of(copy_float_of_number(x), &f))
+        return COPY_ERANGE;
+    return copy_put_fixed(b, 4, copy_float4_bits(f));
+}
+
+static inline int copy_put_float8(copy_buf *b, double x)
+{
+    return copy_put_fixed(b, 8, copy_float8_bits(copy_float_of_number(x)));
+}
+
+static inline int copy_put_date(copy_buf *b, double secs)
+{
+    int64_t us;
+    int rc = copy_epoch_to_usec(secs, &us);
+    if (rc != COPY_OK)
+        return rc;
+    return copy_put_fixed(b, 4, (uint32_t)copy_usec_to_days(us));
+}
+
+static inline int copy_put_ts(copy_buf *b, double secs)
+{
+    int64_t us;
+    int rc = copy_epoch_to_usec(secs, &us);
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);
+}
+
+static inline int copy_writer_row_begin(copy_writer *w)
+{
+    w->buf.len = w->committed;
+    if (w->format != COPY_FMT_BINARY)
+        return COPY_OK;
+    if (copy_buf_reserve(&w->buf, 2) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_be16(&w->buf, (uint16_t)w->ncols);
+    return COPY_OK;
+}
+
+static inline int copy_writer_row_end(copy_writer *w)
+{
+    if (w->format != COPY_FMT_BINARY) {
+        if (copy_buf_reserve(&w->buf, 1) != COPY_OK)
+            return COPY_ENOMEM;
+        copy_put_byte(&w->buf, '\n');
+    }
+    w->rows++;
+    w->committed = w->buf.len;
+    return w->committed >= w->chunk;
+}
+
+static inline int copy_writer_null(copy_writer *w)
+{
+    if (w->format == COPY_FMT_BINARY)
+        return copy_put_null(&w->buf);
+    if (w->format == COPY_FMT_CSV)
+        return COPY_OK; /* CSV's NULL is an empty, unquoted field */
+    if (copy_buf_reserve(&w->buf, 2) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_raw(&w->buf, "\\N", 2);
+    return COPY_OK;
+}
+
+static inline int copy_writer_sep(copy_writer *w)
+{
+    if (copy_buf_reserve(&w->buf, 1) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_byte(&w->buf, w->delim);
+    return COPY_OK;
+}
+
+static inline int copy_writer_plain(copy_writer *w, const char *s, size_t n)
+{
+    if (w->custom)
+        return copy_writer_field(w, s, n);
+    if (copy_buf_reserve(&w->buf, n) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_raw(&w->buf, s, n);
+    return COPY_OK;
+}
+
+static inline int copy_number_text(char *buf, double x, int kind, size_t *len)
+{
+    if (!copy_number_exact(x, kind))
+        return COPY_ERANGE;
+    size_t n = copy_format_number(buf, x, kind);
+    if (n == 0)
+        return COPY_EINVAL;
+    *len = n;
+    return COPY_OK;
+}
+
+static inline const char *copy_bool_text(int v, int kind)
+{
+    return kind == COPY_K_BOOL ? (v ? "t" : "f") : (v ? "true" : "false");
+}
+
+static inline int copy_writer_number(copy_writer *w, double x, int kind)
+{
+    char tmp[64];
+    size_t n;
+    int rc = copy_number_text(tmp, x, kind, &n);
+    return rc != COPY_OK ? rc : copy_writer_plain(w, tmp, n);
+}
+
+static inline int copy_writer_bool(copy_writer *w, int v, int kind)
+{
+    const char *s = copy_bool_text(v, kind);
+    return copy_writer_plain(w, s, strlen(s));
+}
 
 #endif
