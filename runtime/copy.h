@@ -5,10 +5,8 @@
  * Provides:
  * - copy_buf: one growable byte buffer (geometric growth, reused across
  *   flushes; allocation failure is reported, never abort()ed);
- * - field encoders: COPY text escaping, CSV quoting, bytea hex, and the
- *   binary wire forms of numeric, date/timestamp, uuid;
- * - parsers for the strings a script hands to binary columns (integers,
- *   floats, booleans, decimal numerics, ISO-8601 dates/timestamps, uuids);
+ * - field encoders: COPY text escaping, CSV quoting, bytea hex, the
+ *   binary header and trailer, the text of a number for a column;
  * - copy_kind_of(): the encoder family of a PostgreSQL type OID;
  * - the stream: copy_begin() starts a COPY, copy_put() hands a chunk to
  *   libpq (waiting, interruptibly, while the socket is full), copy_end()
@@ -16,7 +14,12 @@
  *   says; copy_out_next() reads one row of a COPY TO STDOUT and
  *   copy_unescape_text() decodes a text-format field in place.
  *
- * Uses: libpq, poll(2), pgconn.h (waiting, cancel), interrupt.h.
+ * The strings a script hands to binary columns (integers, floats,
+ * booleans, numerics, dates and timestamps, uuids) are read by
+ * copyparse.h; one encoder per type on top of both is copyenc.h.
+ *
+ * Uses: libpq, poll(2), pgconn.h (waiting, cancel), interrupt.h,
+ * copyparse.h (dates for copy_format_number), numfmt.h.
  *
  * Every function returns COPY_OK (0) or a negative COPY_E* code; none
  * prints, raises or exits.
@@ -38,6 +41,8 @@ enum {
     COPY_EBROKEN = -5,     /* the connection failed (PQerrorMessage) */
     COPY_EINTR = -6,       /* an interrupt (Ctrl-C) is pending */
     COPY_EFAIL = -7,       /* the server refused (an error PGresult) */
+    COPY_ENOZONE = -8,     /* a timestamptz string without a UTC offset,
+                            * and the session TimeZone is not UTC */
     COPY_DONE = 1,         /* copy_out_next: no more rows */
 };
 
@@ -175,12 +180,6 @@ int copy_put_csv_field_delim(copy_buf *b, const char *s, size_t n,
  * unescaped: the caller runs it through the text/CSV field writer. */
 int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n);
 
-/* Append the binary body (no length word) of the numeric written as
- * decimal text s[0..n): [+-]digits[.digits][e[+-]digits], NaN,
- * [+-]Infinity/inf, surrounding spaces allowed.  COPY_EINVAL if it does
- * not parse, COPY_ERANGE if beyond what numeric holds. */
-int copy_put_numeric_text(copy_buf *b, const char *s, size_t n);
-
 /* Exact decimal text of a double rounded to `digits` significant digits
  * (17 round-trips any double, 9 any float), trailing zeros dropped, in
  * fixed notation: what printf("%.*g") gives, without printf's cost.  It
@@ -215,73 +214,6 @@ int copy_number_exact(double x, int kind);
     "an int64 cdata (e.g. 1000000000000000001LL) or a string for an "   \
     "integer beyond +-2^53 (a Lua number that large may have been "     \
     "rounded)"
-
-/* ------------------------------------------------------------- parsers */
-
-/* Whole-string parses (surrounding spaces allowed, as PostgreSQL's own
- * input functions do).  COPY_EINVAL if s is not of the form,
- * COPY_ERANGE if it does not fit. */
-int copy_parse_int64(const char *s, size_t n, int64_t *out);
-int copy_parse_double(const char *s, size_t n, double *out);
-/* A float4in string (the same forms as copy_parse_double) as a float,
- * rounded once as the server's strtof rounds it, not through a double.
- * COPY_ERANGE when it overflows or underflows to zero. */
-int copy_parse_float(const char *s, size_t n, float *out);
-int copy_parse_bool(const char *s, size_t n, int *out);
-int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
-
-/* PostgreSQL's own infinities for dates and timestamps. */
-#define COPY_TS_NOBEGIN INT64_MIN
-#define COPY_TS_NOEND INT64_MAX
-#define COPY_DATE_NOBEGIN INT32_MIN
-#define COPY_DATE_NOEND INT32_MAX
-
-/* Parse an ISO-8601 date or timestamp: YYYY-MM-DD, optionally followed by
- * 'T' or ' ' and hh:mm[:ss[.fraction]], optionally followed by Z, UTC or
- * an offset +hh, +hhmm, +hh:mm[:ss]; or infinity, -infinity, epoch.
- * *usec gets microseconds since 2000-01-01 00:00 of the wall-clock time
- * (offset NOT applied), *offset_sec the offset, *has_offset whether one
- * was given ("epoch" is UTC).  Each string gets the value the server's
- * input functions give it, or is refused: the fraction is rounded to the
- * microsecond as rint(strtod(".fraction") * 1e6), 24:00:00 and the leap
- * second 23:59:60 are the next day's midnight, and a time past 24:00:00
- * is refused.  Years before 1 are not accepted (COPY_EINVAL); dates from
- * 294277-01-01 on are beyond PostgreSQL's timestamp range (COPY_ERANGE). */
-int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
-                         int32_t *offset_sec, int *has_offset);
-
-/* The same forms as copy_parse_timestamp, as a date: *days gets days
- * since 2000-01-01 of the date written (time and offset are checked and
- * ignored, as date_in does: 24:00 and 23:59:60 stay on that day), or
- * COPY_DATE_NOBEGIN/NOEND.
- * Counts days directly, so every year the parser reads (up to 999999)
- * fits PostgreSQL's date range (to 5874897 AD).  COPY_EINVAL if s is not
- * of the form, COPY_ERANGE beyond the date range. */
-int copy_parse_date(const char *s, size_t n, int32_t *days);
-
-/* Whether a pg timestamp (microseconds since 2000-01-01) is within
- * PostgreSQL's timestamp range, 4714-11-24 BC up to 294277-01-01 AD;
- * the infinities count as in range. */
-int copy_ts_in_range(int64_t usec);
-
-/* Unix epoch seconds (fractions rounded to the microsecond) to
- * microseconds since 2000-01-01.  COPY_EINVAL for NaN, infinities map to
- * COPY_TS_NOBEGIN/NOEND, COPY_ERANGE beyond int64 microseconds. */
-int copy_epoch_to_usec(double secs, int64_t *usec);
-
-/* Days since 2000-01-01 of the UTC day that holds pg timestamp `usec`
- * (infinities kept). */
-int32_t copy_usec_to_days(int64_t usec);
-
-/* Format a pg timestamp (microseconds since 2000-01-01) as ISO text:
- * "YYYY-MM-DD HH:MM:SS[.ffffff]", plus "+00" when with_tz, " BC" for
- * years before 1, or "infinity"/"-infinity".  buf needs 48 bytes.
- * Returns the length. */
-size_t copy_format_timestamp(char *buf, int64_t usec, int with_tz);
-
-/* Format days since 2000-01-01 as "YYYY-MM-DD" (same rules).  buf needs
- * 32 bytes.  Returns the length. */
-size_t copy_format_date(char *buf, int32_t days);
 
 /* --------------------------------------------------------------- stream */
 

@@ -1,34 +1,21 @@
 /*
- * interrupt.c - turn SIGINT/SIGTERM into a Lua error or a cancelled query.
+ * interrupt.c - SIGINT/SIGTERM as a flag (see interrupt.h).
  *
  * Signal handlers may only touch sig_atomic_t and call async-signal-safe
- * functions; lua_sethook is the one Lua API call documented as safe to call
- * from a signal handler (it only stores a few fields), which is how LuaJIT's
- * own luajit.c interrupts a running script.
+ * functions: the handler sets the flag, then calls the binding's notify,
+ * which must be async-signal-safe too (lib_interrupt.c only stores a
+ * debug hook, the way LuaJIT's own interpreter interrupts a script).
  */
 #include "interrupt.h"
 
-#include <lauxlib.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
 static volatile sig_atomic_t pending_signal;
 static volatile time_t pending_since; /* only touched by the handler */
-static lua_State *interrupt_L;
+static void (*notify_fn)(int sig);
 static int hold_depth; /* interrupt_hold() calls not yet released */
-
-static void interrupt_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    if (hold_depth > 0) {
-        /* held: the holder raises it at its next safe point */
-        lua_sethook(L, NULL, 0, 0);
-        return;
-    }
-    int sig = interrupt_consume(L);
-    luaL_error(L, "interrupted (%s)", interrupt_name(sig));
-}
 
 static void on_signal(int sig)
 {
@@ -46,24 +33,17 @@ static void on_signal(int sig)
     }
     pending_since = now.tv_sec;
     pending_signal = sig;
-    if (interrupt_L)
-        lua_sethook(interrupt_L, interrupt_hook,
-                    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    if (notify_fn)
+        notify_fn(sig);
 }
 
-static void arm_hook(lua_State *L)
-{
-    lua_sethook(L, interrupt_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-}
-
-void interrupt_install(lua_State *L)
+void interrupt_install_handlers(void (*notify)(int sig))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    interrupt_L = L;
+    notify_fn = notify;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }
@@ -73,11 +53,9 @@ int interrupt_pending(void)
     return pending_signal != 0;
 }
 
-int interrupt_consume(lua_State *L)
+int interrupt_take(void)
 {
     int sig = pending_signal;
-    if (L && lua_gethook(L) == interrupt_hook)
-        lua_sethook(L, NULL, 0, 0);
     pending_signal = 0;
     return sig;
 }
@@ -87,10 +65,9 @@ void interrupt_hold(void)
     hold_depth++;
 }
 
-void interrupt_release(lua_State *L)
+int interrupt_release(void)
 {
-    if (hold_depth > 0 && --hold_depth == 0 && pending_signal && L)
-        arm_hook(L);
+    return hold_depth > 0 && --hold_depth == 0 && pending_signal;
 }
 
 int interrupt_held(void)

@@ -1,5 +1,5 @@
 /*
- * lib.h - the Lua bindings of the core, gathered by sluice.c.
+ * lib.h - the Lua bindings of the core, gathered by lib_sluice.c.
  *
  * Provides: the method tables and constructors of each userdata type, and
  * the few helpers bindings share (error objects, the NULL sentinel).
@@ -137,8 +137,9 @@ int lib_copy_out_start(lua_State *L);
 /* sluice.core.copy_kind(base_oid, textlike) -> encoder family name;
  * "other" means no binary encoder.  Never raises on a valid number. */
 int lib_copy_kind(lua_State *L);
-/* sluice.core.copy_fast(cp) / copy_fast_functions(): the FFI row writer
- * of binary streams (lib_copy.c, lua/sluice/copy.lua). */
+/* sluice.core.copy_fast(cp) / copy_fast_text(cp) / copy_fast_functions():
+ * the compiled row writer of streams to the server (lib_copy.c; the
+ * functions and their table are copyenc.c; lua/sluice/copy.lua). */
 int lib_copy_fast(lua_State *L);
 int lib_copy_fast_text(lua_State *L);
 int lib_copy_fast_functions(lua_State *L);
@@ -194,6 +195,18 @@ void lib_csv_set_index(lua_State *L);
  * fields are left out.  Does not raise except on out-of-memory. */
 void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
                     const char *detail, const char *hint);
+
+/* ---- Ctrl-C (lib_interrupt.c over interrupt.h) */
+/* Install the SIGINT/SIGTERM handlers so that a signal interrupts the Lua
+ * state L (a hook raises "interrupted (Ctrl-C)").  Call once, from the
+ * main thread, before running user code. */
+void lib_interrupt_install(lua_State *L);
+/* Take the pending interrupt and remove the hook, if ours.  Returns the
+ * signal number that was pending (0 if none). */
+int lib_interrupt_consume(lua_State *L);
+/* interrupt_release(), arming the hook on L again when the last hold
+ * ended with an interrupt pending. */
+void lib_interrupt_release(lua_State *L);
 
 /* What every array encoder says of a Lua table that is not an array. */
 #define LIB_ARRAY_EXPECTED "an array (a table with keys 1..n only: a NULL " \

@@ -522,7 +522,7 @@ int lib_conn_finish_status(lua_State *L, sl_conn *c, int conn_idx, int sent,
      * returned here what the statement did, and raises the interrupt */
     int held = interrupt_held();
     if ((flags & RUN_INTERRUPTED) && !held && (*err || (flags & RUN_BROKEN)))
-        interrupt_consume(L);
+        lib_interrupt_consume(L);
     lib_conn_deliver_notices(L, c, conn_idx);
     if (*err) {
         lib_push_result_error(L, *err, c->pg);
@@ -553,7 +553,7 @@ PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
         return (lua_error(L), NULL);
     }
     if (st == LIB_FINISH_INTERRUPTED && !interrupt_held()) {
-        interrupt_consume(L);
+        lib_interrupt_consume(L);
         return (luaL_error(L, "interrupted (Ctrl-C)"), NULL);
     }
     return res;

@@ -1,7 +1,14 @@
 /*
- * lib_copy.c - Lua binding of COPY: "sluice.copy" streams (COPY ... FROM
- * STDIN, opened by db:copy() in lua/sluice/copy.lua) and "sluice.copyout"
- * readers (COPY ... TO STDOUT, db:copy_out()).
+ * lib_copy.c - Lua binding of COPY ... FROM STDIN: "sluice.copy" streams,
+ * opened by db:copy() in lua/sluice/copy.lua (and file sinks, lib_sink.c).
+ * The stream itself: start-up, the methods, sending, release, and the
+ * stream's side of the compiled row writer.  The values' encoders are
+ * lib_copy_values.c (reading Lua values, rows, text/CSV) and
+ * lib_copy_binary.c over the core's copyenc.c; the readers of COPY ... TO
+ * STDOUT are lib_copyout.c.
+ *
+ * Uses: lib_copy.h (the stream's types), copy.h (the libpq side of the
+ * stream), copyenc.h (the writer, the fast table), lib.h, interrupt.h.
  *
  * A row crosses the C-Lua boundary once: cp:row(a, b, c) encodes every
  * value straight into the stream's buffer, with an encoder chosen per
@@ -21,82 +28,23 @@
  *   (libpq does not parse them while a COPY IN is open): finish() raises
  *   them as error objects with the server's CONTEXT ("COPY t, line 3").
  *   A dead connection is noticed at the next flush.
- * - The stream and the reader keep their connection alive (fenv) and set
- *   conn->busy while open, so other calls on the connection refuse.
+ * - The stream keeps its connection alive (fenv) and sets conn->busy
+ *   while open, so other calls on the connection refuse.
  */
-#include "lib.h"
-#include "copy.h"
+#include "lib_copy.h"
 #include "interrupt.h"
 #include "numfmt.h"
 
-#include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CP_SELF 1 /* every method finds its userdata at stack index 1 */
-#define LUA_TCDATA 10 /* LuaJIT's type tag for FFI cdata */
-#define DEFAULT_CHUNK (64 * 1024) /* measured: larger chunks overlap
-                                    * encoding and server parsing worse */
-#define MIN_CHUNK 1024
-#define MAX_DIMS 6 /* PostgreSQL's MAXDIM */
-#define MAX_COLS 1600 /* PostgreSQL's MaxHeapAttributeNumber */
 
 #define GC_MESSAGE "COPY abandoned: the copy object was garbage-collected " \
                    "before finish()"
 
-/* slots of a stream's environment table */
-enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS,
-       FENV_NAME, FENV_NULL }; /* the last two: file sinks only */
-
-enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
 static const char *const cp_state_names[] = {
     "new", "open", "finished", "aborted", "failed",
 };
-
-struct sl_copy;
-struct copy_col;
-/* Encode the non-NULL value at idx for one column (binary: length word
- * and bytes; text/CSV: the escaped field).  Raises on a bad value. */
-typedef void (*enc_fn)(lua_State *L, struct sl_copy *cp,
-                       const struct copy_col *col, int idx);
-
-typedef struct copy_col {
-    const char *name;      /* strings anchored by fenv[FENV_SPECS] */
-    const char *type_name; /* as format_type() spells it, for messages */
-    int kind;              /* enum copy_kind */
-    int elem_kind;         /* arrays: kind of the elements */
-    Oid elem_oid;          /* arrays: element type sent in binary */
-    enc_fn enc;
-    enc_fn elem_enc;       /* binary arrays: one element */
-} copy_col;
-
-typedef struct sl_copy {
-    sl_conn *conn;      /* borrowed: fenv[FENV_CONN] keeps it alive */
-    int state;
-    int format;         /* enum copy_format */
-    int ncols;
-    int utc;            /* the session TimeZone is UTC */
-    copy_col *cols;     /* a userdata in fenv[FENV_COLS] */
-    copy_buf buf;       /* owned: the encoded rows not yet sent */
-    copy_buf scratch;   /* owned: array literals and bytea hex in text */
-    size_t committed;   /* bytes of buf that hold complete rows */
-    size_t chunk;       /* send when committed reaches this */
-    uint64_t rows;      /* rows encoded */
-    uint64_t bytes_sent;
-    int depth;          /* array nesting of the value being encoded */
-    int path[MAX_DIMS]; /* element indices at each depth, for messages */
-    int delim;          /* field delimiter (text: tab, CSV: comma) */
-    /* file sinks (lib_sink.c): rows go to `sink` and conn is NULL */
-    const lib_copy_sink *sink;
-    void *sink_ctx;     /* the sink's state, inside this userdata */
-    int custom;         /* a delimiter or NULL text of the sink's own */
-    const char *null;   /* the NULL text (fenv[FENV_NULL]) or NULL: \N /
-                         * an empty field, the formats' defaults */
-    size_t null_len;
-    int autocommit;     /* no transaction was open: finish() commits */
-} sl_copy;
 
 /* ------------------------------------------------------------ release */
 
@@ -109,6 +57,7 @@ static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
                       int drain)
 {
     int rc = COPY_OK;
+    cp->w.pg = NULL; /* the compiled writer takes no more rows */
     if (cp->state == CP_OPEN && cp->sink) {
         /* a file sink: finish() commits on its own, so every end that
          * comes here discards the partial output */
@@ -125,9 +74,9 @@ static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
                 copy_drain(c->pg, fail_msg);
         }
     }
-    copy_buf_free(&cp->buf);
+    copy_buf_free(&cp->w.buf);
     copy_buf_free(&cp->scratch);
-    cp->committed = 0;
+    cp->w.committed = 0;
     return rc;
 }
 
@@ -141,8 +90,8 @@ static int push_conn(lua_State *L, int ud)
 }
 
 /* The message at the top of the stack (no position) ends the COPY, then
- * is raised at the caller's line. */
-static int cp_raise(lua_State *L, sl_copy *cp)
+ * is raised at the caller's line.  Never returns. */
+int lib_copy_raise(lua_State *L, sl_copy *cp)
 {
     cp_release(cp, lua_tostring(L, -1), CP_FAILED, 1);
     luaL_where(L, 1);
@@ -153,1499 +102,25 @@ static int cp_raise(lua_State *L, sl_copy *cp)
 
 /* ------------------------------------------------------------- errors */
 
-static void push_u64(lua_State *L, uint64_t v)
+/* Push "row N" (lib_copy.h).  Never raises but on out of memory. */
+void lib_copy_push_row(lua_State *L, const sl_copy *cp)
 {
     char buf[24];
-    char *p = buf + sizeof buf;
-    *--p = '\0';
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    lua_pushstring(L, p);
-}
-
-/* Push "row N, column "x" (type)[, element [i][j]]". */
-static void push_where(lua_State *L, sl_copy *cp, const copy_col *col)
-{
     lua_pushliteral(L, "row ");
-    push_u64(L, cp->rows + 1);
-    lua_pushfstring(L, ", column \"%s\" (%s)", col->name, col->type_name);
-    int n = 3;
-    if (cp->depth > 0) {
-        lua_pushliteral(L, ", element ");
-        n++;
-        for (int i = 0; i < cp->depth; i++, n++)
-            lua_pushfstring(L, "[%d]", cp->path[i]);
-    }
-    lua_concat(L, n);
-}
-
-/* Push a short, printable description of the value at idx: its type and,
- * for strings and numbers, the value (long strings cut). */
-static void push_value_desc(lua_State *L, int idx)
-{
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-        size_t n, o = 0, i;
-        const char *s = lua_tolstring(L, idx, &n);
-        char out[160];
-        out[o++] = '"';
-        for (i = 0; i < n && o < 120; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (c == '"' || c == '\\') {
-                out[o++] = '\\';
-                out[o++] = (char)c;
-            } else if (c < 0x20 || c == 0x7f) {
-                static const char hex[] = "0123456789abcdef";
-                out[o++] = '\\';
-                out[o++] = 'x';
-                out[o++] = hex[c >> 4];
-                out[o++] = hex[c & 15];
-            } else {
-                out[o++] = (char)c;
-            }
-        }
-        if (i < n) {
-            /* do not cut a UTF-8 sequence in half */
-            while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
-                o--;
-            if (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0)
-                o--;
-            memcpy(out + o, "\"...", 4);
-            o += 4;
-        } else {
-            out[o++] = '"';
-        }
-        lua_pushliteral(L, "string ");
-        lua_pushlstring(L, out, o);
-        lua_concat(L, 2);
-        return;
-    }
-    case LUA_TNUMBER: {
-        char buf[NUMFMT_BUFSIZE];
-        numfmt_double(buf, lua_tonumber(L, idx));
-        lua_pushfstring(L, "number %s", buf);
-        return;
-    }
-    case LUA_TBOOLEAN:
-        lua_pushstring(L, lua_toboolean(L, idx) ? "boolean true"
-                                                : "boolean false");
-        return;
-    default:
-        lua_pushstring(L, luaL_typename(L, idx));
-        return;
-    }
-}
-
-/* Raise "<where>: expected <what>, got <value>" and end the COPY. */
-static int value_error(lua_State *L, sl_copy *cp, const copy_col *col,
-                       int idx, const char *what)
-{
-    push_where(L, cp, col);
-    lua_pushfstring(L, ": expected %s, got ", what);
-    push_value_desc(L, idx);
-    lua_concat(L, 3);
-    return cp_raise(L, cp);
-}
-
-/* Raise "<where>: <msg>" and end the COPY. */
-static int col_error(lua_State *L, sl_copy *cp, const copy_col *col,
-                     const char *msg)
-{
-    push_where(L, cp, col);
-    lua_pushstring(L, msg);
+    lua_pushlstring(L, buf, numfmt_uint64(buf, cp->w.rows + 1));
     lua_concat(L, 2);
-    return cp_raise(L, cp);
 }
 
-static int oom_error(lua_State *L, sl_copy *cp)
+/* Raise "row N: out of memory ..." and end the COPY (lib_copy.h). */
+int lib_copy_oom(lua_State *L, sl_copy *cp)
 {
-    lua_pushliteral(L, "row ");
-    push_u64(L, cp->rows + 1);
+    lib_copy_push_row(L, cp);
     lua_pushliteral(L, ": out of memory growing the COPY buffer");
-    lua_concat(L, 3);
-    return cp_raise(L, cp);
-}
-
-static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
-{
-    return col_error(L, cp, col,
-                     ": the string contains a NUL byte (\\0), which "
-                     "PostgreSQL text cannot hold (use a bytea column for "
-                     "binary data)");
-}
-
-/* Raise for a failed encoder return code. */
-static int encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
-                         int rc)
-{
-    if (rc == COPY_ENUL)
-        return nul_error(L, cp, col);
-    return oom_error(L, cp);
-}
-
-static inline void need(lua_State *L, sl_copy *cp, size_t n)
-{
-    if (copy_buf_reserve(&cp->buf, n) != COPY_OK)
-        oom_error(L, cp);
-}
-
-static inline void need_scratch(lua_State *L, sl_copy *cp, size_t n)
-{
-    if (copy_buf_reserve(&cp->scratch, n) != COPY_OK)
-        oom_error(L, cp);
-}
-
-/* --------------------------------------------------- values from Lua */
-
-/* If the value at idx is an int64_t (returns 1) or uint64_t (returns 2)
- * cdata, store its bits.  0 for anything else.  The ctype test is a Lua
- * helper (C cannot see ctypes); only cdata values pay for it. */
-static int cdata_int(lua_State *L, int idx, uint64_t *bits)
-{
-    if (lua_type(L, idx) != LUA_TCDATA)
-        return 0;
-    lua_getfenv(L, CP_SELF);
-    lua_rawgeti(L, -1, FENV_CDATA);
-    lua_remove(L, -2);
-    if (!lua_isfunction(L, -1)) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
-    int kind = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (kind != 1 && kind != 2)
-        return 0;
-    /* lua_topointer gives a cdata's payload: the 8 integer bytes */
-    memcpy(bits, lua_topointer(L, idx), sizeof *bits);
-    return kind;
-}
-
-/* Decimal text of an int64/uint64 cdata into buf (24 bytes). */
-static size_t cdata_text(char *buf, uint64_t bits, int kind)
-{
-    if (kind == 1)
-        return numfmt_int64(buf, (int64_t)bits);
-    char tmp[24];
-    char *p = tmp + sizeof tmp;
-    do {
-        *--p = (char)('0' + bits % 10);
-        bits /= 10;
-    } while (bits);
-    size_t n = (size_t)(tmp + sizeof tmp - p);
-    memcpy(buf, p, n);
-    buf[n] = '\0';
-    return n;
-}
-
-/* JSON text of the table at idx through the stream's encoder; the string
- * is left on the stack (the caller pops it). */
-static const char *json_encode(lua_State *L, sl_copy *cp,
-                               const copy_col *col, int idx, size_t *n)
-{
-    lua_getfenv(L, CP_SELF);
-    lua_rawgeti(L, -1, FENV_JSON);
-    lua_remove(L, -2);
-    if (!lua_isfunction(L, -1))
-        col_error(L, cp, col,
-                  ": cannot encode a table as JSON: lua-cjson is not "
-                  "installed (or pass opts.json_encode)");
-    lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        const char *m = lua_tostring(L, -1);
-        push_where(L, cp, col);
-        lua_pushfstring(L, ": cannot encode the table as JSON: %s",
-                        m ? m : "(error object)");
-        lua_concat(L, 2);
-        cp_raise(L, cp);
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-        col_error(L, cp, col, ": the JSON encoder did not return a string");
-    return lua_tolstring(L, -1, n);
-}
-
-#define TS_FORM_WHAT                                                   \
-    "epoch seconds or an ISO-8601 string "                             \
-    "(YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm])"
-#define TS_RANGE_WHAT                                                  \
-    "a timestamp within PostgreSQL's range "                           \
-    "(4714-11-24 BC .. 294276-12-31 AD)"
-
-/* An ISO-8601 timestamp string as microseconds since 2000-01-01.  With
- * tz, its offset is applied (an offset-less string is taken as UTC only
- * when the session TimeZone is UTC: else TS_NEED_OFFSET).  COPY_OK,
- * COPY_ERANGE, COPY_EINVAL or TS_NEED_OFFSET; never raises. */
-#define TS_NEED_OFFSET (-100)
-static int usec_of_text(const sl_copy *cp, const char *s, size_t n, int tz,
-                        int64_t *out)
-{
-    int64_t us;
-    int32_t off;
-    int has_off;
-    int rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
-    if (rc != COPY_OK)
-        return rc == COPY_ERANGE ? COPY_ERANGE : COPY_EINVAL;
-    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
-        /* in range, us is at least ~7e11 below INT64_MAX: the offset
-         * (under 16 hours) cannot overflow, only leave the range */
-        if (has_off)
-            us -= (int64_t)off * 1000000;
-        else if (!cp->utc)
-            return TS_NEED_OFFSET;
-        if (!copy_ts_in_range(us))
-            return COPY_ERANGE;
-    }
-    *out = us;
-    return COPY_OK;
-}
-
-/* Microseconds since 2000-01-01 of a timestamp value: epoch seconds or
- * an ISO-8601 string (usec_of_text). */
-static int64_t get_usec(lua_State *L, sl_copy *cp, const copy_col *col,
-                        int idx, int tz)
-{
-    int64_t us;
-    int rc;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        rc = copy_epoch_to_usec(lua_tonumber(L, idx), &us);
-        if (rc != COPY_OK)
-            value_error(L, cp, col, idx,
-                        "epoch seconds within the timestamp range");
-        return us;
-    }
-    if (lua_type(L, idx) != LUA_TSTRING)
-        value_error(L, cp, col, idx,
-                    "epoch seconds or an ISO-8601 string");
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    rc = usec_of_text(cp, s, n, tz, &us);
-    if (rc == COPY_ERANGE)
-        value_error(L, cp, col, idx, TS_RANGE_WHAT);
-    if (rc == TS_NEED_OFFSET)
-        value_error(L, cp, col, idx,
-                    "a timestamp with a UTC offset (Z or +hh:mm) "
-                    "because the session TimeZone is not UTC");
-    if (rc != COPY_OK)
-        value_error(L, cp, col, idx, TS_FORM_WHAT);
-    return us;
-}
-
-/* Days since 2000-01-01 of a date value: epoch seconds (the UTC day) or
- * an ISO-8601 string, counted without going through microseconds so that
- * dates beyond the timestamp range still load. */
-static int32_t get_days(lua_State *L, sl_copy *cp, const copy_col *col,
-                        int idx)
-{
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return copy_usec_to_days(get_usec(L, cp, col, idx, 0));
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    int32_t days;
-    int rc = copy_parse_date(s, n, &days);
-    if (rc == COPY_ERANGE)
-        value_error(L, cp, col, idx,
-                    "a date within PostgreSQL's range "
-                    "(4714-11-24 BC .. 5874897-12-31 AD)");
-    if (rc != COPY_OK)
-        value_error(L, cp, col, idx, TS_FORM_WHAT);
-    return days;
-}
-
-/* ------------------------------------------------- text and CSV format */
-
-/* Append s as one text/CSV field (escaped or quoted). */
-/* s as one field of the stream's format: COPY_OK or the escaper's
- * error (a NUL byte, out of memory). */
-static int field_put(sl_copy *cp, const char *s, size_t n)
-{
-    if (cp->custom)
-        return cp->format == COPY_FMT_CSV
-                   ? copy_put_csv_field_delim(&cp->buf, s, n, cp->delim, 0)
-                   : copy_put_text_escaped_delim(&cp->buf, s, n, cp->delim);
-    return cp->format == COPY_FMT_CSV ? copy_put_csv_field(&cp->buf, s, n)
-                                      : copy_put_text_escaped(&cp->buf, s, n);
-}
-
-static void put_field(lua_State *L, sl_copy *cp, const copy_col *col,
-                      const char *s, size_t n)
-{
-    int rc = field_put(cp, s, n);
-    if (rc != COPY_OK)
-        encode_failed(L, cp, col, rc);
-}
-
-/* Text of a number for a column of this kind (copy_format_number():
- * epoch seconds for dates and timestamps, exact digits otherwise): its
- * length, or COPY_ERANGE (an int8 number beyond 2^53) or COPY_EINVAL
- * (outside the timestamp range). */
-static long number_text_of(double x, int kind, char *buf)
-{
-    if (!copy_number_exact(x, kind))
-        return COPY_ERANGE;
-    size_t n = copy_format_number(buf, x, kind);
-    return n == 0 ? COPY_EINVAL : (long)n;
-}
-
-/* The same, raising the value's error. */
-static size_t number_text(lua_State *L, sl_copy *cp, const copy_col *col,
-                          int idx, int kind, char *buf)
-{
-    long n = number_text_of(lua_tonumber(L, idx), kind, buf);
-    if (n == COPY_ERANGE)
-        value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
-    if (n < 0)
-        value_error(L, cp, col, idx,
-                    "epoch seconds within the timestamp range");
-    return (size_t)n;
-}
-
-/* A boolean's text for a column of this kind. */
-static const char *bool_text(int v, int kind)
-{
-    return kind == COPY_K_BOOL ? (v ? "t" : "f") : (v ? "true" : "false");
-}
-
-static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
-                      int t, int depth);
-
-/* Append s to the array literal in scratch as a quoted element. */
-static void lit_quoted(lua_State *L, sl_copy *cp, const copy_col *col,
-                       const char *s, size_t n)
-{
-    if (memchr(s, '\0', n))
-        nul_error(L, cp, col);
-    if (n > SIZE_MAX / 4)
-        oom_error(L, cp);
-    need_scratch(L, cp, 2 * n + 2);
-    copy_buf *sc = &cp->scratch;
-    char *out = sc->data + sc->len;
-    *out++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"' || s[i] == '\\')
-            *out++ = '\\';
-        *out++ = s[i];
-    }
-    *out++ = '"';
-    sc->len = (size_t)(out - sc->data);
-}
-
-/* One element of a text array literal. */
-static void lit_elem(lua_State *L, sl_copy *cp, const copy_col *col, int e,
-                     int depth)
-{
-    char tmp[64];
-    size_t n;
-    int kind = col->elem_kind;
-    switch (lua_type(L, e)) {
-    case LUA_TNIL:
-        need_scratch(L, cp, 4);
-        copy_put_raw(&cp->scratch, "NULL", 4);
-        return;
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, e) == NULL) {
-            need_scratch(L, cp, 4);
-            copy_put_raw(&cp->scratch, "NULL", 4);
-            return;
-        }
-        break;
-    case LUA_TTABLE:
-        if (kind == COPY_K_JSON || kind == COPY_K_JSONB) {
-            const char *s = json_encode(L, cp, col, e, &n);
-            lit_quoted(L, cp, col, s, n);
-            lua_pop(L, 1);
-        } else {
-            lit_array(L, cp, col, e, depth + 1);
-        }
-        return;
-    case LUA_TSTRING: {
-        const char *s = lua_tolstring(L, e, &n);
-        if (kind == COPY_K_BYTEA) {
-            /* "\\x..." : the element text \x... with its backslash
-             * escaped for the array literal */
-            need_scratch(L, cp, 4);
-            copy_put_raw(&cp->scratch, "\"\\", 2);
-            if (copy_put_bytea_hex(&cp->scratch, s, n) != COPY_OK)
-                oom_error(L, cp);
-            need_scratch(L, cp, 1);
-            copy_put_byte(&cp->scratch, '"');
-        } else {
-            lit_quoted(L, cp, col, s, n);
-        }
-        return;
-    }
-    case LUA_TNUMBER:
-        n = number_text(L, cp, col, e, kind, tmp);
-        need_scratch(L, cp, n + 2);
-        if (kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
-            kind == COPY_K_TIMESTAMPTZ) {
-            copy_put_byte(&cp->scratch, '"');
-            copy_put_raw(&cp->scratch, tmp, n);
-            copy_put_byte(&cp->scratch, '"');
-        } else {
-            copy_put_raw(&cp->scratch, tmp, n);
-        }
-        return;
-    case LUA_TBOOLEAN: {
-        int v = lua_toboolean(L, e);
-        const char *s = kind == COPY_K_BOOL ? (v ? "t" : "f")
-                                            : (v ? "true" : "false");
-        n = strlen(s);
-        need_scratch(L, cp, n);
-        copy_put_raw(&cp->scratch, s, n);
-        return;
-    }
-    default: {
-        uint64_t bits;
-        int k = cdata_int(L, e, &bits);
-        if (k) {
-            n = cdata_text(tmp, bits, k);
-            need_scratch(L, cp, n);
-            copy_put_raw(&cp->scratch, tmp, n);
-            return;
-        }
-    }
-    }
-    value_error(L, cp, col, e,
-                "a string, number, boolean, table or sluice.null");
-}
-
-/* Append the Lua array at stack index t as an array literal {a,b,...}
- * (nested tables are sub-arrays) to scratch. */
-static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
-                      int t, int depth)
-{
-    if (depth >= MAX_DIMS)
-        col_error(L, cp, col, ": arrays have at most 6 dimensions");
-    size_t n;
-    if (!lib_array_len(L, t, &n))
-        value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);
-    need_scratch(L, cp, 1);
-    copy_put_byte(&cp->scratch, '{');
-    for (size_t i = 1; i <= n; i++) {
-        if (i > 1) {
-            need_scratch(L, cp, 1);
-            copy_put_byte(&cp->scratch, ',');
-        }
-        lua_rawgeti(L, t, (int)i);
-        cp->path[depth] = (int)i;
-        cp->depth = depth + 1;
-        lit_elem(L, cp, col, lua_gettop(L), depth);
-        lua_pop(L, 1);
-    }
-    need_scratch(L, cp, 1);
-    copy_put_byte(&cp->scratch, '}');
-    cp->depth = depth;
-}
-
-/* The text/CSV encoder of every column: strings go as they are (the
- * server parses them), other Lua values are turned into text here. */
-static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    char tmp[64];
-    size_t n;
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-        const char *s = lua_tolstring(L, idx, &n);
-        if (col->kind == COPY_K_BYTEA) {
-            cp->scratch.len = 0;
-            if (copy_put_bytea_hex(&cp->scratch, s, n) != COPY_OK)
-                oom_error(L, cp);
-            put_field(L, cp, col, cp->scratch.data, cp->scratch.len);
-        } else {
-            put_field(L, cp, col, s, n);
-        }
-        return;
-    }
-    case LUA_TNUMBER:
-        /* digits, '.', '-', ':', ' ', letters: never needs escaping with
-         * the default delimiters; a custom one (a CSV sink's ".") may be
-         * any of those, so then the text goes through the quoting path */
-        n = number_text(L, cp, col, idx, col->kind, tmp);
-        if (cp->custom) {
-            put_field(L, cp, col, tmp, n);
-            return;
-        }
-        need(L, cp, n);
-        copy_put_raw(&cp->buf, tmp, n);
-        return;
-    case LUA_TBOOLEAN: {
-        const char *s = bool_text(lua_toboolean(L, idx), col->kind);
-        n = strlen(s);
-        if (cp->custom) {
-            put_field(L, cp, col, s, n);
-            return;
-        }
-        need(L, cp, n);
-        copy_put_raw(&cp->buf, s, n);
-        return;
-    }
-    case LUA_TTABLE:
-        if (col->kind == COPY_K_ARRAY) {
-            cp->scratch.len = 0;
-            lit_array(L, cp, col, idx, 0);
-            put_field(L, cp, col, cp->scratch.data, cp->scratch.len);
-            return;
-        }
-        if (col->kind == COPY_K_JSON || col->kind == COPY_K_JSONB) {
-            const char *s = json_encode(L, cp, col, idx, &n);
-            put_field(L, cp, col, s, n);
-            lua_pop(L, 1);
-            return;
-        }
-        break;
-    default: {
-        uint64_t bits;
-        int k = cdata_int(L, idx, &bits);
-        if (k) {
-            n = cdata_text(tmp, bits, k);
-            if (cp->custom) {
-                put_field(L, cp, col, tmp, n);
-                return;
-            }
-            need(L, cp, n);
-            copy_put_raw(&cp->buf, tmp, n);
-            return;
-        }
-    }
-    }
-    value_error(L, cp, col, idx,
-                col->kind == COPY_K_ARRAY
-                    ? "a table (Lua array) or an array literal string"
-                    : "a string, number or boolean");
-}
-
-/* ------------------------------------------------------ binary format */
-
-static void bin_bytes(lua_State *L, sl_copy *cp, const copy_col *col,
-                      const char *s, size_t n)
-{
-    if (n > INT32_MAX)
-        col_error(L, cp, col, ": the value is larger than 2 GB");
-    need(L, cp, 4 + n);
-    copy_put_be32(&cp->buf, (uint32_t)n);
-    copy_put_raw(&cp->buf, s, n);
-}
-
-/* Text-like value (text, varchar, json, ...): its bytes.  Numbers,
- * booleans and int64 cdata become their text. */
-static const char *textlike(lua_State *L, sl_copy *cp, const copy_col *col,
-                            int idx, size_t *n, char *tmp, const char *what)
-{
-    const char *s;
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-        s = lua_tolstring(L, idx, n);
-        if (memchr(s, '\0', *n))
-            nul_error(L, cp, col);
-        return s;
-    case LUA_TNUMBER:
-        *n = numfmt_double(tmp, lua_tonumber(L, idx));
-        return tmp;
-    case LUA_TBOOLEAN:
-        s = lua_toboolean(L, idx) ? "true" : "false";
-        *n = strlen(s);
-        return s;
-    default: {
-        uint64_t bits;
-        int k = cdata_int(L, idx, &bits);
-        if (k) {
-            *n = cdata_text(tmp, bits, k);
-            return tmp;
-        }
-    }
-    }
-    value_error(L, cp, col, idx, what);
-    return NULL;
-}
-
-static void bin_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    char tmp[NUMFMT_BUFSIZE];
-    size_t n;
-    const char *s = textlike(L, cp, col, idx, &n, tmp,
-                             "a string, number or boolean");
-    bin_bytes(L, cp, col, s, n);
-}
-
-static void bin_json(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    char tmp[NUMFMT_BUFSIZE];
-    size_t n;
-    int pushed = lua_type(L, idx) == LUA_TTABLE;
-    const char *s = pushed ? json_encode(L, cp, col, idx, &n)
-                           : textlike(L, cp, col, idx, &n, tmp,
-                                      "a JSON string or a table");
-    if (col->kind == COPY_K_JSONB ||
-        (col->kind == COPY_K_ARRAY && col->elem_kind == COPY_K_JSONB)) {
-        if (n >= INT32_MAX)
-            col_error(L, cp, col, ": the value is larger than 2 GB");
-        need(L, cp, 5 + n);
-        copy_put_be32(&cp->buf, (uint32_t)n + 1);
-        copy_put_byte(&cp->buf, 1); /* jsonb binary format version */
-        copy_put_raw(&cp->buf, s, n);
-    } else {
-        bin_bytes(L, cp, col, s, n);
-    }
-    if (pushed)
-        lua_pop(L, 1);
-}
-
-static void bin_bytea(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    if (lua_type(L, idx) != LUA_TSTRING)
-        value_error(L, cp, col, idx, "a string (bytes)");
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    bin_bytes(L, cp, col, s, n);
-}
-
-static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    int v;
-    if (lua_type(L, idx) == LUA_TBOOLEAN) {
-        v = lua_toboolean(L, idx);
-    } else {
-        size_t n;
-        const char *s = lua_type(L, idx) == LUA_TSTRING
-                            ? lua_tolstring(L, idx, &n) : NULL;
-        if (!s || copy_parse_bool(s, n, &v) != COPY_OK)
-            value_error(L, cp, col, idx, "a boolean");
-    }
-    need(L, cp, 5);
-    copy_put_be32(&cp->buf, 1);
-    copy_put_byte(&cp->buf, v ? 1 : 0);
-}
-
-/* An integer value within [lo, hi]: an integral number, a decimal string
- * or an int64/uint64 cdata. */
-/* An integral number as an int64: 1, or 0 when x is not one. */
-static int int_of_number(double x, int64_t *v)
-{
-    /* NaN fails the comparisons; 2^63 itself is out of range */
-    if (x >= -9223372036854775808.0 && x < 9223372036854775808.0 &&
-        x == floor(x)) {
-        *v = (int64_t)x;
-        return 1;
-    }
-    return 0;
-}
-
-static int64_t get_int(lua_State *L, sl_copy *cp, const copy_col *col,
-                       int idx, int64_t lo, int64_t hi, const char *what)
-{
-    int64_t v = 0;
-    int ok = 0;
-    switch (lua_type(L, idx)) {
-    case LUA_TNUMBER:
-        ok = int_of_number(lua_tonumber(L, idx), &v);
-        break;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        ok = copy_parse_int64(s, n, &v) == COPY_OK;
-        break;
-    }
-    default: {
-        uint64_t bits;
-        int k = cdata_int(L, idx, &bits);
-        if (k == 1 || (k == 2 && bits <= INT64_MAX)) {
-            v = (int64_t)bits;
-            ok = 1;
-        }
-    }
-    }
-    if (!ok || v < lo || v > hi)
-        value_error(L, cp, col, idx, what);
-    return v;
-}
-
-static void bin_int2(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    int64_t v = get_int(L, cp, col, idx, INT16_MIN, INT16_MAX,
-                        "an integer from -32768 to 32767");
-    need(L, cp, 6);
-    copy_put_be32(&cp->buf, 2);
-    copy_put_be16(&cp->buf, (uint16_t)(int16_t)v);
-}
-
-static void bin_int4(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    int64_t v = get_int(L, cp, col, idx, INT32_MIN, INT32_MAX,
-                        "an integer from -2147483648 to 2147483647");
-    need(L, cp, 8);
-    copy_put_be32(&cp->buf, 4);
-    copy_put_be32(&cp->buf, (uint32_t)(int32_t)v);
-}
-
-static void bin_int8(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    if (lua_type(L, idx) == LUA_TNUMBER &&
-        !copy_number_exact(lua_tonumber(L, idx), COPY_K_INT8))
-        value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
-    int64_t v = get_int(L, cp, col, idx, INT64_MIN, INT64_MAX,
-                        "an integer from -9223372036854775808 to "
-                        "9223372036854775807");
-    need(L, cp, 12);
-    copy_put_be32(&cp->buf, 8);
-    copy_put_be64(&cp->buf, (uint64_t)v);
-}
-
-static void bin_oid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    int64_t v = get_int(L, cp, col, idx, 0, UINT32_MAX,
-                        "an integer from 0 to 4294967295");
-    need(L, cp, 8);
-    copy_put_be32(&cp->buf, 4);
-    copy_put_be32(&cp->buf, (uint32_t)v);
-}
-
-/* A Lua number for a float column: its NaN as the server's own NaN.
- * Text COPY spells any NaN "NaN", which float8in/float4in read as a
- * positive NaN; LuaJIT's 0/0 has the sign bit set, and float8send shows
- * it.  (A string "-nan" keeps its sign: strtod keeps it, the server too.) */
-static double float_of_number(double x)
-{
-    return isnan(x) ? (double)NAN : x;
-}
-
-/* A float value: a number, a float8in-style string or an int64 cdata. */
-static double get_float(lua_State *L, sl_copy *cp, const copy_col *col,
-                        int idx)
-{
-    double x;
-    switch (lua_type(L, idx)) {
-    case LUA_TNUMBER:
-        return float_of_number(lua_tonumber(L, idx));
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        if (copy_parse_double(s, n, &x) == COPY_OK)
-            return x;
-        break;
-    }
-    default: {
-        uint64_t bits;
-        int k = cdata_int(L, idx, &bits);
-        if (k == 1)
-            return (double)(int64_t)bits;
-        if (k == 2)
-            return (double)bits;
-    }
-    }
-    value_error(L, cp, col, idx, "a number");
-    return 0;
-}
-
-static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
-                       int idx)
-{
-    double x = get_float(L, cp, col, idx);
-    uint64_t bits;
-    memcpy(&bits, &x, 8);
-    need(L, cp, 12);
-    copy_put_be32(&cp->buf, 8);
-    copy_put_be64(&cp->buf, bits);
-}
-
-/* x as a real: 1, or 0 when it overflows or underflows to zero (which
- * float4in refuses). */
-static int float4_of(double x, float *f)
-{
-    *f = (float)x;
-    return !(isfinite(x) && (isinf(*f) || (*f == 0.0f && x != 0.0)));
-}
-
-static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
-                       int idx)
-{
-    float f;
-    int ok;
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        /* a string is read as float4in reads it (copy_parse_float) */
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        int rc = copy_parse_float(s, n, &f);
-        if (rc == COPY_EINVAL)
-            value_error(L, cp, col, idx, "a number");
-        ok = rc == COPY_OK;
-    } else {
-        ok = float4_of(get_float(L, cp, col, idx), &f);
-    }
-    if (!ok)
-        value_error(L, cp, col, idx,
-                    "a number within the range of real (1e-45 to 3.4e38)");
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    need(L, cp, 8);
-    copy_put_be32(&cp->buf, 4);
-    copy_put_be32(&cp->buf, bits);
-}
-
-/* A numeric's binary field (length, then the value) from its decimal
- * text: COPY_OK, or copy_put_numeric_text()'s error (the field is then
- * unfinished; the row is dropped). */
-static int put_numeric_field(sl_copy *cp, const char *s, size_t n)
-{
-    if (copy_buf_reserve(&cp->buf, 4) != COPY_OK)
-        return COPY_ENOMEM;
-    size_t start = cp->buf.len;
-    copy_put_be32(&cp->buf, 0);
-    int rc = copy_put_numeric_text(&cp->buf, s, n);
-    if (rc == COPY_OK)
-        copy_patch_be32(&cp->buf, start, (uint32_t)(cp->buf.len - start - 4));
-    return rc;
-}
-
-static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
-                        int idx)
-{
-    char tmp[NUMFMT_BUFSIZE];
-    size_t n;
-    const char *s;
-    switch (lua_type(L, idx)) {
-    case LUA_TNUMBER:
-        n = numfmt_double(tmp, lua_tonumber(L, idx));
-        s = tmp;
-        break;
-    case LUA_TSTRING:
-        s = lua_tolstring(L, idx, &n);
-        break;
-    default: {
-        uint64_t bits;
-        int k = cdata_int(L, idx, &bits);
-        if (!k)
-            value_error(L, cp, col, idx, "a number or a decimal string");
-        n = cdata_text(tmp, bits, k);
-        s = tmp;
-    }
-    }
-    int rc = put_numeric_field(cp, s, n);
-    if (rc == COPY_EINVAL)
-        value_error(L, cp, col, idx, "a number or a decimal string");
-    if (rc == COPY_ERANGE)
-        value_error(L, cp, col, idx,
-                    "a numeric within binary COPY's range (at most 12000 "
-                    "significant digits; use format \"text\" for more)");
-    if (rc != COPY_OK)
-        oom_error(L, cp);
-}
-
-static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    int32_t days = get_days(L, cp, col, idx);
-    need(L, cp, 8);
-    copy_put_be32(&cp->buf, 4);
-    copy_put_be32(&cp->buf, (uint32_t)days);
-}
-
-static void bin_timestamp(lua_State *L, sl_copy *cp, const copy_col *col,
-                          int idx)
-{
-    int64_t us = get_usec(L, cp, col, idx, 0);
-    need(L, cp, 12);
-    copy_put_be32(&cp->buf, 8);
-    copy_put_be64(&cp->buf, (uint64_t)us);
-}
-
-static void bin_timestamptz(lua_State *L, sl_copy *cp, const copy_col *col,
-                            int idx)
-{
-    int64_t us = get_usec(L, cp, col, idx, 1);
-    need(L, cp, 12);
-    copy_put_be32(&cp->buf, 8);
-    copy_put_be64(&cp->buf, (uint64_t)us);
-}
-
-static void bin_uuid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
-{
-    unsigned char u[16];
-    size_t n;
-    const char *s = lua_type(L, idx) == LUA_TSTRING
-                        ? lua_tolstring(L, idx, &n) : NULL;
-    if (!s || copy_parse_uuid(s, n, u) != COPY_OK)
-        value_error(L, cp, col, idx,
-                    "a uuid string (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
-    need(L, cp, 20);
-    copy_put_be32(&cp->buf, 16);
-    copy_put_raw(&cp->buf, u, 16);
-}
-
-static int is_null(lua_State *L, int idx)
-{
-    int t = lua_type(L, idx);
-    return t <= LUA_TNIL ||
-           (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
-}
-
-/* Elements of the (sub-)array at stack index t, at nesting `level`. */
-static void bin_elems(lua_State *L, sl_copy *cp, const copy_col *col, int t,
-                      int level, int ndim, const int *dims, int *has_null)
-{
-    for (int i = 1; i <= dims[level]; i++) {
-        lua_rawgeti(L, t, i);
-        int e = lua_gettop(L);
-        cp->path[level] = i;
-        cp->depth = level + 1;
-        if (level + 1 < ndim) {
-            size_t n;
-            if (lua_istable(L, e) && !lib_array_len(L, e, &n))
-                value_error(L, cp, col, e, LIB_ARRAY_EXPECTED);
-            if (!lua_istable(L, e) || (int)lua_objlen(L, e) != dims[level + 1]) {
-                lua_pushfstring(L, "a table of %d elements (sub-arrays of "
-                                   "a multidimensional array must have "
-                                   "matching sizes)", dims[level + 1]);
-                value_error(L, cp, col, e, lua_tostring(L, -1));
-            }
-            bin_elems(L, cp, col, e, level + 1, ndim, dims, has_null);
-        } else if (is_null(L, e)) {
-            need(L, cp, 4);
-            copy_put_be32(&cp->buf, 0xFFFFFFFFu);
-            *has_null = 1;
-        } else if (lua_istable(L, e) && col->elem_kind != COPY_K_JSON &&
-                   col->elem_kind != COPY_K_JSONB) {
-            value_error(L, cp, col, e,
-                        "an element, not a table (sub-arrays of a "
-                        "multidimensional array must have matching "
-                        "sizes)");
-        } else {
-            col->elem_enc(L, cp, col, e);
-        }
-        lua_pop(L, 1);
-    }
-    cp->depth = level;
-}
-
-/* The embedding case - a one-dimensional real[] or float8[] of plain
- * numbers - without the generic per-element path: one reservation, no
- * per-element calls.  Returns 0, having written nothing, when an element
- * is anything else (NULL, a string, a float4 overflow), so that the
- * generic path encodes it or reports it precisely. */
-static int bin_float_vector(lua_State *L, sl_copy *cp, const copy_col *col,
-                            int idx, int n)
-{
-    int f4 = col->elem_kind == COPY_K_FLOAT4;
-    if (!f4 && col->elem_kind != COPY_K_FLOAT8)
-        return 0;
-    size_t w = f4 ? 8 : 12; /* length word + value */
-    need(L, cp, (size_t)n * w);
-    unsigned char *o = (unsigned char *)cp->buf.data + cp->buf.len;
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, i);
-        if (lua_type(L, -1) != LUA_TNUMBER) {
-            lua_pop(L, 1);
-            return 0;
-        }
-        double x = float_of_number(lua_tonumber(L, -1));
-        lua_pop(L, 1);
-        uint64_t bits;
-        if (f4) {
-            float f = (float)x;
-            if (isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)))
-                return 0;
-            uint32_t b32;
-            memcpy(&b32, &f, 4);
-            bits = b32;
-            o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 4;
-            o[4] = (unsigned char)(bits >> 24);
-            o[5] = (unsigned char)(bits >> 16);
-            o[6] = (unsigned char)(bits >> 8);
-            o[7] = (unsigned char)bits;
-            o += 8;
-        } else {
-            memcpy(&bits, &x, 8);
-            o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 8;
-            for (int k = 0; k < 8; k++)
-                o[4 + k] = (unsigned char)(bits >> (56 - 8 * k));
-            o += 12;
-        }
-    }
-    cp->buf.len += (size_t)n * w;
-    return 1;
-}
-
-/* A Lua array (nested tables for more dimensions) as a binary array:
- * ndim, has-null flag, element type, (size, lower bound 1) per dimension,
- * then each element as length + bytes. */
-static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
-                      int idx)
-{
-    if (!lua_istable(L, idx))
-        value_error(L, cp, col, idx, "a table (Lua array)");
-    int json = col->elem_kind == COPY_K_JSON || col->elem_kind == COPY_K_JSONB;
-    int dims[MAX_DIMS], ndim = 0, t = idx, top = lua_gettop(L);
-    /* the shape comes from the first element at each level; bin_elems
-     * checks that every sub-array matches it */
-    for (;;) {
-        size_t len;
-        if (!lib_array_len(L, t, &len))
-            value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);
-        int n = (int)len;
-        if (ndim == MAX_DIMS)
-            col_error(L, cp, col, ": arrays have at most 6 dimensions");
-        dims[ndim++] = n;
-        if (n == 0)
-            break;
-        lua_rawgeti(L, t, 1);
-        if (json || !lua_istable(L, -1))
-            break;
-        t = lua_gettop(L);
-    }
-    lua_settop(L, top);
-    if (dims[ndim - 1] == 0 && ndim > 1)
-        col_error(L, cp, col, ": a multidimensional array cannot have "
-                              "empty sub-arrays");
-    if (dims[0] == 0)
-        ndim = 0; /* the empty array */
-    need(L, cp, 16 + 8 * (size_t)ndim);
-    size_t start = cp->buf.len;
-    copy_put_be32(&cp->buf, 0); /* length, patched below */
-    copy_put_be32(&cp->buf, (uint32_t)ndim);
-    copy_put_be32(&cp->buf, 0); /* has-null flag, patched below */
-    copy_put_be32(&cp->buf, col->elem_oid);
-    for (int d = 0; d < ndim; d++) {
-        copy_put_be32(&cp->buf, (uint32_t)dims[d]);
-        copy_put_be32(&cp->buf, 1);
-    }
-    int has_null = 0;
-    if (ndim == 1 && bin_float_vector(L, cp, col, idx, dims[0]))
-        ndim = 0; /* done: every element was a plain number */
-    if (ndim > 0)
-        bin_elems(L, cp, col, idx, 0, ndim, dims, &has_null);
-    size_t len = cp->buf.len - start - 4;
-    if (len > INT32_MAX)
-        col_error(L, cp, col, ": the value is larger than 2 GB");
-    copy_patch_be32(&cp->buf, start, (uint32_t)len);
-    copy_patch_be32(&cp->buf, start + 8, (uint32_t)has_null);
-}
-
-/* The binary encoder of a kind; NULL when it has none. */
-static enc_fn bin_encoder(int kind)
-{
-    switch (kind) {
-    case COPY_K_TEXT: return bin_text;
-    case COPY_K_BOOL: return bin_bool;
-    case COPY_K_INT2: return bin_int2;
-    case COPY_K_INT4: return bin_int4;
-    case COPY_K_INT8: return bin_int8;
-    case COPY_K_OID: return bin_oid;
-    case COPY_K_FLOAT4: return bin_float4;
-    case COPY_K_FLOAT8: return bin_float8;
-    case COPY_K_NUMERIC: return bin_numeric;
-    case COPY_K_BYTEA: return bin_bytea;
-    case COPY_K_DATE: return bin_date;
-    case COPY_K_TIMESTAMP: return bin_timestamp;
-    case COPY_K_TIMESTAMPTZ: return bin_timestamptz;
-    case COPY_K_JSON: case COPY_K_JSONB: return bin_json;
-    case COPY_K_UUID: return bin_uuid;
-    case COPY_K_ARRAY: return bin_array;
-    default: return NULL;
-    }
-}
-
-/* ------------------------------------------- the FFI fast path (binary)
- *
- * A call of cp:row() from Lua is a call of a C function, which LuaJIT's
- * compiled code can only make by leaving the trace (and each value is
- * then read back through the C API).  For binary streams whose columns
- * are all of the plain kinds below, lua/sluice/copy.lua compiles a row
- * writer in Lua instead: it checks each value's Lua type itself and
- * calls these functions through the FFI, which stays inside the trace.
- *
- * Each function writes exactly what the C encoder (bin_*) writes for the
- * same value, or returns -1 without raising when it cannot take the value
- * (a wrong type or range, a NUL byte, out of memory, a closed stream); the
- * writer then hands the whole row to cp:row(), which re-encodes it from
- * the row's start and raises the usual error.  None of them calls Lua. */
-
-static int ffi_begin(sl_copy *cp)
-{
-    if (cp->state != CP_OPEN || cp->sink || !cp->conn->pg)
-        return -1;
-    copy_buf *b = &cp->buf;
-    b->len = cp->committed;
-    cp->depth = 0;
-    if (copy_buf_reserve(b, 2) != COPY_OK)
-        return -1;
-    copy_put_be16(b, (uint16_t)cp->ncols);
-    return 0;
-}
-
-/* 1 when the rows encoded so far should be sent (cp:flush()). */
-static int ffi_end(sl_copy *cp)
-{
-    cp->rows++;
-    cp->committed = cp->buf.len;
-    return cp->committed >= cp->chunk;
-}
-
-static int ffi_null(sl_copy *cp)
-{
-    if (copy_buf_reserve(&cp->buf, 4) != COPY_OK)
-        return -1;
-    copy_put_be32(&cp->buf, 0xFFFFFFFFu);
-    return 0;
-}
-
-static int ffi_fixed(sl_copy *cp, uint32_t len, uint64_t v)
-{
-    if (copy_buf_reserve(&cp->buf, 4 + len) != COPY_OK)
-        return -1;
-    copy_put_be32(&cp->buf, len);
-    if (len == 8)
-        copy_put_be64(&cp->buf, v);
-    else if (len == 4)
-        copy_put_be32(&cp->buf, (uint32_t)v);
-    else if (len == 2)
-        copy_put_be16(&cp->buf, (uint16_t)v);
-    else
-        copy_put_byte(&cp->buf, (unsigned char)v);
-    return 0;
-}
-
-/* An integral number within [lo, hi], as get_int() takes it. */
-static int ffi_int(sl_copy *cp, double x, int64_t lo, int64_t hi,
-                   uint32_t len)
-{
-    int64_t v;
-    if (!int_of_number(x, &v) || v < lo || v > hi)
-        return -1;
-    return ffi_fixed(cp, len, (uint64_t)v);
-}
-
-static int ffi_int2(sl_copy *cp, double x)
-{
-    return ffi_int(cp, x, INT16_MIN, INT16_MAX, 2);
-}
-
-static int ffi_int4(sl_copy *cp, double x)
-{
-    return ffi_int(cp, x, INT32_MIN, INT32_MAX, 4);
-}
-
-static int ffi_int8(sl_copy *cp, double x)
-{
-    if (!copy_number_exact(x, COPY_K_INT8))
-        return -1;
-    return ffi_int(cp, x, INT64_MIN, INT64_MAX, 8);
-}
-
-static int ffi_float8(sl_copy *cp, double x)
-{
-    x = float_of_number(x);
-    uint64_t bits;
-    memcpy(&bits, &x, 8);
-    return ffi_fixed(cp, 8, bits);
-}
-
-static int ffi_float4(sl_copy *cp, double x)
-{
-    float f;
-    if (!float4_of(float_of_number(x), &f))
-        return -1;
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    return ffi_fixed(cp, 4, bits);
-}
-
-static int ffi_bool(sl_copy *cp, int v)
-{
-    return ffi_fixed(cp, 1, v ? 1 : 0);
-}
-
-static int ffi_text(sl_copy *cp, const char *s, size_t n)
-{
-    if (n > INT32_MAX || memchr(s, '\0', n))
-        return -1;
-    if (copy_buf_reserve(&cp->buf, 4 + n) != COPY_OK)
-        return -1;
-    copy_put_be32(&cp->buf, (uint32_t)n);
-    copy_put_raw(&cp->buf, s, n);
-    return 0;
-}
-
-static int ffi_numeric_text(sl_copy *cp, const char *s, size_t n)
-{
-    return put_numeric_field(cp, s, n) == COPY_OK ? 0 : -1;
-}
-
-static int ffi_numeric(sl_copy *cp, double x)
-{
-    char tmp[NUMFMT_BUFSIZE];
-    return ffi_numeric_text(cp, tmp, numfmt_double(tmp, x));
-}
-
-/* Epoch seconds, for timestamp and timestamptz alike (as get_usec). */
-static int ffi_ts(sl_copy *cp, double x)
-{
-    int64_t us;
-    if (copy_epoch_to_usec(x, &us) != COPY_OK)
-        return -1;
-    return ffi_fixed(cp, 8, (uint64_t)us);
-}
-
-/* An ISO-8601 string; tz: a timestamptz column (as get_usec). */
-static int ffi_ts_text(sl_copy *cp, const char *s, size_t n, int tz)
-{
-    int64_t us;
-    if (usec_of_text(cp, s, n, tz, &us) != COPY_OK)
-        return -1;
-    return ffi_fixed(cp, 8, (uint64_t)us);
-}
-
-/* Epoch seconds for a date: the UTC day (as get_days). */
-static int ffi_date(sl_copy *cp, double x)
-{
-    int64_t us;
-    if (copy_epoch_to_usec(x, &us) != COPY_OK)
-        return -1;
-    return ffi_fixed(cp, 4, (uint32_t)copy_usec_to_days(us));
-}
-
-static int ffi_date_text(sl_copy *cp, const char *s, size_t n)
-{
-    int32_t days;
-    if (copy_parse_date(s, n, &days) != COPY_OK)
-        return -1;
-    return ffi_fixed(cp, 4, (uint32_t)days);
-}
-
-/* Text and CSV streams to the server (not file sinks, whose NULL text and
- * delimiter may be their own): the same, for encode_row()'s text branch.
- * sep: a delimiter goes first (every column but the first). */
-static int ffi_t_begin(sl_copy *cp)
-{
-    if (cp->state != CP_OPEN || cp->sink || !cp->conn->pg ||
-        cp->format == COPY_FMT_BINARY || cp->custom || cp->null)
-        return -1;
-    cp->buf.len = cp->committed;
-    cp->depth = 0;
-    return 0;
-}
-
-static int ffi_t_null(sl_copy *cp, int sep)
-{
-    if (copy_buf_reserve(&cp->buf, 3) != COPY_OK)
-        return -1;
-    if (sep)
-        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
-    if (cp->format != COPY_FMT_CSV)
-        copy_put_raw(&cp->buf, "\\N", 2);
-    return 0;
-}
-
-static int ffi_t_str(sl_copy *cp, int sep, const char *s, size_t n)
-{
-    if (copy_buf_reserve(&cp->buf, 1) != COPY_OK)
-        return -1;
-    if (sep)
-        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
-    return field_put(cp, s, n) == COPY_OK ? 0 : -1;
-}
-
-/* A number for a column of this kind, as number_text() writes it. */
-static int ffi_t_num(sl_copy *cp, int sep, double x, int kind)
-{
-    char tmp[64];
-    long n = number_text_of(x, kind, tmp);
-    if (n < 0 || copy_buf_reserve(&cp->buf, (size_t)n + 1) != COPY_OK)
-        return -1;
-    if (sep)
-        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
-    copy_put_raw(&cp->buf, tmp, (size_t)n);
-    return 0;
-}
-
-static int ffi_t_bool(sl_copy *cp, int sep, int v, int kind)
-{
-    const char *s = bool_text(v, kind);
-    size_t n = strlen(s);
-    if (copy_buf_reserve(&cp->buf, n + 1) != COPY_OK)
-        return -1;
-    if (sep)
-        copy_put_byte(&cp->buf, (unsigned char)cp->delim);
-    copy_put_raw(&cp->buf, s, n);
-    return 0;
-}
-
-/* -1: out of memory (the row goes to the C path); 1: send now; 0. */
-static int ffi_t_end(sl_copy *cp)
-{
-    if (copy_buf_reserve(&cp->buf, 1) != COPY_OK)
-        return -1;
-    copy_put_byte(&cp->buf, '\n');
-    return ffi_end(cp);
-}
-
-/* sluice.core.copy_fast_text(cp) -> pointer, {kind code, ...}: a text or
- * CSV stream to the server (else nil); the codes are enum copy_kind's,
- * for ffi_t_num and ffi_t_bool.  Byte columns are marked -1 (a string
- * there is hex-encoded: the C path's). */
-int lib_copy_fast_text(lua_State *L)
-{
-    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
-    if (cp->format == COPY_FMT_BINARY || cp->sink || cp->custom ||
-        cp->null || cp->state != CP_OPEN)
-        return 0;
-    lua_pushlightuserdata(L, cp);
-    lua_createtable(L, cp->ncols, 0);
-    for (int i = 0; i < cp->ncols; i++) {
-        if (cp->cols[i].enc != enc_text)
-            return 0;
-        lua_pushinteger(L, cp->cols[i].kind == COPY_K_BYTEA
-                               ? -1 : cp->cols[i].kind);
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 2;
-}
-
-/* sluice.core.copy_fast(cp) -> pointer, {kind, ...} when every column of
- * the stream is one the fast path writes (binary format, a COPY to the
- * server), else nil.  Kinds: "int2", "int4", "int8", "float4", "float8",
- * "bool", "text", "numeric", "date", "timestamp", "timestamptz". */
-int lib_copy_fast(lua_State *L)
-{
-    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
-    if (cp->format != COPY_FMT_BINARY || cp->sink || cp->state != CP_OPEN)
-        return 0;
-    static const struct { int kind; const char *name; } kinds[] = {
-        { COPY_K_INT2, "int2" }, { COPY_K_INT4, "int4" },
-        { COPY_K_INT8, "int8" }, { COPY_K_FLOAT4, "float4" },
-        { COPY_K_FLOAT8, "float8" }, { COPY_K_BOOL, "bool" },
-        { COPY_K_TEXT, "text" }, { COPY_K_NUMERIC, "numeric" },
-        { COPY_K_DATE, "date" }, { COPY_K_TIMESTAMP, "timestamp" },
-        { COPY_K_TIMESTAMPTZ, "timestamptz" },
-    };
-    lua_pushlightuserdata(L, cp);
-    lua_createtable(L, cp->ncols, 0);
-    for (int i = 0; i < cp->ncols; i++) {
-        const char *name = NULL;
-        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-            if (kinds[k].kind == cp->cols[i].kind &&
-                cp->cols[i].enc == bin_encoder(kinds[k].kind))
-                name = kinds[k].name;
-        if (!name)
-            return 0;
-        lua_pushstring(L, name);
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 2;
-}
-
-/* sluice.core.copy_fast_functions() -> { name = function pointer as a
- * light userdata }, for ffi.cast in lua/sluice/copy.lua (works alike in
- * the executable and in the module, whose symbols are not global). */
-int lib_copy_fast_functions(lua_State *L)
-{
-    static const struct { const char *name; void (*fn)(void); } fns[] = {
-        { "begin", (void (*)(void))ffi_begin },
-        { "end_row", (void (*)(void))ffi_end },
-        { "null", (void (*)(void))ffi_null },
-        { "int2", (void (*)(void))ffi_int2 },
-        { "int4", (void (*)(void))ffi_int4 },
-        { "int8", (void (*)(void))ffi_int8 },
-        { "float4", (void (*)(void))ffi_float4 },
-        { "float8", (void (*)(void))ffi_float8 },
-        { "bool", (void (*)(void))ffi_bool },
-        { "text", (void (*)(void))ffi_text },
-        { "numeric", (void (*)(void))ffi_numeric },
-        { "numeric_text", (void (*)(void))ffi_numeric_text },
-        { "ts", (void (*)(void))ffi_ts },
-        { "ts_text", (void (*)(void))ffi_ts_text },
-        { "date", (void (*)(void))ffi_date },
-        { "date_text", (void (*)(void))ffi_date_text },
-        { "t_begin", (void (*)(void))ffi_t_begin },
-        { "t_null", (void (*)(void))ffi_t_null },
-        { "t_str", (void (*)(void))ffi_t_str },
-        { "t_num", (void (*)(void))ffi_t_num },
-        { "t_bool", (void (*)(void))ffi_t_bool },
-        { "t_end", (void (*)(void))ffi_t_end },
-    };
-    lua_createtable(L, 0, (int)(sizeof fns / sizeof fns[0]));
-    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-        void *p;
-        memcpy(&p, &fns[i].fn, sizeof p); /* a function's address as data */
-        lua_pushlightuserdata(L, p);
-        lua_setfield(L, -2, fns[i].name);
-    }
-    return 1;
+    lua_concat(L, 2);
+    return lib_copy_raise(L, cp);
 }
 
 /* ---------------------------------------------------------------- rows */
-
-/* A sink with a NULL text of its own: a value whose field text (from
- * `start` in buf) equals it would read back as NULL.  CSV quotes it (a
- * quoted field is never NULL); text format cannot tell them apart, so
- * that is an error rather than a silent NULL. */
-static void keep_value(lua_State *L, sl_copy *cp, const copy_col *col,
-                       size_t start)
-{
-    copy_buf *b = &cp->buf;
-    size_t n = b->len - start;
-    if (n != cp->null_len || memcmp(b->data + start, cp->null, n) != 0)
-        return;
-    if (cp->format != COPY_FMT_CSV)
-        col_error(L, cp, col, ": the value's text is the sink's NULL text "
-                              "(option null); choose a NULL text that no "
-                              "value has");
-    cp->scratch.len = 0;
-    need_scratch(L, cp, n);
-    copy_put_raw(&cp->scratch, b->data + start, n);
-    b->len = start;
-    int rc = copy_put_csv_field_delim(b, cp->scratch.data, n, cp->delim, 1);
-    if (rc != COPY_OK)
-        encode_failed(L, cp, col, rc);
-}
-
-/* Encode one row whose values are at stack indices first.. into buf.
- * A row that fails half-way is dropped by the next call (committed). */
-static void encode_row(lua_State *L, sl_copy *cp, int first)
-{
-    copy_buf *b = &cp->buf;
-    const copy_col *col = cp->cols;
-    int n = cp->ncols;
-    b->len = cp->committed;
-    cp->depth = 0;
-    if (cp->format == COPY_FMT_BINARY) {
-        need(L, cp, 2);
-        copy_put_be16(b, (uint16_t)n);
-        for (int i = 0; i < n; i++, col++) {
-            if (is_null(L, first + i)) {
-                need(L, cp, 4);
-                copy_put_be32(b, 0xFFFFFFFFu);
-            } else {
-                col->enc(L, cp, col, first + i);
-            }
-        }
-    } else {
-        int csv = cp->format == COPY_FMT_CSV;
-        for (int i = 0; i < n; i++, col++) {
-            need(L, cp, 3);
-            if (i > 0)
-                copy_put_byte(b, cp->delim);
-            if (is_null(L, first + i)) {
-                if (cp->null) {
-                    need(L, cp, cp->null_len);
-                    copy_put_raw(b, cp->null, cp->null_len);
-                } else if (!csv) {
-                    copy_put_raw(b, "\\N", 2);
-                }
-            } else if (cp->null) {
-                size_t start = b->len;
-                col->enc(L, cp, col, first + i);
-                keep_value(L, cp, col, start);
-            } else {
-                col->enc(L, cp, col, first + i);
-            }
-        }
-        need(L, cp, 1);
-        copy_put_byte(b, '\n');
-    }
-    cp->rows++;
-    cp->committed = b->len;
-}
 
 /* Raise the error of a stream that could not send: after Ctrl-C, or
  * with the server's error / the broken connection's message. */
@@ -1653,7 +128,7 @@ static int stream_failed(lua_State *L, sl_copy *cp, int rc)
 {
     if (rc == COPY_EINTR) {
         cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
-        interrupt_consume(L);
+        lib_interrupt_consume(L);
         return luaL_error(L, "interrupted (Ctrl-C)");
     }
     int conn_idx = push_conn(L, CP_SELF);
@@ -1670,9 +145,9 @@ static int stream_failed(lua_State *L, sl_copy *cp, int rc)
 static int sink_put(lua_State *L, sl_copy *cp, size_t n)
 {
     char msg[512];
-    if (cp->sink->write(cp->sink_ctx, cp->buf.data, n, msg, sizeof msg)) {
+    if (cp->sink->write(cp->sink_ctx, cp->w.buf.data, n, msg, sizeof msg)) {
         lua_pushstring(L, msg);
-        cp_raise(L, cp);
+        lib_copy_raise(L, cp);
     }
     return COPY_OK;
 }
@@ -1681,16 +156,16 @@ static int sink_put(lua_State *L, sl_copy *cp, size_t n)
  * the connection failed or Ctrl-C was pressed. */
 static void cp_flush(lua_State *L, sl_copy *cp)
 {
-    size_t n = cp->committed;
-    cp->buf.len = n;
+    size_t n = cp->w.committed;
+    cp->w.buf.len = n;
     if (n == 0)
         return;
     int rc = cp->sink ? sink_put(L, cp, n)
-                      : copy_put(cp->conn->pg, cp->buf.data, n, 1);
+                      : copy_put(cp->conn->pg, cp->w.buf.data, n, 1);
     if (rc != COPY_OK)
         stream_failed(L, cp, rc);
     cp->bytes_sent += n;
-    cp->buf.len = cp->committed = 0;
+    cp->w.buf.len = cp->w.committed = 0;
 }
 
 /* Check that the stream at index 1 is open, for method fname. */
@@ -1730,21 +205,21 @@ static int count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
     lua_checkstack(L, 4);
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "row ");
-    cdata_text(num, cp->rows + 1, 2);
+    numfmt_uint64(num, cp->w.rows + 1);
     luaL_addstring(&b, num);
     if (list_idx > 0) {
         lua_pushfstring(L, " (element %d of the list)", list_idx);
         luaL_addvalue(&b);
     }
-    lua_pushfstring(L, ": expected %d value%s (", cp->ncols,
-                    cp->ncols == 1 ? "" : "s");
+    lua_pushfstring(L, ": expected %d value%s (", cp->w.ncols,
+                    cp->w.ncols == 1 ? "" : "s");
     luaL_addvalue(&b);
-    for (int i = 0; i < cp->ncols && i < 20; i++) {
+    for (int i = 0; i < cp->w.ncols && i < 20; i++) {
         if (i)
             luaL_addstring(&b, ", ");
         luaL_addstring(&b, cp->cols[i].name);
     }
-    if (cp->ncols > 20)
+    if (cp->w.ncols > 20)
         luaL_addstring(&b, ", ...");
     if (got >= 0)
         lua_pushfstring(L, "), got %d", got);
@@ -1756,7 +231,7 @@ static int count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
         luaL_addstring(&b, " (a NULL inside a table must be sluice.null, "
                            "not nil)");
     luaL_pushresult(&b);
-    return cp_raise(L, cp);
+    return lib_copy_raise(L, cp);
 }
 
 /* cp:row(v1, v2, ...) appends one row. */
@@ -1764,10 +239,10 @@ static int cp_row(lua_State *L)
 {
     sl_copy *cp = check_open(L, "row");
     int n = lua_gettop(L) - 1;
-    if (n != cp->ncols)
+    if (n != cp->w.ncols)
         count_error(L, cp, n, 0);
-    encode_row(L, cp, 2);
-    if (cp->committed >= cp->chunk)
+    lib_copy_encode_row(L, cp, 2);
+    if (cp->w.committed >= cp->w.chunk)
         cp_flush(L, cp);
     return 0;
 }
@@ -1780,10 +255,10 @@ static int cp_rows(lua_State *L)
     if (!lua_istable(L, 2)) {
         lua_pushfstring(L, "rows: expected a list of rows (a table), got %s",
                         luaL_typename(L, 2));
-        return cp_raise(L, cp);
+        return lib_copy_raise(L, cp);
     }
     lua_settop(L, 2);
-    luaL_checkstack(L, cp->ncols + 8, "too many columns");
+    luaL_checkstack(L, cp->w.ncols + 8, "too many columns");
     size_t len;
     if (!lib_array_len(L, 2, &len)) {
         /* a nil inside the list would end it early: nothing after it
@@ -1791,31 +266,30 @@ static int cp_rows(lua_State *L)
         lua_pushliteral(L, "rows: expected a list of rows (a table with keys "
                            "1..n only), got a table with a nil inside or a "
                            "key that is not an index");
-        return cp_raise(L, cp);
+        return lib_copy_raise(L, cp);
     }
     int n = (int)len;
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, 2, i);
         // stack: cp, list, row
         if (!lua_istable(L, 3)) {
-            lua_pushliteral(L, "row ");
-            push_u64(L, cp->rows + 1);
+            lib_copy_push_row(L, cp);
             lua_pushfstring(L, " (element %d of the list): expected a table "
                                "of values, got %s", i, luaL_typename(L, 3));
-            lua_concat(L, 3);
-            return cp_raise(L, cp);
+            lua_concat(L, 2);
+            return lib_copy_raise(L, cp);
         }
         size_t k;
         if (!lib_array_len(L, 3, &k))
             count_error(L, cp, -1, i);
-        if ((int)k != cp->ncols)
+        if ((int)k != cp->w.ncols)
             count_error(L, cp, (int)k, i);
-        for (int j = 1; j <= cp->ncols; j++)
+        for (int j = 1; j <= cp->w.ncols; j++)
             lua_rawgeti(L, 3, j);
         // stack: cp, list, row, v1..vN
-        encode_row(L, cp, 4);
+        lib_copy_encode_row(L, cp, 4);
         lua_settop(L, 2);
-        if (cp->committed >= cp->chunk)
+        if (cp->w.committed >= cp->w.chunk)
             cp_flush(L, cp);
     }
     lua_pushinteger(L, n);
@@ -1836,11 +310,11 @@ static int cp_finish(lua_State *L)
 {
     sl_copy *cp = check_open(L, "finish");
     lua_settop(L, 1);
-    if (cp->format == COPY_FMT_BINARY) {
-        cp->buf.len = cp->committed;
-        if (copy_put_binary_trailer(&cp->buf) != COPY_OK)
-            oom_error(L, cp);
-        cp->committed = cp->buf.len;
+    if (cp->w.format == COPY_FMT_BINARY) {
+        cp->w.buf.len = cp->w.committed;
+        if (copy_put_binary_trailer(&cp->w.buf) != COPY_OK)
+            lib_copy_oom(L, cp);
+        cp->w.committed = cp->w.buf.len;
     }
     cp_flush(L, cp);
     if (cp->sink) {
@@ -1856,7 +330,7 @@ static int cp_finish(lua_State *L)
             return lua_error(L);
         }
         cp->state = CP_FINISHED;
-        lua_pushnumber(L, (lua_Number)cp->rows);
+        lua_pushnumber(L, (lua_Number)cp->w.rows);
         return 1;
     }
     int conn_idx = push_conn(L, CP_SELF);
@@ -1869,12 +343,12 @@ static int cp_finish(lua_State *L)
         /* every row was sent and nobody knows whether the COPY ended:
          * in autocommit it commits as it ends */
         char num[32];
-        snprintf(num, sizeof num, "%llu", (unsigned long long)cp->rows);
+        snprintf(num, sizeof num, "%llu", (unsigned long long)cp->w.rows);
         lib_push_conn_error(L, cp->conn->pg);
         int e = lua_gettop(L);
         lua_pushnumber(L, 0);
         lua_setfield(L, e, "committed_rows");
-        lua_pushnumber(L, cp->autocommit ? (lua_Number)cp->rows : 0);
+        lua_pushnumber(L, cp->autocommit ? (lua_Number)cp->w.rows : 0);
         lua_setfield(L, e, "in_doubt_rows");
         if (cp->autocommit)
             lua_pushfstring(L, "COPY: the connection was lost before the "
@@ -1896,7 +370,7 @@ static int cp_finish(lua_State *L)
     if (st == LIB_FINISH_INTERRUPTED && !interrupt_held()) {
         /* the COPY completed before Ctrl-C reached the server: say so
          * rather than let the interrupt read as a failed COPY */
-        int sig = interrupt_consume(L);
+        int sig = lib_interrupt_consume(L);
         lua_createtable(L, 0, 3);
         lua_pushfstring(L, "COPY: interrupted (%s) after the COPY had "
                            "%s its %s rows", interrupt_name(sig),
@@ -1945,18 +419,18 @@ static int cp_tostring(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
     char rows[24];
-    cdata_text(rows, cp->rows, 2);
+    numfmt_uint64(rows, cp->w.rows);
     if (cp->sink) {
         lua_getfenv(L, CP_SELF);
         lua_rawgeti(L, -1, FENV_NAME);
         lua_pushfstring(L, "sluice.sink (%s, %s, %d columns, %s rows, %s)",
-                        cp_state_names[cp->state], format_names[cp->format],
-                        cp->ncols, rows, lua_tostring(L, -1));
+                        cp_state_names[cp->state], format_names[cp->w.format],
+                        cp->w.ncols, rows, lua_tostring(L, -1));
         return 1;
     }
     lua_pushfstring(L, "sluice.copy (%s, %s, %d columns, %s rows)",
-                    cp_state_names[cp->state], format_names[cp->format],
-                    cp->ncols, rows);
+                    cp_state_names[cp->state], format_names[cp->w.format],
+                    cp->w.ncols, rows);
     return 1;
 }
 
@@ -1972,25 +446,25 @@ int lib_copy_index(lua_State *L)
     if (!k)
         return 1;
     if (strcmp(k, "rows_sent") == 0)
-        lua_pushnumber(L, (lua_Number)cp->rows);
+        lua_pushnumber(L, (lua_Number)cp->w.rows);
     else if (strcmp(k, "bytes_sent") == 0)
         lua_pushnumber(L, (lua_Number)cp->bytes_sent);
     else if (strcmp(k, "buffered") == 0)
-        lua_pushnumber(L, (lua_Number)cp->committed);
+        lua_pushnumber(L, (lua_Number)cp->w.committed);
     else if (strcmp(k, "buffer_size") == 0)
-        lua_pushnumber(L, (lua_Number)cp->buf.cap);
+        lua_pushnumber(L, (lua_Number)cp->w.buf.cap);
     else if (strcmp(k, "chunk_size") == 0)
-        lua_pushnumber(L, (lua_Number)cp->chunk);
+        lua_pushnumber(L, (lua_Number)cp->w.chunk);
     else if (strcmp(k, "format") == 0)
-        lua_pushstring(L, format_names[cp->format]);
+        lua_pushstring(L, format_names[cp->w.format]);
     else if (strcmp(k, "state") == 0)
         lua_pushstring(L, cp_state_names[cp->state]);
     else if (strcmp(k, "path") == 0 && cp->sink) {
         lua_getfenv(L, 1);
         lua_rawgeti(L, -1, FENV_NAME);
     } else if (strcmp(k, "columns") == 0) {
-        lua_createtable(L, cp->ncols, 0);
-        for (int i = 0; i < cp->ncols; i++) {
+        lua_createtable(L, cp->w.ncols, 0);
+        for (int i = 0; i < cp->w.ncols; i++) {
             lua_pushstring(L, cp->cols[i].name);
             lua_rawseti(L, -2, i + 1);
         }
@@ -2014,18 +488,96 @@ const luaL_Reg lib_copy_meta[] = {
     { NULL, NULL },
 };
 
-/* ---------------------------------------------------------------- start */
+/* ------------------------------------------------ the compiled writer
+ *
+ * A call of cp:row() from Lua is a call of a C function, which LuaJIT's
+ * compiled code can only make by leaving the trace (and each value is
+ * then read back through the C API).  For streams to the server whose
+ * columns the fast table serves (copyenc.h), lua/sluice/copy.lua compiles
+ * a row writer in Lua instead: it checks each value's Lua type itself and
+ * calls the core's encoders through the FFI, which stays inside the
+ * trace.  Here are the stream's side of it (its writer and its column
+ * kinds) and the table, as Lua sees it. */
 
-static const char *const kind_names[] = {
-    [COPY_K_TEXT] = "text", [COPY_K_BOOL] = "bool", [COPY_K_INT2] = "int2",
-    [COPY_K_INT4] = "int4", [COPY_K_INT8] = "int8", [COPY_K_OID] = "oid",
-    [COPY_K_FLOAT4] = "float4", [COPY_K_FLOAT8] = "float8",
-    [COPY_K_NUMERIC] = "numeric", [COPY_K_BYTEA] = "bytea",
-    [COPY_K_DATE] = "date", [COPY_K_TIMESTAMP] = "timestamp",
-    [COPY_K_TIMESTAMPTZ] = "timestamptz", [COPY_K_JSON] = "json",
-    [COPY_K_JSONB] = "jsonb", [COPY_K_UUID] = "uuid",
-    [COPY_K_ARRAY] = "array", [COPY_K_OTHER] = "other",
-};
+/* sluice.core.copy_fast_text(cp) -> writer pointer, {kind code, ...}: a
+ * text or CSV stream to the server (else nil); the codes are enum
+ * copy_kind's, for t_num and t_bool.  Byte columns are marked -1 (a
+ * string there is hex-encoded: the C path's). */
+int lib_copy_fast_text(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
+    if (cp->w.format == COPY_FMT_BINARY || cp->sink || cp->w.custom ||
+        cp->null || cp->state != CP_OPEN)
+        return 0;
+    lua_pushlightuserdata(L, &cp->w);
+    lua_createtable(L, cp->w.ncols, 0);
+    for (int i = 0; i < cp->w.ncols; i++) {
+        lua_pushinteger(L, cp->cols[i].kind == COPY_K_BYTEA
+                               ? -1 : cp->cols[i].kind);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
+
+/* sluice.core.copy_fast(cp) -> writer pointer, {kind name, ...} when the
+ * fast table serves every column of the stream (binary format, a COPY to
+ * the server), else nil. */
+int lib_copy_fast(lua_State *L)
+{
+    sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
+    if (cp->w.format != COPY_FMT_BINARY || cp->sink || cp->state != CP_OPEN)
+        return 0;
+    lua_pushlightuserdata(L, &cp->w);
+    lua_createtable(L, cp->w.ncols, 0);
+    for (int i = 0; i < cp->w.ncols; i++) {
+        if (!copy_fast_serves(cp->cols[i].kind))
+            return 0;
+        lua_pushstring(L, copy_kind_name(cp->cols[i].kind));
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
+
+/* sluice.core.copy_fast_functions() -> the fast table as a list of
+ * { name =, sig =, fn = the function pointer as a light userdata,
+ * takes = "number"|"string"|"boolean" (nil for row functions),
+ * kinds = { kind name, ... } }, for ffi.cast in lua/sluice/copy.lua
+ * (works alike in the executable and in the module, whose symbols are
+ * not global). */
+int lib_copy_fast_functions(lua_State *L)
+{
+    static const char *const takes[] = {
+        [COPY_FAST_ROW] = NULL, [COPY_FAST_NUMBER] = "number",
+        [COPY_FAST_STRING] = "string", [COPY_FAST_BOOL] = "boolean",
+    };
+    lua_newtable(L);
+    int n = 0;
+    for (const copy_fast_fn *f = copy_fast_table; f->name; f++) {
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, f->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, f->sig);
+        lua_setfield(L, -2, "sig");
+        void *p;
+        memcpy(&p, &f->fn, sizeof p); /* a function's address as data */
+        lua_pushlightuserdata(L, p);
+        lua_setfield(L, -2, "fn");
+        lua_pushstring(L, takes[f->takes]); /* NULL pushes nil */
+        lua_setfield(L, -2, "takes");
+        lua_newtable(L);
+        for (int kind = 0, k = 0; kind <= COPY_K_OTHER; kind++) {
+            if (f->kinds & (1u << kind)) {
+                lua_pushstring(L, copy_kind_name(kind));
+                lua_rawseti(L, -2, ++k);
+            }
+        }
+        lua_setfield(L, -2, "kinds");
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- start */
 
 static int kind_from(Oid oid, int textlike)
 {
@@ -2037,7 +589,7 @@ static int kind_from(Oid oid, int textlike)
 int lib_copy_kind(lua_State *L)
 {
     Oid oid = (Oid)luaL_checknumber(L, 1);
-    lua_pushstring(L, kind_names[kind_from(oid, lua_toboolean(L, 2))]);
+    lua_pushstring(L, copy_kind_name(kind_from(oid, lua_toboolean(L, 2))));
     return 1;
 }
 
@@ -2073,13 +625,11 @@ static void load_col(lua_State *L, copy_col *col, int s, int format, int i)
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
-    if (format != COPY_FMT_BINARY) {
-        col->enc = enc_text;
+    col->enc = lib_copy_encoder(format, col->kind);
+    if (format != COPY_FMT_BINARY)
         return;
-    }
-    col->enc = bin_encoder(col->kind);
     if (col->kind == COPY_K_ARRAY)
-        col->elem_enc = bin_encoder(col->elem_kind);
+        col->elem_enc = lib_copy_encoder(format, col->elem_kind);
     if (!col->enc || (col->kind == COPY_K_ARRAY && !col->elem_enc))
         luaL_error(L, "copy: column \"%s\" (%s) has no binary encoder; use "
                       "format \"text\" or \"csv\"", col->name,
@@ -2099,9 +649,9 @@ static sl_copy *cp_new(lua_State *L, int conn_idx, int specs, int opts,
     sl_copy *cp = lua_newuserdata(L, head + extra);
     memset(cp, 0, head + extra);
     cp->state = CP_NEW;
-    cp->format = format;
-    cp->chunk = chunk;
-    cp->delim = format == COPY_FMT_CSV ? ',' : '\t';
+    cp->w.format = format;
+    cp->w.chunk = chunk;
+    cp->w.delim = format == COPY_FMT_CSV ? ',' : '\t';
     if (extra)
         cp->sink_ctx = (char *)cp + head;
     luaL_getmetatable(L, SLUICE_COPY_MT);
@@ -2123,7 +673,7 @@ static sl_copy *cp_new(lua_State *L, int conn_idx, int specs, int opts,
     lua_rawseti(L, -2, FENV_SPECS);
     lua_setfenv(L, ud);
     cp->cols = cols;
-    cp->ncols = ncols;
+    cp->w.ncols = ncols;
     for (int i = 0; i < ncols; i++) {
         lua_rawgeti(L, specs, i + 1);
         if (!lua_istable(L, -1))
@@ -2131,7 +681,7 @@ static sl_copy *cp_new(lua_State *L, int conn_idx, int specs, int opts,
         load_col(L, &cols[i], lua_gettop(L), format, i + 1);
         lua_pop(L, 1);
     }
-    if (copy_buf_grow(&cp->buf, chunk + chunk / 4) != COPY_OK)
+    if (copy_buf_grow(&cp->w.buf, chunk + chunk / 4) != COPY_OK)
         luaL_error(L, "copy: out of memory allocating the buffer");
     return cp;
 }
@@ -2180,30 +730,18 @@ void *lib_copy_new_sink(lua_State *L, const char *format, int specs,
     lua_rawseti(L, -2, FENV_NULL); /* anchors cp->null */
     lua_pop(L, 1);
     cp->sink = ops;
-    if (delim && delim[0] != cp->delim) {
-        cp->delim = (unsigned char)delim[0];
-        cp->custom = 1;
+    if (delim && delim[0] != cp->w.delim) {
+        cp->w.delim = (unsigned char)delim[0];
+        cp->w.custom = 1;
     }
     if (null) {
         cp->null = null;
         cp->null_len = nlen;
-        cp->custom = 1;
+        cp->w.custom = 1;
     }
     cp->state = CP_OPEN; /* ops->close is safe on the zeroed ctx */
-    if (header) {
-        /* the names as one row of strings, through the same field writer
-         * (not counted in rows) */
-        for (int i = 0; i < ncols; i++) {
-            need(L, cp, 1);
-            if (i > 0)
-                copy_put_byte(&cp->buf, cp->delim);
-            put_field(L, cp, &cp->cols[i], cp->cols[i].name,
-                      strlen(cp->cols[i].name));
-        }
-        need(L, cp, 1);
-        copy_put_byte(&cp->buf, '\n');
-        cp->committed = cp->buf.len;
-    }
+    if (header)
+        lib_copy_header_row(L, cp);
     lua_replace(L, ud - 2); /* the stream where delim was */
     lua_pop(L, 1);
     return cp->sink_ctx;
@@ -2247,13 +785,13 @@ int lib_copy_start(lua_State *L)
 
     sl_copy *cp = cp_new(L, 1, 4, 5, format, ncols, chunk, 0);
     cp->conn = c;
-    cp->utc = utc;
+    cp->w.utc = utc;
     int ud = lua_gettop(L);
     // stack: db, sql, fmt, specs, opts, cp
     if (format == COPY_FMT_BINARY &&
-        copy_put_binary_header(&cp->buf) != COPY_OK)
+        copy_put_binary_header(&cp->w.buf) != COPY_OK)
         return luaL_error(L, "copy: out of memory allocating the buffer");
-    cp->committed = cp->buf.len;
+    cp->w.committed = cp->w.buf.len;
 
     PGresult **err = lib_new_result_slot(L);
     // stack: ..., cp, err_holder
@@ -2261,225 +799,16 @@ int lib_copy_start(lua_State *L)
     cp->autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     int rc = copy_begin(c->pg, sql, PGRES_COPY_IN, err, &interrupted);
     if (interrupted)
-        interrupt_consume(L);
+        lib_interrupt_consume(L);
     if (rc == COPY_OK) {
         cp->state = CP_OPEN;
+        cp->w.pg = &c->pg;
         c->busy = 1;
         if (interrupted) {
             cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
             return luaL_error(L, "interrupted (Ctrl-C)");
         }
         lua_settop(L, ud);
-        return 1;
-    }
-    lib_conn_deliver_notices(L, c, 1);
-    if (rc == COPY_EFAIL)
-        lib_push_result_error(L, *err, c->pg);
-    else
-        lib_push_conn_error(L, c->pg);
-    return lua_error(L);
-}
-
-/* ------------------------------------------------------------ copy_out */
-
-enum { RD_OPEN = 1, RD_DONE, RD_CLOSED };
-
-typedef struct sl_copyout {
-    sl_conn *conn;   /* borrowed: fenv[1] keeps it alive */
-    int state;       /* 0 until the COPY started */
-    int in_tx;       /* a transaction block was open at the start */
-    char *row;       /* owned (PQfreemem): the row being converted */
-    uint64_t rows;
-} sl_copyout;
-
-/* The one release routine of a reader (close(), end of the loop, a
- * failure, __gc).  A COPY still running is stopped: by a cancel request
- * when no transaction block is open, else by reading and discarding the
- * remaining rows (a cancel would doom the caller's transaction).  Then
- * its results are drained.  Never raises. */
-static void rd_release(sl_copyout *rd, int new_state)
-{
-    if (rd->row) {
-        PQfreemem(rd->row);
-        rd->row = NULL;
-    }
-    if (rd->state == RD_OPEN) {
-        sl_conn *c = rd->conn;
-        rd->state = new_state;
-        c->busy = 0;
-        if (c->pg) {
-            char buf[256];
-            if (!rd->in_tx)
-                pgconn_cancel(c->pg, buf, sizeof buf);
-            copy_drain(c->pg, NULL);
-        }
-    }
-}
-
-/* Push the row in rd->row[0..len) as an array of strings / sluice.null. */
-static void push_row(lua_State *L, char *s, size_t len)
-{
-    if (len > 0 && s[len - 1] == '\n')
-        len--;
-    int nf = 1;
-    for (const char *p = s; (p = memchr(p, '\t', (size_t)(s + len - p)));
-         p++)
-        nf++;
-    lua_createtable(L, nf, 0);
-    char *p = s, *end = s + len;
-    for (int i = 1; i <= nf; i++) {
-        char *q = memchr(p, '\t', (size_t)(end - p));
-        if (!q)
-            q = end;
-        size_t n = (size_t)(q - p);
-        if (n == 2 && p[0] == '\\' && p[1] == 'N')
-            lua_pushlightuserdata(L, NULL);
-        else
-            lua_pushlstring(L, p, copy_unescape_text(p, n));
-        lua_rawseti(L, -2, i);
-        p = q + 1;
-    }
-}
-
-/* reader() -> next row (an array of strings, NULL as sluice.null), or nil
- * at the end.  Raises the server's error object if the query fails. */
-static int rd_call(lua_State *L)
-{
-    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
-    if (rd->state != RD_OPEN) {
-        lua_pushnil(L);
-        return 1;
-    }
-    sl_conn *c = rd->conn;
-    if (!c->pg) {
-        rd_release(rd, RD_CLOSED);
-        return luaL_error(L, "copy_out: the connection is closed");
-    }
-    if (rd->row) {
-        PQfreemem(rd->row);
-        rd->row = NULL;
-    }
-    char *row;
-    size_t len;
-    int rc = copy_out_next(c->pg, &row, &len, 1);
-    if (rc == COPY_OK) {
-        rd->row = row; /* owned by rd until freed, even if Lua raises */
-        push_row(L, row, len);
-        PQfreemem(rd->row);
-        rd->row = NULL;
-        rd->rows++;
-        return 1;
-    }
-    if (rc == COPY_EINTR) {
-        rd_release(rd, RD_CLOSED);
-        interrupt_consume(L);
-        return luaL_error(L, "interrupted (Ctrl-C)");
-    }
-    /* the end (or a failure): the final result says which */
-    lua_settop(L, 1);
-    int conn_idx = push_conn(L, 1);
-    rd->state = RD_DONE;
-    c->busy = 0;
-    lib_conn_finish(L, c, conn_idx, 1); /* raises the server's error */
-    if (rc == COPY_EBROKEN) {
-        lib_push_conn_error(L, c->pg);
-        return lua_error(L);
-    }
-    lua_pushnil(L);
-    return 1;
-}
-
-/* reader:close() stops the COPY if it is still running. */
-static int rd_close(lua_State *L)
-{
-    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
-    rd_release(rd, RD_CLOSED);
-    return 0;
-}
-
-static int rd_gc(lua_State *L)
-{
-    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
-    rd_release(rd, RD_CLOSED);
-    return 0;
-}
-
-static const char *const rd_state_names[] = { "new", "open", "done",
-                                              "closed" };
-
-static int rd_tostring(lua_State *L)
-{
-    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
-    char rows[24];
-    cdata_text(rows, rd->rows, 2);
-    lua_pushfstring(L, "sluice.copyout (%s, %s rows)",
-                    rd_state_names[rd->state], rows);
-    return 1;
-}
-
-/* __index: methods first (upvalue 1), then rows and state. */
-int lib_copyout_index(lua_State *L)
-{
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
-    sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
-    const char *k = lua_tostring(L, 2);
-    if (k && strcmp(k, "rows") == 0)
-        lua_pushnumber(L, (lua_Number)rd->rows);
-    else if (k && strcmp(k, "state") == 0)
-        lua_pushstring(L, rd_state_names[rd->state]);
-    else
-        lua_pushnil(L);
-    return 1;
-}
-
-const luaL_Reg lib_copyout_methods[] = {
-    { "close", rd_close },
-    { NULL, NULL },
-};
-
-const luaL_Reg lib_copyout_meta[] = {
-    { "__call", rd_call },
-    { "__gc", rd_gc },
-    { "__tostring", rd_tostring },
-    { NULL, NULL },
-};
-
-/* sluice.core.copy_out_start(db, sql) -> reader.  sql is a whole COPY ...
- * TO STDOUT statement in text format.  Raises the server's error object
- * if it cannot start. */
-int lib_copy_out_start(lua_State *L)
-{
-    sl_conn *c = lib_conn_check(L, 1);
-    const char *sql = luaL_checkstring(L, 2);
-    lua_settop(L, 2);
-    sl_copyout *rd = lua_newuserdata(L, sizeof *rd);
-    memset(rd, 0, sizeof *rd);
-    rd->conn = c;
-    luaL_getmetatable(L, SLUICE_COPYOUT_MT);
-    lua_setmetatable(L, -2);
-    lua_createtable(L, 1, 0);
-    lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, 1);
-    lua_setfenv(L, -2);
-    // stack: db, sql, reader
-    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
-    rd->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
-    PGresult **err = lib_new_result_slot(L);
-    int interrupted;
-    int rc = copy_begin(c->pg, sql, PGRES_COPY_OUT, err, &interrupted);
-    if (interrupted)
-        interrupt_consume(L);
-    if (rc == COPY_OK) {
-        rd->state = RD_OPEN;
-        c->busy = 1;
-        if (interrupted) {
-            rd_release(rd, RD_CLOSED);
-            return luaL_error(L, "interrupted (Ctrl-C)");
-        }
-        lua_settop(L, 3);
         return 1;
     }
     lib_conn_deliver_notices(L, c, 1);

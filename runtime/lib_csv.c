@@ -438,7 +438,7 @@ static int csv_next(lua_State *L)
          * pipe) as a read error: raise the interrupt instead */
         if (rc < 0 && interrupt_pending()) {
             csvread_release(&u->r);
-            int sig = interrupt_consume(L);
+            int sig = lib_interrupt_consume(L);
             return luaL_error(L, "interrupted (%s)",
                               sig == SIGTERM ? "SIGTERM" : "Ctrl-C");
         }
@@ -766,7 +766,7 @@ int lib_csv_copy_from_file(lua_State *L)
     csvread_release(&u->r);
 
     if (interrupted || rc == COPY_EINTR)
-        interrupt_consume(L);
+        lib_interrupt_consume(L);
     lib_conn_deliver_notices(L, c, 1);
     if (rc == COPY_EINVAL) {
         lua_pushstring(L, u->r.err);

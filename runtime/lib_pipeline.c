@@ -231,7 +231,7 @@ static void check(lua_State *L, sl_pipeline *pl, int rc)
         pl->lost = 1;
     pl_end(pl, 0, PL_FAILED);
     if (rc == COPY_EINTR) {
-        int sig = interrupt_consume(L);
+        int sig = lib_interrupt_consume(L);
         lua_pushfstring(L, "interrupted (%s)", interrupt_name(sig));
         raise_outcome(L, pl, lua_tostring(L, -1));
     }

@@ -5,10 +5,10 @@
  * A sink is a "sluice.copy" stream whose destination is a file (sink.c)
  * instead of a server: the same userdata type, the same row()/rows()/
  * flush()/finish()/abort() methods, the same per-column encoders and
- * buffer (lib_copy.c over copy.c).  So a row written to a sink is
- * byte for byte the row a COPY in the same format would send, and a
- * script changes its destination by changing one line.  This file only
- * adapts sink.c to the lib_copy_sink interface and opens the file.
+ * buffer (lib_copy*.c over copyenc.c and copy.c).  So a row written to a
+ * sink is byte for byte the row a COPY in the same format would send,
+ * and a script changes its destination by changing one line.  This file
+ * only adapts sink.c to the lib_copy_sink interface and opens the file.
  *
  * Caveats:
  * - The file is opened after the stream userdata exists (its zeroed

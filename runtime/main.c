@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "interrupt.h"
+#include "lib.h"
 #include <libpq-fe.h>
 
 #ifndef SLUICE_VERSION
@@ -377,7 +378,7 @@ static void repl(lua_State *L)
             if (status == 0)
                 print_results(L, 0);
         }
-        interrupt_consume(L); /* before the tidying up runs SQL */
+        lib_interrupt_consume(L); /* before the tidying up runs SQL */
         if (status != 0) {
             lua_pushvalue(L, -1);
             report(L);
@@ -426,7 +427,7 @@ static int pmain(lua_State *L)
     luaL_openlibs(L);
     lua_gc(L, LUA_GCRESTART, -1);
     setup_paths(L);
-    interrupt_install(L);
+    lib_interrupt_install(L);
 
     /* first pass: flags that change the environment */
     for (i = 1; i < argc; i++) {

@@ -15,22 +15,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t numfmt_int64(char *buf, int64_t v)
+/* The digits of u, with a minus sign when neg. */
+static size_t put_decimal(char *buf, uint64_t u, int neg)
 {
     char tmp[24];
     char *p = tmp + sizeof tmp;
-    /* work on the unsigned magnitude so INT64_MIN is fine */
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     do {
         *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u);
-    if (v < 0)
+    if (neg)
         *--p = '-';
     size_t n = (size_t)(tmp + sizeof tmp - p);
     memcpy(buf, p, n);
     buf[n] = '\0';
     return n;
+}
+
+size_t numfmt_int64(char *buf, int64_t v)
+{
+    /* work on the unsigned magnitude so INT64_MIN is fine */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    return put_decimal(buf, u, v < 0);
+}
+
+size_t numfmt_uint64(char *buf, uint64_t v)
+{
+    return put_decimal(buf, v, 0);
 }
 
 static const uint64_t pow10_u64[20] = {

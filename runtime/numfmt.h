@@ -5,8 +5,9 @@
  * back as the same double (so 0.1 is "0.1", not "0.10000000000000001",
  * which matters for numeric columns), with integral values written as
  * integers and inf/nan spelled the way PostgreSQL reads them;
- * numfmt_int64() writes a 64-bit integer.  Used by query parameters and,
- * later, by the COPY text encoder.  Knows nothing about Lua or libpq.
+ * numfmt_int64() and numfmt_uint64() write a 64-bit integer.  Used by
+ * query parameters and the COPY encoders.  Knows nothing about Lua or
+ * libpq.
  */
 #ifndef SLUICE_NUMFMT_H
 #define SLUICE_NUMFMT_H
@@ -20,6 +21,7 @@
  * text is also NUL-terminated).  Never fails. */
 size_t numfmt_double(char *buf, double x);
 size_t numfmt_int64(char *buf, int64_t v);
+size_t numfmt_uint64(char *buf, uint64_t v);
 
 /* x rounded to `digits` (1..17) significant digits, written without an
  * exponent and without trailing zeros; exact (no printf), for

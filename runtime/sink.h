@@ -4,9 +4,9 @@
  *
  * Provides: sink_file, opened by sink_open(), written by sink_write(),
  * ended by the one routine sink_close() (commit or discard).  The bytes
- * come from the COPY encoders (copy.c through lib_copy.c); this unit only
- * moves them to the file.  Knows nothing about Lua: the binding is
- * lib_sink.c.
+ * come from the COPY encoders (copyenc.c and copy.c, through the
+ * lib_copy*.c binding); this unit only moves them to the file.  Knows
+ * nothing about Lua: the binding is lib_sink.c.
  *
  * Uses: POSIX open/write/rename, zlib's gz writer (gzdopen/gzwrite).
  *

@@ -5,7 +5,8 @@
 -- checks, identifier quoting, the one catalog query that finds each
 -- column's type, and the choice of format.  The stream itself (encoding
 -- every row in C into a large buffer, sending it with PQputCopyData) is
--- runtime/lib_copy.c over runtime/copy.c.
+-- runtime/lib_copy.c (values: lib_copy_values.c, lib_copy_binary.c) over
+-- the core's runtime/copyenc.c and runtime/copy.c.
 --
 --   local cp = db:copy("public.items", {"id", "name", "price"})
 --   for i = 1, n do cp:row(i, names[i], prices[i]) end
@@ -255,16 +256,20 @@ function methods.copy(db, tbl, columns, opts)
 end
 
 ------------------------------------------------- the compiled row writer
--- Binary streams whose columns are all plain kinds get a cp:row written in
--- Lua for their column kinds: it checks each value's type and appends it
--- through FFI calls into the C encoders (runtime/lib_copy.c, "the FFI fast
--- path"), so a compiled loop never leaves its trace for a row.  Any value
--- it does not take as it is (another type, out of range, ...) sends the
--- whole row through the C cp:row instead, which encodes it from its start
--- and raises the usual error: the bytes and the errors are the same
+-- Streams whose columns are all of kinds the fast table serves (binary),
+-- and text and CSV streams to the server, get a cp:row written in Lua for
+-- their column kinds: it checks each value's type and appends it through
+-- FFI calls into the core's encoders (runtime/copyenc.c, "the fast
+-- table"), so a compiled loop never leaves its trace for a row.  Any
+-- value it does not take as it is (another type, out of range, ...) sends
+-- the whole row through the C cp:row instead, which encodes it from its
+-- start and raises the usual error: the bytes and the errors are the same
 -- either way.
 local ffi = require "ffi"
-local fast_fns       -- the C functions, cast once
+-- From the fast table, once: F[name] is a C function, cast to its type;
+-- BY_KIND[kind] lists the value functions that serve binary columns of
+-- that kind, each with the Lua type it takes.
+local F, BY_KIND
 -- kinds signature -> { writer, pointers }: a writer is shared by the
 -- streams of one column list, and finds a stream's pointer in its own
 -- table, so a stream of another shape gets none (the C row() then takes
@@ -273,43 +278,28 @@ local fast_fns       -- the C functions, cast once
 local writers = {}
 M.fast_rows = setmetatable({}, { __mode = "k" })
 
-local SIGS = {
-  begin = "int (*)(void *)", end_row = "int (*)(void *)", null = "int (*)(void *)",
-  int2 = "int (*)(void *, double)", int4 = "int (*)(void *, double)",
-  int8 = "int (*)(void *, double)", float4 = "int (*)(void *, double)",
-  float8 = "int (*)(void *, double)", bool = "int (*)(void *, int)",
-  text = "int (*)(void *, const char *, size_t)",
-  numeric = "int (*)(void *, double)", numeric_text = "int (*)(void *, const char *, size_t)",
-  ts = "int (*)(void *, double)", ts_text = "int (*)(void *, const char *, size_t, int)",
-  date = "int (*)(void *, double)", date_text = "int (*)(void *, const char *, size_t)",
-  t_begin = "int (*)(void *)", t_null = "int (*)(void *, int)",
-  t_str = "int (*)(void *, int, const char *, size_t)",
-  t_num = "int (*)(void *, int, double, int)", t_bool = "int (*)(void *, int, int, int)",
-  t_end = "int (*)(void *)",
-}
+local function load_fast_table()
+  F, BY_KIND = {}, {}
+  for _, f in ipairs(M.core.copy_fast_functions()) do
+    F[f.name] = ffi.cast(f.sig, f.fn)
+    for _, kind in ipairs(f.kinds) do
+      BY_KIND[kind] = BY_KIND[kind] or {}
+      table.insert(BY_KIND[kind], f)
+    end
+  end
+end
+
+-- A value function's arguments after the writer, by the Lua type it takes.
+local ARGS = { number = "V", string = "V, #V", boolean = "V and 1 or 0" }
 
 -- The Lua of one column: v is the value, slow() the fallback.
-local NUM_FN = { int2 = "int2", int4 = "int4", int8 = "int8", float4 = "float4",
-                 float8 = "float8", numeric = "numeric", date = "date",
-                 timestamp = "ts", timestamptz = "ts" }
 local function column_code(kind, v)
-  local function case(test, call)
-    return ("elseif tV == '%s' then if %s ~= 0 then return slow(self, ...) end")
-           :format(test, call)
-  end
   -- type() first: a NULL cdata pointer compares equal to nil
   local lines = { "local tV = type(V)",
                   "if tV == 'nil' or rawequal(V, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end" }
-  if NUM_FN[kind] then lines[#lines + 1] = case("number", ("F.%s(p, V)"):format(NUM_FN[kind])) end
-  if kind == "bool" then
-    lines[#lines + 1] = case("boolean", "F.bool(p, V and 1 or 0)")
-  elseif kind == "text" then
-    lines[#lines + 1] = case("string", "F.text(p, V, #V)")
-  elseif kind == "numeric" or kind == "date" then
-    lines[#lines + 1] = case("string", ("F.%s_text(p, V, #V)"):format(kind))
-  elseif kind == "timestamp" or kind == "timestamptz" then
-    lines[#lines + 1] = case("string", ("F.ts_text(p, V, #V, %d)")
-                                       :format(kind == "timestamptz" and 1 or 0))
+  for _, f in ipairs(BY_KIND[kind]) do
+    lines[#lines + 1] = ("elseif tV == '%s' then if F.%s(p, %s) ~= 0 then return slow(self, ...) end")
+                        :format(f.takes, f.name, ARGS[f.takes])
   end
   lines[#lines + 1] = "else return slow(self, ...) end end"
   -- do ... end: one tV at a time (a function has at most 200 locals)
@@ -345,34 +335,31 @@ local function writer_for(kinds, text)
     "local F, NULL, pointers, slow, flush, select, type, rawequal = ...",
     "return function(self, ...)",
     "  local p = pointers[self]",
-    ("  if p == nil or select('#', ...) ~= %d or F.%s(p) ~= 0 then return slow(self, ...) end")
-      :format(n, text and "t_begin" or "begin"),
+    ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end")
+      :format(n),
     "  local " .. table.concat(vars, ", ") .. " = ...",
   }
   for i, kind in ipairs(kinds) do
     body[#body + 1] = text and text_column_code(kind, vars[i], i > 1 and "1" or "0")
                       or column_code(kind, vars[i])
   end
-  -- a tail call: an error in flush (Ctrl-C, a lost connection) then
-  -- names the caller's line, as the C row() does
-  if text then
-    body[#body + 1] = "  local e = F.t_end(p)"
-    body[#body + 1] = "  if e < 0 then return slow(self, ...) end"
-    body[#body + 1] = "  if e > 0 then return flush(self) end"
-  else
-    body[#body + 1] = "  if F.end_row(p) ~= 0 then return flush(self) end"
-  end
+  -- end_row: < 0 out of memory (the C path raises it), > 0 send now.  A
+  -- tail call: an error in flush (Ctrl-C, a lost connection) then names
+  -- the caller's line, as the C row() does
+  body[#body + 1] = "  local e = F.end_row(p)"
+  body[#body + 1] = "  if e < 0 then return slow(self, ...) end"
+  body[#body + 1] = "  if e > 0 then return flush(self) end"
   body[#body + 1] = "end"
   local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
   if not chunk then return nil end -- never expected: the C row() serves
-  w = { chunk(fast_fns, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
+  w = { chunk(F, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
               select, type, rawequal), pointers }
   writers[sig] = w
   return w
 end
 
 --- Give a stream its compiled row writer, when its columns allow (binary:
--- plain kinds only; text and CSV: any, to the server).
+-- kinds of the fast table only; text and CSV: any, to the server).
 function M.attach_fast_row(cp, text)
   local ptr, kinds
   if text then
@@ -381,12 +368,7 @@ function M.attach_fast_row(cp, text)
     ptr, kinds = M.core.copy_fast(cp)
   end
   if not ptr or #kinds > 100 then return end
-  if not fast_fns then
-    fast_fns = {}
-    for name, fp in pairs(M.core.copy_fast_functions()) do
-      fast_fns[name] = ffi.cast(SIGS[name], fp)
-    end
-  end
+  if not F then load_fast_table() end
   local w = writer_for(kinds, text)
   if not w then return end
   w[2][cp] = ffi.cast("void *", ptr)

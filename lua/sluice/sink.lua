@@ -8,10 +8,11 @@
 --   print(out:finish(), "rows")
 --
 -- This module checks the options and turns `types` into column specs; the
--- encoding is the COPY stream's own C code (runtime/lib_copy.c over
--- runtime/copy.c) and the file handling is runtime/sink.c, through
--- runtime/lib_sink.c.  What it writes is what `psql \copy t from 'file'`
--- (text) or `... (format csv, header)` (CSV) loads back to the same rows.
+-- encoding is the COPY stream's own C code (runtime/lib_copy*.c over
+-- runtime/copyenc.c and copy.c) and the file handling is runtime/sink.c,
+-- through runtime/lib_sink.c.  What it writes is what
+-- `psql \copy t from 'file'` (text) or `... (format csv, header)` (CSV)
+-- loads back to the same rows.
 --
 -- sluice.sink.file(path, opts) -> sink
 --   path       a file name, or "-" for standard output.

@@ -1,5 +1,5 @@
 /*
- * sluice.c - luaopen_sluice_core: every userdata type and method table of
+ * lib_sluice.c - luaopen_sluice_core: every userdata type and method table of
  * the core, registered in one place (the whole C API surface is here).
  *
  * The Lua library (lua/sluice/init.lua) requires "sluice.core" and builds
@@ -79,7 +79,7 @@ static int core_interrupt_hold(lua_State *L)
 
 static int core_interrupt_release(lua_State *L)
 {
-    interrupt_release(L);
+    lib_interrupt_release(L);
     return 0;
 }
 
@@ -89,7 +89,7 @@ static int core_interrupt_take(lua_State *L)
 {
     if (!interrupt_pending())
         return 0;
-    lua_pushstring(L, interrupt_name(interrupt_consume(L)));
+    lua_pushstring(L, interrupt_name(lib_interrupt_consume(L)));
     return 1;
 }
 

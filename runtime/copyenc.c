@@ -1,0 +1,286 @@
+/*
+ * copyenc.c - one encoder per column type, the row writer, and the table
+ * of the fast path (see copyenc.h).
+ *
+ * The binary forms follow the server's typsend/typreceive functions (see
+ * copy.c); what a value may be (an integral double, a string the input
+ * function reads) follows what the server accepts in text COPY, so a row
+ * loads the same in either format.
+ *
+ * Caveats:
+ * - Each encoder checks its value before it reserves room, so the one
+ *   error a valid value can meet is COPY_ENOMEM.
+ * - The fast table names most encoders directly although the compiled
+ *   row writer passes a copy_writer: the writer begins with its buffer
+ *   (checked below), so its address is a valid copy_buf pointer.  The
+ *   few that need the writer's state (the session's zone, the delimiter)
+ *   are the fast_* wrappers here.
+ */
+#include "copyenc.h"
+#include "numfmt.h"
+
+#include <stddef.h>
+
+_Static_assert(offsetof(copy_writer, buf) == 0,
+               "the fast table passes a writer where a copy_buf is taken");
+
+/* ------------------------------------------------ values as strings
+ *
+ * The encoders of values given as text; the fixed-size encoders of
+ * numbers and flags are inline in copyenc.h. */
+
+int copy_put_bool_str(copy_buf *b, const char *s, size_t n)
+{
+    int v;
+    if (copy_parse_bool(s, n, &v) != COPY_OK)
+        return COPY_EINVAL;
+    return copy_put_bool(b, v);
+}
+
+int copy_put_int_str(copy_buf *b, int kind, const char *s, size_t n)
+{
+    int64_t v;
+    int rc = copy_parse_int64(s, n, &v);
+    return rc != COPY_OK ? rc : copy_put_int(b, kind, v);
+}
+
+int copy_put_float4_str(copy_buf *b, const char *s, size_t n)
+{
+    float f;
+    int rc = copy_parse_float(s, n, &f);
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 4, copy_float4_bits(f));
+}
+
+int copy_put_float8_str(copy_buf *b, const char *s, size_t n)
+{
+    double x;
+    int rc = copy_parse_double(s, n, &x);
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 8, copy_float8_bits(x));
+}
+
+/* ------------------------------------------------------- text, bytes */
+
+int copy_put_bytes(copy_buf *b, const char *s, size_t n)
+{
+    if (n > INT32_MAX)
+        return COPY_ERANGE;
+    if (copy_buf_reserve(b, 4 + n) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_be32(b, (uint32_t)n);
+    copy_put_raw(b, s, n);
+    return COPY_OK;
+}
+
+int copy_put_text(copy_buf *b, const char *s, size_t n)
+{
+    if (memchr(s, '\0', n))
+        return COPY_ENUL;
+    return copy_put_bytes(b, s, n);
+}
+
+int copy_put_json(copy_buf *b, const char *s, size_t n, int jsonb)
+{
+    if (!jsonb)
+        return copy_put_bytes(b, s, n);
+    if (n >= INT32_MAX)
+        return COPY_ERANGE;
+    if (copy_buf_reserve(b, 5 + n) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_be32(b, (uint32_t)n + 1);
+    copy_put_byte(b, 1); /* jsonb binary format version */
+    copy_put_raw(b, s, n);
+    return COPY_OK;
+}
+
+int copy_put_uuid_str(copy_buf *b, const char *s, size_t n)
+{
+    unsigned char u[16];
+    if (copy_parse_uuid(s, n, u) != COPY_OK)
+        return COPY_EINVAL;
+    if (copy_buf_reserve(b, 20) != COPY_OK)
+        return COPY_ENOMEM;
+    copy_put_be32(b, 16);
+    copy_put_raw(b, u, 16);
+    return COPY_OK;
+}
+
+/* ------------------------------------------------------------ numeric */
+
+int copy_put_numeric_str(copy_buf *b, const char *s, size_t n)
+{
+    if (copy_buf_reserve(b, 4) != COPY_OK)
+        return COPY_ENOMEM;
+    size_t start = b->len;
+    copy_put_be32(b, 0); /* the length, patched once it is known */
+    int rc = copy_put_numeric_text(b, s, n);
+    if (rc == COPY_OK)
+        copy_patch_be32(b, start, (uint32_t)(b->len - start - 4));
+    return rc;
+}
+
+int copy_put_numeric(copy_buf *b, double x)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    return copy_put_numeric_str(b, tmp, numfmt_double(tmp, x));
+}
+
+/* ----------------------------------------------------- dates and times */
+
+int copy_put_date_str(copy_buf *b, const char *s, size_t n)
+{
+    int32_t days;
+    int rc = copy_parse_date(s, n, &days);
+    return rc != COPY_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
+}
+
+int copy_put_ts_str(copy_buf *b, const char *s, size_t n, int tz, int utc)
+{
+    int64_t us;
+    int32_t off;
+    int has_off;
+    int rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
+    if (rc != COPY_OK)
+        return rc == COPY_ERANGE ? COPY_ERANGE : COPY_EINVAL;
+    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
+        /* in range, us is at least ~7e11 below INT64_MAX: the offset
+         * (under 16 hours) cannot overflow, only leave the range */
+        if (has_off)
+            us -= (int64_t)off * 1000000;
+        else if (!utc)
+            return COPY_ENOZONE;
+        if (!copy_ts_in_range(us))
+            return COPY_ERANGE;
+    }
+    return copy_put_fixed(b, 8, (uint64_t)us);
+}
+
+/* --------------------------------------------------------- the writer */
+
+int copy_writer_field(copy_writer *w, const char *s, size_t n)
+{
+    copy_buf *b = &w->buf;
+    if (w->custom)
+        return w->format == COPY_FMT_CSV
+                   ? copy_put_csv_field_delim(b, s, n, w->delim, 0)
+                   : copy_put_text_escaped_delim(b, s, n, w->delim);
+    return w->format == COPY_FMT_CSV ? copy_put_csv_field(b, s, n)
+                                     : copy_put_text_escaped(b, s, n);
+}
+
+/* ------------------------------------------------------ the fast table */
+
+/* Rows only while the stream's COPY to the server is open. */
+static int fast_begin(copy_writer *w)
+{
+    if (!w->pg || !*w->pg)
+        return COPY_EBROKEN;
+    return copy_writer_row_begin(w);
+}
+
+static int fast_ts_str(copy_writer *w, const char *s, size_t n)
+{
+    return copy_put_ts_str(&w->buf, s, n, 0, w->utc);
+}
+
+static int fast_tstz_str(copy_writer *w, const char *s, size_t n)
+{
+    return copy_put_ts_str(&w->buf, s, n, 1, w->utc);
+}
+
+/* Text and CSV: sep says whether a delimiter goes before the field. */
+static inline int fast_sep(copy_writer *w, int sep)
+{
+    return sep ? copy_writer_sep(w) : COPY_OK;
+}
+
+static int fast_t_null(copy_writer *w, int sep)
+{
+    int rc = fast_sep(w, sep);
+    return rc != COPY_OK ? rc : copy_writer_null(w);
+}
+
+static int fast_t_str(copy_writer *w, int sep, const char *s, size_t n)
+{
+    int rc = fast_sep(w, sep);
+    return rc != COPY_OK ? rc : copy_writer_field(w, s, n);
+}
+
+static int fast_t_num(copy_writer *w, int sep, double x, int kind)
+{
+    int rc = fast_sep(w, sep);
+    return rc != COPY_OK ? rc : copy_writer_number(w, x, kind);
+}
+
+static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
+{
+    int rc = fast_sep(w, sep);
+    return rc != COPY_OK ? rc : copy_writer_bool(w, v, kind);
+}
+
+#define FN(f) ((void (*)(void))(f))
+#define K(kind) (1u << COPY_K_##kind)
+#define ROW COPY_FAST_ROW, 0
+#define SIG_ROW "int (*)(void *)"
+#define SIG_NUM "int (*)(void *, double)"
+#define SIG_STR "int (*)(void *, const char *, size_t)"
+#define SIG_BOOL "int (*)(void *, int)"
+
+const copy_fast_fn copy_fast_table[] = {
+    { "begin", SIG_ROW, FN(fast_begin), ROW },
+    { "end_row", SIG_ROW, FN(copy_writer_row_end), ROW },
+    { "null", SIG_ROW, FN(copy_writer_null), ROW },
+    { "t_null", "int (*)(void *, int)", FN(fast_t_null), ROW },
+    { "t_str", "int (*)(void *, int, const char *, size_t)", FN(fast_t_str),
+      ROW },
+    { "t_num", "int (*)(void *, int, double, int)", FN(fast_t_num), ROW },
+    { "t_bool", "int (*)(void *, int, int, int)", FN(fast_t_bool), ROW },
+    /* binary values: name, C type, encoder, the value it takes, kinds */
+    { "int2", SIG_NUM, FN(copy_put_int2), COPY_FAST_NUMBER, K(INT2) },
+    { "int4", SIG_NUM, FN(copy_put_int4), COPY_FAST_NUMBER, K(INT4) },
+    { "int8", SIG_NUM, FN(copy_put_int8), COPY_FAST_NUMBER, K(INT8) },
+    { "float4", SIG_NUM, FN(copy_put_float4), COPY_FAST_NUMBER, K(FLOAT4) },
+    { "float8", SIG_NUM, FN(copy_put_float8), COPY_FAST_NUMBER, K(FLOAT8) },
+    { "bool", SIG_BOOL, FN(copy_put_bool), COPY_FAST_BOOL, K(BOOL) },
+    { "text", SIG_STR, FN(copy_put_text), COPY_FAST_STRING, K(TEXT) },
+    { "numeric", SIG_NUM, FN(copy_put_numeric), COPY_FAST_NUMBER,
+      K(NUMERIC) },
+    { "numeric_str", SIG_STR, FN(copy_put_numeric_str), COPY_FAST_STRING,
+      K(NUMERIC) },
+    { "date", SIG_NUM, FN(copy_put_date), COPY_FAST_NUMBER, K(DATE) },
+    { "date_str", SIG_STR, FN(copy_put_date_str), COPY_FAST_STRING,
+      K(DATE) },
+    { "ts", SIG_NUM, FN(copy_put_ts), COPY_FAST_NUMBER,
+      K(TIMESTAMP) | K(TIMESTAMPTZ) },
+    { "ts_str", SIG_STR, FN(fast_ts_str), COPY_FAST_STRING, K(TIMESTAMP) },
+    { "tstz_str", SIG_STR, FN(fast_tstz_str), COPY_FAST_STRING,
+      K(TIMESTAMPTZ) },
+    { NULL, NULL, NULL, 0, 0 },
+};
+
+int copy_fast_serves(int kind)
+{
+    if (kind < 0 || kind >= 32)
+        return 0;
+    for (const copy_fast_fn *f = copy_fast_table; f->name; f++)
+        if (f->takes != COPY_FAST_ROW && (f->kinds & (1u << kind)))
+            return 1;
+    return 0;
+}
+
+static const char *const kind_names[] = {
+    [COPY_K_TEXT] = "text", [COPY_K_BOOL] = "bool", [COPY_K_INT2] = "int2",
+    [COPY_K_INT4] = "int4", [COPY_K_INT8] = "int8", [COPY_K_OID] = "oid",
+    [COPY_K_FLOAT4] = "float4", [COPY_K_FLOAT8] = "float8",
+    [COPY_K_NUMERIC] = "numeric", [COPY_K_BYTEA] = "bytea",
+    [COPY_K_DATE] = "date", [COPY_K_TIMESTAMP] = "timestamp",
+    [COPY_K_TIMESTAMPTZ] = "timestamptz", [COPY_K_JSON] = "json",
+    [COPY_K_JSONB] = "jsonb", [COPY_K_UUID] = "uuid",
+    [COPY_K_ARRAY] = "array", [COPY_K_OTHER] = "other",
+};
+
+const char *copy_kind_name(int kind)
+{
+    if (kind < 0 || kind > COPY_K_OTHER)
+        return "other";
+    return kind_names[kind];
+}

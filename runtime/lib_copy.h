@@ -1,0 +1,169 @@
+/*
+ * lib_copy.h - what the files of the "sluice.copy" binding share, and
+ * nothing else includes: the stream userdata (sl_copy), its columns and
+ * their encoders, the slots of its environment table, and the helpers
+ * that raise its errors.
+ *
+ * Provides, by file:
+ * - lib_copy.c, the stream: release, the errors every part raises (out
+ *   of memory, "row N"), the methods, start-up;
+ * - lib_copy_values.c, Lua values as fields: reading them (int64 cdata,
+ *   tables through the JSON encoder), the errors that name a row, column
+ *   and value, one row, and the text/CSV encoders;
+ * - lib_copy_binary.c: the binary encoders.
+ *
+ * Uses: lib.h (connections, sinks), copy.h and copyenc.h (the core: the
+ * buffer, the per-type encoders, the writer).
+ *
+ * Every function declared here may raise a Lua error; the ones that
+ * raise about a stream end its COPY first (CopyFail with the message), so
+ * the connection is usable at once.
+ */
+#ifndef SLUICE_COPY_PRIV_H
+#define SLUICE_COPY_PRIV_H
+
+#include "lib.h"
+#include "copy.h"
+#include "copyenc.h"
+
+#include <stdint.h>
+
+#define CP_SELF 1 /* every method finds its userdata at stack index 1 */
+#define LUA_TCDATA 10 /* LuaJIT's type tag for FFI cdata */
+#define DEFAULT_CHUNK (64 * 1024) /* measured: larger chunks overlap
+                                    * encoding and server parsing worse */
+#define MIN_CHUNK 1024
+#define MAX_DIMS 6 /* PostgreSQL's MAXDIM */
+#define MAX_COLS 1600 /* PostgreSQL's MaxHeapAttributeNumber */
+
+/* What a date/time column's encoders say of epoch seconds they refuse. */
+#define EPOCH_WHAT "epoch seconds within the timestamp range"
+
+/* slots of a stream's environment table */
+enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS,
+       FENV_NAME, FENV_NULL }; /* the last two: file sinks only */
+
+/* the states of a stream */
+enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
+
+struct sl_copy;
+struct copy_col;
+/* Encode the non-NULL value at idx for one column (binary: length word
+ * and bytes; text/CSV: the escaped field).  Raises on a bad value. */
+typedef void (*enc_fn)(lua_State *L, struct sl_copy *cp,
+                       const struct copy_col *col, int idx);
+
+typedef struct copy_col {
+    const char *name;      /* strings anchored by fenv[FENV_SPECS] */
+    const char *type_name; /* as format_type() spells it, for messages */
+    int kind;              /* enum copy_kind */
+    int elem_kind;         /* arrays: kind of the elements */
+    Oid elem_oid;          /* arrays: element type sent in binary */
+    enc_fn enc;
+    enc_fn elem_enc;       /* binary arrays: one element */
+} copy_col;
+
+typedef struct sl_copy {
+    copy_writer w;      /* owned buffer (the encoded rows not yet sent),
+                         * complete rows, row count, format, delimiter;
+                         * the compiled row writer is handed &w */
+    sl_conn *conn;      /* borrowed: fenv[FENV_CONN] keeps it alive */
+    int state;
+    copy_col *cols;     /* a userdata in fenv[FENV_COLS] */
+    copy_buf scratch;   /* owned: array literals and bytea hex in text */
+    uint64_t bytes_sent;
+    int depth;          /* array nesting of the value being encoded */
+    int path[MAX_DIMS]; /* element indices at each depth, for messages */
+    /* file sinks (lib_sink.c): rows go to `sink` and conn is NULL */
+    const lib_copy_sink *sink;
+    void *sink_ctx;     /* the sink's state, inside this userdata */
+    const char *null;   /* the NULL text (fenv[FENV_NULL]) or NULL: \N /
+                         * an empty field, the formats' defaults */
+    size_t null_len;
+    int autocommit;     /* no transaction was open: finish() commits */
+} sl_copy;
+
+/* ------------------------------------------------------ lib_copy.c */
+
+/* The message at the top of the stack (no position) ends the COPY
+ * (CopyFail with it), then is raised at the caller's line. */
+int lib_copy_raise(lua_State *L, sl_copy *cp);
+
+/* Raise "row N: out of memory growing the COPY buffer" (N the row being
+ * encoded) and end the COPY. */
+int lib_copy_oom(lua_State *L, sl_copy *cp);
+
+/* Push "row N", N the row being encoded (rows so far + 1). */
+void lib_copy_push_row(lua_State *L, const sl_copy *cp);
+
+/* Room for n more bytes in the stream's buffer; raises (lib_copy_oom)
+ * when it cannot grow. */
+static inline void lib_copy_need(lua_State *L, sl_copy *cp, size_t n)
+{
+    if (copy_buf_reserve(&cp->w.buf, n) != COPY_OK)
+        lib_copy_oom(L, cp);
+}
+
+/* ---------------------------------------------------- lib_copy_values.c */
+
+/* Whether the value at idx is a NULL: nil, none, or sluice.null (the
+ * NULL light userdata). */
+static inline int lib_copy_is_null(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    return t <= LUA_TNIL ||
+           (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
+}
+
+/* The encoder of a column of `kind` in `format` (enum copy_format):
+ * text and CSV have one for every kind; binary NULL when the kind has
+ * none.  Never raises. */
+enc_fn lib_copy_encoder(int format, int kind);
+
+/* Encode one row, whose values are at stack indices first.., into the
+ * stream's buffer and count it.  A row that fails half-way is dropped by
+ * the next call (committed).  Raises the value's error. */
+void lib_copy_encode_row(lua_State *L, sl_copy *cp, int first);
+
+/* The column names as the first line of a text/CSV sink (through the
+ * field writer; not counted as a row).  Raises on out of memory. */
+void lib_copy_header_row(lua_State *L, sl_copy *cp);
+
+/* Raise "row N, column "x" (type)[, element [i]]: expected <what>, got
+ * <the value at idx>" and end the COPY. */
+int lib_copy_value_error(lua_State *L, sl_copy *cp, const copy_col *col,
+                         int idx, const char *what);
+
+/* Raise "row N, column "x" (type)<msg>" and end the COPY. */
+int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,
+                       const char *msg);
+
+/* Raise for a core encoder's COPY_ENUL (the NUL byte error) or any other
+ * failure (out of memory) and end the COPY. */
+int lib_copy_encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
+                           int rc);
+
+/* If the value at idx is an int64_t (returns 1) or uint64_t (returns 2)
+ * cdata, store its bits.  0 for anything else.  The ctype test is a Lua
+ * helper (fenv[FENV_CDATA] of the stream at CP_SELF; C cannot see
+ * ctypes): only cdata values pay for it.  Raises only what the helper
+ * raises. */
+int lib_copy_cdata_int(lua_State *L, int idx, uint64_t *bits);
+
+/* Decimal text of lib_copy_cdata_int()'s bits (kind 1 or 2) into buf (24
+ * bytes); its length.  Never raises. */
+size_t lib_copy_cdata_text(char *buf, uint64_t bits, int kind);
+
+/* JSON text of the table at idx through the stream's encoder
+ * (fenv[FENV_JSON]); the string is left on the stack (the caller pops
+ * it).  Raises, ending the COPY, when there is no encoder, it fails or it
+ * returns something else than a string. */
+const char *lib_copy_json_encode(lua_State *L, sl_copy *cp,
+                                 const copy_col *col, int idx, size_t *n);
+
+/* ---------------------------------------------------- lib_copy_binary.c */
+
+/* The binary encoder of a kind; NULL when it has none.  Never raises. */
+enc_fn lib_copy_bin_encoder(int kind);
+
+#endif

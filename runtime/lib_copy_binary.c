@@ -1,0 +1,524 @@
+/*
+ * lib_copy_binary.c - the binary encoders of the "sluice.copy" binding:
+ * one per encoder family (enum copy_kind), each reading the Lua value,
+ * handing it to the core's encoder of its type (copyenc.h: the one the
+ * compiled row writer calls too) and turning a refusal into the error
+ * that names the row, column and value.  Arrays (nested Lua tables) are
+ * here as well: their header, shape checks, and the elements through the
+ * element type's encoder.
+ *
+ * Uses: lib_copy.h (the stream, the value readers and errors of
+ * lib_copy_values.c), copyenc.h, numfmt.h.
+ *
+ * Caveats: every error ends the COPY before it is raised; a field left
+ * half-written is dropped with its row (copy_writer_row_begin()).
+ */
+#include "lib_copy.h"
+#include "numfmt.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define TS_FORM_WHAT                                                   \
+    "epoch seconds or an ISO-8601 string "                             \
+    "(YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm])"
+#define TS_RANGE_WHAT                                                  \
+    "a timestamp within PostgreSQL's range "                           \
+    "(4714-11-24 BC .. 294276-12-31 AD)"
+#define TOO_LARGE ": the value is larger than 2 GB"
+
+/* An int64/uint64 cdata at idx as a double: 1, or 0 for anything else. */
+static int cdata_double(lua_State *L, int idx, double *x)
+{
+    uint64_t bits;
+    int k = lib_copy_cdata_int(L, idx, &bits);
+    if (k == 1)
+        *x = (double)(int64_t)bits;
+    else if (k == 2)
+        *x = (double)bits;
+    return k != 0;
+}
+
+/* Raise for an encoder's failure rc, if any: out of memory, a NUL byte,
+ * else that the value at idx is not `what`. */
+static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int idx, int rc, const char *what)
+{
+    if (rc == COPY_OK)
+        return;
+    if (rc == COPY_ENOMEM || rc == COPY_ENUL)
+        lib_copy_encode_failed(L, cp, col, rc);
+    lib_copy_value_error(L, cp, col, idx, what);
+}
+
+/* Raise for a failed encoder of bytes: beyond 2 GB, a NUL byte, out of
+ * memory. */
+static void check_field(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int rc)
+{
+    if (rc == COPY_ERANGE)
+        lib_copy_col_error(L, cp, col, TOO_LARGE);
+    if (rc != COPY_OK)
+        lib_copy_encode_failed(L, cp, col, rc);
+}
+
+/* Text-like value (text, varchar, json, ...): its bytes.  Numbers,
+ * booleans and int64 cdata become their text. */
+static const char *textlike(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx, size_t *n, char *tmp, const char *what)
+{
+    const char *s;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        return lua_tolstring(L, idx, n);
+    case LUA_TNUMBER:
+        *n = numfmt_double(tmp, lua_tonumber(L, idx));
+        return tmp;
+    case LUA_TBOOLEAN:
+        s = lua_toboolean(L, idx) ? "true" : "false";
+        *n = strlen(s);
+        return s;
+    default: {
+        uint64_t bits;
+        int k = lib_copy_cdata_int(L, idx, &bits);
+        if (k) {
+            *n = lib_copy_cdata_text(tmp, bits, k);
+            return tmp;
+        }
+    }
+    }
+    lib_copy_value_error(L, cp, col, idx, what);
+    return NULL;
+}
+
+static void bin_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    size_t n;
+    const char *s = textlike(L, cp, col, idx, &n, tmp,
+                             "a string, number or boolean");
+    check_field(L, cp, col, copy_put_text(&cp->w.buf, s, n));
+}
+
+static void bin_json(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    char tmp[NUMFMT_BUFSIZE];
+    size_t n;
+    int pushed = lua_type(L, idx) == LUA_TTABLE;
+    const char *s = pushed ? lib_copy_json_encode(L, cp, col, idx, &n)
+                           : textlike(L, cp, col, idx, &n, tmp,
+                                      "a JSON string or a table");
+    /* a string from the script must be text; the encoder's is trusted */
+    if (!pushed && memchr(s, '\0', n))
+        lib_copy_encode_failed(L, cp, col, COPY_ENUL);
+    int jsonb = col->kind == COPY_K_JSONB ||
+                (col->kind == COPY_K_ARRAY && col->elem_kind == COPY_K_JSONB);
+    check_field(L, cp, col, copy_put_json(&cp->w.buf, s, n, jsonb));
+    if (pushed)
+        lua_pop(L, 1);
+}
+
+static void bin_bytea(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        lib_copy_value_error(L, cp, col, idx, "a string (bytes)");
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    check_field(L, cp, col, copy_put_bytes(&cp->w.buf, s, n));
+}
+
+static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int rc = COPY_EINVAL;
+    if (lua_type(L, idx) == LUA_TBOOLEAN) {
+        rc = copy_put_bool(&cp->w.buf, lua_toboolean(L, idx));
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = copy_put_bool_str(&cp->w.buf, s, n);
+    }
+    check_value(L, cp, col, idx, rc, "a boolean");
+}
+
+/* An integer column of `kind`: an integral number (put_number, the
+ * kind's encoder of doubles), a decimal string or an int64/uint64 cdata,
+ * within the kind's range (`what`). */
+static void bin_int(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
+                    int kind, int (*put_number)(copy_buf *, double),
+                    const char *what)
+{
+    copy_buf *b = &cp->w.buf;
+    int rc;
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        rc = put_number(b, lua_tonumber(L, idx));
+        if (rc == COPY_ERANGE && kind == COPY_K_INT8)
+            lib_copy_value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = copy_put_int_str(b, kind, s, n);
+        break;
+    }
+    default: {
+        uint64_t bits;
+        int k = lib_copy_cdata_int(L, idx, &bits);
+        rc = k == 1 || (k == 2 && bits <= INT64_MAX)
+                 ? copy_put_int(b, kind, (int64_t)bits)
+                 : COPY_EINVAL;
+    }
+    }
+    check_value(L, cp, col, idx, rc, what);
+}
+
+static void bin_int2(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    bin_int(L, cp, col, idx, COPY_K_INT2, copy_put_int2,
+            "an integer from -32768 to 32767");
+}
+
+static void bin_int4(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    bin_int(L, cp, col, idx, COPY_K_INT4, copy_put_int4,
+            "an integer from -2147483648 to 2147483647");
+}
+
+static void bin_int8(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    bin_int(L, cp, col, idx, COPY_K_INT8, copy_put_int8,
+            "an integer from -9223372036854775808 to 9223372036854775807");
+}
+
+static void bin_oid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    bin_int(L, cp, col, idx, COPY_K_OID, copy_put_oid,
+            "an integer from 0 to 4294967295");
+}
+
+/* A float column: a number, a float8in/float4in-style string or an int64
+ * cdata. */
+static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx)
+{
+    copy_buf *b = &cp->w.buf;
+    double x = 0;
+    int rc = COPY_EINVAL;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        rc = copy_put_float8(b, lua_tonumber(L, idx));
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = copy_put_float8_str(b, s, n);
+    } else if (cdata_double(L, idx, &x)) {
+        rc = copy_put_float8(b, x);
+    }
+    check_value(L, cp, col, idx, rc, "a number");
+}
+
+static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx)
+{
+    copy_buf *b = &cp->w.buf;
+    double x = 0;
+    int rc = COPY_EINVAL;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        rc = copy_put_float4(b, lua_tonumber(L, idx));
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        /* a string is read as float4in reads it (copy_parse_float) */
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = copy_put_float4_str(b, s, n);
+    } else if (cdata_double(L, idx, &x)) {
+        rc = copy_put_float4(b, x);
+    }
+    if (rc == COPY_EINVAL)
+        lib_copy_value_error(L, cp, col, idx, "a number");
+    check_value(L, cp, col, idx, rc,
+                "a number within the range of real (1e-45 to 3.4e38)");
+}
+
+static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
+                        int idx)
+{
+    copy_buf *b = &cp->w.buf;
+    int rc = COPY_EINVAL;
+    size_t n;
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        rc = copy_put_numeric(b, lua_tonumber(L, idx));
+        break;
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = copy_put_numeric_str(b, s, n);
+        break;
+    }
+    default: {
+        char tmp[24];
+        uint64_t bits;
+        int k = lib_copy_cdata_int(L, idx, &bits);
+        if (k) {
+            n = lib_copy_cdata_text(tmp, bits, k);
+            rc = copy_put_numeric_str(b, tmp, n);
+        }
+    }
+    }
+    if (rc == COPY_ERANGE)
+        lib_copy_value_error(L, cp, col, idx,
+                             "a numeric within binary COPY's range (at most "
+                             "12000 significant digits; use format \"text\" "
+                             "for more)");
+    check_value(L, cp, col, idx, rc, "a number or a decimal string");
+}
+
+/* A date: epoch seconds (the UTC day) or an ISO-8601 string, counted
+ * without going through microseconds so that dates beyond the timestamp
+ * range still load. */
+static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    copy_buf *b = &cp->w.buf;
+    int rc;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        rc = copy_put_date(b, lua_tonumber(L, idx));
+        check_value(L, cp, col, idx, rc, EPOCH_WHAT);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING)
+        lib_copy_value_error(L, cp, col, idx,
+                             "epoch seconds or an ISO-8601 string");
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    rc = copy_put_date_str(b, s, n);
+    if (rc == COPY_ERANGE)
+        lib_copy_value_error(L, cp, col, idx,
+                             "a date within PostgreSQL's range "
+                             "(4714-11-24 BC .. 5874897-12-31 AD)");
+    check_value(L, cp, col, idx, rc, TS_FORM_WHAT);
+}
+
+/* A timestamp (tz: with time zone): epoch seconds or an ISO-8601
+ * string. */
+static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
+                   int tz)
+{
+    copy_buf *b = &cp->w.buf;
+    int rc;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        rc = copy_put_ts(b, lua_tonumber(L, idx));
+        check_value(L, cp, col, idx, rc, EPOCH_WHAT);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING)
+        lib_copy_value_error(L, cp, col, idx,
+                             "epoch seconds or an ISO-8601 string");
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    rc = copy_put_ts_str(b, s, n, tz, cp->w.utc);
+    if (rc == COPY_ERANGE)
+        lib_copy_value_error(L, cp, col, idx, TS_RANGE_WHAT);
+    if (rc == COPY_ENOZONE)
+        lib_copy_value_error(L, cp, col, idx,
+                             "a timestamp with a UTC offset (Z or +hh:mm) "
+                             "because the session TimeZone is not UTC");
+    check_value(L, cp, col, idx, rc, TS_FORM_WHAT);
+}
+
+static void bin_timestamp(lua_State *L, sl_copy *cp, const copy_col *col,
+                          int idx)
+{
+    bin_ts(L, cp, col, idx, 0);
+}
+
+static void bin_timestamptz(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx)
+{
+    bin_ts(L, cp, col, idx, 1);
+}
+
+static void bin_uuid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+{
+    int rc = COPY_EINVAL;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = copy_put_uuid_str(&cp->w.buf, s, n);
+    }
+    check_value(L, cp, col, idx, rc,
+                "a uuid string (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+}
+
+/* Elements of the (sub-)array at stack index t, at nesting `level`. */
+static void bin_elems(lua_State *L, sl_copy *cp, const copy_col *col, int t,
+                      int level, int ndim, const int *dims, int *has_null)
+{
+    for (int i = 1; i <= dims[level]; i++) {
+        lua_rawgeti(L, t, i);
+        int e = lua_gettop(L);
+        cp->path[level] = i;
+        cp->depth = level + 1;
+        if (level + 1 < ndim) {
+            size_t n;
+            if (lua_istable(L, e) && !lib_array_len(L, e, &n))
+                lib_copy_value_error(L, cp, col, e, LIB_ARRAY_EXPECTED);
+            if (!lua_istable(L, e) ||
+                (int)lua_objlen(L, e) != dims[level + 1]) {
+                lua_pushfstring(L, "a table of %d elements (sub-arrays of "
+                                   "a multidimensional array must have "
+                                   "matching sizes)", dims[level + 1]);
+                lib_copy_value_error(L, cp, col, e, lua_tostring(L, -1));
+            }
+            bin_elems(L, cp, col, e, level + 1, ndim, dims, has_null);
+        } else if (lib_copy_is_null(L, e)) {
+            if (copy_put_null(&cp->w.buf) != COPY_OK)
+                lib_copy_oom(L, cp);
+            *has_null = 1;
+        } else if (lua_istable(L, e) && col->elem_kind != COPY_K_JSON &&
+                   col->elem_kind != COPY_K_JSONB) {
+            lib_copy_value_error(L, cp, col, e,
+                                 "an element, not a table (sub-arrays of a "
+                                 "multidimensional array must have matching "
+                                 "sizes)");
+        } else {
+            col->elem_enc(L, cp, col, e);
+        }
+        lua_pop(L, 1);
+    }
+    cp->depth = level;
+}
+
+/* The embedding case - a one-dimensional real[] or float8[] of plain
+ * numbers - without the generic per-element path: one reservation, no
+ * per-element calls.  Returns 0, having written nothing, when an element
+ * is anything else (NULL, a string, a float4 overflow), so that the
+ * generic path encodes it or reports it precisely.  The values are
+ * those of copy_put_float4/8(). */
+static int bin_float_vector(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx, int n)
+{
+    int f4 = col->elem_kind == COPY_K_FLOAT4;
+    if (!f4 && col->elem_kind != COPY_K_FLOAT8)
+        return 0;
+    size_t w = f4 ? 8 : 12; /* length word + value */
+    lib_copy_need(L, cp, (size_t)n * w);
+    unsigned char *o = (unsigned char *)cp->w.buf.data + cp->w.buf.len;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        if (lua_type(L, -1) != LUA_TNUMBER) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        double x = copy_float_of_number(lua_tonumber(L, -1));
+        lua_pop(L, 1);
+        uint64_t bits;
+        if (f4) {
+            float f;
+            if (!copy_float4_of(x, &f))
+                return 0;
+            bits = copy_float4_bits(f);
+            o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 4;
+            o[4] = (unsigned char)(bits >> 24);
+            o[5] = (unsigned char)(bits >> 16);
+            o[6] = (unsigned char)(bits >> 8);
+            o[7] = (unsigned char)bits;
+            o += 8;
+        } else {
+            bits = copy_float8_bits(x);
+            o[0] = 0; o[1] = 0; o[2] = 0; o[3] = 8;
+            for (int k = 0; k < 8; k++)
+                o[4 + k] = (unsigned char)(bits >> (56 - 8 * k));
+            o += 12;
+        }
+    }
+    cp->w.buf.len += (size_t)n * w;
+    return 1;
+}
+
+/* The shape of the Lua array at idx into dims (the first element at each
+ * level decides; bin_elems checks that every sub-array matches); returns
+ * the number of dimensions, 0 for the empty array.  json: a table element
+ * is a value, not a sub-array. */
+static int array_shape(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx, int json, int *dims)
+{
+    int ndim = 0, t = idx, top = lua_gettop(L);
+    for (;;) {
+        size_t len;
+        if (!lib_array_len(L, t, &len))
+            lib_copy_value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);
+        int n = (int)len;
+        if (ndim == MAX_DIMS)
+            lib_copy_col_error(L, cp, col,
+                               ": arrays have at most 6 dimensions");
+        dims[ndim++] = n;
+        if (n == 0)
+            break;
+        lua_rawgeti(L, t, 1);
+        if (json || !lua_istable(L, -1))
+            break;
+        t = lua_gettop(L);
+    }
+    lua_settop(L, top);
+    if (dims[ndim - 1] == 0 && ndim > 1)
+        lib_copy_col_error(L, cp, col,
+                           ": a multidimensional array cannot have empty "
+                           "sub-arrays");
+    return dims[0] == 0 ? 0 : ndim;
+}
+
+/* A Lua array (nested tables for more dimensions) as a binary array:
+ * ndim, has-null flag, element type, (size, lower bound 1) per dimension,
+ * then each element as length + bytes. */
+static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
+                      int idx)
+{
+    if (!lua_istable(L, idx))
+        lib_copy_value_error(L, cp, col, idx, "a table (Lua array)");
+    int json = col->elem_kind == COPY_K_JSON || col->elem_kind == COPY_K_JSONB;
+    int dims[MAX_DIMS];
+    int ndim = array_shape(L, cp, col, idx, json, dims);
+    copy_buf *b = &cp->w.buf;
+    lib_copy_need(L, cp, 16 + 8 * (size_t)ndim);
+    size_t start = b->len;
+    copy_put_be32(b, 0); /* length, patched below */
+    copy_put_be32(b, (uint32_t)ndim);
+    copy_put_be32(b, 0); /* has-null flag, patched below */
+    copy_put_be32(b, col->elem_oid);
+    for (int d = 0; d < ndim; d++) {
+        copy_put_be32(b, (uint32_t)dims[d]);
+        copy_put_be32(b, 1);
+    }
+    int has_null = 0;
+    if (ndim == 1 && bin_float_vector(L, cp, col, idx, dims[0]))
+        ndim = 0; /* done: every element was a plain number */
+    if (ndim > 0)
+        bin_elems(L, cp, col, idx, 0, ndim, dims, &has_null);
+    size_t len = b->len - start - 4;
+    if (len > INT32_MAX)
+        lib_copy_col_error(L, cp, col, TOO_LARGE);
+    copy_patch_be32(b, start, (uint32_t)len);
+    copy_patch_be32(b, start + 8, (uint32_t)has_null);
+}
+
+/* The binary encoder of a kind; NULL when it has none. */
+enc_fn lib_copy_bin_encoder(int kind)
+{
+    switch (kind) {
+    case COPY_K_TEXT: return bin_text;
+    case COPY_K_BOOL: return bin_bool;
+    case COPY_K_INT2: return bin_int2;
+    case COPY_K_INT4: return bin_int4;
+    case COPY_K_INT8: return bin_int8;
+    case COPY_K_OID: return bin_oid;
+    case COPY_K_FLOAT4: return bin_float4;
+    case COPY_K_FLOAT8: return bin_float8;
+    case COPY_K_NUMERIC: return bin_numeric;
+    case COPY_K_BYTEA: return bin_bytea;
+    case COPY_K_DATE: return bin_date;
+    case COPY_K_TIMESTAMP: return bin_timestamp;
+    case COPY_K_TIMESTAMPTZ: return bin_timestamptz;
+    case COPY_K_JSON: case COPY_K_JSONB: return bin_json;
+    case COPY_K_UUID: return bin_uuid;
+    case COPY_K_ARRAY: return bin_array;
+    default: return NULL;
+    }
+}
