@@ -27,7 +27,7 @@ ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) 
 LIBS     = $(shell pkg-config --libs $(PKGS)) -lcsv -lz -ledit -lm
 
 # The core: everything but main.c, shared by the executable and the module.
-CORE_SRC = runtime/interrupt.c runtime/lib_interrupt.c runtime/numfmt.c runtime/pgconn.c runtime/redact.c \
+CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/lib_interrupt.c runtime/numfmt.c runtime/pgconn.c runtime/redact.c \
 	runtime/spawn.c runtime/pgbin.c \
 	runtime/lib_conn.c runtime/tmpdb.c runtime/lib_tmpdb.c runtime/lib_sluice.c \
 	runtime/csvread.c runtime/lib_csv.c runtime/copy.c runtime/copyparse.c runtime/copyenc.c runtime/lib_copy.c runtime/lib_copy_values.c \

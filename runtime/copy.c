@@ -87,50 +87,25 @@ int copy_kind_has_binary(int kind)
 
 /* --------------------------------------------------------------- buffer */
 
-int copy_buf_grow(copy_buf *b, size_t extra)
-{
-    if (b->cap - b->len >= extra)
-        return COPY_OK;
-    if (extra > SIZE_MAX / 4 - b->len)
-        return COPY_ENOMEM;
-    size_t need = b->len + extra;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return COPY_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return COPY_OK;
-}
-
-void copy_buf_free(copy_buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
 /* ------------------------------------------------------- field encoders */
 
-int copy_put_binary_header(copy_buf *b)
+int copy_put_binary_header(sbuf *b)
 {
     static const char sig[11] = "PGCOPY\n\377\r\n\0";
-    if (copy_buf_reserve(b, 19))
-        return COPY_ENOMEM;
-    copy_put_raw(b, sig, 11);
-    copy_put_be32(b, 0); /* flags: no OIDs */
-    copy_put_be32(b, 0); /* header extension length */
-    return COPY_OK;
+    if (sbuf_reserve(b, 19))
+        return SL_ENOMEM;
+    sbuf_put_raw(b, sig, 11);
+    sbuf_put_be32(b, 0); /* flags: no OIDs */
+    sbuf_put_be32(b, 0); /* header extension length */
+    return SL_OK;
 }
 
-int copy_put_binary_trailer(copy_buf *b)
+int copy_put_binary_trailer(sbuf *b)
 {
-    if (copy_buf_reserve(b, 2))
-        return COPY_ENOMEM;
-    copy_put_be16(b, 0xFFFF);
-    return COPY_OK;
+    if (sbuf_reserve(b, 2))
+        return SL_ENOMEM;
+    sbuf_put_be16(b, 0xFFFF);
+    return SL_OK;
 }
 
 /* Escape letter of each byte in COPY text format; 1 marks NUL (which
@@ -145,7 +120,7 @@ static const unsigned char text_esc[256] = {
 /* The text escaper behind both entry points: `delim` (the tab for a COPY
  * stream) is escaped as \<delim>, which is how the server reads a
  * delimiter inside a field; inlined so the tab case costs nothing more. */
-static inline int text_escaped(copy_buf *b, const char *s, size_t n,
+static inline int text_escaped(sbuf *b, const char *s, size_t n,
                                unsigned char delim)
 {
     size_t i = 0;
@@ -153,16 +128,16 @@ static inline int text_escaped(copy_buf *b, const char *s, size_t n,
            (unsigned char)s[i] != delim)
         i++;
     if (i == n) { /* the common case: nothing to escape */
-        if (copy_buf_reserve(b, n))
-            return COPY_ENOMEM;
-        copy_put_raw(b, s, n);
-        return COPY_OK;
+        if (sbuf_reserve(b, n))
+            return SL_ENOMEM;
+        sbuf_put_raw(b, s, n);
+        return SL_OK;
     }
     if (n - i > (SIZE_MAX / 4 - i) / 2 ||
-        copy_buf_reserve(b, i + 2 * (n - i)))
-        return COPY_ENOMEM;
+        sbuf_reserve(b, i + 2 * (n - i)))
+        return SL_ENOMEM;
     size_t start = b->len;
-    copy_put_raw(b, s, i);
+    sbuf_put_raw(b, s, i);
     char *out = b->data + b->len;
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -173,22 +148,22 @@ static inline int text_escaped(copy_buf *b, const char *s, size_t n,
             *out++ = (char)c;
         } else if (e == 1) {
             b->len = start;
-            return COPY_ENUL;
+            return SL_ENUL;
         } else {
             *out++ = '\\';
             *out++ = (char)e;
         }
     }
     b->len = (size_t)(out - b->data);
-    return COPY_OK;
+    return SL_OK;
 }
 
-int copy_put_text_escaped(copy_buf *b, const char *s, size_t n)
+int copy_put_text_escaped(sbuf *b, const char *s, size_t n)
 {
     return text_escaped(b, s, n, '\t');
 }
 
-int copy_put_text_escaped_delim(copy_buf *b, const char *s, size_t n,
+int copy_put_text_escaped_delim(sbuf *b, const char *s, size_t n,
                                 int delim)
 {
     if (delim == '\t')
@@ -203,7 +178,7 @@ static const unsigned char csv_cls[256] = {
 
 /* The CSV writer behind both entry points (see copy.h); inlined so the
  * comma case keeps its single table lookup per byte. */
-static inline int csv_field(copy_buf *b, const char *s, size_t n,
+static inline int csv_field(sbuf *b, const char *s, size_t n,
                             unsigned char delim, int force)
 {
     /* an empty string must be quoted or it reads back as NULL; a lone
@@ -217,22 +192,22 @@ static inline int csv_field(copy_buf *b, const char *s, size_t n,
             k = 2;
         if (k) {
             if (k == 1)
-                return COPY_ENUL;
+                return SL_ENUL;
             quote = 1;
             nq += k == 3;
         }
     }
     if (!quote) {
-        if (copy_buf_reserve(b, n))
-            return COPY_ENOMEM;
-        copy_put_raw(b, s, n);
-        return COPY_OK;
+        if (sbuf_reserve(b, n))
+            return SL_ENOMEM;
+        sbuf_put_raw(b, s, n);
+        return SL_OK;
     }
-    if (n > SIZE_MAX / 4 || copy_buf_reserve(b, n + nq + 2))
-        return COPY_ENOMEM;
-    copy_put_byte(b, '"');
+    if (n > SIZE_MAX / 4 || sbuf_reserve(b, n + nq + 2))
+        return SL_ENOMEM;
+    sbuf_put_byte(b, '"');
     if (nq == 0) {
-        copy_put_raw(b, s, n);
+        sbuf_put_raw(b, s, n);
     } else {
         char *out = b->data + b->len;
         for (size_t i = 0; i < n; i++) {
@@ -242,26 +217,26 @@ static inline int csv_field(copy_buf *b, const char *s, size_t n,
         }
         b->len = (size_t)(out - b->data);
     }
-    copy_put_byte(b, '"');
-    return COPY_OK;
+    sbuf_put_byte(b, '"');
+    return SL_OK;
 }
 
-int copy_put_csv_field(copy_buf *b, const char *s, size_t n)
+int copy_put_csv_field(sbuf *b, const char *s, size_t n)
 {
     return csv_field(b, s, n, ',', 0);
 }
 
-int copy_put_csv_field_delim(copy_buf *b, const char *s, size_t n,
+int copy_put_csv_field_delim(sbuf *b, const char *s, size_t n,
                              int delim, int force_quote)
 {
     return csv_field(b, s, n, (unsigned char)delim, force_quote);
 }
 
-int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n)
+int copy_put_bytea_hex(sbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (n > SIZE_MAX / 4 || copy_buf_reserve(b, 2 + 2 * n))
-        return COPY_ENOMEM;
+    if (n > SIZE_MAX / 4 || sbuf_reserve(b, 2 + 2 * n))
+        return SL_ENOMEM;
     char *out = b->data + b->len;
     *out++ = '\\';
     *out++ = 'x';
@@ -271,7 +246,7 @@ int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n)
         *out++ = hex[c & 15];
     }
     b->len = (size_t)(out - b->data);
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* ------------------------------------------------------------- numbers */
@@ -288,17 +263,17 @@ size_t copy_format_double(char *buf, double x, int digits)
 static int wait_io(PGconn *pg, int interruptible)
 {
     if (interruptible && interrupt_pending())
-        return COPY_EINTR;
+        return SL_EINTR;
     struct pollfd p = { PQsocket(pg), POLLOUT | POLLIN, 0 };
     if (p.fd < 0)
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     int r = poll(&p, 1, 100);
     if (r < 0 && errno != EINTR)
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) &&
         !PQconsumeInput(pg))
-        return COPY_EBROKEN;
-    return PQstatus(pg) == CONNECTION_BAD ? COPY_EBROKEN : COPY_OK;
+        return SL_EBROKEN;
+    return PQstatus(pg) == CONNECTION_BAD ? SL_EBROKEN : SL_OK;
 }
 
 /* Flush libpq's output buffer completely. */
@@ -307,11 +282,11 @@ static int flush_all(PGconn *pg, int interruptible)
     for (;;) {
         int f = PQflush(pg);
         if (f < 0)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         if (f == 0)
-            return COPY_OK;
+            return SL_OK;
         int w = wait_io(pg, interruptible);
-        if (w != COPY_OK)
+        if (w != SL_OK)
             return w;
     }
 }
@@ -322,7 +297,7 @@ int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
     *err = NULL;
     *interrupted = 0;
     if (!PQsendQuery(pg, sql))
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     int f = pgconn_collect(pg, (int)expect, "unexpected COPY direction", 1,
                            NULL, err);
     *interrupted = (f & PGCONN_F_INTERRUPTED) != 0;
@@ -330,11 +305,11 @@ int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
         if (expect == PGRES_COPY_IN && PQsetnonblocking(pg, 1) != 0) {
             copy_drain(pg, "sluice could not switch the connection to "
                            "nonblocking mode");
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         }
-        return COPY_OK;
+        return SL_OK;
     }
-    return *err ? COPY_EFAIL : COPY_EBROKEN;
+    return *err ? SL_EFAIL : SL_EBROKEN;
 }
 
 int copy_put(PGconn *pg, const char *data, size_t n, int interruptible)
@@ -348,25 +323,25 @@ int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
     /* a dead peer is noticed here even when every write "succeeds"
      * (libpq discards output after a failed write, to read the error) */
     if (!PQconsumeInput(pg) || PQstatus(pg) == CONNECTION_BAD)
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     /* checked on every chunk, not only when the socket is full: a row
      * loop that LuaJIT compiled runs no hooks, so this may be the only
      * place that notices Ctrl-C */
     if (interruptible && interrupt_pending())
-        return COPY_EINTR;
+        return SL_EINTR;
     while (n > 0) {
         /* what the last piece left in libpq goes first, so libpq never
          * holds more than one piece beyond what the kernel took */
         int f = flush_all(pg, interruptible);
-        if (f != COPY_OK)
+        if (f != SL_OK)
             return f;
         int k = (int)(n > piece ? piece : n);
         int r = PQputCopyData(pg, data, k);
         if (r < 0)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         if (r == 0) { /* could not queue without blocking */
             int w = wait_io(pg, interruptible);
-            if (w != COPY_OK)
+            if (w != SL_OK)
                 return w;
             continue;
         }
@@ -375,41 +350,41 @@ int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
         /* send what the socket takes now; the rest leaves while the
          * caller encodes the next chunk (the server keeps busy) */
         if (PQflush(pg) < 0)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
     }
-    return COPY_OK;
+    return SL_OK;
 }
 
 int copy_end(PGconn *pg, const char *errmsg)
 {
-    int rc = COPY_OK;
+    int rc = SL_OK;
     for (;;) {
         int r = PQputCopyEnd(pg, errmsg);
         if (r > 0)
             break;
-        if (r < 0 || wait_io(pg, 0) != COPY_OK) {
-            rc = COPY_EBROKEN;
+        if (r < 0 || wait_io(pg, 0) != SL_OK) {
+            rc = SL_EBROKEN;
             break;
         }
     }
-    if (rc == COPY_OK && flush_all(pg, 0) != COPY_OK)
-        rc = COPY_EBROKEN;
+    if (rc == SL_OK && flush_all(pg, 0) != SL_OK)
+        rc = SL_EBROKEN;
     /* back to blocking mode for the rest of sluice, whatever happened
      * (this flushes: after a failed flush it fails too, and then the
      * connection is broken anyway) */
     if (PQstatus(pg) == CONNECTION_OK && PQsetnonblocking(pg, 0) != 0)
-        rc = COPY_EBROKEN;
+        rc = SL_EBROKEN;
     return rc;
 }
 
 int copy_drain(PGconn *pg, const char *errmsg)
 {
     if (PQstatus(pg) == CONNECTION_BAD)
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     int f = pgconn_collect(pg, 0, errmsg, 0, NULL, NULL);
     if (PQstatus(pg) == CONNECTION_OK && PQisnonblocking(pg))
         PQsetnonblocking(pg, 0);
-    return f & PGCONN_F_BROKEN ? COPY_EBROKEN : COPY_OK;
+    return f & PGCONN_F_BROKEN ? SL_EBROKEN : SL_OK;
 }
 
 int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)
@@ -420,22 +395,22 @@ int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)
         if (k > 0) {
             *row = buf;
             *len = (size_t)k;
-            return COPY_OK;
+            return SL_OK;
         }
         if (k == -1)
-            return COPY_DONE;
+            return SL_DONE;
         if (k < -1)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         if (interruptible && interrupt_pending())
-            return COPY_EINTR;
+            return SL_EINTR;
         struct pollfd p = { PQsocket(pg), POLLIN, 0 };
         if (p.fd < 0)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         int r = poll(&p, 1, 100);
         if (r < 0 && errno != EINTR)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         if (r > 0 && !PQconsumeInput(pg))
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
     }
 }
 
@@ -503,12 +478,12 @@ size_t copy_unescape_text(char *s, size_t n)
 
 /* ------------------------------------------- shared parameter helpers */
 
-int copy_put_array_quoted(copy_buf *b, const char *s, size_t n)
+int copy_put_array_quoted(sbuf *b, const char *s, size_t n)
 {
     if (memchr(s, '\0', n))
-        return COPY_ENUL;
-    if (n > SIZE_MAX / 4 || copy_buf_reserve(b, 2 * n + 2))
-        return COPY_ENOMEM;
+        return SL_ENUL;
+    if (n > SIZE_MAX / 4 || sbuf_reserve(b, 2 * n + 2))
+        return SL_ENOMEM;
     char *out = b->data + b->len;
     *out++ = '"';
     for (size_t i = 0; i < n; i++) {
@@ -518,7 +493,7 @@ int copy_put_array_quoted(copy_buf *b, const char *s, size_t n)
     }
     *out++ = '"';
     b->len = (size_t)(out - b->data);
-    return COPY_OK;
+    return SL_OK;
 }
 
 int copy_number_exact(double x, int kind)
@@ -533,7 +508,7 @@ size_t copy_format_number(char *buf, double x, int kind)
     if (kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
         kind == COPY_K_TIMESTAMPTZ) {
         int64_t us;
-        if (copy_epoch_to_usec(x, &us) != COPY_OK)
+        if (copy_epoch_to_usec(x, &us) != SL_OK)
             return 0;
         if (kind == COPY_K_DATE)
             return copy_format_date(buf, copy_usec_to_days(us));

@@ -3,8 +3,6 @@
  * libpq side of a COPY stream.  Knows libpq and bytes, not Lua.
  *
  * Provides:
- * - copy_buf: one growable byte buffer (geometric growth, reused across
- *   flushes; allocation failure is reported, never abort()ed);
  * - field encoders: COPY text escaping, CSV quoting, bytea hex, the
  *   binary header and trailer, the text of a number for a column;
  * - copy_kind_of(): the encoder family of a PostgreSQL type OID;
@@ -21,30 +19,19 @@
  * Uses: libpq, poll(2), pgconn.h (waiting, cancel), interrupt.h,
  * copyparse.h (dates for copy_format_number), numfmt.h.
  *
- * Every function returns COPY_OK (0) or a negative COPY_E* code; none
+ * Every function returns SL_OK (0) or a negative SL_E* code; none
  * prints, raises or exits.
  */
 #ifndef SLUICE_COPY_H
 #define SLUICE_COPY_H
+
+#include "sbuf.h"
 
 #include <libpq-fe.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-enum {
-    COPY_OK = 0,
-    COPY_ENOMEM = -1,      /* out of memory */
-    COPY_ENUL = -2,        /* a NUL byte where text is expected */
-    COPY_EINVAL = -3,      /* text that does not parse */
-    COPY_ERANGE = -4,      /* parses, but out of the type's range */
-    COPY_EBROKEN = -5,     /* the connection failed (PQerrorMessage) */
-    COPY_EINTR = -6,       /* an interrupt (Ctrl-C) is pending */
-    COPY_EFAIL = -7,       /* the server refused (an error PGresult) */
-    COPY_ENOZONE = -8,     /* a timestamptz string without a UTC offset,
-                            * and the session TimeZone is not UTC */
-    COPY_DONE = 1,         /* copy_out_next: no more rows */
-};
 
 enum copy_format { COPY_FMT_TEXT, COPY_FMT_CSV, COPY_FMT_BINARY };
 
@@ -78,92 +65,22 @@ int copy_kind_of(Oid oid);
 /* Nonzero when values of `kind` can be encoded in binary format. */
 int copy_kind_has_binary(int kind);
 
-/* ------------------------------------------------------------- buffer */
-
-typedef struct copy_buf {
-    char *data;   /* owned, malloc'd; NULL until the first growth */
-    size_t len;   /* bytes in use */
-    size_t cap;   /* bytes allocated */
-} copy_buf;
-
-/* Make room for `extra` more bytes after len, growing geometrically
- * (doubling, at least 4 KiB).  Returns COPY_OK or COPY_ENOMEM (the
- * buffer is unchanged then). */
-int copy_buf_grow(copy_buf *b, size_t extra);
-
-/* Free the storage; the buffer is empty and reusable afterwards. */
-void copy_buf_free(copy_buf *b);
-
-static inline int copy_buf_reserve(copy_buf *b, size_t extra)
-{
-    return b->cap - b->len >= extra ? COPY_OK : copy_buf_grow(b, extra);
-}
-
-/* The put_* helpers need room reserved beforehand. */
-static inline void copy_put_raw(copy_buf *b, const void *p, size_t n)
-{
-    /* n == 0 may come with a buffer never allocated (data NULL), and
-     * memcpy's pointers must be valid even for 0 bytes */
-    if (n) {
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-    }
-}
-
-static inline void copy_put_byte(copy_buf *b, int c)
-{
-    b->data[b->len++] = (char)c;
-}
-
-static inline void copy_put_be16(copy_buf *b, uint16_t v)
-{
-    unsigned char *p = (unsigned char *)b->data + b->len;
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-    b->len += 2;
-}
-
-static inline void copy_put_be32(copy_buf *b, uint32_t v)
-{
-    unsigned char *p = (unsigned char *)b->data + b->len;
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-    b->len += 4;
-}
-
-static inline void copy_put_be64(copy_buf *b, uint64_t v)
-{
-    copy_put_be32(b, (uint32_t)(v >> 32));
-    copy_put_be32(b, (uint32_t)v);
-}
-
-/* Overwrite 4 bytes at offset `at` (a length placeholder). */
-static inline void copy_patch_be32(copy_buf *b, size_t at, uint32_t v)
-{
-    unsigned char *p = (unsigned char *)b->data + at;
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
 
 /* ------------------------------------------------------ field encoders */
 
 /* The 19-byte header and the 2-byte trailer of a binary COPY stream. */
-int copy_put_binary_header(copy_buf *b);
-int copy_put_binary_trailer(copy_buf *b);
+int copy_put_binary_header(sbuf *b);
+int copy_put_binary_trailer(sbuf *b);
 
 /* Append s[0..n) escaped for COPY text format (backslash, newline, CR,
- * tab and the other C escapes; everything else as is).  COPY_ENUL when s
+ * tab and the other C escapes; everything else as is).  SL_ENUL when s
  * holds a NUL byte (nothing of s is kept then). */
-int copy_put_text_escaped(copy_buf *b, const char *s, size_t n);
+int copy_put_text_escaped(sbuf *b, const char *s, size_t n);
 
 /* Append s[0..n) as one CSV field: quoted (quotes doubled) when it holds
  * a quote, comma, CR or LF, is empty (so it is not NULL) or is exactly
- * "\." (the end-of-data marker).  COPY_ENUL as above. */
-int copy_put_csv_field(copy_buf *b, const char *s, size_t n);
+ * "\." (the end-of-data marker).  SL_ENUL as above. */
+int copy_put_csv_field(sbuf *b, const char *s, size_t n);
 
 /* The two above for a delimiter other than tab / comma (file sinks, see
  * lib_sink.c): in text format `delim` inside s is written \<delim>; in
@@ -171,14 +88,14 @@ int copy_put_csv_field(copy_buf *b, const char *s, size_t n);
  * NULL string must be quoted to stay a value).  delim must be a single
  * byte that is not NUL, CR, LF, backslash or the quote; same results and
  * errors as copy_put_text_escaped() / copy_put_csv_field(). */
-int copy_put_text_escaped_delim(copy_buf *b, const char *s, size_t n,
+int copy_put_text_escaped_delim(sbuf *b, const char *s, size_t n,
                                 int delim);
-int copy_put_csv_field_delim(copy_buf *b, const char *s, size_t n,
+int copy_put_csv_field_delim(sbuf *b, const char *s, size_t n,
                              int delim, int force_quote);
 
 /* Append the hex form of bytea bytes ("\x" then 2 hex digits a byte),
  * unescaped: the caller runs it through the text/CSV field writer. */
-int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n);
+int copy_put_bytea_hex(sbuf *b, const char *s, size_t n);
 
 /* Exact decimal text of a double rounded to `digits` significant digits
  * (17 round-trips any double, 9 any float), trailing zeros dropped, in
@@ -190,10 +107,10 @@ int copy_put_bytea_hex(copy_buf *b, const char *s, size_t n);
 size_t copy_format_double(char *buf, double x, int digits);
 
 /* Append s[0..n) as a double-quoted element of an array literal
- * ({"a","b\\"c"}): backslash and double quote are escaped.  COPY_ENUL
+ * ({"a","b\\"c"}): backslash and double quote are escaped.  SL_ENUL
  * when s holds a NUL byte (nothing is kept then).  Shared by the batch
  * and pipeline parameter encoders (lib_params.c). */
-int copy_put_array_quoted(copy_buf *b, const char *s, size_t n);
+int copy_put_array_quoted(sbuf *b, const char *s, size_t n);
 
 /* Text of the Lua number x for a value of encoder family `kind`: epoch
  * seconds become "YYYY-MM-DD ..." for date, timestamp and timestamptz
@@ -218,9 +135,9 @@ int copy_number_exact(double x, int kind);
 /* --------------------------------------------------------------- stream */
 
 /* Send `sql` (a COPY statement) and wait for the server to enter the COPY
- * (PGRES_COPY_IN or PGRES_COPY_OUT, whichever `expect` is).  On COPY_OK
- * the COPY is open.  On COPY_EFAIL *err holds the server's error result
- * (the caller owns it; every other result was drained).  COPY_EBROKEN
+ * (PGRES_COPY_IN or PGRES_COPY_OUT, whichever `expect` is).  On SL_OK
+ * the COPY is open.  On SL_EFAIL *err holds the server's error result
+ * (the caller owns it; every other result was drained).  SL_EBROKEN
  * when the connection failed.  A pending interrupt sends a cancel request
  * and keeps waiting, so the answer is then the cancellation error;
  * *interrupted tells the caller to consume the interrupt. */
@@ -233,7 +150,7 @@ int copy_begin(PGconn *pg, const char *sql, ExecStatusType expect,
  * caller encodes its next chunk (copy_end() flushes it).  Needs the
  * connection in nonblocking mode (copy_begin() sets it).  Reads input
  * while waiting, so a connection that died is seen at once.  Returns
- * COPY_OK, COPY_EBROKEN, or COPY_EINTR when interruptible and an
+ * SL_OK, SL_EBROKEN, or SL_EINTR when interruptible and an
  * interrupt is pending (part of the data may have been sent: end the COPY
  * with an error message then). */
 int copy_put(PGconn *pg, const char *data, size_t n, int interruptible);
@@ -248,18 +165,18 @@ int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
 /* End the COPY IN: CopyDone when errmsg is NULL (the rows are kept if the
  * server agrees), CopyFail(errmsg) otherwise (the server rolls the COPY
  * back).  Flushes, then puts the connection back in blocking mode.
- * Returns COPY_OK or COPY_EBROKEN.  Not interruptible: it only waits for
+ * Returns SL_OK or SL_EBROKEN.  Not interruptible: it only waits for
  * the server to read what was already sent. */
 int copy_end(PGconn *pg, const char *errmsg);
 
 /* Read and discard every remaining result (and any COPY data) until the
  * connection is idle again; ends a still-open COPY IN with `errmsg`.
- * Never fails loudly; returns COPY_EBROKEN if the connection broke. */
+ * Never fails loudly; returns SL_EBROKEN if the connection broke. */
 int copy_drain(PGconn *pg, const char *errmsg);
 
 /* Next row of a COPY OUT: *row (libpq memory, the caller PQfreemem()s it)
- * and *len.  Returns COPY_OK, COPY_DONE (then collect the final result
- * with PQgetResult), COPY_EBROKEN, or COPY_EINTR when interruptible and
+ * and *len.  Returns SL_OK, SL_DONE (then collect the final result
+ * with PQgetResult), SL_EBROKEN, or SL_EINTR when interruptible and
  * an interrupt is pending. */
 int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible);
 

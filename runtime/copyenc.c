@@ -9,10 +9,10 @@
  *
  * Caveats:
  * - Each encoder checks its value before it reserves room, so the one
- *   error a valid value can meet is COPY_ENOMEM.
+ *   error a valid value can meet is SL_ENOMEM.
  * - The fast table names most encoders directly although the compiled
  *   row writer passes a copy_writer: the writer begins with its buffer
- *   (checked below), so its address is a valid copy_buf pointer.  The
+ *   (checked below), so its address is a valid sbuf pointer.  The
  *   few that need the writer's state (the session's zone, the delimiter)
  *   are the fast_* wrappers here.
  */
@@ -22,103 +22,103 @@
 #include <stddef.h>
 
 _Static_assert(offsetof(copy_writer, buf) == 0,
-               "the fast table passes a writer where a copy_buf is taken");
+               "the fast table passes a writer where a sbuf is taken");
 
 /* ------------------------------------------------ values as strings
  *
  * The encoders of values given as text; the fixed-size encoders of
  * numbers and flags are inline in copyenc.h. */
 
-int copy_put_bool_str(copy_buf *b, const char *s, size_t n)
+int copy_put_bool_str(sbuf *b, const char *s, size_t n)
 {
     int v;
-    if (copy_parse_bool(s, n, &v) != COPY_OK)
-        return COPY_EINVAL;
+    if (copy_parse_bool(s, n, &v) != SL_OK)
+        return SL_EINVAL;
     return copy_put_bool(b, v);
 }
 
-int copy_put_int_str(copy_buf *b, int kind, const char *s, size_t n)
+int copy_put_int_str(sbuf *b, int kind, const char *s, size_t n)
 {
     int64_t v;
     int rc = copy_parse_int64(s, n, &v);
-    return rc != COPY_OK ? rc : copy_put_int(b, kind, v);
+    return rc != SL_OK ? rc : copy_put_int(b, kind, v);
 }
 
-int copy_put_float4_str(copy_buf *b, const char *s, size_t n)
+int copy_put_float4_str(sbuf *b, const char *s, size_t n)
 {
     float f;
     int rc = copy_parse_float(s, n, &f);
-    return rc != COPY_OK ? rc : copy_put_fixed(b, 4, copy_float4_bits(f));
+    return rc != SL_OK ? rc : copy_put_fixed(b, 4, copy_float4_bits(f));
 }
 
-int copy_put_float8_str(copy_buf *b, const char *s, size_t n)
+int copy_put_float8_str(sbuf *b, const char *s, size_t n)
 {
     double x;
     int rc = copy_parse_double(s, n, &x);
-    return rc != COPY_OK ? rc : copy_put_fixed(b, 8, copy_float8_bits(x));
+    return rc != SL_OK ? rc : copy_put_fixed(b, 8, copy_float8_bits(x));
 }
 
 /* ------------------------------------------------------- text, bytes */
 
-int copy_put_bytes(copy_buf *b, const char *s, size_t n)
+int copy_put_bytes(sbuf *b, const char *s, size_t n)
 {
     if (n > INT32_MAX)
-        return COPY_ERANGE;
-    if (copy_buf_reserve(b, 4 + n) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, (uint32_t)n);
-    copy_put_raw(b, s, n);
-    return COPY_OK;
+        return SL_ERANGE;
+    if (sbuf_reserve(b, 4 + n) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_be32(b, (uint32_t)n);
+    sbuf_put_raw(b, s, n);
+    return SL_OK;
 }
 
-int copy_put_text(copy_buf *b, const char *s, size_t n)
+int copy_put_text(sbuf *b, const char *s, size_t n)
 {
     if (memchr(s, '\0', n))
-        return COPY_ENUL;
+        return SL_ENUL;
     return copy_put_bytes(b, s, n);
 }
 
-int copy_put_json(copy_buf *b, const char *s, size_t n, int jsonb)
+int copy_put_json(sbuf *b, const char *s, size_t n, int jsonb)
 {
     if (!jsonb)
         return copy_put_bytes(b, s, n);
     if (n >= INT32_MAX)
-        return COPY_ERANGE;
-    if (copy_buf_reserve(b, 5 + n) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, (uint32_t)n + 1);
-    copy_put_byte(b, 1); /* jsonb binary format version */
-    copy_put_raw(b, s, n);
-    return COPY_OK;
+        return SL_ERANGE;
+    if (sbuf_reserve(b, 5 + n) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_be32(b, (uint32_t)n + 1);
+    sbuf_put_byte(b, 1); /* jsonb binary format version */
+    sbuf_put_raw(b, s, n);
+    return SL_OK;
 }
 
-int copy_put_uuid_str(copy_buf *b, const char *s, size_t n)
+int copy_put_uuid_str(sbuf *b, const char *s, size_t n)
 {
     unsigned char u[16];
-    if (copy_parse_uuid(s, n, u) != COPY_OK)
-        return COPY_EINVAL;
-    if (copy_buf_reserve(b, 20) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, 16);
-    copy_put_raw(b, u, 16);
-    return COPY_OK;
+    if (copy_parse_uuid(s, n, u) != SL_OK)
+        return SL_EINVAL;
+    if (sbuf_reserve(b, 20) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_be32(b, 16);
+    sbuf_put_raw(b, u, 16);
+    return SL_OK;
 }
 
 /* ------------------------------------------------------------ numeric */
 
-int copy_put_numeric_str(copy_buf *b, const char *s, size_t n)
+int copy_put_numeric_str(sbuf *b, const char *s, size_t n)
 {
-    if (copy_buf_reserve(b, 4) != COPY_OK)
-        return COPY_ENOMEM;
+    if (sbuf_reserve(b, 4) != SL_OK)
+        return SL_ENOMEM;
     size_t start = b->len;
-    copy_put_be32(b, 0); /* the length, patched once it is known */
+    sbuf_put_be32(b, 0); /* the length, patched once it is known */
     int rc = copy_put_numeric_text(b, s, n);
-    if (rc == COPY_OK)
-        copy_patch_be32(b, start, (uint32_t)(b->len - start - 4));
+    if (rc == SL_OK)
+        sbuf_patch_be32(b, start, (uint32_t)(b->len - start - 4));
     return rc;
 }
 
-int copy_put_numeric(copy_buf *b, double x)
+int copy_put_numeric(sbuf *b, double x)
 {
     char tmp[NUMFMT_BUFSIZE];
     return copy_put_numeric_str(b, tmp, numfmt_double(tmp, x));
@@ -126,30 +126,30 @@ int copy_put_numeric(copy_buf *b, double x)
 
 /* ----------------------------------------------------- dates and times */
 
-int copy_put_date_str(copy_buf *b, const char *s, size_t n)
+int copy_put_date_str(sbuf *b, const char *s, size_t n)
 {
     int32_t days;
     int rc = copy_parse_date(s, n, &days);
-    return rc != COPY_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
+    return rc != SL_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
 }
 
-int copy_put_ts_str(copy_buf *b, const char *s, size_t n, int tz, int utc)
+int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int utc)
 {
     int64_t us;
     int32_t off;
     int has_off;
     int rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
-    if (rc != COPY_OK)
-        return rc == COPY_ERANGE ? COPY_ERANGE : COPY_EINVAL;
+    if (rc != SL_OK)
+        return rc == SL_ERANGE ? SL_ERANGE : SL_EINVAL;
     if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
         /* in range, us is at least ~7e11 below INT64_MAX: the offset
          * (under 16 hours) cannot overflow, only leave the range */
         if (has_off)
             us -= (int64_t)off * 1000000;
         else if (!utc)
-            return COPY_ENOZONE;
+            return SL_ENOZONE;
         if (!copy_ts_in_range(us))
-            return COPY_ERANGE;
+            return SL_ERANGE;
     }
     return copy_put_fixed(b, 8, (uint64_t)us);
 }
@@ -158,7 +158,7 @@ int copy_put_ts_str(copy_buf *b, const char *s, size_t n, int tz, int utc)
 
 int copy_writer_field(copy_writer *w, const char *s, size_t n)
 {
-    copy_buf *b = &w->buf;
+    sbuf *b = &w->buf;
     if (w->custom)
         return w->format == COPY_FMT_CSV
                    ? copy_put_csv_field_delim(b, s, n, w->delim, 0)
@@ -173,7 +173,7 @@ int copy_writer_field(copy_writer *w, const char *s, size_t n)
 static int fast_begin(copy_writer *w)
 {
     if (!w->pg || !*w->pg)
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     return copy_writer_row_begin(w);
 }
 
@@ -190,31 +190,31 @@ static int fast_tstz_str(copy_writer *w, const char *s, size_t n)
 /* Text and CSV: sep says whether a delimiter goes before the field. */
 static inline int fast_sep(copy_writer *w, int sep)
 {
-    return sep ? copy_writer_sep(w) : COPY_OK;
+    return sep ? copy_writer_sep(w) : SL_OK;
 }
 
 static int fast_t_null(copy_writer *w, int sep)
 {
     int rc = fast_sep(w, sep);
-    return rc != COPY_OK ? rc : copy_writer_null(w);
+    return rc != SL_OK ? rc : copy_writer_null(w);
 }
 
 static int fast_t_str(copy_writer *w, int sep, const char *s, size_t n)
 {
     int rc = fast_sep(w, sep);
-    return rc != COPY_OK ? rc : copy_writer_field(w, s, n);
+    return rc != SL_OK ? rc : copy_writer_field(w, s, n);
 }
 
 static int fast_t_num(copy_writer *w, int sep, double x, int kind)
 {
     int rc = fast_sep(w, sep);
-    return rc != COPY_OK ? rc : copy_writer_number(w, x, kind);
+    return rc != SL_OK ? rc : copy_writer_number(w, x, kind);
 }
 
 static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
 {
     int rc = fast_sep(w, sep);
-    return rc != COPY_OK ? rc : copy_writer_bool(w, v, kind);
+    return rc != SL_OK ? rc : copy_writer_bool(w, v, kind);
 }
 
 #define FN(f) ((void (*)(void))(f))

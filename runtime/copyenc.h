@@ -21,8 +21,8 @@
  * Uses: copy.h (the buffer, the text of numbers), copyparse.h (the
  * parsers, numeric and date/time forms), numfmt.h.
  *
- * The encoders and writer functions return COPY_OK (0), a negative
- * COPY_E* code, or (row end) 1; none prints, raises or calls back.  A
+ * The encoders and writer functions return SL_OK (0), a negative
+ * SL_E* code, or (row end) 1; none prints, raises or calls back.  A
  * value is checked before room is reserved for it; after an error the
  * row being written may hold a partial field, and the caller drops the
  * row (copy_writer_row_begin() starts again from `committed`).  The
@@ -43,29 +43,29 @@
 
 /* ----------------------------------------------------- binary fields */
 
-/* A NULL field: length -1.  COPY_OK or COPY_ENOMEM, as every encoder
+/* A NULL field: length -1.  SL_OK or SL_ENOMEM, as every encoder
  * below for a value it takes. */
-static inline int copy_put_null(copy_buf *b);
+static inline int copy_put_null(sbuf *b);
 
 /* A boolean: v nonzero is true. */
-static inline int copy_put_bool(copy_buf *b, int v);
+static inline int copy_put_bool(sbuf *b, int v);
 /* t/f, true/false, yes/no, on/off, 1/0 as boolin reads them:
- * COPY_EINVAL otherwise. */
-int copy_put_bool_str(copy_buf *b, const char *s, size_t n);
+ * SL_EINVAL otherwise. */
+int copy_put_bool_str(sbuf *b, const char *s, size_t n);
 
 /* An integer for a column of kind COPY_K_INT2, _INT4, _INT8 or _OID:
- * COPY_ERANGE outside the kind's range. */
-static inline int copy_put_int(copy_buf *b, int kind, int64_t v);
-/* The same from a double: COPY_EINVAL when x is not an integer (NaN, a
- * fraction), COPY_ERANGE outside the range.  int8 also refuses, with
- * COPY_ERANGE, a double beyond +-2^53 (copy_number_exact()). */
-static inline int copy_put_int2(copy_buf *b, double x);
-static inline int copy_put_int4(copy_buf *b, double x);
-static inline int copy_put_int8(copy_buf *b, double x);
-static inline int copy_put_oid(copy_buf *b, double x);
-/* The same from decimal text (copy_parse_int64): COPY_EINVAL or
- * COPY_ERANGE. */
-int copy_put_int_str(copy_buf *b, int kind, const char *s, size_t n);
+ * SL_ERANGE outside the kind's range. */
+static inline int copy_put_int(sbuf *b, int kind, int64_t v);
+/* The same from a double: SL_EINVAL when x is not an integer (NaN, a
+ * fraction), SL_ERANGE outside the range.  int8 also refuses, with
+ * SL_ERANGE, a double beyond +-2^53 (copy_number_exact()). */
+static inline int copy_put_int2(sbuf *b, double x);
+static inline int copy_put_int4(sbuf *b, double x);
+static inline int copy_put_int8(sbuf *b, double x);
+static inline int copy_put_oid(sbuf *b, double x);
+/* The same from decimal text (copy_parse_int64): SL_EINVAL or
+ * SL_ERANGE. */
+int copy_put_int_str(sbuf *b, int kind, const char *s, size_t n);
 
 /* A double from a script for a float column: its NaN becomes the
  * server's own NaN.  Text COPY spells any NaN "NaN", which float8in and
@@ -100,54 +100,54 @@ static inline uint64_t copy_float8_bits(double x)
 }
 
 /* float4 / float8 from a double (copy_float_of_number() applied): real
- * gives COPY_ERANGE beyond its range (copy_float4_of()). */
-static inline int copy_put_float4(copy_buf *b, double x);
-static inline int copy_put_float8(copy_buf *b, double x);
+ * gives SL_ERANGE beyond its range (copy_float4_of()). */
+static inline int copy_put_float4(sbuf *b, double x);
+static inline int copy_put_float8(sbuf *b, double x);
 /* From text as float4in / float8in read it (copy_parse_float /
- * copy_parse_double, rounded once): COPY_EINVAL, or COPY_ERANGE. */
-int copy_put_float4_str(copy_buf *b, const char *s, size_t n);
-int copy_put_float8_str(copy_buf *b, const char *s, size_t n);
+ * copy_parse_double, rounded once): SL_EINVAL, or SL_ERANGE. */
+int copy_put_float4_str(sbuf *b, const char *s, size_t n);
+int copy_put_float8_str(sbuf *b, const char *s, size_t n);
 
-/* Text, varchar and the other text-like types: COPY_ENUL for a NUL byte
- * (PostgreSQL text cannot hold one), COPY_ERANGE beyond 2 GB. */
-int copy_put_text(copy_buf *b, const char *s, size_t n);
-/* bytea: the bytes as they are; COPY_ERANGE beyond 2 GB. */
-int copy_put_bytes(copy_buf *b, const char *s, size_t n);
-/* json (as text) or jsonb (version byte 1, then the text); COPY_ERANGE
+/* Text, varchar and the other text-like types: SL_ENUL for a NUL byte
+ * (PostgreSQL text cannot hold one), SL_ERANGE beyond 2 GB. */
+int copy_put_text(sbuf *b, const char *s, size_t n);
+/* bytea: the bytes as they are; SL_ERANGE beyond 2 GB. */
+int copy_put_bytes(sbuf *b, const char *s, size_t n);
+/* json (as text) or jsonb (version byte 1, then the text); SL_ERANGE
  * beyond 2 GB.  NUL bytes are not looked for: the caller refuses them in
  * strings where it must. */
-int copy_put_json(copy_buf *b, const char *s, size_t n, int jsonb);
+int copy_put_json(sbuf *b, const char *s, size_t n, int jsonb);
 
 /* numeric from a double (its shortest exact text, numfmt_double) or from
- * decimal text (copy_put_numeric_text): COPY_EINVAL when the text is not
- * a number, COPY_ERANGE beyond what binary numeric holds. */
-int copy_put_numeric(copy_buf *b, double x);
-int copy_put_numeric_str(copy_buf *b, const char *s, size_t n);
+ * decimal text (copy_put_numeric_text): SL_EINVAL when the text is not
+ * a number, SL_ERANGE beyond what binary numeric holds. */
+int copy_put_numeric(sbuf *b, double x);
+int copy_put_numeric_str(sbuf *b, const char *s, size_t n);
 
-/* date: epoch seconds (the UTC day that holds them; COPY_EINVAL or
- * COPY_ERANGE as copy_epoch_to_usec()), or an ISO-8601 string
+/* date: epoch seconds (the UTC day that holds them; SL_EINVAL or
+ * SL_ERANGE as copy_epoch_to_usec()), or an ISO-8601 string
  * (copy_parse_date: counted in days, so dates beyond the timestamp range
  * load). */
-static inline int copy_put_date(copy_buf *b, double secs);
-int copy_put_date_str(copy_buf *b, const char *s, size_t n);
+static inline int copy_put_date(sbuf *b, double secs);
+int copy_put_date_str(sbuf *b, const char *s, size_t n);
 
 /* timestamp and timestamptz from epoch seconds (copy_epoch_to_usec:
- * COPY_EINVAL, COPY_ERANGE). */
-static inline int copy_put_ts(copy_buf *b, double secs);
+ * SL_EINVAL, SL_ERANGE). */
+static inline int copy_put_ts(sbuf *b, double secs);
 /* From an ISO-8601 string (copy_parse_timestamp).  tz: a timestamptz
  * column, whose string's offset is applied; an offset-less string is
  * taken as UTC only when utc (the session TimeZone is UTC), else
- * COPY_ENOZONE.  COPY_ERANGE outside PostgreSQL's range, COPY_EINVAL
+ * SL_ENOZONE.  SL_ERANGE outside PostgreSQL's range, SL_EINVAL
  * when it does not parse. */
-int copy_put_ts_str(copy_buf *b, const char *s, size_t n, int tz, int utc);
+int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int utc);
 
-/* xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (copy_parse_uuid): COPY_EINVAL. */
-int copy_put_uuid_str(copy_buf *b, const char *s, size_t n);
+/* xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (copy_parse_uuid): SL_EINVAL. */
+int copy_put_uuid_str(sbuf *b, const char *s, size_t n);
 
 /* --------------------------------------------------------- the writer */
 
 typedef struct copy_writer {
-    copy_buf buf;       /* first: a writer's address is its buffer's, so
+    sbuf buf;       /* first: a writer's address is its buffer's, so
                          * the fast table can name copy_put_<type>()
                          * directly (see copy_fast_table) */
     size_t committed;   /* bytes of buf that hold complete rows */
@@ -166,25 +166,25 @@ typedef struct copy_writer {
 } copy_writer;
 
 /* Start a row: anything after `committed` (a row that failed half-way)
- * is dropped; binary rows begin with their field count.  COPY_OK or
- * COPY_ENOMEM. */
+ * is dropped; binary rows begin with their field count.  SL_OK or
+ * SL_ENOMEM. */
 static inline int copy_writer_row_begin(copy_writer *w);
 
 /* End the row (text and CSV: the newline) and count it: 1 when the
- * committed rows reach `chunk` (send them), else 0; COPY_ENOMEM (the row
+ * committed rows reach `chunk` (send them), else 0; SL_ENOMEM (the row
  * is then not counted). */
 static inline int copy_writer_row_end(copy_writer *w);
 
 /* A NULL field of the writer's format: binary length -1, text \N, CSV
  * nothing (the default NULL texts; a sink's own is the caller's).
- * COPY_OK or COPY_ENOMEM. */
+ * SL_OK or SL_ENOMEM. */
 static inline int copy_writer_null(copy_writer *w);
 
 /* The delimiter before a text/CSV field (every one but the first). */
 static inline int copy_writer_sep(copy_writer *w);
 
 /* s[0..n) as one text/CSV field, escaped or quoted for the writer's
- * format and delimiter.  COPY_ENUL (a NUL byte) or COPY_ENOMEM. */
+ * format and delimiter.  SL_ENUL (a NUL byte) or SL_ENOMEM. */
 int copy_writer_field(copy_writer *w, const char *s, size_t n);
 
 /* s[0..n), text that needs no escaping with the default delimiters
@@ -195,8 +195,8 @@ static inline int copy_writer_plain(copy_writer *w, const char *s, size_t n);
 
 /* The text of a double for a column of this kind (copy_format_number():
  * epoch seconds for dates and timestamps, exact digits otherwise) into
- * buf (64 bytes), its length in *len.  COPY_ERANGE for an int8 number
- * beyond 2^53 (copy_number_exact()), COPY_EINVAL for epoch seconds
+ * buf (64 bytes), its length in *len.  SL_ERANGE for an int8 number
+ * beyond 2^53 (copy_number_exact()), SL_EINVAL for epoch seconds
  * outside the timestamp range. */
 static inline int copy_number_text(char *buf, double x, int kind, size_t *len);
 
@@ -206,7 +206,7 @@ static inline const char *copy_bool_text(int v, int kind);
 
 /* A double / boolean as a text/CSV field of a column of this kind
  * (copy_number_text(), copy_bool_text(), then copy_writer_plain()):
- * copy_number_text()'s errors, or COPY_ENOMEM. */
+ * copy_number_text()'s errors, or SL_ENOMEM. */
 static inline int copy_writer_number(copy_writer *w, double x, int kind);
 static inline int copy_writer_bool(copy_writer *w, int v, int kind);
 
@@ -215,7 +215,7 @@ static inline int copy_writer_bool(copy_writer *w, int v, int kind);
  * For streams whose columns it serves, sluice.copy compiles a row writer
  * that checks each value's type itself and calls these functions through
  * the FFI, with a copy_writer's address as the first argument (for the
- * functions that take a copy_buf, that is the writer's buffer).  Each one
+ * functions that take a sbuf, that is the writer's buffer).  Each one
  * writes exactly what the Lua binding writes for the same value, or
  * returns nonzero without writing a complete field; the compiled writer
  * then hands the whole row to the binding, which encodes it again from
@@ -259,31 +259,31 @@ const char *copy_kind_name(int kind);
 
 /* A fixed-size field: its length word, then len bytes of v, big-endian
  * (len 1, 2, 4 or 8). */
-static inline int copy_put_fixed(copy_buf *b, uint32_t len, uint64_t v)
+static inline int copy_put_fixed(sbuf *b, uint32_t len, uint64_t v)
 {
-    if (copy_buf_reserve(b, 4 + len) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, len);
+    if (sbuf_reserve(b, 4 + len) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_be32(b, len);
     if (len == 8)
-        copy_put_be64(b, v);
+        sbuf_put_be64(b, v);
     else if (len == 4)
-        copy_put_be32(b, (uint32_t)v);
+        sbuf_put_be32(b, (uint32_t)v);
     else if (len == 2)
-        copy_put_be16(b, (uint16_t)v);
+        sbuf_put_be16(b, (uint16_t)v);
     else
-        copy_put_byte(b, (unsigned char)v);
-    return COPY_OK;
+        sbuf_put_byte(b, (unsigned char)v);
+    return SL_OK;
 }
 
-static inline int copy_put_null(copy_buf *b)
+static inline int copy_put_null(sbuf *b)
 {
-    if (copy_buf_reserve(b, 4) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be32(b, 0xFFFFFFFFu);
-    return COPY_OK;
+    if (sbuf_reserve(b, 4) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_be32(b, 0xFFFFFFFFu);
+    return SL_OK;
 }
 
-static inline int copy_put_bool(copy_buf *b, int v)
+static inline int copy_put_bool(sbuf *b, int v)
 {
     return copy_put_fixed(b, 1, v ? 1 : 0);
 }
@@ -300,24 +300,24 @@ static inline int copy_int_of_number(double x, int64_t *v)
     return 0;
 }
 
-static inline int copy_put_int_range(copy_buf *b, int64_t v, int64_t lo,
+static inline int copy_put_int_range(sbuf *b, int64_t v, int64_t lo,
                                      int64_t hi, uint32_t len)
 {
     if (v < lo || v > hi)
-        return COPY_ERANGE;
+        return SL_ERANGE;
     return copy_put_fixed(b, len, (uint64_t)v);
 }
 
-static inline int copy_put_int_number(copy_buf *b, double x, int64_t lo,
+static inline int copy_put_int_number(sbuf *b, double x, int64_t lo,
                                       int64_t hi, uint32_t len)
 {
     int64_t v;
     if (!copy_int_of_number(x, &v))
-        return COPY_EINVAL;
+        return SL_EINVAL;
     return copy_put_int_range(b, v, lo, hi, len);
 }
 
-static inline int copy_put_int(copy_buf *b, int kind, int64_t v)
+static inline int copy_put_int(sbuf *b, int kind, int64_t v)
 {
     switch (kind) {
     case COPY_K_INT2:
@@ -331,74 +331,74 @@ static inline int copy_put_int(copy_buf *b, int kind, int64_t v)
     }
 }
 
-static inline int copy_put_int2(copy_buf *b, double x)
+static inline int copy_put_int2(sbuf *b, double x)
 {
     return copy_put_int_number(b, x, INT16_MIN, INT16_MAX, 2);
 }
 
-static inline int copy_put_int4(copy_buf *b, double x)
+static inline int copy_put_int4(sbuf *b, double x)
 {
     return copy_put_int_number(b, x, INT32_MIN, INT32_MAX, 4);
 }
 
-static inline int copy_put_int8(copy_buf *b, double x)
+static inline int copy_put_int8(sbuf *b, double x)
 {
     if (!copy_number_exact(x, COPY_K_INT8))
-        return COPY_ERANGE;
+        return SL_ERANGE;
     return copy_put_int_number(b, x, INT64_MIN, INT64_MAX, 8);
 }
 
-static inline int copy_put_oid(copy_buf *b, double x)
+static inline int copy_put_oid(sbuf *b, double x)
 {
     return copy_put_int_number(b, x, 0, UINT32_MAX, 4);
 }
 
-static inline int copy_put_float4(copy_buf *b, double x)
+static inline int copy_put_float4(sbuf *b, double x)
 {
     float f;
     if (!copy_float4_of(copy_float_of_number(x), &f))
-        return COPY_ERANGE;
+        return SL_ERANGE;
     return copy_put_fixed(b, 4, copy_float4_bits(f));
 }
 
-static inline int copy_put_float8(copy_buf *b, double x)
+static inline int copy_put_float8(sbuf *b, double x)
 {
     return copy_put_fixed(b, 8, copy_float8_bits(copy_float_of_number(x)));
 }
 
-static inline int copy_put_date(copy_buf *b, double secs)
+static inline int copy_put_date(sbuf *b, double secs)
 {
     int64_t us;
     int rc = copy_epoch_to_usec(secs, &us);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         return rc;
     return copy_put_fixed(b, 4, (uint32_t)copy_usec_to_days(us));
 }
 
-static inline int copy_put_ts(copy_buf *b, double secs)
+static inline int copy_put_ts(sbuf *b, double secs)
 {
     int64_t us;
     int rc = copy_epoch_to_usec(secs, &us);
-    return rc != COPY_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);
+    return rc != SL_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);
 }
 
 static inline int copy_writer_row_begin(copy_writer *w)
 {
     w->buf.len = w->committed;
     if (w->format != COPY_FMT_BINARY)
-        return COPY_OK;
-    if (copy_buf_reserve(&w->buf, 2) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_be16(&w->buf, (uint16_t)w->ncols);
-    return COPY_OK;
+        return SL_OK;
+    if (sbuf_reserve(&w->buf, 2) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_be16(&w->buf, (uint16_t)w->ncols);
+    return SL_OK;
 }
 
 static inline int copy_writer_row_end(copy_writer *w)
 {
     if (w->format != COPY_FMT_BINARY) {
-        if (copy_buf_reserve(&w->buf, 1) != COPY_OK)
-            return COPY_ENOMEM;
-        copy_put_byte(&w->buf, '\n');
+        if (sbuf_reserve(&w->buf, 1) != SL_OK)
+            return SL_ENOMEM;
+        sbuf_put_byte(&w->buf, '\n');
     }
     w->rows++;
     w->committed = w->buf.len;
@@ -410,40 +410,40 @@ static inline int copy_writer_null(copy_writer *w)
     if (w->format == COPY_FMT_BINARY)
         return copy_put_null(&w->buf);
     if (w->format == COPY_FMT_CSV)
-        return COPY_OK; /* CSV's NULL is an empty, unquoted field */
-    if (copy_buf_reserve(&w->buf, 2) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_raw(&w->buf, "\\N", 2);
-    return COPY_OK;
+        return SL_OK; /* CSV's NULL is an empty, unquoted field */
+    if (sbuf_reserve(&w->buf, 2) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_raw(&w->buf, "\\N", 2);
+    return SL_OK;
 }
 
 static inline int copy_writer_sep(copy_writer *w)
 {
-    if (copy_buf_reserve(&w->buf, 1) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_byte(&w->buf, w->delim);
-    return COPY_OK;
+    if (sbuf_reserve(&w->buf, 1) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_byte(&w->buf, w->delim);
+    return SL_OK;
 }
 
 static inline int copy_writer_plain(copy_writer *w, const char *s, size_t n)
 {
     if (w->custom)
         return copy_writer_field(w, s, n);
-    if (copy_buf_reserve(&w->buf, n) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_raw(&w->buf, s, n);
-    return COPY_OK;
+    if (sbuf_reserve(&w->buf, n) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_raw(&w->buf, s, n);
+    return SL_OK;
 }
 
 static inline int copy_number_text(char *buf, double x, int kind, size_t *len)
 {
     if (!copy_number_exact(x, kind))
-        return COPY_ERANGE;
+        return SL_ERANGE;
     size_t n = copy_format_number(buf, x, kind);
     if (n == 0)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     *len = n;
-    return COPY_OK;
+    return SL_OK;
 }
 
 static inline const char *copy_bool_text(int v, int kind)
@@ -456,7 +456,7 @@ static inline int copy_writer_number(copy_writer *w, double x, int kind)
     char tmp[64];
     size_t n;
     int rc = copy_number_text(tmp, x, kind, &n);
-    return rc != COPY_OK ? rc : copy_writer_plain(w, tmp, n);
+    return rc != SL_OK ? rc : copy_writer_plain(w, tmp, n);
 }
 
 static inline int copy_writer_bool(copy_writer *w, int v, int kind)

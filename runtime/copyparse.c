@@ -70,24 +70,24 @@ int copy_parse_int64(const char *s, size_t n, int64_t *out)
 {
     trim(&s, &n);
     int rc = numparse_int64(s, n, out);
-    return rc == 0 ? COPY_OK : rc > 0 ? COPY_ERANGE : COPY_EINVAL;
+    return rc == 0 ? SL_OK : rc > 0 ? SL_ERANGE : SL_EINVAL;
 }
 
 int copy_parse_double(const char *s, size_t n, double *out)
 {
     trim(&s, &n);
     if (n >= 512) /* no float8 text is that long */
-        return COPY_EINVAL;
+        return SL_EINVAL;
     double x;
     int rc = numparse_double(s, n, &x);
     if (rc < 0)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     /* like float8in: overflow and underflow to zero are errors,
      * denormals are fine */
     if (rc > 0)
-        return COPY_ERANGE;
+        return SL_ERANGE;
     *out = x;
-    return COPY_OK;
+    return SL_OK;
 }
 
 int copy_parse_float(const char *s, size_t n, float *out)
@@ -95,7 +95,7 @@ int copy_parse_float(const char *s, size_t n, float *out)
     trim(&s, &n);
     double x;
     if (n >= 512 || numparse_double(s, n, &x) < 0) /* the syntax */
-        return COPY_EINVAL;
+        return SL_EINVAL;
     /* float4in reads with strtof: one rounding, straight to float.  A
      * double rounded again to float can land one ulp away (a string
      * just above a halfway point becomes the halfway double, which then
@@ -106,9 +106,9 @@ int copy_parse_float(const char *s, size_t n, float *out)
     errno = 0;
     float f = strtof(buf, NULL);
     if (errno == ERANGE && (f == 0.0f || isinf(f)))
-        return COPY_ERANGE;
+        return SL_ERANGE;
     *out = f;
-    return COPY_OK;
+    return SL_OK;
 }
 
 int copy_parse_bool(const char *s, size_t n, int *out)
@@ -128,10 +128,10 @@ int copy_parse_bool(const char *s, size_t n, int *out)
             j++;
         if (j == n) {
             *out = words[i].v;
-            return COPY_OK;
+            return SL_OK;
         }
     }
-    return COPY_EINVAL;
+    return SL_EINVAL;
 }
 
 static int hexval(int c)
@@ -156,10 +156,10 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16])
     }
     for (int k = 0; k < 16; k++) {
         if (i + 2 > n)
-            return COPY_EINVAL;
+            return SL_EINVAL;
         int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
         if (hi < 0 || lo < 0)
-            return COPY_EINVAL;
+            return SL_EINVAL;
         out[k] = (unsigned char)(hi << 4 | lo);
         i += 2;
         if (i < n && s[i] == '-' && (k % 2) == 1 && k < 15)
@@ -167,10 +167,10 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16])
     }
     if (brace) {
         if (i >= n || s[i] != '}')
-            return COPY_EINVAL;
+            return SL_EINVAL;
         i++;
     }
-    return i == n ? COPY_OK : COPY_EINVAL;
+    return i == n ? SL_OK : SL_EINVAL;
 }
 
 /* ------------------------------------------------------------ numeric */
@@ -189,15 +189,15 @@ static int floordiv4(long e)
     return (int)(e >= 0 ? e / 4 : -((-e + 3) / 4));
 }
 
-static int put_numeric_special(copy_buf *b, uint16_t sign)
+static int put_numeric_special(sbuf *b, uint16_t sign)
 {
-    if (copy_buf_reserve(b, 8))
-        return COPY_ENOMEM;
-    copy_put_be16(b, 0);
-    copy_put_be16(b, 0);
-    copy_put_be16(b, sign);
-    copy_put_be16(b, 0);
-    return COPY_OK;
+    if (sbuf_reserve(b, 8))
+        return SL_ENOMEM;
+    sbuf_put_be16(b, 0);
+    sbuf_put_be16(b, 0);
+    sbuf_put_be16(b, sign);
+    sbuf_put_be16(b, 0);
+    return SL_OK;
 }
 
 /* A finite decimal as written: its integer digits s[int_start..) and
@@ -234,7 +234,7 @@ static int parse_decimal(const char *s, size_t n, size_t i, decimal *d)
         d->frac_len = i - d->frac_start;
     }
     if (d->int_len + d->frac_len == 0)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     d->exp10 = 0;
     if (i < n && (s[i] == 'e' || s[i] == 'E')) {
         i++;
@@ -242,22 +242,22 @@ static int parse_decimal(const char *s, size_t n, size_t i, decimal *d)
         if (i < n && (s[i] == '+' || s[i] == '-'))
             eneg = s[i++] == '-';
         if (i == n || !is_digit((unsigned char)s[i]))
-            return COPY_EINVAL;
+            return SL_EINVAL;
         while (i < n && is_digit((unsigned char)s[i])) {
             if (d->exp10 <= NUMERIC_MAX_EXPONENT)
                 d->exp10 = d->exp10 * 10 + (s[i] - '0');
             i++;
         }
         if (d->exp10 > NUMERIC_MAX_EXPONENT)
-            return COPY_ERANGE;
+            return SL_ERANGE;
         if (eneg)
             d->exp10 = -d->exp10;
     }
-    return i == n ? COPY_OK : COPY_EINVAL;
+    return i == n ? SL_OK : SL_EINVAL;
 }
 
 /* The binary body of a parsed decimal: base-10000 digit groups. */
-static int put_decimal(copy_buf *b, const decimal *d)
+static int put_decimal(sbuf *b, const decimal *d)
 {
     /* digit k of the string has decimal exponent point - 1 - k */
     long nd = (long)(d->int_len + d->frac_len);
@@ -266,18 +266,18 @@ static int put_decimal(copy_buf *b, const decimal *d)
     if (dscale < 0)
         dscale = 0;
     if (dscale > NUMERIC_DSCALE_MAX)
-        return COPY_ERANGE;
+        return SL_ERANGE;
     long first = 0, last = nd - 1;
     while (first < nd && dec_digit(d, first) == 0)
         first++;
     if (first == nd) { /* zero keeps its display scale; its sign is + */
-        if (copy_buf_reserve(b, 8))
-            return COPY_ENOMEM;
-        copy_put_be16(b, 0);
-        copy_put_be16(b, 0);
-        copy_put_be16(b, NUMERIC_POS);
-        copy_put_be16(b, (uint16_t)dscale);
-        return COPY_OK;
+        if (sbuf_reserve(b, 8))
+            return SL_ENOMEM;
+        sbuf_put_be16(b, 0);
+        sbuf_put_be16(b, 0);
+        sbuf_put_be16(b, NUMERIC_POS);
+        sbuf_put_be16(b, (uint16_t)dscale);
+        return SL_OK;
     }
     while (dec_digit(d, last) == 0)
         last--;
@@ -285,25 +285,25 @@ static int put_decimal(copy_buf *b, const decimal *d)
     int low = floordiv4(point - 1 - last);
     long ndigits = (long)weight - low + 1;
     if (weight > INT16_MAX || low < INT16_MIN || ndigits > NUMERIC_MAX_NDIGITS)
-        return COPY_ERANGE;
-    if (copy_buf_reserve(b, 8 + 2 * (size_t)ndigits))
-        return COPY_ENOMEM;
-    copy_put_be16(b, (uint16_t)ndigits);
-    copy_put_be16(b, (uint16_t)(int16_t)weight);
-    copy_put_be16(b, d->neg ? NUMERIC_NEG : NUMERIC_POS);
-    copy_put_be16(b, (uint16_t)dscale);
+        return SL_ERANGE;
+    if (sbuf_reserve(b, 8 + 2 * (size_t)ndigits))
+        return SL_ENOMEM;
+    sbuf_put_be16(b, (uint16_t)ndigits);
+    sbuf_put_be16(b, (uint16_t)(int16_t)weight);
+    sbuf_put_be16(b, d->neg ? NUMERIC_NEG : NUMERIC_POS);
+    sbuf_put_be16(b, (uint16_t)dscale);
     for (long g = weight; g >= low; g--) {
         unsigned v = 0;
         for (int j = 3; j >= 0; j--) {
             long k = point - 1 - (4 * g + j);
             v = v * 10 + (unsigned)(k >= 0 && k < nd ? dec_digit(d, k) : 0);
         }
-        copy_put_be16(b, (uint16_t)v);
+        sbuf_put_be16(b, (uint16_t)v);
     }
-    return COPY_OK;
+    return SL_OK;
 }
 
-int copy_put_numeric_text(copy_buf *b, const char *s, size_t n)
+int copy_put_numeric_text(sbuf *b, const char *s, size_t n)
 {
     trim(&s, &n);
     size_t i = 0;
@@ -316,7 +316,7 @@ int copy_put_numeric_text(copy_buf *b, const char *s, size_t n)
         return put_numeric_special(b, neg ? NUMERIC_NINF : NUMERIC_PINF);
     decimal d;
     int rc = parse_decimal(s, n, i, &d);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         return rc;
     d.neg = neg;
     return put_decimal(b, &d);
@@ -384,11 +384,11 @@ static int parse_time(const char *s, size_t n, size_t *i, int64_t *tod)
     int64_t fsec = 0;
     if (!read_num(s, n, i, 1, 2, &h) || *i >= n || s[(*i)++] != ':' ||
         !read_num(s, n, i, 2, 2, &mi))
-        return COPY_EINVAL;
+        return SL_EINVAL;
     if (*i < n && s[*i] == ':') {
         (*i)++;
         if (!read_num(s, n, i, 2, 2, &sec))
-            return COPY_EINVAL;
+            return SL_EINVAL;
         /* only '.': the server refuses "12:00:00,5" */
         if (*i < n && s[*i] == '.') {
             size_t dot = (*i)++;
@@ -397,16 +397,16 @@ static int parse_time(const char *s, size_t n, size_t *i, int64_t *tod)
             double frac;
             if (*i == dot + 1 || *i - dot - 1 > FRAC_DIGITS_MAX ||
                 numparse_double(s + dot, *i - dot, &frac) != 0)
-                return COPY_EINVAL;
+                return SL_EINVAL;
             fsec = (int64_t)rint(frac * 1000000.0); /* 0 .. 1e6 */
         }
     }
     /* DecodeTime's and time_overflows()' checks */
     if (h > 24 || mi > 59 || sec > 60 ||
         ((h * 60 + mi) * 60 + sec) * INT64_C(1000000) + fsec > USECS_PER_DAY)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + fsec;
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* A zone after the time, from s[*i]: Z, UTC, or an offset +hh, +hhmm,
@@ -417,14 +417,14 @@ static int parse_zone(const char *s, size_t n, size_t *i, int32_t *offset_sec,
     *has_offset = 1;
     if (s[*i] == 'Z' || s[*i] == 'z') {
         (*i)++;
-        return COPY_OK;
+        return SL_OK;
     }
     if (n - *i >= 3 && word_is(s + *i, 3, "utc")) {
         *i += 3;
-        return COPY_OK;
+        return SL_OK;
     }
     if (s[*i] != '+' && s[*i] != '-')
-        return COPY_EINVAL;
+        return SL_EINVAL;
     int sign = s[(*i)++] == '-' ? -1 : 1;
     long oh = 0, om = 0, os = 0;
     int k = 0;
@@ -434,26 +434,26 @@ static int parse_zone(const char *s, size_t n, size_t *i, int32_t *offset_sec,
         k++;
     }
     if (k == 0)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     if (*i < n && s[*i] == ':') {
         (*i)++;
         if (!read_num(s, n, i, 2, 2, &om))
-            return COPY_EINVAL;
+            return SL_EINVAL;
         /* seconds only as +hh:mm:ss (the server reads +0530:00 as 530
          * hours) */
         if (*i < n && s[*i] == ':') {
             (*i)++;
             if (!read_num(s, n, i, 2, 2, &os))
-                return COPY_EINVAL;
+                return SL_EINVAL;
         }
     } else if (*i < n && is_digit((unsigned char)s[*i])) {
         if (!read_num(s, n, i, 2, 2, &om))
-            return COPY_EINVAL;
+            return SL_EINVAL;
     }
     if (oh > 15 || om > 59 || os > 59)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     *offset_sec = (int32_t)(sign * (oh * 3600 + om * 60 + os));
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* The special words: 1 when s is one (the outputs set), else 0. */
@@ -501,31 +501,31 @@ static int parse_ts_parts(const char *s, size_t n, int64_t *days,
     *days = 0;
     *tod = 0;
     if (parse_ts_word(s, n, days, inf, has_offset))
-        return COPY_OK;
+        return SL_OK;
     size_t i = 0;
     long y, mo, d;
     if (!read_num(s, n, &i, 4, 6, &y) || i >= n || s[i++] != '-' ||
         !read_num(s, n, &i, 1, 2, &mo) || i >= n || s[i++] != '-' ||
         !read_num(s, n, &i, 1, 2, &d))
-        return COPY_EINVAL;
+        return SL_EINVAL;
     if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
         d > days_in_month(y, (unsigned)mo))
-        return COPY_EINVAL;
+        return SL_EINVAL;
     if (i < n && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
         i++;
         while (i < n && s[i] == ' ')
             i++;
-        if (parse_time(s, n, &i, tod) != COPY_OK)
-            return COPY_EINVAL;
+        if (parse_time(s, n, &i, tod) != SL_OK)
+            return SL_EINVAL;
         while (i < n && s[i] == ' ')
             i++;
-        if (i < n && parse_zone(s, n, &i, offset_sec, has_offset) != COPY_OK)
-            return COPY_EINVAL;
+        if (i < n && parse_zone(s, n, &i, offset_sec, has_offset) != SL_OK)
+            return SL_EINVAL;
     }
     if (i != n)
-        return COPY_EINVAL;
+        return SL_EINVAL;
     *days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* PostgreSQL's timestamp range in days since 2000-01-01: 4714-11-24 BC
@@ -552,19 +552,19 @@ int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
     int64_t days, tod;
     int inf;
     int rc = parse_ts_parts(s, n, &days, &tod, &inf, offset_sec, has_offset);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         return rc;
     if (inf) {
         *usec = inf > 0 ? COPY_TS_NOEND : COPY_TS_NOBEGIN;
-        return COPY_OK;
+        return SL_OK;
     }
     /* days is at most ~3.7e8 here (year 999999), so the product cannot
      * overflow before the check; tod adds at most one day. */
     if (days < TS_MIN_DAYS || days >= TS_END_DAYS ||
         (days == TS_END_DAYS - 1 && tod >= USECS_PER_DAY))
-        return COPY_ERANGE;
+        return SL_ERANGE;
     *usec = days * USECS_PER_DAY + tod;
-    return COPY_OK;
+    return SL_OK;
 }
 
 int copy_parse_date(const char *s, size_t n, int32_t *days)
@@ -573,36 +573,36 @@ int copy_parse_date(const char *s, size_t n, int32_t *days)
     int32_t off;
     int inf, has_off;
     int rc = parse_ts_parts(s, n, &d, &tod, &inf, &off, &has_off);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         return rc;
     if (inf) {
         *days = inf > 0 ? COPY_DATE_NOEND : COPY_DATE_NOBEGIN;
-        return COPY_OK;
+        return SL_OK;
     }
     /* date_in keeps the day written, whatever the time: 24:00 and
      * 23:59:60 do not move it */
     if (d < DATE_MIN_DAYS || d >= DATE_END_DAYS)
-        return COPY_ERANGE;
+        return SL_ERANGE;
     *days = (int32_t)d;
-    return COPY_OK;
+    return SL_OK;
 }
 
 int copy_epoch_to_usec(double secs, int64_t *usec)
 {
     if (isnan(secs))
-        return COPY_EINVAL;
+        return SL_EINVAL;
     if (isinf(secs)) {
         *usec = secs > 0 ? COPY_TS_NOEND : COPY_TS_NOBEGIN;
-        return COPY_OK;
+        return SL_OK;
     }
     /* seconds and fraction apart, so large epochs keep their
      * microseconds: the fraction is exact, only its rounding is ours */
     double whole = floor(secs);
     if (whole < -9.2e12 || whole > 9.2e12)
-        return COPY_ERANGE;
+        return SL_ERANGE;
     int64_t us = (int64_t)llround((secs - whole) * 1e6);
     *usec = ((int64_t)whole - INT64_C(946684800)) * INT64_C(1000000) + us;
-    return COPY_OK;
+    return SL_OK;
 }
 
 int32_t copy_usec_to_days(int64_t usec)

@@ -8,10 +8,10 @@
  * dates and timestamps to PostgreSQL's day and microsecond counts, epoch
  * seconds to those, and both back to ISO text.
  *
- * Uses: copy.h (the result codes, copy_buf), numfmt.h (the number
+ * Uses: copy.h (the result codes, sbuf), numfmt.h (the number
  * parsers underneath).
  *
- * Every function returns COPY_OK (0) or a negative COPY_E* code, or a
+ * Every function returns SL_OK (0) or a negative SL_E* code, or a
  * length; none prints, raises or allocates (but copy_put_numeric_text's
  * buffer).
  */
@@ -26,13 +26,13 @@
 /* ------------------------------------------------------------- parsers */
 
 /* Whole-string parses (surrounding spaces allowed, as PostgreSQL's own
- * input functions do).  COPY_EINVAL if s is not of the form,
- * COPY_ERANGE if it does not fit. */
+ * input functions do).  SL_EINVAL if s is not of the form,
+ * SL_ERANGE if it does not fit. */
 int copy_parse_int64(const char *s, size_t n, int64_t *out);
 int copy_parse_double(const char *s, size_t n, double *out);
 /* A float4in string (the same forms as copy_parse_double) as a float,
  * rounded once as the server's strtof rounds it, not through a double.
- * COPY_ERANGE when it overflows or underflows to zero. */
+ * SL_ERANGE when it overflows or underflows to zero. */
 int copy_parse_float(const char *s, size_t n, float *out);
 int copy_parse_bool(const char *s, size_t n, int *out);
 int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
@@ -52,8 +52,8 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
  * input functions give it, or is refused: the fraction is rounded to the
  * microsecond as rint(strtod(".fraction") * 1e6), 24:00:00 and the leap
  * second 23:59:60 are the next day's midnight, and a time past 24:00:00
- * is refused.  Years before 1 are not accepted (COPY_EINVAL); dates from
- * 294277-01-01 on are beyond PostgreSQL's timestamp range (COPY_ERANGE). */
+ * is refused.  Years before 1 are not accepted (SL_EINVAL); dates from
+ * 294277-01-01 on are beyond PostgreSQL's timestamp range (SL_ERANGE). */
 int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
                          int32_t *offset_sec, int *has_offset);
 
@@ -62,8 +62,8 @@ int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
  * ignored, as date_in does: 24:00 and 23:59:60 stay on that day), or
  * COPY_DATE_NOBEGIN/NOEND.
  * Counts days directly, so every year the parser reads (up to 999999)
- * fits PostgreSQL's date range (to 5874897 AD).  COPY_EINVAL if s is not
- * of the form, COPY_ERANGE beyond the date range. */
+ * fits PostgreSQL's date range (to 5874897 AD).  SL_EINVAL if s is not
+ * of the form, SL_ERANGE beyond the date range. */
 int copy_parse_date(const char *s, size_t n, int32_t *days);
 
 /* Whether a pg timestamp (microseconds since 2000-01-01) is within
@@ -72,8 +72,8 @@ int copy_parse_date(const char *s, size_t n, int32_t *days);
 int copy_ts_in_range(int64_t usec);
 
 /* Unix epoch seconds (fractions rounded to the microsecond) to
- * microseconds since 2000-01-01.  COPY_EINVAL for NaN, infinities map to
- * COPY_TS_NOBEGIN/NOEND, COPY_ERANGE beyond int64 microseconds. */
+ * microseconds since 2000-01-01.  SL_EINVAL for NaN, infinities map to
+ * COPY_TS_NOBEGIN/NOEND, SL_ERANGE beyond int64 microseconds. */
 int copy_epoch_to_usec(double secs, int64_t *usec);
 
 /* Days since 2000-01-01 of the UTC day that holds pg timestamp `usec`
@@ -94,8 +94,8 @@ size_t copy_format_date(char *buf, int32_t days);
 
 /* Append the binary body (no length word) of the numeric written as
  * decimal text s[0..n): [+-]digits[.digits][e[+-]digits], NaN,
- * [+-]Infinity/inf, surrounding spaces allowed.  COPY_EINVAL if it does
- * not parse, COPY_ERANGE if beyond what numeric holds. */
-int copy_put_numeric_text(copy_buf *b, const char *s, size_t n);
+ * [+-]Infinity/inf, surrounding spaces allowed.  SL_EINVAL if it does
+ * not parse, SL_ERANGE if beyond what numeric holds. */
+int copy_put_numeric_text(sbuf *b, const char *s, size_t n);
 
 #endif

@@ -54,7 +54,7 @@ typedef struct sl_batch {
     char *suffix;      /* owned: " ON CONFLICT ... RETURNING ..." */
     char name[32];     /* the prepared full shape; "" until prepared */
     params_buf p;      /* owned: the encoded rows */
-    copy_buf sql;      /* owned: statement text scratch */
+    sbuf sql;      /* owned: statement text scratch */
 } sl_batch;
 
 static double now_mono(void)
@@ -70,7 +70,7 @@ static void batch_release(sl_batch *b)
 {
     b->open = 0;
     params_free(&b->p);
-    copy_buf_free(&b->sql);
+    sbuf_free(&b->sql);
     free(b->kinds);
     free(b->prefix);
     free(b->suffix);
@@ -130,7 +130,7 @@ static int batch_add(lua_State *L)
      * dropped here, stray bytes of an unfinished value included */
     size_t row_start = (size_t)b->rows * (size_t)b->ncols;
     params_rewind(&b->p, row_start, b->rows_len);
-    if (params_reserve(&b->p, (size_t)n) != COPY_OK)
+    if (params_reserve(&b->p, (size_t)n) != SL_OK)
         return luaL_error(L, "batch:add: out of memory");
     lua_getfenv(L, 1);
     lua_getfield(L, -1, "json_encode");
@@ -193,7 +193,7 @@ static int batch_send(lua_State *L)
     int conn_idx = push_conn(L);
     sl_conn *c = lib_conn_check(L, conn_idx);
     size_t np = (size_t)nrows * (size_t)b->ncols;
-    if (params_bind(&b->p, (size_t)first * (size_t)b->ncols, np) != COPY_OK)
+    if (params_bind(&b->p, (size_t)first * (size_t)b->ncols, np) != SL_OK)
         return luaL_error(L, "batch: out of memory");
     int sent;
     if (nrows == b->per_stmt && b->name[0]) {
@@ -201,7 +201,7 @@ static int batch_send(lua_State *L)
                                    b->p.lens, b->p.fmts, 0);
     } else {
         if (params_values_sql(&b->sql, b->prefix, nrows, b->ncols,
-                              b->suffix) != COPY_OK)
+                              b->suffix) != SL_OK)
             return luaL_error(L, "batch: out of memory");
         sent = PQsendQueryParams(c->pg, b->sql.data, (int)np, NULL,
                                  b->p.ptrs, b->p.lens, b->p.fmts, 0);
@@ -391,7 +391,7 @@ int lib_batch_new(lua_State *L)
     /* the parameter types come from a one-row shape: libpq refuses a
      * ParameterDescription longer than 30,000 bytes (about 7,500
      * parameters), so the full shape cannot be described */
-    if (params_values_sql(&b->sql, prefix, 1, ncols, suffix) != COPY_OK)
+    if (params_values_sql(&b->sql, prefix, 1, ncols, suffix) != SL_OK)
         return luaL_error(L, "batch: out of memory");
     lib_conn_finish(L, c, 1, PQsendPrepare(c->pg, "", b->sql.data, 0, NULL));
     PGresult *d = lib_conn_finish(L, c, 1, PQsendDescribePrepared(c->pg, ""));
@@ -399,7 +399,7 @@ int lib_batch_new(lua_State *L)
         b->kinds[i] = d && i < PQnparams(d)
                           ? copy_kind_of(PQparamtype(d, i)) : COPY_K_OTHER;
     if (params_values_sql(&b->sql, prefix, b->per_stmt, ncols, suffix) !=
-        COPY_OK)
+        SL_OK)
         return luaL_error(L, "batch: out of memory");
     char name[32];
     snprintf(name, sizeof name, "sluice_batch_%u", ++c->stmt_seq);

@@ -56,7 +56,7 @@ static const char *const cp_state_names[] = {
 static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
                       int drain)
 {
-    int rc = COPY_OK;
+    int rc = SL_OK;
     cp->w.pg = NULL; /* the compiled writer takes no more rows */
     if (cp->state == CP_OPEN && cp->sink) {
         /* a file sink: finish() commits on its own, so every end that
@@ -74,8 +74,8 @@ static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
                 copy_drain(c->pg, fail_msg);
         }
     }
-    copy_buf_free(&cp->w.buf);
-    copy_buf_free(&cp->scratch);
+    sbuf_free(&cp->w.buf);
+    sbuf_free(&cp->scratch);
     cp->w.committed = 0;
     return rc;
 }
@@ -126,7 +126,7 @@ int lib_copy_oom(lua_State *L, sl_copy *cp)
  * with the server's error / the broken connection's message. */
 static int stream_failed(lua_State *L, sl_copy *cp, int rc)
 {
-    if (rc == COPY_EINTR) {
+    if (rc == SL_EINTR) {
         cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
         lib_interrupt_consume(L);
         return luaL_error(L, "interrupted (Ctrl-C)");
@@ -149,7 +149,7 @@ static int sink_put(lua_State *L, sl_copy *cp, size_t n)
         lua_pushstring(L, msg);
         lib_copy_raise(L, cp);
     }
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* Send the complete rows in the buffer.  Raises (and ends the COPY) if
@@ -162,7 +162,7 @@ static void cp_flush(lua_State *L, sl_copy *cp)
         return;
     int rc = cp->sink ? sink_put(L, cp, n)
                       : copy_put(cp->conn->pg, cp->w.buf.data, n, 1);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         stream_failed(L, cp, rc);
     cp->bytes_sent += n;
     cp->w.buf.len = cp->w.committed = 0;
@@ -312,7 +312,7 @@ static int cp_finish(lua_State *L)
     lua_settop(L, 1);
     if (cp->w.format == COPY_FMT_BINARY) {
         cp->w.buf.len = cp->w.committed;
-        if (copy_put_binary_trailer(&cp->w.buf) != COPY_OK)
+        if (copy_put_binary_trailer(&cp->w.buf) != SL_OK)
             lib_copy_oom(L, cp);
         cp->w.committed = cp->w.buf.len;
     }
@@ -681,7 +681,7 @@ static sl_copy *cp_new(lua_State *L, int conn_idx, int specs, int opts,
         load_col(L, &cols[i], lua_gettop(L), format, i + 1);
         lua_pop(L, 1);
     }
-    if (copy_buf_grow(&cp->w.buf, chunk + chunk / 4) != COPY_OK)
+    if (sbuf_grow(&cp->w.buf, chunk + chunk / 4) != SL_OK)
         luaL_error(L, "copy: out of memory allocating the buffer");
     return cp;
 }
@@ -789,7 +789,7 @@ int lib_copy_start(lua_State *L)
     int ud = lua_gettop(L);
     // stack: db, sql, fmt, specs, opts, cp
     if (format == COPY_FMT_BINARY &&
-        copy_put_binary_header(&cp->w.buf) != COPY_OK)
+        copy_put_binary_header(&cp->w.buf) != SL_OK)
         return luaL_error(L, "copy: out of memory allocating the buffer");
     cp->w.committed = cp->w.buf.len;
 
@@ -800,7 +800,7 @@ int lib_copy_start(lua_State *L)
     int rc = copy_begin(c->pg, sql, PGRES_COPY_IN, err, &interrupted);
     if (interrupted)
         lib_interrupt_consume(L);
-    if (rc == COPY_OK) {
+    if (rc == SL_OK) {
         cp->state = CP_OPEN;
         cp->w.pg = &c->pg;
         c->busy = 1;
@@ -812,7 +812,7 @@ int lib_copy_start(lua_State *L)
         return 1;
     }
     lib_conn_deliver_notices(L, c, 1);
-    if (rc == COPY_EFAIL)
+    if (rc == SL_EFAIL)
         lib_push_result_error(L, *err, c->pg);
     else
         lib_push_conn_error(L, c->pg);

@@ -70,7 +70,7 @@ typedef struct sl_copy {
     sl_conn *conn;      /* borrowed: fenv[FENV_CONN] keeps it alive */
     int state;
     copy_col *cols;     /* a userdata in fenv[FENV_COLS] */
-    copy_buf scratch;   /* owned: array literals and bytea hex in text */
+    sbuf scratch;   /* owned: array literals and bytea hex in text */
     uint64_t bytes_sent;
     int depth;          /* array nesting of the value being encoded */
     int path[MAX_DIMS]; /* element indices at each depth, for messages */
@@ -100,7 +100,7 @@ void lib_copy_push_row(lua_State *L, const sl_copy *cp);
  * when it cannot grow. */
 static inline void lib_copy_need(lua_State *L, sl_copy *cp, size_t n)
 {
-    if (copy_buf_reserve(&cp->w.buf, n) != COPY_OK)
+    if (sbuf_reserve(&cp->w.buf, n) != SL_OK)
         lib_copy_oom(L, cp);
 }
 
@@ -138,7 +138,7 @@ int lib_copy_value_error(lua_State *L, sl_copy *cp, const copy_col *col,
 int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,
                        const char *msg);
 
-/* Raise for a core encoder's COPY_ENUL (the NUL byte error) or any other
+/* Raise for a core encoder's SL_ENUL (the NUL byte error) or any other
  * failure (out of memory) and end the COPY. */
 int lib_copy_encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
                            int rc);

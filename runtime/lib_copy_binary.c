@@ -44,9 +44,9 @@ static int cdata_double(lua_State *L, int idx, double *x)
 static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
                         int idx, int rc, const char *what)
 {
-    if (rc == COPY_OK)
+    if (rc == SL_OK)
         return;
-    if (rc == COPY_ENOMEM || rc == COPY_ENUL)
+    if (rc == SL_ENOMEM || rc == SL_ENUL)
         lib_copy_encode_failed(L, cp, col, rc);
     lib_copy_value_error(L, cp, col, idx, what);
 }
@@ -56,9 +56,9 @@ static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
 static void check_field(lua_State *L, sl_copy *cp, const copy_col *col,
                         int rc)
 {
-    if (rc == COPY_ERANGE)
+    if (rc == SL_ERANGE)
         lib_copy_col_error(L, cp, col, TOO_LARGE);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         lib_copy_encode_failed(L, cp, col, rc);
 }
 
@@ -110,7 +110,7 @@ static void bin_json(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
                                       "a JSON string or a table");
     /* a string from the script must be text; the encoder's is trusted */
     if (!pushed && memchr(s, '\0', n))
-        lib_copy_encode_failed(L, cp, col, COPY_ENUL);
+        lib_copy_encode_failed(L, cp, col, SL_ENUL);
     int jsonb = col->kind == COPY_K_JSONB ||
                 (col->kind == COPY_K_ARRAY && col->elem_kind == COPY_K_JSONB);
     check_field(L, cp, col, copy_put_json(&cp->w.buf, s, n, jsonb));
@@ -129,7 +129,7 @@ static void bin_bytea(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 
 static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
-    int rc = COPY_EINVAL;
+    int rc = SL_EINVAL;
     if (lua_type(L, idx) == LUA_TBOOLEAN) {
         rc = copy_put_bool(&cp->w.buf, lua_toboolean(L, idx));
     } else if (lua_type(L, idx) == LUA_TSTRING) {
@@ -144,15 +144,15 @@ static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
  * kind's encoder of doubles), a decimal string or an int64/uint64 cdata,
  * within the kind's range (`what`). */
 static void bin_int(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
-                    int kind, int (*put_number)(copy_buf *, double),
+                    int kind, int (*put_number)(sbuf *, double),
                     const char *what)
 {
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     int rc;
     switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
         rc = put_number(b, lua_tonumber(L, idx));
-        if (rc == COPY_ERANGE && kind == COPY_K_INT8)
+        if (rc == SL_ERANGE && kind == COPY_K_INT8)
             lib_copy_value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
         break;
     case LUA_TSTRING: {
@@ -166,7 +166,7 @@ static void bin_int(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
         int k = lib_copy_cdata_int(L, idx, &bits);
         rc = k == 1 || (k == 2 && bits <= INT64_MAX)
                  ? copy_put_int(b, kind, (int64_t)bits)
-                 : COPY_EINVAL;
+                 : SL_EINVAL;
     }
     }
     check_value(L, cp, col, idx, rc, what);
@@ -201,9 +201,9 @@ static void bin_oid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
                        int idx)
 {
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     double x = 0;
-    int rc = COPY_EINVAL;
+    int rc = SL_EINVAL;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         rc = copy_put_float8(b, lua_tonumber(L, idx));
     } else if (lua_type(L, idx) == LUA_TSTRING) {
@@ -219,9 +219,9 @@ static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
 static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
                        int idx)
 {
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     double x = 0;
-    int rc = COPY_EINVAL;
+    int rc = SL_EINVAL;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         rc = copy_put_float4(b, lua_tonumber(L, idx));
     } else if (lua_type(L, idx) == LUA_TSTRING) {
@@ -232,7 +232,7 @@ static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
     } else if (cdata_double(L, idx, &x)) {
         rc = copy_put_float4(b, x);
     }
-    if (rc == COPY_EINVAL)
+    if (rc == SL_EINVAL)
         lib_copy_value_error(L, cp, col, idx, "a number");
     check_value(L, cp, col, idx, rc,
                 "a number within the range of real (1e-45 to 3.4e38)");
@@ -241,8 +241,8 @@ static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
 static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
                         int idx)
 {
-    copy_buf *b = &cp->w.buf;
-    int rc = COPY_EINVAL;
+    sbuf *b = &cp->w.buf;
+    int rc = SL_EINVAL;
     size_t n;
     switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
@@ -263,7 +263,7 @@ static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
         }
     }
     }
-    if (rc == COPY_ERANGE)
+    if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx,
                              "a numeric within binary COPY's range (at most "
                              "12000 significant digits; use format \"text\" "
@@ -276,7 +276,7 @@ static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
  * range still load. */
 static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     int rc;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         rc = copy_put_date(b, lua_tonumber(L, idx));
@@ -289,7 +289,7 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     rc = copy_put_date_str(b, s, n);
-    if (rc == COPY_ERANGE)
+    if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx,
                              "a date within PostgreSQL's range "
                              "(4714-11-24 BC .. 5874897-12-31 AD)");
@@ -301,7 +301,7 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
                    int tz)
 {
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     int rc;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         rc = copy_put_ts(b, lua_tonumber(L, idx));
@@ -314,9 +314,9 @@ static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     rc = copy_put_ts_str(b, s, n, tz, cp->w.utc);
-    if (rc == COPY_ERANGE)
+    if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx, TS_RANGE_WHAT);
-    if (rc == COPY_ENOZONE)
+    if (rc == SL_ENOZONE)
         lib_copy_value_error(L, cp, col, idx,
                              "a timestamp with a UTC offset (Z or +hh:mm) "
                              "because the session TimeZone is not UTC");
@@ -337,7 +337,7 @@ static void bin_timestamptz(lua_State *L, sl_copy *cp, const copy_col *col,
 
 static void bin_uuid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
-    int rc = COPY_EINVAL;
+    int rc = SL_EINVAL;
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
@@ -369,7 +369,7 @@ static void bin_elems(lua_State *L, sl_copy *cp, const copy_col *col, int t,
             }
             bin_elems(L, cp, col, e, level + 1, ndim, dims, has_null);
         } else if (lib_copy_is_null(L, e)) {
-            if (copy_put_null(&cp->w.buf) != COPY_OK)
+            if (copy_put_null(&cp->w.buf) != SL_OK)
                 lib_copy_oom(L, cp);
             *has_null = 1;
         } else if (lua_istable(L, e) && col->elem_kind != COPY_K_JSON &&
@@ -476,16 +476,16 @@ static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
     int json = col->elem_kind == COPY_K_JSON || col->elem_kind == COPY_K_JSONB;
     int dims[MAX_DIMS];
     int ndim = array_shape(L, cp, col, idx, json, dims);
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     lib_copy_need(L, cp, 16 + 8 * (size_t)ndim);
     size_t start = b->len;
-    copy_put_be32(b, 0); /* length, patched below */
-    copy_put_be32(b, (uint32_t)ndim);
-    copy_put_be32(b, 0); /* has-null flag, patched below */
-    copy_put_be32(b, col->elem_oid);
+    sbuf_put_be32(b, 0); /* length, patched below */
+    sbuf_put_be32(b, (uint32_t)ndim);
+    sbuf_put_be32(b, 0); /* has-null flag, patched below */
+    sbuf_put_be32(b, col->elem_oid);
     for (int d = 0; d < ndim; d++) {
-        copy_put_be32(b, (uint32_t)dims[d]);
-        copy_put_be32(b, 1);
+        sbuf_put_be32(b, (uint32_t)dims[d]);
+        sbuf_put_be32(b, 1);
     }
     int has_null = 0;
     if (ndim == 1 && bin_float_vector(L, cp, col, idx, dims[0]))
@@ -495,8 +495,8 @@ static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
     size_t len = b->len - start - 4;
     if (len > INT32_MAX)
         lib_copy_col_error(L, cp, col, TOO_LARGE);
-    copy_patch_be32(b, start, (uint32_t)len);
-    copy_patch_be32(b, start + 8, (uint32_t)has_null);
+    sbuf_patch_be32(b, start, (uint32_t)len);
+    sbuf_patch_be32(b, start + 8, (uint32_t)has_null);
 }
 
 /* The binary encoder of a kind; NULL when it has none. */

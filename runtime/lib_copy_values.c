@@ -124,18 +124,18 @@ static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
 }
 
 /* Raise for a core encoder's failure rc (lib_copy.h): the NUL byte
- * error for COPY_ENUL, else out of memory.  Never returns. */
+ * error for SL_ENUL, else out of memory.  Never returns. */
 int lib_copy_encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
                            int rc)
 {
-    if (rc == COPY_ENUL)
+    if (rc == SL_ENUL)
         return nul_error(L, cp, col);
     return lib_copy_oom(L, cp);
 }
 
 static inline void need_scratch(lua_State *L, sl_copy *cp, size_t n)
 {
-    if (copy_buf_reserve(&cp->scratch, n) != COPY_OK)
+    if (sbuf_reserve(&cp->scratch, n) != SL_OK)
         lib_copy_oom(L, cp);
 }
 
@@ -207,9 +207,9 @@ const char *lib_copy_json_encode(lua_State *L, sl_copy *cp,
 static void number_failed(lua_State *L, sl_copy *cp, const copy_col *col,
                           int idx, int rc)
 {
-    if (rc == COPY_ERANGE)
+    if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
-    if (rc == COPY_EINVAL)
+    if (rc == SL_EINVAL)
         lib_copy_value_error(L, cp, col, idx, EPOCH_WHAT);
     lib_copy_encode_failed(L, cp, col, rc);
 }
@@ -221,7 +221,7 @@ static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
 static void lit_raw(lua_State *L, sl_copy *cp, const char *s, size_t n)
 {
     need_scratch(L, cp, n);
-    copy_put_raw(&cp->scratch, s, n);
+    sbuf_put_raw(&cp->scratch, s, n);
 }
 
 /* Append s to the array literal in scratch as a quoted element. */
@@ -229,7 +229,7 @@ static void lit_quoted(lua_State *L, sl_copy *cp, const copy_col *col,
                        const char *s, size_t n)
 {
     int rc = copy_put_array_quoted(&cp->scratch, s, n);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         lib_copy_encode_failed(L, cp, col, rc);
 }
 
@@ -245,7 +245,7 @@ static void lit_string(lua_State *L, sl_copy *cp, const copy_col *col,
         return;
     }
     lit_raw(L, cp, "\"\\", 2);
-    if (copy_put_bytea_hex(&cp->scratch, s, n) != COPY_OK)
+    if (copy_put_bytea_hex(&cp->scratch, s, n) != SL_OK)
         lib_copy_oom(L, cp);
     lit_raw(L, cp, "\"", 1);
 }
@@ -258,7 +258,7 @@ static void lit_number(lua_State *L, sl_copy *cp, const copy_col *col,
     size_t n = 0;
     int kind = col->elem_kind;
     int rc = copy_number_text(tmp, lua_tonumber(L, e), kind, &n);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         number_failed(L, cp, col, e, rc);
     int quote = kind == COPY_K_DATE || kind == COPY_K_TIMESTAMP ||
                 kind == COPY_K_TIMESTAMPTZ;
@@ -361,7 +361,7 @@ static int text_table(lua_State *L, sl_copy *cp, const copy_col *col,
     } else {
         return 0;
     }
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         lib_copy_encode_failed(L, cp, col, rc);
     return 1;
 }
@@ -380,7 +380,7 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         const char *s = lua_tolstring(L, idx, &n);
         if (col->kind == COPY_K_BYTEA) {
             cp->scratch.len = 0;
-            if (copy_put_bytea_hex(&cp->scratch, s, n) != COPY_OK)
+            if (copy_put_bytea_hex(&cp->scratch, s, n) != SL_OK)
                 lib_copy_oom(L, cp);
             s = cp->scratch.data;
             n = cp->scratch.len;
@@ -392,7 +392,7 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         /* digits, '.', '-', ':', ' ', letters: no escaping needed, but
          * for a custom delimiter (copy_writer_plain) */
         rc = copy_writer_number(w, lua_tonumber(L, idx), col->kind);
-        if (rc != COPY_OK)
+        if (rc != SL_OK)
             number_failed(L, cp, col, idx, rc);
         return;
     case LUA_TBOOLEAN:
@@ -409,7 +409,7 @@ static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         n = lib_copy_cdata_text(tmp, bits, k);
         rc = copy_writer_plain(w, tmp, n);
     }
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         lib_copy_encode_failed(L, cp, col, rc);
     return;
 bad:
@@ -435,7 +435,7 @@ enc_fn lib_copy_encoder(int format, int kind)
 static void keep_value(lua_State *L, sl_copy *cp, const copy_col *col,
                        size_t start)
 {
-    copy_buf *b = &cp->w.buf;
+    sbuf *b = &cp->w.buf;
     size_t n = b->len - start;
     if (n != cp->null_len || memcmp(b->data + start, cp->null, n) != 0)
         return;
@@ -446,11 +446,11 @@ static void keep_value(lua_State *L, sl_copy *cp, const copy_col *col,
                            "value has");
     cp->scratch.len = 0;
     need_scratch(L, cp, n);
-    copy_put_raw(&cp->scratch, b->data + start, n);
+    sbuf_put_raw(&cp->scratch, b->data + start, n);
     b->len = start;
     int rc = copy_put_csv_field_delim(b, cp->scratch.data, n, cp->w.delim,
                                       1);
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         lib_copy_encode_failed(L, cp, col, rc);
 }
 
@@ -459,8 +459,8 @@ static void put_null(lua_State *L, sl_copy *cp)
 {
     if (cp->null) {
         lib_copy_need(L, cp, cp->null_len);
-        copy_put_raw(&cp->w.buf, cp->null, cp->null_len);
-    } else if (copy_writer_null(&cp->w) != COPY_OK) {
+        sbuf_put_raw(&cp->w.buf, cp->null, cp->null_len);
+    } else if (copy_writer_null(&cp->w) != SL_OK) {
         lib_copy_oom(L, cp);
     }
 }
@@ -473,10 +473,10 @@ void lib_copy_encode_row(lua_State *L, sl_copy *cp, int first)
     const copy_col *col = cp->cols;
     int n = w->ncols, text = w->format != COPY_FMT_BINARY;
     cp->depth = 0;
-    if (copy_writer_row_begin(w) != COPY_OK)
+    if (copy_writer_row_begin(w) != SL_OK)
         lib_copy_oom(L, cp);
     for (int i = 0; i < n; i++, col++) {
-        if (text && i > 0 && copy_writer_sep(w) != COPY_OK)
+        if (text && i > 0 && copy_writer_sep(w) != SL_OK)
             lib_copy_oom(L, cp);
         if (lib_copy_is_null(L, first + i)) {
             put_null(L, cp);
@@ -498,13 +498,13 @@ void lib_copy_header_row(lua_State *L, sl_copy *cp)
 {
     for (int i = 0; i < cp->w.ncols; i++) {
         const copy_col *col = &cp->cols[i];
-        if (i > 0 && copy_writer_sep(&cp->w) != COPY_OK)
+        if (i > 0 && copy_writer_sep(&cp->w) != SL_OK)
             lib_copy_oom(L, cp);
         int rc = copy_writer_field(&cp->w, col->name, strlen(col->name));
-        if (rc != COPY_OK)
+        if (rc != SL_OK)
             lib_copy_encode_failed(L, cp, col, rc);
     }
     lib_copy_need(L, cp, 1);
-    copy_put_byte(&cp->w.buf, '\n');
+    sbuf_put_byte(&cp->w.buf, '\n');
     cp->w.committed = cp->w.buf.len;
 }

@@ -107,7 +107,7 @@ static int rd_call(lua_State *L)
     char *row;
     size_t len;
     int rc = copy_out_next(c->pg, &row, &len, 1);
-    if (rc == COPY_OK) {
+    if (rc == SL_OK) {
         rd->row = row; /* owned by rd until freed, even if Lua raises */
         push_row(L, row, len);
         PQfreemem(rd->row);
@@ -115,7 +115,7 @@ static int rd_call(lua_State *L)
         rd->rows++;
         return 1;
     }
-    if (rc == COPY_EINTR) {
+    if (rc == SL_EINTR) {
         rd_release(rd, RD_CLOSED);
         lib_interrupt_consume(L);
         return luaL_error(L, "interrupted (Ctrl-C)");
@@ -129,7 +129,7 @@ static int rd_call(lua_State *L)
     rd->state = RD_DONE;
     c->busy = 0;
     lib_conn_finish(L, c, conn_idx, 1); /* raises the server's error */
-    if (rc == COPY_EBROKEN) {
+    if (rc == SL_EBROKEN) {
         lib_push_conn_error(L, c->pg);
         return lua_error(L);
     }
@@ -220,7 +220,7 @@ int lib_copy_out_start(lua_State *L)
     int rc = copy_begin(c->pg, sql, PGRES_COPY_OUT, err, &interrupted);
     if (interrupted)
         lib_interrupt_consume(L);
-    if (rc == COPY_OK) {
+    if (rc == SL_OK) {
         rd->state = RD_OPEN;
         c->busy = 1;
         if (interrupted) {
@@ -231,7 +231,7 @@ int lib_copy_out_start(lua_State *L)
         return 1;
     }
     lib_conn_deliver_notices(L, c, 1);
-    if (rc == COPY_EFAIL)
+    if (rc == SL_EFAIL)
         lib_push_result_error(L, *err, c->pg);
     else
         lib_push_conn_error(L, c->pg);

@@ -689,14 +689,14 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
 
 /* Send the file through the open COPY, then end it: normally, or with a
  * failure message when the file could not be read or an interrupt arrived
- * (the server then rolls the COPY back).  Returns COPY_OK, COPY_EBROKEN,
- * COPY_EINTR, or COPY_EINVAL for a file that could not be read (r->err);
+ * (the server then rolls the COPY back).  Returns SL_OK, SL_EBROKEN,
+ * SL_EINTR, or SL_EINVAL for a file that could not be read (r->err);
  * *ended is set when CopyDone went out (every byte of the file sent). */
 static int send_file(PGconn *pg, csvread *r, int *ended)
 {
     const unsigned char *p;
     size_t n;
-    int rc = COPY_OK;
+    int rc = SL_OK;
     for (;;) {
         int k = csvread_raw(r, &p, &n);
         if (k == 0)
@@ -704,19 +704,19 @@ static int send_file(PGconn *pg, csvread *r, int *ended)
         if (k < 0) {
             /* the reader reports a read() cut short by a signal (a pipe,
              * a FIFO) as a read error: it is the interrupt */
-            rc = interrupt_pending() ? COPY_EINTR : COPY_EINVAL;
+            rc = interrupt_pending() ? SL_EINTR : SL_EINVAL;
             break;
         }
         rc = copy_put_pieces(pg, (const char *)p, n, 1, SEND_PIECE);
-        if (rc != COPY_OK)
+        if (rc != SL_OK)
             break;
     }
-    if (rc == COPY_EBROKEN)
+    if (rc == SL_EBROKEN)
         return rc;
-    const char *why = rc == COPY_EINVAL ? r->err
-                      : rc == COPY_EINTR ? "interrupted" : NULL;
-    if (copy_end(pg, why) != COPY_OK)
-        return COPY_EBROKEN;
+    const char *why = rc == SL_EINVAL ? r->err
+                      : rc == SL_EINTR ? "interrupted" : NULL;
+    if (copy_end(pg, why) != SL_OK)
+        return SL_EBROKEN;
     *ended = why == NULL; /* CopyDone went out: the server decides now */
     return rc;
 }
@@ -754,21 +754,21 @@ int lib_csv_copy_from_file(lua_State *L)
     c->busy = 1;
     int rc = copy_begin(c->pg, lua_tostring(L, 5), PGRES_COPY_IN, err,
                         &interrupted);
-    if (rc == COPY_OK) {
+    if (rc == SL_OK) {
         rc = send_file(c->pg, &u->r, &ended);
         int f = pgconn_collect(c->pg, 0, "unexpected COPY", 1, ok, err);
         if (f & PGCONN_F_INTERRUPTED)
             interrupted = 1;
-        if ((f & PGCONN_F_BROKEN) && rc == COPY_OK)
-            rc = COPY_EBROKEN;
+        if ((f & PGCONN_F_BROKEN) && rc == SL_OK)
+            rc = SL_EBROKEN;
     }
     c->busy = 0;
     csvread_release(&u->r);
 
-    if (interrupted || rc == COPY_EINTR)
+    if (interrupted || rc == SL_EINTR)
         lib_interrupt_consume(L);
     lib_conn_deliver_notices(L, c, 1);
-    if (rc == COPY_EINVAL) {
+    if (rc == SL_EINVAL) {
         lua_pushstring(L, u->r.err);
         return lua_error(L);
     }
@@ -776,7 +776,7 @@ int lib_csv_copy_from_file(lua_State *L)
         lib_push_result_error(L, *err, c->pg);
         return lua_error(L);
     }
-    if (rc == COPY_EBROKEN || rc == COPY_EFAIL) {
+    if (rc == SL_EBROKEN || rc == SL_EFAIL) {
         lib_push_conn_error(L, c->pg);
         if (ended && autocommit) {
             /* the whole file went out and no answer came */
@@ -792,8 +792,8 @@ int lib_csv_copy_from_file(lua_State *L)
         return lua_error(L);
     }
     const char *n = *ok ? PQcmdTuples(*ok) : "";
-    if (interrupted || rc == COPY_EINTR) {
-        if (!ended || rc == COPY_EINTR)
+    if (interrupted || rc == SL_EINTR) {
+        if (!ended || rc == SL_EINTR)
             return luaL_error(L, "interrupted (Ctrl-C)");
         /* Ctrl-C came after the whole file was sent, and the COPY still
          * completed: say so, rather than let it read as nothing loaded */

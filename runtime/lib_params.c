@@ -31,11 +31,11 @@ static void oom(lua_State *L)
     luaL_error(L, "out of memory growing the parameter buffer");
 }
 
-static void put(lua_State *L, copy_buf *b, const char *s, size_t n)
+static void put(lua_State *L, sbuf *b, const char *s, size_t n)
 {
-    if (copy_buf_reserve(b, n) != COPY_OK)
+    if (sbuf_reserve(b, n) != SL_OK)
         oom(L);
-    copy_put_raw(b, s, n);
+    sbuf_put_raw(b, s, n);
 }
 
 /* Decimal text of an int64/uint64 cdata through the registry helper
@@ -78,7 +78,7 @@ int lib_array_len(lua_State *L, int t, size_t *len)
 
 /* Append the Lua array at t as an array literal {...} to b.  Returns NULL
  * or what was expected. */
-static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
+static const char *put_array(lua_State *L, sbuf *b, int t, int depth)
 {
     if (depth >= MAX_DIMS)
         return "an array of at most 6 dimensions";
@@ -117,9 +117,9 @@ static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
         case LUA_TSTRING: {
             const char *s = lua_tolstring(L, e, &k);
             int rc = copy_put_array_quoted(b, s, k);
-            if (rc == COPY_ENUL)
+            if (rc == SL_ENUL)
                 err = "array elements without NUL bytes";
-            else if (rc != COPY_OK)
+            else if (rc != SL_OK)
                 oom(L);
             break;
         }
@@ -157,7 +157,7 @@ static const char *put_array(lua_State *L, copy_buf *b, int t, int depth)
 const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
                            int json_idx)
 {
-    copy_buf *b = &p->data;
+    sbuf *b = &p->data;
     char tmp[64];
     size_t n;
     int fmt = 0;
@@ -189,7 +189,7 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
         const char *s = lua_tolstring(L, idx, &n);
         params_begin(p);
         if (kind == COPY_K_BYTEA) {
-            if (copy_put_bytea_hex(b, s, n) != COPY_OK)
+            if (copy_put_bytea_hex(b, s, n) != SL_OK)
                 oom(L);
         } else {
             if (memchr(s, '\0', n)) {
@@ -242,9 +242,9 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
     }
     }
     int rc = params_end(p, fmt);
-    if (rc == COPY_ERANGE)
+    if (rc == SL_ERANGE)
         return "a value of at most 2147483647 bytes";
-    if (rc != COPY_OK)
+    if (rc != SL_OK)
         oom(L);
     return NULL;
 }

@@ -54,12 +54,12 @@ typedef struct sl_pipeline {
  * for the caller; frees the rest.  Never raises. */
 static int pl_end(sl_pipeline *pl, int commit, int new_state)
 {
-    int rc = COPY_OK;
+    int rc = SL_OK;
     if (pl->state == PL_OPEN) {
         pl->state = new_state;
         pl->conn->busy = 0;
-        rc = pl->conn->pg ? pipe_finish(&pl->s, commit) : COPY_EBROKEN;
-        if (rc == COPY_EBROKEN)
+        rc = pl->conn->pg ? pipe_finish(&pl->s, commit) : SL_EBROKEN;
+        if (rc == SL_EBROKEN)
             pl->lost = 1;
     }
     params_free(&pl->p);
@@ -221,21 +221,21 @@ static int raise_outcome(lua_State *L, sl_pipeline *pl, const char *msg)
  * what it stopped. */
 static void check(lua_State *L, sl_pipeline *pl, int rc)
 {
-    if (rc == COPY_OK && !pl->s.err)
+    if (rc == SL_OK && !pl->s.err)
         return;
-    if (rc == COPY_EINTR) {
+    if (rc == SL_EINTR) {
         char buf[256];
         pgconn_cancel(pl->conn->pg, buf, sizeof buf);
     }
-    if (rc == COPY_EBROKEN)
+    if (rc == SL_EBROKEN)
         pl->lost = 1;
     pl_end(pl, 0, PL_FAILED);
-    if (rc == COPY_EINTR) {
+    if (rc == SL_EINTR) {
         int sig = lib_interrupt_consume(L);
         lua_pushfstring(L, "interrupted (%s)", interrupt_name(sig));
         raise_outcome(L, pl, lua_tostring(L, -1));
     }
-    raise_outcome(L, pl, rc == COPY_ENOMEM ? "out of memory"
+    raise_outcome(L, pl, rc == SL_ENOMEM ? "out of memory"
                                            : "pipeline failed");
 }
 
@@ -264,7 +264,7 @@ static int pl_send(lua_State *L)
                              "parameter), got %d", pl->nparams,
                           pl->nparams == 1 ? "" : "s", n);
     params_truncate(&pl->p, 0);
-    if (params_reserve(&pl->p, (size_t)n) != COPY_OK)
+    if (params_reserve(&pl->p, (size_t)n) != SL_OK)
         return luaL_error(L, "pipeline:send: out of memory");
     lua_getfenv(L, 1);
     lua_getfield(L, -1, "json_encode");
@@ -284,11 +284,11 @@ static int pl_send(lua_State *L)
             return lua_error(L);
         }
     }
-    if (params_bind(&pl->p, 0, (size_t)n) != COPY_OK)
+    if (params_bind(&pl->p, 0, (size_t)n) != SL_OK)
         return luaL_error(L, "pipeline:send: out of memory");
     int rc = pipe_send_row(&pl->s, pl->name, n, pl->p.ptrs, pl->p.lens,
                            pl->p.fmts, 1);
-    if (rc == COPY_OK && ++pl->since_sync >= pl->sync_every) {
+    if (rc == SL_OK && ++pl->since_sync >= pl->sync_every) {
         pl->since_sync = 0;
         rc = pipe_sync(&pl->s);
     }
@@ -301,11 +301,11 @@ static int pl_send(lua_State *L)
 static int pl_sync(lua_State *L)
 {
     sl_pipeline *pl = check_open(L, "sync");
-    int rc = COPY_OK;
+    int rc = SL_OK;
     pl->since_sync = 0;
     if (pl->s.group_open)
         rc = pipe_sync(&pl->s);
-    if (rc == COPY_OK)
+    if (rc == SL_OK)
         rc = pipe_pump(&pl->s, 1, 1);
     check(L, pl, rc);
     lua_pushnumber(L, (lua_Number)pl->s.rows_done);
@@ -325,7 +325,7 @@ static int pl_close(lua_State *L)
     lua_settop(L, 1);
     int conn_idx = push_conn(L);
     int rc = pl_end(pl, 1, PL_CLOSED);
-    if (rc != COPY_OK || pl->s.err) {
+    if (rc != SL_OK || pl->s.err) {
         pl->state = PL_FAILED;
         return raise_outcome(L, pl, "pipeline failed");
     }
@@ -446,7 +446,7 @@ int lib_pipeline_start(lua_State *L)
     if (ts == PQTRANS_INERROR)
         return luaL_error(L, "pipeline: the transaction on this connection "
                              "has failed; roll it back first");
-    if (pipe_enter(&pl->s, c->pg, ts == PQTRANS_IDLE) != COPY_OK) {
+    if (pipe_enter(&pl->s, c->pg, ts == PQTRANS_IDLE) != SL_OK) {
         lib_push_conn_error(L, c->pg);
         return lua_error(L);
     }

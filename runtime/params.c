@@ -12,34 +12,34 @@
 static int grow_array(void **a, size_t *cap, size_t want, size_t size)
 {
     if (*cap >= want)
-        return COPY_OK;
+        return SL_OK;
     size_t c = *cap ? *cap : 256;
     while (c < want)
         c *= 2;
     void *q = realloc(*a, c * size);
     if (!q)
-        return COPY_ENOMEM;
+        return SL_ENOMEM;
     *a = q;
-    return COPY_OK;
+    return SL_OK;
 }
 
 int params_reserve(params_buf *p, size_t more)
 {
     size_t want = p->n + more;
     if (want <= p->cap)
-        return COPY_OK;
+        return SL_OK;
     size_t c1 = p->cap, c2 = p->cap, c3 = p->cap;
     /* each array keeps its own capacity until all three have grown, so a
      * failure half-way leaves every array at least p->cap long */
     if (grow_array((void **)&p->off, &c1, want, sizeof *p->off) ||
         grow_array((void **)&p->len, &c2, want, sizeof *p->len) ||
         grow_array((void **)&p->fmt, &c3, want, sizeof *p->fmt))
-        return COPY_ENOMEM;
+        return SL_ENOMEM;
     size_t c = p->cap ? p->cap : 256;
     while (c < want)
         c *= 2;
     p->cap = c;
-    return COPY_OK;
+    return SL_OK;
 }
 
 void params_truncate(params_buf *p, size_t n)
@@ -67,7 +67,7 @@ int params_bind(params_buf *p, size_t first, size_t n)
     if (grow_array((void **)&p->ptrs, &c1, n, sizeof *p->ptrs) ||
         grow_array((void **)&p->lens, &c2, n, sizeof *p->lens) ||
         grow_array((void **)&p->fmts, &c3, n, sizeof *p->fmts))
-        return COPY_ENOMEM;
+        return SL_ENOMEM;
     if (n > p->bind_cap) {
         size_t c = p->bind_cap ? p->bind_cap : 256;
         while (c < n)
@@ -80,13 +80,13 @@ int params_bind(params_buf *p, size_t first, size_t n)
         p->lens[i] = p->len[first + i];
         p->fmts[i] = p->fmt[first + i];
     }
-    return COPY_OK;
+    return SL_OK;
 }
 
 void params_free(params_buf *p)
 {
-    copy_buf_free(&p->data);
-    copy_buf_free(&p->scratch);
+    sbuf_free(&p->data);
+    sbuf_free(&p->scratch);
     free(p->off);
     free(p->len);
     free(p->fmt);
@@ -96,29 +96,29 @@ void params_free(params_buf *p)
     memset(p, 0, sizeof *p);
 }
 
-int params_values_sql(copy_buf *out, const char *prefix, int nrows,
+int params_values_sql(sbuf *out, const char *prefix, int nrows,
                       int ncols, const char *suffix)
 {
     size_t lp = strlen(prefix), ls = strlen(suffix);
     /* "$65535," is 7 bytes; "(" and ")," per row */
     size_t need = lp + ls + 1 + (size_t)nrows * ((size_t)ncols * 7 + 3);
     out->len = 0;
-    if (copy_buf_reserve(out, need) != COPY_OK)
-        return COPY_ENOMEM;
-    copy_put_raw(out, prefix, lp);
+    if (sbuf_reserve(out, need) != SL_OK)
+        return SL_ENOMEM;
+    sbuf_put_raw(out, prefix, lp);
     int k = 1;
     for (int r = 0; r < nrows; r++) {
         if (r > 0)
-            copy_put_byte(out, ',');
-        copy_put_byte(out, '(');
+            sbuf_put_byte(out, ',');
+        sbuf_put_byte(out, '(');
         for (int c = 0; c < ncols; c++, k++) {
             char num[16];
             int m = snprintf(num, sizeof num, c ? ",$%d" : "$%d", k);
-            copy_put_raw(out, num, (size_t)m);
+            sbuf_put_raw(out, num, (size_t)m);
         }
-        copy_put_byte(out, ')');
+        sbuf_put_byte(out, ')');
     }
-    copy_put_raw(out, suffix, ls);
-    copy_put_byte(out, 0);
-    return COPY_OK;
+    sbuf_put_raw(out, suffix, ls);
+    sbuf_put_byte(out, 0);
+    return SL_OK;
 }

@@ -15,13 +15,13 @@
  * Offsets, not pointers, are stored per value: the byte buffer may move
  * when it grows, so pointers are only made at bind time.
  *
- * Uses: copy.h (copy_buf).  Knows nothing about Lua; never raises;
- * functions return COPY_OK or COPY_ENOMEM (params_end also COPY_ERANGE).
+ * Uses: sbuf.h.  Knows nothing about Lua; never raises;
+ * functions return SL_OK or SL_ENOMEM (params_end also SL_ERANGE).
  */
 #ifndef SLUICE_PARAMS_H
 #define SLUICE_PARAMS_H
 
-#include "copy.h"
+#include "sbuf.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,7 +30,7 @@
 #define PARAMS_NULL ((size_t)-1)
 
 typedef struct params_buf {
-    copy_buf data;       /* owned: value bytes, each followed by a NUL */
+    sbuf data;       /* owned: value bytes, each followed by a NUL */
     size_t *off;         /* owned: offset of each value, or PARAMS_NULL */
     int *len;            /* owned: byte length of each value */
     unsigned char *fmt;  /* owned: 0 text, 1 binary, per value */
@@ -38,11 +38,11 @@ typedef struct params_buf {
     const char **ptrs;   /* owned: the pointers of the last params_bind */
     int *lens, *fmts;    /* owned: lengths/formats of the last bind */
     size_t bind_cap;
-    copy_buf scratch;    /* owned: staging for nested encodings */
+    sbuf scratch;    /* owned: staging for nested encodings */
 } params_buf;
 
 /* Room for `more` values after n (the per-value arrays only; value bytes
- * are reserved as they are written).  COPY_OK or COPY_ENOMEM. */
+ * are reserved as they are written).  SL_OK or SL_ENOMEM. */
 int params_reserve(params_buf *p, size_t more);
 
 /* Drop every value at index >= n (and their bytes).  n <= p->n.  Bytes
@@ -68,22 +68,22 @@ static inline void params_begin(params_buf *p)
 }
 
 /* Finish the value begun by params_begin with format fmt (0 text, 1
- * binary): appends the terminating NUL.  COPY_OK, COPY_ENOMEM, or
- * COPY_ERANGE when the value is longer than INT32_MAX bytes (libpq's
+ * binary): appends the terminating NUL.  SL_OK, SL_ENOMEM, or
+ * SL_ERANGE when the value is longer than INT32_MAX bytes (libpq's
  * lengths are int); the value is then not ended and its bytes stay
  * until the caller rewinds. */
 static inline int params_end(params_buf *p, int fmt)
 {
     size_t o = p->off[p->n];
     if (p->data.len - o > (size_t)INT32_MAX)
-        return COPY_ERANGE;
-    if (copy_buf_reserve(&p->data, 1) != COPY_OK)
-        return COPY_ENOMEM;
+        return SL_ERANGE;
+    if (sbuf_reserve(&p->data, 1) != SL_OK)
+        return SL_ENOMEM;
     p->len[p->n] = (int)(p->data.len - o);
     p->fmt[p->n] = (unsigned char)fmt;
-    copy_put_byte(&p->data, 0);
+    sbuf_put_byte(&p->data, 0);
     p->n++;
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* Append a NULL value.  Needs params_reserve() room for one value. */
@@ -96,7 +96,7 @@ static inline void params_null(params_buf *p)
 }
 
 /* Fill p->ptrs/lens/fmts for values [first, first + n); the pointers stay
- * valid until p->data changes.  COPY_OK or COPY_ENOMEM. */
+ * valid until p->data changes.  SL_OK or SL_ENOMEM. */
 int params_bind(params_buf *p, size_t first, size_t n);
 
 /* Free every buffer; p is empty and reusable afterwards. */
@@ -104,8 +104,8 @@ void params_free(params_buf *p);
 
 /* Write "<prefix>($1,...,$ncols),(...)...<suffix>" with nrows groups and
  * a terminating NUL into out (replacing its contents).  nrows * ncols
- * must be at most PARAMS_MAX.  COPY_OK or COPY_ENOMEM. */
-int params_values_sql(copy_buf *out, const char *prefix, int nrows,
+ * must be at most PARAMS_MAX.  SL_OK or SL_ENOMEM. */
+int params_values_sql(sbuf *out, const char *prefix, int nrows,
                       int ncols, const char *suffix);
 
 #endif

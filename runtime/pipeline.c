@@ -12,7 +12,7 @@
  *   blocks in libpq where Ctrl-C cannot reach.
  */
 #include "pipeline.h"
-#include "copy.h"
+#include "sbuf.h"
 #include "interrupt.h"
 
 #include <errno.h>
@@ -39,19 +39,19 @@ static int push_item(pipe_state *s, int kind)
             size_t c = s->cap ? s->cap * 2 : 1024;
             uint64_t *f = realloc(s->fifo, c * sizeof *f);
             if (!f)
-                return COPY_ENOMEM;
+                return SL_ENOMEM;
             s->fifo = f;
             s->cap = c;
         }
     }
     s->fifo[s->tail++] = (s->rows_sent << 2) | (uint64_t)kind;
-    return COPY_OK;
+    return SL_OK;
 }
 
 static int send_ctrl(pipe_state *s, const char *sql, int kind)
 {
     if (!PQsendQueryParams(s->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     return push_item(s, kind);
 }
 
@@ -60,13 +60,13 @@ int pipe_enter(pipe_state *s, PGconn *pg, int autocommit)
     s->pg = pg;
     s->autocommit = autocommit;
     if (PQsetnonblocking(pg, 1) != 0)
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     if (!PQenterPipelineMode(pg)) {
         PQsetnonblocking(pg, 0);
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     }
     s->active = 1;
-    return COPY_OK;
+    return SL_OK;
 }
 
 /* Take one result that arrived: map it to what was sent. */
@@ -122,21 +122,21 @@ int pipe_pump(pipe_state *s, int wait_all, int interruptible)
     for (;;) {
         int f = PQflush(s->pg);
         if (f < 0 || !PQconsumeInput(s->pg))
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         take_ready(s);
         if (PQstatus(s->pg) == CONNECTION_BAD)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         if (f == 0 && (!wait_all || s->head == s->tail))
-            return COPY_OK;
+            return SL_OK;
         if (interruptible && interrupt_pending())
-            return COPY_EINTR;
+            return SL_EINTR;
         struct pollfd p = { PQsocket(s->pg), POLLIN, 0 };
         if (p.fd < 0)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
         if (f == 1)
             p.events |= POLLOUT;
         if (poll(&p, 1, 100) < 0 && errno != EINTR)
-            return COPY_EBROKEN;
+            return SL_EBROKEN;
     }
 }
 
@@ -146,67 +146,67 @@ int pipe_send_row(pipe_state *s, const char *stmt, int n,
 {
     int rc;
     if (!s->group_open) {
-        if (s->autocommit && (rc = send_ctrl(s, "BEGIN", IT_CTRL)) != COPY_OK)
+        if (s->autocommit && (rc = send_ctrl(s, "BEGIN", IT_CTRL)) != SL_OK)
             return rc;
         s->group_open = 1;
     }
     if (!PQsendQueryPrepared(s->pg, stmt, n, values, lengths, formats, 0))
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     s->rows_sent++;
-    if ((rc = push_item(s, IT_ROW)) != COPY_OK)
+    if ((rc = push_item(s, IT_ROW)) != SL_OK)
         return rc;
     /* libpq sends by itself once it holds 8 KiB; every PUMP_EVERY rows
      * make sure all of it left and read what came back */
     if (++s->since_pump >= PUMP_EVERY)
         return pipe_pump(s, 0, interruptible);
-    return COPY_OK;
+    return SL_OK;
 }
 
 int pipe_sync(pipe_state *s)
 {
     int rc;
     if (s->group_open && s->autocommit) {
-        if ((rc = send_ctrl(s, "COMMIT", IT_COMMIT)) != COPY_OK)
+        if ((rc = send_ctrl(s, "COMMIT", IT_COMMIT)) != SL_OK)
             return rc;
         s->rows_commit_sent = s->rows_sent;
     }
     s->group_open = 0;
     if (!PQpipelineSync(s->pg))
-        return COPY_EBROKEN;
+        return SL_EBROKEN;
     return push_item(s, IT_SYNC);
 }
 
 int pipe_finish(pipe_state *s, int commit)
 {
     if (!s->active)
-        return COPY_OK;
-    int rc = COPY_OK;
+        return SL_OK;
+    int rc = SL_OK;
     if (PQstatus(s->pg) == CONNECTION_BAD) {
-        rc = COPY_EBROKEN;
+        rc = SL_EBROKEN;
         goto out;
     }
     if (s->group_open) {
         /* never commit what the caller did not ask to: ROLLBACK instead
          * of COMMIT ends the group (it also ends it after a failure) */
         if (s->autocommit && (!commit || s->err)) {
-            if (send_ctrl(s, "ROLLBACK", IT_CTRL) != COPY_OK)
-                rc = COPY_EBROKEN;
+            if (send_ctrl(s, "ROLLBACK", IT_CTRL) != SL_OK)
+                rc = SL_EBROKEN;
             s->group_open = 0;
         }
     }
     /* anything sent after the last sync point needs one */
-    if (rc == COPY_OK && (s->group_open ||
+    if (rc == SL_OK && (s->group_open ||
                           (s->tail > s->head &&
                            (s->fifo[s->tail - 1] & 3) != IT_SYNC)))
         rc = pipe_sync(s);
-    if (rc == COPY_OK)
+    if (rc == SL_OK)
         rc = pipe_pump(s, 1, 0);
     /* a failed group leaves its transaction block aborted: end it */
-    if (rc == COPY_OK && s->autocommit &&
+    if (rc == SL_OK && s->autocommit &&
         PQtransactionStatus(s->pg) == PQTRANS_INERROR) {
-        if (send_ctrl(s, "ROLLBACK", IT_CTRL) != COPY_OK || pipe_sync(s) != COPY_OK ||
-            pipe_pump(s, 1, 0) != COPY_OK)
-            rc = COPY_EBROKEN;
+        if (send_ctrl(s, "ROLLBACK", IT_CTRL) != SL_OK || pipe_sync(s) != SL_OK ||
+            pipe_pump(s, 1, 0) != SL_OK)
+            rc = SL_EBROKEN;
     }
 out:
     if (PQstatus(s->pg) == CONNECTION_OK) {
@@ -218,9 +218,9 @@ out:
             PQclear(r);
         }
         if (!PQexitPipelineMode(s->pg))
-            rc = COPY_EBROKEN;
+            rc = SL_EBROKEN;
         if (PQsetnonblocking(s->pg, 0) != 0)
-            rc = COPY_EBROKEN;
+            rc = SL_EBROKEN;
     }
     s->active = 0;
     s->group_open = 0;

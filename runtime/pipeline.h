@@ -21,8 +21,8 @@
  * first failure is kept (err, err_row, 1-based).
  *
  * Uses: libpq (pipeline mode, PostgreSQL 14+ libpq), poll(2),
- * interrupt.h.  Knows nothing about Lua.  Functions return COPY_OK or
- * COPY_EBROKEN / COPY_EINTR / COPY_ENOMEM (copy.h's codes).
+ * interrupt.h.  Knows nothing about Lua.  Functions return SL_OK or
+ * SL_EBROKEN / SL_EINTR / SL_ENOMEM (copy.h's codes).
  */
 #ifndef SLUICE_PIPELINE_H
 #define SLUICE_PIPELINE_H
@@ -48,20 +48,20 @@ typedef struct pipe_state {
 } pipe_state;
 
 /* Enter pipeline mode on pg (idle, not in a COPY) in nonblocking mode.
- * COPY_OK, or COPY_EBROKEN (the connection is left as it was). */
+ * SL_OK, or SL_EBROKEN (the connection is left as it was). */
 int pipe_enter(pipe_state *s, PGconn *pg, int autocommit);
 
 /* Queue one execution of the prepared statement `stmt`; starts a group
  * (BEGIN) first when needed; reads results now and then, and waits
  * (reading results) while libpq holds unsent data, so memory stays
- * bounded.  COPY_OK, COPY_EBROKEN, COPY_ENOMEM, or COPY_EINTR when
+ * bounded.  SL_OK, SL_EBROKEN, SL_ENOMEM, or SL_EINTR when
  * interruptible and an interrupt is pending. */
 int pipe_send_row(pipe_state *s, const char *stmt, int n,
                   const char *const *values, const int *lengths,
                   const int *formats, int interruptible);
 
 /* End the current group (COMMIT when autocommit) with a sync point.
- * Does not wait for its results.  COPY_OK, COPY_EBROKEN, COPY_ENOMEM. */
+ * Does not wait for its results.  SL_OK, SL_EBROKEN, SL_ENOMEM. */
 int pipe_sync(pipe_state *s);
 
 /* Send what libpq holds and read every result that arrived; with
@@ -72,7 +72,7 @@ int pipe_pump(pipe_state *s, int wait_all, int interruptible);
 /* End the pipeline: the open group is committed when `commit` (and no
  * failure was seen), else rolled back; waits for every result (not
  * interruptible), rolls back an aborted block (autocommit), leaves
- * pipeline mode and nonblocking mode.  COPY_OK or COPY_EBROKEN.  Never
+ * pipeline mode and nonblocking mode.  SL_OK or SL_EBROKEN.  Never
  * raises; safe to call twice. */
 int pipe_finish(pipe_state *s, int commit);
 

@@ -36,11 +36,11 @@ local error_of = H.error_of
 describe("COPY core (C, no server)", function()
   local ffi = require "ffi"
   pcall(ffi.cdef, [[
-    struct sluice_spec_copy_buf { char *data; size_t len, cap; };
-    void copy_buf_free(struct sluice_spec_copy_buf *b);
-    int copy_put_text_escaped(struct sluice_spec_copy_buf *b, const char *s, size_t n);
-    int copy_put_csv_field(struct sluice_spec_copy_buf *b, const char *s, size_t n);
-    int copy_put_numeric_text(struct sluice_spec_copy_buf *b, const char *s, size_t n);
+    struct sluice_spec_sbuf { char *data; size_t len, cap; };
+    void sbuf_free(struct sluice_spec_sbuf *b);
+    int copy_put_text_escaped(struct sluice_spec_sbuf *b, const char *s, size_t n);
+    int copy_put_csv_field(struct sluice_spec_sbuf *b, const char *s, size_t n);
+    int copy_put_numeric_text(struct sluice_spec_sbuf *b, const char *s, size_t n);
     int copy_parse_timestamp(const char *s, size_t n, int64_t *usec, int32_t *off, int *has_off);
     int copy_parse_uuid(const char *s, size_t n, unsigned char *out);
     int copy_parse_int64(const char *s, size_t n, int64_t *out);
@@ -54,10 +54,10 @@ describe("COPY core (C, no server)", function()
 
   -- Run encoder `fn` on s; returns its code and the bytes it appended.
   local function encode(fn, s)
-    local b = ffi.new("struct sluice_spec_copy_buf")
+    local b = ffi.new("struct sluice_spec_sbuf")
     local rc = C[fn](b, s, #s)
     local out = b.len > 0 and ffi.string(b.data, b.len) or ""
-    C.copy_buf_free(b)
+    C.sbuf_free(b)
     return rc, out
   end
 
