@@ -2,7 +2,9 @@
 #
 #   make deps      install the Debian packages the project needs (apt-get)
 #   make           build ./sluice and the Lua module sluice/core.so
-#   make test      run the specs inside ./sluice against a throwaway PostgreSQL
+#   make test      the core's C tests (no Lua), then the specs inside ./sluice
+#                  against a throwaway PostgreSQL, then luacheck
+#   make check-core  the core's C unit tests alone, built without LuaJIT
 #   make demo      run the main example job on a throwaway PostgreSQL
 #   make bench     run the benchmarks (prints markdown tables)
 #   make install   PREFIX=/usr/local DESTDIR= (binary, Lua library, module)
@@ -26,26 +28,31 @@ ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) 
 	$(shell pkg-config --cflags $(PKGS)) -DSLUICE_VERSION='"$(VERSION)"'
 LIBS     = $(shell pkg-config --libs $(PKGS)) -lcsv -lz -ledit -lm
 
-# The core: everything but main.c, shared by the executable and the module.
-CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/lib_interrupt.c runtime/numfmt.c runtime/pgconn.c runtime/redact.c \
-	runtime/spawn.c runtime/pgbin.c \
-	runtime/lib_conn.c runtime/tmpdb.c runtime/lib_tmpdb.c runtime/lib_sluice.c \
-	runtime/csvread.c runtime/lib_csv.c runtime/copy.c runtime/copyparse.c runtime/copyenc.c runtime/lib_copy.c runtime/lib_copy_values.c \
-	runtime/lib_copy_binary.c runtime/lib_copyout.c \
-	runtime/sink.c runtime/lib_sink.c \
-	runtime/params.c runtime/lib_params.c runtime/lib_batch.c \
-	runtime/pipeline.c runtime/lib_pipeline.c
+# The core: Lua-free units (libpq, libcsv, zlib and the C library only);
+# `make check-core` builds and tests them without LuaJIT.
+CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
+	runtime/pgconn.c runtime/redact.c runtime/spawn.c runtime/pgbin.c \
+	runtime/tmpdb.c runtime/csvread.c runtime/copy.c runtime/copyparse.c \
+	runtime/copyenc.c runtime/sink.c runtime/params.c runtime/pipeline.c
+# The Lua bindings over the core (runtime/lib_*.c), gathered by
+# lib_sluice.c; with the core they make the executable (plus main.c) and
+# the module sluice/core.so.
+LIB_SRC = runtime/lib_sluice.c runtime/lib_interrupt.c runtime/lib_conn.c \
+	runtime/lib_tmpdb.c runtime/lib_csv.c runtime/lib_copy.c \
+	runtime/lib_copy_values.c runtime/lib_copy_binary.c runtime/lib_copyout.c \
+	runtime/lib_sink.c runtime/lib_params.c runtime/lib_batch.c \
+	runtime/lib_pipeline.c
 OBJDIR  ?= build
 EXE     ?= sluice
 MODULE   = $(OBJDIR)/sluice/core.so
-CORE_OBJ = $(CORE_SRC:runtime/%.c=$(OBJDIR)/%.o)
+CORE_OBJ = $(CORE_SRC:runtime/%.c=$(OBJDIR)/%.o) $(LIB_SRC:runtime/%.c=$(OBJDIR)/%.o)
 HEADERS  = $(wildcard runtime/*.h)
 
 DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	libcsv-dev zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
 	luarocks postgresql-15 postgresql-client-15
 
-.PHONY: module install-module all deps test check demo bench install uninstall clean lint asan valgrind
+.PHONY: module install-module all deps test check check-core demo bench install uninstall clean lint asan valgrind
 
 all: $(EXE) $(MODULE)
 
@@ -76,6 +83,7 @@ deps:
 # that is stopped and removed when the run ends, pass or fail.
 test: deps
 	$(MAKE) all
+	$(MAKE) check-core
 	./sluice --tmpdb tests/run.lua $(BUSTED_ARGS) tests
 	$(MAKE) lint
 
@@ -89,6 +97,18 @@ demo: deps
 	./sluice --tmpdb scripts/blog_posts.lua 5000 --sample 500 --check
 	./sluice --tmpdb scripts/compare_strategies.lua metrics 200000 \
 	  --strategies rowwise_autocommit,rowwise_tx,batch,pipeline,copy_text,copy_binary,copy_binary+drop_indexes
+
+# The core's C unit tests (tests/core/), compiled and linked without
+# LuaJIT: only libpq's headers on the include path, no Lua library.
+CORE_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(WARN) \
+	-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	$(shell pkg-config --cflags libpq) -Iruntime
+check-core:
+	@mkdir -p build/core
+	$(CC) $(CORE_CFLAGS) -o build/core/core_test tests/core/core_test.c $(CORE_SRC) \
+	  $(shell pkg-config --libs libpq) -lcsv -lz -lm
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  build/core/core_test
 
 # Each benchmark prints markdown; peers need Python's psycopg and pgloader.
 BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time

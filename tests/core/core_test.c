@@ -1,0 +1,373 @@
+/*
+ * core_test.c - unit tests of sluice's C core, linked without Lua
+ * (`make check-core`): the buffer, text/CSV escaping, number formatting
+ * and parsing, date/time parsing, the binary encoders against known
+ * bytes, the CSV reader's states (quotes, line ends, block boundaries,
+ * gzip members, errors) and the redaction of secrets.
+ *
+ * Each CHECK prints the failing expression with its line; the program
+ * exits non-zero when any failed.
+ */
+#include "copy.h"
+#include "sbuf.h"
+#include "copyenc.h"
+#include "copyparse.h"
+#include "csvread.h"
+#include "numfmt.h"
+#include "redact.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static int failures, checks;
+
+#define CHECK(cond)                                                        \
+    do {                                                                   \
+        checks++;                                                          \
+        if (!(cond)) {                                                     \
+            failures++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,         \
+                    __LINE__, #cond);                                      \
+        }                                                                  \
+    } while (0)
+
+#define CHECK_STR(got, want)                                               \
+    do {                                                                   \
+        checks++;                                                          \
+        if (strcmp((got), (want)) != 0) {                                  \
+            failures++;                                                    \
+            fprintf(stderr, "%s:%d: got \"%s\", want \"%s\"\n", __FILE__,  \
+                    __LINE__, (got), (want));                              \
+        }                                                                  \
+    } while (0)
+
+/* The buffer's bytes as lowercase hex. */
+static const char *hex(const sbuf *b)
+{
+    static char out[4096];
+    size_t o = 0;
+    for (size_t i = 0; i < b->len && o + 3 < sizeof out; i++)
+        o += (size_t)snprintf(out + o, sizeof out - o, "%02x",
+                              (unsigned char)b->data[i]);
+    out[o] = '\0';
+    return out;
+}
+
+/* The buffer as a C string (a copy, NUL-terminated). */
+static const char *text(const sbuf *b)
+{
+    static char out[4096];
+    size_t n = b->len < sizeof out - 1 ? b->len : sizeof out - 1;
+    memcpy(out, b->data, n);
+    out[n] = '\0';
+    return out;
+}
+
+static void test_buffer(void)
+{
+    sbuf b = { 0 };
+    size_t last_cap = 0;
+    int grew = 0, reserved = 1;
+    for (int i = 0; i < 1 << 20; i++) {
+        reserved &= sbuf_reserve(&b, 1) == SL_OK;
+        sbuf_put_byte(&b, 'a' + i % 26);
+        if (b.cap != last_cap) {
+            /* geometric: each growth at least doubles */
+            if (last_cap)
+                CHECK(b.cap >= 2 * last_cap);
+            last_cap = b.cap;
+            grew++;
+        }
+    }
+    CHECK(reserved);
+    CHECK(b.len == 1u << 20);
+    CHECK(grew < 20);
+    int ok = 1;
+    for (size_t i = 0; i < b.len; i++)
+        ok &= b.data[i] == 'a' + (int)(i % 26);
+    CHECK(ok);
+    b.len = 0;
+    CHECK(sbuf_reserve(&b, 8) == SL_OK);
+    sbuf_put_be32(&b, 0x01020304u);
+    sbuf_put_be16(&b, 0xa0b0);
+    sbuf_patch_be32(&b, 0, 0xdeadbeefu);
+    CHECK_STR(hex(&b), "deadbeefa0b0");
+    sbuf_free(&b);
+    CHECK(b.data == NULL && b.len == 0 && b.cap == 0);
+}
+
+static void test_escaping(void)
+{
+    sbuf b = { 0 };
+    CHECK(copy_put_text_escaped(&b, "a\tb\\c\nd\re", 9) == SL_OK);
+    CHECK_STR(text(&b), "a\\tb\\\\c\\nd\\re");
+    b.len = 0;
+    CHECK(copy_put_text_escaped(&b, "a\0b", 3) == SL_ENUL);
+    b.len = 0;
+    CHECK(copy_put_csv_field(&b, "plain", 5) == SL_OK);
+    CHECK_STR(text(&b), "plain");
+    b.len = 0;
+    CHECK(copy_put_csv_field(&b, "a,\"b\"", 5) == SL_OK);
+    CHECK_STR(text(&b), "\"a,\"\"b\"\"\"");
+    b.len = 0;
+    /* "\." alone on a line would end the data: always quoted */
+    CHECK(copy_put_csv_field(&b, "\\.", 2) == SL_OK);
+    CHECK_STR(text(&b), "\"\\.\"");
+    b.len = 0;
+    CHECK(copy_put_bytea_hex(&b, "\x01\xff", 2) == SL_OK);
+    CHECK_STR(text(&b), "\\x01ff");
+    char esc[] = "x\\ty\\\\z\\N";
+    size_t n = copy_unescape_text(esc, strlen(esc));
+    esc[n] = '\0';
+    CHECK_STR(esc, "x\ty\\zN"); /* \N is the caller's to see first */
+    sbuf_free(&b);
+}
+
+static void test_numbers(void)
+{
+    char buf[NUMFMT_BUFSIZE];
+    numfmt_double(buf, 0.1);
+    CHECK_STR(buf, "0.1");
+    numfmt_double(buf, 1.0 / 3);
+    CHECK_STR(buf, "0.3333333333333333");
+    numfmt_double(buf, 1e21);
+    CHECK_STR(buf, "1e+21");
+    numfmt_double(buf, 5e-324);
+    CHECK(strtod(buf, NULL) == 5e-324);
+    numfmt_double(buf, 42.0);
+    CHECK_STR(buf, "42");
+    numfmt_int64(buf, INT64_MIN);
+    CHECK_STR(buf, "-9223372036854775808");
+    double d;
+    CHECK(numparse_double("2.5e3", 5, &d) == 0 && d == 2500.0);
+    CHECK(numparse_double("0.1", 3, &d) == 0 && d == 0.1);
+    CHECK(numparse_double("1e999", 5, &d) == 2);
+    CHECK(numparse_double("1 ", 2, &d) == -1);
+    CHECK(numparse_double("0x10", 4, &d) == -1);
+    int64_t v;
+    CHECK(numparse_int64("-9223372036854775808", 20, &v) == 0 && v == INT64_MIN);
+    CHECK(numparse_int64("9223372036854775808", 19, &v) == 1);
+    CHECK(numparse_int64("12a", 3, &v) == -1);
+    /* with spaces trimmed, as the server's input functions do */
+    CHECK(copy_parse_int64("  12 ", 5, &v) == SL_OK && v == 12);
+    CHECK(copy_parse_int64("1e5", 3, &v) == SL_EINVAL);
+    int flag;
+    CHECK(copy_parse_bool("ye", 2, &flag) == SL_OK && flag == 1);
+    CHECK(copy_parse_bool("of", 2, &flag) == SL_OK && flag == 0); /* boolin too */
+    CHECK(copy_parse_bool("o", 1, &flag) == SL_EINVAL); /* on or off? */
+}
+
+static void test_datetime(void)
+{
+    int64_t us;
+    int32_t off, days;
+    int has_off;
+    char buf[64];
+    CHECK(copy_parse_timestamp("2000-01-01 00:00:01.5", 21, &us, &off,
+                               &has_off) == SL_OK);
+    CHECK(us == 1500000 && !has_off);
+    CHECK(copy_parse_timestamp("2000-01-01T12:00:00+05:30", 25, &us, &off,
+                               &has_off) == SL_OK);
+    CHECK(has_off && off == 5 * 3600 + 30 * 60);
+    /* the server rounds a 7th digit with rint: half to even */
+    CHECK(copy_parse_timestamp("2000-01-01 00:00:00.1234565", 27, &us, &off,
+                               &has_off) == SL_OK);
+    CHECK(us == 123456);
+    CHECK(copy_parse_timestamp("2000-01-01 12:00:00,5", 21, &us, &off,
+                               &has_off) == SL_EINVAL);
+    /* a date keeps its day at 24:00 */
+    CHECK(copy_parse_date("2016-12-31 24:00:00", 19, &days) == SL_OK);
+    copy_format_date(buf, days);
+    CHECK_STR(buf, "2016-12-31");
+    copy_format_timestamp(buf, 86400000000LL + 1, 0);
+    CHECK_STR(buf, "2000-01-02 00:00:00.000001");
+    CHECK(copy_epoch_to_usec(946684800.25, &us) == SL_OK && us == 250000);
+}
+
+static void test_binary_encoders(void)
+{
+    sbuf b = { 0 };
+#define ENC(call, want)                                                    \
+    do {                                                                   \
+        b.len = 0;                                                         \
+        CHECK((call) == SL_OK);                                          \
+        CHECK_STR(hex(&b), want);                                          \
+    } while (0)
+    ENC(copy_put_null(&b), "ffffffff");
+    ENC(copy_put_bool(&b, 1), "0000000101");
+    ENC(copy_put_int2(&b, -2), "00000002fffe");
+    ENC(copy_put_int4(&b, 42), "000000040000002a");
+    ENC(copy_put_int8(&b, -1), "00000008ffffffffffffffff");
+    ENC(copy_put_float8(&b, 1.5), "000000083ff8000000000000");
+    ENC(copy_put_float4(&b, 1.5), "000000043fc00000");
+    ENC(copy_put_text(&b, "hi", 2), "000000026869");
+    ENC(copy_put_json(&b, "{}", 2, 1), "00000003017b7d");
+    /* numeric 123.45: 2 digits of base 10000, weight 0, scale 2 */
+    ENC(copy_put_numeric_str(&b, "123.45", 6),
+        "0000000c0002000000000002007b1194");
+    ENC(copy_put_date_str(&b, "2000-01-02", 10), "0000000400000001");
+    ENC(copy_put_ts_str(&b, "2000-01-01 00:00:01", 19, 0, 1),
+        "0000000800000000000f4240");
+    ENC(copy_put_uuid_str(&b, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", 36),
+        "00000010a0eebc999c0b4ef8bb6d6bb9bd380a11");
+#undef ENC
+    b.len = 0;
+    CHECK(copy_put_int2(&b, 40000) == SL_ERANGE);
+    CHECK(copy_put_int4(&b, 1.5) == SL_EINVAL);
+    CHECK(copy_put_int8(&b, 9007199254740994.0) == SL_ERANGE);
+    CHECK(copy_put_text(&b, "a\0b", 3) == SL_ENUL);
+    CHECK(copy_put_float4(&b, 1e300) == SL_ERANGE);
+    CHECK(copy_put_ts_str(&b, "2000-01-01 00:00:01", 19, 1, 0) == SL_ENOZONE);
+    sbuf_free(&b);
+}
+
+/* Write data to a new temporary file; returns its path (static). */
+static const char *temp_file(const void *data, size_t n, int gzip)
+{
+    static char path[64];
+    strcpy(path, "/tmp/sluice-core-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        perror("mkstemp");
+        exit(2);
+    }
+    if (gzip) {
+        gzFile g = gzdopen(fd, "wb");
+        gzwrite(g, data, (unsigned)n);
+        gzclose(g);
+    } else {
+        if (write(fd, data, n) != (ssize_t)n)
+            exit(2);
+        close(fd);
+    }
+    return path;
+}
+
+/* Read every record of path; the fields joined by '|', records by '\n',
+ * into out; returns csvread_next's last answer (0 at the end, -1). */
+static int read_all(const char *path, const csvread_opts *o, char *out,
+                    size_t outlen, csvread *r)
+{
+    memset(r, 0, sizeof *r);
+    out[0] = '\0';
+    if (csvread_open(r, path, o) < 0)
+        return -1;
+    size_t len = 0;
+    int rc;
+    while ((rc = csvread_next(r)) == 1) {
+        for (size_t i = 0; i < r->nfields; i++) {
+            const csvread_field *f = &r->fields[i];
+            len += (size_t)snprintf(out + len, outlen - len, "%s%.*s",
+                                    i ? "|" : "", (int)f->len, r->data + f->off);
+        }
+        len += (size_t)snprintf(out + len, outlen - len, "@%lld\n",
+                                r->rec_start_line);
+    }
+    return rc;
+}
+
+static void test_csv(void)
+{
+    csvread_opts o = { .delim = ',', .quote = '"', .strict = 1, .check_utf8 = 1 };
+    csvread r;
+    char out[4096];
+    const char *in = "a,b\r\n\"x,1\",\"multi\nline\"\n\n3,\"q\"\"q\"\r4,5";
+    const char *p = temp_file(in, strlen(in), 0);
+    CHECK(read_all(p, &o, out, sizeof out, &r) == 0);
+    CHECK_STR(out, "a|b@1\nx,1|multi\nline@2\n3|q\"q@5\n4|5@5\n");
+    csvread_release(&r);
+    unlink(p);
+
+    /* the same bytes gzip'd, twice: every member is read */
+    char twice[256];
+    snprintf(twice, sizeof twice, "1,a\n2,b\n");
+    p = temp_file(twice, strlen(twice), 1);
+    FILE *f = fopen(p, "ab");
+    gzFile g = gzdopen(dup(fileno(f)), "ab");
+    gzputs(g, "3,c\n");
+    gzclose(g);
+    fclose(f);
+    CHECK(read_all(p, &o, out, sizeof out, &r) == 0);
+    CHECK_STR(out, "1|a@1\n2|b@2\n3|c@3\n");
+    csvread_release(&r);
+    /* then bytes that are not gzip: an error, not a quiet end */
+    f = fopen(p, "ab");
+    fputs("garbage", f);
+    fclose(f);
+    CHECK(read_all(p, &o, out, sizeof out, &r) == -1);
+    CHECK(strstr(r.err, "gzip stream is followed by bytes that are not gzip") != NULL);
+    csvread_release(&r);
+    unlink(p);
+
+    /* errors name the line */
+    const char *bad[][2] = {
+        { "a,b\n1,2,3\n", ":2: row has 3 fields, expected 2" },
+        { "a,b\n1,x\"y\n", ":2: malformed quoting (a quote inside an unquoted field)" },
+        { "a,b\n\"1\"x,2\n", ":2: malformed quoting (text after a closing quote)" },
+        { "a\n\xff\n", ":2: invalid UTF-8 (byte 0xFF)" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = temp_file(bad[i][0], strlen(bad[i][0]), 0);
+        CHECK(read_all(p, &o, out, sizeof out, &r) == -1);
+        if (!strstr(r.err, bad[i][1])) {
+            failures++;
+            fprintf(stderr, "csv case %zu: \"%s\" lacks \"%s\"\n", i, r.err, bad[i][1]);
+        }
+        csvread_release(&r);
+        unlink(p);
+    }
+
+    /* records across block boundaries: 100k lines, quoted every 7th */
+    size_t cap = 8u << 20, n = 0;
+    char *big = malloc(cap);
+    for (int i = 0; i < 100000; i++)
+        n += (size_t)snprintf(big + n, cap - n, i % 7 ? "%d,v%d\n" : "%d,\"v,%d\"\n", i, i);
+    p = temp_file(big, n, 0);
+    memset(&r, 0, sizeof r);
+    CHECK(csvread_open(&r, p, &o) == 0);
+    int rows = 0, good = 1;
+    while (csvread_next(&r) == 1) {
+        char want[32];
+        int k = snprintf(want, sizeof want, rows % 7 ? "v%d" : "v,%d", rows);
+        good &= r.nfields == 2 && r.fields[1].len == (size_t)k &&
+                memcmp(r.data + r.fields[1].off, want, (size_t)k) == 0 &&
+                r.rec_start_line == rows + 1;
+        rows++;
+    }
+    CHECK(rows == 100000);
+    CHECK(good);
+    CHECK(r.state == CSVREAD_DONE);
+    csvread_release(&r);
+    unlink(p);
+    free(big);
+}
+
+static void test_redact(void)
+{
+    redact r;
+    char out[512];
+    redact_init(&r, "postgres://u:S3cret%21@db.example/app");
+    redact_text(&r, "password authentication failed for \"S3cret!\"", out, sizeof out);
+    CHECK(strstr(out, "S3cret") == NULL);
+    CHECK(strstr(out, "***") != NULL);
+    CHECK(strstr(r.shown, "S3cret") == NULL);
+    redact_init(&r, "host=h password='a b c' dbname=x");
+    redact_text(&r, "invalid connection option near \"a b c\"", out, sizeof out);
+    CHECK(strstr(out, "a b c") == NULL);
+}
+
+int main(void)
+{
+    test_buffer();
+    test_escaping();
+    test_numbers();
+    test_datetime();
+    test_binary_encoders();
+    test_csv();
+    test_redact();
+    printf("core: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
