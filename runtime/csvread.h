@@ -1,5 +1,5 @@
 /*
- * csv.h - a streaming CSV reader over plain or gzip input.
+ * csvread.h - a streaming CSV reader over plain or gzip input.
  *
  * Provides: csvread, a reader that pulls one record at a time out of a file
  * (or stdin) in the RFC 4180 dialect, with the physical line and byte
