@@ -196,42 +196,38 @@ static void bin_oid(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
             "an integer from 0 to 4294967295");
 }
 
-/* A float column: a number, a float8in/float4in-style string or an int64
- * cdata. */
-static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
-                       int idx)
+/* A float column: a number, a float8in/float4in-style string (a real's
+ * string read as float4in reads it, rounded once) or an int64 cdata,
+ * through the core's encoders for the column's width. */
+static int put_float(lua_State *L, sl_copy *cp, int idx,
+                     int (*put_num)(sbuf *, double),
+                     int (*put_str)(sbuf *, const char *, size_t))
 {
     sbuf *b = &cp->w.buf;
     double x = 0;
-    int rc = SL_EINVAL;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        rc = copy_put_float8(b, lua_tonumber(L, idx));
-    } else if (lua_type(L, idx) == LUA_TSTRING) {
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        return put_num(b, lua_tonumber(L, idx));
+    if (lua_type(L, idx) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        rc = copy_put_float8_str(b, s, n);
-    } else if (cdata_double(L, idx, &x)) {
-        rc = copy_put_float8(b, x);
+        return put_str(b, s, n);
     }
+    if (cdata_double(L, idx, &x))
+        return put_num(b, x);
+    return SL_EINVAL;
+}
+
+static void bin_float8(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx)
+{
+    int rc = put_float(L, cp, idx, copy_put_float8, copy_put_float8_str);
     check_value(L, cp, col, idx, rc, "a number");
 }
 
 static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
                        int idx)
 {
-    sbuf *b = &cp->w.buf;
-    double x = 0;
-    int rc = SL_EINVAL;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        rc = copy_put_float4(b, lua_tonumber(L, idx));
-    } else if (lua_type(L, idx) == LUA_TSTRING) {
-        /* a string is read as float4in reads it (copy_parse_float) */
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        rc = copy_put_float4_str(b, s, n);
-    } else if (cdata_double(L, idx, &x)) {
-        rc = copy_put_float4(b, x);
-    }
+    int rc = put_float(L, cp, idx, copy_put_float4, copy_put_float4_str);
     if (rc == SL_EINVAL)
         lib_copy_value_error(L, cp, col, idx, "a number");
     check_value(L, cp, col, idx, rc,
