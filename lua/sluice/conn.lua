@@ -3,7 +3,23 @@
 -- The C core (runtime/lib_conn.c) provides exec, query, query_one,
 -- prepare, status, info, quote_ident, on_notice and close; install() adds
 -- these to the same method table, so a connection has one flat API.
+local core = require "sluice.core"
+
 local M = {}
+
+-- What the library remembers of a connection: target (see M.target),
+-- depth (of nested transaction() savepoints).  Weak keys: an entry goes
+-- with its connection, and holds nothing that refers back to it.
+local state = setmetatable({}, { __mode = "k" })
+
+local function state_of(db)
+  local st = state[db]
+  if not st then
+    st = {}
+    state[db] = st
+  end
+  return st
+end
 
 local ISOLATION = {
   ["read committed"] = "READ COMMITTED",
@@ -163,16 +179,16 @@ function methods.transaction(db, fn, ...)
     return unpack(r, 2, r.n)
   end
   -- nested: a savepoint named after the nesting depth
-  local ud = M.state(db)
-  ud.depth = (ud.depth or 0) + 1
-  local sp = "sluice_tx_" .. ud.depth
+  local c = state_of(db)
+  c.depth = (c.depth or 0) + 1
+  local sp = "sluice_tx_" .. c.depth
   local ok, err = pcall(methods.savepoint, db, sp)
   if not ok then
-    ud.depth = ud.depth - 1
+    c.depth = c.depth - 1
     error(err, 0)
   end
   local r = pack(pcall(fn, db, ...))
-  ud.depth = ud.depth - 1
+  c.depth = c.depth - 1
   if not r[1] then
     if db:status() ~= "idle" then
       pcall(methods.rollback_to, db, sp)
@@ -184,31 +200,27 @@ function methods.transaction(db, fn, ...)
   return unpack(r, 2, r.n)
 end
 
---- Per-connection Lua-side state (the connection's environment table).
-function M.state(db)
-  return debug.getfenv(db)
+--- Open a connection (core.connect: target is a conninfo string or a URI,
+-- "" for libpq's PG* variables) and remember its target.
+function M.connect(target)
+  local db = core.connect(target)
+  state_of(db).target = target or ""
+  return db
 end
 
 --- The target a connection was opened with ("" for DATABASE_URL-less,
 -- PG*-variable connections), so sluice.load can open more connections to
 -- the same place (connections = N).  It may hold a password: it is kept
 -- here only, never put into a message.  nil for a connection not made
--- through core.connect.
+-- through M.connect.
 function M.target(db)
-  return debug.getfenv(db).target
+  local st = state[db]
+  return st and st.target
 end
 
-function M.install(core)
+function M.install(c)
   for k, v in pairs(methods) do
-    core.conn_methods[k] = v
-  end
-  -- remember each connection's target in its environment table (wrapping
-  -- here keeps sluice.connect, in init.lua, unchanged)
-  local connect = core.connect
-  core.connect = function(target)
-    local db = connect(target)
-    debug.getfenv(db).target = target or ""
-    return db
+    c.conn_methods[k] = v
   end
 end
 

@@ -5,6 +5,7 @@
 -- parts that are easier in Lua: connection targets, transactions, helpers
 -- the core calls through the FFI.
 local core = require "sluice.core"
+local conn = require "sluice.conn"
 local ffi = require "ffi"
 
 ffi.cdef [[ long long strtoll(const char *s, char **end, int base); ]]
@@ -70,7 +71,7 @@ do
 end
 
 require("sluice.outcome").install(core)
-require("sluice.conn").install(core)
+conn.install(core)
 require("sluice.copy").install(core)
 require("sluice.batch").install(core)
 require("sluice.pipeline").install(core)
@@ -89,7 +90,7 @@ function sluice.connect(target)
   if target == nil then
     target = os.getenv("DATABASE_URL") or ""
   end
-  return core.connect(target)
+  return conn.connect(target)
 end
 
 --- Is v the database NULL (nil or sluice.null)?

@@ -502,12 +502,11 @@ local function more_connections(db, n)
     error("load: connections = N needs a connection made by sluice.connect "
           .. "(its target is not known)", 0)
   end
-  local core = require "sluice.core"
   local s = db:query_one("select current_setting('search_path') as sp, "
                          .. "current_setting('TimeZone') as tz")
   local out = { db }
   for k = 2, n do
-    local c = core.connect(target)
+    local c = conn.connect(target)
     c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
             s.sp, s.tz)
     out[k] = c
