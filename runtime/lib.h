@@ -231,6 +231,10 @@ const char *lib_params_put(lua_State *L, struct params_buf *p, int idx,
  * converted as db:query() does.  Raises only on out of memory. */
 void lib_push_rows(lua_State *L, const PGresult *res);
 extern const luaL_Reg lib_batch_methods[];
+/* The batch's private functions (send, values, reset, release,
+ * set_counts), for lua/sluice/batch.lua only: called as functions, never
+ * reachable from a batch object. */
+extern const luaL_Reg lib_batch_private[];
 extern const luaL_Reg lib_batch_meta[];
 extern const luaL_Reg lib_pipeline_methods[];
 extern const luaL_Reg lib_pipeline_meta[];
@@ -239,7 +243,8 @@ int lib_batch_index(lua_State *L);
 int lib_pipeline_index(lua_State *L);
 /* sluice.core.batch_new(db, prefix, suffix, names, opts) -> batch;
  * prepares the full statement shape, raises the server's error object if
- * it does not parse.  Called by lua/sluice/batch.lua. */
+ * it does not parse.  opts.state: a table the batch keeps alive (its Lua
+ * state).  Called by lua/sluice/batch.lua. */
 int lib_batch_new(lua_State *L);
 /* sluice.core.pipeline_start(db, sql, opts) -> pipeline (db busy until
  * close); raises the server's error object if sql does not parse. */

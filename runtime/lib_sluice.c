@@ -116,6 +116,9 @@ int luaopen_sluice_core(lua_State *L)
     new_type_fields(L, SLUICE_BATCH_MT, lib_batch_meta, lib_batch_methods,
                     lib_batch_index);
     lua_setfield(L, -2, "batch_methods");
+    lua_newtable(L);
+    luaL_register(L, NULL, lib_batch_private);
+    lua_setfield(L, -2, "batch_private");
     new_type_fields(L, SLUICE_PIPELINE_MT, lib_pipeline_meta,
                     lib_pipeline_methods, lib_pipeline_index);
     lua_setfield(L, -2, "pipeline_methods");

@@ -78,6 +78,7 @@
 -- strategy, table }.
 local progress = require "sluice.progress"
 local conn = require "sluice.conn"
+local batch = require "sluice.batch"
 local list_iterator = require("sluice.values").list_iterator
 local outcome = require "sluice.outcome"
 
@@ -247,13 +248,6 @@ local function committing(s, fn, ...)
   if not ok then error(err, 0) end
 end
 
--- End a batch without sending what it still buffers (close() would flush
--- it: a failed load must not add rows after its failure).
-local function drop_batch(b)
-  pcall(b._reset, b)
-  pcall(b.close, b)
-end
-
 local function batch_counts(b)
   return function() return b.rows_committed, b.rows_in_doubt end
 end
@@ -265,7 +259,7 @@ function sinks.rowwise_autocommit(db, ctx)
   return {
     handle = b, put = b.add, counts = batch_counts(b), numbered = true,
     finish = function() b:close() end,
-    abort = function() drop_batch(b) end,
+    abort = function() batch.drop(b) end,
   }
 end
 
@@ -311,7 +305,7 @@ function sinks.rowwise_tx(db, ctx)
     b:close()
     commit_all()
   end
-  s.abort = function() drop_batch(b); pcall(db.rollback, db) end
+  s.abort = function() batch.drop(b); pcall(db.rollback, db) end
   return s
 end
 
@@ -325,7 +319,7 @@ function sinks.batch(db, ctx)
   local s = {
     handle = b, put = b.add,
     finish = function() b:close() end,
-    abort = function() drop_batch(b); if tx then pcall(db.rollback, db) end end,
+    abort = function() batch.drop(b); if tx then pcall(db.rollback, db) end end,
   }
   if tx then
     s.commit = function() committing(s, db.commit, db) end
