@@ -289,17 +289,13 @@ static int batch_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then read-only fields. */
-int lib_batch_index(lua_State *L)
+/* The read-only fields (see lib.h): buffered, rows_added, buffered_bytes,
+ * rows_per_statement, statement, state, rows_committed, rows_in_doubt;
+ * nil for any other key. */
+int lib_batch_field(lua_State *L)
 {
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
     sl_batch *b = luaL_checkudata(L, 1, SLUICE_BATCH_MT);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 1;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     if (strcmp(k, "buffered") == 0)
         lua_pushinteger(L, b->rows);
     else if (strcmp(k, "rows_added") == 0)

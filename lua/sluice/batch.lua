@@ -93,7 +93,7 @@ local M = {}
 
 -- The batch's functions for this module only (runtime/lib_batch.c):
 -- send, values, reset, release, set_counts.
-local private = core.batch_private
+local private = core.types.batch.private
 
 -- Each batch's state here (its db, options, counts): the batch keeps it
 -- alive (core.batch_new's opts.state), this table finds it.  Weak keys
@@ -420,10 +420,8 @@ local function flush(b)
   return n, f.out
 end
 
-local methods = {}
-
 --- db:batch(table, columns, opts) -> batch (see the top of this file).
-function methods.batch(db, tbl, columns, opts)
+function M.batch(db, tbl, columns, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("batch: opts must be a table, got " .. type(opts), 2)
@@ -511,16 +509,14 @@ function methods.batch(db, tbl, columns, opts)
   return b
 end
 
-local batch_methods = {}
-
 --- b:flush() (see the top of this file).
-function batch_methods.flush(b)
+function M.flush(b)
   if b.state ~= "open" then error("batch:flush: the batch is closed", 2) end
   return flush(b)
 end
 
 --- b:close() (see the top of this file).
-function batch_methods.close(b)
+function M.close(b)
   if b.state ~= "open" then return b.rows_added end
   local st = states[b]
   local ok, err = pcall(flush, b)
@@ -540,12 +536,7 @@ end
 -- raises.
 function M.drop(b)
   pcall(private.reset, b)
-  pcall(batch_methods.close, b)
-end
-
-function M.install(c)
-  for k, v in pairs(methods) do c.conn_methods[k] = v end
-  for k, v in pairs(batch_methods) do c.batch_methods[k] = v end
+  pcall(M.close, b)
 end
 
 return M

@@ -1,8 +1,10 @@
---- Connection methods written in Lua: transactions and savepoints.
+--- Connection methods written in Lua: transactions, savepoints and table
+-- names; and what the library remembers of each connection.
 --
 -- The C core (runtime/lib_conn.c) provides exec, query, query_one,
--- prepare, status, info, quote_ident, on_notice and close; install() adds
--- these to the same method table, so a connection has one flat API.
+-- prepare, status, info, quote_ident, on_notice and close; api.lua puts
+-- these functions (its DB_METHODS) in the same methods table, so a
+-- connection has one flat API.
 local core = require "sluice.core"
 
 local M = {}
@@ -27,12 +29,10 @@ local ISOLATION = {
   ["serializable"] = "SERIALIZABLE",
 }
 
-local methods = {}
-
 --- db:begin([opts]) starts a transaction.  opts.isolation is one of
 -- "read committed", "repeatable read", "serializable"; opts.read_only and
 -- opts.deferrable are booleans.
-function methods.begin(db, opts)
+function M.begin(db, opts)
   local st = db:status()
   -- "broken" and "closed" fall through: exec raises the lost connection
   -- (08006) or the closed one, which say more than "in progress"
@@ -67,7 +67,7 @@ end
 -- answers COMMIT with ROLLBACK, which is never reported as success.  A
 -- connection lost during COMMIT raises the lost connection's error with a
 -- detail saying the outcome is unknown.
-function methods.commit(db)
+function M.commit(db)
   local st = db:status()
   if st == "idle" then
     error("commit: no transaction in progress", 2)
@@ -100,7 +100,7 @@ end
 
 --- db:rollback() rolls back the open transaction.  Returns false (and does
 -- nothing) when there is none, so it is safe in error handlers.
-function methods.rollback(db)
+function M.rollback(db)
   if db:status() == "idle" then return false end
   db:exec("ROLLBACK")
   return true
@@ -116,22 +116,22 @@ local function check_name(db, fname, name)
   return db:quote_ident(name)
 end
 
-function methods.savepoint(db, name)
+function M.savepoint(db, name)
   db:exec("SAVEPOINT " .. check_name(db, "savepoint", name))
 end
 
-function methods.release(db, name)
+function M.release(db, name)
   db:exec("RELEASE SAVEPOINT " .. check_name(db, "release", name))
 end
 
-function methods.rollback_to(db, name)
+function M.rollback_to(db, name)
   db:exec("ROLLBACK TO SAVEPOINT " .. check_name(db, "rollback_to", name))
 end
 
 --- db:quote_table(t) -> quoted SQL name, name as shown in messages; or
 -- nil when t is not "name", "schema.name" or {schema, name}.  Names are
 -- taken literally (no case folding) and quoted with libpq's escaping.
-function methods.quote_table(db, tbl)
+function M.quote_table(db, tbl)
   local schema, name
   if type(tbl) == "string" then
     schema, name = tbl:match("^([^.]+)%.([^.]+)$")
@@ -157,7 +157,7 @@ end
 -- fn returns (and returns what fn returned), rolls back and re-raises the
 -- original error when fn raises.  Inside an open transaction it uses a
 -- savepoint instead, so calls nest.
-function methods.transaction(db, fn, ...)
+function M.transaction(db, fn, ...)
   if type(fn) ~= "function" then
     error("transaction: expected a function, got " .. type(fn), 2)
   end
@@ -172,7 +172,7 @@ function methods.transaction(db, fn, ...)
     local r = pack(pcall(fn, db, ...))
     if not r[1] then
       -- keep the original error even if the connection is gone
-      pcall(methods.rollback, db)
+      pcall(M.rollback, db)
       error(r[2], 0)
     end
     db:commit()
@@ -182,7 +182,7 @@ function methods.transaction(db, fn, ...)
   local c = state_of(db)
   c.depth = (c.depth or 0) + 1
   local sp = "sluice_tx_" .. c.depth
-  local ok, err = pcall(methods.savepoint, db, sp)
+  local ok, err = pcall(M.savepoint, db, sp)
   if not ok then
     c.depth = c.depth - 1
     error(err, 0)
@@ -191,12 +191,12 @@ function methods.transaction(db, fn, ...)
   c.depth = c.depth - 1
   if not r[1] then
     if db:status() ~= "idle" then
-      pcall(methods.rollback_to, db, sp)
-      pcall(methods.release, db, sp)
+      pcall(M.rollback_to, db, sp)
+      pcall(M.release, db, sp)
     end
     error(r[2], 0)
   end
-  methods.release(db, sp)
+  M.release(db, sp)
   return unpack(r, 2, r.n)
 end
 
@@ -216,12 +216,6 @@ end
 function M.target(db)
   local st = state[db]
   return st and st.target
-end
-
-function M.install(c)
-  for k, v in pairs(methods) do
-    c.conn_methods[k] = v
-  end
 end
 
 return M

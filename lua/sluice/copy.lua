@@ -70,9 +70,11 @@
 --   rows (a cancel would abort the caller's transaction).  reader.rows
 --   counts the rows read, reader.state is "open", "done" or "closed".
 
+local core = require "sluice.core"
+
 local M = {}
 
-local NULL -- sluice.null, set by install()
+local NULL = core.null
 
 local cdata_kind = require("sluice.values").cdata_kind
 
@@ -151,9 +153,7 @@ local FORMATS = { auto = true, text = true, csv = true, binary = true }
 
 local default_json_encode = require("sluice.values").default_json_encode
 
-local methods = {}
-
-function methods.copy(db, tbl, columns, opts)
+function M.copy(db, tbl, columns, opts)
   -- db:copy(t, opts): a table with no list part is the options
   if opts == nil and type(columns) == "table" and columns[1] == nil
      and next(columns) ~= nil then
@@ -204,7 +204,6 @@ function methods.copy(db, tbl, columns, opts)
   if rows[1].ord == NULL then
     error(("copy: table \"%s\" has no columns to load"):format(shown), 2)
   end
-  local core = M.core
   local specs, quoted = {}, {}
   local all_binary, has_tstz = true, false
   local utc = UTC_ZONES[tostring(rows[1].timezone):lower()] or false
@@ -280,7 +279,7 @@ M.fast_rows = setmetatable({}, { __mode = "k" })
 
 local function load_fast_table()
   F, BY_KIND = {}, {}
-  for _, f in ipairs(M.core.copy_fast_functions()) do
+  for _, f in ipairs(core.copy_fast_functions()) do
     F[f.name] = ffi.cast(f.sig, f.fn)
     for _, kind in ipairs(f.kinds) do
       BY_KIND[kind] = BY_KIND[kind] or {}
@@ -352,8 +351,9 @@ local function writer_for(kinds, text)
   body[#body + 1] = "end"
   local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
   if not chunk then return nil end -- never expected: the C row() serves
-  w = { chunk(F, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
-              select, type, rawequal), pointers }
+  local c_methods = core.types.copy.methods
+  w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal),
+        pointers }
   writers[sig] = w
   return w
 end
@@ -363,9 +363,9 @@ end
 function M.attach_fast_row(cp, text)
   local ptr, kinds
   if text then
-    ptr, kinds = M.core.copy_fast_text(cp)
+    ptr, kinds = core.copy_fast_text(cp)
   else
-    ptr, kinds = M.core.copy_fast(cp)
+    ptr, kinds = core.copy_fast(cp)
   end
   if not ptr or #kinds > 100 then return end
   if not F then load_fast_table() end
@@ -381,7 +381,7 @@ local function is_name(s)
   return s:match("^[%a_][%w_$]*$") or s:match("^[%a_][%w_$]*%.[%a_][%w_$]*$")
 end
 
-function methods.copy_out(db, source, opts)
+function M.copy_out(db, source, opts)
   if opts ~= nil then
     if type(opts) ~= "table" then
       error("copy_out: opts must be a table, got " .. type(opts), 2)
@@ -407,15 +407,7 @@ function methods.copy_out(db, source, opts)
   else
     error("copy_out: expected a query or a table name, got " .. type(source), 2)
   end
-  return M.core.copy_out_start(db, sql)
-end
-
-function M.install(core)
-  M.core = core
-  NULL = core.null
-  for k, v in pairs(methods) do
-    core.conn_methods[k] = v
-  end
+  return core.copy_out_start(db, sql)
 end
 
 return M

@@ -223,8 +223,8 @@ end
 --------------------------------------------------------------- sinks
 -- A sink takes rows (put(handle, v1..vN)) and is then finished (commits
 -- what it began) or aborted (rolls back; never raises).  One sink per
--- connection; `put` is fetched once because the streams' __index is a C
--- function LuaJIT cannot record (see model.lua's writer).
+-- connection; `put` is fetched once, not looked up per row (a call of
+-- the same function on every stream it is dealt to).
 --
 -- What a sink committed, for the load's error: a sink that commits as it
 -- goes has counts() -> rows committed, rows in doubt (in the load's row

@@ -213,9 +213,8 @@ function U.abort(u)
   return true
 end
 
-local methods = {}
-
-function methods.upsert(db, tbl, columns, opts)
+--- db:upsert(table, columns, opts) -> upsert (see the top of this file).
+function M.upsert(db, tbl, columns, opts)
   if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
   local qtable = db:quote_table(tbl)
   if not qtable then
@@ -293,10 +292,6 @@ function methods.upsert(db, tbl, columns, opts)
     error(e, 0)
   end
   return u
-end
-
-function M.install(core)
-  for k, v in pairs(methods) do core.conn_methods[k] = v end
 end
 
 return M
