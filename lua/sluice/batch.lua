@@ -420,6 +420,56 @@ local function flush(b)
   return n, f.out
 end
 
+-- db:batch's options, their names already checked (misuse raises at the
+-- line that called db:batch): the transaction mode.
+local function batch_options(opts)
+  if not positive(opts.rows) or (opts.rows and opts.rows % 1 ~= 0) then
+    error("batch: rows must be a positive integer", 3)
+  end
+  if not positive(opts.bytes) then error("batch: bytes must be a positive number", 3) end
+  if not positive(opts.max_age_ms) then
+    error("batch: max_age_ms must be a positive number", 3)
+  end
+  local mode = opts.transaction or "per_flush"
+  if mode ~= "per_flush" and mode ~= "caller" then
+    error("batch: transaction must be \"per_flush\" or \"caller\", got "
+          .. tostring(mode), 3)
+  end
+  if opts.on_returning ~= nil and type(opts.on_returning) ~= "function" then
+    error("batch: on_returning must be a function", 3)
+  end
+  if opts.on_reject ~= nil and type(opts.on_reject) ~= "function" then
+    error("batch: on_reject must be a function(values, err, row)", 3)
+  end
+  if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
+    error("batch: json_encode must be a function", 3)
+  end
+  return mode
+end
+
+-- The statement's text after VALUES (...): ON CONFLICT and RETURNING,
+-- checked as batch_options does.
+local function insert_suffix(db, opts)
+  local suffix = ""
+  if opts.on_conflict ~= nil then
+    if type(opts.on_conflict) ~= "string" then
+      error("batch: on_conflict must be a string (the SQL after ON CONFLICT)", 3)
+    end
+    suffix = " ON CONFLICT " .. opts.on_conflict
+  end
+  local ret = opts.returning
+  if ret ~= nil then
+    if type(ret) == "string" then ret = { ret } end
+    if type(ret) ~= "table" or #ret == 0 then
+      error("batch: returning must be a column name or a list of them", 3)
+    end
+    local q = {}
+    for i, c in ipairs(ret) do q[i] = c == "*" and "*" or db:quote_ident(c) end
+    suffix = suffix .. " RETURNING " .. table.concat(q, ", ")
+  end
+  return suffix
+end
+
 --- db:batch(table, columns, opts) -> batch (see the top of this file).
 function M.batch(db, tbl, columns, opts)
   opts = opts or {}
@@ -447,51 +497,15 @@ function M.batch(db, tbl, columns, opts)
     end
     quoted[i] = db:quote_ident(c)
   end
-  if not positive(opts.rows) or (opts.rows and opts.rows % 1 ~= 0) then
-    error("batch: rows must be a positive integer", 2)
-  end
-  if not positive(opts.bytes) then error("batch: bytes must be a positive number", 2) end
-  if not positive(opts.max_age_ms) then
-    error("batch: max_age_ms must be a positive number", 2)
-  end
-  local mode = opts.transaction or "per_flush"
-  if mode ~= "per_flush" and mode ~= "caller" then
-    error("batch: transaction must be \"per_flush\" or \"caller\", got "
-          .. tostring(mode), 2)
-  end
-  if opts.on_returning ~= nil and type(opts.on_returning) ~= "function" then
-    error("batch: on_returning must be a function", 2)
-  end
-  if opts.on_reject ~= nil and type(opts.on_reject) ~= "function" then
-    error("batch: on_reject must be a function(values, err, row)", 2)
-  end
-  if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
-    error("batch: json_encode must be a function", 2)
-  end
-  local suffix = ""
-  if opts.on_conflict ~= nil then
-    if type(opts.on_conflict) ~= "string" then
-      error("batch: on_conflict must be a string (the SQL after ON CONFLICT)", 2)
-    end
-    suffix = " ON CONFLICT " .. opts.on_conflict
-  end
-  local ret = opts.returning
-  if ret ~= nil then
-    if type(ret) == "string" then ret = { ret } end
-    if type(ret) ~= "table" or #ret == 0 then
-      error("batch: returning must be a column name or a list of them", 2)
-    end
-    local q = {}
-    for i, c in ipairs(ret) do q[i] = c == "*" and "*" or db:quote_ident(c) end
-    suffix = suffix .. " RETURNING " .. table.concat(q, ", ")
-  end
+  local mode = batch_options(opts)
+  local suffix = insert_suffix(db, opts)
   local prefix = ("INSERT INTO %s (%s) VALUES "):format(qtable, table.concat(quoted, ", "))
   local names = {}
   for i, c in ipairs(columns) do names[i] = c end
   local st = {
     db = db,
     mode = mode,
-    want = ret ~= nil,
+    want = opts.returning ~= nil,
     on_returning = opts.on_returning,
     on_reject = opts.on_reject,
     rejects = 0,    -- rows handed to on_reject
