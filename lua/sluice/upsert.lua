@@ -213,24 +213,18 @@ function U.abort(u)
   return true
 end
 
---- db:upsert(table, columns, opts) -> upsert (see the top of this file).
-function M.upsert(db, tbl, columns, opts)
-  if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
-  local qtable = db:quote_table(tbl)
-  if not qtable then
-    error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
-  end
-  local cols, err = list_of(columns, "columns")
-  if not cols or #cols == 0 then error("upsert: " .. (err or "columns must not be empty"), 2) end
-  local key
-  key, err = list_of(opts.key, "key")
-  if not key or #key == 0 then error("upsert: " .. (err or "opts.key must not be empty"), 2) end
+-- opts.key and opts.update for columns cols, checked (misuse raises at
+-- the line that called db:upsert); update defaults to the columns not
+-- in key.
+local function key_and_update(cols, opts)
+  local key, err = list_of(opts.key, "key")
+  if not key or #key == 0 then error("upsert: " .. (err or "opts.key must not be empty"), 3) end
   local in_cols = {}
   for _, c in ipairs(cols) do in_cols[c] = true end
   local is_key = {}
   for _, k in ipairs(key) do
     if not in_cols[k] then
-      error(("upsert: key column \"%s\" is not among the columns"):format(k), 2)
+      error(("upsert: key column \"%s\" is not among the columns"):format(k), 3)
     end
     is_key[k] = true
   end
@@ -242,17 +236,37 @@ function M.upsert(db, tbl, columns, opts)
     end
   else
     update, err = list_of(update, "update")
-    if not update then error("upsert: " .. err, 2) end
+    if not update then error("upsert: " .. err, 3) end
   end
+  return key, update
+end
+
+-- The options db:copy takes (the others are refused, as key_and_update
+-- does).
+local function copy_options(opts)
   local copy_opts = {}
   for k, v in pairs(opts) do
     if k == "format" or k == "json_encode" or k == "chunk_size" then
       copy_opts[k] = v
     elseif k ~= "key" and k ~= "update" then
       error("upsert: unknown option '" .. tostring(k)
-            .. "' (key, update, format, json_encode, chunk_size)", 2)
+            .. "' (key, update, format, json_encode, chunk_size)", 3)
     end
   end
+  return copy_opts
+end
+
+--- db:upsert(table, columns, opts) -> upsert (see the top of this file).
+function M.upsert(db, tbl, columns, opts)
+  if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
+  local qtable = db:quote_table(tbl)
+  if not qtable then
+    error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
+  end
+  local cols, err = list_of(columns, "columns")
+  if not cols or #cols == 0 then error("upsert: " .. (err or "columns must not be empty"), 2) end
+  local key, update = key_and_update(cols, opts)
+  local copy_opts = copy_options(opts)
 
   local q = function(c) return db:quote_ident(c) end
   local qcols, qkey, sets = {}, {}, {}
