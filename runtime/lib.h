@@ -1,8 +1,10 @@
 /*
  * lib.h - the Lua bindings of the core, gathered by lib_sluice.c.
  *
- * Provides: the method tables and constructors of each userdata type, and
- * the few helpers bindings share (error objects, the NULL sentinel).
+ * Provides: the method tables, field getters and constructors of each
+ * userdata type, and the few helpers bindings share (error objects, the
+ * NULL sentinel).  lib_sluice.c hands them to Lua as sluice.core.types;
+ * lua/sluice/api.lua gives each type its final __index from them.
  * Uses: lua.h, libpq-fe.h.
  *
  * Userdata types and their metatables:
@@ -12,8 +14,12 @@
  *   "sluice.error"   metatable of database error tables (not a userdata)
  *   "sluice.tmpdb"   a throwaway PostgreSQL server (lib_tmpdb.c)
  *   "sluice.csv"     a CSV reader over a plain or gzip file (lib_csv.c)
- *   "sluice.copy"    also a file sink, a COPY stream writing to a file
+ *   "sluice.copy"    a COPY ... FROM STDIN stream (lib_copy.c); also a
+ *                    file sink, a COPY stream writing to a file
  *                    (lib_sink.c)
+ *   "sluice.copyout" a COPY ... TO STDOUT reader (lib_copyout.c)
+ *   "sluice.batch"   a batched multi-row INSERT (lib_batch.c)
+ *   "sluice.pipeline" executions in libpq's pipeline mode (lib_pipeline.c)
  */
 #ifndef SLUICE_LIB_H
 #define SLUICE_LIB_H
@@ -114,11 +120,14 @@ extern const luaL_Reg lib_copy_meta[];
 extern const luaL_Reg lib_copyout_methods[];
 extern const luaL_Reg lib_copyout_meta[];
 
-/* __index of "sluice.copy" / "sluice.copyout": a C closure whose upvalue
- * 1 is the methods table; after the methods come read-only fields
- * (rows_sent, bytes_sent, ... / rows, state). */
-int lib_copy_index(lua_State *L);
-int lib_copyout_index(lua_State *L);
+/* Field getters: f(obj, key) -> the read-only field `key` of a
+ * "sluice.copy" (rows_sent, bytes_sent, ...) / "sluice.copyout" (rows,
+ * state) object, nil for any other key.  Not an __index: the Lua __index
+ * (lua/sluice/api.lua) looks in the methods table first, so a loop
+ * calling methods stays compilable by LuaJIT, and calls these for the
+ * rest.  Raise only on a wrong object. */
+int lib_copy_field(lua_State *L);
+int lib_copyout_field(lua_State *L);
 
 /* sluice.core.connect(conninfo_or_uri) -> conn; raises an error object. */
 int lib_conn_connect(lua_State *L);
@@ -187,9 +196,11 @@ int lib_csv_rows(lua_State *L);
 /* db:copy_from_file(table, path [, opts]) -> rows loaded; raises the
  * server's error object (a bad row), or the file's read error. */
 int lib_csv_copy_from_file(lua_State *L);
-/* With the methods table of SLUICE_CSV_MT on the stack top, make its
- * __index serve the properties line, offset and header as well. */
-void lib_csv_set_index(lua_State *L);
+/* With the methods table of SLUICE_CSV_MT on the stack top, push the
+ * reader's field getter (see lib_copy_field): a C closure serving the
+ * properties line, offset and header (and, through its upvalue, the
+ * methods).  Raises only on out of memory. */
+void lib_csv_push_field(lua_State *L);
 
 /* Push a new error table (metatable set) with the given fields; NULL
  * fields are left out.  Does not raise except on out-of-memory. */
@@ -231,15 +242,21 @@ const char *lib_params_put(lua_State *L, struct params_buf *p, int idx,
  * converted as db:query() does.  Raises only on out of memory. */
 void lib_push_rows(lua_State *L, const PGresult *res);
 extern const luaL_Reg lib_batch_methods[];
+/* The batch's private functions (send, values, reset, release,
+ * set_counts), for lua/sluice/batch.lua only: called as functions, never
+ * reachable from a batch object. */
+extern const luaL_Reg lib_batch_private[];
 extern const luaL_Reg lib_batch_meta[];
 extern const luaL_Reg lib_pipeline_methods[];
 extern const luaL_Reg lib_pipeline_meta[];
-/* __index closures over the methods table, serving read-only fields. */
-int lib_batch_index(lua_State *L);
-int lib_pipeline_index(lua_State *L);
+/* Field getters, as lib_copy_field: buffered, rows_added, ... /
+ * rows_sent, rows_done, ... */
+int lib_batch_field(lua_State *L);
+int lib_pipeline_field(lua_State *L);
 /* sluice.core.batch_new(db, prefix, suffix, names, opts) -> batch;
  * prepares the full statement shape, raises the server's error object if
- * it does not parse.  Called by lua/sluice/batch.lua. */
+ * it does not parse.  opts.state: a table the batch keeps alive (its Lua
+ * state).  Called by lua/sluice/batch.lua. */
 int lib_batch_new(lua_State *L);
 /* sluice.core.pipeline_start(db, sql, opts) -> pipeline (db busy until
  * close); raises the server's error object if sql does not parse. */

@@ -6,9 +6,14 @@
  * (params.h) - one call per row, no per-row malloc, nothing kept in Lua -
  * and, when the buffer is full (rows or bytes) or its oldest row is
  * max_age_ms old, calls the Lua flush (batch.lua), which runs the
- * statements through b:_send() and decides about transactions, RETURNING
+ * statements through send() and decides about transactions, RETURNING
  * and error messages.  Parameters never travel as Lua varargs on the way
- * out: _send binds a slice of the buffer to libpq directly.
+ * out: send() binds a slice of the buffer to libpq directly.
+ *
+ * Two method tables: lib_batch_methods is what a script sees (add, poll;
+ * batch.lua adds flush and close); lib_batch_private (send, values,
+ * reset, release, set_counts) is for batch.lua only, called as plain
+ * functions, and reachable from no batch object.
  *
  * The full statement shape (rows_per_statement rows) is prepared once,
  * when the batch is made; describing it tells the parameter types, which
@@ -29,9 +34,11 @@
 #include <string.h>
 #include <time.h>
 
-/* slots of the batch's environment table (batch.lua keeps its own named
- * fields in the same table) */
-enum { FENV_CONN = 1, FENV_NAMES };
+/* slots of the batch's environment table; FENV_STATE anchors batch.lua's
+ * state table (its on_reject, counts, ...) for as long as the batch
+ * lives, so batch.lua can find it in a table weak in keys and values.
+ * C never reads it. */
+enum { FENV_CONN = 1, FENV_NAMES, FENV_STATE };
 
 /* The most rows one batch buffers: its params_buf grows with them, and
  * the buffered count is an int. */
@@ -49,6 +56,8 @@ typedef struct sl_batch {
     int rows;          /* rows buffered */
     size_t rows_len;   /* p.data.len at the end of the last buffered row */
     double added;      /* rows added over the batch's life */
+    double committed;  /* rows this batch committed (set_counts) */
+    double in_doubt;   /* rows that may or may not have been committed */
     int *kinds;        /* owned: encoder family per column */
     char *prefix;      /* owned: "INSERT INTO t (a, b) VALUES " */
     char *suffix;      /* owned: " ON CONFLICT ... RETURNING ..." */
@@ -177,10 +186,10 @@ static int batch_poll(lua_State *L)
     return 1;
 }
 
-/* b:_send(first, nrows, want_rows) runs one INSERT for buffered rows
+/* send(b, first, nrows, want_rows) runs one INSERT for buffered rows
  * [first, first + nrows) (0-based) and returns its RETURNING rows when
  * want_rows, else the affected row count.  Raises the server's error
- * object.  For batch.lua only. */
+ * object.  Private (batch.lua). */
 static int batch_send(lua_State *L)
 {
     sl_batch *b = check_open(L, "flush");
@@ -216,8 +225,9 @@ static int batch_send(lua_State *L)
     return 1;
 }
 
-/* b:_values(i) -> the encoded parameters of buffered row i (0-based) as
- * a table of strings (nil for NULL): what a rejected row held, as sent. */
+/* values(b, i) -> the encoded parameters of buffered row i (0-based) as
+ * a table of strings (nil for NULL): what a rejected row held, as sent.
+ * Private (batch.lua). */
 static int batch_values(lua_State *L)
 {
     sl_batch *b = check_open(L, "flush");
@@ -234,7 +244,8 @@ static int batch_values(lua_State *L)
     return 1;
 }
 
-/* b:_reset() empties the buffer (after a flush, whatever its outcome). */
+/* reset(b) empties the buffer (after a flush, whatever its outcome).
+ * Private (batch.lua). */
 static int batch_reset(lua_State *L)
 {
     sl_batch *b = luaL_checkudata(L, 1, SLUICE_BATCH_MT);
@@ -245,10 +256,22 @@ static int batch_reset(lua_State *L)
     return 0;
 }
 
-/* b:_release() frees the buffers; the batch is closed afterwards. */
+/* release(b) frees the buffers; the batch is closed afterwards.
+ * Private (batch.lua). */
 static int batch_release_m(lua_State *L)
 {
     batch_release(luaL_checkudata(L, 1, SLUICE_BATCH_MT));
+    return 0;
+}
+
+/* set_counts(b, committed, in_doubt): what batch.lua learnt from the
+ * server's answers, served as b.rows_committed and b.rows_in_doubt.
+ * Private (batch.lua). */
+static int batch_set_counts(lua_State *L)
+{
+    sl_batch *b = luaL_checkudata(L, 1, SLUICE_BATCH_MT);
+    b->committed = luaL_checknumber(L, 2);
+    b->in_doubt = luaL_checknumber(L, 3);
     return 0;
 }
 
@@ -266,17 +289,13 @@ static int batch_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then read-only fields. */
-int lib_batch_index(lua_State *L)
+/* The read-only fields (see lib.h): buffered, rows_added, buffered_bytes,
+ * rows_per_statement, statement, state, rows_committed, rows_in_doubt;
+ * nil for any other key. */
+int lib_batch_field(lua_State *L)
 {
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
     sl_batch *b = luaL_checkudata(L, 1, SLUICE_BATCH_MT);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 1;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     if (strcmp(k, "buffered") == 0)
         lua_pushinteger(L, b->rows);
     else if (strcmp(k, "rows_added") == 0)
@@ -289,23 +308,27 @@ int lib_batch_index(lua_State *L)
         lua_pushstring(L, b->name);
     else if (strcmp(k, "state") == 0)
         lua_pushstring(L, b->open ? "open" : "closed");
-    else if (strcmp(k, "rows_committed") == 0 ||
-             strcmp(k, "rows_in_doubt") == 0) {
-        /* batch.lua keeps these counts in the environment table */
-        lua_getfenv(L, 1);
-        lua_getfield(L, -1, k[5] == 'c' ? "ok" : "doubt");
-    } else
+    else if (strcmp(k, "rows_committed") == 0)
+        lua_pushnumber(L, b->committed);
+    else if (strcmp(k, "rows_in_doubt") == 0)
+        lua_pushnumber(L, b->in_doubt);
+    else
         lua_pushnil(L);
     return 1;
 }
 
 const luaL_Reg lib_batch_methods[] = {
     { "add", batch_add },
-    { "_values", batch_values },
     { "poll", batch_poll },
-    { "_send", batch_send },
-    { "_reset", batch_reset },
-    { "_release", batch_release_m },
+    { NULL, NULL },
+};
+
+const luaL_Reg lib_batch_private[] = {
+    { "send", batch_send },
+    { "values", batch_values },
+    { "reset", batch_reset },
+    { "release", batch_release_m },
+    { "set_counts", batch_set_counts },
     { NULL, NULL },
 };
 
@@ -329,7 +352,8 @@ static char *dup_str(lua_State *L, const char *s)
  * prefix is "INSERT INTO t (cols) VALUES ", suffix the ON CONFLICT /
  * RETURNING text (or ""), names the column names (for messages); opts:
  * rows (1..), bytes (0 = off), max_age_ms (0 = off), json_encode,
- * flush (the Lua flush function).  Prepares the full shape; raises the
+ * flush (the Lua flush function), state (batch.lua's table for this
+ * batch, kept alive with it).  Prepares the full shape; raises the
  * server's error object if it does not parse (a bad column, a bad
  * on_conflict). */
 int lib_batch_new(lua_State *L)
@@ -362,11 +386,13 @@ int lib_batch_new(lua_State *L)
     luaL_getmetatable(L, SLUICE_BATCH_MT);
     lua_setmetatable(L, -2);
     int ud = lua_gettop(L);
-    lua_createtable(L, 2, 4);
+    lua_createtable(L, 3, 2);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, FENV_CONN);
     lua_pushvalue(L, 4);
     lua_rawseti(L, -2, FENV_NAMES);
+    lua_getfield(L, 5, "state");
+    lua_rawseti(L, -2, FENV_STATE);
     lua_getfield(L, 5, "json_encode");
     lua_setfield(L, -2, "json_encode");
     lua_getfield(L, 5, "flush");

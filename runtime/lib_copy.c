@@ -434,17 +434,13 @@ static int cp_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then the read-only fields. */
-int lib_copy_index(lua_State *L)
+/* The read-only fields (see lib.h): rows_sent, bytes_sent, buffered,
+ * buffer_size, chunk_size, format, state, path (a sink), columns; nil
+ * for any other key. */
+int lib_copy_field(lua_State *L)
 {
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
     sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 1;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     if (strcmp(k, "rows_sent") == 0)
         lua_pushnumber(L, (lua_Number)cp->w.rows);
     else if (strcmp(k, "bytes_sent") == 0)

@@ -165,18 +165,15 @@ static int rd_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then rows and state. */
-int lib_copyout_index(lua_State *L)
+/* The read-only fields (see lib.h): rows, state; nil for any other
+ * key. */
+int lib_copyout_field(lua_State *L)
 {
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
     sl_copyout *rd = luaL_checkudata(L, 1, SLUICE_COPYOUT_MT);
-    const char *k = lua_tostring(L, 2);
-    if (k && strcmp(k, "rows") == 0)
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+    if (strcmp(k, "rows") == 0)
         lua_pushnumber(L, (lua_Number)rd->rows);
-    else if (k && strcmp(k, "state") == 0)
+    else if (strcmp(k, "state") == 0)
         lua_pushstring(L, rd_state_names[rd->state]);
     else
         lua_pushnil(L);

@@ -537,14 +537,12 @@ static int csv_index(lua_State *L)
     return 1;
 }
 
-void lib_csv_set_index(lua_State *L)
+void lib_csv_push_field(lua_State *L)
 {
     // stack: ..., methods
-    luaL_getmetatable(L, SLUICE_CSV_MT);
-    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -1);
     lua_pushcclosure(L, csv_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    // stack: ..., methods, field getter
 }
 
 const luaL_Reg lib_csv_methods[] = {

@@ -360,17 +360,13 @@ static int pl_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: methods first (upvalue 1), then read-only fields. */
-int lib_pipeline_index(lua_State *L)
+/* The read-only fields (see lib.h): rows_sent, rows_done, rows_committed,
+ * rows_in_doubt, sync_every, state;
+ * nil for any other key. */
+int lib_pipeline_field(lua_State *L)
 {
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
     sl_pipeline *pl = luaL_checkudata(L, 1, SLUICE_PIPELINE_MT);
-    const char *k = lua_tostring(L, 2);
-    if (!k)
-        return 1;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     if (strcmp(k, "rows_sent") == 0)
         lua_pushnumber(L, (lua_Number)pl->s.rows_sent);
     else if (strcmp(k, "rows_done") == 0)

@@ -2,6 +2,17 @@
  * lib_sluice.c - luaopen_sluice_core: every userdata type and method table of
  * the core, registered in one place (the whole C API surface is here).
  *
+ * Each type reaches Lua once, as sluice.core.types.<name> = { mt = its
+ * metatable, methods = its methods table, field = its field getter (types
+ * with read-only fields), private = functions for the Lua library only
+ * (batch) }.  A type without fields (conn, stmt, tmpdb) gets __index =
+ * its methods table here.  A type with fields gets no __index here:
+ * LuaJIT cannot compile a call through a C __index, so
+ * lua/sluice/api.lua gives it a Lua one (the methods table first, then
+ * the field getter), once, before any object exists - which is also
+ * where the methods written in Lua join these tables.  api.lua is the
+ * place to read the API from; this file names the C tables it uses.
+ *
  * The Lua library (lua/sluice/init.lua) requires "sluice.core" and builds
  * the user-facing API on it.  The executable preloads this function; plain
  * LuaJIT finds it as sluice/core.so.
@@ -17,39 +28,40 @@
 
 int luaopen_sluice_core(lua_State *L);
 
-/* Create metatable `name` with metamethods `meta` and, when `methods` is
- * given, an __index table holding them.  Leaves the methods table (or the
- * metatable) on the stack. */
+/* Push the descriptor of type `name`: { mt = a new metatable with
+ * metamethods `meta` and __name, methods = a table of `methods` (when
+ * given) }.  Without `fields`, __index is the methods table; with it,
+ * there is no __index yet (api.lua sets it) and the caller adds the
+ * descriptor's field getter. */
 static void new_type(lua_State *L, const char *name, const luaL_Reg *meta,
-                     const luaL_Reg *methods)
+                     const luaL_Reg *methods, int fields)
 {
+    lua_createtable(L, 0, 4);
     luaL_newmetatable(L, name);
     luaL_register(L, NULL, meta);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "__name");
+    // stack: desc, mt
     if (methods) {
         lua_newtable(L);
         luaL_register(L, NULL, methods);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "__index");
-        lua_remove(L, -2);
+        if (!fields) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "__index");
+        }
+        lua_setfield(L, -3, "methods");
     }
+    lua_setfield(L, -2, "mt");
 }
 
-/* Like new_type, for types with read-only fields beside their methods:
- * __index is the C closure `index` over the methods table.  Leaves the
- * methods table on the stack. */
+/* new_type for a type with read-only fields served by `field`. */
 static void new_type_fields(lua_State *L, const char *name,
                             const luaL_Reg *meta, const luaL_Reg *methods,
-                            lua_CFunction index)
+                            lua_CFunction field)
 {
-    new_type(L, name, meta, methods);
-    // stack: methods
-    luaL_getmetatable(L, name);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    new_type(L, name, meta, methods, 1);
+    lua_pushcfunction(L, field);
+    lua_setfield(L, -2, "field");
 }
 
 /* sluice.core.set_helper(name, fn): install a Lua helper the C code
@@ -98,31 +110,44 @@ int luaopen_sluice_core(lua_State *L)
     lua_newtable(L);
     // stack: core
 
-    new_type(L, SLUICE_CONN_MT, lib_conn_meta, lib_conn_methods);
-    lua_setfield(L, -2, "conn_methods");
-    new_type(L, SLUICE_STMT_MT, lib_stmt_meta, lib_stmt_methods);
-    lua_setfield(L, -2, "stmt_methods");
-    new_type(L, SLUICE_TMPDB_MT, lib_tmpdb_meta, lib_tmpdb_methods);
-    lua_setfield(L, -2, "tmpdb_methods");
-    new_type(L, SLUICE_CSV_MT, lib_csv_meta, lib_csv_methods);
-    lib_csv_set_index(L);
-    lua_setfield(L, -2, "csv_methods");
-    new_type_fields(L, SLUICE_COPY_MT, lib_copy_meta, lib_copy_methods,
-                    lib_copy_index);
-    lua_setfield(L, -2, "copy_methods");
-    new_type_fields(L, SLUICE_COPYOUT_MT, lib_copyout_meta,
-                    lib_copyout_methods, lib_copyout_index);
-    lua_setfield(L, -2, "copyout_methods");
-    new_type_fields(L, SLUICE_BATCH_MT, lib_batch_meta, lib_batch_methods,
-                    lib_batch_index);
-    lua_setfield(L, -2, "batch_methods");
-    new_type_fields(L, SLUICE_PIPELINE_MT, lib_pipeline_meta,
-                    lib_pipeline_methods, lib_pipeline_index);
-    lua_setfield(L, -2, "pipeline_methods");
-    new_type(L, SLUICE_RESULT_MT, lib_result_meta, NULL);
+    lua_newtable(L);
+    // stack: core, types
+    new_type(L, SLUICE_CONN_MT, lib_conn_meta, lib_conn_methods, 0);
+    lua_setfield(L, -2, "conn");
+    new_type(L, SLUICE_STMT_MT, lib_stmt_meta, lib_stmt_methods, 0);
+    lua_setfield(L, -2, "stmt");
+    new_type(L, SLUICE_TMPDB_MT, lib_tmpdb_meta, lib_tmpdb_methods, 0);
+    lua_setfield(L, -2, "tmpdb");
+    new_type(L, SLUICE_CSV_MT, lib_csv_meta, lib_csv_methods, 1);
+    lua_getfield(L, -1, "methods");
+    lib_csv_push_field(L);
+    // stack: core, types, desc, methods, field
+    lua_setfield(L, -3, "field");
     lua_pop(L, 1);
-    new_type(L, SLUICE_ERROR_MT, lib_error_meta, NULL);
-    lua_setfield(L, -2, "error_meta");
+    lua_setfield(L, -2, "csv");
+    new_type_fields(L, SLUICE_COPY_MT, lib_copy_meta, lib_copy_methods,
+                    lib_copy_field);
+    lua_setfield(L, -2, "copy");
+    new_type_fields(L, SLUICE_COPYOUT_MT, lib_copyout_meta,
+                    lib_copyout_methods, lib_copyout_field);
+    lua_setfield(L, -2, "copyout");
+    new_type_fields(L, SLUICE_BATCH_MT, lib_batch_meta, lib_batch_methods,
+                    lib_batch_field);
+    lua_newtable(L);
+    luaL_register(L, NULL, lib_batch_private);
+    lua_setfield(L, -2, "private");
+    lua_setfield(L, -2, "batch");
+    new_type_fields(L, SLUICE_PIPELINE_MT, lib_pipeline_meta,
+                    lib_pipeline_methods, lib_pipeline_field);
+    lua_setfield(L, -2, "pipeline");
+    lua_setfield(L, -2, "types");
+    // stack: core
+    new_type(L, SLUICE_RESULT_MT, lib_result_meta, NULL, 0);
+    lua_pop(L, 1);
+    new_type(L, SLUICE_ERROR_MT, lib_error_meta, NULL, 0);
+    lua_getfield(L, -1, "mt");
+    lua_setfield(L, -3, "error_meta");
+    lua_pop(L, 1);
 
     lua_pushcfunction(L, lib_conn_connect);
     lua_setfield(L, -2, "connect");

@@ -87,7 +87,19 @@
 -- Fields: b.buffered, b.rows_added, b.buffered_bytes,
 -- b.rows_per_statement, b.statement, b.state ("open", "closed"),
 -- b.rows_committed, b.rows_in_doubt (as the error fields).
+local core = require "sluice.core"
+
 local M = {}
+
+-- The batch's functions for this module only (runtime/lib_batch.c):
+-- send, values, reset, release, set_counts.
+local private = core.types.batch.private
+
+-- Each batch's state here (its db, options, counts): the batch keeps it
+-- alive (core.batch_new's opts.state), this table finds it.  Weak keys
+-- and values: it may hold the script's functions, which may refer to the
+-- batch.
+local states = setmetatable({}, { __mode = "kv" })
 
 local BATCH_OPTS = {
   rows = true, bytes = true, max_age_ms = true, on_conflict = true,
@@ -206,7 +218,7 @@ local function retry_rows(b, st, db, f)
         db:exec("SAVEPOINT sluice_batch")
         sp_open = true
       end
-      local got = b:_send(i, 1, st.want)
+      local got = private.send(b, i, 1, st.want)
       if f.sp then db:exec("RELEASE SAVEPOINT sluice_batch") end
       return got
     end)
@@ -220,7 +232,7 @@ local function retry_rows(b, st, db, f)
         -- the rows before this one are done (inserted or rejected)
         return rejected, stop(r, first + i, f.auto and outcome.unanswered(r) and 1 or 0)
       end
-      rejected[#rejected + 1] = { b:_values(i), r, first + i }
+      rejected[#rejected + 1] = { private.values(b, i), r, first + i }
     end
     if sig and i < n - 1 then
       return rejected, stop(interrupted(sig), first + i + 1, 0)
@@ -273,7 +285,7 @@ local function send_flush(b, st, db, f)
   for s = 0, f.n - 1, per do
     local k = math.min(per, f.n - s)
     if f.auto and not f.own then f.stage = k end
-    local r = b:_send(s, k, st.want)
+    local r = private.send(b, s, k, st.want)
     f.stage = nil
     if not f.auto then
       f.in_tx = f.in_tx + k
@@ -358,13 +370,13 @@ end
 
 -- The flush behind b:flush(), add() (when full or old) and poll().
 local function flush(b)
-  local st = debug.getfenv(b)
+  local st = states[b]
   if st.flushing then
     error("batch:flush: called again while flushing (from on_returning?)", 2)
   end
   local n = b.buffered
   if n == 0 then return 0, st.want and {} or nil end
-  local db = st[1]
+  local db = st.db
   local status = db:status()
   if st.mode == "per_flush" and status ~= "idle" then
     -- nothing sent yet: the rows stay buffered
@@ -388,7 +400,8 @@ local function flush(b)
   st.flushing = true
   local ok, err = outcome.held(flush_held, b, st, db, f)
   st.flushing = false
-  b:_reset()
+  private.set_counts(b, st.ok, st.doubt)
+  private.reset(b)
   st.done = f.last
   if not ok then error(err, 0) end -- a bug in the above: say so plainly
   local rejected = f.rejected
@@ -407,10 +420,58 @@ local function flush(b)
   return n, f.out
 end
 
-local methods = {}
+-- db:batch's options, their names already checked (misuse raises at the
+-- line that called db:batch): the transaction mode.
+local function batch_options(opts)
+  if not positive(opts.rows) or (opts.rows and opts.rows % 1 ~= 0) then
+    error("batch: rows must be a positive integer", 3)
+  end
+  if not positive(opts.bytes) then error("batch: bytes must be a positive number", 3) end
+  if not positive(opts.max_age_ms) then
+    error("batch: max_age_ms must be a positive number", 3)
+  end
+  local mode = opts.transaction or "per_flush"
+  if mode ~= "per_flush" and mode ~= "caller" then
+    error("batch: transaction must be \"per_flush\" or \"caller\", got "
+          .. tostring(mode), 3)
+  end
+  if opts.on_returning ~= nil and type(opts.on_returning) ~= "function" then
+    error("batch: on_returning must be a function", 3)
+  end
+  if opts.on_reject ~= nil and type(opts.on_reject) ~= "function" then
+    error("batch: on_reject must be a function(values, err, row)", 3)
+  end
+  if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
+    error("batch: json_encode must be a function", 3)
+  end
+  return mode
+end
+
+-- The statement's text after VALUES (...): ON CONFLICT and RETURNING,
+-- checked as batch_options does.
+local function insert_suffix(db, opts)
+  local suffix = ""
+  if opts.on_conflict ~= nil then
+    if type(opts.on_conflict) ~= "string" then
+      error("batch: on_conflict must be a string (the SQL after ON CONFLICT)", 3)
+    end
+    suffix = " ON CONFLICT " .. opts.on_conflict
+  end
+  local ret = opts.returning
+  if ret ~= nil then
+    if type(ret) == "string" then ret = { ret } end
+    if type(ret) ~= "table" or #ret == 0 then
+      error("batch: returning must be a column name or a list of them", 3)
+    end
+    local q = {}
+    for i, c in ipairs(ret) do q[i] = c == "*" and "*" or db:quote_ident(c) end
+    suffix = suffix .. " RETURNING " .. table.concat(q, ", ")
+  end
+  return suffix
+end
 
 --- db:batch(table, columns, opts) -> batch (see the top of this file).
-function methods.batch(db, tbl, columns, opts)
+function M.batch(db, tbl, columns, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("batch: opts must be a table, got " .. type(opts), 2)
@@ -436,80 +497,47 @@ function methods.batch(db, tbl, columns, opts)
     end
     quoted[i] = db:quote_ident(c)
   end
-  if not positive(opts.rows) or (opts.rows and opts.rows % 1 ~= 0) then
-    error("batch: rows must be a positive integer", 2)
-  end
-  if not positive(opts.bytes) then error("batch: bytes must be a positive number", 2) end
-  if not positive(opts.max_age_ms) then
-    error("batch: max_age_ms must be a positive number", 2)
-  end
-  local mode = opts.transaction or "per_flush"
-  if mode ~= "per_flush" and mode ~= "caller" then
-    error("batch: transaction must be \"per_flush\" or \"caller\", got "
-          .. tostring(mode), 2)
-  end
-  if opts.on_returning ~= nil and type(opts.on_returning) ~= "function" then
-    error("batch: on_returning must be a function", 2)
-  end
-  if opts.on_reject ~= nil and type(opts.on_reject) ~= "function" then
-    error("batch: on_reject must be a function(values, err, row)", 2)
-  end
-  if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
-    error("batch: json_encode must be a function", 2)
-  end
-  local suffix = ""
-  if opts.on_conflict ~= nil then
-    if type(opts.on_conflict) ~= "string" then
-      error("batch: on_conflict must be a string (the SQL after ON CONFLICT)", 2)
-    end
-    suffix = " ON CONFLICT " .. opts.on_conflict
-  end
-  local ret = opts.returning
-  if ret ~= nil then
-    if type(ret) == "string" then ret = { ret } end
-    if type(ret) ~= "table" or #ret == 0 then
-      error("batch: returning must be a column name or a list of them", 2)
-    end
-    local q = {}
-    for i, c in ipairs(ret) do q[i] = c == "*" and "*" or db:quote_ident(c) end
-    suffix = suffix .. " RETURNING " .. table.concat(q, ", ")
-  end
+  local mode = batch_options(opts)
+  local suffix = insert_suffix(db, opts)
   local prefix = ("INSERT INTO %s (%s) VALUES "):format(qtable, table.concat(quoted, ", "))
   local names = {}
   for i, c in ipairs(columns) do names[i] = c end
-  local b = M.core.batch_new(db, prefix, suffix, names, {
+  local st = {
+    db = db,
+    mode = mode,
+    want = opts.returning ~= nil,
+    on_returning = opts.on_returning,
+    on_reject = opts.on_reject,
+    rejects = 0,    -- rows handed to on_reject
+    done = 0,       -- rows flushed or dropped by a failed flush
+    ok = 0,         -- rows this batch committed (b.rows_committed)
+    doubt = 0,      -- rows that may or may not have been committed
+    in_caller = 0,  -- rows flushed into a caller's transaction
+  }
+  local b = core.batch_new(db, prefix, suffix, names, {
     rows = opts.rows, bytes = opts.bytes, max_age_ms = opts.max_age_ms,
     json_encode = opts.json_encode or default_json_encode(),
-    flush = flush,
+    flush = flush, state = st,
   })
-  local st = debug.getfenv(b)
-  st.mode = mode
-  st.want = ret ~= nil
-  st.on_returning = opts.on_returning
-  st.on_reject = opts.on_reject
-  st.rejects = 0    -- rows handed to on_reject
-  st.done = 0       -- rows flushed or dropped by a failed flush
-  st.ok = 0         -- rows this batch committed
-  st.doubt = 0      -- rows that may or may not have been committed
-  st.in_caller = 0  -- rows flushed into a caller's transaction
+  states[b] = st
   return b
 end
 
-local batch_methods = {}
-
-function batch_methods.flush(b)
+--- b:flush() (see the top of this file).
+function M.flush(b)
   if b.state ~= "open" then error("batch:flush: the batch is closed", 2) end
   return flush(b)
 end
 
-function batch_methods.close(b)
+--- b:close() (see the top of this file).
+function M.close(b)
   if b.state ~= "open" then return b.rows_added end
-  local st = debug.getfenv(b)
+  local st = states[b]
   local ok, err = pcall(flush, b)
   local total = b.rows_added
-  local db = st[1]
+  local db = st.db
   local name = b.statement
-  b:_release()
+  private.release(b)
   if not ok then error(err, 0) end
   if not db:is_closed() and db:status() ~= "inerror" and name ~= "" then
     db:exec("DEALLOCATE " .. name)
@@ -517,10 +545,12 @@ function batch_methods.close(b)
   return total
 end
 
-function M.install(core)
-  M.core = core
-  for k, v in pairs(methods) do core.conn_methods[k] = v end
-  for k, v in pairs(batch_methods) do core.batch_methods[k] = v end
+--- End a batch without sending what it still buffers (close() would
+-- flush it: a failed load must not add rows after its failure).  Never
+-- raises.
+function M.drop(b)
+  pcall(private.reset, b)
+  pcall(M.close, b)
 end
 
 return M

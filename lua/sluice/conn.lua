@@ -1,9 +1,27 @@
---- Connection methods written in Lua: transactions and savepoints.
+--- Connection methods written in Lua: transactions, savepoints and table
+-- names; and what the library remembers of each connection.
 --
 -- The C core (runtime/lib_conn.c) provides exec, query, query_one,
--- prepare, status, info, quote_ident, on_notice and close; install() adds
--- these to the same method table, so a connection has one flat API.
+-- prepare, status, info, quote_ident, on_notice and close; api.lua puts
+-- these functions (its DB_METHODS) in the same methods table, so a
+-- connection has one flat API.
+local core = require "sluice.core"
+
 local M = {}
+
+-- What the library remembers of a connection: target (see M.target),
+-- depth (of nested transaction() savepoints).  Weak keys: an entry goes
+-- with its connection, and holds nothing that refers back to it.
+local state = setmetatable({}, { __mode = "k" })
+
+local function state_of(db)
+  local st = state[db]
+  if not st then
+    st = {}
+    state[db] = st
+  end
+  return st
+end
 
 local ISOLATION = {
   ["read committed"] = "READ COMMITTED",
@@ -11,12 +29,10 @@ local ISOLATION = {
   ["serializable"] = "SERIALIZABLE",
 }
 
-local methods = {}
-
 --- db:begin([opts]) starts a transaction.  opts.isolation is one of
 -- "read committed", "repeatable read", "serializable"; opts.read_only and
 -- opts.deferrable are booleans.
-function methods.begin(db, opts)
+function M.begin(db, opts)
   local st = db:status()
   -- "broken" and "closed" fall through: exec raises the lost connection
   -- (08006) or the closed one, which say more than "in progress"
@@ -51,7 +67,7 @@ end
 -- answers COMMIT with ROLLBACK, which is never reported as success.  A
 -- connection lost during COMMIT raises the lost connection's error with a
 -- detail saying the outcome is unknown.
-function methods.commit(db)
+function M.commit(db)
   local st = db:status()
   if st == "idle" then
     error("commit: no transaction in progress", 2)
@@ -84,7 +100,7 @@ end
 
 --- db:rollback() rolls back the open transaction.  Returns false (and does
 -- nothing) when there is none, so it is safe in error handlers.
-function methods.rollback(db)
+function M.rollback(db)
   if db:status() == "idle" then return false end
   db:exec("ROLLBACK")
   return true
@@ -100,22 +116,22 @@ local function check_name(db, fname, name)
   return db:quote_ident(name)
 end
 
-function methods.savepoint(db, name)
+function M.savepoint(db, name)
   db:exec("SAVEPOINT " .. check_name(db, "savepoint", name))
 end
 
-function methods.release(db, name)
+function M.release(db, name)
   db:exec("RELEASE SAVEPOINT " .. check_name(db, "release", name))
 end
 
-function methods.rollback_to(db, name)
+function M.rollback_to(db, name)
   db:exec("ROLLBACK TO SAVEPOINT " .. check_name(db, "rollback_to", name))
 end
 
 --- db:quote_table(t) -> quoted SQL name, name as shown in messages; or
 -- nil when t is not "name", "schema.name" or {schema, name}.  Names are
 -- taken literally (no case folding) and quoted with libpq's escaping.
-function methods.quote_table(db, tbl)
+function M.quote_table(db, tbl)
   local schema, name
   if type(tbl) == "string" then
     schema, name = tbl:match("^([^.]+)%.([^.]+)$")
@@ -141,7 +157,7 @@ end
 -- fn returns (and returns what fn returned), rolls back and re-raises the
 -- original error when fn raises.  Inside an open transaction it uses a
 -- savepoint instead, so calls nest.
-function methods.transaction(db, fn, ...)
+function M.transaction(db, fn, ...)
   if type(fn) ~= "function" then
     error("transaction: expected a function, got " .. type(fn), 2)
   end
@@ -156,60 +172,50 @@ function methods.transaction(db, fn, ...)
     local r = pack(pcall(fn, db, ...))
     if not r[1] then
       -- keep the original error even if the connection is gone
-      pcall(methods.rollback, db)
+      pcall(M.rollback, db)
       error(r[2], 0)
     end
     db:commit()
     return unpack(r, 2, r.n)
   end
   -- nested: a savepoint named after the nesting depth
-  local ud = M.state(db)
-  ud.depth = (ud.depth or 0) + 1
-  local sp = "sluice_tx_" .. ud.depth
-  local ok, err = pcall(methods.savepoint, db, sp)
+  local c = state_of(db)
+  c.depth = (c.depth or 0) + 1
+  local sp = "sluice_tx_" .. c.depth
+  local ok, err = pcall(M.savepoint, db, sp)
   if not ok then
-    ud.depth = ud.depth - 1
+    c.depth = c.depth - 1
     error(err, 0)
   end
   local r = pack(pcall(fn, db, ...))
-  ud.depth = ud.depth - 1
+  c.depth = c.depth - 1
   if not r[1] then
     if db:status() ~= "idle" then
-      pcall(methods.rollback_to, db, sp)
-      pcall(methods.release, db, sp)
+      pcall(M.rollback_to, db, sp)
+      pcall(M.release, db, sp)
     end
     error(r[2], 0)
   end
-  methods.release(db, sp)
+  M.release(db, sp)
   return unpack(r, 2, r.n)
 end
 
---- Per-connection Lua-side state (the connection's environment table).
-function M.state(db)
-  return debug.getfenv(db)
+--- Open a connection (core.connect: target is a conninfo string or a URI,
+-- "" for libpq's PG* variables) and remember its target.
+function M.connect(target)
+  local db = core.connect(target)
+  state_of(db).target = target or ""
+  return db
 end
 
 --- The target a connection was opened with ("" for DATABASE_URL-less,
 -- PG*-variable connections), so sluice.load can open more connections to
 -- the same place (connections = N).  It may hold a password: it is kept
 -- here only, never put into a message.  nil for a connection not made
--- through core.connect.
+-- through M.connect.
 function M.target(db)
-  return debug.getfenv(db).target
-end
-
-function M.install(core)
-  for k, v in pairs(methods) do
-    core.conn_methods[k] = v
-  end
-  -- remember each connection's target in its environment table (wrapping
-  -- here keeps sluice.connect, in init.lua, unchanged)
-  local connect = core.connect
-  core.connect = function(target)
-    local db = connect(target)
-    debug.getfenv(db).target = target or ""
-    return db
-  end
+  local st = state[db]
+  return st and st.target
 end
 
 return M

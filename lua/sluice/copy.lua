@@ -70,9 +70,11 @@
 --   rows (a cancel would abort the caller's transaction).  reader.rows
 --   counts the rows read, reader.state is "open", "done" or "closed".
 
+local core = require "sluice.core"
+
 local M = {}
 
-local NULL -- sluice.null, set by install()
+local NULL = core.null
 
 local cdata_kind = require("sluice.values").cdata_kind
 
@@ -151,9 +153,10 @@ local FORMATS = { auto = true, text = true, csv = true, binary = true }
 
 local default_json_encode = require("sluice.values").default_json_encode
 
-local methods = {}
-
-function methods.copy(db, tbl, columns, opts)
+-- db:copy's options, checked (misuse raises at the line that called
+-- db:copy): columns, opts (a table with no list part in the place of
+-- columns is the options), the format asked for and the chunk size.
+local function copy_options(columns, opts)
   -- db:copy(t, opts): a table with no list part is the options
   if opts == nil and type(columns) == "table" and columns[1] == nil
      and next(columns) ~= nil then
@@ -161,58 +164,57 @@ function methods.copy(db, tbl, columns, opts)
   end
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
-    error("copy: opts must be a table, got " .. type(opts), 2)
+    error("copy: opts must be a table, got " .. type(opts), 3)
   end
   for k in pairs(opts) do
     if not COPY_OPTS[k] then
       error("copy: unknown option '" .. tostring(k)
-            .. "' (format, chunk_size, json_encode)", 2)
+            .. "' (format, chunk_size, json_encode)", 3)
     end
   end
   local format = opts.format or "auto"
   if not FORMATS[format] then
     error("copy: format must be \"auto\", \"text\", \"csv\" or \"binary\", got "
-          .. tostring(format), 2)
+          .. tostring(format), 3)
   end
   local chunk = opts.chunk_size
   if chunk ~= nil and (type(chunk) ~= "number" or chunk < 1024 or chunk > 2^30
                        or chunk ~= math.floor(chunk)) then
-    error("copy: chunk_size must be an integer from 1024 to 2^30 bytes", 2)
+    error("copy: chunk_size must be an integer from 1024 to 2^30 bytes", 3)
   end
   if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
-    error("copy: json_encode must be a function", 2)
+    error("copy: json_encode must be a function", 3)
   end
-  local qtable, shown = quote_table(db, "copy", tbl)
-  local names_param
-  if columns ~= nil then
-    if type(columns) ~= "table" or #columns == 0 then
-      error("copy: columns must be a non-empty list of column names", 2)
-    end
-    for i, c in ipairs(columns) do
-      if type(c) ~= "string" or c == "" then
-        error(("copy: column %d must be a non-empty string, got %s")
-              :format(i, type(c)), 2)
-      end
-    end
-    names_param = text_array(columns)
-  end
+  return columns, opts, format, chunk
+end
 
-  local rows = db:query(CATALOG_SQL, qtable, names_param)
-  if not rows[1] or not rows[1].found then
-    error(("copy: table \"%s\" does not exist"):format(shown), 2)
+-- The column list as the catalog query's parameter (nil: every column),
+-- checked as copy_options checks.
+local function columns_param(columns)
+  if columns == nil then return nil end
+  if type(columns) ~= "table" or #columns == 0 then
+    error("copy: columns must be a non-empty list of column names", 3)
   end
-  if rows[1].ord == NULL then
-    error(("copy: table \"%s\" has no columns to load"):format(shown), 2)
+  for i, c in ipairs(columns) do
+    if type(c) ~= "string" or c == "" then
+      error(("copy: column %d must be a non-empty string, got %s")
+            :format(i, type(c)), 3)
+    end
   end
-  local core = M.core
+  return text_array(columns)
+end
+
+-- From the catalog's rows: each column's spec for core.copy_start, its
+-- quoted name, and what picks the format - t.all_binary (every column
+-- has a binary encoder), t.has_tstz, t.need_json (a json column: a
+-- default encoder is needed).  Raises as copy_options does.
+local function column_specs(db, rows, shown, format)
   local specs, quoted = {}, {}
-  local all_binary, has_tstz = true, false
-  local utc = UTC_ZONES[tostring(rows[1].timezone):lower()] or false
-  local need_json = false
+  local t = { all_binary = true, has_tstz = false, need_json = false }
   for i, r in ipairs(rows) do
     if not r.exists then
       error(("copy: column \"%s\" of table \"%s\" does not exist")
-            :format(r.name, shown), 2)
+            :format(r.name, shown), 3)
     end
     local spec = {
       name = r.name, type_name = r.type_name,
@@ -223,31 +225,44 @@ function methods.copy(db, tbl, columns, opts)
       spec.elem_oid = r.elem_oid
       spec.elem_base_oid = r.elem_base_oid
       spec.elem_textlike = TEXT_RECV[r.elem_recv] or false
-      local ekind = core.copy_kind(spec.elem_base_oid, spec.elem_textlike)
-      if ekind == "other" then all_binary = false end
-      if ekind == "timestamptz" then has_tstz = true end
-      if ekind == "json" or ekind == "jsonb" then need_json = true end
-    else
-      if kind == "other" then all_binary = false end
-      if kind == "timestamptz" then has_tstz = true end
-      if kind == "json" or kind == "jsonb" then need_json = true end
+      kind = core.copy_kind(spec.elem_base_oid, spec.elem_textlike)
     end
-    if format == "binary" and not all_binary then
+    if kind == "other" then t.all_binary = false end
+    if kind == "timestamptz" then t.has_tstz = true end
+    if kind == "json" or kind == "jsonb" then t.need_json = true end
+    if format == "binary" and not t.all_binary then
       error(("copy: column \"%s\" (%s) has no binary encoder; use format "
-             .. "\"text\" or \"csv\""):format(r.name, r.type_name), 2)
+             .. "\"text\" or \"csv\""):format(r.name, r.type_name), 3)
     end
     specs[i] = spec
     quoted[i] = db:quote_ident(r.name)
   end
+  return specs, quoted, t
+end
+
+--- db:copy(table [, columns] [, opts]) -> stream (see the top of this file).
+function M.copy(db, tbl, columns, opts)
+  local format, chunk
+  columns, opts, format, chunk = copy_options(columns, opts)
+  local qtable, shown = quote_table(db, "copy", tbl)
+  local rows = db:query(CATALOG_SQL, qtable, columns_param(columns))
+  if not rows[1] or not rows[1].found then
+    error(("copy: table \"%s\" does not exist"):format(shown), 2)
+  end
+  if rows[1].ord == NULL then
+    error(("copy: table \"%s\" has no columns to load"):format(shown), 2)
+  end
+  local utc = UTC_ZONES[tostring(rows[1].timezone):lower()] or false
+  local specs, quoted, t = column_specs(db, rows, shown, format)
   if format == "auto" then
-    format = (all_binary and (utc or not has_tstz)) and "binary" or "text"
+    format = (t.all_binary and (utc or not t.has_tstz)) and "binary" or "text"
   end
   local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s%s)")
     :format(qtable, table.concat(quoted, ", "), format,
             opts.freeze and ", FREEZE" or "")
   local cp = core.copy_start(db, sql, format, specs, {
     chunk_size = chunk,
-    json_encode = opts.json_encode or (need_json and default_json_encode()),
+    json_encode = opts.json_encode or (t.need_json and default_json_encode()),
     cdata_kind = cdata_kind,
     utc = utc,
   })
@@ -280,7 +295,7 @@ M.fast_rows = setmetatable({}, { __mode = "k" })
 
 local function load_fast_table()
   F, BY_KIND = {}, {}
-  for _, f in ipairs(M.core.copy_fast_functions()) do
+  for _, f in ipairs(core.copy_fast_functions()) do
     F[f.name] = ffi.cast(f.sig, f.fn)
     for _, kind in ipairs(f.kinds) do
       BY_KIND[kind] = BY_KIND[kind] or {}
@@ -352,8 +367,9 @@ local function writer_for(kinds, text)
   body[#body + 1] = "end"
   local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
   if not chunk then return nil end -- never expected: the C row() serves
-  w = { chunk(F, NULL, pointers, M.core.copy_methods.row, M.core.copy_methods.flush,
-              select, type, rawequal), pointers }
+  local c_methods = core.types.copy.methods
+  w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal),
+        pointers }
   writers[sig] = w
   return w
 end
@@ -363,9 +379,9 @@ end
 function M.attach_fast_row(cp, text)
   local ptr, kinds
   if text then
-    ptr, kinds = M.core.copy_fast_text(cp)
+    ptr, kinds = core.copy_fast_text(cp)
   else
-    ptr, kinds = M.core.copy_fast(cp)
+    ptr, kinds = core.copy_fast(cp)
   end
   if not ptr or #kinds > 100 then return end
   if not F then load_fast_table() end
@@ -381,7 +397,7 @@ local function is_name(s)
   return s:match("^[%a_][%w_$]*$") or s:match("^[%a_][%w_$]*%.[%a_][%w_$]*$")
 end
 
-function methods.copy_out(db, source, opts)
+function M.copy_out(db, source, opts)
   if opts ~= nil then
     if type(opts) ~= "table" then
       error("copy_out: opts must be a table, got " .. type(opts), 2)
@@ -407,15 +423,7 @@ function methods.copy_out(db, source, opts)
   else
     error("copy_out: expected a query or a table name, got " .. type(source), 2)
   end
-  return M.core.copy_out_start(db, sql)
-end
-
-function M.install(core)
-  M.core = core
-  NULL = core.null
-  for k, v in pairs(methods) do
-    core.conn_methods[k] = v
-  end
+  return core.copy_out_start(db, sql)
 end
 
 return M

@@ -95,11 +95,11 @@
 -- transaction) leaves the COPY in doubt, and the error says so.
 local core = require "sluice.core"
 
+-- (db:copy_from_file is core.csv_copy_from_file; api.lua makes it a
+-- method of connections.)
 local M = {
   open = core.csv_open,
   rows = core.csv_rows,
 }
-
-core.conn_methods.copy_from_file = core.csv_copy_from_file
 
 return M

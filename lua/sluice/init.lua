@@ -2,9 +2,12 @@
 --
 -- This module is the public entry point.  It builds on the C core
 -- (sluice.core: connections, statements, the throwaway server) and adds the
--- parts that are easier in Lua: connection targets, transactions, helpers
--- the core calls through the FFI.
+-- parts that are easier in Lua.  The methods and fields of every object
+-- (db, COPY streams, batches, ...) are assembled in one place, api.lua,
+-- required first: no object exists before its type is complete.
 local core = require "sluice.core"
+require "sluice.api"
+local conn = require "sluice.conn"
 local ffi = require "ffi"
 
 ffi.cdef [[ long long strtoll(const char *s, char **end, int base); ]]
@@ -35,47 +38,6 @@ local sluice = {
   null = core.null,
 }
 
--- LuaJIT cannot record a call to a C __index, so a loop calling
--- cp:row(...) on a type whose __index is the C field getter never
--- compiled (and the script's own per-row code ran interpreted with it).
--- A Lua __index that finds methods in a plain table first keeps such
--- loops compilable; fields (cp.rows_sent, ...) still come from C.
-do
-  local reg = debug.getregistry()
-  for mtname, key in pairs {
-    ["sluice.copy"] = "copy_methods", ["sluice.copyout"] = "copyout_methods",
-    ["sluice.batch"] = "batch_methods", ["sluice.pipeline"] = "pipeline_methods",
-    ["sluice.csv"] = "csv_methods",
-  } do
-    local mt, methods = reg[mtname], core[key]
-    local cindex = mt and mt.__index
-    if type(cindex) == "function" and type(methods) == "table" then
-      mt.__index = function(self, k)
-        local m = methods[k]
-        if m ~= nil then return m end
-        return cindex(self, k)
-      end
-    end
-  end
-  -- a binary COPY stream's row() may be its compiled writer (copy.lua)
-  local mt = reg["sluice.copy"]
-  local index, fast_rows = mt.__index, require("sluice.copy").fast_rows
-  mt.__index = function(self, k)
-    if k == "row" then
-      local w = fast_rows[self]
-      if w then return w end
-    end
-    return index(self, k)
-  end
-end
-
-require("sluice.outcome").install(core)
-require("sluice.conn").install(core)
-require("sluice.copy").install(core)
-require("sluice.batch").install(core)
-require("sluice.pipeline").install(core)
-require("sluice.upsert").install(core)
-
 --- Connect to PostgreSQL.
 -- target: a libpq conninfo string ("host=... dbname=...") or a
 -- postgres:// URI.  Without one, DATABASE_URL is used, and without that
@@ -89,7 +51,7 @@ function sluice.connect(target)
   if target == nil then
     target = os.getenv("DATABASE_URL") or ""
   end
-  return core.connect(target)
+  return conn.connect(target)
 end
 
 --- Is v the database NULL (nil or sluice.null)?

@@ -78,6 +78,7 @@
 -- strategy, table }.
 local progress = require "sluice.progress"
 local conn = require "sluice.conn"
+local batch = require "sluice.batch"
 local list_iterator = require("sluice.values").list_iterator
 local outcome = require "sluice.outcome"
 
@@ -222,8 +223,8 @@ end
 --------------------------------------------------------------- sinks
 -- A sink takes rows (put(handle, v1..vN)) and is then finished (commits
 -- what it began) or aborted (rolls back; never raises).  One sink per
--- connection; `put` is fetched once because the streams' __index is a C
--- function LuaJIT cannot record (see model.lua's writer).
+-- connection; `put` is fetched once, not looked up per row (a call of
+-- the same function on every stream it is dealt to).
 --
 -- What a sink committed, for the load's error: a sink that commits as it
 -- goes has counts() -> rows committed, rows in doubt (in the load's row
@@ -247,13 +248,6 @@ local function committing(s, fn, ...)
   if not ok then error(err, 0) end
 end
 
--- End a batch without sending what it still buffers (close() would flush
--- it: a failed load must not add rows after its failure).
-local function drop_batch(b)
-  pcall(b._reset, b)
-  pcall(b.close, b)
-end
-
 local function batch_counts(b)
   return function() return b.rows_committed, b.rows_in_doubt end
 end
@@ -265,7 +259,7 @@ function sinks.rowwise_autocommit(db, ctx)
   return {
     handle = b, put = b.add, counts = batch_counts(b), numbered = true,
     finish = function() b:close() end,
-    abort = function() drop_batch(b) end,
+    abort = function() batch.drop(b) end,
   }
 end
 
@@ -311,7 +305,7 @@ function sinks.rowwise_tx(db, ctx)
     b:close()
     commit_all()
   end
-  s.abort = function() drop_batch(b); pcall(db.rollback, db) end
+  s.abort = function() batch.drop(b); pcall(db.rollback, db) end
   return s
 end
 
@@ -325,7 +319,7 @@ function sinks.batch(db, ctx)
   local s = {
     handle = b, put = b.add,
     finish = function() b:close() end,
-    abort = function() drop_batch(b); if tx then pcall(db.rollback, db) end end,
+    abort = function() batch.drop(b); if tx then pcall(db.rollback, db) end end,
   }
   if tx then
     s.commit = function() committing(s, db.commit, db) end
@@ -502,12 +496,11 @@ local function more_connections(db, n)
     error("load: connections = N needs a connection made by sluice.connect "
           .. "(its target is not known)", 0)
   end
-  local core = require "sluice.core"
   local s = db:query_one("select current_setting('search_path') as sp, "
                          .. "current_setting('TimeZone') as tz")
   local out = { db }
   for k = 2, n do
-    local c = core.connect(target)
+    local c = conn.connect(target)
     c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
             s.sp, s.tz)
     out[k] = c
@@ -573,50 +566,62 @@ local function check_opts(o)
   return strategy, nconn
 end
 
---- sluice.load(opts) -> summary (see the top of this file).
-function M.load(o)
-  local strategy, nconn = check_opts(o)
-  local db = o.db
+------------------------------------------------------- the load's steps
+-- The steps of one load share a table, `run`:
+--   o, db, strategy, nconn   the options (checked)
+--   ctx                      what the sinks need (see sinks above)
+--   columns, ncols, is_column
+--   next_item, first         the input; its first item, already read
+--   prog                     the progress display, or nil
+--   conns, opened            the connections, and a sink on each
+--   n, bytes                 the rows put so far and their size
+
+-- Refuse a connection with a transaction open (misuse: raises at the
+-- line that called sluice.load).
+local function check_idle(db)
   local status = db:status()
   if status ~= "idle" then
     fail("a transaction is open on the connection (status " .. status .. "); "
-         .. "sluice.load runs its own transactions: commit or roll back first")
+         .. "sluice.load runs its own transactions: commit or roll back first", 2)
   end
+end
 
+-- The run of a load: the table and its columns, from the options or the
+-- first item's model, and what the sinks need.  Misuse raises at the
+-- line that called sluice.load.
+local function prepare(o, strategy, nconn, next_item)
+  local db = o.db
   -- peek at the first item: a model gives the table and the columns
-  local next_item = items(o.rows)
   local first = next_item()
   local model = type(first) == "table" and model_of(first) or nil
   local tbl = o.table or (model and model.table)
-  if tbl == nil then fail("table = \"name\" is required") end
+  if tbl == nil then fail("table = \"name\" is required", 2) end
   local qtable = db:quote_table(tbl)
   if not qtable then
-    fail("table must be \"name\", \"schema.name\" or {schema, name}, got " .. tostring(tbl))
+    fail("table must be \"name\", \"schema.name\" or {schema, name}, got " .. tostring(tbl), 2)
   end
   local shown = type(tbl) == "table" and table.concat(tbl, ".") or tbl
   if not db:query_one("select to_regclass($1) is not null as ok", qtable).ok then
-    fail(("table \"%s\" does not exist"):format(shown))
+    fail(("table \"%s\" does not exist"):format(shown), 2)
   end
   local columns = o.columns or (model and model.column_names) or M.table_columns(db, qtable)
   if type(columns) ~= "table" or #columns == 0 then
-    fail("columns must be a non-empty list of column names")
+    fail("columns must be a non-empty list of column names", 2)
   end
   if o.freeze and db:query_one("select exists(select 1 from " .. qtable .. ") as e").e then
     fail(("freeze = true needs an empty table (COPY FREEZE needs it truncated in the same "
-          .. "transaction, and table \"%s\" has rows): truncate it first or drop freeze"):format(shown))
+          .. "transaction, and table \"%s\" has rows): truncate it first or drop freeze"):format(shown), 2)
   end
-  local ncols = #columns
   local is_column = {}
   for _, c in ipairs(columns) do is_column[c] = true end
-  local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns, multi = nconn > 1 }
-  ctx.rejected = 0
+  local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns,
+                multi = nconn > 1, rejected = 0 }
   if o.on_reject then
     ctx.on_reject = function(values, err, row)
       ctx.rejected = ctx.rejected + 1
       return o.on_reject(values, err, row)
     end
   end
-
   local prog
   if not o.quiet then
     prog = progress.new {
@@ -625,223 +630,289 @@ function M.load(o)
       silent = o.summary == false,
     }
   end
+  return {
+    o = o, db = db, strategy = strategy, nconn = nconn, ctx = ctx,
+    columns = columns, ncols = #columns, is_column = is_column,
+    next_item = next_item, first = first, prog = prog,
+    conns = { db }, opened = {}, n = 0, bytes = 0,
+  }
+end
 
-  local t0 = progress.now()
-  local wal0 = wal_lsn(db)
-  local conns = { db }
-  local index_seconds = 0
-  local sc = o.synchronous_commit
-  local opened = {}
+-- Open the other connections (connections = N) and a sink on each.
+local function open_sinks(run)
+  local sc = run.o.synchronous_commit
+  if run.nconn > 1 then run.conns = more_connections(run.db, run.nconn) end
+  if sc then
+    for _, c in ipairs(run.conns) do
+      c:query("select set_config('synchronous_commit', $1, false)", sc)
+    end
+  end
+  for k, c in ipairs(run.conns) do run.opened[k] = sinks[run.strategy](c, run.ctx) end
+end
+
+-- The values of input item row_no in column order: the item itself when
+-- it is an array, else vals filled from its keys (a model object's hooks
+-- run first).  Raises "load: row N: ..." for an item that is no row.
+local function row_values(run, item, vals, row_no)
+  if type(item) ~= "table" then
+    error(("load: row %d: expected a table of values, got %s"):format(row_no, type(item)), 0)
+  end
+  local ncols, columns = run.ncols, run.columns
+  if rawget(item, 1) ~= nil then
+    if rawget(item, ncols) == nil or rawget(item, ncols + 1) ~= nil then
+      error(width_error(row_no, table.maxn(item), columns), 0)
+    end
+    return item
+  end
+  local m = model_of(item)
+  if m then
+    local valid, why = item:check()
+    if not valid then error(("load: row %d: %s"):format(row_no, tostring(why)), 0) end
+    if m.before_save then m.before_save(item) end
+  end
+  local found = 0
+  for j = 1, ncols do
+    local v = rawget(item, columns[j])
+    vals[j] = v
+    if v ~= nil then found = found + 1 end
+  end
+  -- a plain table's every key must name a column: a misspelt name
+  -- would otherwise load as NULL
+  if not m and count_keys(item) ~= found then
+    error(unknown_key_error(item, row_no, run.is_column, columns), 0)
+  end
+  if found == 0 and not m then
+    error(("load: row %d: an empty table (give the values in column order or by "
+           .. "column name; all NULL is {sluice.null, ...})"):format(row_no), 0)
+  end
+  return vals
+end
+
+-- Put every item into the sinks, dealt round-robin to the connections.
+local function put_rows(run)
+  local ncols, nconn, prog, next_item = run.ncols, run.nconn, run.prog, run.next_item
+  local put = run.opened[1].put
+  local handles = {}
+  for k, s in ipairs(run.opened) do handles[k] = s.handle or s end
+  local handle = handles[1]
+  local vals = {}
   local n, bytes = 0, 0
+  local item = run.first
+  while item ~= nil do
+    local row = row_values(run, item, vals, n + 1)
+    n = n + 1
+    for j = 1, ncols do bytes = bytes + vsize(row[j]) end
+    run.n, run.bytes = n, bytes
+    if nconn > 1 then handle = handles[(n - 1) % nconn + 1] end
+    put(handle, unpack(row, 1, ncols))
+    if prog and n % 256 == 0 then prog:update(n, bytes) end
+    item = next_item()
+  end
+end
 
-  local function load_rows()
-    if nconn > 1 then conns = more_connections(db, nconn) end
-    if sc then
-      for _, c in ipairs(conns) do c:query("select set_config('synchronous_commit', $1, false)", sc) end
+-- Finish every sink, then commit those that commit at the end (several
+-- connections), with Ctrl-C held: the server's answers say what they
+-- did, and an interrupt is raised between them.
+local function finish_sinks(run)
+  local ok, err = outcome.held(function()
+    for _, s in ipairs(run.opened) do
+      s.finish()
+      outcome.check()
     end
-    for k, c in ipairs(conns) do opened[k] = sinks[strategy](c, ctx) end
-    local vals = {}
-    local item = first
-    local put = opened[1].put
-    local handles = {}
-    for k, s in ipairs(opened) do handles[k] = s.handle or s end
-    local handle = handles[1]
-    while item ~= nil do
-      local row = item
-      if type(item) ~= "table" then
-        error(("load: row %d: expected a table of values, got %s"):format(n + 1, type(item)), 0)
-      end
-      if rawget(item, 1) == nil then
-        local m = model_of(item)
-        if m then
-          local valid, why = item:check()
-          if not valid then error(("load: row %d: %s"):format(n + 1, tostring(why)), 0) end
-          if m.before_save then m.before_save(item) end
-        end
-        local found = 0
-        for j = 1, ncols do
-          local v = rawget(item, columns[j])
-          vals[j] = v
-          if v ~= nil then found = found + 1 end
-        end
-        -- a plain table's every key must name a column: a misspelt name
-        -- would otherwise load as NULL
-        if not m and count_keys(item) ~= found then
-          error(unknown_key_error(item, n + 1, is_column, columns), 0)
-        end
-        if found == 0 and not m then
-          error(("load: row %d: an empty table (give the values in column order or by "
-                 .. "column name; all NULL is {sluice.null, ...})"):format(n + 1), 0)
-        end
-        row = vals
-      elseif rawget(item, ncols) == nil or rawget(item, ncols + 1) ~= nil then
-        error(width_error(n + 1, table.maxn(item), columns), 0)
-      end
-      n = n + 1
-      for j = 1, ncols do bytes = bytes + vsize(row[j]) end
-      if nconn > 1 then handle = handles[(n - 1) % nconn + 1] end
-      put(handle, unpack(row, 1, ncols))
-      if prog and n % 256 == 0 then prog:update(n, bytes) end
-      item = next_item()
-    end
-    -- the steps that commit run with Ctrl-C held: the server's answers
-    -- say what they did, and an interrupt is raised between them
-    local fok, ferr = outcome.held(function()
-      for _, s in ipairs(opened) do
-        s.finish()
+    for _, s in ipairs(run.opened) do
+      if s.commit then
+        s.commit()
         outcome.check()
       end
-      for _, s in ipairs(opened) do
-        if s.commit then
-          s.commit()
-          outcome.check()
-        end
-      end
-    end)
-    if not fok then error(ferr, 0) end
-  end
+    end
+  end)
+  if not ok then error(err, 0) end
+end
 
-  -- What the load committed, once every sink is finished or aborted:
-  -- the claim for its error, rows committed, rows in doubt.
-  local function committed_claim()
-    if nconn == 1 then
-      local s = opened[1]
-      local c, d = 0, 0
-      if s.counts then
-        c, d = s.counts()
-      elseif s.final == "committed" then
-        c = n
-      elseif s.final == "doubt" then
-        d = n
-      end
-      local t = {}
-      if ctx.rejected > 0 and c > 0 then
-        t[1] = ("%d rows were committed (rows handed to on_reject are not among them)"):format(c)
-      elseif c > 0 then
-        t[1] = ("rows 1-%d were committed"):format(c)
-      else
-        t[1] = d > 0 and "nothing was committed for certain" or "nothing was committed"
-      end
-      if d > 0 then
-        t[#t + 1] = ("rows %d-%d may or may not have been committed (the connection was lost "
-                     .. "before the server answered: check the table)"):format(c + 1, c + d)
-      end
-      if ctx.rejected == 0 and c + d > 0 and n > c + d then
-        t[#t + 1] = ("nothing from row %d on was"):format(c + d + 1)
-      end
-      return table.concat(t, "; "), c, d
-    end
-    -- several connections: connection k took rows k, k + N, k + 2N, ...
-    local function dealt(k) return n >= k and math.floor((n - k) / nconn) + 1 or 0 end
-    local yes, maybe, c, d = {}, {}, 0, 0
-    for k, s in ipairs(opened) do
-      if s.final == "committed" then
-        yes[#yes + 1] = k
-        c = c + dealt(k)
-      elseif s.final == "doubt" then
-        maybe[#maybe + 1] = k
-        d = d + dealt(k)
-      end
-    end
-    if #yes == 0 and #maybe == 0 then
-      return "nothing was committed (every connection's transaction was rolled back)", 0, 0
-    end
-    local t = {}
-    if #yes > 0 then
-      t[1] = ("connection %s of %d committed its rows (%d rows)"):format(table.concat(yes, ", "),
-                                                                        nconn, c)
-    end
-    if #maybe > 0 then
-      t[#t + 1] = ("connection %s may or may not have committed its rows (%d rows: the "
-                   .. "connection was lost before the server answered COMMIT; check the table)")
-                  :format(table.concat(maybe, ", "), d)
-    end
-    t[#t + 1] = ("the other connections' rows were rolled back (connection k of %d took rows k, "
-                 .. "k + %d, k + %d, ...)"):format(nconn, nconn, 2 * nconn)
-    return table.concat(t, "; "), c, d
-  end
+local function load_rows(run)
+  open_sinks(run)
+  put_rows(run)
+  finish_sinks(run)
+end
 
-  -- The error a failed load raises: what stopped it, saying what the
-  -- load committed (err.committed_rows, err.in_doubt_rows).  An error
-  -- raised before the sinks were open stands as it is: nothing was
-  -- sent.
-  local function load_error(err)
-    if #opened < nconn then return err end
-    local text, c, d = committed_claim()
-    if nconn == 1 and type(err) == "table" and err.committed_rows == c
-       and err.in_doubt_rows == d and (opened[1].numbered or c == 0) then
-      -- db:batch's, db:pipeline's or the COPY's error says it already,
-      -- in the load's row numbers
-      return err
-    end
-    return outcome.reworded(err, "load: " .. text .. ": ",
-                            { committed_rows = c, in_doubt_rows = d })
+-- What a load on one connection committed, once its sink is finished or
+-- aborted: the claim for its error, rows committed, rows in doubt.
+local function claim_one(run)
+  local s, n, rejected = run.opened[1], run.n, run.ctx.rejected
+  local c, d = 0, 0
+  if s.counts then
+    c, d = s.counts()
+  elseif s.final == "committed" then
+    c = n
+  elseif s.final == "doubt" then
+    d = n
   end
-
-  local function cleanup_load(ok)
-    if not ok then
-      for _, s in ipairs(opened) do s.abort() end
-    end
-    if sc then
-      for _, c in ipairs(conns) do
-        if c:status() == "idle" then pcall(c.exec, c, "RESET synchronous_commit") end
-      end
-    end
-    for k = 2, #conns do pcall(conns[k].close, conns[k]) end
-  end
-
-  local ok, err
-  if o.drop_indexes then
-    local saved_indexes = M.secondary_indexes(db, qtable)
-    -- all or none dropped: a half-done drop is never left behind
-    db:transaction(function()
-      for _, ix in ipairs(saved_indexes) do db:exec("DROP INDEX " .. ix.name) end
-    end)
-    ok, err = pcall(load_rows)
-    cleanup_load(ok)
-    if not ok then err = load_error(err) end
-    -- recreate whatever happened: a failed load must not leave the table
-    -- without its indexes
-    local ti = progress.now()
-    if db:status() ~= "idle" then pcall(db.rollback, db) end
-    for _, ix in ipairs(saved_indexes) do
-      local iok, ierr = pcall(db.exec, db, ix.def)
-      if not iok then
-        local defs = {}
-        for i, x in ipairs(saved_indexes) do defs[i] = x.def .. ";" end
-        local msg = ("load: could not recreate index %s (%s)%s; the definitions to restore by hand:\n%s")
-          :format(ix.name, one_line(ierr), ok and "" or (" after the load failed: " .. one_line(err)),
-                  table.concat(defs, "\n"))
-        local sluice = require "sluice"
-        if not sluice.is_error(ierr) then error(msg, 2) end
-        -- keep the error object (a lost connection stays 08006)
-        local e = {}
-        for k, v in pairs(ierr) do e[k] = v end
-        e.message = msg
-        error(sluice.error(e), 0)
-      end
-    end
-    index_seconds = progress.now() - ti
+  local t = {}
+  if rejected > 0 and c > 0 then
+    t[1] = ("%d rows were committed (rows handed to on_reject are not among them)"):format(c)
+  elseif c > 0 then
+    t[1] = ("rows 1-%d were committed"):format(c)
   else
-    ok, err = pcall(load_rows)
-    cleanup_load(ok)
-    if not ok then err = load_error(err) end
+    t[1] = d > 0 and "nothing was committed for certain" or "nothing was committed"
   end
-  if not ok then
-    if prog then prog:finish(n, bytes) end
-    error(err, 0)
+  if d > 0 then
+    t[#t + 1] = ("rows %d-%d may or may not have been committed (the connection was lost "
+                 .. "before the server answered: check the table)"):format(c + 1, c + d)
   end
+  if rejected == 0 and c + d > 0 and n > c + d then
+    t[#t + 1] = ("nothing from row %d on was"):format(c + d + 1)
+  end
+  return table.concat(t, "; "), c, d
+end
 
+-- The same for several connections: connection k took rows k, k + N,
+-- k + 2N, ...
+local function claim_many(run)
+  local n, nconn = run.n, run.nconn
+  local function dealt(k) return n >= k and math.floor((n - k) / nconn) + 1 or 0 end
+  local yes, maybe, c, d = {}, {}, 0, 0
+  for k, s in ipairs(run.opened) do
+    if s.final == "committed" then
+      yes[#yes + 1] = k
+      c = c + dealt(k)
+    elseif s.final == "doubt" then
+      maybe[#maybe + 1] = k
+      d = d + dealt(k)
+    end
+  end
+  if #yes == 0 and #maybe == 0 then
+    return "nothing was committed (every connection's transaction was rolled back)", 0, 0
+  end
+  local t = {}
+  if #yes > 0 then
+    t[1] = ("connection %s of %d committed its rows (%d rows)"):format(table.concat(yes, ", "),
+                                                                      nconn, c)
+  end
+  if #maybe > 0 then
+    t[#t + 1] = ("connection %s may or may not have committed its rows (%d rows: the "
+                 .. "connection was lost before the server answered COMMIT; check the table)")
+                :format(table.concat(maybe, ", "), d)
+  end
+  t[#t + 1] = ("the other connections' rows were rolled back (connection k of %d took rows k, "
+               .. "k + %d, k + %d, ...)"):format(nconn, nconn, 2 * nconn)
+  return table.concat(t, "; "), c, d
+end
+
+-- The error a failed load raises: what stopped it, saying what the load
+-- committed (err.committed_rows, err.in_doubt_rows).  An error raised
+-- before the sinks were open stands as it is: nothing was sent.
+local function load_error(run, err)
+  if #run.opened < run.nconn then return err end
+  local text, c, d
+  if run.nconn == 1 then
+    text, c, d = claim_one(run)
+  else
+    text, c, d = claim_many(run)
+  end
+  if run.nconn == 1 and type(err) == "table" and err.committed_rows == c
+     and err.in_doubt_rows == d and (run.opened[1].numbered or c == 0) then
+    -- db:batch's, db:pipeline's or the COPY's error says it already,
+    -- in the load's row numbers
+    return err
+  end
+  return outcome.reworded(err, "load: " .. text .. ": ",
+                          { committed_rows = c, in_doubt_rows = d })
+end
+
+-- After the rows: abort the sinks of a failed load, reset
+-- synchronous_commit, close the other connections.
+local function cleanup(run, ok)
+  if not ok then
+    for _, s in ipairs(run.opened) do s.abort() end
+  end
+  if run.o.synchronous_commit then
+    for _, c in ipairs(run.conns) do
+      if c:status() == "idle" then pcall(c.exec, c, "RESET synchronous_commit") end
+    end
+  end
+  for k = 2, #run.conns do pcall(run.conns[k].close, run.conns[k]) end
+end
+
+-- Load the rows and clean up: true, or false and the error to raise.
+local function attempt(run)
+  local ok, err = pcall(load_rows, run)
+  cleanup(run, ok)
+  if not ok then err = load_error(run, err) end
+  return ok, err
+end
+
+-- Index ix of saved could not be recreated (ierr): raise, with the
+-- definitions to restore by hand and the load's own error, if any, at
+-- the line that called sluice.load (`level` above this function).
+local function recreate_failed(saved, ix, ierr, ok, err, level)
+  local defs = {}
+  for i, x in ipairs(saved) do defs[i] = x.def .. ";" end
+  local msg = ("load: could not recreate index %s (%s)%s; the definitions to restore by hand:\n%s")
+    :format(ix.name, one_line(ierr), ok and "" or (" after the load failed: " .. one_line(err)),
+            table.concat(defs, "\n"))
+  local sluice = require "sluice"
+  if not sluice.is_error(ierr) then error(msg, level + 1) end
+  -- keep the error object (a lost connection stays 08006)
+  local e = {}
+  for k, v in pairs(ierr) do e[k] = v end
+  e.message = msg
+  error(sluice.error(e), 0)
+end
+
+-- attempt(run) with the secondary indexes dropped, and recreated from
+-- their saved definitions whatever happened (a failed load must not
+-- leave the table without them).  Returns what attempt returned and the
+-- seconds the recreation took.
+local function attempt_without_indexes(run)
+  local db = run.db
+  local saved = M.secondary_indexes(db, run.ctx.qtable)
+  -- all or none dropped: a half-done drop is never left behind
+  db:transaction(function()
+    for _, ix in ipairs(saved) do db:exec("DROP INDEX " .. ix.name) end
+  end)
+  local ok, err = attempt(run)
+  local ti = progress.now()
+  if db:status() ~= "idle" then pcall(db.rollback, db) end
+  for _, ix in ipairs(saved) do
+    local iok, ierr = pcall(db.exec, db, ix.def)
+    -- level 3: this function, M.load, the caller's line
+    if not iok then recreate_failed(saved, ix, ierr, ok, err, 3) end
+  end
+  return ok, err, progress.now() - ti
+end
+
+local function summary(run, t0, wal0, index_seconds)
   local seconds = progress.now() - t0
-  local summary = {
-    strategy = strategy, table = shown,
+  local n, bytes = run.n, run.bytes
+  return {
+    strategy = run.strategy, table = run.ctx.shown,
     rows = n, bytes = bytes, seconds = seconds,
     rows_per_s = n / seconds, mb_per_s = bytes / seconds / 1e6,
-    wal_bytes = wal_since(db, wal0), index_seconds = index_seconds,
-    rejected = o.on_reject and ctx.rejected or nil,
+    wal_bytes = wal_since(run.db, wal0), index_seconds = index_seconds,
+    rejected = run.o.on_reject and run.ctx.rejected or nil,
   }
-  if prog then prog:finish(n, bytes) end
-  return summary
+end
+
+--- sluice.load(opts) -> summary (see the top of this file).
+function M.load(o)
+  local strategy, nconn = check_opts(o)
+  check_idle(o.db)
+  local run = prepare(o, strategy, nconn, items(o.rows))
+  local t0 = progress.now()
+  local wal0 = wal_lsn(o.db)
+  local ok, err, index_seconds
+  if o.drop_indexes then
+    ok, err, index_seconds = attempt_without_indexes(run)
+  else
+    ok, err = attempt(run)
+  end
+  if not ok then
+    if run.prog then run.prog:finish(run.n, run.bytes) end
+    error(err, 0)
+  end
+  local result = summary(run, t0, wal0, index_seconds or 0)
+  if run.prog then run.prog:finish(run.n, run.bytes) end
+  return result
 end
 
 return M

@@ -14,9 +14,9 @@
 --     its books: a cancel request still goes out, the statement's own
 --     answer still decides, and the caller raises the interrupt itself at
 --     a point where its books are right.
-local M = {}
+local core = require "sluice.core"
 
-local core -- sluice.core, set by install()
+local M = {}
 
 --- Did err come without an answer from the server (a lost connection)?
 function M.unanswered(err)
@@ -92,10 +92,6 @@ end
 function M.held_take(fn, ...)
   core.interrupt_hold()
   return released(taken(pcall(fn, ...)))
-end
-
-function M.install(c)
-  core = c
 end
 
 return M

@@ -45,13 +45,13 @@
 -- sync_every, state.
 -- While a pipeline is open the connection refuses other calls (libpq
 -- allows nothing else in pipeline mode, COPY included).
-local M = {}
-
+local core = require "sluice.core"
 local default_json_encode = require("sluice.values").default_json_encode
 
-local methods = {}
+local M = {}
 
-function methods.pipeline(db, sql, opts)
+--- db:pipeline(sql, opts) -> pipeline (see the top of this file).
+function M.pipeline(db, sql, opts)
   if type(sql) ~= "string" then
     error("pipeline: expected an SQL string, got " .. type(sql), 2)
   end
@@ -66,15 +66,10 @@ function methods.pipeline(db, sql, opts)
   if every ~= nil and (type(every) ~= "number" or every < 1 or every % 1 ~= 0) then
     error("pipeline: sync_every must be a positive integer", 2)
   end
-  return M.core.pipeline_start(db, sql, {
+  return core.pipeline_start(db, sql, {
     sync_every = every,
     json_encode = opts.json_encode or default_json_encode(),
   })
-end
-
-function M.install(core)
-  M.core = core
-  for k, v in pairs(methods) do core.conn_methods[k] = v end
 end
 
 return M

@@ -121,31 +121,33 @@ local OPTS = {
 
 local default_json_encode = require("sluice.values").default_json_encode
 
---- Open a file sink; see the top of this file.
-function M.file(path, opts)
+-- sink.file's path and first options, checked (misuse raises at the
+-- line that called sink.file): the format, the columns, the gzip level
+-- (0: none) and whether a header line is written.
+local function file_options(path, opts)
   if type(path) ~= "string" or path == "" then
     error("sink.file: path must be a file name or \"-\", got "
-          .. (path == "" and "an empty string" or type(path)), 2)
+          .. (path == "" and "an empty string" or type(path)), 3)
   end
   if type(opts) ~= "table" then
     error("sink.file: opts must be a table with at least columns, got "
-          .. type(opts), 2)
+          .. type(opts), 3)
   end
   for k in pairs(opts) do
     if not OPTS[k] then
       error("sink.file: unknown option '" .. tostring(k) .. "' (columns, "
             .. "format, gzip, header, delimiter, null, types, json_encode, "
-            .. "chunk_size)", 2)
+            .. "chunk_size)", 3)
     end
   end
   local format = opts.format or "csv"
   if format ~= "csv" and format ~= "text" then
     error("sink.file: format must be \"csv\" or \"text\", got "
-          .. tostring(format), 2)
+          .. tostring(format), 3)
   end
   local columns = opts.columns
   if type(columns) ~= "table" or #columns == 0 then
-    error("sink.file: columns must be a non-empty list of column names", 2)
+    error("sink.file: columns must be a non-empty list of column names", 3)
   end
   local gzip = opts.gzip
   if gzip == nil then gzip = path:match("%.gz$") ~= nil end
@@ -155,20 +157,26 @@ function M.file(path, opts)
     gzip = 0
   elseif type(gzip) ~= "number" or gzip < 1 or gzip > 9
          or gzip ~= math.floor(gzip) then
-    error("sink.file: gzip must be a boolean or a level from 1 to 9", 2)
+    error("sink.file: gzip must be a boolean or a level from 1 to 9", 3)
   end
   local header = opts.header
   if header == nil then header = format == "csv" end
   if type(header) ~= "boolean" then
-    error("sink.file: header must be a boolean", 2)
+    error("sink.file: header must be a boolean", 3)
   end
+  return format, columns, gzip, header
+end
+
+-- The rest of the options, checked as file_options does: the delimiter
+-- and NULL text (nil: the format's), and the chunk size.
+local function more_options(opts, format)
   local delim = opts.delimiter
   if delim ~= nil then
     if type(delim) ~= "string" or #delim ~= 1 or delim:find("[\r\n\\\"%z]")
        or (format == "text" and delim:find("[%w%.%-%+: ]")) then
       error("sink.file: delimiter must be one byte, not CR, LF, backslash "
             .. "or '\"'" .. (format == "text"
-              and " (nor, in text format, a letter, digit or .-+: )" or ""), 2)
+              and " (nor, in text format, a letter, digit or .-+: )" or ""), 3)
     end
   end
   local null = opts.null
@@ -177,30 +185,35 @@ function M.file(path, opts)
     if type(null) ~= "string" or null:find("[\r\n\"%z]")
        or null:find(d, 1, true) then
       error("sink.file: null must be a string without CR, LF, '\"' or the "
-            .. "delimiter", 2)
+            .. "delimiter", 3)
     end
   end
   if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
-    error("sink.file: json_encode must be a function", 2)
+    error("sink.file: json_encode must be a function", 3)
   end
   local chunk = opts.chunk_size
   if chunk ~= nil and (type(chunk) ~= "number" or chunk < 1024 or chunk > 2^30
                        or chunk ~= math.floor(chunk)) then
-    error("sink.file: chunk_size must be an integer from 1024 to 2^30 bytes", 2)
+    error("sink.file: chunk_size must be an integer from 1024 to 2^30 bytes", 3)
   end
-  local types = opts.types
-  if types ~= nil and type(types) ~= "table" then
-    error("sink.file: types must be a list or a map of type names", 2)
+  if opts.types ~= nil and type(opts.types) ~= "table" then
+    error("sink.file: types must be a list or a map of type names", 3)
   end
+  return delim, null, chunk
+end
 
+-- Each column's spec (see lib_copy_new_sink in runtime/lib.h), and
+-- whether a json column needs the default encoder.  Raises as
+-- file_options does.
+local function column_specs(columns, types)
   local specs, need_json, seen = {}, false, {}
   for i, name in ipairs(columns) do
     if type(name) ~= "string" or name == "" then
       error(("sink.file: column %d must be a non-empty string, got %s")
-            :format(i, type(name)), 2)
+            :format(i, type(name)), 3)
     end
     if seen[name] then
-      error(("sink.file: column \"%s\" is listed twice"):format(name), 2)
+      error(("sink.file: column \"%s\" is listed twice"):format(name), 3)
     end
     seen[name] = true
     local ty = types and (types[i] or types[name])
@@ -218,11 +231,18 @@ function M.file(path, opts)
     for k in pairs(types) do
       if type(k) ~= "number" and not seen[k] then
         error(("sink.file: types names column \"%s\", which is not in "
-               .. "columns"):format(tostring(k)), 2)
+               .. "columns"):format(tostring(k)), 3)
       end
     end
   end
+  return specs, need_json
+end
 
+--- Open a file sink; see the top of this file.
+function M.file(path, opts)
+  local format, columns, gzip, header = file_options(path, opts)
+  local delim, null, chunk = more_options(opts, format)
+  local specs, need_json = column_specs(columns, opts.types)
   local ok, sink = pcall(core.sink_open, path, format, specs, {
     gzip = gzip, header = header, delimiter = delim, null = null,
     chunk_size = chunk, cdata_kind = cdata_kind,

@@ -35,6 +35,7 @@
 -- up:row(v1, ..., vN), up:rows(list)  as the COPY stream's
 -- up:finish() -> rows inserted or updated, rows staged
 -- up:abort()  -> rolls everything back
+-- up.state   "open", "finished", "aborted" or "failed"
 -- An upsert dropped without finish() or abort() aborts its COPY when
 -- collected, but its transaction stays open until the script rolls it
 -- back (garbage collection cannot run SQL safely): always end it.
@@ -109,17 +110,24 @@ local function move_sql(db, qtable, staging, clist, qkey, key, sets)
     :format(qtable, clist, clist, src, klist, action)
 end
 
+-- An upsert object is { state = "open" | "finished" | "aborted" |
+-- "failed" } with the methods of U.  What it works with (db, cp - its
+-- COPY stream -, row_fn, staging, move_sql, savepoint) is kept here, in
+-- `inner`, out of the script's reach; weak keys: it goes with its
+-- upsert, and refers to nothing that refers back to it.
 local U = {}
-U.__index = U
+local UPSERT_MT = { __index = U }
+local inner = setmetatable({}, { __mode = "k" })
 
 -- Undo everything the upsert did (never raises).
 local function undo(u)
   u.state = "aborted"
-  if u.cp.state == "open" then pcall(u.cp.abort, u.cp) end
-  local db = u.db
-  if u.savepoint then
-    pcall(db.rollback_to, db, u.savepoint)
-    pcall(db.release, db, u.savepoint)
+  local x = inner[u]
+  if x.cp.state == "open" then pcall(x.cp.abort, x.cp) end
+  local db = x.db
+  if x.savepoint then
+    pcall(db.rollback_to, db, x.savepoint)
+    pcall(db.release, db, x.savepoint)
   else
     pcall(db.rollback, db)
   end
@@ -145,13 +153,15 @@ end
 
 function U.row(u, ...)
   if u.state ~= "open" then check_open(u, "row") end
-  local ok, err = pcall(u.row_fn, u.cp, ...)
+  local x = inner[u]
+  local ok, err = pcall(x.row_fn, x.cp, ...)
   if not ok then failed(u, "row", err) end
 end
 
 function U.rows(u, list)
   check_open(u, "rows")
-  local ok, err = pcall(u.cp.rows, u.cp, list)
+  local cp = inner[u].cp
+  local ok, err = pcall(cp.rows, cp, list)
   if not ok then failed(u, "rows", err) end
   return err
 end
@@ -160,16 +170,17 @@ end
 -- answer to COMMIT, not the moment of an interrupt, says what happened.
 function U.finish(u)
   if u.state ~= "open" then error("upsert:finish: the upsert is " .. u.state, 2) end
-  local db = u.db
+  local x = inner[u]
+  local db = x.db
   local committing, staged_n = false, nil
   local sig, ok, changed, staged = outcome.held_take(function()
-    staged_n = u.cp:finish()
+    staged_n = x.cp:finish()
     outcome.check()
-    local affected = db:exec(u.move_sql)
+    local affected = db:exec(x.move_sql)
     outcome.check()
-    db:exec("DROP TABLE " .. u.staging)
-    committing = not u.savepoint
-    if u.savepoint then db:release(u.savepoint) else db:commit() end
+    db:exec("DROP TABLE " .. x.staging)
+    committing = not x.savepoint
+    if x.savepoint then db:release(x.savepoint) else db:commit() end
     committing = false
     return affected, staged_n
   end)
@@ -186,12 +197,12 @@ function U.finish(u)
   end
   u.state = "finished"
   if sig then
-    local what = u.savepoint and "done in the caller's transaction (nothing is committed here"
+    local what = x.savepoint and "done in the caller's transaction (nothing is committed here"
       or "committed ("
     error(outcome.reworded("interrupted (" .. sig .. ")",
       ("upsert: %s%s%d staged rows, %d inserted or updated) before the interrupt was noticed: ")
-        :format(what, u.savepoint and "; " or "", staged, changed),
-      { committed_rows = u.savepoint and 0 or staged, in_doubt_rows = 0 }), 0)
+        :format(what, x.savepoint and "; " or "", staged, changed),
+      { committed_rows = x.savepoint and 0 or staged, in_doubt_rows = 0 }), 0)
   end
   return changed, staged
 end
@@ -202,25 +213,18 @@ function U.abort(u)
   return true
 end
 
-local methods = {}
-
-function methods.upsert(db, tbl, columns, opts)
-  if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
-  local qtable = db:quote_table(tbl)
-  if not qtable then
-    error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
-  end
-  local cols, err = list_of(columns, "columns")
-  if not cols or #cols == 0 then error("upsert: " .. (err or "columns must not be empty"), 2) end
-  local key
-  key, err = list_of(opts.key, "key")
-  if not key or #key == 0 then error("upsert: " .. (err or "opts.key must not be empty"), 2) end
+-- opts.key and opts.update for columns cols, checked (misuse raises at
+-- the line that called db:upsert); update defaults to the columns not
+-- in key.
+local function key_and_update(cols, opts)
+  local key, err = list_of(opts.key, "key")
+  if not key or #key == 0 then error("upsert: " .. (err or "opts.key must not be empty"), 3) end
   local in_cols = {}
   for _, c in ipairs(cols) do in_cols[c] = true end
   local is_key = {}
   for _, k in ipairs(key) do
     if not in_cols[k] then
-      error(("upsert: key column \"%s\" is not among the columns"):format(k), 2)
+      error(("upsert: key column \"%s\" is not among the columns"):format(k), 3)
     end
     is_key[k] = true
   end
@@ -232,17 +236,37 @@ function methods.upsert(db, tbl, columns, opts)
     end
   else
     update, err = list_of(update, "update")
-    if not update then error("upsert: " .. err, 2) end
+    if not update then error("upsert: " .. err, 3) end
   end
+  return key, update
+end
+
+-- The options db:copy takes (the others are refused, as key_and_update
+-- does).
+local function copy_options(opts)
   local copy_opts = {}
   for k, v in pairs(opts) do
     if k == "format" or k == "json_encode" or k == "chunk_size" then
       copy_opts[k] = v
     elseif k ~= "key" and k ~= "update" then
       error("upsert: unknown option '" .. tostring(k)
-            .. "' (key, update, format, json_encode, chunk_size)", 2)
+            .. "' (key, update, format, json_encode, chunk_size)", 3)
     end
   end
+  return copy_opts
+end
+
+--- db:upsert(table, columns, opts) -> upsert (see the top of this file).
+function M.upsert(db, tbl, columns, opts)
+  if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
+  local qtable = db:quote_table(tbl)
+  if not qtable then
+    error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
+  end
+  local cols, err = list_of(columns, "columns")
+  if not cols or #cols == 0 then error("upsert: " .. (err or "columns must not be empty"), 2) end
+  local key, update = key_and_update(cols, opts)
+  local copy_opts = copy_options(opts)
 
   local q = function(c) return db:quote_ident(c) end
   local qcols, qkey, sets = {}, {}, {}
@@ -258,11 +282,13 @@ function methods.upsert(db, tbl, columns, opts)
   seq = seq + 1
   local name = "sluice_upsert_" .. seq
   local staging = "pg_temp." .. q(name)
-  local u = setmetatable({ db = db, staging = staging, state = "open" }, U)
+  local u = setmetatable({ state = "open" }, UPSERT_MT)
+  local x = { db = db, staging = staging }
+  inner[u] = x
   if status == "idle" then
     db:begin()
   else
-    u.savepoint = name
+    x.savepoint = name
     db:savepoint(name)
   end
   local ok, e = pcall(function()
@@ -270,20 +296,16 @@ function methods.upsert(db, tbl, columns, opts)
       :format(q(name), clist, qtable))
     db:exec(("ALTER TABLE %s ADD COLUMN sluice_seq bigint GENERATED ALWAYS AS IDENTITY")
       :format(staging))
-    u.move_sql = move_sql(db, qtable, staging, clist, qkey, key, sets)
-    u.cp = db:copy({ "pg_temp", name }, cols, copy_opts)
-    u.row_fn = u.cp.row
+    x.move_sql = move_sql(db, qtable, staging, clist, qkey, key, sets)
+    x.cp = db:copy({ "pg_temp", name }, cols, copy_opts)
+    x.row_fn = x.cp.row
   end)
   if not ok then
-    u.cp = u.cp or { state = "none" }
+    x.cp = x.cp or { state = "none" }
     undo(u)
     error(e, 0)
   end
   return u
-end
-
-function M.install(core)
-  for k, v in pairs(methods) do core.conn_methods[k] = v end
 end
 
 return M
