@@ -11,7 +11,8 @@
  *   "sluice.conn"    a PostgreSQL connection (lib_conn.c)
  *   "sluice.stmt"    a prepared statement; keeps its connection alive
  *   "sluice.result"  a PGresult held while it is converted (never escapes)
- *   "sluice.error"   metatable of database error tables (not a userdata)
+ *   "sluice.error"   metatable of database error tables (not a userdata;
+ *                    lib_error.c)
  *   "sluice.tmpdb"   a throwaway PostgreSQL server (lib_tmpdb.c)
  *   "sluice.csv"     a CSV reader over a plain or gzip file (lib_csv.c)
  *   "sluice.copy"    a COPY ... FROM STDIN stream (lib_copy.c); also a
@@ -206,6 +207,12 @@ void lib_csv_push_field(lua_State *L);
  * fields are left out.  Does not raise except on out-of-memory. */
 void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
                     const char *detail, const char *hint);
+/* Set field k of the table on top of the stack to v, unless v is NULL or
+ * empty (an absent libpq field).  Raises only on out of memory. */
+void lib_set_field(lua_State *L, const char *k, const char *v);
+/* Push msg (libpq's, NUL-terminated) without its trailing newlines and
+ * spaces.  Raises only on out of memory. */
+void lib_push_trimmed(lua_State *L, const char *msg);
 
 /* ---- Ctrl-C (lib_interrupt.c over interrupt.h) */
 /* Install the SIGINT/SIGTERM handlers so that a signal interrupts the Lua

@@ -1,7 +1,8 @@
 /*
  * lib_conn.c - Lua binding of a PostgreSQL connection and its prepared
- * statements: connect, exec, query with parameters, prepare, notices and
- * database errors as Lua error objects.
+ * statements: connect, exec, query with parameters, prepare, notices, and
+ * the one wait for a statement's results that every binding uses.  The
+ * error objects it raises are built in lib_error.c.
  *
  * Caveats:
  * - Every statement is sent with libpq's asynchronous API and waited for in
@@ -44,200 +45,6 @@ typedef struct sl_stmt {
 typedef struct sl_result {
     PGresult *res;
 } sl_result;
-
-/* ---------------------------------------------------------------- errors */
-
-static void set_field(lua_State *L, const char *k, const char *v)
-{
-    if (v && *v) {
-        lua_pushstring(L, v);
-        lua_setfield(L, -2, k);
-    }
-}
-
-void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
-                    const char *detail, const char *hint)
-{
-    lua_createtable(L, 0, 6);
-    set_field(L, "severity", "ERROR");
-    set_field(L, "sqlstate", sqlstate);
-    set_field(L, "message", message ? message : "unknown error");
-    set_field(L, "detail", detail);
-    set_field(L, "hint", hint);
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, -2);
-}
-
-/* Push libpq's message without its trailing newline. */
-static void push_trimmed(lua_State *L, const char *msg)
-{
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    lua_pushlstring(L, msg, n);
-}
-
-/* What a lost connection means for the script's data, in the detail:
- * one wording for every path (statements, COPY in and out, files,
- * batches, pipelines).  The message makes no claim: what a lost
- * connection left committed depends on what was in flight, and the
- * callers that know (batch, pipeline, COPY, load) say it in front. */
-#define LOST_DETAIL "A server rolls back whatever a connection leaves " \
-                    "uncommitted. Only a statement that commits on its " \
-                    "own (a COMMIT, or a COPY or statement outside a " \
-                    "transaction) may have completed just before the " \
-                    "connection was lost."
-#define LOST_HINT "connect again and run the transaction again"
-
-/* Push the error object of a connection lost mid-call, whose only account
- * is libpq's `reason` (its first line is kept: the rest is libpq's guess
- * at the cause, or the same failure seen again).  severity FATAL,
- * sqlstate 08006 (connection_failure): libpq gives none, and a script
- * that checks err.sqlstate must see a lost connection as one. */
-static void push_lost(lua_State *L, const char *reason)
-{
-    lua_createtable(L, 0, 5);
-    set_field(L, "severity", "FATAL");
-    set_field(L, "sqlstate", "08006");
-    size_t n = reason ? strcspn(reason, "\n") : 0;
-    while (n > 0 && reason[n - 1] == ' ')
-        n--;
-    if (n > 0) {
-        lua_pushliteral(L, "connection to the server lost (");
-        lua_pushlstring(L, reason, n);
-        lua_pushliteral(L, ")");
-        lua_concat(L, 3);
-    } else {
-        lua_pushliteral(L, "connection to the server lost");
-    }
-    lua_setfield(L, -2, "message");
-    set_field(L, "detail", LOST_DETAIL);
-    set_field(L, "hint", LOST_HINT);
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, -2);
-}
-
-/* Set field k of the table on top to v unless it is set already. */
-static void set_default(lua_State *L, const char *k, const char *v)
-{
-    lua_getfield(L, -1, k);
-    int set = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    if (!set)
-        set_field(L, k, v);
-}
-
-/* Push the error object describing a failed result.  A result without a
- * SQLSTATE on a connection that is gone is libpq's report of the loss:
- * it becomes the lost-connection error (08006).  A server error that
- * ended the session (FATAL, 57P01 when an administrator terminated it)
- * keeps its own fields and gains the lost connection's detail and hint
- * where the server gave none. */
-void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
-{
-    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    int gone = pg && PQstatus(pg) == CONNECTION_BAD;
-    if (!(state && *state) && gone) {
-        const char *m = PQresultErrorMessage(res);
-        push_lost(L, (m && *m) ? m : PQerrorMessage(pg));
-        return;
-    }
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    lua_createtable(L, 0, 12);
-    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-    set_field(L, "severity", sev ? sev : "ERROR");
-    set_field(L, "sqlstate", state);
-    if (primary) {
-        set_field(L, "message", primary);
-    } else {
-        const char *m = PQresultErrorMessage(res);
-        push_trimmed(L, (m && *m) ? m : PQerrorMessage(pg));
-        lua_setfield(L, -2, "message");
-    }
-    set_field(L, "detail", PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
-    set_field(L, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
-    set_field(L, "context", PQresultErrorField(res, PG_DIAG_CONTEXT));
-    set_field(L, "schema", PQresultErrorField(res, PG_DIAG_SCHEMA_NAME));
-    set_field(L, "table", PQresultErrorField(res, PG_DIAG_TABLE_NAME));
-    set_field(L, "column", PQresultErrorField(res, PG_DIAG_COLUMN_NAME));
-    set_field(L, "constraint",
-              PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME));
-    const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
-    if (pos) {
-        lua_pushinteger(L, atoi(pos));
-        lua_setfield(L, -2, "position");
-    }
-    if (gone || (sev && (strcmp(sev, "FATAL") == 0 ||
-                         strcmp(sev, "PANIC") == 0))) {
-        set_default(L, "detail", "The connection to the server was lost. "
-                                 LOST_DETAIL);
-        set_default(L, "hint", LOST_HINT);
-    }
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, -2);
-}
-
-/* Push the error object for a connection that broke mid-call. */
-void lib_push_conn_error(lua_State *L, PGconn *pg)
-{
-    push_lost(L, pg ? PQerrorMessage(pg) : NULL);
-}
-
-int lib_error_new(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, 1);
-    return 1;
-}
-
-static void add_line(luaL_Buffer *b, lua_State *L, int t, const char *label,
-                     const char *key)
-{
-    lua_getfield(L, t, key);
-    if (lua_isstring(L, -1)) {
-        const char *v = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        luaL_addchar(b, '\n');
-        luaL_addstring(b, label);
-        luaL_addstring(b, ":  ");
-        luaL_addstring(b, v);
-    } else {
-        lua_pop(L, 1);
-    }
-}
-
-/* __tostring of an error: the way psql prints it in verbose mode. */
-static int error_tostring(lua_State *L)
-{
-    luaL_Buffer b;
-    lua_settop(L, 1);
-    // stack: err
-    lua_getfield(L, 1, "severity");
-    lua_getfield(L, 1, "sqlstate");
-    lua_getfield(L, 1, "message");
-    // stack: err, severity, sqlstate, message
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, lua_isstring(L, 2) ? lua_tostring(L, 2) : "ERROR");
-    luaL_addstring(&b, ":  ");
-    if (lua_isstring(L, 3)) {
-        luaL_addstring(&b, lua_tostring(L, 3));
-        luaL_addstring(&b, ": ");
-    }
-    luaL_addstring(&b, lua_isstring(L, 4) ? lua_tostring(L, 4) : "?");
-    add_line(&b, L, 1, "DETAIL", "detail");
-    add_line(&b, L, 1, "HINT", "hint");
-    add_line(&b, L, 1, "CONTEXT", "context");
-    add_line(&b, L, 1, "WHERE", "where");
-    luaL_pushresult(&b);
-    return 1;
-}
-
-const luaL_Reg lib_error_meta[] = {
-    { "__tostring", error_tostring },
-    { NULL, NULL },
-};
 
 /* --------------------------------------------------------------- results */
 
@@ -323,7 +130,7 @@ static void push_redacted(lua_State *L, const redact *r, const char *msg)
 {
     char buf[2048];
     redact_text(r, msg, buf, sizeof buf);
-    push_trimmed(L, buf);
+    lib_push_trimmed(L, buf);
 }
 
 /* Push a value the connection tried (host, port, ...) for a message:
@@ -365,7 +172,7 @@ static int connect_failed(lua_State *L, sl_conn *c, const char *target)
         PQfreemem(perr);
         lua_pushfstring(L, "could not connect to PostgreSQL: malformed "
                            "connection target \"%s\": ", r->shown);
-        push_trimmed(L, buf);
+        lib_push_trimmed(L, buf);
         hint = MALFORMED_HINT;
     } else {
         lua_pushliteral(L, "could not connect to PostgreSQL (host=");
@@ -459,12 +266,12 @@ void lib_conn_deliver_notices(lua_State *L, sl_conn *c, int conn_idx)
     for (int i = 0; i < n; i++) {
         const pgconn_notice *nt = c->notices.items[i];
         lua_createtable(L, 0, 6);
-        set_field(L, "severity", nt->severity);
-        set_field(L, "sqlstate", nt->sqlstate);
-        set_field(L, "message", nt->message);
-        set_field(L, "detail", nt->detail);
-        set_field(L, "hint", nt->hint);
-        set_field(L, "context", nt->context);
+        lib_set_field(L, "severity", nt->severity);
+        lib_set_field(L, "sqlstate", nt->sqlstate);
+        lib_set_field(L, "message", nt->message);
+        lib_set_field(L, "detail", nt->detail);
+        lib_set_field(L, "hint", nt->hint);
+        lib_set_field(L, "context", nt->context);
         lua_rawseti(L, -2, i + 1);
     }
     pgconn_notices_clear(&c->notices);
@@ -841,10 +648,10 @@ static int conn_info(lua_State *L)
 {
     sl_conn *c = lib_conn_check(L, 1);
     lua_createtable(L, 0, 6);
-    set_field(L, "host", PQhost(c->pg));
-    set_field(L, "port", PQport(c->pg));
-    set_field(L, "dbname", PQdb(c->pg));
-    set_field(L, "user", PQuser(c->pg));
+    lib_set_field(L, "host", PQhost(c->pg));
+    lib_set_field(L, "port", PQport(c->pg));
+    lib_set_field(L, "dbname", PQdb(c->pg));
+    lib_set_field(L, "user", PQuser(c->pg));
     lua_pushinteger(L, PQserverVersion(c->pg));
     lua_setfield(L, -2, "server_version");
     lua_pushinteger(L, PQbackendPID(c->pg));

@@ -316,6 +316,40 @@ static int conv_of(lua_State *L, int v, const char *fname)
                       *t ? "\"" : "");
 }
 
+/* The column (1-based) named by the key of an opts.types entry (lua_next's
+ * key at -2, its value at -1): a position, or a name of the header (nh
+ * names in the table at index names).  Raises for a key that names no
+ * column. */
+static size_t type_column(lua_State *L, sl_csv *u, int names, size_t nh,
+                          const char *fname)
+{
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+        lua_Number k = lua_tonumber(L, -2);
+        if (k < 1 || k != (lua_Number)(size_t)k || k > 1e6)
+            luaL_error(L, "%s: option types: %s is not a column position",
+                       fname, lua_tostring(L, -2));
+        return (size_t)k;
+    }
+    if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "%s: option types: keys must be column names or "
+                      "positions, got a %s", fname, luaL_typename(L, -2));
+    if (!u->header)
+        luaL_error(L, "%s: option types: column \"%s\" is named, but "
+                      "header = false (name columns by position)",
+                   fname, lua_tostring(L, -2));
+    size_t pos = 0;
+    for (size_t i = 1; i <= nh && !pos; i++) {
+        lua_rawgeti(L, names, (int)i);
+        if (lua_rawequal(L, -1, -3))
+            pos = i;
+        lua_pop(L, 1);
+    }
+    if (!pos)
+        luaL_error(L, "%s: option types: the header has no column \"%s\"",
+                   fname, lua_tostring(L, -2));
+    return pos;
+}
+
 /* opts.types (at index t of the options, or absent): column -> "number" |
  * "integer" | "string", columns named by the header's names or by
  * position.  Builds u->conv, anchored in the reader's fenv (index ud). */
@@ -341,36 +375,11 @@ static void read_types(lua_State *L, sl_csv *u, int ud, int opts,
         lua_pop(L, 2);
         return;
     }
-    /* first pass: the highest position */
+    /* first pass: check every entry, and find the highest position */
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, types)) {
-        size_t pos = 0;
-        if (lua_type(L, -2) == LUA_TNUMBER) {
-            lua_Number k = lua_tonumber(L, -2);
-            if (k < 1 || k != (lua_Number)(size_t)k || k > 1e6)
-                luaL_error(L, "%s: option types: %s is not a column position",
-                           fname, lua_tostring(L, -2));
-            pos = (size_t)k;
-        } else if (lua_type(L, -2) == LUA_TSTRING) {
-            if (!u->header)
-                luaL_error(L, "%s: option types: column \"%s\" is named, but "
-                              "header = false (name columns by position)",
-                           fname, lua_tostring(L, -2));
-            for (size_t i = 1; i <= nh && !pos; i++) {
-                lua_rawgeti(L, names, (int)i);
-                if (lua_rawequal(L, -1, -3))
-                    pos = i;
-                lua_pop(L, 1);
-            }
-            if (!pos)
-                luaL_error(L, "%s: option types: the header has no column "
-                              "\"%s\"", fname, lua_tostring(L, -2));
-        } else {
-            luaL_error(L, "%s: option types: keys must be column names or "
-                          "positions, got a %s", fname,
-                       luaL_typename(L, -2));
-        }
+        size_t pos = type_column(L, u, names, nh, fname);
         conv_of(L, -1, fname);
         if (pos > n)
             n = pos;
@@ -385,17 +394,7 @@ static void read_types(lua_State *L, sl_csv *u, int ud, int opts,
     lua_setfield(L, names, "types"); /* anchored for the reader's life */
     lua_pushnil(L);
     while (lua_next(L, types)) {
-        size_t pos = 0;
-        if (lua_type(L, -2) == LUA_TNUMBER) {
-            pos = (size_t)lua_tonumber(L, -2);
-        } else {
-            for (size_t i = 1; i <= nh && !pos; i++) {
-                lua_rawgeti(L, names, (int)i);
-                if (lua_rawequal(L, -1, -3))
-                    pos = i;
-                lua_pop(L, 1);
-            }
-        }
+        size_t pos = type_column(L, u, names, nh, fname);
         conv[pos - 1] = (unsigned char)conv_of(L, -1, fname);
         lua_pop(L, 1);
     }
@@ -590,55 +589,54 @@ static const char *const copy_keys[] = {
     "columns", "header", "delimiter", "quote", "null", "encoding", NULL,
 };
 
-/* Push the COPY statement for (table, opts at index t).  Checks every
- * option before building anything. */
-static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
-                          size_t tlen, int t)
-{
-    const char *fname = "copy_from_file";
-    int header = 1;
-    size_t ncols = 0, dlen = 0, qlen = 0, nlen = 0, elen = 0;
-    const char *delim = NULL, *quote = NULL, *null = NULL, *enc = NULL;
-    if (!lua_isnil(L, t)) {
-        check_keys(L, t, fname, copy_keys);
-        header = opt_bool(L, t, "header", 1, fname);
-        delim = opt_string(L, t, "delimiter", &dlen, fname);
-        quote = opt_string(L, t, "quote", &qlen, fname);
-        if ((delim && dlen != 1) || (quote && qlen != 1))
-            luaL_error(L, "%s: options delimiter and quote must be one "
-                          "character", fname);
-        null = opt_string(L, t, "null", &nlen, fname);
-        enc = opt_string(L, t, "encoding", &elen, fname);
-        lua_getfield(L, t, "columns");
-        if (!lua_isnil(L, -1)) {
-            ncols = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
-            if (ncols == 0)
-                luaL_error(L, "%s: option columns must be a non-empty array "
-                              "of column names", fname);
-            for (size_t i = 1; i <= ncols; i++) {
-                lua_rawgeti(L, -1, (int)i);
-                if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
-                    luaL_error(L, "%s: columns[%d] must be a non-empty string",
-                               fname, (int)i);
-                lua_pop(L, 1);
-            }
-        }
-        lua_pop(L, 1);
-    }
-    if (tlen == 0 || table[0] == '.' || table[tlen - 1] == '.' ||
-        strstr(table, ".."))
-        luaL_error(L, "%s: invalid table name '%s'", fname, table);
+/* The options of copy_from_file, checked: what the COPY statement says. */
+typedef struct copy_opts {
+    int header;
+    size_t ncols; /* entries of opts.columns (0: all columns) */
+    const char *val[4]; /* delimiter, quote, null, encoding; NULL: unset */
+    size_t len[4];
+} copy_opts;
 
-    /* pieces are appended to one accumulating string (lua_concat): a
-     * luaL_Buffer would not allow the column table on the stack */
-    if (ncols)
-        lua_getfield(L, t, "columns");
-    else
-        lua_pushnil(L);
-    int cols = lua_gettop(L);
-    lua_pushliteral(L, "COPY ");
-    // stack: ..., columns|nil, sql
-    /* schema.table: each part quoted on its own */
+/* Read and check the options table at t (nil: the defaults); raises
+ * "copy_from_file: ..." at the first bad one. */
+static void read_copy_opts(lua_State *L, int t, const char *fname,
+                           copy_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->header = 1;
+    if (lua_isnil(L, t))
+        return;
+    check_keys(L, t, fname, copy_keys);
+    o->header = opt_bool(L, t, "header", 1, fname);
+    o->val[0] = opt_string(L, t, "delimiter", &o->len[0], fname);
+    o->val[1] = opt_string(L, t, "quote", &o->len[1], fname);
+    if ((o->val[0] && o->len[0] != 1) || (o->val[1] && o->len[1] != 1))
+        luaL_error(L, "%s: options delimiter and quote must be one "
+                      "character", fname);
+    o->val[2] = opt_string(L, t, "null", &o->len[2], fname);
+    o->val[3] = opt_string(L, t, "encoding", &o->len[3], fname);
+    lua_getfield(L, t, "columns");
+    if (!lua_isnil(L, -1)) {
+        o->ncols = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+        if (o->ncols == 0)
+            luaL_error(L, "%s: option columns must be a non-empty array "
+                          "of column names", fname);
+        for (size_t i = 1; i <= o->ncols; i++) {
+            lua_rawgeti(L, -1, (int)i);
+            if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
+                luaL_error(L, "%s: columns[%d] must be a non-empty string",
+                           fname, (int)i);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* Append table to the string on top, each part of schema.table quoted on
+ * its own. */
+static void append_table_name(lua_State *L, PGconn *pg, const char *table,
+                              size_t tlen)
+{
     for (const char *p = table, *end = table + tlen; p < end;) {
         const char *dot = memchr(p, '.', (size_t)(end - p));
         size_t n = dot ? (size_t)(dot - p) : (size_t)(end - p);
@@ -651,7 +649,14 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
             p++;
         }
     }
-    for (size_t i = 1; i <= ncols; i++) {
+}
+
+/* Append the rest after the table name: the column list (the array at
+ * index cols), FROM STDIN and the options given, quoted as literals. */
+static void append_copy_rest(lua_State *L, PGconn *pg, int cols,
+                             const copy_opts *o)
+{
+    for (size_t i = 1; i <= o->ncols; i++) {
         size_t n;
         lua_pushstring(L, i == 1 ? " (" : ", ");
         lua_rawgeti(L, cols, (int)i);
@@ -661,21 +666,44 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
         lua_concat(L, 3);
     }
     lua_pushfstring(L, "%s FROM STDIN (FORMAT csv, HEADER %s",
-                    ncols ? ")" : "", header ? "true" : "false");
+                    o->ncols ? ")" : "", o->header ? "true" : "false");
     lua_concat(L, 2);
     const char *const names[] = { ", DELIMITER ", ", QUOTE ", ", NULL ",
                                   ", ENCODING " };
-    const char *const vals[] = { delim, quote, null, enc };
-    const size_t lens[] = { dlen, qlen, nlen, elen };
     for (int i = 0; i < 4; i++) {
-        if (!vals[i])
+        if (!o->val[i])
             continue;
         lua_pushstring(L, names[i]);
-        push_escaped(L, pg, vals[i], lens[i], 0);
+        push_escaped(L, pg, o->val[i], o->len[i], 0);
         lua_concat(L, 3);
     }
     lua_pushliteral(L, ")");
     lua_concat(L, 2);
+}
+
+/* Push the COPY statement for (table, opts at index t).  Checks every
+ * option before building anything. */
+static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
+                          size_t tlen, int t)
+{
+    const char *fname = "copy_from_file";
+    copy_opts o;
+    read_copy_opts(L, t, fname, &o);
+    if (tlen == 0 || table[0] == '.' || table[tlen - 1] == '.' ||
+        strstr(table, ".."))
+        luaL_error(L, "%s: invalid table name '%s'", fname, table);
+
+    /* pieces are appended to one accumulating string (lua_concat): a
+     * luaL_Buffer would not allow the column table on the stack */
+    if (o.ncols)
+        lua_getfield(L, t, "columns");
+    else
+        lua_pushnil(L);
+    int cols = lua_gettop(L);
+    lua_pushliteral(L, "COPY ");
+    // stack: ..., columns|nil, sql
+    append_table_name(L, pg, table, tlen);
+    append_copy_rest(L, pg, cols, &o);
     lua_remove(L, cols);
 }
 

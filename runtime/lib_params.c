@@ -145,6 +145,94 @@ static const char *put_array(lua_State *L, sbuf *b, int t, int depth)
     return NULL;
 }
 
+/* A number: the text the COPY text encoder writes for kind (epoch
+ * seconds become a date or timestamp), refused when not exact for it. */
+static const char *put_number(lua_State *L, params_buf *p, int idx, int kind)
+{
+    char tmp[64];
+    if (!copy_number_exact(lua_tonumber(L, idx), kind))
+        return COPY_INT8_EXACT_WHAT;
+    size_t n = copy_format_number(tmp, lua_tonumber(L, idx), kind);
+    if (n == 0)
+        return "epoch seconds within the timestamp range";
+    params_begin(p);
+    put(L, &p->data, tmp, n);
+    return NULL;
+}
+
+/* A string: \x hex for bytea, else as it is.  A NUL byte is refused for
+ * a known type; for an unknown one the bytes go in binary format (*fmt
+ * set), as db:query sends them. */
+static const char *put_string(lua_State *L, params_buf *p, int idx, int kind,
+                              int *fmt)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    params_begin(p);
+    if (kind == COPY_K_BYTEA) {
+        if (copy_put_bytea_hex(&p->data, s, n) != SL_OK)
+            oom(L);
+        return NULL;
+    }
+    if (memchr(s, '\0', n)) {
+        if (kind != COPY_K_OTHER)
+            return "a string without NUL bytes (PostgreSQL text "
+                   "cannot hold \\0; use a bytea column)";
+        /* as db:query does: unknown type, send the raw bytes */
+        *fmt = 1;
+    }
+    put(L, &p->data, s, n);
+    return NULL;
+}
+
+/* A table: JSON text from the encoder at json_idx for json/jsonb, an
+ * array literal for arrays and unknown types.  Leaves the stack as it
+ * was. */
+static const char *put_table(lua_State *L, params_buf *p, int idx, int kind,
+                             int json_idx)
+{
+    int top = lua_gettop(L);
+    if (kind == COPY_K_JSON || kind == COPY_K_JSONB) {
+        if (json_idx == 0 || !lua_isfunction(L, json_idx))
+            return "a JSON string (no JSON encoder: install lua-cjson "
+                   "or pass opts.json_encode)";
+        lua_pushvalue(L, json_idx);
+        lua_pushvalue(L, idx);
+        if (lua_pcall(L, 1, 1, 0) != 0 || lua_type(L, -1) != LUA_TSTRING) {
+            lua_settop(L, top);
+            return "a table the JSON encoder accepts";
+        }
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        params_begin(p);
+        put(L, &p->data, s, n);
+        lua_settop(L, top);
+        return NULL;
+    }
+    if (kind != COPY_K_OTHER && kind != COPY_K_ARRAY)
+        return "a string, number, boolean or nil (tables only for "
+               "array and json columns)";
+    params_begin(p);
+    const char *err = put_array(L, &p->data, idx, 0);
+    lua_settop(L, top);
+    return err;
+}
+
+/* Any other value: an int64/uint64 cdata as its decimal text. */
+static const char *put_cdata(lua_State *L, params_buf *p, int idx)
+{
+    int top = lua_gettop(L);
+    size_t n;
+    const char *s = cdata_text(L, idx, &n);
+    if (!s)
+        return "nil, sluice.null, a boolean, a number, a string, an "
+               "int64 cdata or a table";
+    params_begin(p);
+    put(L, &p->data, s, n);
+    lua_settop(L, top);
+    return NULL;
+}
+
 /* Encode the Lua value at idx as one parameter for a value of encoder
  * family `kind` (enum copy_kind; COPY_K_OTHER when the type is unknown)
  * and append it to p, which must have room for one value
@@ -157,11 +245,8 @@ static const char *put_array(lua_State *L, sbuf *b, int t, int depth)
 const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
                            int json_idx)
 {
-    sbuf *b = &p->data;
-    char tmp[64];
-    size_t n;
+    const char *err = NULL;
     int fmt = 0;
-    int top = lua_gettop(L);
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         params_null(p);
@@ -174,73 +259,23 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
         return NULL;
     case LUA_TBOOLEAN:
         params_begin(p);
-        put(L, b, lua_toboolean(L, idx) ? "t" : "f", 1);
+        put(L, &p->data, lua_toboolean(L, idx) ? "t" : "f", 1);
         break;
     case LUA_TNUMBER:
-        if (!copy_number_exact(lua_tonumber(L, idx), kind))
-            return COPY_INT8_EXACT_WHAT;
-        n = copy_format_number(tmp, lua_tonumber(L, idx), kind);
-        if (n == 0)
-            return "epoch seconds within the timestamp range";
-        params_begin(p);
-        put(L, b, tmp, n);
+        err = put_number(L, p, idx, kind);
         break;
-    case LUA_TSTRING: {
-        const char *s = lua_tolstring(L, idx, &n);
-        params_begin(p);
-        if (kind == COPY_K_BYTEA) {
-            if (copy_put_bytea_hex(b, s, n) != SL_OK)
-                oom(L);
-        } else {
-            if (memchr(s, '\0', n)) {
-                if (kind != COPY_K_OTHER)
-                    return "a string without NUL bytes (PostgreSQL text "
-                           "cannot hold \\0; use a bytea column)";
-                /* as db:query does: unknown type, send the raw bytes */
-                fmt = 1;
-            }
-            put(L, b, s, n);
-        }
+    case LUA_TSTRING:
+        err = put_string(L, p, idx, kind, &fmt);
+        break;
+    case LUA_TTABLE:
+        err = put_table(L, p, idx, kind, json_idx);
+        break;
+    default:
+        err = put_cdata(L, p, idx);
         break;
     }
-    case LUA_TTABLE: {
-        if (kind == COPY_K_JSON || kind == COPY_K_JSONB) {
-            if (json_idx == 0 || !lua_isfunction(L, json_idx))
-                return "a JSON string (no JSON encoder: install lua-cjson "
-                       "or pass opts.json_encode)";
-            lua_pushvalue(L, json_idx);
-            lua_pushvalue(L, idx);
-            if (lua_pcall(L, 1, 1, 0) != 0 ||
-                lua_type(L, -1) != LUA_TSTRING) {
-                lua_settop(L, top);
-                return "a table the JSON encoder accepts";
-            }
-            const char *s = lua_tolstring(L, -1, &n);
-            params_begin(p);
-            put(L, b, s, n);
-            lua_settop(L, top);
-            break;
-        }
-        if (kind != COPY_K_OTHER && kind != COPY_K_ARRAY)
-            return "a string, number, boolean or nil (tables only for "
-                   "array and json columns)";
-        params_begin(p);
-        const char *err = put_array(L, b, idx, 0);
-        lua_settop(L, top);
-        if (err)
-            return err;
-        break;
-    }
-    default: {
-        const char *s = cdata_text(L, idx, &n);
-        if (!s)
-            return "nil, sluice.null, a boolean, a number, a string, an "
-                   "int64 cdata or a table";
-        params_begin(p);
-        put(L, b, s, n);
-        lua_settop(L, top);
-    }
-    }
+    if (err)
+        return err;
     int rc = params_end(p, fmt);
     if (rc == SL_ERANGE)
         return "a value of at most 2147483647 bytes";

@@ -300,7 +300,9 @@ static void after_error(lua_State *L)
         report(L);
 }
 
-static void repl(lua_State *L)
+/* The prompt's history file, ~/.sluice_history, read in; NULL when there
+ * is no HOME.  The caller writes it back and frees it. */
+static char *open_history(void)
 {
     char *hist = NULL;
     const char *home = getenv("HOME");
@@ -308,7 +310,13 @@ static void repl(lua_State *L)
         hist = NULL;
     if (hist)
         read_history(hist);
-    /* globals db, sluice, help() */
+    return hist;
+}
+
+/* The globals db, sluice and help() from sluice.repl.setup, then the
+ * greeting; a failing setup is reported and the prompt opens anyway. */
+static void repl_setup(lua_State *L)
+{
     lua_getglobal(L, "require");
     lua_pushstring(L, "sluice.repl");
     if (docall(L, 1, 1) == 0) {
@@ -321,6 +329,75 @@ static void repl(lua_State *L)
     }
     printf("sluice %s (%s) - Lua with PostgreSQL loading; help() for help, "
            "Ctrl-D to quit\n", SLUICE_VERSION, LUAJIT_VERSION);
+}
+
+/* Compile the input at stack index 1: as an expression first, so `1+1`
+ * prints 2, then as a statement, reading more lines ("   ...>") while
+ * either is merely unfinished; index 1 then holds the whole input.
+ * Returns 0 with the chunk on top, -1 when Ctrl-C dropped the unfinished
+ * input, else a load status with the message on top. */
+static int read_chunk(lua_State *L)
+{
+    int status;
+    for (;;) {
+        lua_pushfstring(L, "return %s", lua_tostring(L, 1));
+        status = luaL_loadbuffer(L, lua_tostring(L, -1),
+                                 lua_objlen(L, -1), "=stdin");
+        lua_remove(L, -2);
+        if (status == 0)
+            break;
+        int expr_more = incomplete(L, status); /* pops if so */
+        if (!expr_more)
+            lua_pop(L, 1);
+        status = luaL_loadbuffer(L, lua_tostring(L, 1), lua_objlen(L, 1),
+                                 "=stdin");
+        if (status == 0)
+            break;
+        int stmt_more = incomplete(L, status);
+        if (!stmt_more && !expr_more)
+            break; /* a real syntax error, message on the stack */
+        if (!stmt_more)
+            lua_pop(L, 1);
+        char *more = prompt_line("   ...> ");
+        if (!more && prompt_sigint) {
+            status = -1; /* the unfinished input is dropped */
+            break;
+        }
+        if (!more) {
+            lua_pushliteral(L, "incomplete input");
+            break;
+        }
+        lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), more);
+        free(more);
+        lua_replace(L, 1);
+    }
+    return status;
+}
+
+/* Run what read_chunk() returned (status 0: the chunk on top, else the
+ * error on top) and print its values, or report the error and let the
+ * library tidy up after it. */
+static void run_line(lua_State *L, int status)
+{
+    if (status == 0) {
+        lua_remove(L, 1);
+        status = docall(L, 0, LUA_MULTRET);
+        if (status == 0)
+            print_results(L, 0);
+    }
+    lib_interrupt_consume(L); /* before the tidying up runs SQL */
+    if (status != 0) {
+        lua_pushvalue(L, -1);
+        report(L);
+        after_error(L);
+    }
+}
+
+/* The interactive prompt, until Ctrl-D. */
+static void repl(lua_State *L)
+{
+    char *hist = open_history();
+    repl_setup(L);
     for (;;) {
         char *line = prompt_line("sluice> ");
         if (!line && prompt_sigint)
@@ -334,56 +411,11 @@ static void repl(lua_State *L)
         lua_settop(L, 0);
         lua_pushstring(L, line);
         free(line);
-        int status;
-        for (;;) {
-            /* an expression first, so `1+1` prints 2; then a statement;
-             * read more lines while either is merely unfinished */
-            lua_pushfstring(L, "return %s", lua_tostring(L, 1));
-            status = luaL_loadbuffer(L, lua_tostring(L, -1),
-                                     lua_objlen(L, -1), "=stdin");
-            lua_remove(L, -2);
-            if (status == 0)
-                break;
-            int expr_more = incomplete(L, status); /* pops if so */
-            if (!expr_more)
-                lua_pop(L, 1);
-            status = luaL_loadbuffer(L, lua_tostring(L, 1), lua_objlen(L, 1),
-                                     "=stdin");
-            if (status == 0)
-                break;
-            int stmt_more = incomplete(L, status);
-            if (!stmt_more && !expr_more)
-                break; /* a real syntax error, message on the stack */
-            if (!stmt_more)
-                lua_pop(L, 1);
-            char *more = prompt_line("   ...> ");
-            if (!more && prompt_sigint) {
-                status = -1; /* the unfinished input is dropped */
-                break;
-            }
-            if (!more) {
-                lua_pushliteral(L, "incomplete input");
-                break;
-            }
-            lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), more);
-            free(more);
-            lua_replace(L, 1);
-        }
+        int status = read_chunk(L);
         if (status == -1)
             continue;
         add_history(lua_tostring(L, 1));
-        if (status == 0) {
-            lua_remove(L, 1);
-            status = docall(L, 0, LUA_MULTRET);
-            if (status == 0)
-                print_results(L, 0);
-        }
-        lib_interrupt_consume(L); /* before the tidying up runs SQL */
-        if (status != 0) {
-            lua_pushvalue(L, -1);
-            report(L);
-            after_error(L);
-        }
+        run_line(L, status);
     }
     if (hist) {
         write_history(hist);
@@ -415,21 +447,23 @@ static int start_tmpdb(lua_State *L)
     return 0;
 }
 
-static int pmain(lua_State *L)
+/* What the first pass over the options found. */
+typedef struct main_opts {
+    int script;      /* argv index of the script (argc: none) */
+    int want_repl;   /* the "repl" command */
+    int interactive; /* -i */
+    int use_tmpdb;   /* --tmpdb */
+} main_opts;
+
+/* First pass over the options: the ones that change the environment, or
+ * end the run (help, version, a bad option); -e and -l are only checked
+ * here and run by run_preloads(), after --tmpdb has set DATABASE_URL.
+ * Returns 1 to go on, 0 when the run is over (s->status says how). */
+static int scan_options(smain *s, main_opts *o)
 {
-    smain *s = lua_touserdata(L, 1);
     char **argv = s->argv;
-    int argc = s->argc;
-    int want_repl = 0, interactive = 0, ran = 0, use_tmpdb = 0, i;
-
-    lua_settop(L, 0);
-    lua_gc(L, LUA_GCSTOP, 0);
-    luaL_openlibs(L);
-    lua_gc(L, LUA_GCRESTART, -1);
-    setup_paths(L);
-    lib_interrupt_install(L);
-
-    /* first pass: flags that change the environment */
+    int argc = s->argc, i;
+    memset(o, 0, sizeof *o);
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0 || a[0] != '-' || strcmp(a, "-") == 0)
@@ -442,12 +476,12 @@ static int pmain(lua_State *L)
                    LUAJIT_VERSION, PQlibVersion());
             return 0;
         } else if (strcmp(a, "--tmpdb") == 0) {
-            use_tmpdb = 1;
+            o->use_tmpdb = 1;
         } else if (strcmp(a, "--quiet") == 0) {
             /* read by sluice.progress; children inherit it too */
             setenv("SLUICE_QUIET", "1", 1);
         } else if (strcmp(a, "-i") == 0) {
-            interactive = 1;
+            o->interactive = 1;
         } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
             if (++i >= argc) {
                 fprintf(stderr, "%s: %s needs an argument\n", progname, a);
@@ -461,46 +495,76 @@ static int pmain(lua_State *L)
             return 0;
         }
     }
-    int script = i;
-    if (script < argc && strcmp(argv[script], "--") == 0)
-        script++;
-    if (script < argc && strcmp(argv[script], "repl") == 0 &&
-        !is_file(argv[script])) {
-        want_repl = 1;
+    o->script = i;
+    if (o->script < argc && strcmp(argv[o->script], "--") == 0)
+        o->script++;
+    if (o->script < argc && strcmp(argv[o->script], "repl") == 0 &&
+        !is_file(argv[o->script])) {
+        o->want_repl = 1;
     }
-    create_arg_table(L, argv, argc, script < argc ? script : argc - 1);
+    return 1;
+}
 
-    if (use_tmpdb && start_tmpdb(L) != 0)
-        goto fail;
-
-    /* second pass: -e and -l in order */
-    for (i = 1; i < script; i++) {
+/* Second pass: -e and -l in the order given, before the script.  Returns
+ * nonzero with the error message on the stack when one fails; *ran is set
+ * when code ran (then no prompt opens by default). */
+static int run_preloads(lua_State *L, char **argv, int script, int *ran)
+{
+    for (int i = 1; i < script; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-e") == 0) {
             const char *code = argv[++i];
             if (luaL_loadbuffer(L, code, strlen(code), "=(command line)") ||
                 docall(L, 0, 0))
-                goto fail;
-            ran = 1;
+                return 1;
+            *ran = 1;
         } else if (strcmp(a, "-l") == 0) {
             lua_getglobal(L, "require");
             lua_pushstring(L, argv[++i]);
             if (docall(L, 1, 1))
-                goto fail;
+                return 1;
             lua_setglobal(L, argv[i]);
         }
     }
+    return 0;
+}
 
-    if (want_repl) {
+/* The protected main, run by lua_cpcall with the smain in argument 1:
+ * options, --tmpdb, -e/-l, then the script, stdin or the prompt.  Sets
+ * s->status (0, 1 after a reported error, 2 for a bad option). */
+static int pmain(lua_State *L)
+{
+    smain *s = lua_touserdata(L, 1);
+    char **argv = s->argv;
+    int argc = s->argc;
+    int ran = 0;
+    main_opts o;
+
+    lua_settop(L, 0);
+    lua_gc(L, LUA_GCSTOP, 0);
+    luaL_openlibs(L);
+    lua_gc(L, LUA_GCRESTART, -1);
+    setup_paths(L);
+    lib_interrupt_install(L);
+
+    if (!scan_options(s, &o))
+        return 0;
+    create_arg_table(L, argv, argc, o.script < argc ? o.script : argc - 1);
+    if (o.use_tmpdb && start_tmpdb(L) != 0)
+        goto fail;
+    if (run_preloads(L, argv, o.script, &ran))
+        goto fail;
+
+    if (o.want_repl) {
         repl(L);
         return 0;
     }
-    if (script < argc) {
-        if (handle_script(L, argv, argc, script))
+    if (o.script < argc) {
+        if (handle_script(L, argv, argc, o.script))
             goto fail;
         ran = 1;
     }
-    if (interactive || (!ran && isatty(0))) {
+    if (o.interactive || (!ran && isatty(0))) {
         repl(L);
     } else if (!ran) {
         if (luaL_loadfile(L, NULL) || docall(L, 0, 0))

@@ -91,86 +91,128 @@ static void guard_end(pipe_guard *g)
 
 /* ------------------------------------------------------------------ open */
 
+/* Standard output: a dup of fd 1, so closing the sink leaves stdout
+ * open, taken after what Lua's io.write/print buffered went out.  A pipe
+ * or terminal gets the SIGPIPE guard.  Returns the fd, or -1 with msg. */
+static int open_stdout(sink_file *f, const char *path, char *msg,
+                       size_t msglen)
+{
+    fflush(stdout);
+    int fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) {
+        set_msg(msg, msglen, path, "cannot use standard output", errno);
+        return -1;
+    }
+    struct stat st;
+    f->guard_pipe = fstat(fd, &st) != 0 || !S_ISREG(st.st_mode);
+    return fd;
+}
+
+/* Something that exists and is not a regular file (st: its stat), such
+ * as a device or a FIFO: written in place, with the SIGPIPE guard; a
+ * directory is refused.  Returns the fd, or -1 with msg. */
+static int open_in_place(sink_file *f, const char *path,
+                         const struct stat *st, char *msg, size_t msglen)
+{
+    if (S_ISDIR(st->st_mode)) {
+        set_msg(msg, msglen, path, "cannot write", EISDIR);
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_msg(msg, msglen, path, "cannot open", errno);
+        return -1;
+    }
+    f->guard_pipe = 1;
+    return fd;
+}
+
+/* Remove and forget the temporary file of a sink that failed to open. */
+static void drop_tmp(sink_file *f)
+{
+    unlink(f->tmp);
+    free(f->tmp);
+    f->tmp = NULL;
+}
+
+/* A regular file or a new path: a temporary file beside it (f->tmp),
+ * renamed over it when the sink commits, with the mode a plain creat
+ * would give it.  Returns the fd, or -1 with msg (f->tmp NULL). */
+static int open_tmp(sink_file *f, const char *path, char *msg,
+                    size_t msglen)
+{
+    size_t n = strlen(path);
+    f->tmp = malloc(n + sizeof ".sluice-XXXXXX");
+    if (!f->tmp) {
+        set_msg(msg, msglen, path, "out of memory", 0);
+        return -1;
+    }
+    memcpy(f->tmp, path, n);
+    memcpy(f->tmp + n, ".sluice-XXXXXX", sizeof ".sluice-XXXXXX");
+    int fd = mkstemp(f->tmp); /* mkostemp is not POSIX */
+    if (fd >= 0)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        free(f->tmp);
+        f->tmp = NULL;
+        set_msg(msg, msglen, path, "cannot create", e);
+        return -1;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) {
+        set_msg(msg, msglen, path, "cannot set the file mode", errno);
+        close(fd);
+        drop_tmp(f);
+        return -1;
+    }
+    return fd;
+}
+
+/* Put gzip (level 1..9; more is 9) over fd, which it then owns.  0, or
+ * -1 with msg: fd is closed and the temporary file removed. */
+static int start_gzip(sink_file *f, int fd, int gzip_level,
+                      const char *path, char *msg, size_t msglen)
+{
+    char mode[8];
+    snprintf(mode, sizeof mode, "wb%d", gzip_level > 9 ? 9 : gzip_level);
+    f->gz = gzdopen(fd, mode);
+    if (!f->gz) {
+        set_msg(msg, msglen, path, "cannot start gzip", errno ? errno
+                                                              : ENOMEM);
+        close(fd);
+        if (f->tmp)
+            drop_tmp(f);
+        return -1;
+    }
+    gzbuffer(f->gz, GZ_BUFFER);
+    return 0;
+}
+
+/* Open path for writing (sink.h): standard output, in place or through a
+ * temporary file, then gzip over it when asked.  Never raises. */
 int sink_open(sink_file *f, const char *path, int gzip_level, char *msg,
               size_t msglen)
 {
-    int fd = -1;
     f->path = dup_str(path);
     if (!f->path) {
         set_msg(msg, msglen, path, "out of memory", 0);
         return -1;
     }
-    if (strcmp(path, "-") == 0) {
-        /* what Lua's io.write/print buffered goes first */
-        fflush(stdout);
-        fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0) {
-            set_msg(msg, msglen, path, "cannot use standard output", errno);
-            return -1;
-        }
-        struct stat st;
-        f->guard_pipe = fstat(fd, &st) != 0 || !S_ISREG(st.st_mode);
-    } else {
-        struct stat st;
-        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-            if (S_ISDIR(st.st_mode)) {
-                set_msg(msg, msglen, path, "cannot write", EISDIR);
-                return -1;
-            }
-            fd = open(path, O_WRONLY | O_CLOEXEC);
-            if (fd < 0) {
-                set_msg(msg, msglen, path, "cannot open", errno);
-                return -1;
-            }
-            f->guard_pipe = 1;
-        } else {
-            size_t n = strlen(path);
-            f->tmp = malloc(n + sizeof ".sluice-XXXXXX");
-            if (!f->tmp) {
-                set_msg(msg, msglen, path, "out of memory", 0);
-                return -1;
-            }
-            memcpy(f->tmp, path, n);
-            memcpy(f->tmp + n, ".sluice-XXXXXX", sizeof ".sluice-XXXXXX");
-            fd = mkstemp(f->tmp); /* mkostemp is not POSIX */
-            if (fd >= 0)
-                fcntl(fd, F_SETFD, FD_CLOEXEC);
-            if (fd < 0) {
-                int e = errno;
-                free(f->tmp);
-                f->tmp = NULL;
-                set_msg(msg, msglen, path, "cannot create", e);
-                return -1;
-            }
-            mode_t mask = umask(0);
-            umask(mask);
-            if (fchmod(fd, 0666 & ~mask) != 0) {
-                set_msg(msg, msglen, path, "cannot set the file mode", errno);
-                close(fd);
-                unlink(f->tmp);
-                free(f->tmp);
-                f->tmp = NULL;
-                return -1;
-            }
-        }
-    }
-    if (gzip_level > 0) {
-        char mode[8];
-        snprintf(mode, sizeof mode, "wb%d", gzip_level > 9 ? 9 : gzip_level);
-        f->gz = gzdopen(fd, mode);
-        if (!f->gz) {
-            set_msg(msg, msglen, path, "cannot start gzip", errno ? errno
-                                                                  : ENOMEM);
-            close(fd);
-            if (f->tmp) {
-                unlink(f->tmp);
-                free(f->tmp);
-                f->tmp = NULL;
-            }
-            return -1;
-        }
-        gzbuffer(f->gz, GZ_BUFFER);
-    }
+    int fd;
+    struct stat st;
+    if (strcmp(path, "-") == 0)
+        fd = open_stdout(f, path, msg, msglen);
+    else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        fd = open_in_place(f, path, &st, msg, msglen);
+    else
+        fd = open_tmp(f, path, msg, msglen);
+    if (fd < 0)
+        return -1;
+    if (gzip_level > 0 && start_gzip(f, fd, gzip_level, path, msg,
+                                     msglen) != 0)
+        return -1;
     f->fd = fd;
     f->open = 1;
     return 0;

@@ -1,0 +1,223 @@
+/*
+ * lib_error.c - database errors as Lua error objects: the tables of the
+ * "sluice.error" metatable (sqlstate, message, detail, hint, context, ...)
+ * built from a failed PGresult, from a connection lost mid-call, or from
+ * the fields a binding gives; their __tostring; sluice.core.new_error.
+ *
+ * Uses: libpq (PQresultErrorField, PQstatus, PQerrorMessage) and the
+ * metatable lib_sluice.c registers; every binding that talks to the server
+ * raises through here, so a lost connection reads the same on every path.
+ *
+ * Caveats: a lost connection always gets a sqlstate (08006 unless the
+ * server sent its own), so a script that checks err.sqlstate sees it; the
+ * wording of its detail is shared by every caller, which prefix the
+ * message with what they know of the rows in flight.
+ */
+#include "lib.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Set field k of the table on top to v; a NULL or empty v is left out
+ * (libpq's absent fields are NULL, some are ""). */
+void lib_set_field(lua_State *L, const char *k, const char *v)
+{
+    if (v && *v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+/* A new error object from the given fields (see lib.h); severity ERROR. */
+void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
+                    const char *detail, const char *hint)
+{
+    lua_createtable(L, 0, 6);
+    lib_set_field(L, "severity", "ERROR");
+    lib_set_field(L, "sqlstate", sqlstate);
+    lib_set_field(L, "message", message ? message : "unknown error");
+    lib_set_field(L, "detail", detail);
+    lib_set_field(L, "hint", hint);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Push libpq's message without its trailing newline. */
+void lib_push_trimmed(lua_State *L, const char *msg)
+{
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    lua_pushlstring(L, msg, n);
+}
+
+/* What a lost connection means for the script's data, in the detail:
+ * one wording for every path (statements, COPY in and out, files,
+ * batches, pipelines).  The message makes no claim: what a lost
+ * connection left committed depends on what was in flight, and the
+ * callers that know (batch, pipeline, COPY, load) say it in front. */
+#define LOST_DETAIL "A server rolls back whatever a connection leaves " \
+                    "uncommitted. Only a statement that commits on its " \
+                    "own (a COMMIT, or a COPY or statement outside a " \
+                    "transaction) may have completed just before the " \
+                    "connection was lost."
+#define LOST_HINT "connect again and run the transaction again"
+
+/* Push the error object of a connection lost mid-call, whose only account
+ * is libpq's `reason` (its first line is kept: the rest is libpq's guess
+ * at the cause, or the same failure seen again).  severity FATAL,
+ * sqlstate 08006 (connection_failure): libpq gives none, and a script
+ * that checks err.sqlstate must see a lost connection as one. */
+static void push_lost(lua_State *L, const char *reason)
+{
+    lua_createtable(L, 0, 5);
+    lib_set_field(L, "severity", "FATAL");
+    lib_set_field(L, "sqlstate", "08006");
+    size_t n = reason ? strcspn(reason, "\n") : 0;
+    while (n > 0 && reason[n - 1] == ' ')
+        n--;
+    if (n > 0) {
+        lua_pushliteral(L, "connection to the server lost (");
+        lua_pushlstring(L, reason, n);
+        lua_pushliteral(L, ")");
+        lua_concat(L, 3);
+    } else {
+        lua_pushliteral(L, "connection to the server lost");
+    }
+    lua_setfield(L, -2, "message");
+    lib_set_field(L, "detail", LOST_DETAIL);
+    lib_set_field(L, "hint", LOST_HINT);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Set field k of the table on top to v unless it is set already. */
+static void set_default(lua_State *L, const char *k, const char *v)
+{
+    lua_getfield(L, -1, k);
+    int set = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!set)
+        lib_set_field(L, k, v);
+}
+
+/* Push the error object describing a failed result.  A result without a
+ * SQLSTATE on a connection that is gone is libpq's report of the loss:
+ * it becomes the lost-connection error (08006).  A server error that
+ * ended the session (FATAL, 57P01 when an administrator terminated it)
+ * keeps its own fields and gains the lost connection's detail and hint
+ * where the server gave none. */
+void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int gone = pg && PQstatus(pg) == CONNECTION_BAD;
+    if (!(state && *state) && gone) {
+        const char *m = PQresultErrorMessage(res);
+        push_lost(L, (m && *m) ? m : PQerrorMessage(pg));
+        return;
+    }
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    lua_createtable(L, 0, 12);
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    lib_set_field(L, "severity", sev ? sev : "ERROR");
+    lib_set_field(L, "sqlstate", state);
+    if (primary) {
+        lib_set_field(L, "message", primary);
+    } else {
+        const char *m = PQresultErrorMessage(res);
+        lib_push_trimmed(L, (m && *m) ? m : PQerrorMessage(pg));
+        lua_setfield(L, -2, "message");
+    }
+    lib_set_field(L, "detail",
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+    lib_set_field(L, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+    lib_set_field(L, "context", PQresultErrorField(res, PG_DIAG_CONTEXT));
+    lib_set_field(L, "schema",
+                  PQresultErrorField(res, PG_DIAG_SCHEMA_NAME));
+    lib_set_field(L, "table", PQresultErrorField(res, PG_DIAG_TABLE_NAME));
+    lib_set_field(L, "column",
+                  PQresultErrorField(res, PG_DIAG_COLUMN_NAME));
+    lib_set_field(L, "constraint",
+                  PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME));
+    const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+    if (pos) {
+        lua_pushinteger(L, atoi(pos));
+        lua_setfield(L, -2, "position");
+    }
+    if (gone || (sev && (strcmp(sev, "FATAL") == 0 ||
+                         strcmp(sev, "PANIC") == 0))) {
+        set_default(L, "detail", "The connection to the server was lost. "
+                                 LOST_DETAIL);
+        set_default(L, "hint", LOST_HINT);
+    }
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+/* Push the error object for a connection that broke mid-call. */
+void lib_push_conn_error(lua_State *L, PGconn *pg)
+{
+    push_lost(L, pg ? PQerrorMessage(pg) : NULL);
+}
+
+/* sluice.core.new_error(t): t itself, given the error metatable, so Lua
+ * code raises errors that print and test like the server's.  Raises when
+ * t is not a table. */
+int lib_error_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* Append "\nLABEL:  value" to b when field key of the table at t is a
+ * string: psql's lines after the message. */
+static void add_line(luaL_Buffer *b, lua_State *L, int t, const char *label,
+                     const char *key)
+{
+    lua_getfield(L, t, key);
+    if (lua_isstring(L, -1)) {
+        const char *v = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        luaL_addchar(b, '\n');
+        luaL_addstring(b, label);
+        luaL_addstring(b, ":  ");
+        luaL_addstring(b, v);
+    } else {
+        lua_pop(L, 1);
+    }
+}
+
+/* __tostring of an error: the way psql prints it in verbose mode. */
+static int error_tostring(lua_State *L)
+{
+    luaL_Buffer b;
+    lua_settop(L, 1);
+    // stack: err
+    lua_getfield(L, 1, "severity");
+    lua_getfield(L, 1, "sqlstate");
+    lua_getfield(L, 1, "message");
+    // stack: err, severity, sqlstate, message
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, lua_isstring(L, 2) ? lua_tostring(L, 2) : "ERROR");
+    luaL_addstring(&b, ":  ");
+    if (lua_isstring(L, 3)) {
+        luaL_addstring(&b, lua_tostring(L, 3));
+        luaL_addstring(&b, ": ");
+    }
+    luaL_addstring(&b, lua_isstring(L, 4) ? lua_tostring(L, 4) : "?");
+    add_line(&b, L, 1, "DETAIL", "detail");
+    add_line(&b, L, 1, "HINT", "hint");
+    add_line(&b, L, 1, "CONTEXT", "context");
+    add_line(&b, L, 1, "WHERE", "where");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* The "sluice.error" metatable (lib_sluice.c registers it). */
+const luaL_Reg lib_error_meta[] = {
+    { "__tostring", error_tostring },
+    { NULL, NULL },
+};
