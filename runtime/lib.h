@@ -102,11 +102,26 @@ void lib_push_int8(lua_State *L, long long x, const char *text, size_t len);
 /* Push the error object for a failed result / a broken connection.  A
  * lost connection always gets a sqlstate: the server's (57P01 when an
  * administrator ended the session) when its error arrived, else 08006
- * with severity FATAL; its message says the connection was lost and that
- * the open transaction and the COPY or statement in progress were not
- * committed.  pg may be NULL (a closed connection). */
+ * with severity FATAL; its message says the connection was lost (no claim
+ * about what was committed: the detail explains, the callers that know
+ * put it in front).  pg may be NULL (a closed connection). */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg);
 void lib_push_conn_error(lua_State *L, PGconn *pg);
+
+/* What a COPY that sent all its data left, when the end did not go as
+ * planned; who names the call ("COPY", "copy_from_file"), rows is the
+ * text of the row count (NULL when unknown).  Both raise an error object
+ * with committed_rows and in_doubt_rows (0 for an unknown count):
+ * - lib_raise_copy_lost: the connection was lost before the server
+ *   answered: in autocommit the COPY may or may not have been committed,
+ *   inside a transaction nothing of it was;
+ * - lib_raise_copy_interrupted: Ctrl-C (signal sig) came, but the COPY
+ *   completed: committed in autocommit, else loaded in the open
+ *   transaction. */
+int lib_raise_copy_lost(lua_State *L, PGconn *pg, const char *who,
+                        int autocommit, const char *rows);
+int lib_raise_copy_interrupted(lua_State *L, int sig, const char *who,
+                               int autocommit, const char *rows);
 
 extern const luaL_Reg lib_conn_methods[];
 extern const luaL_Reg lib_conn_meta[];

@@ -325,57 +325,6 @@ static int finish_sink(lua_State *L, sl_copy *cp)
     return 1;
 }
 
-/* Raise the error of a COPY whose every row was sent but whose answer
- * never came: in autocommit it commits as it ends, so its rows are in
- * doubt; in a transaction the transaction is gone with them. */
-static int raise_finish_lost(lua_State *L, sl_copy *cp)
-{
-    char num[32];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)cp->w.rows);
-    lib_push_conn_error(L, cp->conn->pg);
-    int e = lua_gettop(L);
-    lua_pushnumber(L, 0);
-    lua_setfield(L, e, "committed_rows");
-    lua_pushnumber(L, cp->autocommit ? (lua_Number)cp->w.rows : 0);
-    lua_setfield(L, e, "in_doubt_rows");
-    if (cp->autocommit)
-        lua_pushfstring(L, "COPY: the connection was lost before the "
-                           "server answered: its %s rows may or may "
-                           "not have been committed (check the "
-                           "table): ", num);
-    else
-        lua_pushliteral(L, "COPY: the connection was lost, and the "
-                           "open transaction with it (nothing of the "
-                           "COPY was committed): ");
-    lua_getfield(L, e, "message");
-    lua_concat(L, 2);
-    lua_setfield(L, e, "message");
-    return lua_error(L);
-}
-
-/* Raise the error of a COPY that completed before Ctrl-C reached the
- * server (t: the server's row count as text, n: as a number): it says
- * so, rather than let the interrupt read as a failed COPY. */
-static int raise_finished_interrupted(lua_State *L, sl_copy *cp,
-                                      const char *t, lua_Number n)
-{
-    int sig = lib_interrupt_consume(L);
-    lua_createtable(L, 0, 3);
-    lua_pushfstring(L, "COPY: interrupted (%s) after the COPY had "
-                       "%s its %s rows", interrupt_name(sig),
-                    cp->autocommit ? "committed"
-                                   : "loaded (in the open transaction, "
-                                     "not committed)", t);
-    lua_setfield(L, -2, "message");
-    lua_pushnumber(L, cp->autocommit ? n : 0);
-    lua_setfield(L, -2, "committed_rows");
-    lua_pushnumber(L, 0);
-    lua_setfield(L, -2, "in_doubt_rows");
-    luaL_getmetatable(L, SLUICE_ERROR_MT);
-    lua_setmetatable(L, -2);
-    return lua_error(L);
-}
-
 /* cp:finish() -> number of rows the server loaded.  Raises the server's
  * error object when the COPY fails; either way the COPY is over. */
 static int cp_finish(lua_State *L)
@@ -397,14 +346,20 @@ static int cp_finish(lua_State *L)
     cp_release(cp, NULL, CP_FAILED, 0);
     PGresult *res;
     int st = lib_conn_finish_status(L, cp->conn, conn_idx, 1, &res);
-    if (st == LIB_FINISH_LOST)
-        return raise_finish_lost(L, cp);
+    if (st == LIB_FINISH_LOST) {
+        /* every row was sent and nobody knows whether the COPY ended:
+         * in autocommit it commits as it ends */
+        char rows[24];
+        numfmt_uint64(rows, cp->w.rows);
+        return lib_raise_copy_lost(L, cp->conn->pg, "COPY", cp->autocommit,
+                                   rows);
+    }
     cp->state = CP_FINISHED;
     const char *t = res ? PQcmdTuples(res) : "";
-    lua_Number n = *t ? strtod(t, NULL) : 0;
     if (st == LIB_FINISH_INTERRUPTED && !interrupt_held())
-        return raise_finished_interrupted(L, cp, t, n);
-    lua_pushnumber(L, n);
+        return lib_raise_copy_interrupted(L, lib_interrupt_consume(L), "COPY",
+                                          cp->autocommit, t);
+    lua_pushnumber(L, *t ? strtod(t, NULL) : 0);
     return 1;
 }
 

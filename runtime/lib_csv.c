@@ -791,8 +791,11 @@ int lib_csv_copy_from_file(lua_State *L)
     c->busy = 0;
     csvread_release(&u->r);
 
+    int sig = 0;
     if (interrupted || rc == SL_EINTR)
-        lib_interrupt_consume(L);
+        sig = lib_interrupt_consume(L);
+    if (!sig)
+        sig = SIGINT; /* a read cut short by a signal already taken */
     lib_conn_deliver_notices(L, c, 1);
     if (rc == SL_EINVAL) {
         lua_pushstring(L, u->r.err);
@@ -803,30 +806,20 @@ int lib_csv_copy_from_file(lua_State *L)
         return lua_error(L);
     }
     if (rc == SL_EBROKEN || rc == SL_EFAIL) {
+        if (ended) /* the whole file went out and no answer came */
+            return lib_raise_copy_lost(L, c->pg, "copy_from_file", autocommit,
+                                       NULL);
         lib_push_conn_error(L, c->pg);
-        if (ended && autocommit) {
-            /* the whole file went out and no answer came */
-            int e = lua_gettop(L);
-            lua_pushliteral(L, "copy_from_file: the connection was lost "
-                               "before the server answered: the COPY may "
-                               "or may not have been committed (check the "
-                               "table): ");
-            lua_getfield(L, e, "message");
-            lua_concat(L, 2);
-            lua_setfield(L, e, "message");
-        }
         return lua_error(L);
     }
     const char *n = *ok ? PQcmdTuples(*ok) : "";
     if (interrupted || rc == SL_EINTR) {
         if (!ended || rc == SL_EINTR)
-            return luaL_error(L, "interrupted (Ctrl-C)");
+            return luaL_error(L, "interrupted (%s)", interrupt_name(sig));
         /* Ctrl-C came after the whole file was sent, and the COPY still
          * completed: say so, rather than let it read as nothing loaded */
-        return luaL_error(L, "copy_from_file: interrupted (Ctrl-C) after the "
-                             "COPY had %s its %s rows", autocommit
-                             ? "committed" : "loaded (in the open "
-                             "transaction, not committed)", n);
+        return lib_raise_copy_interrupted(L, sig, "copy_from_file",
+                                          autocommit, n);
     }
     lua_pushnumber(L, *n ? strtod(n, NULL) : 0);
     return 1;

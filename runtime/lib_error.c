@@ -14,6 +14,7 @@
  * message with what they know of the rows in flight.
  */
 #include "lib.h"
+#include "interrupt.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -221,3 +222,54 @@ const luaL_Reg lib_error_meta[] = {
     { "__tostring", error_tostring },
     { NULL, NULL },
 };
+
+/* Set number field k of the table at index e. */
+static void set_number(lua_State *L, int e, const char *k, lua_Number v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, e, k);
+}
+
+int lib_raise_copy_lost(lua_State *L, PGconn *pg, const char *who,
+                        int autocommit, const char *rows)
+{
+    lib_push_conn_error(L, pg);
+    int e = lua_gettop(L);
+    set_number(L, e, "committed_rows", 0);
+    set_number(L, e, "in_doubt_rows",
+               autocommit && rows ? strtod(rows, NULL) : 0);
+    if (!autocommit)
+        lua_pushfstring(L, "%s: the connection was lost, and the open "
+                           "transaction with it (nothing of the COPY was "
+                           "committed): ", who);
+    else if (rows)
+        lua_pushfstring(L, "%s: the connection was lost before the server "
+                           "answered: its %s rows may or may not have been "
+                           "committed (check the table): ", who, rows);
+    else
+        lua_pushfstring(L, "%s: the connection was lost before the server "
+                           "answered: the COPY may or may not have been "
+                           "committed (check the table): ", who);
+    lua_getfield(L, e, "message");
+    lua_concat(L, 2);
+    lua_setfield(L, e, "message");
+    return lua_error(L);
+}
+
+int lib_raise_copy_interrupted(lua_State *L, int sig, const char *who,
+                               int autocommit, const char *rows)
+{
+    lua_createtable(L, 0, 3);
+    int e = lua_gettop(L);
+    lua_pushfstring(L, "%s: interrupted (%s) after the COPY had %s its %s "
+                       "rows", who, interrupt_name(sig),
+                    autocommit ? "committed"
+                               : "loaded (in the open transaction, not "
+                                 "committed)", rows);
+    lua_setfield(L, e, "message");
+    set_number(L, e, "committed_rows", autocommit ? strtod(rows, NULL) : 0);
+    set_number(L, e, "in_doubt_rows", 0);
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    lua_setmetatable(L, e);
+    return lua_error(L);
+}

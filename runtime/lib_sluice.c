@@ -105,13 +105,12 @@ static int core_interrupt_take(lua_State *L)
     return 1;
 }
 
-int luaopen_sluice_core(lua_State *L)
+/* Push core.types: every userdata type's descriptor (api.lua completes
+ * the metatables of the types with fields). */
+static void push_types(lua_State *L)
 {
     lua_newtable(L);
-    // stack: core
-
-    lua_newtable(L);
-    // stack: core, types
+    // stack: types
     new_type(L, SLUICE_CONN_MT, lib_conn_meta, lib_conn_methods, 0);
     lua_setfield(L, -2, "conn");
     new_type(L, SLUICE_STMT_MT, lib_stmt_meta, lib_stmt_methods, 0);
@@ -121,7 +120,7 @@ int luaopen_sluice_core(lua_State *L)
     new_type(L, SLUICE_CSV_MT, lib_csv_meta, lib_csv_methods, 1);
     lua_getfield(L, -1, "methods");
     lib_csv_push_field(L);
-    // stack: core, types, desc, methods, field
+    // stack: types, desc, methods, field
     lua_setfield(L, -3, "field");
     lua_pop(L, 1);
     lua_setfield(L, -2, "csv");
@@ -140,53 +139,45 @@ int luaopen_sluice_core(lua_State *L)
     new_type_fields(L, SLUICE_PIPELINE_MT, lib_pipeline_meta,
                     lib_pipeline_methods, lib_pipeline_field);
     lua_setfield(L, -2, "pipeline");
-    lua_setfield(L, -2, "types");
+}
+
+/* The functions of sluice.core that are not methods of a type. */
+static const luaL_Reg core_functions[] = {
+    { "connect", lib_conn_connect },
+    { "new_error", lib_error_new },
+    { "tmpdb_start", lib_tmpdb_start },
+    { "csv_open", lib_csv_open },
+    { "csv_rows", lib_csv_rows },
+    { "csv_copy_from_file", lib_csv_copy_from_file },
+    { "copy_start", lib_copy_start },
+    { "copy_out_start", lib_copy_out_start },
+    { "copy_kind", lib_copy_kind },
+    { "copy_fast", lib_copy_fast },
+    { "copy_fast_text", lib_copy_fast_text },
+    { "copy_fast_functions", lib_copy_fast_functions },
+    { "batch_new", lib_batch_new },
+    { "pipeline_start", lib_pipeline_start },
+    { "sink_open", lib_sink_open },
+    { "set_helper", set_helper },
+    { "interrupt_hold", core_interrupt_hold },
+    { "interrupt_release", core_interrupt_release },
+    { "interrupt_take", core_interrupt_take },
+    { NULL, NULL },
+};
+
+int luaopen_sluice_core(lua_State *L)
+{
+    lua_newtable(L);
     // stack: core
+    push_types(L);
+    lua_setfield(L, -2, "types");
     new_type(L, SLUICE_RESULT_MT, lib_result_meta, NULL, 0);
     lua_pop(L, 1);
     new_type(L, SLUICE_ERROR_MT, lib_error_meta, NULL, 0);
     lua_getfield(L, -1, "mt");
     lua_setfield(L, -3, "error_meta");
     lua_pop(L, 1);
-
-    lua_pushcfunction(L, lib_conn_connect);
-    lua_setfield(L, -2, "connect");
-    lua_pushcfunction(L, lib_error_new);
-    lua_setfield(L, -2, "new_error");
-    lua_pushcfunction(L, lib_tmpdb_start);
-    lua_setfield(L, -2, "tmpdb_start");
-    lua_pushcfunction(L, lib_csv_open);
-    lua_setfield(L, -2, "csv_open");
-    lua_pushcfunction(L, lib_csv_rows);
-    lua_setfield(L, -2, "csv_rows");
-    lua_pushcfunction(L, lib_csv_copy_from_file);
-    lua_setfield(L, -2, "csv_copy_from_file");
-    lua_pushcfunction(L, lib_copy_start);
-    lua_setfield(L, -2, "copy_start");
-    lua_pushcfunction(L, lib_copy_out_start);
-    lua_setfield(L, -2, "copy_out_start");
-    lua_pushcfunction(L, lib_copy_kind);
-    lua_setfield(L, -2, "copy_kind");
-    lua_pushcfunction(L, lib_copy_fast);
-    lua_setfield(L, -2, "copy_fast");
-    lua_pushcfunction(L, lib_copy_fast_text);
-    lua_setfield(L, -2, "copy_fast_text");
-    lua_pushcfunction(L, lib_copy_fast_functions);
-    lua_setfield(L, -2, "copy_fast_functions");
-    lua_pushcfunction(L, lib_batch_new);
-    lua_setfield(L, -2, "batch_new");
-    lua_pushcfunction(L, lib_pipeline_start);
-    lua_setfield(L, -2, "pipeline_start");
-    lua_pushcfunction(L, lib_sink_open);
-    lua_setfield(L, -2, "sink_open");
-    lua_pushcfunction(L, set_helper);
-    lua_setfield(L, -2, "set_helper");
-    lua_pushcfunction(L, core_interrupt_hold);
-    lua_setfield(L, -2, "interrupt_hold");
-    lua_pushcfunction(L, core_interrupt_release);
-    lua_setfield(L, -2, "interrupt_release");
-    lua_pushcfunction(L, core_interrupt_take);
-    lua_setfield(L, -2, "interrupt_take");
+    luaL_register(L, NULL, core_functions);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_pushstring(L, SLUICE_VERSION);
