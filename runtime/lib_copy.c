@@ -7,7 +7,7 @@
  * lib_copy_binary.c over the core's copyenc.c; the readers of COPY ... TO
  * STDOUT are lib_copyout.c.
  *
- * Uses: lib_copy.h (the stream's types), copy.h (the libpq side of the
+ * Uses: lib_copy_priv.h (the stream's types), copy.h (the libpq side of the
  * stream), copyenc.h (the writer, the fast table), lib.h, interrupt.h.
  *
  * A row crosses the C-Lua boundary once: cp:row(a, b, c) encodes every
@@ -31,7 +31,7 @@
  * - The stream keeps its connection alive (fenv) and sets conn->busy
  *   while open, so other calls on the connection refuse.
  */
-#include "lib_copy.h"
+#include "lib_copy_priv.h"
 #include "interrupt.h"
 #include "numfmt.h"
 
@@ -102,7 +102,7 @@ int lib_copy_raise(lua_State *L, sl_copy *cp)
 
 /* ------------------------------------------------------------- errors */
 
-/* Push "row N" (lib_copy.h).  Never raises but on out of memory. */
+/* Push "row N" (lib_copy_priv.h).  Never raises but on out of memory. */
 void lib_copy_push_row(lua_State *L, const sl_copy *cp)
 {
     char buf[24];
@@ -111,7 +111,7 @@ void lib_copy_push_row(lua_State *L, const sl_copy *cp)
     lua_concat(L, 2);
 }
 
-/* Raise "row N: out of memory ..." and end the COPY (lib_copy.h). */
+/* Raise "row N: out of memory ..." and end the COPY (lib_copy_priv.h). */
 int lib_copy_oom(lua_State *L, sl_copy *cp)
 {
     lib_copy_push_row(L, cp);
@@ -567,6 +567,15 @@ static int opt_field(lua_State *L, int t, const char *k)
     lua_getfield(L, t, k);
     return lua_gettop(L);
 }
+/* The encoder of a column of `kind` in `format` (enum copy_format):
+ * text and CSV have one for every kind; binary NULL when the kind has
+ * none.  Never raises. */
+static enc_fn column_encoder(int format, int kind)
+{
+    return format == COPY_FMT_BINARY ? lib_copy_bin_encoder(kind)
+                                     : lib_copy_enc_text;
+}
+
 
 /* Fill one column from its spec table at index s (see lib.h). */
 static void load_col(lua_State *L, copy_col *col, int s, int format, int i)
@@ -594,11 +603,11 @@ static void load_col(lua_State *L, copy_col *col, int s, int format, int i)
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
-    col->enc = lib_copy_encoder(format, col->kind);
+    col->enc = column_encoder(format, col->kind);
     if (format != COPY_FMT_BINARY)
         return;
     if (col->kind == COPY_K_ARRAY)
-        col->elem_enc = lib_copy_encoder(format, col->elem_kind);
+        col->elem_enc = column_encoder(format, col->elem_kind);
     if (!col->enc || (col->kind == COPY_K_ARRAY && !col->elem_enc))
         luaL_error(L, "copy: column \"%s\" (%s) has no binary encoder; use "
                       "format \"text\" or \"csv\"", col->name,

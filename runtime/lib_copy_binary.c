@@ -7,13 +7,13 @@
  * here as well: their header, shape checks, and the elements through the
  * element type's encoder.
  *
- * Uses: lib_copy.h (the stream, the value readers and errors of
+ * Uses: lib_copy_priv.h (the stream, the value readers and errors of
  * lib_copy_values.c), copyenc.h, numfmt.h.
  *
  * Caveats: every error ends the COPY before it is raised; a field left
  * half-written is dropped with its row (copy_writer_row_begin()).
  */
-#include "lib_copy.h"
+#include "lib_copy_priv.h"
 #include "numfmt.h"
 
 #include <stdint.h>

@@ -6,7 +6,7 @@
  * lib_copy_binary.c; both hand the values to the core's encoders
  * (copyenc.h) and turn a refusal into the error.
  *
- * Uses: lib_copy.h (the stream), copyenc.h, numfmt.h.
+ * Uses: lib_copy_priv.h (the stream), copyenc.h, numfmt.h.
  *
  * Caveats:
  * - In text and CSV, strings go to the server as they are (it parses
@@ -14,7 +14,7 @@
  *   and tables for json columns are turned into text here.
  * - Every error ends the COPY (lib_copy_raise) before it is raised.
  */
-#include "lib_copy.h"
+#include "lib_copy_priv.h"
 #include "numfmt.h"
 
 #include <stdint.h>
@@ -123,7 +123,7 @@ static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
                               "bytea column for binary data)");
 }
 
-/* Raise for a core encoder's failure rc (lib_copy.h): the NUL byte
+/* Raise for a core encoder's failure rc (lib_copy_priv.h): the NUL byte
  * error for SL_ENUL, else out of memory.  Never returns. */
 int lib_copy_encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
                            int rc)
@@ -368,7 +368,8 @@ static int text_table(lua_State *L, sl_copy *cp, const copy_col *col,
 
 /* The text/CSV encoder of every column: strings go as they are (the
  * server parses them), other Lua values are turned into text here. */
-static void enc_text(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
+void lib_copy_enc_text(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx)
 {
     copy_writer *w = &cp->w;
     char tmp[24];
@@ -417,13 +418,6 @@ bad:
                          col->kind == COPY_K_ARRAY
                              ? "a table (Lua array) or an array literal string"
                              : "a string, number or boolean");
-}
-
-/* The encoder of a column (lib_copy.h): enc_text in text and CSV, the
- * kind's binary encoder (or NULL) in binary.  Never raises. */
-enc_fn lib_copy_encoder(int format, int kind)
-{
-    return format == COPY_FMT_BINARY ? lib_copy_bin_encoder(kind) : enc_text;
 }
 
 /* ---------------------------------------------------------------- rows */
@@ -492,7 +486,7 @@ void lib_copy_encode_row(lua_State *L, sl_copy *cp, int first)
         lib_copy_oom(L, cp);
 }
 
-/* The column names as a sink's first line (lib_copy.h): the same field
+/* The column names as a sink's first line (lib_copy_priv.h): the same field
  * writer as values, not counted in rows.  Raises on out of memory. */
 void lib_copy_header_row(lua_State *L, sl_copy *cp)
 {

@@ -1,5 +1,5 @@
 /*
- * lib_copy.h - what the files of the "sluice.copy" binding share, and
+ * lib_copy_priv.h - what the files of the "sluice.copy" binding share, and
  * nothing else includes: the stream userdata (sl_copy), its columns and
  * their encoders, the slots of its environment table, and the helpers
  * that raise its errors.
@@ -115,10 +115,11 @@ static inline int lib_copy_is_null(lua_State *L, int idx)
            (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
 }
 
-/* The encoder of a column of `kind` in `format` (enum copy_format):
- * text and CSV have one for every kind; binary NULL when the kind has
- * none.  Never raises. */
-enc_fn lib_copy_encoder(int format, int kind);
+/* The text/CSV encoder of every column kind: strings go as they are (the
+ * server parses them), other Lua values are turned into text here.
+ * Raises the value's error. */
+void lib_copy_enc_text(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx);
 
 /* Encode one row, whose values are at stack indices first.., into the
  * stream's buffer and count it.  A row that fails half-way is dropped by
