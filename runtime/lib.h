@@ -118,6 +118,11 @@ void lib_push_conn_error(lua_State *L, PGconn *pg);
  * - lib_raise_copy_interrupted: Ctrl-C (signal sig) came, but the COPY
  *   completed: committed in autocommit, else loaded in the open
  *   transaction. */
+/* Raise why a COPY could not start (copy_begin's rc): the server's error
+ * err (SL_EFAIL) or the lost connection's, after delivering the
+ * connection's notices (its userdata at stack index 1). */
+int lib_raise_begin_failed(lua_State *L, sl_conn *c, int rc,
+                           const PGresult *err);
 int lib_raise_copy_lost(lua_State *L, PGconn *pg, const char *who,
                         int autocommit, const char *rows);
 int lib_raise_copy_interrupted(lua_State *L, int sig, const char *who,

@@ -227,10 +227,5 @@ int lib_copy_out_start(lua_State *L)
         lua_settop(L, 3);
         return 1;
     }
-    lib_conn_deliver_notices(L, c, 1);
-    if (rc == SL_EFAIL)
-        lib_push_result_error(L, *err, c->pg);
-    else
-        lib_push_conn_error(L, c->pg);
-    return lua_error(L);
+    return lib_raise_begin_failed(L, c, rc, *err);
 }

@@ -15,6 +15,7 @@
  */
 #include "lib.h"
 #include "interrupt.h"
+#include "sbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -271,5 +272,16 @@ int lib_raise_copy_interrupted(lua_State *L, int sig, const char *who,
     set_number(L, e, "in_doubt_rows", 0);
     luaL_getmetatable(L, SLUICE_ERROR_MT);
     lua_setmetatable(L, e);
+    return lua_error(L);
+}
+
+int lib_raise_begin_failed(lua_State *L, sl_conn *c, int rc,
+                           const PGresult *err)
+{
+    lib_conn_deliver_notices(L, c, 1);
+    if (rc == SL_EFAIL)
+        lib_push_result_error(L, err, c->pg);
+    else
+        lib_push_conn_error(L, c->pg);
     return lua_error(L);
 }
