@@ -142,13 +142,14 @@ static inline int text_escaped(sbuf *b, const char *s, size_t n,
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         unsigned char e = text_esc[c];
+        if (e == 1) { /* NUL: tested first, a delimiter may be byte 1 */
+            b->len = start;
+            return SL_ENUL;
+        }
         if (!e && c == delim)
             e = c;
         if (!e) {
             *out++ = (char)c;
-        } else if (e == 1) {
-            b->len = start;
-            return SL_ENUL;
         } else {
             *out++ = '\\';
             *out++ = (char)e;

@@ -117,6 +117,10 @@ static void test_escaping(void)
     CHECK(copy_put_csv_field(&b, "\\.", 2) == SL_OK);
     CHECK_STR(text(&b), "\"\\.\"");
     b.len = 0;
+    /* a sink's delimiter may be byte 1: it is escaped, not taken for NUL */
+    CHECK(copy_put_text_escaped_delim(&b, "a\001b", 3, 1) == SL_OK);
+    CHECK_STR(text(&b), "a\\\001b");
+    b.len = 0;
     CHECK(copy_put_bytea_hex(&b, "\x01\xff", 2) == SL_OK);
     CHECK_STR(text(&b), "\\x01ff");
     char esc[] = "x\\ty\\\\z\\N";
