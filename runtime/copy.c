@@ -183,8 +183,10 @@ static inline int csv_field(sbuf *b, const char *s, size_t n,
                             unsigned char delim, int force)
 {
     /* an empty string must be quoted or it reads back as NULL; a lone
-     * \. would end the data */
-    int quote = force || n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.');
+     * \. would end the data, and so would a lone \ before a '.'
+     * delimiter and a NULL: the line "\." */
+    int quote = force || n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.') ||
+                (n == 1 && s[0] == '\\' && delim == '.');
     size_t nq = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];

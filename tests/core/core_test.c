@@ -121,6 +121,14 @@ static void test_escaping(void)
     CHECK(copy_put_text_escaped_delim(&b, "a\001b", 3, 1) == SL_OK);
     CHECK_STR(text(&b), "a\\\001b");
     b.len = 0;
+    /* with a '.' delimiter, \ then a NULL would be the line "\.", the
+     * end-of-data marker (the server stops reading there, silently) */
+    CHECK(copy_put_csv_field_delim(&b, "\\", 1, '.', 0) == SL_OK);
+    CHECK_STR(text(&b), "\"\\\"");
+    b.len = 0;
+    CHECK(copy_put_csv_field_delim(&b, "\\", 1, ',', 0) == SL_OK);
+    CHECK_STR(text(&b), "\\");
+    b.len = 0;
     CHECK(copy_put_bytea_hex(&b, "\x01\xff", 2) == SL_OK);
     CHECK_STR(text(&b), "\\x01ff");
     char esc[] = "x\\ty\\\\z\\N";
