@@ -522,9 +522,13 @@ size_t copy_format_number(char *buf, double x, int kind)
      * digits are exact, and copy_format_double() writes them ~10x faster
      * than numfmt's printf/strtod search for the shortest form, the hot
      * spot of text COPY.  real gets its float's 9 digits, the value that
-     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling. */
+     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling,
+     * but for a real only below 2^63: above, that spelling is the
+     * double's shortest text, not its exact value, and strtof rounding
+     * it again can land one float away from (float)x. */
     if ((kind == COPY_K_FLOAT8 || kind == COPY_K_FLOAT4) && isfinite(x) &&
-        x != floor(x)) {
+        (x != floor(x) ||
+         (kind == COPY_K_FLOAT4 && fabs(x) >= 9.2233720368547758e18))) {
         float f = (float)x;
         int real = kind == COPY_K_FLOAT4 && isfinite(f);
         double v = real ? (double)f : x;

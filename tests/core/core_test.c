@@ -151,6 +151,16 @@ static void test_numbers(void)
     CHECK(strtod(buf, NULL) == 5e-324);
     numfmt_double(buf, 42.0);
     CHECK_STR(buf, "42");
+    /* a real's text is its float's, also for an integer above 2^63: the
+     * double's shortest text -8.318952152736613e+29 would read (strtof,
+     * float4in) one float away from (float)x, what binary COPY sends */
+    char nbuf[64];
+    CHECK(copy_format_number(nbuf, -0x1.4ffff3p+99, COPY_K_FLOAT4) > 0);
+    CHECK(strtof(nbuf, NULL) == (float)-0x1.4ffff3p+99);
+    CHECK(copy_format_number(nbuf, 1e19, COPY_K_FLOAT4) > 0);
+    CHECK(strtof(nbuf, NULL) == 1e19f);
+    copy_format_number(nbuf, 42.0, COPY_K_FLOAT4);
+    CHECK_STR(nbuf, "42");
     numfmt_int64(buf, INT64_MIN);
     CHECK_STR(buf, "-9223372036854775808");
     double d;
