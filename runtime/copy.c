@@ -142,13 +142,14 @@ static inline int text_escaped(sbuf *b, const char *s, size_t n,
     for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         unsigned char e = text_esc[c];
+        if (e == 1) { /* NUL: tested first, a delimiter may be byte 1 */
+            b->len = start;
+            return SL_ENUL;
+        }
         if (!e && c == delim)
             e = c;
         if (!e) {
             *out++ = (char)c;
-        } else if (e == 1) {
-            b->len = start;
-            return SL_ENUL;
         } else {
             *out++ = '\\';
             *out++ = (char)e;
@@ -182,8 +183,10 @@ static inline int csv_field(sbuf *b, const char *s, size_t n,
                             unsigned char delim, int force)
 {
     /* an empty string must be quoted or it reads back as NULL; a lone
-     * \. would end the data */
-    int quote = force || n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.');
+     * \. would end the data, and so would a lone \ before a '.'
+     * delimiter and a NULL: the line "\." */
+    int quote = force || n == 0 || (n == 2 && s[0] == '\\' && s[1] == '.') ||
+                (n == 1 && s[0] == '\\' && delim == '.');
     size_t nq = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -519,9 +522,13 @@ size_t copy_format_number(char *buf, double x, int kind)
      * digits are exact, and copy_format_double() writes them ~10x faster
      * than numfmt's printf/strtod search for the shortest form, the hot
      * spot of text COPY.  real gets its float's 9 digits, the value that
-     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling. */
+     * binary COPY sends.  Integers and inf/nan keep numfmt's spelling,
+     * but for a real only below 2^63: above, that spelling is the
+     * double's shortest text, not its exact value, and strtof rounding
+     * it again can land one float away from (float)x. */
     if ((kind == COPY_K_FLOAT8 || kind == COPY_K_FLOAT4) && isfinite(x) &&
-        x != floor(x)) {
+        (x != floor(x) ||
+         (kind == COPY_K_FLOAT4 && fabs(x) >= 9.2233720368547758e18))) {
         float f = (float)x;
         int real = kind == COPY_K_FLOAT4 && isfinite(f);
         double v = real ? (double)f : x;

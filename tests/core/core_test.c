@@ -117,6 +117,18 @@ static void test_escaping(void)
     CHECK(copy_put_csv_field(&b, "\\.", 2) == SL_OK);
     CHECK_STR(text(&b), "\"\\.\"");
     b.len = 0;
+    /* a sink's delimiter may be byte 1: it is escaped, not taken for NUL */
+    CHECK(copy_put_text_escaped_delim(&b, "a\001b", 3, 1) == SL_OK);
+    CHECK_STR(text(&b), "a\\\001b");
+    b.len = 0;
+    /* with a '.' delimiter, \ then a NULL would be the line "\.", the
+     * end-of-data marker (the server stops reading there, silently) */
+    CHECK(copy_put_csv_field_delim(&b, "\\", 1, '.', 0) == SL_OK);
+    CHECK_STR(text(&b), "\"\\\"");
+    b.len = 0;
+    CHECK(copy_put_csv_field_delim(&b, "\\", 1, ',', 0) == SL_OK);
+    CHECK_STR(text(&b), "\\");
+    b.len = 0;
     CHECK(copy_put_bytea_hex(&b, "\x01\xff", 2) == SL_OK);
     CHECK_STR(text(&b), "\\x01ff");
     char esc[] = "x\\ty\\\\z\\N";
@@ -139,6 +151,16 @@ static void test_numbers(void)
     CHECK(strtod(buf, NULL) == 5e-324);
     numfmt_double(buf, 42.0);
     CHECK_STR(buf, "42");
+    /* a real's text is its float's, also for an integer above 2^63: the
+     * double's shortest text -8.318952152736613e+29 would read (strtof,
+     * float4in) one float away from (float)x, what binary COPY sends */
+    char nbuf[64];
+    CHECK(copy_format_number(nbuf, -0x1.4ffff3p+99, COPY_K_FLOAT4) > 0);
+    CHECK(strtof(nbuf, NULL) == (float)-0x1.4ffff3p+99);
+    CHECK(copy_format_number(nbuf, 1e19, COPY_K_FLOAT4) > 0);
+    CHECK(strtof(nbuf, NULL) == 1e19f);
+    copy_format_number(nbuf, 42.0, COPY_K_FLOAT4);
+    CHECK_STR(nbuf, "42");
     numfmt_int64(buf, INT64_MIN);
     CHECK_STR(buf, "-9223372036854775808");
     double d;
