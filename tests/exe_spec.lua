@@ -18,6 +18,28 @@ describe("the sluice executable", function()
     assert.truthy(out:match("^sluice %d+%.%d+%.%d+ %(LuaJIT 2%.1"), out)
   end)
 
+  it("runs the README's five-line example twice in a row on the same database", function()
+    local readme = H.slurp(H.root .. "/README.md")
+    local code = readme:match("## Five lines\n\n```lua\n(.-)```")
+    assert.truthy(code, "the README's five-line example")
+    local n = 0
+    for _ in code:gmatch("[^\n]+") do n = n + 1 end
+    assert.are.equal(5, n)
+    -- in a schema of its own, so the table is new to the first run
+    write(tmp .. "/pets.lua", code)
+    local env = "PGOPTIONS='-c search_path=readme_pets'"
+    local db = H.connect()
+    db:exec("drop schema if exists readme_pets cascade; create schema readme_pets")
+    for run = 1, 2 do
+      local rc, out, err = H.sluice(H.q(tmp .. "/pets.lua"), env)
+      assert.are.equal(0, rc, err)
+      assert.are.equal("1\n", out, "run " .. run)
+    end
+    assert.are.equal(1, db:query_one("select count(*)::int as n from readme_pets.pets").n)
+    db:exec("drop schema readme_pets cascade")
+    db:close()
+  end)
+
   it("runs a script with arg set as luajit does, and passes ... too", function()
     write(tmp .. "/args.lua", [[
       print(arg[0], arg[1], arg[2], #arg, select("#", ...), ...)
