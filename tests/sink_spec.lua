@@ -364,6 +364,12 @@ describe("sluice.sink.file", function()
                    err_of(tmp("x"), { columns = { "a" }, types = { "money" } }))
     assert.matches("delimiter must be one byte",
                    err_of(tmp("x"), { columns = { "a" }, delimiter = "\\" }))
+    -- a one-column NULL row would be the end-of-data line "\."
+    for _, fmt in ipairs { "text", "csv" } do
+      assert.matches("sink.file: null must not begin with \\. (a row of one NULL would be the "
+                     .. "end-of-data line)", err_of(tmp("x"), { columns = { "a" }, format = fmt,
+                                                              null = "\\.x" }), 1, true)
+    end
     assert.matches("sink_spec.lua:%d+: " .. DIR .. "/nope/x.csv: cannot create: "
                    .. "No such file or directory", err_of(DIR .. "/nope/x.csv",
                                                           { columns = { "a" } }))

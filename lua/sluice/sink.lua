@@ -187,6 +187,12 @@ local function more_options(opts, format)
       error("sink.file: null must be a string without CR, LF, '\"' or the "
             .. "delimiter", 3)
     end
+    -- a row of one NULL would be the line "\.", which the server takes for
+    -- the end of the data: it would stop loading there without a word
+    if null:sub(1, 2) == "\\." then
+      error("sink.file: null must not begin with \\. (a row of one NULL would be "
+            .. "the end-of-data line)", 3)
+    end
   end
   if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
     error("sink.file: json_encode must be a function", 3)
