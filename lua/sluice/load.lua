@@ -78,9 +78,9 @@
 -- strategy, table }.
 local progress = require "sluice.progress"
 local conn = require "sluice.conn"
-local batch = require "sluice.batch"
 local list_iterator = require("sluice.values").list_iterator
 local outcome = require "sluice.outcome"
+local sinks = require "sluice.sinks"
 
 local M = {}
 
@@ -117,7 +117,7 @@ local OPT_NAMES = {}
 for k in pairs(OPTS) do OPT_NAMES[#OPT_NAMES + 1] = k end
 table.sort(OPT_NAMES)
 
-local COPY_FORMAT = { copy_text = "text", copy_csv = "csv", copy_binary = "binary" }
+local COPY_FORMAT = sinks.COPY_FORMAT
 local MULTI = { copy_text = true, copy_csv = true, copy_binary = true, batch = true, pipeline = true }
 
 -- An error (object or string) as one line, for a message about another.
@@ -199,13 +199,6 @@ local function vsize(v)
   return 0
 end
 
-local function insert_sql(db, qtable, cols)
-  local q, p = {}, {}
-  for i, c in ipairs(cols) do q[i] = db:quote_ident(c); p[i] = "$" .. i end
-  return ("INSERT INTO %s (%s) VALUES (%s)"):format(qtable, table.concat(q, ", "),
-                                                    table.concat(p, ", "))
-end
-
 -- The WAL insert position, or nil when the server refuses (a standby,
 -- missing privilege): the summary then has no wal_bytes.
 local function wal_lsn(db)
@@ -218,229 +211,6 @@ local function wal_since(db, lsn)
   local ok, r = pcall(db.query_one, db,
     "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8 as d", lsn)
   return ok and r and r.d or nil
-end
-
---------------------------------------------------------------- sinks
--- A sink takes rows (put(handle, v1..vN)) and is then finished (commits
--- what it began) or aborted (rolls back; never raises).  One sink per
--- connection; `put` is fetched once, not looked up per row (a call of
--- the same function on every stream it is dealt to).
---
--- What a sink committed, for the load's error: a sink that commits as it
--- goes has counts() -> rows committed, rows in doubt (in the load's row
--- numbers when `numbered`: its errors then already say what the load
--- committed); any other commits all its rows in one step (finish, or
--- commit with several connections), which notes in s.final what the
--- server answered: "committed", or "doubt" when no answer came.  Those
--- steps run with Ctrl-C held (outcome.lua).
-
-local sinks = {}
-
--- Run fn, the step that commits the sink's rows, noting in s.final what
--- the server's answer says it did.  Raises fn's error.
-local function committing(s, fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then
-    s.final = "committed"
-  elseif outcome.unanswered(err) then
-    s.final = "doubt"
-  end
-  if not ok then error(err, 0) end
-end
-
-local function batch_counts(b)
-  return function() return b.rows_committed, b.rows_in_doubt end
-end
-
--- Rowwise: db:batch with one row per statement is exactly one INSERT and
--- one round trip per row, with db:batch's type-aware value encoding.
-function sinks.rowwise_autocommit(db, ctx)
-  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, on_reject = ctx.on_reject })
-  return {
-    handle = b, put = b.add, counts = batch_counts(b), numbered = true,
-    finish = function() b:close() end,
-    abort = function() batch.drop(b) end,
-  }
-end
-
-function sinks.rowwise_tx(db, ctx)
-  local every = ctx.opts.commit_every
-  db:begin()
-  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller",
-                                             on_reject = ctx.on_reject })
-  local put = b.add
-  local s = { handle = b, committed = 0, doubt = 0 }
-  s.counts = function() return s.committed, s.doubt end
-  -- COMMIT what was added so far, held: the answer decides what the
-  -- counts say, and Ctrl-C is raised once they are right
-  local function commit_all()
-    local upto = b.rows_added - ctx.rejected
-    local ok, err = outcome.held(function()
-      local cok, cerr = pcall(db.commit, db)
-      if cok then
-        s.committed = upto
-      elseif outcome.unanswered(cerr) then
-        s.doubt = upto - s.committed
-      end
-      if not cok then error(cerr, 0) end
-      outcome.check()
-    end)
-    if not ok then error(err, 0) end
-  end
-  if every then
-    local n = 0
-    s.handle = nil
-    s.put = function(_, ...)
-      put(b, ...)
-      n = n + 1
-      if n % every == 0 then
-        commit_all()
-        db:begin()
-      end
-    end
-  else
-    s.put = put
-  end
-  s.finish = function()
-    b:close()
-    commit_all()
-  end
-  s.abort = function() batch.drop(b); pcall(db.rollback, db) end
-  return s
-end
-
-function sinks.batch(db, ctx)
-  local tx = ctx.multi -- several connections: commit all at the end
-  if tx then db:begin() end
-  local b = db:batch(ctx.tbl, ctx.columns, {
-    rows = ctx.opts.batch_rows or 1000, max_age_ms = ctx.opts.max_age_ms,
-    transaction = tx and "caller" or nil, on_reject = ctx.on_reject,
-  })
-  local s = {
-    handle = b, put = b.add,
-    finish = function() b:close() end,
-    abort = function() batch.drop(b); if tx then pcall(db.rollback, db) end end,
-  }
-  if tx then
-    s.commit = function() committing(s, db.commit, db) end
-  else
-    s.counts, s.numbered = batch_counts(b), true
-  end
-  return s
-end
-
-function sinks.pipeline(db, ctx)
-  local tx = ctx.multi
-  if tx then db:begin() end
-  local pl = db:pipeline(insert_sql(db, ctx.qtable, ctx.columns),
-                         { sync_every = ctx.opts.sync_every })
-  local s = {
-    handle = pl, put = pl.send,
-    finish = function() pl:close() end,
-    -- never close(): that would commit the open group
-    abort = function() pcall(pl.abort, pl); if tx then pcall(db.rollback, db) end end,
-  }
-  if tx then
-    s.commit = function() committing(s, db.commit, db) end
-  else
-    s.counts = function() return pl.rows_committed, pl.rows_in_doubt end
-    s.numbered = true
-  end
-  return s
-end
-
-local function copy_sink(db, ctx, format)
-  local freeze = ctx.opts.freeze
-  local tx = ctx.multi or freeze
-  if tx then db:begin() end
-  if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
-  local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil })
-  local s = {
-    handle = cp, put = cp.row,
-    abort = function()
-      if cp.state == "open" then pcall(cp.abort, cp) end
-      if tx then pcall(db.rollback, db) end
-    end,
-  }
-  if tx then
-    s.finish = function() cp:finish() end
-    s.commit = function() committing(s, db.commit, db) end
-  else
-    -- a COPY outside a transaction commits when it ends
-    s.finish = function() committing(s, cp.finish, cp) end
-  end
-  return s
-end
-
-for name, format in pairs(COPY_FORMAT) do
-  sinks[name] = function(db, ctx) return copy_sink(db, ctx, format) end
-end
-
-function sinks.upsert(db, ctx)
-  local key = ctx.opts.key
-  if key == nil then
-    key = M.primary_key(db, ctx.qtable)
-    if #key == 0 then
-      error(("load: strategy \"upsert\" needs key = {columns} (table \"%s\" has no "
-             .. "primary key)"):format(ctx.shown), 0)
-    end
-  end
-  local up = db:upsert(ctx.tbl, ctx.columns, { key = key })
-  local s = { handle = up, put = up.row, abort = function() pcall(up.abort, up) end }
-  s.finish = function()
-    local ok, err = pcall(up.finish, up)
-    if ok or type(err) == "table" and (err.committed_rows or 0) > 0 then
-      s.final = "committed" -- committed, then interrupted (upsert.lua)
-    elseif type(err) == "table" and (err.in_doubt_rows or 0) > 0 then
-      s.final = "doubt" -- its COMMIT got no answer
-    end
-    if not ok then error(err, 0) end
-  end
-  return s
-end
-
-local staging_seq = 0
-
-function sinks.unlogged_staging(db, ctx)
-  staging_seq = staging_seq + 1
-  -- in the target's schema, named after this backend so concurrent loads
-  -- never share one
-  local schema = db:query_one("select n.nspname::text as s from pg_class c join pg_namespace n "
-    .. "on n.oid = c.relnamespace where c.oid = to_regclass($1)", ctx.qtable).s
-  local stage_name = ("sluice_staging_%d_%d"):format(db:info().backend_pid, staging_seq)
-  local stage = db:quote_ident(schema) .. "." .. db:quote_ident(stage_name)
-  local q = {}
-  for i, c in ipairs(ctx.columns) do q[i] = db:quote_ident(c) end
-  local clist = table.concat(q, ", ")
-  db:exec(("CREATE UNLOGGED TABLE %s AS SELECT %s FROM %s WITH NO DATA")
-    :format(stage, clist, ctx.qtable))
-  local ok, cp = pcall(db.copy, db, { schema, stage_name }, ctx.columns)
-  if not ok then
-    pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
-    error(cp, 0)
-  end
-  local s
-  s = {
-    handle = cp, put = cp.row,
-    finish = function()
-      local fok, err = pcall(function()
-        cp:finish()
-        outcome.check()
-        committing(s, db.exec, db, ("INSERT INTO %s (%s) SELECT %s FROM %s")
-                                   :format(ctx.qtable, clist, clist, stage))
-      end)
-      -- a Ctrl-C noticed meanwhile waits until the staging table is gone
-      local sig = outcome.take()
-      pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
-      if not fok then error(err, 0) end
-      if sig then outcome.raise(sig) end
-    end,
-    abort = function()
-      if cp.state == "open" then pcall(cp.abort, cp) end
-      pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
-    end,
-  }
-  return s
 end
 
 --------------------------------------------------------------- the load
