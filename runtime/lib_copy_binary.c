@@ -267,24 +267,35 @@ static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
     check_value(L, cp, col, idx, rc, "a number or a decimal string");
 }
 
+/* Dates and timestamps: epoch seconds are encoded here by put_epoch (1
+ * is returned); anything else must be a string, left in *s, *n for the
+ * caller's parser (0 is returned).  Raises for other values. */
+static int epoch_or_text(lua_State *L, sl_copy *cp, const copy_col *col,
+                         int idx, int (*put_epoch)(sbuf *, double),
+                         const char **s, size_t *n)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        check_value(L, cp, col, idx,
+                    put_epoch(&cp->w.buf, lua_tonumber(L, idx)), EPOCH_WHAT);
+        return 1;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING)
+        lib_copy_value_error(L, cp, col, idx,
+                             "epoch seconds or an ISO-8601 string");
+    *s = lua_tolstring(L, idx, n);
+    return 0;
+}
+
 /* A date: epoch seconds (the UTC day) or an ISO-8601 string, counted
  * without going through microseconds so that dates beyond the timestamp
  * range still load. */
 static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
-    sbuf *b = &cp->w.buf;
-    int rc;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        rc = copy_put_date(b, lua_tonumber(L, idx));
-        check_value(L, cp, col, idx, rc, EPOCH_WHAT);
-        return;
-    }
-    if (lua_type(L, idx) != LUA_TSTRING)
-        lib_copy_value_error(L, cp, col, idx,
-                             "epoch seconds or an ISO-8601 string");
+    const char *s;
     size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    rc = copy_put_date_str(b, s, n);
+    if (epoch_or_text(L, cp, col, idx, copy_put_date, &s, &n))
+        return;
+    int rc = copy_put_date_str(&cp->w.buf, s, n);
     if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx,
                              "a date within PostgreSQL's range "
@@ -297,19 +308,11 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
                    int tz)
 {
-    sbuf *b = &cp->w.buf;
-    int rc;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        rc = copy_put_ts(b, lua_tonumber(L, idx));
-        check_value(L, cp, col, idx, rc, EPOCH_WHAT);
-        return;
-    }
-    if (lua_type(L, idx) != LUA_TSTRING)
-        lib_copy_value_error(L, cp, col, idx,
-                             "epoch seconds or an ISO-8601 string");
+    const char *s;
     size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    rc = copy_put_ts_str(b, s, n, tz, cp->w.utc);
+    if (epoch_or_text(L, cp, col, idx, copy_put_ts, &s, &n))
+        return;
+    int rc = copy_put_ts_str(&cp->w.buf, s, n, tz, cp->w.utc);
     if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx, TS_RANGE_WHAT);
     if (rc == SL_ENOZONE)
