@@ -407,7 +407,13 @@ static void check_raw(const char *p, const unsigned char *s, size_t n,
     const unsigned char *q;
     size_t k;
     int rc;
+    int first = 1;
     while ((rc = csvread_raw(&r, &q, &k)) == 1) {
+        /* a damaged stream may end inside the BOM: those bytes cannot be
+         * told from the start of a BOM, so they come as they are */
+        if (first && damaged && at == 3 && k < 3 && memcmp(q, s, k) == 0)
+            at = 0;
+        first = 0;
         FUZZ_CHECK(k > 0 && k <= n - at && memcmp(q, s + at, k) == 0,
                    "raw: %zu bytes at %zu differ", k, at);
         at += k;
