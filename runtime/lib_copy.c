@@ -58,6 +58,19 @@ static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
 {
     int rc = SL_OK;
     cp->w.pg = NULL; /* the compiled writer takes no more rows */
+    if (lib_copy_rejecting(cp)) {
+        if (cp->state == CP_OPEN) {
+            cp->state = new_state;
+            cp->conn->busy = 0;
+            if (cp->conn->pg)
+                lib_copy_reject_release(cp, fail_msg);
+        }
+        copy_chunk_free(&cp->rj.chunk);
+        sbuf_free(&cp->w.buf);
+        sbuf_free(&cp->scratch);
+        cp->w.committed = 0;
+        return rc;
+    }
     if (cp->state == CP_OPEN && cp->sink) {
         /* a file sink: finish() commits on its own, so every end that
          * comes here discards the partial output */
@@ -89,10 +102,26 @@ static int push_conn(lua_State *L, int ud)
     return lua_gettop(L);
 }
 
+int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
+                     int drain)
+{
+    return cp_release(cp, fail_msg, new_state, drain);
+}
+
 /* The message at the top of the stack (no position) ends the COPY, then
- * is raised at the caller's line.  Never returns. */
+ * is raised at the caller's line.  In reject mode, while a row is encoded
+ * under pcall (rj.protect), a refusal of the row is raised instead as an
+ * error object (sqlstate, message, column) and the COPY goes on. */
 int lib_copy_raise(lua_State *L, sl_copy *cp)
 {
+    const char *code = cp->rj.code;
+    if (cp->rj.protect && !(code && !*code)) {
+        lib_push_error(L, code ? code : "22P02", lua_tostring(L, -1),
+                       NULL, NULL);
+        lib_set_field(L, "column", cp->rj.col);
+        cp->rj.refused = 1;
+        return lua_error(L);
+    }
     cp_release(cp, lua_tostring(L, -1), CP_FAILED, 1);
     luaL_where(L, 1);
     lua_insert(L, -2);
@@ -117,6 +146,7 @@ int lib_copy_oom(lua_State *L, sl_copy *cp)
     lib_copy_push_row(L, cp);
     lua_pushliteral(L, ": out of memory growing the COPY buffer");
     lua_concat(L, 2);
+    cp->rj.code = ""; /* no row's fault: it ends the COPY */
     return lib_copy_raise(L, cp);
 }
 
@@ -198,11 +228,13 @@ static sl_copy *check_open(lua_State *L, const char *fname)
 
 /* Raise "row N: expected K values (a, b, c), got M" and end the COPY
  * (got < 0: the row is a table that is not an array). */
-static int count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
+int lib_copy_count_error(lua_State *L, sl_copy *cp, int got, int list_idx)
 {
     luaL_Buffer b;
     char num[24];
     lua_checkstack(L, 4);
+    cp->rj.code = "22P04"; /* bad_copy_file_format, as the server says */
+    cp->rj.col = NULL;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "row ");
     numfmt_uint64(num, cp->w.rows + 1);
@@ -239,8 +271,12 @@ static int cp_row(lua_State *L)
 {
     sl_copy *cp = check_open(L, "row");
     int n = lua_gettop(L) - 1;
+    if (lib_copy_rejecting(cp)) {
+        lib_copy_reject_row(L, cp, 2, n);
+        return 0;
+    }
     if (n != cp->w.ncols)
-        count_error(L, cp, n, 0);
+        lib_copy_count_error(L, cp, n, 0);
     lib_copy_encode_row(L, cp, 2);
     if (cp->w.committed >= cp->w.chunk)
         cp_flush(L, cp);
@@ -280,10 +316,20 @@ static int cp_rows(lua_State *L)
             return lib_copy_raise(L, cp);
         }
         size_t k;
+        if (lib_copy_rejecting(cp)) {
+            int got = lib_array_len(L, 3, &k) ? (int)k : -1;
+            if (got > 0)
+                luaL_checkstack(L, got + 8, "too many values in a row");
+            for (int j = 1; j <= got; j++)
+                lua_rawgeti(L, 3, j);
+            lib_copy_reject_row(L, cp, 4, got);
+            lua_settop(L, 2);
+            continue;
+        }
         if (!lib_array_len(L, 3, &k))
-            count_error(L, cp, -1, i);
+            lib_copy_count_error(L, cp, -1, i);
         if ((int)k != cp->w.ncols)
-            count_error(L, cp, (int)k, i);
+            lib_copy_count_error(L, cp, (int)k, i);
         for (int j = 1; j <= cp->w.ncols; j++)
             lua_rawgeti(L, 3, j);
         // stack: cp, list, row, v1..vN
@@ -300,6 +346,8 @@ static int cp_rows(lua_State *L)
 static int cp_flush_method(lua_State *L)
 {
     sl_copy *cp = check_open(L, "flush");
+    if (lib_copy_rejecting(cp))
+        return 0; /* a chunk goes when it is full, or at finish() */
     cp_flush(L, cp);
     return 0;
 }
@@ -331,6 +379,8 @@ static int cp_finish(lua_State *L)
 {
     sl_copy *cp = check_open(L, "finish");
     lua_settop(L, 1);
+    if (lib_copy_rejecting(cp))
+        return lib_copy_reject_finish(L, cp);
     if (cp->w.format == COPY_FMT_BINARY) {
         cp->w.buf.len = cp->w.committed;
         if (copy_put_binary_trailer(&cp->w.buf) != SL_OK)
@@ -408,8 +458,9 @@ static int cp_tostring(lua_State *L)
 }
 
 /* The read-only fields (see lib.h): rows_sent, bytes_sent, buffered,
- * buffer_size, chunk_size, format, state, path (a sink), columns; nil
- * for any other key. */
+ * buffer_size, chunk_size, format, state, path (a sink), columns, and in
+ * reject mode rows_loaded, rows_rejected, reject_chunk; nil for any other
+ * key. */
 int lib_copy_field(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
@@ -428,6 +479,12 @@ int lib_copy_field(lua_State *L)
         lua_pushstring(L, format_names[cp->w.format]);
     else if (strcmp(k, "state") == 0)
         lua_pushstring(L, cp_state_names[cp->state]);
+    else if (strcmp(k, "rows_loaded") == 0 && lib_copy_rejecting(cp))
+        lua_pushnumber(L, (lua_Number)cp->rj.loaded);
+    else if (strcmp(k, "rows_rejected") == 0 && lib_copy_rejecting(cp))
+        lua_pushnumber(L, (lua_Number)cp->rj.rejected);
+    else if (strcmp(k, "reject_chunk") == 0 && lib_copy_rejecting(cp))
+        lua_pushnumber(L, (lua_Number)cp->rj.chunk.cap);
     else if (strcmp(k, "path") == 0 && cp->sink) {
         lua_getfenv(L, 1);
         lua_rawgeti(L, -1, FENV_NAME);
@@ -635,7 +692,7 @@ static sl_copy *cp_new(lua_State *L, int conn_idx, int specs, int opts,
     luaL_getmetatable(L, SLUICE_COPY_MT);
     lua_setmetatable(L, -2);
     int ud = lua_gettop(L);
-    lua_createtable(L, 7, 0);
+    lua_createtable(L, FENV_SLOTS, 0);
     if (conn_idx) {
         lua_pushvalue(L, conn_idx);
         lua_rawseti(L, -2, FENV_CONN);
@@ -759,6 +816,14 @@ int lib_copy_start(lua_State *L)
         chunk = (size_t)v;
     }
     int utc = lua_toboolean(L, opt_field(L, 5, "utc"));
+    size_t reject_rows = 0;
+    int on_reject = opt_field(L, 5, "on_reject");
+    if (!lua_isnil(L, on_reject)) {
+        lua_Number v = lua_tonumber(L, opt_field(L, 5, "reject_chunk"));
+        reject_rows = v >= 1 ? (size_t)v : 10000;
+        luaL_argcheck(L, v == 0 || (v >= 1 && v <= 1e7), 5,
+                      "reject_chunk must be from 1 to 10000000 rows");
+    }
     lua_settop(L, 5);
 
     sl_copy *cp = cp_new(L, 1, 4, 5, format, ncols, chunk, 0);
@@ -770,11 +835,20 @@ int lib_copy_start(lua_State *L)
         copy_put_binary_header(&cp->w.buf) != SL_OK)
         return luaL_error(L, "copy: out of memory allocating the buffer");
     cp->w.committed = cp->w.buf.len;
+    cp->autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    if (reject_rows) {
+        /* reject mode: each chunk opens a COPY of its own */
+        lua_getfield(L, 5, "on_reject");
+        lib_copy_reject_setup(L, cp, ud, 2, lua_gettop(L), reject_rows);
+        cp->state = CP_OPEN;
+        c->busy = 1;
+        lua_settop(L, ud);
+        return 1;
+    }
 
     PGresult **err = lib_new_result_slot(L);
     // stack: ..., cp, err_holder
     int interrupted;
-    cp->autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     int rc = copy_begin(c->pg, sql, PGRES_COPY_IN, err, &interrupted);
     if (interrupted)
         lib_interrupt_consume(L);

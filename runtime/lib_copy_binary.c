@@ -48,6 +48,8 @@ static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
         return;
     if (rc == SL_ENOMEM || rc == SL_ENUL)
         lib_copy_encode_failed(L, cp, col, rc);
+    if (rc == SL_ERANGE)
+        lib_copy_refusal(cp, "22003"); /* numeric_value_out_of_range */
     lib_copy_value_error(L, cp, col, idx, what);
 }
 
@@ -56,8 +58,10 @@ static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
 static void check_field(lua_State *L, sl_copy *cp, const copy_col *col,
                         int rc)
 {
-    if (rc == SL_ERANGE)
+    if (rc == SL_ERANGE) {
+        lib_copy_refusal(cp, "54000"); /* program_limit_exceeded */
         lib_copy_col_error(L, cp, col, TOO_LARGE);
+    }
     if (rc != SL_OK)
         lib_copy_encode_failed(L, cp, col, rc);
 }

@@ -25,6 +25,7 @@
 #include "lib.h"
 #include "copy.h"
 #include "copyenc.h"
+#include "copychunk.h"
 
 #include <stdint.h>
 
@@ -41,7 +42,15 @@
 
 /* slots of a stream's environment table */
 enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS,
-       FENV_NAME, FENV_NULL }; /* the last two: file sinks only */
+       FENV_NAME, FENV_NULL, /* these two: file sinks only */
+       /* reject mode only (lib_copy_reject.c): */
+       FENV_SQL,     /* the COPY statement (anchors cp->rj.chunk.sql) */
+       FENV_REJECT,  /* the on_reject function */
+       FENV_KEEP,    /* the chunk's values: row i's at i*ncols+1.. */
+       FENV_CREJ,    /* rows the encoders refused: 2i+1 -> error, 2i+2 ->
+                      * values (a row of the wrong width) */
+       FENV_ENCODE,  /* the row encoder run under pcall */
+       FENV_SLOTS = FENV_ENCODE };
 
 /* the states of a stream */
 enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
@@ -81,6 +90,25 @@ typedef struct sl_copy {
                          * an empty field, the formats' defaults */
     size_t null_len;
     int autocommit;     /* no transaction was open: finish() commits */
+    /* reject mode (opts.on_reject; lib_copy_reject.c): on when
+     * rj.chunk.cap > 0 */
+    struct {
+        copy_chunk chunk;   /* owned: the rows of the current chunk */
+        size_t sent;        /* bytes of the chunk handed to libpq */
+        int open;           /* the chunk's COPY is open on the server */
+        int refused;        /* set when such a refusal was raised */
+        int nvals;          /* values of the row being encoded */
+        int protect;        /* encoding under pcall: an error refuses
+                             * the row instead of ending the COPY */
+        const char *code;   /* the SQLSTATE of the refusal being raised
+                             * (NULL: not a row's fault, e.g. out of
+                             * memory) */
+        const char *col;    /* its column, or NULL */
+        uint64_t base;      /* rows given before the current chunk */
+        uint64_t loaded;    /* rows the server committed (counts) */
+        uint64_t rejected;  /* rows set aside */
+        int committing;     /* a COMMIT's answer is awaited */
+    } rj;
 } sl_copy;
 
 /* ------------------------------------------------------ lib_copy.c */
@@ -93,6 +121,12 @@ int lib_copy_raise(lua_State *L, sl_copy *cp);
  * encoded) and end the COPY. */
 int lib_copy_oom(lua_State *L, sl_copy *cp);
 
+/* Raise "row N: expected K values (a, b, c), got M" and end the COPY
+ * (got < 0: the row is a table with holes; list_idx > 0: the row is
+ * element list_idx of cp:rows' list).  In reject mode, under pcall, a
+ * refusal (lib_copy_raise). */
+int lib_copy_count_error(lua_State *L, sl_copy *cp, int got, int list_idx);
+
 /* Push "row N", N the row being encoded (rows so far + 1). */
 void lib_copy_push_row(lua_State *L, const sl_copy *cp);
 
@@ -102,6 +136,45 @@ static inline void lib_copy_need(lua_State *L, sl_copy *cp, size_t n)
 {
     if (sbuf_reserve(&cp->w.buf, n) != SL_OK)
         lib_copy_oom(L, cp);
+}
+
+/* Release the stream (the COPY ended with fail_msg, or CopyDone when
+ * NULL; drain: discard the server's answer).  Never raises. */
+int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
+                     int drain);
+
+/* ---------------------------------------------------- lib_copy_reject.c */
+
+/* Whether the stream is in reject mode. */
+static inline int lib_copy_rejecting(const sl_copy *cp)
+{
+    return cp->rj.chunk.cap > 0;
+}
+
+/* Put the new stream at ud in reject mode: chunks of `rows` rows, the
+ * COPY statement at sql_idx, on_reject at fn_idx.  Raises on out of
+ * memory. */
+void lib_copy_reject_setup(lua_State *L, sl_copy *cp, int ud, int sql_idx,
+                           int fn_idx, size_t rows);
+
+/* One row (n values at stack indices first..; n < 0: a table with holes,
+ * no values) in reject mode: kept,
+ * encoded (a value the encoders refuse sets the row aside), sent; a full
+ * chunk is settled.  Raises what stops the stream. */
+void lib_copy_reject_row(lua_State *L, sl_copy *cp, int first, int n);
+
+/* finish() in reject mode: settle the last chunk; push the rows loaded. */
+int lib_copy_reject_finish(lua_State *L, sl_copy *cp);
+
+/* The release of a stream in reject mode: end and undo an open chunk.
+ * Never raises. */
+void lib_copy_reject_release(sl_copy *cp, const char *fail_msg);
+
+/* The error being raised by an encoder, in reject mode: the refusal's
+ * SQLSTATE (the caller sets cp->rj.code and cp->rj.col before). */
+static inline void lib_copy_refusal(sl_copy *cp, const char *code)
+{
+    cp->rj.code = code;
 }
 
 /* ---------------------------------------------------- lib_copy_values.c */

@@ -25,6 +25,7 @@
 /* Push "row N, column "x" (type)[, element [i][j]]". */
 static void push_where(lua_State *L, sl_copy *cp, const copy_col *col)
 {
+    cp->rj.col = col->name;
     lib_copy_push_row(L, cp);
     lua_pushfstring(L, ", column \"%s\" (%s)", col->name, col->type_name);
     int n = 2;
@@ -117,6 +118,7 @@ int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,
 
 static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
 {
+    lib_copy_refusal(cp, "22021"); /* character_not_in_repertoire */
     return lib_copy_col_error(L, cp, col,
                               ": the string contains a NUL byte (\\0), "
                               "which PostgreSQL text cannot hold (use a "
@@ -207,8 +209,10 @@ const char *lib_copy_json_encode(lua_State *L, sl_copy *cp,
 static void number_failed(lua_State *L, sl_copy *cp, const copy_col *col,
                           int idx, int rc)
 {
+    lib_copy_refusal(cp, "22003"); /* numeric_value_out_of_range */
     if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
+    lib_copy_refusal(cp, "22008"); /* datetime_field_overflow */
     if (rc == SL_EINVAL)
         lib_copy_value_error(L, cp, col, idx, EPOCH_WHAT);
     lib_copy_encode_failed(L, cp, col, rc);

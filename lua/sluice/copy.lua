@@ -37,6 +37,30 @@
 --   opts.freeze: true adds FREEZE (rows written already frozen, no later
 --     vacuum pass); the server accepts it only when the table was created
 --     or truncated in the current transaction (sluice.load's freeze).
+--   opts.on_reject: function(values, err, row) - reject mode: a row the
+--     encoders or the server refuse for its own fault (a bad value, a
+--     wrong value count, a NOT NULL / unique / foreign key / CHECK /
+--     exclusion violation, a trigger's RAISE: SQLSTATE classes 22, 23,
+--     44, P0) is handed over and every other row loaded.  The rows go in
+--     chunks of opts.reject_chunk rows (default 10000), each one COPY in
+--     its own transaction (committed as it ends), or under a savepoint
+--     when a transaction is open.  A chunk the server refuses is sent
+--     again without the row its error names ("COPY t, line N"), or in
+--     halves when it names none (a foreign key, a statement trigger), so
+--     a failing chunk costs about two more sends and a clean one nothing.
+--     on_reject gets the values as given, the error object (err.sqlstate,
+--     err.message, err.column ...; the encoders' refusals carry the
+--     SQLSTATE the server would give: 22P02, 22003, 22021, 22P04 ...) and
+--     the row number (1-based, every row given counts), in row order,
+--     once the chunk is committed; it may use the connection.  An error
+--     that is no row's fault (a lost connection, Ctrl-C) rolls the
+--     current chunk back and says in err.committed_rows what earlier
+--     chunks committed.  Deferred constraints are checked at COMMIT: in a
+--     chunk's own transaction that is the chunk's, and the chunk is
+--     settled by halves; under the caller's transaction they fire at the
+--     caller's COMMIT, which then fails as a whole.
+--     cp:finish() returns the rows loaded; cp.rows_loaded,
+--     cp.rows_rejected count as it goes.
 --
 -- The stream (runtime/lib_copy.c has the details):
 --   cp:row(v1, ..., vN)  one row, exactly one value per column; nil or
@@ -148,10 +172,12 @@ local function text_array(list)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
-local COPY_OPTS = { format = true, chunk_size = true, json_encode = true, freeze = true }
+local COPY_OPTS = { format = true, chunk_size = true, json_encode = true, freeze = true,
+                    on_reject = true, reject_chunk = true }
 local FORMATS = { auto = true, text = true, csv = true, binary = true }
 
 local default_json_encode = require("sluice.values").default_json_encode
+local callable = require("sluice.values").callable
 
 -- db:copy's options, checked (misuse raises at the line that called
 -- db:copy): columns, opts (a table with no list part in the place of
@@ -169,7 +195,7 @@ local function copy_options(columns, opts)
   for k in pairs(opts) do
     if not COPY_OPTS[k] then
       error("copy: unknown option '" .. tostring(k)
-            .. "' (format, chunk_size, json_encode)", 3)
+            .. "' (format, chunk_size, json_encode, freeze, on_reject, reject_chunk)", 3)
     end
   end
   local format = opts.format or "auto"
@@ -184,6 +210,16 @@ local function copy_options(columns, opts)
   end
   if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then
     error("copy: json_encode must be a function", 3)
+  end
+  if opts.on_reject ~= nil and not callable(opts.on_reject) then
+    error("copy: on_reject must be a function(values, err, row), got "
+          .. type(opts.on_reject), 3)
+  end
+  local rc = opts.reject_chunk
+  if rc ~= nil and (opts.on_reject == nil or type(rc) ~= "number" or rc < 1
+                    or rc > 1e7 or rc ~= math.floor(rc)) then
+    error("copy: reject_chunk must be an integer from 1 to 10000000 rows, "
+          .. "with on_reject", 3)
   end
   return columns, opts, format, chunk
 end
@@ -265,8 +301,11 @@ function M.copy(db, tbl, columns, opts)
     json_encode = opts.json_encode or (t.need_json and default_json_encode()),
     cdata_kind = cdata_kind,
     utc = utc,
+    on_reject = opts.on_reject,
+    reject_chunk = opts.reject_chunk,
   })
-  M.attach_fast_row(cp, format ~= "binary")
+  -- reject mode keeps every row's values: the C row() serves it
+  if not opts.on_reject then M.attach_fast_row(cp, format ~= "binary") end
   return cp
 end
 

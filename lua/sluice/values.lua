@@ -47,4 +47,12 @@ function M.list_iterator(list)
   end
 end
 
+--- Whether v can be called: a function, or a table or userdata whose
+-- metatable has __call (a rejects writer, sluice.rejects).
+function M.callable(v)
+  if type(v) == "function" then return true end
+  local mt = (type(v) == "table" or type(v) == "userdata") and getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
 return M
