@@ -484,7 +484,7 @@ int lib_copy_field(lua_State *L)
     else if (strcmp(k, "rows_rejected") == 0 && lib_copy_rejecting(cp))
         lua_pushnumber(L, (lua_Number)cp->rj.rejected);
     else if (strcmp(k, "reject_chunk") == 0 && lib_copy_rejecting(cp))
-        lua_pushnumber(L, (lua_Number)cp->rj.chunk.cap);
+        lua_pushnumber(L, (lua_Number)cp->rj.cap);
     else if (strcmp(k, "path") == 0 && cp->sink) {
         lua_getfenv(L, 1);
         lua_rawgeti(L, -1, FENV_NAME);

@@ -90,9 +90,10 @@ typedef struct sl_copy {
                          * an empty field, the formats' defaults */
     size_t null_len;
     int autocommit;     /* no transaction was open: finish() commits */
-    /* reject mode (opts.on_reject; lib_copy_reject.c): on when
-     * rj.chunk.cap > 0 */
+    /* reject mode (opts.on_reject; lib_copy_reject.c) */
     struct {
+        int on;             /* the stream is in reject mode */
+        size_t cap;         /* rows per chunk (reject_chunk) */
         copy_chunk chunk;   /* owned: the rows of the current chunk */
         size_t sent;        /* bytes of the chunk handed to libpq */
         int open;           /* the chunk's COPY is open on the server */
@@ -148,7 +149,7 @@ int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
 /* Whether the stream is in reject mode. */
 static inline int lib_copy_rejecting(const sl_copy *cp)
 {
-    return cp->rj.chunk.cap > 0;
+    return cp->rj.on;
 }
 
 /* Put the new stream at ud in reject mode: chunks of `rows` rows, the

@@ -45,6 +45,8 @@ void lib_copy_reject_setup(lua_State *L, sl_copy *cp, int ud, int sql_idx,
                            int fn_idx, size_t rows)
 {
     copy_chunk *c = &cp->rj.chunk;
+    cp->rj.on = 1;
+    cp->rj.cap = rows;
     if (copy_chunk_init(c, rows) != SL_OK) {
         copy_chunk_free(c);
         luaL_error(L, "copy: out of memory allocating a chunk of %d rows",

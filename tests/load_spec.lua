@@ -196,9 +196,18 @@ describe("sluice.load", function()
     assert.are.equal("load: connections = N works with copy_text, copy_csv, copy_binary, batch and "
       .. "pipeline, not \"rowwise_tx\"", msg { strategy = "rowwise_tx", connections = 2 })
     assert.are.equal("load: table \"nope\" does not exist", msg { table = "nope" })
-    assert.are.equal("load: on_reject works with batch, rowwise_autocommit and rowwise_tx, not "
-      .. "\"copy_binary\" (COPY and the pipeline load all rows or none)",
-      msg { strategy = "copy_binary", on_reject = function() end })
+    assert.are.equal("load: on_error = \"reject\" needs rejects = \"file.csv\" or on_reject = "
+      .. "function(values, err, row) (a rejected row must go somewhere)",
+      msg { on_error = "reject" })
+    assert.are.equal("load: on_error must be \"abort\" or \"reject\", got skip",
+      msg { on_error = "skip" })
+    assert.are.equal("load: on_error = \"abort\" cannot take on_reject or rejects (they set rows "
+      .. "aside: on_error = \"reject\")", msg { on_error = "abort", on_reject = function() end })
+    assert.are.equal("load: max_rejects needs on_error = \"reject\"", msg { max_rejects = 3 })
+    assert.are.equal("load: max_reject_ratio must be a number from 0 to 1, got 2",
+      msg { on_reject = function() end, max_reject_ratio = 2 })
+    assert.are.equal("load: reject_chunk must be an integer from 1 to 10000000 rows, got 0",
+      msg { on_reject = function() end, reject_chunk = 0 })
     assert.are.equal("load: on_reject must be a function(values, err, row), got string",
       msg { strategy = "batch", on_reject = "x" })
     assert.truthy(msg { frob = 1 }:find("^load: unknown option 'frob' %(batch_rows, "))

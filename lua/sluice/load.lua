@@ -79,8 +79,11 @@
 local progress = require "sluice.progress"
 local conn = require "sluice.conn"
 local list_iterator = require("sluice.values").list_iterator
+local callable = require("sluice.values").callable
 local outcome = require "sluice.outcome"
 local sinks = require "sluice.sinks"
+local loadrejects = require "sluice.loadrejects"
+local csv = require "sluice.csv"
 
 local M = {}
 
@@ -109,10 +112,12 @@ local OPTS = {
   commit_every = true, batch_rows = true, max_age_ms = true, sync_every = true,
   key = true, drop_indexes = true, freeze = true, synchronous_commit = true,
   connections = true, quiet = true, summary = true, label = true, total = true,
-  on_reject = true,
+  on_reject = true, on_error = true, rejects = true, max_rejects = true,
+  max_reject_ratio = true, reject_chunk = true,
 }
--- the strategies that go through db:batch, which can set rows aside
-local REJECTS = { batch = true, rowwise_autocommit = true, rowwise_tx = true }
+-- the strategies that can set rows aside (all of them)
+local REJECTS = {}
+for _, st in ipairs(M.STRATEGIES) do REJECTS[st] = true end
 local OPT_NAMES = {}
 for k in pairs(OPTS) do OPT_NAMES[#OPT_NAMES + 1] = k end
 table.sort(OPT_NAMES)
@@ -278,6 +283,51 @@ local function more_connections(db, n)
   return out
 end
 
+-- The options of reject mode, checked (misuse raises at the line that
+-- called sluice.load).
+local function check_reject_opts(o, strategy)
+  local oe = o.on_error
+  if oe ~= nil and oe ~= "abort" and oe ~= "reject" then
+    fail("on_error must be \"abort\" or \"reject\", got " .. tostring(oe), 3)
+  end
+  if o.on_reject ~= nil and not callable(o.on_reject) then
+    fail("on_reject must be a function(values, err, row), got " .. type(o.on_reject), 3)
+  end
+  if o.rejects ~= nil and (type(o.rejects) ~= "string" or o.rejects == "") then
+    fail("rejects must be the path of the rejects file, got " .. type(o.rejects), 3)
+  end
+  local reject = oe == "reject" or (oe == nil and (o.on_reject ~= nil or o.rejects ~= nil))
+  if oe == "abort" and (o.on_reject ~= nil or o.rejects ~= nil) then
+    fail("on_error = \"abort\" cannot take on_reject or rejects (they set rows aside: "
+         .. "on_error = \"reject\")", 3)
+  end
+  if reject and o.on_reject == nil and o.rejects == nil then
+    fail("on_error = \"reject\" needs rejects = \"file.csv\" or on_reject = function(values, "
+         .. "err, row) (a rejected row must go somewhere)", 3)
+  end
+  if reject and not REJECTS[strategy] then
+    fail("on_error = \"reject\" does not work with strategy \"" .. strategy .. "\" yet", 3)
+  end
+  for _, k in ipairs { "max_rejects", "max_reject_ratio", "reject_chunk" } do
+    if o[k] ~= nil and not reject then
+      fail(k .. " needs on_error = \"reject\"", 3)
+    end
+  end
+  local m = o.max_rejects
+  if m ~= nil and (type(m) ~= "number" or m < 0 or m % 1 ~= 0) then
+    fail("max_rejects must be an integer >= 0, got " .. tostring(m), 3)
+  end
+  local r = o.max_reject_ratio
+  if r ~= nil and (type(r) ~= "number" or r < 0 or r > 1) then
+    fail("max_reject_ratio must be a number from 0 to 1, got " .. tostring(r), 3)
+  end
+  local c = o.reject_chunk
+  if c ~= nil and (type(c) ~= "number" or c < 1 or c > 1e7 or c % 1 ~= 0) then
+    fail("reject_chunk must be an integer from 1 to 10000000 rows, got " .. tostring(c), 3)
+  end
+  return reject
+end
+
 local function check_opts(o)
   if type(o) ~= "table" then fail("expected a table of options, got " .. type(o), 2) end
   for k in pairs(o) do
@@ -305,15 +355,7 @@ local function check_opts(o)
   if o.commit_every and strategy ~= "rowwise_tx" then
     fail("commit_every applies to strategy \"rowwise_tx\" only", 2)
   end
-  if o.on_reject ~= nil then
-    if type(o.on_reject) ~= "function" then
-      fail("on_reject must be a function(values, err, row), got " .. type(o.on_reject), 2)
-    end
-    if not REJECTS[strategy] then
-      fail("on_reject works with batch, rowwise_autocommit and rowwise_tx, not \""
-           .. strategy .. "\" (COPY and the pipeline load all rows or none)", 2)
-    end
-  end
+  local reject = check_reject_opts(o, strategy)
   if o.freeze and not COPY_FORMAT[strategy] then
     fail("freeze = true needs a COPY strategy (copy_text, copy_csv, copy_binary), not \""
          .. strategy .. "\"", 2)
@@ -333,7 +375,7 @@ local function check_opts(o)
     fail("synchronous_commit must be \"off\", \"local\", \"remote_write\", \"on\" or "
          .. "\"remote_apply\", got " .. tostring(sc), 2)
   end
-  return strategy, nconn
+  return strategy, nconn, reject
 end
 
 ------------------------------------------------------- the load's steps
@@ -359,7 +401,7 @@ end
 -- The run of a load: the table and its columns, from the options or the
 -- first item's model, and what the sinks need.  Misuse raises at the
 -- line that called sluice.load.
-local function prepare(o, strategy, nconn, next_item)
+local function prepare(o, strategy, nconn, reject, next_item)
   local db = o.db
   -- peek at the first item: a model gives the table and the columns
   local first = next_item()
@@ -386,11 +428,10 @@ local function prepare(o, strategy, nconn, next_item)
   for _, c in ipairs(columns) do is_column[c] = true end
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns,
                 multi = nconn > 1, rejected = 0 }
-  if o.on_reject then
-    ctx.on_reject = function(values, err, row)
-      ctx.rejected = ctx.rejected + 1
-      return o.on_reject(values, err, row)
-    end
+  if reject then
+    local window = 2 * nconn * math.max(o.reject_chunk or 10000, o.batch_rows or 1000,
+                                        o.sync_every or 1000)
+    ctx.rejects = loadrejects.new(o, nconn, csv.reader_of and csv.reader_of(o.rows), window)
   end
   local prog
   if not o.quiet then
@@ -417,7 +458,11 @@ local function open_sinks(run)
       c:query("select set_config('synchronous_commit', $1, false)", sc)
     end
   end
-  for k, c in ipairs(run.conns) do run.opened[k] = sinks[run.strategy](c, run.ctx) end
+  local rej = run.ctx.rejects
+  for k, c in ipairs(run.conns) do
+    run.ctx.on_reject = rej and rej:handler(k)
+    run.opened[k] = sinks[run.strategy](c, run.ctx)
+  end
 end
 
 -- The values of input item row_no in column order: the item itself when
@@ -468,9 +513,11 @@ local function put_rows(run)
   local vals = {}
   local n, bytes = 0, 0
   local item = run.first
+  local rej = run.ctx.rejects
   while item ~= nil do
     local row = row_values(run, item, vals, n + 1)
     n = n + 1
+    if rej then rej:note(n) end
     for j = 1, ncols do bytes = bytes + vsize(row[j]) end
     run.n, run.bytes = n, bytes
     if nconn > 1 then handle = handles[(n - 1) % nconn + 1] end
@@ -499,16 +546,37 @@ local function finish_sinks(run)
   if not ok then error(err, 0) end
 end
 
+-- The rows each COPY sink's server counted must be the rows it was
+-- given less those it set aside: anything else (a trigger or rule that
+-- skipped or added rows) is an error, never silence.
+local function check_counts(run)
+  local nconn, n = run.nconn, run.n
+  for k, s in ipairs(run.opened) do
+    if s.loaded then
+      local given = n >= k and math.floor((n - k) / nconn) + 1 or 0
+      local expect = given - (s.rejected and s.rejected() or 0)
+      if s.loaded ~= expect then
+        error(("load: the server counted %d rows loaded where %d were sent%s (a trigger or "
+               .. "rule on table \"%s\" skipped or added rows); check the table"):format(
+               s.loaded, expect, nconn > 1 and (" on connection " .. k) or "", run.ctx.shown), 0)
+      end
+    end
+  end
+end
+
 local function load_rows(run)
   open_sinks(run)
   put_rows(run)
   finish_sinks(run)
+  if run.ctx.rejects then run.ctx.rejects:finish() end
+  check_counts(run)
 end
 
 -- What a load on one connection committed, once its sink is finished or
 -- aborted: the claim for its error, rows committed, rows in doubt.
 local function claim_one(run)
-  local s, n, rejected = run.opened[1], run.n, run.ctx.rejected
+  local s, n = run.opened[1], run.n
+  local rejected = run.ctx.rejects and run.ctx.rejects.count or 0
   local c, d = 0, 0
   if s.counts then
     c, d = s.counts()
@@ -595,6 +663,7 @@ local function cleanup(run, ok)
   if not ok then
     for _, s in ipairs(run.opened) do s.abort() end
   end
+  if run.ctx.rejects then run.ctx.rejects:close() end
   if run.o.synchronous_commit then
     for _, c in ipairs(run.conns) do
       if c:status() == "idle" then pcall(c.exec, c, "RESET synchronous_commit") end
@@ -654,20 +723,21 @@ end
 local function summary(run, t0, wal0, index_seconds)
   local seconds = progress.now() - t0
   local n, bytes = run.n, run.bytes
+  local rejected = run.ctx.rejects and run.ctx.rejects.count or 0
   return {
     strategy = run.strategy, table = run.ctx.shown,
-    rows = n, bytes = bytes, seconds = seconds,
+    rows = n, read = n, loaded = n - rejected, rejected = rejected,
+    bytes = bytes, seconds = seconds,
     rows_per_s = n / seconds, mb_per_s = bytes / seconds / 1e6,
     wal_bytes = wal_since(run.db, wal0), index_seconds = index_seconds,
-    rejected = run.o.on_reject and run.ctx.rejected or nil,
   }
 end
 
 --- sluice.load(opts) -> summary (see the top of this file).
 function M.load(o)
-  local strategy, nconn = check_opts(o)
+  local strategy, nconn, reject = check_opts(o)
   check_idle(o.db)
-  local run = prepare(o, strategy, nconn, items(o.rows))
+  local run = prepare(o, strategy, nconn, reject, items(o.rows))
   local t0 = progress.now()
   local wal0 = wal_lsn(o.db)
   local ok, err, index_seconds
@@ -676,12 +746,13 @@ function M.load(o)
   else
     ok, err = attempt(run)
   end
+  local rejected = run.ctx.rejects and run.ctx.rejects.count or nil
   if not ok then
     if run.prog then run.prog:finish(run.n, run.bytes) end
     error(err, 0)
   end
   local result = summary(run, t0, wal0, index_seconds or 0)
-  if run.prog then run.prog:finish(run.n, run.bytes) end
+  if run.prog then run.prog:finish(run.n, run.bytes, rejected or 0) end
   return result
 end
 

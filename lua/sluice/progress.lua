@@ -89,9 +89,14 @@ function P:update(rows, bytes)
   self.out:flush()
 end
 
---- The final summary line; returns it too.
-function P:finish(rows, bytes)
+--- The final summary line; returns it too.  With `rejected` (a load that
+-- sets bad rows aside) it ends with what became of the rows read:
+-- "read N = loaded L + rejected R".
+function P:finish(rows, bytes, rejected)
   local s = self:line(rows, bytes, true)
+  if rejected then
+    s = s .. ("  read %d = loaded %d + rejected %d"):format(rows, rows - rejected, rejected)
+  end
   if self.live then self.out:write("\r\27[K") end
   if not self.silent then self.out:write(s, "\n") end
   return s

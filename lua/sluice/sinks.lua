@@ -69,7 +69,7 @@ function sinks.rowwise_tx(db, ctx)
   -- COMMIT what was added so far, held: the answer decides what the
   -- counts say, and Ctrl-C is raised once they are right
   local function commit_all()
-    local upto = b.rows_added - ctx.rejected
+    local upto = b.rows_added - (ctx.rejects and ctx.rejects.count or 0)
     local ok, err = outcome.held(function()
       local cok, cerr = pcall(db.commit, db)
       if cok then
@@ -149,7 +149,10 @@ local function copy_sink(db, ctx, format)
   local tx = ctx.multi or freeze
   if tx then db:begin() end
   if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
-  local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil })
+  local reject = ctx.on_reject
+  local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil,
+                                            on_reject = reject,
+                                            reject_chunk = reject and ctx.opts.reject_chunk })
   local s = {
     handle = cp, put = cp.row,
     abort = function()
@@ -157,12 +160,20 @@ local function copy_sink(db, ctx, format)
       if tx then pcall(db.rollback, db) end
     end,
   }
+  -- the server's count, checked by the load against the rows sent
+  local function finish() s.loaded = cp:finish() end
+  if reject then s.rejected = function() return cp.rows_rejected end end
   if tx then
-    s.finish = function() cp:finish() end
+    s.finish = finish
     s.commit = function() committing(s, db.commit, db) end
+  elseif reject then
+    -- each chunk commits as it ends (its own transaction)
+    s.finish = finish
+    s.counts = function() return cp.rows_loaded or s.loaded or 0, 0 end
+    s.numbered = true
   else
     -- a COPY outside a transaction commits when it ends
-    s.finish = function() committing(s, cp.finish, cp) end
+    s.finish = function() committing(s, finish) end
   end
   return s
 end

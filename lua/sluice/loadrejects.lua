@@ -1,0 +1,146 @@
+--- The rejected rows of one sluice.load in reject mode (on_error =
+-- "reject"): where each goes (the script's on_reject, the rejects file),
+-- where it came from (for CSV input: the file, the line and the record
+-- as it was written), how many there are, and the limits (max_rejects,
+-- max_reject_ratio).
+--
+-- The sinks (sinks.lua) get on_reject functions from here, one per
+-- connection: connection k of N took the load's rows k, k + N, ..., so
+-- its row r is the load's row (r - 1) * N + k.  Each rejected row goes to
+-- on_reject(values, err, row, src) - src = { source = "file:line",
+-- record = "the record's text" } for CSV input, else nil - and then to
+-- the rejects file (sluice.rejects).
+--
+-- The source of a row is kept for the last `window` rows (the rows a
+-- chunk, a flush or a sync group can still hand over); a row rejected
+-- later than that (the move of a staging strategy, at the end) gets its
+-- record by reading the CSV input again, once, for all of them.
+local core = require "sluice.core"
+
+local M = {}
+
+local R = {}
+R.__index = R
+
+--- A new bookkeeper for load options o (checked), nconn connections,
+-- `reader` (the CSV reader behind the input, or nil) and window rows.
+function M.new(o, nconn, reader, window)
+  local self = setmetatable({
+    on_reject = o.on_reject, max = o.max_rejects, ratio = o.max_reject_ratio,
+    count = 0, read = 0, nconn = nconn, reader = reader, window = window,
+    tags = {}, records = {}, lines = {}, late = nil,
+  }, R)
+  if o.rejects then
+    self.file = require("sluice.rejects")(o.rejects)
+  end
+  return self
+end
+
+--- Row n of the load was read (after the reader gave it): remember its
+-- source while it can still be handed over.
+function R:note(n)
+  self.read = n
+  local reader = self.reader
+  if reader then
+    local k = n % self.window
+    self.tags[k] = n
+    self.records[k] = reader:record()
+    self.lines[k] = reader.line
+  end
+end
+
+-- The source of row n: { source = "path:line", record = text } or nil.
+function R:source(n)
+  local reader = self.reader
+  if not reader then return nil end
+  local k = n % self.window
+  if self.tags[k] == n then
+    return { source = reader.path .. ":" .. self.lines[k], record = self.records[k] }
+  end
+  return nil
+end
+
+-- Stop the load when a limit is passed (raises).
+function R:check_limits(row, err, final)
+  local c, read = self.count, self.read
+  local why = type(err) == "table" and ((err.sqlstate and err.sqlstate .. ": " or "")
+    .. tostring(err.message)) or tostring(err)
+  -- error objects: the stream passes them on as they are, and the load
+  -- says in front what was committed
+  if self.max and c > self.max then
+    error(core.new_error { message = ("more than max_rejects = %d rows were rejected (row %d "
+          .. "was rejected #%d: %s)"):format(self.max, row, c, why) }, 0)
+  end
+  if self.ratio and (final or read >= 1000) and c > self.ratio * read then
+    error(core.new_error { message = ("%d of %d rows read were rejected (%.4g%%), more than "
+          .. "max_reject_ratio = %g%s"):format(c, read, 100 * c / read, self.ratio,
+                  final and "" or (" (row %d: %s)"):format(row, why)) }, 0)
+  end
+end
+
+-- Hand one rejected row over: the script's on_reject, the file.
+function R:deliver(values, err, row, src)
+  self.count = self.count + 1
+  if self.on_reject then self.on_reject(values, err, row, src) end
+  if self.file then self.file(values, err, row, src) end
+  self:check_limits(row, err, false)
+end
+
+--- The on_reject function for connection k (its rows renumbered as the
+-- load's).
+function R:handler(k)
+  local nconn = self.nconn
+  return function(values, err, row)
+    local n = (row - 1) * nconn + k
+    local src = self:source(n)
+    if self.reader and not src then
+      -- handed over long after it was read: its record is fetched at the end
+      self.late = self.late or {}
+      self.late[#self.late + 1] = { values, err, n }
+      self.count = self.count + 1
+      self:check_limits(n, err, false)
+      return
+    end
+    return self:deliver(values, err, n, src)
+  end
+end
+
+-- Read the CSV input again for the records of the late rows (sorted by
+-- row number), and hand them over.
+local function deliver_late(self)
+  local late = self.late
+  self.late = nil
+  table.sort(late, function(a, b) return a[3] < b[3] end)
+  local r = self.reader:reopen()
+  local n, i = 0, 1
+  while i <= #late and r:next() do
+    n = n + 1
+    while i <= #late and late[i][3] == n do
+      local x = late[i]
+      self.count = self.count - 1 -- counted when it came
+      self:deliver(x[1], x[2], n, { source = r.path .. ":" .. r.line, record = r:record() })
+      i = i + 1
+    end
+  end
+  r:close()
+  for j = i, #late do -- the input changed meanwhile: no record to show
+    self.count = self.count - 1
+    self:deliver(late[j][1], late[j][2], late[j][3], nil)
+  end
+end
+
+--- The load's rows are all in: hand over what waits, check the ratio on
+-- the whole input, close the file.  Raises a limit's error.
+function R:finish()
+  if self.late then deliver_late(self) end
+  self:close()
+  if self.count > 0 then self:check_limits(self.read, "", true) end
+end
+
+--- Close the rejects file (never raises).
+function R:close()
+  if self.late and self.reader then pcall(deliver_late, self) end
+  if self.file then pcall(self.file.close, self.file) end
+end
+
+return M
