@@ -34,6 +34,7 @@
 #include "lib_copy_priv.h"
 #include "interrupt.h"
 #include "numfmt.h"
+#include "pgconn.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -102,6 +103,34 @@ static int push_conn(lua_State *L, int ud)
     return lua_gettop(L);
 }
 
+/* A row the client refuses (the message at the top) ends the COPY; but
+ * the server may have refused an earlier row, among those sent or still
+ * in the buffer: send the complete rows, end the COPY with CopyFail and
+ * read the server's answer.  When it is an error of its own (not the
+ * echo of the CopyFail), that error is raised instead: the first bad row
+ * is the one the script must hear of.  Returns when there is none. */
+static void earlier_refusal(lua_State *L, sl_copy *cp)
+{
+    PGconn *pg = cp->conn->pg;
+    const char *msg = lua_tostring(L, -1);
+    if (cp->w.committed > 0 &&
+        copy_put(pg, cp->w.buf.data, cp->w.committed, 0) != SL_OK)
+        return;
+    cp->w.committed = cp->w.buf.len = 0;
+    int conn_idx = push_conn(L, CP_SELF);
+    cp_release(cp, msg, CP_FAILED, 0);
+    PGresult **err = lib_new_result_slot(L);
+    pgconn_collect(pg, 0, msg, 0, NULL, err);
+    const char *state = *err ? PQresultErrorField(*err, PG_DIAG_SQLSTATE)
+                             : NULL;
+    lib_conn_deliver_notices(L, cp->conn, conn_idx);
+    if (state && strcmp(state, "57014") != 0) {
+        lib_push_result_error(L, *err, pg);
+        lua_error(L);
+    }
+    lua_settop(L, conn_idx - 1);
+}
+
 int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
                      int drain)
 {
@@ -122,6 +151,9 @@ int lib_copy_raise(lua_State *L, sl_copy *cp)
         cp->rj.refused = 1;
         return lua_error(L);
     }
+    if (!cp->sink && cp->state == CP_OPEN && !lib_copy_rejecting(cp) &&
+        cp->conn->pg)
+        earlier_refusal(L, cp);
     cp_release(cp, lua_tostring(L, -1), CP_FAILED, 1);
     luaL_where(L, 1);
     lua_insert(L, -2);
