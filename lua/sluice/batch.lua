@@ -165,9 +165,15 @@ local function flush_error(st, cause, first, last, o)
   seg(o.in_tx, "were inserted in the caller's transaction")
   seg(o.doubt, "may or may not have been committed")
   seg(last - at + 1, "were not inserted")
-  return reworded(cause, ("batch: %s (%s): "):format(table.concat(parts, ", "),
-                                                     table.concat(why, "; ")), {
-    first_row = first, last_row = last,
+  -- a value the server could not read names its parameter: its row
+  local p = type(cause) == "table" and type(cause.context) == "string"
+            and tonumber(cause.context:match("parameter %$(%d+)"))
+  local row = p and first + math.floor((p - 1) / st.ncols) or nil
+  if row and row > last then row = nil end
+  return reworded(cause, ("batch: %s (%s): %s"):format(table.concat(parts, ", "),
+                                                       table.concat(why, "; "),
+                                                       row and ("row %d: "):format(row) or ""), {
+    first_row = first, last_row = last, row = row,
     committed_rows = st.ok, in_doubt_rows = st.doubt,
   })
 end
@@ -508,6 +514,7 @@ function M.batch(db, tbl, columns, opts)
     want = opts.returning ~= nil,
     on_returning = opts.on_returning,
     on_reject = opts.on_reject,
+    ncols = #names, -- values per row (a parameter's number names its row)
     rejects = 0,    -- rows handed to on_reject
     done = 0,       -- rows flushed or dropped by a failed flush
     ok = 0,         -- rows this batch committed (b.rows_committed)

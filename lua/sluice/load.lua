@@ -641,6 +641,13 @@ end
 -- before the sinks were open stands as it is: nothing was sent.
 local function load_error(run, err)
   if #run.opened < run.nconn then return err end
+  -- a COPY's error names its line: the load's row (one connection)
+  local ctx = type(err) == "table" and type(err.context) == "string" and err.context
+  local line = ctx and run.nconn == 1 and COPY_FORMAT[run.strategy] and not run.ctx.rejects
+               and tonumber(("\n" .. ctx):match("\nCOPY [^\n]-, line (%d+)"))
+  if line and err.row == nil then
+    err = outcome.reworded(err, ("row %d: "):format(line), { row = line })
+  end
   local text, c, d
   if run.nconn == 1 then
     text, c, d = claim_one(run)
