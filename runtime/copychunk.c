@@ -18,7 +18,7 @@ int copy_chunk_init(copy_chunk *c, size_t cap)
     memset(c, 0, sizeof *c);
     c->cap = cap;
     c->ends = malloc(cap * sizeof *c->ends);
-    c->gone = malloc(cap);
+    c->gone = calloc(cap, 1);
     c->rej_row = malloc(cap * sizeof *c->rej_row);
     c->rej_err = malloc(cap * sizeof *c->rej_err);
     if (!c->ends || !c->gone || !c->rej_row || !c->rej_err)
@@ -47,6 +47,7 @@ void copy_chunk_free(copy_chunk *c)
 void copy_chunk_reset(copy_chunk *c)
 {
     clear_rejections(c);
+    memset(c->gone, 0, c->n);
     c->n = c->done = c->doubt = 0;
 }
 

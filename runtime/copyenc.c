@@ -177,6 +177,13 @@ static int fast_begin(copy_writer *w)
     return copy_writer_row_begin(w);
 }
 
+/* Reject mode: the index of the next row in its chunk (where its values
+ * are kept); -1 otherwise. */
+static int fast_row_index(copy_writer *w)
+{
+    return w->row_n ? (int)*w->row_n : -1;
+}
+
 static int fast_ts_str(copy_writer *w, const char *s, size_t n)
 {
     return copy_put_ts_str(&w->buf, s, n, 0, w->utc);
@@ -228,6 +235,7 @@ static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
 const copy_fast_fn copy_fast_table[] = {
     { "begin", SIG_ROW, FN(fast_begin), ROW },
     { "end_row", SIG_ROW, FN(copy_writer_row_end), ROW },
+    { "row_index", SIG_ROW, FN(fast_row_index), ROW },
     { "null", SIG_ROW, FN(copy_writer_null), ROW },
     { "t_null", "int (*)(void *, int)", FN(fast_t_null), ROW },
     { "t_str", "int (*)(void *, int, const char *, size_t)", FN(fast_t_str),

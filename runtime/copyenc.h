@@ -163,6 +163,11 @@ typedef struct copy_writer {
     int custom;         /* a delimiter or NULL text of a sink's own: every
                          * field goes through the escaper */
     int utc;            /* the session TimeZone is UTC */
+    /* reject mode (copychunk.h): where each row of the chunk ends, the
+     * chunk's row count and its size in rows; row_ends is NULL else */
+    size_t *row_ends;
+    size_t *row_n;
+    size_t row_cap;
 } copy_writer;
 
 /* Start a row: anything after `committed` (a row that failed half-way)
@@ -171,8 +176,9 @@ typedef struct copy_writer {
 static inline int copy_writer_row_begin(copy_writer *w);
 
 /* End the row (text and CSV: the newline) and count it: 1 when the
- * committed rows reach `chunk` (send them), else 0; SL_ENOMEM (the row
- * is then not counted). */
+ * committed rows reach `chunk` bytes (send them) or, in reject mode, the
+ * chunk is full (row_cap rows: settle it), else 0; SL_ENOMEM (the row is
+ * then not counted). */
 static inline int copy_writer_row_end(copy_writer *w);
 
 /* A NULL field of the writer's format: binary length -1, text \N, CSV
@@ -402,6 +408,11 @@ static inline int copy_writer_row_end(copy_writer *w)
     }
     w->rows++;
     w->committed = w->buf.len;
+    if (w->row_ends) {
+        w->row_ends[*w->row_n] = w->committed;
+        if (++*w->row_n == w->row_cap)
+            return 1;
+    }
     return w->committed >= w->chunk;
 }
 

@@ -59,6 +59,8 @@ static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
 {
     int rc = SL_OK;
     cp->w.pg = NULL; /* the compiled writer takes no more rows */
+    cp->w.row_ends = NULL;
+    cp->w.row_n = NULL;
     if (lib_copy_rejecting(cp)) {
         if (cp->state == CP_OPEN) {
             cp->state = new_state;
@@ -378,8 +380,10 @@ static int cp_rows(lua_State *L)
 static int cp_flush_method(lua_State *L)
 {
     sl_copy *cp = check_open(L, "flush");
-    if (lib_copy_rejecting(cp))
-        return 0; /* a chunk goes when it is full, or at finish() */
+    if (lib_copy_rejecting(cp)) {
+        lib_copy_reject_after_row(L, cp);
+        return 0;
+    }
     cp_flush(L, cp);
     return 0;
 }
@@ -561,6 +565,19 @@ const luaL_Reg lib_copy_meta[] = {
  * text or CSV stream to the server (else nil); the codes are enum
  * copy_kind's, for t_num and t_bool.  Byte columns are marked -1 (a
  * string there is hex-encoded: the C path's). */
+/* The third result of copy_fast()/copy_fast_text(): in reject mode the
+ * table that keeps the chunk's values (the writer stores each row's at
+ * (row_index * ncols) + 1..ncols), else none. */
+static int push_keep(lua_State *L, sl_copy *cp)
+{
+    if (!lib_copy_rejecting(cp))
+        return 2;
+    lua_getfenv(L, 1);
+    lua_rawgeti(L, -1, FENV_KEEP);
+    lua_remove(L, -2);
+    return 3;
+}
+
 int lib_copy_fast_text(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
@@ -574,7 +591,7 @@ int lib_copy_fast_text(lua_State *L)
                                ? -1 : cp->cols[i].kind);
         lua_rawseti(L, -2, i + 1);
     }
-    return 2;
+    return push_keep(L, cp);
 }
 
 /* sluice.core.copy_fast(cp) -> writer pointer, {kind name, ...} when the
@@ -593,7 +610,7 @@ int lib_copy_fast(lua_State *L)
         lua_pushstring(L, copy_kind_name(cp->cols[i].kind));
         lua_rawseti(L, -2, i + 1);
     }
-    return 2;
+    return push_keep(L, cp);
 }
 
 /* sluice.core.copy_fast_functions() -> the fast table as a list of
@@ -873,6 +890,7 @@ int lib_copy_start(lua_State *L)
         lua_getfield(L, 5, "on_reject");
         lib_copy_reject_setup(L, cp, ud, 2, lua_gettop(L), reject_rows);
         cp->state = CP_OPEN;
+        cp->w.pg = &c->pg;
         c->busy = 1;
         lua_settop(L, ud);
         return 1;

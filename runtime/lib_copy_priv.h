@@ -94,6 +94,7 @@ typedef struct sl_copy {
     struct {
         int on;             /* the stream is in reject mode */
         size_t cap;         /* rows per chunk (reject_chunk) */
+        size_t piece;       /* bytes sent at a time (chunk_size) */
         copy_chunk chunk;   /* owned: the rows of the current chunk */
         size_t sent;        /* bytes of the chunk handed to libpq */
         int open;           /* the chunk's COPY is open on the server */
@@ -163,6 +164,11 @@ void lib_copy_reject_setup(lua_State *L, sl_copy *cp, int ud, int sql_idx,
  * encoded (a value the encoders refuse sets the row aside), sent; a full
  * chunk is settled.  Raises what stops the stream. */
 void lib_copy_reject_row(lua_State *L, sl_copy *cp, int first, int n);
+
+/* After a row in reject mode (also cp:flush(), which the compiled row
+ * writer calls when copy_writer_row_end() says so): settle a full chunk,
+ * or send what reached chunk_size bytes.  Raises what stops the stream. */
+void lib_copy_reject_after_row(lua_State *L, sl_copy *cp);
 
 /* finish() in reject mode: settle the last chunk; push the rows loaded. */
 int lib_copy_reject_finish(lua_State *L, sl_copy *cp);

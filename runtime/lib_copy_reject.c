@@ -71,6 +71,10 @@ void lib_copy_reject_setup(lua_State *L, sl_copy *cp, int ud, int sql_idx,
     lua_pop(L, 1);
     /* the rows only: each chunk's COPY gets its own binary header */
     cp->w.buf.len = cp->w.committed = 0;
+    cp->rj.piece = cp->w.chunk;
+    cp->w.row_ends = c->ends;
+    cp->w.row_n = &c->n;
+    cp->w.row_cap = rows;
 }
 
 /* Push fenv[slot] of the stream at CP_SELF. */
@@ -247,6 +251,7 @@ static void send_rows(lua_State *L, sl_copy *cp)
         stop(L, cp, rc, NULL);
     cp->bytes_sent += n;
     cp->rj.sent = cp->w.committed;
+    cp->w.chunk = cp->rj.sent + cp->rj.piece; /* the next send */
 }
 
 /* The chunk is complete: end its COPY, settle it when the server refused
@@ -282,6 +287,7 @@ static void end_chunk(lua_State *L, sl_copy *cp)
     cp->rj.base += c->n;
     copy_chunk_reset(c);
     cp->w.buf.len = cp->w.committed = cp->rj.sent = 0;
+    cp->w.chunk = cp->rj.piece;
     lua_getfenv(L, CP_SELF);
     lua_newtable(L);
     lua_rawseti(L, -2, FENV_CREJ);
@@ -352,13 +358,16 @@ void lib_copy_reject_row(lua_State *L, sl_copy *cp, int first, int n)
         cp->w.buf.len = cp->w.committed;
         cp->w.rows++;
         copy_chunk_add(c, cp->w.committed, 1);
-    } else {
-        copy_chunk_add(c, cp->w.committed, 0);
-    }
-    if (cp->w.committed - cp->rj.sent >= cp->w.chunk)
-        send_rows(L, cp);
-    if (c->n == c->cap)
+    } /* else copy_writer_row_end() added it */
+    lib_copy_reject_after_row(L, cp);
+}
+
+void lib_copy_reject_after_row(lua_State *L, sl_copy *cp)
+{
+    if (cp->rj.chunk.n == cp->rj.chunk.cap)
         end_chunk(L, cp);
+    else if (cp->w.committed >= cp->w.chunk)
+        send_rows(L, cp);
 }
 
 int lib_copy_reject_finish(lua_State *L, sl_copy *cp)

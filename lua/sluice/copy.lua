@@ -304,8 +304,7 @@ function M.copy(db, tbl, columns, opts)
     on_reject = opts.on_reject,
     reject_chunk = opts.reject_chunk,
   })
-  -- reject mode keeps every row's values: the C row() serves it
-  if not opts.on_reject then M.attach_fast_row(cp, format ~= "binary") end
+  M.attach_fast_row(cp, format ~= "binary")
   return cp
 end
 
@@ -377,22 +376,29 @@ local function text_column_code(kind, v, sep)
   return "do " .. (table.concat(lines, "\n"):gsub("V", v):gsub("S", sep))
 end
 
-local function writer_for(kinds, text)
-  local sig = (text and "text:" or "") .. table.concat(kinds, ",")
+-- keep: reject mode, where the writer also keeps each row's values in
+-- the stream's table (keeps[self]) until its chunk is settled.
+local function writer_for(kinds, text, keep)
+  local sig = (text and "text:" or "") .. (keep and "keep:" or "") .. table.concat(kinds, ",")
   local w = writers[sig]
   if w then return w end
   local pointers = setmetatable({}, { __mode = "k" })
+  local keeps = setmetatable({}, { __mode = "k" })
   local n = #kinds
   local vars = {}
   for i = 1, n do vars[i] = "v" .. i end
   local body = {
-    "local F, NULL, pointers, slow, flush, select, type, rawequal = ...",
+    "local F, NULL, pointers, slow, flush, select, type, rawequal, keeps = ...",
     "return function(self, ...)",
     "  local p = pointers[self]",
     ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end")
       :format(n),
     "  local " .. table.concat(vars, ", ") .. " = ...",
   }
+  if keep then
+    body[#body + 1] = ("  local kp, base = keeps[self], F.row_index(p) * %d"):format(n)
+    for i = 1, n do body[#body + 1] = ("  kp[base + %d] = v%d"):format(i, i) end
+  end
   for i, kind in ipairs(kinds) do
     body[#body + 1] = text and text_column_code(kind, vars[i], i > 1 and "1" or "0")
                       or column_code(kind, vars[i])
@@ -407,8 +413,8 @@ local function writer_for(kinds, text)
   local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
   if not chunk then return nil end -- never expected: the C row() serves
   local c_methods = core.types.copy.methods
-  w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal),
-        pointers }
+  w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal, keeps),
+        pointers, keeps }
   writers[sig] = w
   return w
 end
@@ -416,17 +422,18 @@ end
 --- Give a stream its compiled row writer, when its columns allow (binary:
 -- kinds of the fast table only; text and CSV: any, to the server).
 function M.attach_fast_row(cp, text)
-  local ptr, kinds
+  local ptr, kinds, keep
   if text then
-    ptr, kinds = core.copy_fast_text(cp)
+    ptr, kinds, keep = core.copy_fast_text(cp)
   else
-    ptr, kinds = core.copy_fast(cp)
+    ptr, kinds, keep = core.copy_fast(cp)
   end
   if not ptr or #kinds > 100 then return end
   if not F then load_fast_table() end
-  local w = writer_for(kinds, text)
+  local w = writer_for(kinds, text, keep ~= nil)
   if not w then return end
   w[2][cp] = ffi.cast("void *", ptr)
+  if keep then w[3][cp] = keep end
   M.fast_rows[cp] = w[1]
 end
 
