@@ -146,10 +146,13 @@ end
 
 local function copy_sink(db, ctx, format)
   local freeze = ctx.opts.freeze
-  local tx = ctx.multi or freeze
+  local reject = ctx.on_reject
+  -- reject mode too: the chunks go under savepoints in one transaction,
+  -- committed at the end (one commit, as plain COPY: a failure loads
+  -- nothing)
+  local tx = ctx.multi or freeze or reject
   if tx then db:begin() end
   if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
-  local reject = ctx.on_reject
   local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil,
                                             on_reject = reject,
                                             reject_chunk = reject and ctx.opts.reject_chunk })
@@ -166,11 +169,6 @@ local function copy_sink(db, ctx, format)
   if tx then
     s.finish = finish
     s.commit = function() committing(s, db.commit, db) end
-  elseif reject then
-    -- each chunk commits as it ends (its own transaction)
-    s.finish = finish
-    s.counts = function() return cp.rows_loaded or s.loaded or 0, 0 end
-    s.numbered = true
   else
     -- a COPY outside a transaction commits when it ends
     s.finish = function() committing(s, finish) end
