@@ -32,6 +32,13 @@
  * - the entry buffer grows by its own size (csv_set_blk_size before every
  *   call), i.e. geometrically; libcsv's default is +128 bytes per step.
  *
+ * A record's text (csvread_record) is not copied as it is read: the
+ * reader remembers where in the block the record began, and when it ends
+ * the text is buf[from .. line end).  Only when a block ends inside a
+ * record (or just after its CR, when the next block is peeked at for the
+ * LF) are the bytes so far copied to r->text before the block is reused;
+ * that is one copy of at most one record per block.
+ *
  * The callbacks only copy bytes into the reader's row buffers (grown
  * geometrically and reused, so no allocation per row once warm) and set
  * flags; errors found in them are reported after csv_parse() returns.
@@ -98,8 +105,10 @@ int csvread_open(csvread *r, const char *path, const csvread_opts *o)
         r->null[o->null_len] = '\0';
         r->o.null = r->null;
     }
-    r->buf = malloc(CSVREAD_BLOCK);
-    r->in = malloc(CSVREAD_BLOCK);
+    r->block = o->block == 0 ? CSVREAD_BLOCK
+               : o->block < CSVREAD_MIN_BLOCK ? CSVREAD_MIN_BLOCK : o->block;
+    r->buf = malloc(r->block);
+    r->in = malloc(r->block);
     if (!r->buf || !r->in)
         return fail_nomem(r);
     if (!o->raw) {
@@ -149,6 +158,10 @@ void csvread_release(csvread *r)
     free(r->fields);
     free(r->name);
     free(r->null);
+    free(r->text);
+    r->text = NULL;
+    r->text_len = r->text_cap = 0;
+    r->rec_live = r->rec_ended = r->rec_spilled = 0;
     r->buf = NULL;
     r->data = NULL;
     r->fields = NULL;
@@ -214,8 +227,8 @@ static ssize_t read_in(csvread *r, unsigned char *p, size_t cap)
 /* Plain input: fill the block from have on.  Returns the bytes in it. */
 static size_t fill_plain(csvread *r, size_t have)
 {
-    while (have < CSVREAD_BLOCK && !r->in_eof) {
-        ssize_t n = read_in(r, r->buf + have, CSVREAD_BLOCK - have);
+    while (have < r->block && !r->in_eof) {
+        ssize_t n = read_in(r, r->buf + have, r->block - have);
         if (n < 0)
             break;
         have += (size_t)n;
@@ -233,7 +246,7 @@ static int load_in(csvread *r)
     if (z->avail_in)
         memmove(r->in, z->next_in, z->avail_in);
     z->next_in = r->in;
-    ssize_t n = read_in(r, r->in + z->avail_in, CSVREAD_BLOCK - z->avail_in);
+    ssize_t n = read_in(r, r->in + z->avail_in, r->block - z->avail_in);
     if (n < 0)
         return -1;
     z->avail_in += (uInt)n;
@@ -247,7 +260,7 @@ static size_t fill_gzip(csvread *r)
 {
     z_stream *z = &r->zs;
     z->next_out = r->buf;
-    z->avail_out = CSVREAD_BLOCK;
+    z->avail_out = (uInt)r->block;
     while (z->avail_out > 0) {
         if (r->member_end) {
             /* zero padding (tape blocks) is skipped, as gzip(1) and
@@ -300,7 +313,7 @@ static size_t fill_gzip(csvread *r)
             break;
         }
     }
-    return CSVREAD_BLOCK - z->avail_out;
+    return r->block - z->avail_out;
 }
 
 /* The first bytes decide: a gzip magic, or plain input.  Returns the
@@ -310,7 +323,7 @@ static size_t detect(csvread *r)
 {
     size_t have = 0;
     while (have < 2 && !r->in_eof) {
-        ssize_t n = read_in(r, r->buf + have, CSVREAD_BLOCK - have);
+        ssize_t n = read_in(r, r->buf + have, r->block - have);
         if (n < 0)
             return have;
         have += (size_t)n;
@@ -542,8 +555,67 @@ static int finish_record(csvread *r)
                     r->nfields, r->nfields == 1 ? "" : "s", r->expect);
     }
     r->rec_start_line = r->rec_line;
+    r->rec_offset = r->rec_begin;
     r->next_offset = r->base + (long long)r->pos;
     return 1;
+}
+
+/* A record begins at buf[at]. */
+static void begin_text(csvread *r, size_t at)
+{
+    r->rec_live = 1;
+    r->rec_from = at;
+    r->rec_begin = r->base + (long long)at;
+}
+
+/* The record's bytes up to s[n] are kept in text. */
+static int add_text(csvread *r, const unsigned char *s, size_t n)
+{
+    if (r->text_cap - r->text_len < n &&
+        grow((void **)&r->text, &r->text_cap, r->text_len + n, 1) < 0)
+        return -1;
+    if (n)
+        memcpy(r->text + r->text_len, s, n);
+    r->text_len += n;
+    r->rec_spilled = 1;
+    return 0;
+}
+
+/* buf is about to be refilled: keep the current record's bytes in it.
+ * Only a record that spans blocks (or whose CR ends one) gets here.
+ * Returns 0, or -1 with r->err set. */
+static int keep_text(csvread *r)
+{
+    if (!r->rec_live)
+        return 0;
+    size_t to = r->rec_ended ? r->rec_to : r->len;
+    if (add_text(r, r->buf + r->rec_from, to - r->rec_from) < 0)
+        return fail_nomem(r);
+    r->rec_from = r->rec_to = 0;
+    /* text holds quotes and delimiters too, so allow it some more */
+    if (r->text_len > 2 * CSVREAD_MAX_RECORD)
+        return fail(r, r->rec_line, "record larger than %zu MiB (an "
+                    "unclosed quote?)", CSVREAD_MAX_RECORD >> 20);
+    return 0;
+}
+
+int csvread_record(csvread *r, const char **p, size_t *n)
+{
+    if (!r->rec_ended || !r->buf)
+        return -1;
+    if (!r->rec_spilled) {
+        *p = (const char *)r->buf + r->rec_from;
+        *n = r->rec_to - r->rec_from;
+        return 0;
+    }
+    if (r->rec_to > r->rec_from) {
+        if (add_text(r, r->buf + r->rec_from, r->rec_to - r->rec_from) < 0)
+            return -1;
+        r->rec_from = r->rec_to;
+    }
+    *p = r->text;
+    *n = r->text_len;
+    return 0;
 }
 
 /* The input ended: flush libcsv (a last line without a newline). */
@@ -557,8 +629,11 @@ static int at_end(csvread *r)
                     "closed at the end of the file)");
     if (r->cb_nomem)
         return fail_nomem(r);
-    if (r->row_done)
+    if (r->row_done) {
+        r->rec_to = r->pos; /* no line end: the input's end */
+        r->rec_ended = 1;
         return finish_record(r);
+    }
     r->state = CSVREAD_DONE;
     return 0;
 }
@@ -607,6 +682,9 @@ static int fast_line(csvread *r, const unsigned char *s,
     }
     r->rec_line = r->line;
     r->line++;
+    begin_text(r, (size_t)(s - r->buf));
+    r->rec_to = (size_t)(end - r->buf);
+    r->rec_ended = 1;
     r->pos = (size_t)(nl + 1 - r->buf);
     return finish_record(r);
 }
@@ -633,6 +711,7 @@ static int parse_segment(csvread *r, unsigned char *s, size_t n, int term)
     if (!r->in_record && (n > 1 || !term)) {
         r->in_record = 1;
         r->rec_line = r->line;
+        begin_text(r, (size_t)(s - r->buf));
     }
     if (r->o.check_utf8) {
         unsigned bad = 0;
@@ -667,14 +746,18 @@ static int parse_segment(csvread *r, unsigned char *s, size_t n, int term)
  * points past the line end.  When the CR ends the block, peek into the
  * next one: the record is already copied out of buf, and a read error
  * recorded by fill() is reported by the next call. */
-static void take_lf(csvread *r)
+static int take_lf(csvread *r)
 {
-    if (r->pos == r->len)
+    if (r->pos == r->len) {
+        if (keep_text(r) < 0)
+            return -1;
         fill(r);
+    }
     if (r->pos < r->len && r->buf[r->pos] == '\n') {
         r->pos++;
         r->line++;
     }
+    return 0;
 }
 
 int csvread_next(csvread *r)
@@ -685,8 +768,12 @@ int csvread_next(csvread *r)
         return -1;
     r->nfields = 0;
     r->data_len = 0;
+    r->text_len = 0;
+    r->rec_live = r->rec_ended = r->rec_spilled = 0;
     for (;;) {
         if (r->pos == r->len) {
+            if (keep_text(r) < 0)
+                return -1;
             int f = fill(r);
             if (f < 0)
                 return -1;
@@ -724,8 +811,11 @@ int csvread_next(csvread *r)
         if (term && *p == '\n')
             r->line++;
         if (r->row_done) {
-            if (term && *p == '\r')
-                take_lf(r);
+            r->rec_to = (size_t)(p - r->buf); /* the line end, or the
+                                                  block's end */
+            r->rec_ended = 1;
+            if (term && *p == '\r' && take_lf(r) < 0)
+                return -1;
             return finish_record(r);
         }
     }

@@ -46,6 +46,10 @@
  * handed to libcsv at once. */
 #define CSVREAD_BLOCK (128 * 1024)
 
+/* The smallest block csvread_opts.block may ask for (a BOM must fit in the
+ * first block). */
+#define CSVREAD_MIN_BLOCK 4
+
 /* A record larger than this is an error (an unclosed quote would otherwise
  * swallow the rest of the file into memory); PostgreSQL's own limit for
  * one field is 1 GB. */
@@ -61,6 +65,9 @@ typedef struct csvread_opts {
                               "" means: an unquoted empty field */
     size_t null_len;
     int raw;               /* raw mode: no parsing, see csvread_raw() */
+    size_t block;          /* size of one read: 0 for CSVREAD_BLOCK; tests
+                              set small ones (at least CSVREAD_MIN_BLOCK)
+                              to put block boundaries everywhere */
 } csvread_opts;
 
 /* One field of the current record: data[off .. off+len) of the record's
@@ -85,11 +92,14 @@ typedef struct csvread {
     csvread_field *fields;         /* fields of the current record */
     char *name;                    /* for messages: the path, or "stdin" */
     char *null;                    /* copy of opts.null */
+    char *text;                    /* the record's text, when it spans
+                                      blocks (see csvread_record) */
 
     /* settings */
     csvread_opts o;
 
     /* input position */
+    size_t block;                  /* size of buf and in */
     size_t len, pos;               /* bytes in buf, next byte to use */
     long long base;                /* stream offset of buf[0] */
     int started;                   /* first block read (BOM handled) */
@@ -114,10 +124,20 @@ typedef struct csvread {
     unsigned char u8_need, u8_lo, u8_hi; /* UTF-8 sequence in progress: */
     unsigned char u8_lead;         /* bytes still needed, their range, lead */
 
+    /* the current record's text: its bytes in buf[rec_from .. rec_to)
+     * (.. len while it goes on), after the text[0 .. text_len) kept from
+     * earlier blocks; copied only when a block ends inside the record */
+    size_t rec_from, rec_to, text_len, text_cap;
+    int rec_live;                  /* a record began (this call) */
+    int rec_ended;                 /* it ended at rec_to */
+    int rec_spilled;               /* part of it is in text */
+    long long rec_begin;           /* stream offset where it began */
+
     /* results, readable after release */
     int state;                     /* CSVREAD_OPEN, _DONE or _FAILED */
     long long rec_start_line;      /* line of the last record returned */
     long long next_offset;         /* offset where the next record starts */
+    long long rec_offset;          /* offset where the last record began */
     char err[512];                 /* message when state is CSVREAD_FAILED */
 } csvread;
 
@@ -135,13 +155,24 @@ int csvread_open(csvread *r, const char *path, const csvread_opts *o);
  * the reader's resources may be released.  Not for raw mode. */
 int csvread_next(csvread *r);
 
+/* The text of the record the last csvread_next() returned, exactly as it
+ * is in the (decompressed) input: from its first byte to its line end, not
+ * included (LF, CRLF or CR), quotes and the line ends of quoted fields
+ * kept, a leading BOM not part of it.  Call only after csvread_next()
+ * returned 1 and before any other call on r.  Returns 0 with the bytes in
+ * *p, *n (valid until the next call on r), or -1 when there is no such
+ * record (released, or not after a record) or out of memory.  Costs
+ * nothing until called, unless the record spans blocks: then its earlier
+ * pieces are copied as the blocks end. */
+int csvread_record(csvread *r, const char **p, size_t *n);
+
 /* Raw mode: hand out the next run of decompressed input (a leading UTF-8
  * BOM removed) in *p, *n; valid until the next call.  Returns 1, 0 at the
  * end, -1 on an error (message in r->err, e.g. a truncated gzip stream). */
 int csvread_raw(csvread *r, const unsigned char **p, size_t *n);
 
 /* Free every resource (file, parser, buffers); keeps state, err,
- * rec_start_line and next_offset readable.  Idempotent. */
+ * rec_start_line, rec_offset and next_offset readable.  Idempotent. */
 void csvread_release(csvread *r);
 
 #endif

@@ -214,6 +214,7 @@ extern const luaL_Reg lib_csv_meta[];
 int lib_csv_open(lua_State *L);
 /* sluice.csv.rows(path [, opts]) -> iterator, reader: for row, n in ... */
 int lib_csv_rows(lua_State *L);
+int lib_csv_reader_of(lua_State *L);
 /* db:copy_from_file(table, path [, opts]) -> rows loaded; raises the
  * server's error object (a bad row), or the file's read error. */
 int lib_csv_copy_from_file(lua_State *L);

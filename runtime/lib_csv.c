@@ -4,8 +4,10 @@
  *
  *   sluice.csv.open(path [, opts]) -> reader      ("sluice.csv" userdata)
  *   sluice.csv.rows(path [, opts]) -> iterator    for row, n in ... do
- *   reader:next() -> row, n | nil;  reader:close()
- *   reader.line, reader.offset, reader.header
+ *   reader:next() -> row, n | nil;  reader:record() -> text | nil;
+ *   reader:close()
+ *   reader.line, reader.offset, reader.record_offset, reader.header,
+ *   reader.path
  *   db:copy_from_file(table, path [, opts]) -> rows loaded
  *
  * Caveats:
@@ -412,6 +414,10 @@ static void open_reader(lua_State *L, const char *fname)
     reader_opts(L, 2, fname, &o, &header);
     sl_csv *u = new_reader(L);
     int ud = lua_gettop(L);
+    lua_getfenv(L, ud);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "path"); /* as given, readable after the end */
+    lua_pop(L, 1);
     if (csvread_open(&u->r, path, &o) < 0)
         raise_reader(L, u);
     u->header = header;
@@ -478,13 +484,85 @@ static int csv_next(lua_State *L)
     return 2;
 }
 
-/* sluice.csv.rows(path [, opts]) -> next, reader (a generic-for iterator) */
+/* rows()'s iterator: the reader is its upvalue, so it needs no state
+ * (sluice.load calls it alone). */
+static int csv_iter(lua_State *L)
+{
+    lua_settop(L, 0);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return csv_next(L);
+}
+
+/* The registry key of the table iterator -> reader (weak keys: an entry
+ * goes with its iterator). */
+static char iter_readers_key;
+
+static void push_iter_readers(lua_State *L)
+{
+    lua_pushlightuserdata(L, &iter_readers_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushlightuserdata(L, &iter_readers_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+}
+
+/* sluice.csv.rows(path [, opts]) -> iterator, reader (for a generic for,
+ * or called alone: it() -> row, n | nil) */
 int lib_csv_rows(lua_State *L)
 {
     open_reader(L, "sluice.csv.rows");
-    lua_pushcfunction(L, csv_next);
+    // stack: ..., reader
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, csv_iter, 1);
+    push_iter_readers(L);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -4);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    // stack: ..., reader, iterator
     lua_insert(L, -2);
     return 2;
+}
+
+/* sluice.csv.reader_of(iterator) -> the reader of a rows() iterator, or
+ * nil */
+int lib_csv_reader_of(lua_State *L)
+{
+    lua_settop(L, 1);
+    if (lua_type(L, 1) != LUA_TFUNCTION) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_iter_readers(L);
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+/* reader:record() -> the last record's text as it is in the input (line
+ * end left out), or nil when there is none (before the first record,
+ * after the end or an error: the reader's buffers are gone then). */
+static int csv_record(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    const char *p;
+    size_t n;
+    if (csvread_record(&u->r, &p, &n) < 0) {
+        if (u->r.buf && u->r.rec_ended) /* there was one: no memory */
+            return luaL_error(L, "out of memory");
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, p, n);
+    return 1;
 }
 
 static int csv_close(lua_State *L)
@@ -506,7 +584,8 @@ static int csv_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: the properties line, offset and header, else a method (the
+/* __index: the properties line, offset, record_offset, path and header,
+ * else a method (the
  * methods table is upvalue 1, so Lua code can add methods to it). */
 static int csv_index(lua_State *L)
 {
@@ -516,6 +595,11 @@ static int csv_index(lua_State *L)
         lua_pushnumber(L, (lua_Number)u->r.rec_start_line);
     } else if (strcmp(k, "offset") == 0) {
         lua_pushnumber(L, (lua_Number)u->r.next_offset);
+    } else if (strcmp(k, "record_offset") == 0) {
+        lua_pushnumber(L, (lua_Number)u->r.rec_offset);
+    } else if (strcmp(k, "path") == 0) {
+        lua_getfenv(L, 1);
+        lua_getfield(L, -1, "path");
     } else if (strcmp(k, "header") == 0) {
         if (!u->header) {
             lua_pushnil(L);
@@ -546,6 +630,7 @@ void lib_csv_push_field(lua_State *L)
 
 const luaL_Reg lib_csv_methods[] = {
     { "next", csv_next },
+    { "record", csv_record },
     { "close", csv_close },
     { NULL, NULL },
 };

@@ -524,3 +524,122 @@ describe("db:copy_from_file", function()
       db:query_one("select * from scores where id = 50000"))
   end)
 end)
+
+describe("reader:record(), record_offset, path and csv.reader_of", function()
+  -- Records of every kind, many of them (over two block boundaries, at
+  -- places the lengths decide): unquoted (the memchr path), quoted with
+  -- delimiters, doubled quotes and line ends inside (libcsv's), ended by
+  -- LF, CRLF or a lone CR, with blank lines between; a BOM first.  Returns
+  -- the bytes and, per record, { text, offset, line }.
+  local function make()
+    local parts, recs, at, line = { "\239\187\191" }, {}, 3, 1
+    local function add(text, nl)
+      recs[#recs + 1] = { text, at, line }
+      parts[#parts + 1] = text .. nl
+      at = at + #text + #nl
+      local _, lfs = (text .. nl):gsub("\n", "")
+      line = line + lfs
+    end
+    add("id,text", "\r\n")
+    for i = 1, 6000 do
+      local k = i % 6
+      local text
+      if k == 0 then
+        text = ("%d,plain value %s"):format(i, ("x"):rep(i % 97))
+      elseif k == 1 then
+        text = ('%d,"quoted, with ""quotes"" %s"'):format(i, ("y"):rep(i % 89))
+      elseif k == 2 then
+        text = ('%d,"two\nlines\r\nand CRLF %s"'):format(i, ("z"):rep(i % 83))
+      elseif k == 3 then
+        text = ("%d,é ü %s"):format(i, ("ß"):rep(i % 41))
+      elseif k == 4 then
+        text = ('%d,""'):format(i)
+      else
+        text = ("%d,"):format(i)
+      end
+      local nl = ({ "\n", "\r\n", "\r" })[i % 3 + 1]
+      if i == 6000 then nl = "" end -- the last one without a line end
+      add(text, nl)
+      if i % 50 == 0 and nl ~= "\r" then
+        parts[#parts + 1] = "\n" -- a blank line
+        at, line = at + 1, line + 1
+      end
+    end
+    return table.concat(parts), recs
+  end
+
+  local function check(path, data, recs)
+    assert.truthy(#data > 2 * BLOCK)
+    local r = csv.open(path, { header = false })
+    assert.is_nil(r:record())
+    assert.are.equal(path, r.path)
+    local i, bad = 0, nil
+    while r:next() do
+      i = i + 1
+      local want = recs[i]
+      local text = r:record()
+      if not bad and (text ~= want[1] or r.record_offset ~= want[2] or r.line ~= want[3]
+                      or data:sub(r.record_offset + 1, r.record_offset + #text) ~= text
+                      or r:record() ~= text) then
+        bad = { i, text, r.record_offset, r.line, want }
+      end
+    end
+    assert.is_nil(bad)
+    assert.are.equal(#recs, i)
+    assert.is_nil(r:record()) -- the reader ended: its buffers are gone
+    assert.are.equal(path, r.path)
+  end
+
+  it("gives every record's text as it is in the file, plain and gzip, across blocks", function()
+    local data, recs = make()
+    local plain = tmp .. "/records.csv"
+    write(plain, data)
+    check(plain, data, recs)
+    sh("gzip -c " .. H.q(plain) .. " > " .. H.q(tmp .. "/records.csv.gz"))
+    check(tmp .. "/records.csv.gz", data, recs)
+  end)
+
+  it("is the header's text right after open, and nil before any record", function()
+    local path = tmp .. "/hdr.csv"
+    write(path, 'id,"na,me"\r\n1,x\n')
+    local r = csv.open(path)
+    assert.are.equal('id,"na,me"', r:record())
+    assert.are.equal(0, r.record_offset)
+    assert.are.same({ id = "1", ["na,me"] = "x" }, (r:next()))
+    assert.are.equal("1,x", r:record())
+    assert.are.equal(12, r.record_offset)
+    assert.are.equal(16, r.offset)
+    r:close()
+    assert.has_error(function() r:record() end, "the CSV reader is closed")
+  end)
+
+  it("leads from a rows() iterator back to its reader", function()
+    local path = tmp .. "/it.csv"
+    write(path, 'a,b\n1,"x\ny"\n2,z\n')
+    local it = csv.rows(path)
+    local r = csv.reader_of(it)
+    assert.are.equal("sluice.csv", getmetatable(r).__name)
+    local got = {}
+    for row, n in it do
+      got[#got + 1] = { n, row.a, r:record(), r.line, r.path }
+    end
+    assert.are.same({ { 1, "1", '1,"x\ny"', 2, path }, { 2, "2", "2,z", 4, path } }, got)
+    assert.is_nil(csv.reader_of(function() end))
+    assert.is_nil(csv.reader_of(nil))
+    -- the iterator needs no state: called alone
+    local it2 = csv.rows(path, { header = false })
+    assert.are.same({ "a", "b" }, (it2()))
+    assert.are.equal("a,b", csv.reader_of(it2):record())
+  end)
+
+  it("keeps path as given, also for standard input", function()
+    local code, out, err = H.sluice("-e " .. H.q([[
+      local csv = require("sluice").csv
+      local it = csv.rows("-", { header = false })
+      local row = it()
+      local r = csv.reader_of(it)
+      io.write(r.path, "|", r:record(), "|", row[2])]]) .. " < " .. H.q(F("basic.csv")))
+    assert.are.equal(0, code, err)
+    assert.are.equal("-|id,name,city|name", out)
+  end)
+end)

@@ -115,6 +115,31 @@ describe("gzip input of sluice.csv", function()
     assert.are.equal(("%s:%d: gzip stream is truncated or corrupt: incorrect data check"):format(path, n + 2), err)
   end)
 
+  it("gives record() text and record_offset across members, a record split between two", function()
+    -- member 1 ends inside a quoted record, and inside a CRLF
+    local one = 'id,name\r\n1,"split\nacross'
+    local two = ' members"\r\n2,"b""c"\r'
+    local three = '\n3,last'
+    local parts = {}
+    for i, text in ipairs { one, two, three } do
+      write(tmp .. "/m" .. i, text)
+      parts[i] = sh("gzip -c " .. H.q(tmp .. "/m" .. i) .. " && echo")
+      parts[i] = parts[i]:sub(1, -2) -- echo's newline (a member may end in one)
+    end
+    local path = tmp .. "/members.csv.gz"
+    write(path, table.concat(parts))
+    local data = one .. two .. three
+    local r = csv.open(path)
+    local got = { { r:record(), r.record_offset, r.line } }
+    while r:next() do got[#got + 1] = { r:record(), r.record_offset, r.line } end
+    assert.are.same({
+      { "id,name", 0, 1 },
+      { '1,"split\nacross members"', 9, 2 },
+      { '2,"b""c"', data:find('2,"b', 1, true) - 1, 4 },
+      { "3,last", #data - 6, 5 },
+    }, got)
+  end)
+
   it("raises for a single member cut in the middle", function()
     local path = tmp .. "/half.csv.gz"
     local err, rows = read_err(path)

@@ -73,11 +73,21 @@
 -- Both give the same fields.
 --
 -- A reader (sluice.csv.open) has r:next() -> row, n (nil at the end),
--- r:close(), and the fields r.line (physical line where the last record
--- began), r.offset (byte offset in the decompressed input just past that
--- record: where the next one starts), r.header (a copy of the names, nil
--- when header = false).  It frees its file at the end of the input, on an
--- error, on close() and when collected.
+-- r:record(), r:close(), and the fields r.line (physical line where the
+-- last record began), r.offset (byte offset in the decompressed input just
+-- past that record: where the next one starts), r.record_offset (byte
+-- offset where it began), r.path (the path as given), r.header (a copy of
+-- the names, nil when header = false).  It frees its file at the end of
+-- the input, on an error, on close() and when collected.
+--
+-- r:record() -> the last record's text exactly as it is in the
+-- (decompressed) input, without its line end (LF, CRLF or CR): quotes,
+-- doubled quotes and the line ends inside quoted fields kept, a leading
+-- BOM not part of it; nil before the first record and once the reader
+-- ended (its buffers are freed then).  It costs nothing until called.
+-- sluice.csv.reader_of(iter) -> the reader behind an iterator that
+-- sluice.csv.rows() returned, or nil: for row in it do ... it's reader's
+-- record(), line and path tell where the row came from.
 --
 -- db:copy_from_file(table, path [, opts]) -> rows loaded.  Sends the file's
 -- decompressed bytes into COPY table FROM STDIN (FORMAT csv) without Lua
@@ -100,6 +110,7 @@ local core = require "sluice.core"
 local M = {
   open = core.csv_open,
   rows = core.csv_rows,
+  reader_of = core.csv_reader_of,
 }
 
 return M

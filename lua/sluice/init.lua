@@ -80,5 +80,7 @@ sluice.sink = require "sluice.sink"
 sluice.progress = require "sluice.progress"
 sluice.load = require("sluice.load").load
 sluice.compare = require("sluice.compare").compare
+sluice.rejects = require("sluice.rejects").open
+sluice.read_rejects = require("sluice.rejects").read
 
 return sluice

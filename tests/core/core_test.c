@@ -357,6 +357,14 @@ static void test_csv(void)
         good &= r.nfields == 2 && r.fields[1].len == (size_t)k &&
                 memcmp(r.data + r.fields[1].off, want, (size_t)k) == 0 &&
                 r.rec_start_line == rows + 1;
+        char line[48];
+        int kl = snprintf(line, sizeof line, rows % 7 ? "%d,v%d" : "%d,\"v,%d\"",
+                          rows, rows);
+        const char *t;
+        size_t tn;
+        good &= csvread_record(&r, &t, &tn) == 0 && tn == (size_t)kl &&
+                memcmp(t, line, tn) == 0 &&
+                memcmp(big + r.rec_offset, line, tn) == 0;
         rows++;
     }
     CHECK(rows == 100000);
@@ -365,6 +373,96 @@ static void test_csv(void)
     csvread_release(&r);
     unlink(p);
     free(big);
+}
+
+/* csvread_record: each record's text is its bytes in the input, line end
+ * left out, for every block size (so every record is split at every
+ * place), plain and gzip, on both paths (quote-free lines, libcsv). */
+static void test_csv_record(void)
+{
+    static const char in[] =
+        "\xEF\xBB\xBF" "h1,h2\r\n"
+        "\n"
+        "1,\"a\r\nb\"\n"
+        "\"x\"\"y\",2\r"
+        "plain,line\n"
+        "\r\n"
+        "3,\"multi\nline\nquoted\"\r\n"
+        "skipped? no,\"\"\r\n"
+        "4,last";
+    static const char *want[] = {
+        "h1,h2", "1,\"a\r\nb\"", "\"x\"\"y\",2", "plain,line",
+        "3,\"multi\nline\nquoted\"", "skipped? no,\"\"", "4,last",
+    };
+    static const long long want_line[] = { 1, 3, 5, 5, 7, 10, 11 };
+    size_t nwant = sizeof want / sizeof want[0], len = sizeof in - 1;
+    csvread_opts o = { .delim = ',', .quote = '"', .strict = 1, .check_utf8 = 1 };
+    int good = 1, cases = 0;
+    for (int gz = 0; gz <= 1; gz++) {
+        const char *p = temp_file(in, len, gz);
+        for (size_t block = CSVREAD_MIN_BLOCK; block <= len + 1; block++) {
+            csvread r;
+            memset(&r, 0, sizeof r);
+            o.block = block;
+            CHECK(csvread_open(&r, p, &o) == 0);
+            size_t k = 0;
+            long long end = 3; /* the BOM */
+            while (csvread_next(&r) == 1) {
+                const char *t;
+                size_t n;
+                int rc = csvread_record(&r, &t, &n);
+                /* twice: the same text */
+                const char *t2;
+                size_t n2;
+                int rc2 = csvread_record(&r, &t2, &n2);
+                int ok = k < nwant && rc == 0 && rc2 == 0 &&
+                         n == strlen(want[k]) && memcmp(t, want[k], n) == 0 &&
+                         n2 == n && memcmp(t2, t, n) == 0 &&
+                         r.rec_offset >= end && r.rec_offset + (long long)n <= r.next_offset &&
+                         memcmp(in + r.rec_offset, t, n) == 0 &&
+                         r.rec_start_line == want_line[k];
+                if (!ok) {
+                    fprintf(stderr, "record %zu (gzip %d, block %zu): \"%.*s\" at %lld\n",
+                            k, gz, block, rc == 0 ? (int)n : 0, rc == 0 ? t : "",
+                            r.rec_offset);
+                    good = 0;
+                }
+                end = r.next_offset;
+                k++;
+            }
+            good &= k == nwant && r.state == CSVREAD_DONE &&
+                    end == (long long)len;
+            /* after the end, and after release: no record */
+            const char *t;
+            size_t n;
+            good &= csvread_record(&r, &t, &n) == -1;
+            csvread_release(&r);
+            good &= csvread_record(&r, &t, &n) == -1;
+            cases++;
+        }
+        unlink(p);
+    }
+    CHECK(good);
+    CHECK(cases > 2 * 60);
+    o.block = 0;
+
+    /* skipped lines are no part of a record; a record ended by a failed
+     * field count is not handed out */
+    const char *in2 = "junk \"line\nh\n\"a\nb\"\n";
+    const char *p = temp_file(in2, strlen(in2), 0);
+    csvread r;
+    memset(&r, 0, sizeof r);
+    o.skip = 1;
+    CHECK(csvread_open(&r, p, &o) == 0);
+    const char *t;
+    size_t n;
+    CHECK(csvread_next(&r) == 1 && csvread_record(&r, &t, &n) == 0 &&
+          n == 1 && *t == 'h' && r.rec_offset == 11);
+    CHECK(csvread_next(&r) == 1 && csvread_record(&r, &t, &n) == 0 &&
+          n == 5 && memcmp(t, "\"a\nb\"", 5) == 0 && r.rec_offset == 13);
+    CHECK(csvread_next(&r) == 0);
+    csvread_release(&r);
+    unlink(p);
 }
 
 static void test_redact(void)
@@ -389,6 +487,7 @@ int main(void)
     test_datetime();
     test_binary_encoders();
     test_csv();
+    test_csv_record();
     test_redact();
     printf("core: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;

@@ -19,6 +19,12 @@
  * - gzip-compressed (one member, or two with optional zero padding): the
  *   same records and error; damaged (cut short, trailing garbage): a
  *   prefix of the records, then an error, never a quiet end;
+ * - plain again with a small block (4 to 35 bytes, from byte 1), unless
+ *   F_BIG: every record split across blocks somewhere, the same
+ *   transcript as the model's for that block size;
+ * - in every read, each record's text (csvread_record) is the stream's
+ *   bytes from where the model saw the record begin to its line end (not
+ *   included), and rec_offset is where it began;
  * - in raw mode, plain and gzip: exactly the stream, minus a BOM;
  * - its records written back as CSV, every field quoted: the same
  *   fields again.
@@ -113,8 +119,9 @@ static void putf(sbuf *b, const char *fmt, ...)
 
 /* ------------------------------------------------------------ the model
  *
- * The transcript of a read: each record as "R<line>@<next offset>:" (when
- * positions are kept), its fields as " <len><N or v><bytes>", a newline;
+ * The transcript of a read: each record as
+ * "R<line>@<start>-<end of text>-<next offset>:" (when positions are
+ * kept), its fields as " <len><N or v><bytes>", a newline;
  * then "D" at the end or "E<:line: message>" on an error. */
 
 enum { ROW_START, FIELD_START, UNQUOTED, QUOTED, QUOTE_SEEN };
@@ -126,6 +133,7 @@ typedef struct model {
     sbuf rec;              /* the record's fields, in transcript form */
     size_t nfields, expect;
     long long rec_line;
+    long long at, rec_start;   /* offset of the byte stepped, of the record */
     int state, quoted;
 } model;
 
@@ -189,9 +197,10 @@ PLUMBING static void end_field(model *m)
     m->nfields++;
 }
 
-/* A record ended; its next record starts at offset next.  0, or -1 when
- * its field count is wrong (the error is in the transcript). */
-static int end_record(model *m, long long next)
+/* A record ended, its text at end (its line end, or the stream's end);
+ * the next record starts at offset next.  0, or -1 when its field count
+ * is wrong (the error is in the transcript). */
+static int end_record(model *m, long long end, long long next)
 {
     m->state = ROW_START;
     if (m->expect == 0) {
@@ -203,6 +212,8 @@ static int end_record(model *m, long long next)
     }
     put(m->out, "R", 1);
     put_num(m->out, m->rec_line, '@');
+    put_num(m->out, m->rec_start, '-');
+    put_num(m->out, end, '-');
     put_num(m->out, next, ':');
     put(m->out, m->rec.data, m->rec.len);
     put(m->out, "\n", 1);
@@ -222,6 +233,7 @@ static int step(model *m, unsigned char c, long long line)
         if (eol)
             return 0; /* a blank line */
         m->rec_line = line;
+        m->rec_start = m->at;
         m->state = FIELD_START;
         /* fall through */
     case FIELD_START:
@@ -278,11 +290,12 @@ static int step(model *m, unsigned char c, long long line)
     }
 }
 
-/* What csvread_next must give for the stream s[0..n). */
+/* What csvread_next must give for the stream s[0..n), read in blocks of
+ * block bytes. */
 static sbuf model_field, model_rec; /* kept for the next run */
 
 static void model_read(const unsigned char *s, size_t n,
-                       const csvread_opts *o, sbuf *out)
+                       const csvread_opts *o, size_t block, sbuf *out)
 {
     model m = { .o = o, .out = out, .state = ROW_START,
                 .field = model_field, .rec = model_rec };
@@ -300,7 +313,7 @@ static void model_read(const unsigned char *s, size_t n,
                            "false to read it anyway";
     while (pos < n) {
         /* a segment: up to and with the next CR or LF, within a block */
-        size_t lim = (pos / CSVREAD_BLOCK + 1) * CSVREAD_BLOCK;
+        size_t lim = (pos / block + 1) * block;
         if (lim > n)
             lim = n;
         size_t e = pos;
@@ -314,6 +327,7 @@ static void model_read(const unsigned char *s, size_t n,
         }
         int ended = 0;
         for (size_t i = pos; i < end; i++) {
+            m.at = (long long)i;
             int r = step(&m, s[i], line);
             if (r < 0)
                 goto done;
@@ -330,7 +344,7 @@ static void model_read(const unsigned char *s, size_t n,
                 pos++;
                 line++;
             }
-            if (end_record(&m, (long long)pos) < 0)
+            if (end_record(&m, (long long)end - 1, (long long)pos) < 0)
                 goto done;
         }
     }
@@ -343,7 +357,7 @@ static void model_read(const unsigned char *s, size_t n,
     } else {
         if (m.state != ROW_START) {
             end_field(&m);
-            if (end_record(&m, (long long)n) < 0)
+            if (end_record(&m, (long long)n, (long long)n) < 0)
                 goto done;
         }
         put(out, "D", 1);
@@ -356,17 +370,33 @@ done:
 
 /* ------------------------------------------------------------- readers */
 
-/* Every record of the file at p, in transcript form (with positions).
- * Returns csvread_next's last answer. */
-static int read_records(const char *p, const csvread_opts *o, sbuf *out)
+/* Every record of the file at p, whose (decompressed) stream is
+ * s[0..n), in transcript form (with positions).  Each record's text must
+ * be its bytes in the stream.  Returns csvread_next's last answer. */
+static int read_records(const char *p, const unsigned char *s, size_t n,
+                        const csvread_opts *o, sbuf *out)
 {
     csvread r;
     memset(&r, 0, sizeof r);
     int rc = csvread_open(&r, p, o);
     FUZZ_CHECK(rc == 0, "csvread_open: %s", r.err);
     while ((rc = csvread_next(&r)) == 1) {
+        const char *t;
+        size_t tn;
+        FUZZ_CHECK(csvread_record(&r, &t, &tn) == 0, "csvread_record");
+        long long at = r.rec_offset;
+        FUZZ_CHECK(at >= 0 && (size_t)at <= n && tn <= n - (size_t)at &&
+                   memcmp(t, s + at, tn) == 0,
+                   "record text (%zu bytes at %lld) is not the stream's",
+                   tn, at);
+        const char *t2;
+        size_t tn2;
+        FUZZ_CHECK(csvread_record(&r, &t2, &tn2) == 0 && tn2 == tn &&
+                   memcmp(t2, t, tn) == 0, "record text changed");
         put(out, "R", 1);
         put_num(out, r.rec_start_line, '@');
+        put_num(out, at, '-');
+        put_num(out, at + (long long)tn, '-');
         put_num(out, r.next_offset, ':');
         for (size_t i = 0; i < r.nfields; i++) {
             const csvread_field *f = &r.fields[i];
@@ -493,7 +523,7 @@ PLUMBING static void rewrite(const sbuf *t, const csvread_opts *o, sbuf *csv)
 {
     size_t i = 0, end = transcript_records(t);
     while (i < end) {
-        /* R<line>@<offset>: */
+        /* R<line>@<start>-<end>-<next>: */
         while (t->data[i] != ' ')
             i++;
         int first = 1;
@@ -618,12 +648,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sbuf *want = empty(B_WANT), *got = empty(B_GOT), *gz = empty(B_GZ),
          *got_gz = empty(B_GOT_GZ);
-    model_read(s, n, &o, want);
+    model_read(s, n, &o, CSVREAD_BLOCK, want);
 
     /* plain (unless the stream starts like gzip: then it is read as
      * gzip, and fails) */
     int plain_gzip = n >= 2 && s[0] == 0x1f && s[1] == 0x8b;
-    read_records(put_file(s, n), &o, got);
+    read_records(put_file(s, n), s, n, &o, got);
     /* raw mode: of the plain file or (below) the gzip one; each open
      * costs two fresh 128 KiB blocks, the slow part of a small input */
     int raw_gz = split & 1;
@@ -631,6 +661,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         same("plain read vs model", want, got);
         if (!raw_gz)
             check_raw(path, s, n, 0);
+        if (!(flags & F_BIG)) {
+            /* small blocks: records split everywhere */
+            csvread_opts os = o;
+            os.block = CSVREAD_MIN_BLOCK + (rep >> 3) % 32;
+            sbuf *want_s = empty(B_A), *got_s = empty(B_B);
+            model_read(s, n, &os, os.block, want_s);
+            read_records(path, s, n, &os, got_s);
+            same("small blocks: plain read vs model", want_s, got_s);
+        }
     }
 
     /* gzip: one member, or two split at split/256 of the stream, each
@@ -646,7 +685,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         end2 = gz->len;
         put(gz, "\0\0\0\0", pad);
     }
-    read_records(put_file(gz->data, gz->len), &o, got_gz);
+    read_records(put_file(gz->data, gz->len), s, n, &o, got_gz);
     same("gzip read vs model", want, got_gz);
     if (raw_gz)
         check_raw(path, s, n, 0);
@@ -666,7 +705,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (!valid) {
             sbuf *dmg = empty(B_DMG), *a = empty(B_A), *b = empty(B_B);
-            int drc = read_records(put_file(gz->data, gz->len), &o, dmg);
+            int drc = read_records(put_file(gz->data, gz->len), s, n, &o, dmg);
             FUZZ_CHECK(drc == -1, "damaged gzip read to the end");
             /* positions aside: a record ended by a CR just before the
              * damage ends there, without the LF that followed it */
@@ -689,7 +728,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         put(csv, "", 0);
         csvread_opts o2 = o;
         o2.skip = 0;
-        int rc2 = read_records(put_file(csv->data, csv->len), &o2, again);
+        int rc2 = read_records(put_file(csv->data, csv->len),
+                               (const unsigned char *)csv->data, csv->len,
+                               &o2, again);
         FUZZ_CHECK(rc2 == 0, "the rewritten records fail: %.*s",
                    (int)(again->len < 300 ? again->len : 300), again->data);
         strip_pos(got_gz, a);
