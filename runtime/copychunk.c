@@ -262,12 +262,22 @@ size_t copy_chunk_row_of(const copy_chunk *c, size_t from, size_t to,
     return c->n;
 }
 
-/* Set row i aside with its error (taken). */
+/* Set row i aside with its error (taken).  The rejections are kept in
+ * row order: the server does not name bad rows in order (a unique key is
+ * checked when its rows are flushed to the table, after later rows'
+ * CHECK constraints), and settling the rows before a named one may find
+ * more. */
 static void reject(copy_chunk *c, size_t i, PGresult *err)
 {
+    size_t k = c->nrej;
+    while (k > 0 && c->rej_row[k - 1] > i) {
+        c->rej_row[k] = c->rej_row[k - 1];
+        c->rej_err[k] = c->rej_err[k - 1];
+        k--;
+    }
     c->gone[i] = 1;
-    c->rej_row[c->nrej] = i;
-    c->rej_err[c->nrej] = err;
+    c->rej_row[k] = i;
+    c->rej_err[k] = err;
     c->nrej++;
 }
 

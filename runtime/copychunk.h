@@ -43,7 +43,8 @@ typedef struct copy_chunk {
                             * (it begins where row i-1 ends; row 0 at 0) */
     unsigned char *gone;   /* owned: 1 = row i is set aside */
     size_t n, cap;         /* rows in the chunk, room for */
-    /* the rows the server refused during the last settle, in row order */
+    /* the rows the server refused during the last settle, kept in row
+     * order */
     size_t *rej_row;       /* owned: their indices */
     PGresult **rej_err;    /* owned: their errors */
     size_t nrej;

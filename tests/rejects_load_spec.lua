@@ -109,7 +109,9 @@ describe("sluice.load on_error = \"reject\" (100,000 rows)", function()
       local ok, err = pcall(sluice.load, { db = db, table = "items", rows = rows_iter(),
                                            strategy = strategy, quiet = true })
       assert.is_false(ok)
-      assert.are.equal("22P02", err.sqlstate)
+      -- the server's error (22P02), or the client's refusal of the value
+      -- before it was sent (a message, no SQLSTATE)
+      if err.sqlstate ~= nil then assert.are.equal("22P02", err.sqlstate) end
       assert.truthy(tostring(err.message):find("row 5[,:]"), tostring(err))
       assert.are.equal(0, sums().n)
       assert.are.equal(0, err.committed_rows)

@@ -444,7 +444,7 @@ local function batch_options(opts)
   if opts.on_returning ~= nil and type(opts.on_returning) ~= "function" then
     error("batch: on_returning must be a function", 3)
   end
-  if opts.on_reject ~= nil and type(opts.on_reject) ~= "function" then
+  if opts.on_reject ~= nil and not require("sluice.values").callable(opts.on_reject) then
     error("batch: on_reject must be a function(values, err, row)", 3)
   end
   if opts.json_encode ~= nil and type(opts.json_encode) ~= "function" then

@@ -123,6 +123,8 @@ for k in pairs(OPTS) do OPT_NAMES[#OPT_NAMES + 1] = k end
 table.sort(OPT_NAMES)
 
 local COPY_FORMAT = sinks.COPY_FORMAT
+-- the strategies that refuse rows at the end, in a move from staging
+local STAGING = { upsert = true, unlogged_staging = true }
 local MULTI = { copy_text = true, copy_csv = true, copy_binary = true, batch = true, pipeline = true }
 
 -- An error (object or string) as one line, for a message about another.
@@ -429,9 +431,9 @@ local function prepare(o, strategy, nconn, reject, next_item)
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns,
                 multi = nconn > 1, rejected = 0 }
   if reject then
-    local window = 2 * nconn * math.max(o.reject_chunk or 10000, o.batch_rows or 1000,
-                                        o.sync_every or 1000)
-    ctx.rejects = loadrejects.new(o, nconn, csv.reader_of and csv.reader_of(o.rows), window)
+    local window = not STAGING[strategy] and 2 * nconn
+                   * math.max(o.reject_chunk or 10000, o.batch_rows or 1000, o.sync_every or 1000)
+    ctx.rejects = loadrejects.new(o, nconn, #columns, csv.reader_of(o.rows), window or nil)
   end
   local prog
   if not o.quiet then

@@ -12,9 +12,12 @@
 -- the rejects file (sluice.rejects).
 --
 -- The source of a row is kept for the last `window` rows (the rows a
--- chunk, a flush or a sync group can still hand over); a row rejected
--- later than that (the move of a staging strategy, at the end) gets its
--- record by reading the CSV input again, once, for all of them.
+-- chunk, a flush or a sync group can still hand over); the staging
+-- strategies (upsert, unlogged_staging) refuse rows only at their move,
+-- after all rows were read, so for them it is kept for every row (window
+-- nil: memory in proportion to the input, in reject mode with CSV input
+-- only).  A row handed over outside the window has no record (never
+-- expected: the window is twice what can be pending).
 local core = require "sluice.core"
 
 local M = {}
@@ -24,14 +27,14 @@ R.__index = R
 
 --- A new bookkeeper for load options o (checked), nconn connections,
 -- `reader` (the CSV reader behind the input, or nil) and window rows.
-function M.new(o, nconn, reader, window)
+function M.new(o, nconn, ncols, reader, window)
   local self = setmetatable({
     on_reject = o.on_reject, max = o.max_rejects, ratio = o.max_reject_ratio,
-    count = 0, read = 0, nconn = nconn, reader = reader, window = window,
-    tags = {}, records = {}, lines = {}, late = nil,
+    count = 0, read = 0, nconn = nconn, ncols = ncols, reader = reader,
+    window = window or 2^52, tags = {}, records = {}, lines = {},
   }, R)
   if o.rejects then
-    self.file = require("sluice.rejects")(o.rejects)
+    self.file = require("sluice.rejects").open(o.rejects)
   end
   return self
 end
@@ -89,57 +92,23 @@ end
 --- The on_reject function for connection k (its rows renumbered as the
 -- load's).
 function R:handler(k)
-  local nconn = self.nconn
+  local nconn, ncols = self.nconn, self.ncols
   return function(values, err, row)
+    if type(values) == "table" and values.n == nil then values.n = ncols end
     local n = (row - 1) * nconn + k
-    local src = self:source(n)
-    if self.reader and not src then
-      -- handed over long after it was read: its record is fetched at the end
-      self.late = self.late or {}
-      self.late[#self.late + 1] = { values, err, n }
-      self.count = self.count + 1
-      self:check_limits(n, err, false)
-      return
-    end
-    return self:deliver(values, err, n, src)
+    return self:deliver(values, err, n, self:source(n))
   end
 end
 
--- Read the CSV input again for the records of the late rows (sorted by
--- row number), and hand them over.
-local function deliver_late(self)
-  local late = self.late
-  self.late = nil
-  table.sort(late, function(a, b) return a[3] < b[3] end)
-  local r = self.reader:reopen()
-  local n, i = 0, 1
-  while i <= #late and r:next() do
-    n = n + 1
-    while i <= #late and late[i][3] == n do
-      local x = late[i]
-      self.count = self.count - 1 -- counted when it came
-      self:deliver(x[1], x[2], n, { source = r.path .. ":" .. r.line, record = r:record() })
-      i = i + 1
-    end
-  end
-  r:close()
-  for j = i, #late do -- the input changed meanwhile: no record to show
-    self.count = self.count - 1
-    self:deliver(late[j][1], late[j][2], late[j][3], nil)
-  end
-end
-
---- The load's rows are all in: hand over what waits, check the ratio on
--- the whole input, close the file.  Raises a limit's error.
+--- The load's rows are all in: check the ratio on the whole input and
+-- close the file.  Raises a limit's error.
 function R:finish()
-  if self.late then deliver_late(self) end
   self:close()
   if self.count > 0 then self:check_limits(self.read, "", true) end
 end
 
 --- Close the rejects file (never raises).
 function R:close()
-  if self.late and self.reader then pcall(deliver_late, self) end
   if self.file then pcall(self.file.close, self.file) end
 end
 
