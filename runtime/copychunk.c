@@ -298,52 +298,87 @@ static int send_range(PGconn *pg, copy_chunk *c, const char *data,
     return rc;
 }
 
-/* Rows [from, to) failed with err (taken), and were undone. */
+/* The smallest window of rows sent again after a failure. */
+#define MIN_WINDOW 64
+
+/* Rows [from, to) failed with err (taken), and were undone.  Settled in
+ * windows that follow the density of bad rows: after the server names a
+ * bad row, the window sent next runs from the first unsettled row to as
+ * far past the bad one as the bad one was from that row (at least
+ * MIN_WINDOW rows), so dense bad rows cost small windows and sparse ones
+ * few sends; every window that goes through doubles the next.  The rows
+ * before a named row are sent again with the next window (the server took
+ * them once: they are expected to pass), so a bad row costs one more send
+ * of about a window, and one rejected COPY. */
 static int settle_range(PGconn *pg, copy_chunk *c, const char *data,
                         size_t from, size_t to, PGresult *err,
                         uint64_t *loaded, int *committing, PGresult **fatal)
 {
+    size_t hi = to;       /* err is the failure of [from, hi) */
+    size_t gap = MIN_WINDOW;
     for (;;) {
-        if (!copy_row_fault(PQresultErrorField(err, PG_DIAG_SQLSTATE))) {
-            *fatal = err;
-            return SL_EFAIL;
-        }
-        size_t live = 0, first = to;
-        for (size_t i = from; i < to; i++) {
-            if (!c->gone[i]) {
-                if (live++ == 0)
+        if (err) {
+            if (!copy_row_fault(PQresultErrorField(err, PG_DIAG_SQLSTATE))) {
+                *fatal = err;
+                return SL_EFAIL;
+            }
+            size_t live = 0, first = hi;
+            for (size_t i = from; i < hi; i++) {
+                if (!c->gone[i] && live++ == 0)
                     first = i;
             }
+            size_t bad = copy_chunk_row_of(c, from, hi, err);
+            if (bad == c->n && live == 1)
+                bad = first;
+            if (bad == c->n) {
+                /* no row named: each half on its own */
+                PQclear(err);
+                err = NULL;
+                size_t mid = first, half = live / 2;
+                for (size_t k = 0; k < half; mid++)
+                    k += !c->gone[mid];
+                int rc = send_range(pg, c, data, from, mid, loaded,
+                                    committing, fatal);
+                if (rc == SL_OK)
+                    rc = send_range(pg, c, data, mid, hi, loaded, committing,
+                                    fatal);
+                if (rc != SL_OK)
+                    return rc;
+                from = hi;
+                c->done = from;
+            } else {
+                reject(c, bad, err);
+                err = NULL;
+                size_t span = bad + 1 - from;
+                gap = span < MIN_WINDOW ? MIN_WINDOW : span;
+                hi = bad + 1 + gap < to ? bad + 1 + gap : to;
+                if (from == bad) {
+                    from = bad + 1;
+                    c->done = from;
+                }
+                if (from >= to)
+                    return SL_OK;
+                int rc = try_rows(pg, c, data, from, hi, loaded, committing,
+                                  &err);
+                if (rc == SL_OK) {
+                    from = hi;
+                    gap *= 2;
+                } else if (rc != SL_EFAIL) {
+                    return rc;
+                }
+                continue;
+            }
         }
-        size_t bad = copy_chunk_row_of(c, from, to, err);
-        if (bad == c->n && live == 1)
-            bad = first;
-        if (bad == c->n) {
-            /* no row named: each half on its own */
-            PQclear(err);
-            size_t mid = first, half = live / 2;
-            for (size_t k = 0; k < half; mid++)
-                k += !c->gone[mid];
-            int rc = send_range(pg, c, data, from, mid, loaded, committing,
-                                fatal);
-            if (rc != SL_OK)
-                return rc;
-            return send_range(pg, c, data, mid, to, loaded, committing,
-                              fatal);
-        }
-        reject(c, bad, err);
-        /* the server took the rows before the bad one: commit them */
-        if (bad > from) {
-            int rc = send_range(pg, c, data, from, bad, loaded, committing,
-                                fatal);
-            if (rc != SL_OK)
-                return rc;
-        }
-        from = bad + 1;
-        c->done = from;
-        int rc = try_rows(pg, c, data, from, to, loaded, committing, &err);
-        if (rc != SL_EFAIL)
+        if (from >= to)
+            return SL_OK;
+        hi = from + gap < to ? from + gap : to;
+        int rc = try_rows(pg, c, data, from, hi, loaded, committing, &err);
+        if (rc == SL_OK) {
+            from = hi;
+            gap *= 2;
+        } else if (rc != SL_EFAIL) {
             return rc;
+        }
     }
 }
 

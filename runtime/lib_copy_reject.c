@@ -90,19 +90,20 @@ static void push_slot(lua_State *L, int slot)
 /* Push "rows 1-N were done by earlier chunks (...)" for an error that
  * stops the stream, and set err's committed_rows / in_doubt_rows (the
  * error object at e). */
-static void push_done(lua_State *L, sl_copy *cp, int e, uint64_t doubt)
+static void push_done(lua_State *L, sl_copy *cp, int e, uint64_t doubt,
+                      int own_tx)
 {
     char done[24], loaded[24], rej[24];
     numfmt_uint64(done, cp->rj.base);
     numfmt_uint64(loaded, cp->rj.loaded);
     numfmt_uint64(rej, cp->rj.rejected);
-    lua_pushnumber(L, cp->rj.chunk.own_tx ? (lua_Number)cp->rj.loaded : 0);
+    lua_pushnumber(L, own_tx ? (lua_Number)cp->rj.loaded : 0);
     lua_setfield(L, e, "committed_rows");
     lua_pushnumber(L, (lua_Number)doubt);
     lua_setfield(L, e, "in_doubt_rows");
     if (cp->rj.base == 0 && cp->rj.loaded == 0)
         lua_pushliteral(L, "copy: no row was loaded: ");
-    else if (cp->rj.chunk.own_tx)
+    else if (own_tx)
         lua_pushfstring(L, "copy: rows 1-%s were done by earlier chunks (%s "
                            "loaded and committed, %s handed to on_reject); "
                            "the rest was not loaded: ", done, loaded, rej);
@@ -218,9 +219,10 @@ static int stop(lua_State *L, sl_copy *cp, int rc, PGresult *res)
     if (c->done > 0 && hand_over(L, cp, c->done))
         lua_pop(L, 1);
     uint64_t doubt = c->doubt;
+    int own_tx = c->own_tx;
     cp->rj.base += c->done;
     lib_copy_release(cp, "COPY failed", CP_FAILED, 1);
-    push_done(L, cp, e, doubt);
+    push_done(L, cp, e, doubt, own_tx);
     lua_getfield(L, e, "message");
     lua_concat(L, 2);
     lua_setfield(L, e, "message");
