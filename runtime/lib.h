@@ -215,6 +215,8 @@ int lib_csv_open(lua_State *L);
 /* sluice.csv.rows(path [, opts]) -> iterator, reader: for row, n in ... */
 int lib_csv_rows(lua_State *L);
 int lib_csv_reader_of(lua_State *L);
+/* sluice.core.csv_is_reader(x) -> whether x is a reader of csv_open. */
+int lib_csv_is_reader(lua_State *L);
 /* db:copy_from_file(table, path [, opts]) -> rows loaded; raises the
  * server's error object (a bad row), or the file's read error. */
 int lib_csv_copy_from_file(lua_State *L);

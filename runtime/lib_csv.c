@@ -532,6 +532,12 @@ int lib_csv_rows(lua_State *L)
     return 2;
 }
 
+int lib_csv_is_reader(lua_State *L)
+{
+    lua_pushboolean(L, luaL_testudata(L, 1, SLUICE_CSV_MT) != NULL);
+    return 1;
+}
+
 /* sluice.csv.reader_of(iterator) -> the reader of a rows() iterator, or
  * nil */
 int lib_csv_reader_of(lua_State *L)

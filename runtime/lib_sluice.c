@@ -149,6 +149,7 @@ static const luaL_Reg core_functions[] = {
     { "csv_open", lib_csv_open },
     { "csv_rows", lib_csv_rows },
     { "csv_reader_of", lib_csv_reader_of },
+    { "csv_is_reader", lib_csv_is_reader },
     { "csv_copy_from_file", lib_csv_copy_from_file },
     { "copy_start", lib_copy_start },
     { "copy_out_start", lib_copy_out_start },

@@ -118,6 +118,52 @@ describe("sluice.load on_error = \"reject\" (100,000 rows)", function()
     end)
   end
 
+  it("sets aside rows of the wrong shape in row order, across connections", function()
+    fresh()
+    local rows = {}
+    for i = 1, 40 do rows[i] = { i, i, "n" .. i } end
+    rows[3] = { 3, 3 }                        -- too few values
+    rows[10] = { id = 10, qty = 1, nmae = "x" } -- a key that is no column
+    rows[11][2] = -1                           -- the server's CHECK
+    rows[30] = { 30, 30, "n", "extra" }       -- too many
+    rows[31][2] = "y"                          -- not an integer
+    for _, strategy in ipairs { "copy_binary", "batch" } do
+      fresh()
+      local got = {}
+      local s = sluice.load { db = db, table = "items", rows = rows, strategy = strategy,
+        connections = 2, on_reject = function(_, err, row) got[#got + 1] = row .. ":" .. err.sqlstate end,
+        reject_chunk = 4, batch_rows = 4, quiet = true }
+      assert.are.same({ "3:22P04", "10:22P04", "11:23514", "30:22P04", "31:22P02" }, got)
+      assert.are.equal(40, s.read)
+      assert.are.equal(35, s.loaded)
+      assert.are.equal(35, sums().n)
+      assert.are.equal(0, db:query_one("select count(*)::int as n from items where id in (3, 10, 11, 30, 31)").n)
+    end
+  end)
+
+  it("db:copy_from_file sets bad records aside with their text and line", function()
+    fresh()
+    local csv = dir .. "/file.csv"
+    local f = assert(io.open(csv, "wb"))
+    f:write('id,qty,name\n1,10,"a\nb"\n2,x,bad\n3,-3,neg\n4,40\n5,50,"five"\n\n6,60,six,extra\n7,,null qty\n')
+    f:close()
+    local path = dir .. "/file.rejects.csv"
+    local loaded, rejected = db:copy_from_file("items", csv, { rejects = path })
+    assert.are.equal(3, loaded)
+    assert.are.equal(4, rejected)
+    local got = {}
+    for e in sluice.read_rejects(path) do
+      got[#got + 1] = table.concat({ e.row, e.source, e.sqlstate, e.record }, "|")
+    end
+    assert.are.same({ "2|" .. csv .. ":4|22P02|2,x,bad", "3|" .. csv .. ":5|23514|3,-3,neg",
+                      "4|" .. csv .. ":6|22P04|4,40", "6|" .. csv .. ":9|22P04|6,60,six,extra" }, got)
+    local names = {}
+    for _, r in ipairs(db:query("select id, qty is null as q, name from items order by id")) do
+      names[#names + 1] = r.id .. "=" .. tostring(r.q) .. "=" .. r.name
+    end
+    assert.are.same({ "1=false=a\nb", "5=false=five", "7=true=null qty" }, names)
+  end)
+
   it("keeps a CSV record as written, with its file and line", function()
     fresh()
     local csv = dir .. "/in.csv"

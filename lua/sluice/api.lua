@@ -52,6 +52,7 @@ local copy = require "sluice.copy"
 local batch = require "sluice.batch"
 local pipeline = require "sluice.pipeline"
 local upsert = require "sluice.upsert"
+local csv = require "sluice.csv"
 
 local T = core.types
 
@@ -73,8 +74,8 @@ local DB_METHODS = {
   batch = batch.batch,
   pipeline = pipeline.pipeline,
   upsert = upsert.upsert,
-  -- in C (runtime/lib_csv.c), documented in csv.lua
-  copy_from_file = core.csv_copy_from_file,
+  -- csv.lua (the file's bytes straight to COPY: runtime/lib_csv.c)
+  copy_from_file = csv.copy_from_file,
 }
 
 --- The batch's methods written in Lua (beside lib_batch_methods).

@@ -89,6 +89,15 @@
 -- sluice.csv.rows() returned, or nil: for row in it do ... it's reader's
 -- record(), line and path tell where the row came from.
 --
+-- Reject mode: with opts.on_reject = function(values, err, row, src)
+-- and/or opts.rejects = "bad.csv" (and reject_chunk, max_rejects,
+-- max_reject_ratio as sluice.load takes them), the file is read record by
+-- record instead and loaded by sluice.load's copy_csv strategy in reject
+-- mode: a record the server refuses (or of the wrong width) is set aside
+-- with its text and line (src.source = "path:line", src.record) and the
+-- others are loaded, in one transaction.  Returns rows loaded, rows
+-- rejected.  The file must be UTF-8.
+--
 -- db:copy_from_file(table, path [, opts]) -> rows loaded.  Sends the file's
 -- decompressed bytes into COPY table FROM STDIN (FORMAT csv) without Lua
 -- touching a row (a BOM is dropped).  table may be "schema.table".  opts:
@@ -112,5 +121,52 @@ local M = {
   rows = core.csv_rows,
   reader_of = core.csv_reader_of,
 }
+
+-- copy_from_file's options that reject mode reads the file with; the
+-- others are the load's.
+local REJECT_OPTS = { columns = true, header = true, delimiter = true, quote = true,
+                      null = true, encoding = true, on_reject = true, rejects = true,
+                      reject_chunk = true, max_rejects = true, max_reject_ratio = true }
+
+-- copy_from_file in reject mode: the file is read record by record
+-- (sluice.csv.open: the record's text and line go to on_reject and the
+-- rejects file) and loaded by sluice.load's copy_csv strategy in reject
+-- mode.  Returns rows loaded, rows rejected.
+local function copy_from_file_rejecting(db, tbl, path, opts)
+  for k in pairs(opts) do
+    if not REJECT_OPTS[k] then
+      error("copy_from_file: unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
+  if opts.encoding ~= nil and tostring(opts.encoding):lower():gsub("[-_]", "") ~= "utf8" then
+    error("copy_from_file: on_reject and rejects read UTF-8 files (encoding \""
+          .. tostring(opts.encoding) .. "\")", 3)
+  end
+  local r = M.open(path, { header = false, strict = false, delimiter = opts.delimiter,
+                           quote = opts.quote, null = opts.null or "" })
+  if opts.header ~= false then r:next() end
+  local ok, s = pcall(require("sluice.load").load, {
+    db = db, table = tbl, columns = opts.columns, rows = r, strategy = "copy_csv",
+    on_error = "reject", on_reject = opts.on_reject, rejects = opts.rejects,
+    reject_chunk = opts.reject_chunk, max_rejects = opts.max_rejects,
+    max_reject_ratio = opts.max_reject_ratio, quiet = true,
+  })
+  r:close()
+  if not ok then error(s, 0) end
+  return s.loaded, s.rejected
+end
+
+--- db:copy_from_file(table, path [, opts]) (see the top of this file).
+function M.copy_from_file(db, tbl, path, opts)
+  if type(opts) == "table" and (opts.on_reject ~= nil or opts.rejects ~= nil) then
+    return copy_from_file_rejecting(db, tbl, path, opts)
+  end
+  return core.csv_copy_from_file(db, tbl, path, opts)
+end
+
+--- Whether x is a reader of sluice.csv.open.
+function M.is_reader(x)
+  return type(x) == "userdata" and core.csv_is_reader(x)
+end
 
 return M

@@ -85,6 +85,13 @@ local sinks = require "sluice.sinks"
 local loadrejects = require "sluice.loadrejects"
 local csv = require "sluice.csv"
 
+-- The CSV reader behind the input: the reader itself, or the one behind
+-- an iterator of sluice.csv.rows.
+local function reader_of(rows)
+  if csv.is_reader(rows) then return rows end
+  return type(rows) == "function" and csv.reader_of(rows) or nil
+end
+
 local M = {}
 
 M.STRATEGIES = {
@@ -257,6 +264,9 @@ end
 -- An iterator over the input items (rows as given).
 local function items(rows)
   if type(rows) == "function" then return rows end
+  if csv.is_reader(rows) then
+    return function() return (rows:next()) end
+  end
   local it, why = list_iterator(rows)
   if not it then
     fail("rows must be a list with keys 1..n only (a nil inside it would end the load early), "
@@ -344,8 +354,9 @@ local function check_opts(o)
   if not IS_STRATEGY[strategy] then
     fail("unknown strategy '" .. tostring(strategy) .. "' (" .. table.concat(M.STRATEGIES, ", ") .. ")", 2)
   end
-  if type(o.rows) ~= "table" and type(o.rows) ~= "function" then
-    fail("rows must be an array of rows or an iterator function, got " .. type(o.rows), 2)
+  if type(o.rows) ~= "table" and type(o.rows) ~= "function" and not csv.is_reader(o.rows) then
+    fail("rows must be an array of rows, an iterator function or a reader of sluice.csv.open, "
+         .. "got " .. type(o.rows), 2)
   end
   local function posint(name)
     local v = o[name]
@@ -433,7 +444,7 @@ local function prepare(o, strategy, nconn, reject, next_item)
   if reject then
     local window = not STAGING[strategy] and 2 * nconn
                    * math.max(o.reject_chunk or 10000, o.batch_rows or 1000, o.sync_every or 1000)
-    ctx.rejects = loadrejects.new(o, nconn, #columns, csv.reader_of(o.rows), window or nil)
+    ctx.rejects = loadrejects.new(o, nconn, columns, reader_of(o.rows), window or nil)
   end
   local prog
   if not o.quiet then
@@ -447,7 +458,7 @@ local function prepare(o, strategy, nconn, reject, next_item)
     o = o, db = db, strategy = strategy, nconn = nconn, ctx = ctx,
     columns = columns, ncols = #columns, is_column = is_column,
     next_item = next_item, first = first, prog = prog,
-    conns = { db }, opened = {}, n = 0, bytes = 0,
+    conns = { db }, opened = {}, n = 0, put = 0, bytes = 0,
   }
 end
 
@@ -469,22 +480,24 @@ end
 
 -- The values of input item row_no in column order: the item itself when
 -- it is an array, else vals filled from its keys (a model object's hooks
--- run first).  Raises "load: row N: ..." for an item that is no row.
+-- run first).  For an item that is no row: nil, "load: row N: ...", and
+-- the SQLSTATE a reject gets for it (22P04: wrong width or keys, 23514: a
+-- model's validation; none: not a table, which no mode accepts).
 local function row_values(run, item, vals, row_no)
   if type(item) ~= "table" then
-    error(("load: row %d: expected a table of values, got %s"):format(row_no, type(item)), 0)
+    return nil, ("load: row %d: expected a table of values, got %s"):format(row_no, type(item))
   end
   local ncols, columns = run.ncols, run.columns
   if rawget(item, 1) ~= nil then
     if rawget(item, ncols) == nil or rawget(item, ncols + 1) ~= nil then
-      error(width_error(row_no, table.maxn(item), columns), 0)
+      return nil, width_error(row_no, table.maxn(item), columns), "22P04"
     end
     return item
   end
   local m = model_of(item)
   if m then
     local valid, why = item:check()
-    if not valid then error(("load: row %d: %s"):format(row_no, tostring(why)), 0) end
+    if not valid then return nil, ("load: row %d: %s"):format(row_no, tostring(why)), "23514" end
     if m.before_save then m.before_save(item) end
   end
   local found = 0
@@ -496,11 +509,11 @@ local function row_values(run, item, vals, row_no)
   -- a plain table's every key must name a column: a misspelt name
   -- would otherwise load as NULL
   if not m and count_keys(item) ~= found then
-    error(unknown_key_error(item, row_no, run.is_column, columns), 0)
+    return nil, unknown_key_error(item, row_no, run.is_column, columns), "22P04"
   end
   if found == 0 and not m then
-    error(("load: row %d: an empty table (give the values in column order or by "
-           .. "column name; all NULL is {sluice.null, ...})"):format(row_no), 0)
+    return nil, ("load: row %d: an empty table (give the values in column order or by "
+                 .. "column name; all NULL is {sluice.null, ...})"):format(row_no), "22P04"
   end
   return vals
 end
@@ -516,14 +529,26 @@ local function put_rows(run)
   local n, bytes = 0, 0
   local item = run.first
   local rej = run.ctx.rejects
+  local k = 0 -- rows put (dealt round-robin)
   while item ~= nil do
-    local row = row_values(run, item, vals, n + 1)
+    local row, why, code = row_values(run, item, vals, n + 1)
     n = n + 1
     if rej then rej:note(n) end
-    for j = 1, ncols do bytes = bytes + vsize(row[j]) end
-    run.n, run.bytes = n, bytes
-    if nconn > 1 then handle = handles[(n - 1) % nconn + 1] end
-    put(handle, unpack(row, 1, ncols))
+    run.n = n
+    if row then
+      for j = 1, ncols do bytes = bytes + vsize(row[j]) end
+      run.bytes = bytes
+      k = k + 1
+      run.put = k
+      if nconn > 1 then handle = handles[(k - 1) % nconn + 1] end
+      put(handle, unpack(row, 1, ncols))
+    elseif rej and code then
+      -- reject mode sets a row of the wrong shape aside (the sinks never
+      -- see it); else it ends the load
+      rej:refuse(item, why, code, n)
+    else
+      error(why, 0)
+    end
     if prog and n % 256 == 0 then prog:update(n, bytes) end
     item = next_item()
   end
@@ -552,7 +577,7 @@ end
 -- given less those it set aside: anything else (a trigger or rule that
 -- skipped or added rows) is an error, never silence.
 local function check_counts(run)
-  local nconn, n = run.nconn, run.n
+  local nconn, n = run.nconn, run.put
   for k, s in ipairs(run.opened) do
     if s.loaded then
       local given = n >= k and math.floor((n - k) / nconn) + 1 or 0
@@ -608,7 +633,7 @@ end
 -- The same for several connections: connection k took rows k, k + N,
 -- k + 2N, ...
 local function claim_many(run)
-  local n, nconn = run.n, run.nconn
+  local n, nconn = run.put, run.nconn
   local function dealt(k) return n >= k and math.floor((n - k) / nconn) + 1 or 0 end
   local yes, maybe, c, d = {}, {}, 0, 0
   for k, s in ipairs(run.opened) do

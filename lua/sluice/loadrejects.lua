@@ -27,14 +27,16 @@ R.__index = R
 
 --- A new bookkeeper for load options o (checked), nconn connections,
 -- `reader` (the CSV reader behind the input, or nil) and window rows.
-function M.new(o, nconn, ncols, reader, window)
+function M.new(o, nconn, columns, reader, window)
   local self = setmetatable({
     on_reject = o.on_reject, max = o.max_rejects, ratio = o.max_reject_ratio,
-    count = 0, read = 0, nconn = nconn, ncols = ncols, reader = reader,
+    count = 0, read = 0, nconn = nconn, ncols = #columns, reader = reader,
     window = window or 2^52, tags = {}, records = {}, lines = {},
+    skipped = {}, -- rows refused before any sink saw them, in order
+    pending = { first = 1 }, -- those not handed over yet
   }, R)
   if o.rejects then
-    self.file = require("sluice.rejects").open(o.rejects)
+    self.file = require("sluice.rejects").open(o.rejects, { columns = columns })
   end
   return self
 end
@@ -89,13 +91,46 @@ function R:deliver(values, err, row, src)
   self:check_limits(row, err, false)
 end
 
+--- Row n of the load is no row (the wrong width, unknown keys, a failed
+-- validation): set aside before any sink saw it, with SQLSTATE code.
+-- It is handed over just before the first row after it that a sink
+-- hands over (or at the end), so that rows go out in row order.
+function R:refuse(item, why, code, n)
+  self.skipped[#self.skipped + 1] = n
+  self.pending[#self.pending + 1] = { item, core.new_error { sqlstate = code, message = why },
+                                      n, self:source(n) }
+end
+
+-- Hand over the refused rows before row n (all: n nil).
+function R:flush_pending(n)
+  local p = self.pending
+  while p.first <= #p and (n == nil or p[p.first][3] < n) do
+    local x = p[p.first]
+    p[p.first] = false
+    p.first = p.first + 1
+    self:deliver(x[1], x[2], x[3], x[4])
+  end
+end
+
+--- The load's row number of the p-th row put into the sinks (rows
+-- refused before them are not put).
+function R:load_row(p)
+  local n = p
+  for _, r in ipairs(self.skipped) do
+    if r > n then break end
+    n = n + 1
+  end
+  return n
+end
+
 --- The on_reject function for connection k (its rows renumbered as the
--- load's).
+-- load's: connection k of N took the rows put k, k + N, ...).
 function R:handler(k)
   local nconn, ncols = self.nconn, self.ncols
   return function(values, err, row)
     if type(values) == "table" and values.n == nil then values.n = ncols end
-    local n = (row - 1) * nconn + k
+    local n = self:load_row((row - 1) * nconn + k)
+    self:flush_pending(n)
     return self:deliver(values, err, n, self:source(n))
   end
 end
@@ -103,12 +138,14 @@ end
 --- The load's rows are all in: check the ratio on the whole input and
 -- close the file.  Raises a limit's error.
 function R:finish()
+  self:flush_pending()
   self:close()
   if self.count > 0 then self:check_limits(self.read, "", true) end
 end
 
 --- Close the rejects file (never raises).
 function R:close()
+  pcall(self.flush_pending, self)
   if self.file then pcall(self.file.close, self.file) end
 end
 
