@@ -131,7 +131,7 @@ describe("sluice.load on_error = \"reject\" (100,000 rows)", function()
       fresh()
       local got = {}
       local s = sluice.load { db = db, table = "items", rows = rows, strategy = strategy,
-        connections = 2, on_reject = function(_, err, row) got[#got + 1] = row .. ":" .. err.sqlstate end,
+        connections = 2, on_reject = function(_, err, at) got[#got + 1] = at .. ":" .. err.sqlstate end,
         reject_chunk = 4, batch_rows = 4, quiet = true }
       assert.are.same({ "3:22P04", "10:22P04", "11:23514", "30:22P04", "31:22P02" }, got)
       assert.are.equal(40, s.read)
