@@ -473,7 +473,7 @@ local function open_sinks(run)
   end
   local rej = run.ctx.rejects
   for k, c in ipairs(run.conns) do
-    run.ctx.on_reject = rej and rej:handler(k)
+    run.ctx.on_reject = rej and rej:handler(k, run.put)
     run.opened[k] = sinks[run.strategy](c, run.ctx)
   end
 end
@@ -533,18 +533,19 @@ local function put_rows(run)
   while item ~= nil do
     local row, why, code = row_values(run, item, vals, n + 1)
     n = n + 1
-    if rej then rej:note(n) end
     run.n = n
     if row then
       for j = 1, ncols do bytes = bytes + vsize(row[j]) end
       run.bytes = bytes
       k = k + 1
       run.put = k
+      if rej then rej:note(n, k) end
       if nconn > 1 then handle = handles[(k - 1) % nconn + 1] end
       put(handle, unpack(row, 1, ncols))
     elseif rej and code then
       -- reject mode sets a row of the wrong shape aside (the sinks never
       -- see it); else it ends the load
+      rej:note(n)
       rej:refuse(item, why, code, n)
     else
       error(why, 0)

@@ -27,24 +27,38 @@ R.__index = R
 
 --- A new bookkeeper for load options o (checked), nconn connections,
 -- `reader` (the CSV reader behind the input, or nil) and window rows.
-function M.new(o, nconn, columns, reader, window)
+-- resume: { rows = rows read by earlier runs, rejected = rows they set
+-- aside, rejects_size = the rejects file's size at their last commit }
+-- for a checkpointed load that goes on (checkpoint.lua); the file is cut
+-- back to that size, so a row is written to it once across runs.
+function M.new(o, nconn, columns, reader, window, resume)
   local self = setmetatable({
     on_reject = o.on_reject, max = o.max_rejects, ratio = o.max_reject_ratio,
-    count = 0, read = 0, nconn = nconn, ncols = #columns, reader = reader,
+    count = resume and resume.rejected or 0, read = resume and resume.rows or 0,
+    nconn = nconn, ncols = #columns, reader = reader,
     window = window or 2^52, tags = {}, records = {}, lines = {},
-    skipped = {}, -- rows refused before any sink saw them, in order
-    pending = { first = 1 }, -- those not handed over yet
+    putrow = {},             -- put index % window -> the load's row
+    pending = { first = 1 }, -- rows refused by the load, not handed over yet
   }, R)
   if o.rejects then
-    self.file = require("sluice.rejects").open(o.rejects, { columns = columns })
+    local size = resume and resume.rejects_size
+    self.file = require("sluice.rejects").open(o.rejects, {
+      columns = columns, truncate_to = size, append = size ~= nil or nil })
   end
   return self
 end
 
---- Row n of the load was read (after the reader gave it): remember its
--- source while it can still be handed over.
-function R:note(n)
+--- The rejects file's size now (nil without a file).
+function R:file_size()
+  return self.file and self.file.size or nil
+end
+
+--- Row n of the load was read (after the reader gave it) and, unless
+-- refused by the load, put into the sinks as their p-th row: remember its
+-- source and number while it can still be handed over.
+function R:note(n, p)
   self.read = n
+  if p then self.putrow[p % self.window] = n end
   local reader = self.reader
   if reader then
     local k = n % self.window
@@ -96,7 +110,6 @@ end
 -- It is handed over just before the first row after it that a sink
 -- hands over (or at the end), so that rows go out in row order.
 function R:refuse(item, why, code, n)
-  self.skipped[#self.skipped + 1] = n
   self.pending[#self.pending + 1] = { item, core.new_error { sqlstate = code, message = why },
                                       n, self:source(n) }
 end
@@ -112,24 +125,14 @@ function R:flush_pending(n)
   end
 end
 
---- The load's row number of the p-th row put into the sinks (rows
--- refused before them are not put).
-function R:load_row(p)
-  local n = p
-  for _, r in ipairs(self.skipped) do
-    if r > n then break end
-    n = n + 1
-  end
-  return n
-end
-
---- The on_reject function for connection k (its rows renumbered as the
--- load's: connection k of N took the rows put k, k + N, ...).
-function R:handler(k)
+--- The on_reject function for connection k, whose sink was opened after
+-- put_base rows were put (its rows renumbered as the load's: connection
+-- k of N took the rows put put_base + k, put_base + k + N, ...).
+function R:handler(k, put_base)
   local nconn, ncols = self.nconn, self.ncols
   return function(values, err, row)
     if type(values) == "table" and values.n == nil then values.n = ncols end
-    local n = self:load_row((row - 1) * nconn + k)
+    local n = self.putrow[(put_base + (row - 1) * nconn + k) % self.window]
     self:flush_pending(n)
     return self:deliver(values, err, n, self:source(n))
   end

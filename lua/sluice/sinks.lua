@@ -13,7 +13,10 @@ local function insert_sql(db, qtable, cols)
 end
 
 -- A sink takes rows (put(handle, v1..vN)) and is then finished (commits
--- what it began) or aborted (rolls back; never raises).  One sink per
+-- what it began) or aborted (rolls back; never raises).  With ctx.in_tx
+-- (a checkpointed load: checkpoint.lua) the load holds a transaction and
+-- commits it; the sinks of copy_*, batch, pipeline, upsert and
+-- unlogged_staging then run inside it and commit nothing.  One sink per
 -- connection; `put` is fetched once, not looked up per row (a call of
 -- the same function on every stream it is dealt to).
 --
@@ -109,7 +112,7 @@ function sinks.batch(db, ctx)
   if tx then db:begin() end
   local b = db:batch(ctx.tbl, ctx.columns, {
     rows = ctx.opts.batch_rows or 1000, max_age_ms = ctx.opts.max_age_ms,
-    transaction = tx and "caller" or nil, on_reject = ctx.on_reject,
+    transaction = (tx or ctx.in_tx) and "caller" or nil, on_reject = ctx.on_reject,
   })
   local s = {
     handle = b, put = b.add,
@@ -118,7 +121,7 @@ function sinks.batch(db, ctx)
   }
   if tx then
     s.commit = function() committing(s, db.commit, db) end
-  else
+  elseif not ctx.in_tx then
     s.counts, s.numbered = batch_counts(b), true
   end
   return s
@@ -137,7 +140,7 @@ function sinks.pipeline(db, ctx)
   }
   if tx then
     s.commit = function() committing(s, db.commit, db) end
-  else
+  elseif not ctx.in_tx then
     s.counts = function() return pl.rows_committed, pl.rows_in_doubt end
     s.numbered = true
   end
@@ -150,7 +153,7 @@ local function copy_sink(db, ctx, format)
   -- reject mode too: the chunks go under savepoints in one transaction,
   -- committed at the end (one commit, as plain COPY: a failure loads
   -- nothing)
-  local tx = ctx.multi or freeze or reject
+  local tx = not ctx.in_tx and (ctx.multi or freeze or reject)
   if tx then db:begin() end
   if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
   local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil,
@@ -169,6 +172,8 @@ local function copy_sink(db, ctx, format)
   if tx then
     s.finish = finish
     s.commit = function() committing(s, db.commit, db) end
+  elseif ctx.in_tx then
+    s.finish = finish -- the load commits
   else
     -- a COPY outside a transaction commits when it ends
     s.finish = function() committing(s, finish) end
