@@ -273,8 +273,9 @@ static int wait_io(PGconn *pg, int interruptible)
 {
     if (interruptible && interrupt_pending())
         return SL_EINTR;
-    return pgconn_poll(pg, POLLOUT | POLLIN) == PGCONN_READY ? SL_OK
-                                                             : SL_EBROKEN;
+    if (pgconn_poll(pg, POLLOUT | POLLIN) != PGCONN_READY)
+        return SL_EBROKEN;
+    return PQstatus(pg) == CONNECTION_BAD ? SL_EBROKEN : SL_OK;
 }
 
 /* Flush libpq's output buffer completely. */

@@ -162,7 +162,9 @@ int pgconn_poll(PGconn *c, short events)
             return PGCONN_BROKEN;
         }
     }
-    return PQstatus(c) == CONNECTION_BAD ? PGCONN_BROKEN : PGCONN_READY;
+    /* a connection that went bad while reading is the caller's to see:
+     * the server's last error may be waiting in libpq */
+    return PGCONN_READY;
 }
 
 /* ---------------------------------------------------------------- waits */
@@ -175,16 +177,12 @@ static int wait_ready(PGconn *c, int interruptible)
      * place that notices Ctrl-C */
     if (interruptible && interrupt_pending())
         return PGCONN_INTERRUPTED;
-    /* flush anything libpq still holds (large parameter sets) */
-    for (;;) {
-        int f = PQflush(c);
-        if (f < 0)
-            return PGCONN_BROKEN;
-        if (f == 0)
-            break;
+    /* flush anything libpq still holds (large parameter sets); a failed
+     * flush is left to the result loop: what the server said before the
+     * connection died (a FATAL error) is still there to read */
+    while (PQflush(c) == 1)
         if (pgconn_poll(c, POLLOUT | POLLIN) != PGCONN_READY)
             return PGCONN_BROKEN;
-    }
     while (PQisBusy(c)) {
         if (interruptible && interrupt_pending())
             return PGCONN_INTERRUPTED;

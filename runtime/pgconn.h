@@ -119,9 +119,10 @@ void pgconn_wait_begin(PGconn *c);
 
 /* One slice (at most 100 ms) of a wait for `events` (POLLIN, POLLOUT) on
  * c's socket, reading what arrived.  Returns PGCONN_READY (look at
- * libpq's state again) or PGCONN_BROKEN: the connection failed, or its
- * bound passed and it was closed (pgconn_closed() says so).  Any event on
- * the socket counts as a sign of life. */
+ * libpq's state again: the connection may have gone bad while reading)
+ * or PGCONN_BROKEN: reading failed, or the bound passed and the
+ * connection was closed (pgconn_closed() says so).  Any event on the
+ * socket counts as a sign of life. */
 int pgconn_poll(PGconn *c, short events);
 
 /* Milliseconds of a monotonic clock. */
