@@ -53,7 +53,7 @@ DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	libcsv-dev zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
 	luarocks postgresql-15 postgresql-client-15
 
-.PHONY: module install-module all deps test check check-core demo bench install uninstall clean lint asan valgrind
+.PHONY: module install-module all tools deps test check check-core demo bench install uninstall clean lint asan valgrind
 
 all: $(EXE) $(MODULE)
 
@@ -80,10 +80,19 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Helpers the specs run (tests/tools/), built here and never installed:
+# netproxy, a TCP proxy that can go silent or cut (faults_net_spec.lua).
+TEST_TOOLS = build/tools/netproxy
+build/tools/%: tests/tools/%.c
+	@mkdir -p build/tools
+	$(CC) -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(WARN) -O1 -g -o $@ $<
+
+tools: $(TEST_TOOLS)
+
 # The specs run inside ./sluice; --tmpdb gives them a private PostgreSQL
 # that is stopped and removed when the run ends, pass or fail.
 test: deps
-	$(MAKE) all
+	$(MAKE) all tools
 	$(MAKE) check-core
 	./sluice --tmpdb tests/run.lua $(BUSTED_ARGS) tests
 	$(MAKE) lint
@@ -125,13 +134,14 @@ bench: deps
 # Specs under AddressSanitizer + UBSan (a separate build in build-asan/).
 ASAN_EXE = build/asan/sluice
 asan: deps
+	$(MAKE) tools
 	$(MAKE) OBJDIR=build/asan EXE=$(ASAN_EXE) $(ASAN_EXE) \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g"
 	SLUICE_LUADIR=$(CURDIR)/lua ASAN_OPTIONS=detect_leaks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(ASAN_EXE) --tmpdb tests/run.lua tests
 
-valgrind: all
+valgrind: all tools
 	valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
 	  ./sluice --tmpdb tests/run.lua tests
 

@@ -14,6 +14,10 @@
  * - During COPY IN the connection is in nonblocking mode, so a full
  *   socket never blocks inside libpq where Ctrl-C cannot reach; copy_put()
  *   waits in poll() and checks interrupt_pending() between waits.
+ * - Every wait here (a full socket, the end of the COPY, the next row of a
+ *   COPY OUT) is a pgconn_poll() slice, so the connection's silence bound
+ *   and the grace after Ctrl-C apply (pgconn.h): a peer that goes silent
+ *   ends in a lost connection, never in a wait without end.
  */
 #include "copy.h"
 #include "copyparse.h"
@@ -262,19 +266,14 @@ size_t copy_format_double(char *buf, double x, int digits)
 /* --------------------------------------------------------------- stream */
 
 /* Wait until the socket is writable or readable (reading what arrived,
- * which is how a dead connection or the server's notices are seen). */
+ * which is how a dead connection or the server's notices are seen).  The
+ * silence bound of the connection applies (pgconn_poll): the caller
+ * started the count with pgconn_wait_begin(). */
 static int wait_io(PGconn *pg, int interruptible)
 {
     if (interruptible && interrupt_pending())
         return SL_EINTR;
-    struct pollfd p = { PQsocket(pg), POLLOUT | POLLIN, 0 };
-    if (p.fd < 0)
-        return SL_EBROKEN;
-    int r = poll(&p, 1, 100);
-    if (r < 0 && errno != EINTR)
-        return SL_EBROKEN;
-    if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) &&
-        !PQconsumeInput(pg))
+    if (pgconn_poll(pg, POLLOUT | POLLIN) != PGCONN_READY)
         return SL_EBROKEN;
     return PQstatus(pg) == CONNECTION_BAD ? SL_EBROKEN : SL_OK;
 }
@@ -332,6 +331,7 @@ int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
      * place that notices Ctrl-C */
     if (interruptible && interrupt_pending())
         return SL_EINTR;
+    pgconn_wait_begin(pg);
     while (n > 0) {
         /* what the last piece left in libpq goes first, so libpq never
          * holds more than one piece beyond what the kernel took */
@@ -361,6 +361,7 @@ int copy_put_pieces(PGconn *pg, const char *data, size_t n, int interruptible,
 int copy_end(PGconn *pg, const char *errmsg)
 {
     int rc = SL_OK;
+    pgconn_wait_begin(pg);
     for (;;) {
         int r = PQputCopyEnd(pg, errmsg);
         if (r > 0)
@@ -392,6 +393,7 @@ int copy_drain(PGconn *pg, const char *errmsg)
 
 int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)
 {
+    pgconn_wait_begin(pg);
     for (;;) {
         char *buf = NULL;
         int k = PQgetCopyData(pg, &buf, 1);
@@ -406,13 +408,7 @@ int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)
             return SL_EBROKEN;
         if (interruptible && interrupt_pending())
             return SL_EINTR;
-        struct pollfd p = { PQsocket(pg), POLLIN, 0 };
-        if (p.fd < 0)
-            return SL_EBROKEN;
-        int r = poll(&p, 1, 100);
-        if (r < 0 && errno != EINTR)
-            return SL_EBROKEN;
-        if (r > 0 && !PQconsumeInput(pg))
+        if (pgconn_poll(pg, POLLIN) != PGCONN_READY)
             return SL_EBROKEN;
     }
 }

@@ -50,7 +50,7 @@ void interrupt_install_handlers(void (*notify)(int sig))
 
 int interrupt_pending(void)
 {
-    return pending_signal != 0;
+    return pending_signal;
 }
 
 int interrupt_take(void)

@@ -28,7 +28,8 @@
  * async-signal-safe.  Call once, from the main thread. */
 void interrupt_install_handlers(void (*notify)(int sig));
 
-/* Nonzero when a signal arrived and nobody has taken it yet. */
+/* Nonzero when a signal arrived and nobody has taken it yet: the signal
+ * number. */
 int interrupt_pending(void);
 
 /* Clear the pending flag.  Returns the signal number that was pending (0

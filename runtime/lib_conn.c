@@ -14,6 +14,12 @@
  *   the middle (out of memory, a failing notice handler) cannot leak one.
  * - Query results arrive in text format and are converted by column type;
  *   this is a control path, not the bulk path (COPY and batches are).
+ * - Connecting goes through PQconnectStartParams/PQconnectPoll in our own
+ *   poll() loop (libpq's blocking connect retries on EINTR, so Ctrl-C
+ *   could not stop it), with TCP keepalives and tcp_user_timeout on by
+ *   default (tcp_keys; the target's own settings win), and the silence
+ *   bound of the connection (`timeout`, DEFAULT_TIMEOUT_S) applies to the
+ *   connect too, unless the target sets connect_timeout.
  */
 #include "lib.h"
 #include "interrupt.h"
@@ -21,7 +27,10 @@
 #include "pgconn.h"
 #include "redact.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,8 +161,10 @@ static void push_tried(lua_State *L, const redact *r, const char *v)
 /* Raise the 08001 error of the failed connection c (released here).
  * Never shows the password (see redact.h): a target libpq cannot parse is
  * shown with its secrets replaced, and libpq's messages and the values
- * the connection tried go through the same filter. */
-static int connect_failed(lua_State *L, sl_conn *c, const char *target)
+ * the connection tried go through the same filter.  reason: why, when it
+ * is not libpq's PQerrorMessage (a bound that passed), else NULL. */
+static int connect_failed(lua_State *L, sl_conn *c, const char *target,
+                          const char *reason)
 {
     redact *r = lua_newuserdata(L, sizeof *r);
     redact_init(r, target);
@@ -184,7 +195,7 @@ static int connect_failed(lua_State *L, sl_conn *c, const char *target)
         lua_pushliteral(L, " user=");
         push_tried(L, r, PQuser(c->pg));
         lua_pushliteral(L, "): ");
-        push_redacted(L, r, PQerrorMessage(c->pg));
+        push_redacted(L, r, reason ? reason : PQerrorMessage(c->pg));
         lua_concat(L, 9);
     }
     lua_concat(L, 2);
@@ -193,9 +204,88 @@ static int connect_failed(lua_State *L, sl_conn *c, const char *target)
     return lua_error(L);
 }
 
+/* TCP defaults for every connection, given before the target so that the
+ * target's own settings win (libpq keeps the last value of a key; the
+ * target is expanded at "dbname").  A peer that stops answering is then
+ * noticed in about a minute by the kernel: keepalive probes after 30 s
+ * idle, every 10 s, 3 unanswered ones drop the connection; data sent and
+ * not acknowledged for 60 s drops it too (tcp_user_timeout, ms).  A unix
+ * socket ignores them. */
+static const char *const tcp_keys[] = {
+    "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout",
+};
+static const char *const tcp_vals[] = { "1", "30", "10", "3", "60000" };
+#define N_TCP (sizeof tcp_keys / sizeof tcp_keys[0])
+
+/* The silence bound of a connection when the script gives none, in
+ * seconds (README, "Connecting").  Generous: a load's round trips answer
+ * in far less, and the kernel catches a dead host in about a minute
+ * (tcp_keys); this catches what the kernel cannot (a proxy or server that
+ * holds the connection open and says nothing), while a statement that
+ * legitimately runs that long without a word needs a larger bound. */
+#define DEFAULT_TIMEOUT_S 300
+
+enum { CW_OK, CW_FAILED, CW_TIMEOUT, CW_INTERRUPTED };
+
+/* libpq's PQconnectPoll loop, waiting in poll() so that Ctrl-C is seen
+ * and silence is bounded: the user's connect_timeout (which only libpq's
+ * blocking connect honours) when set, else the connection's timeout_ms.
+ * *limit_ms gets the bound used, *key its name. */
+static int connect_wait(PGconn *pg, int timeout_ms, int *limit_ms,
+                        const char **key)
+{
+    int limit = timeout_ms;
+    *key = "timeout";
+    PQconninfoOption *opts = PQconninfo(pg);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val &&
+            atoi(o->val) > 0) {
+            int t = atoi(o->val);
+            limit = (t < 2 ? 2 : t > 2000000 ? 2000000 : t) * 1000;
+            *key = "connect_timeout";
+        }
+    }
+    PQconninfoFree(opts);
+    *limit_ms = limit;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    long long mark = pgconn_now_ms();
+    for (;;) {
+        if (st == PGRES_POLLING_OK)
+            return CW_OK;
+        if (st == PGRES_POLLING_FAILED)
+            return CW_FAILED;
+        if (interrupt_pending())
+            return CW_INTERRUPTED;
+        struct pollfd p = { PQsocket(pg),
+                            st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                            0 };
+        int r = p.fd < 0 ? 1 : poll(&p, 1, 100);
+        if (r < 0 && errno != EINTR)
+            return CW_FAILED;
+        if (r > 0) {
+            st = PQconnectPoll(pg);
+            mark = pgconn_now_ms();
+        } else if (limit > 0 && pgconn_now_ms() - mark >= limit) {
+            return CW_TIMEOUT;
+        }
+    }
+}
+
+/* Seconds (a Lua number >= 0) as ms for a silence bound; raises at arg. */
+static int check_seconds(lua_State *L, int arg, lua_Number s)
+{
+    luaL_argcheck(L, s >= 0 && s <= 2000000, arg,
+                  "timeout must be a number of seconds, 0 (none) to 2000000");
+    int ms = (int)(s * 1000 + 0.5);
+    return s > 0 && ms == 0 ? 1 : ms;
+}
+
 int lib_conn_connect(lua_State *L)
 {
     const char *target = luaL_optstring(L, 1, "");
+    int timeout_ms = check_seconds(L, 2, luaL_optnumber(L, 2,
+                                                        DEFAULT_TIMEOUT_S));
     sl_conn *c = lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     luaL_getmetatable(L, SLUICE_CONN_MT);
@@ -205,13 +295,45 @@ int lib_conn_connect(lua_State *L)
 
     /* expand_dbname makes "dbname" accept a conninfo string or a URI; empty
      * values are ignored, so "" means "PG* environment variables only" */
-    const char *const keys[] = { "dbname", "fallback_application_name", NULL };
-    const char *const vals[] = { target, "sluice", NULL };
-    c->pg = PQconnectdbParams(keys, vals, 1);
+    const char *keys[N_TCP + 3], *vals[N_TCP + 3];
+    for (size_t i = 0; i < N_TCP; i++) {
+        keys[i] = tcp_keys[i];
+        vals[i] = tcp_vals[i];
+    }
+    keys[N_TCP] = "dbname";
+    vals[N_TCP] = target;
+    keys[N_TCP + 1] = "fallback_application_name";
+    vals[N_TCP + 1] = "sluice";
+    keys[N_TCP + 2] = vals[N_TCP + 2] = NULL;
+    c->pg = PQconnectStartParams(keys, vals, 1);
     if (!c->pg)
         return luaL_error(L, "out of memory while connecting");
-    if (PQstatus(c->pg) != CONNECTION_OK)
-        return connect_failed(L, c, target);
+    if (PQstatus(c->pg) == CONNECTION_BAD)
+        return connect_failed(L, c, target, NULL);
+    int limit;
+    const char *key;
+    switch (connect_wait(c->pg, timeout_ms, &limit, &key)) {
+    case CW_OK:
+        break;
+    case CW_INTERRUPTED: {
+        conn_release(c);
+        int sig = lib_interrupt_consume(L);
+        return luaL_error(L, "interrupted (%s) while connecting",
+                          interrupt_name(sig));
+    }
+    case CW_TIMEOUT: {
+        char why[128];
+        snprintf(why, sizeof why, "no answer from the server for %g s "
+                 "(%s = %g)", limit / 1000.0, key, limit / 1000.0);
+        return connect_failed(L, c, target, why);
+    }
+    default:
+        return connect_failed(L, c, target, NULL);
+    }
+    if (pgconn_bound_attach(c->pg, timeout_ms) != 0) {
+        conn_release(c);
+        return luaL_error(L, "out of memory while connecting");
+    }
     pgconn_notices_attach(c->pg, &c->notices);
     return 1;
 }
@@ -674,6 +796,26 @@ static int conn_quote_ident(lua_State *L)
     return 1;
 }
 
+/* db:set_timeout(seconds) -> the previous bound in seconds: the silence
+ * bound of every later wait on this connection (0: none). */
+static int conn_set_timeout(lua_State *L)
+{
+    sl_conn *c = lib_conn_check(L, 1);
+    int ms = check_seconds(L, 2, luaL_checknumber(L, 2));
+    lua_pushnumber(L, pgconn_timeout(c->pg) / 1000.0);
+    if (pgconn_bound_attach(c->pg, ms) != 0)
+        return luaL_error(L, "set_timeout: out of memory");
+    return 1;
+}
+
+/* db:timeout() -> the silence bound in seconds (0: none). */
+static int conn_timeout(lua_State *L)
+{
+    sl_conn *c = lib_conn_check(L, 1);
+    lua_pushnumber(L, pgconn_timeout(c->pg) / 1000.0);
+    return 1;
+}
+
 /* db:on_notice(fn|nil): fn(notice) is called after each call that
  * produced notices (never from inside libpq). */
 static int conn_on_notice(lua_State *L)
@@ -697,6 +839,8 @@ const luaL_Reg lib_conn_methods[] = {
     { "info", conn_info },
     { "quote_ident", conn_quote_ident },
     { "on_notice", conn_on_notice },
+    { "set_timeout", conn_set_timeout },
+    { "timeout", conn_timeout },
     { "close", conn_close },
     { "is_closed", conn_is_closed },
     { NULL, NULL },

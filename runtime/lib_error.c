@@ -9,7 +9,9 @@
  * raises through here, so a lost connection reads the same on every path.
  *
  * Caveats: a lost connection always gets a sqlstate (08006 unless the
- * server sent its own), so a script that checks err.sqlstate sees it; the
+ * server sent its own), so a script that checks err.sqlstate sees it - a
+ * connection sluice closed because its silence bound passed, or because
+ * the server did not answer after Ctrl-C (pgconn.h), too; the
  * wording of its detail is shared by every caller, which prefix the
  * message with what they know of the rows in flight.
  */
@@ -17,6 +19,7 @@
 #include "interrupt.h"
 #include "sbuf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,30 +68,85 @@ void lib_push_trimmed(lua_State *L, const char *msg)
                     "connection was lost."
 #define LOST_HINT "connect again and run the transaction again"
 
+/* Seconds as the user wrote them: "30", "2.5". */
+static void push_seconds(lua_State *L, int ms)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%g", ms / 1000.0);
+    lua_pushstring(L, buf);
+}
+
+/* The message, detail and hint of a connection that sluice closed itself
+ * (pgconn.h): its silence bound passed, or the server did not answer
+ * after Ctrl-C.  Sets them in the table on top; 0 when pg was not closed
+ * that way. */
+static int set_closed_fields(lua_State *L, PGconn *pg)
+{
+    int ms, sig;
+    int why = pg ? pgconn_closed(pg, &ms, &sig) : PGCONN_OPEN;
+    if (why == PGCONN_CLOSED_TIMEOUT) {
+        lua_pushliteral(L, "no answer from the server for ");
+        push_seconds(L, ms);
+        lua_pushliteral(L, " s (timeout = ");
+        push_seconds(L, ms);
+        lua_pushliteral(L, "); the connection was closed");
+        lua_concat(L, 5);
+        lua_setfield(L, -2, "message");
+        lib_set_field(L, "detail", "The server sent nothing, and took "
+                      "nothing of what was sent, for the connection's "
+                      "timeout: it or the network between went silent, or "
+                      "one statement ran that long without a word. "
+                      LOST_DETAIL);
+        lib_set_field(L, "hint", "for statements that run longer, raise "
+                      "the bound (sluice.connect(target, {timeout = "
+                      "seconds}), db:set_timeout(seconds), 0 for none) and "
+                      "bound them on the server with statement_timeout; "
+                      "else " LOST_HINT);
+        return 1;
+    }
+    if (why == PGCONN_CLOSED_INTERRUPT) {
+        lua_pushfstring(L, "interrupted (%s): no answer from the server "
+                           "within ", interrupt_name(sig));
+        push_seconds(L, ms);
+        lua_pushliteral(L, " s of the cancel request; the connection was "
+                           "closed");
+        lua_concat(L, 3);
+        lua_setfield(L, -2, "message");
+        lib_set_field(L, "detail", LOST_DETAIL);
+        lib_set_field(L, "hint", LOST_HINT);
+        return 1;
+    }
+    return 0;
+}
+
 /* Push the error object of a connection lost mid-call, whose only account
  * is libpq's `reason` (its first line is kept: the rest is libpq's guess
- * at the cause, or the same failure seen again).  severity FATAL,
- * sqlstate 08006 (connection_failure): libpq gives none, and a script
- * that checks err.sqlstate must see a lost connection as one. */
-static void push_lost(lua_State *L, const char *reason)
+ * at the cause, or the same failure seen again) - or, when sluice closed
+ * pg itself (a silence bound, Ctrl-C unanswered), what happened then.
+ * severity FATAL, sqlstate 08006 (connection_failure): libpq gives none,
+ * and a script that checks err.sqlstate must see a lost connection as
+ * one. */
+static void push_lost(lua_State *L, PGconn *pg, const char *reason)
 {
     lua_createtable(L, 0, 5);
     lib_set_field(L, "severity", "FATAL");
     lib_set_field(L, "sqlstate", "08006");
-    size_t n = reason ? strcspn(reason, "\n") : 0;
-    while (n > 0 && reason[n - 1] == ' ')
-        n--;
-    if (n > 0) {
-        lua_pushliteral(L, "connection to the server lost (");
-        lua_pushlstring(L, reason, n);
-        lua_pushliteral(L, ")");
-        lua_concat(L, 3);
-    } else {
-        lua_pushliteral(L, "connection to the server lost");
+    if (!set_closed_fields(L, pg)) {
+        size_t n = reason ? strcspn(reason, "\n") : 0;
+        while (n > 0 && reason[n - 1] == ' ')
+            n--;
+        if (n > 0) {
+            lua_pushliteral(L, "connection to the server lost (");
+            lua_pushlstring(L, reason, n);
+            lua_pushliteral(L, ")");
+            lua_concat(L, 3);
+        } else {
+            lua_pushliteral(L, "connection to the server lost");
+        }
+        lua_setfield(L, -2, "message");
+        lib_set_field(L, "detail", LOST_DETAIL);
+        lib_set_field(L, "hint", LOST_HINT);
     }
-    lua_setfield(L, -2, "message");
-    lib_set_field(L, "detail", LOST_DETAIL);
-    lib_set_field(L, "hint", LOST_HINT);
     luaL_getmetatable(L, SLUICE_ERROR_MT);
     lua_setmetatable(L, -2);
 }
@@ -115,7 +173,7 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
     int gone = pg && PQstatus(pg) == CONNECTION_BAD;
     if (!(state && *state) && gone) {
         const char *m = PQresultErrorMessage(res);
-        push_lost(L, (m && *m) ? m : PQerrorMessage(pg));
+        push_lost(L, pg, (m && *m) ? m : PQerrorMessage(pg));
         return;
     }
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -159,7 +217,7 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
 /* Push the error object for a connection that broke mid-call. */
 void lib_push_conn_error(lua_State *L, PGconn *pg)
 {
-    push_lost(L, pg ? PQerrorMessage(pg) : NULL);
+    push_lost(L, pg, pg ? PQerrorMessage(pg) : NULL);
 }
 
 /* sluice.core.new_error(t): t itself, given the error metatable, so Lua

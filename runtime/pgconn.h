@@ -8,7 +8,22 @@
  * callback (the receiver only copies the notice; Lua reads the queue after
  * the call returns).
  *
- * Uses: libpq, poll(2), interrupt.h.  Knows nothing about Lua.
+ * Bounds on silence: every wait of the core on the server (here, copy.c,
+ * pipeline.c) goes through pgconn_poll(), one slice of poll(2).  A
+ * connection given a bound (pgconn_bound_attach) is closed when the server
+ * sends nothing and takes none of what is sent for `timeout` ms of one
+ * wait; and, whatever the bound, once Ctrl-C is pending, after
+ * PGCONN_GRACE_MS of silence (the server did not answer the cancel
+ * request).  Closing sends a cancel request (when the bound passed; after
+ * Ctrl-C one was sent already) and shuts the socket down, so libpq sees
+ * the connection as lost (CONNECTION_BAD) and every caller takes its
+ * lost-connection path; pgconn_closed() tells the error builder why.  The
+ * bound lives in libpq's per-connection instance data (an event
+ * procedure frees it with the connection), so the core's functions keep
+ * their PGconn-only signatures.
+ *
+ * Uses: libpq, poll(2), fork(2) (a bounded cancel request), interrupt.h.
+ * Knows nothing about Lua.
  */
 #ifndef SLUICE_PGCONN_H
 #define SLUICE_PGCONN_H
@@ -66,8 +81,52 @@ int pgconn_collect(PGconn *c, int stop, const char *copy_in_msg,
                    int interruptible, PGresult **ok, PGresult **err);
 
 /* Send a cancel request for the running statement.  Returns 0 on success,
- * -1 with a message in errbuf otherwise.  Does not wait for the result. */
+ * -1 with a message in errbuf otherwise.  Does not wait for the result.
+ * Bounded: libpq's PQcancel() connects and waits for the server's reply
+ * with no limit, so it runs in a forked child that is killed after
+ * PGCONN_CANCEL_MS (a silent peer: -1, "no answer ..."). */
 int pgconn_cancel(PGconn *c, char *errbuf, int errlen);
+
+/* ------------------------------------------------------ silence bounds */
+
+/* After Ctrl-C, how long a wait goes on with no byte from the server
+ * before the connection is closed; and how long a cancel request may
+ * take. */
+#define PGCONN_GRACE_MS 3000
+#define PGCONN_CANCEL_MS 1000
+
+/* Why pgconn_poll() closed a connection (pgconn_closed()). */
+enum { PGCONN_OPEN = 0, PGCONN_CLOSED_TIMEOUT = 1,
+       PGCONN_CLOSED_INTERRUPT = 2 };
+
+/* Give c a silence bound of timeout_ms (0: none; Ctrl-C's grace applies
+ * in any case).  Call once per connection, after it is made; later calls
+ * change the bound.  Returns 0, or -1 when out of memory (c then has no
+ * bound and no grace). */
+int pgconn_bound_attach(PGconn *c, int timeout_ms);
+
+/* c's bound in ms (0: none, or no bound attached). */
+int pgconn_timeout(PGconn *c);
+
+/* Whether pgconn_poll() closed c, and why (PGCONN_OPEN if not, or no
+ * bound attached); *timeout_ms gets the bound that passed, *sig the
+ * pending signal of PGCONN_CLOSED_INTERRUPT (either may be NULL). */
+int pgconn_closed(PGconn *c, int *timeout_ms, int *sig);
+
+/* A wait on c begins: silence is counted from now.  Every wait loop calls
+ * it on entry (pgconn_wait does). */
+void pgconn_wait_begin(PGconn *c);
+
+/* One slice (at most 100 ms) of a wait for `events` (POLLIN, POLLOUT) on
+ * c's socket, reading what arrived.  Returns PGCONN_READY (look at
+ * libpq's state again: the connection may have gone bad while reading)
+ * or PGCONN_BROKEN: reading failed, or the bound passed and the
+ * connection was closed (pgconn_closed() says so).  Any event on the
+ * socket counts as a sign of life. */
+int pgconn_poll(PGconn *c, short events);
+
+/* Milliseconds of a monotonic clock. */
+long long pgconn_now_ms(void);
 
 /* Route c's notices into q (q must outlive c or be detached first). */
 void pgconn_notices_attach(PGconn *c, pgconn_notices *q);

@@ -10,10 +10,13 @@
  *   what keeps the pipe from deadlocking.
  * - PQgetResult() may only be called when PQisBusy() is false, or it
  *   blocks in libpq where Ctrl-C cannot reach.
+ * - pipe_pump() waits in pgconn_poll(), so the connection's silence bound
+ *   and the grace after Ctrl-C apply (pgconn.h).
  */
 #include "pipeline.h"
 #include "sbuf.h"
 #include "interrupt.h"
+#include "pgconn.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -119,6 +122,7 @@ static void take_ready(pipe_state *s)
 int pipe_pump(pipe_state *s, int wait_all, int interruptible)
 {
     s->since_pump = 0;
+    pgconn_wait_begin(s->pg);
     for (;;) {
         int f = PQflush(s->pg);
         if (f < 0 || !PQconsumeInput(s->pg))
@@ -130,12 +134,9 @@ int pipe_pump(pipe_state *s, int wait_all, int interruptible)
             return SL_OK;
         if (interruptible && interrupt_pending())
             return SL_EINTR;
-        struct pollfd p = { PQsocket(s->pg), POLLIN, 0 };
-        if (p.fd < 0)
-            return SL_EBROKEN;
-        if (f == 1)
-            p.events |= POLLOUT;
-        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+        /* the connection's silence bound applies (pgconn_poll) */
+        if (pgconn_poll(s->pg, f == 1 ? POLLIN | POLLOUT : POLLIN) !=
+            PGCONN_READY)
             return SL_EBROKEN;
     }
 }

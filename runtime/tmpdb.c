@@ -41,9 +41,17 @@
  *   process that started them, so a forked child that exits (it inherits
  *   the registry and the atexit handler) does not stop its parent's server.
  *
- * Caveats: if the process dies without running atexit handlers (SIGKILL,
- * an unhandled signal, _exit), PDEATHSIG stops the server but the directory
- * is left behind in $TMPDIR.  If SIGCHLD is ignored, or the host reaps all
+ * - A process that dies without running atexit handlers (SIGKILL, an
+ *   unhandled signal, _exit) leaves its directory behind (PDEATHSIG stops
+ *   the server).  Each directory therefore names its owner in a file
+ *   `owner` (pid and start time from /proc/<pid>/stat, so a reused pid is
+ *   not taken for the owner), and every start first sweeps the parent
+ *   directory (tmpdb_sweep): a directory whose owner is gone is removed,
+ *   after stopping a postmaster still running in it (found by
+ *   data/postmaster.pid and confirmed by its working directory).  A
+ *   directory without an owner file (a start under way) is left alone.
+ *
+ * Caveats:  If SIGCHLD is ignored, or the host reaps all
  * children itself, exit statuses are lost; that is reported or treated as
  * "the process is gone".
  */
@@ -306,6 +314,161 @@ static void stop_postmaster(pid_t pid)
 }
 
 /* ------------------------------------------------------------------ */
+/* stale directories                                                   */
+
+/* Field 22 of /proc/<pid>/stat: the process's start time in clock ticks
+ * since boot, which tells a process from a later one given the same pid.
+ * 0 when unknown (no /proc, or no such process).  *zombie (may be NULL)
+ * is set when the process has exited and only waits to be reaped (field
+ * 3 is Z or X): a killed owner whose parent does not reap it. */
+static unsigned long long proc_start_time_z(pid_t pid, int *zombie)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* the command name (field 2) may hold spaces and parentheses: count
+     * from the last ')' */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    p++;
+    if (zombie)
+        *zombie = p[0] == ' ' && (p[1] == 'Z' || p[1] == 'X');
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return 0;
+    }
+    return strtoull(p + 1, NULL, 10);
+}
+
+static unsigned long long proc_start_time(pid_t pid)
+{
+    return proc_start_time_z(pid, NULL);
+}
+
+/* Record this process as the owner of dir (file "owner": pid and start
+ * time), so a later start can tell whether dir was left behind. */
+static int write_owner(const char *dir)
+{
+    char path[PATH_MAX + 32], line[64];
+    snprintf(path, sizeof path, "%s/owner", dir);
+    pid_t me = getpid();
+    int n = snprintf(line, sizeof line, "%d %llu\n", (int)me,
+                     proc_start_time(me));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, line, (size_t)n) == n;
+    return close(fd) == 0 && ok ? 0 : -1;
+}
+
+/* Whether the process recorded in dir/owner is gone: 1 gone, 0 alive or
+ * unknown (no owner file: a start still under way, or a directory from
+ * elsewhere - left alone). */
+static int owner_gone(const char *dir)
+{
+    char path[PATH_MAX + 32], line[64];
+    snprintf(path, sizeof path, "%s/owner", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    line[n] = '\0';
+    int pid;
+    unsigned long long start;
+    if (sscanf(line, "%d %llu", &pid, &start) != 2 || pid <= 0)
+        return 0;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 1;
+    /* alive, unless it is a zombie or the pid names another process */
+    int zombie = 0;
+    unsigned long long now = proc_start_time_z(pid, &zombie);
+    return zombie || (start != 0 && now != 0 && now != start);
+}
+
+/* A postmaster still running in dir (data/postmaster.pid, confirmed by
+ * the process's working directory, which postgres sets to its data
+ * directory): stopped, immediate shutdown then SIGKILL.  Returns 0 when
+ * none runs any more, -1 when one may (the directory must stay). */
+static int stop_stale_postmaster(const char *dir)
+{
+    char path[PATH_MAX + 32], line[32], cwd[PATH_MAX], want[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/data/postmaster.pid", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    line[n] = '\0';
+    pid_t pid = (pid_t)atoi(line);
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/cwd", (int)pid);
+    ssize_t k = readlink(path, cwd, sizeof cwd - 1);
+    if (k < 0)
+        return errno == ENOENT ? 0 : -1; /* gone, or not ours to look at */
+    cwd[k] = '\0';
+    snprintf(want, sizeof want, "%s/data", dir);
+    if (strcmp(cwd, want) != 0)
+        return 0; /* the pid is another process's now */
+    static const int sigs[] = { SIGQUIT, SIGKILL };
+    for (size_t i = 0; i < 2; i++) {
+        if (kill(pid, sigs[i]) != 0)
+            return errno == ESRCH ? 0 : -1;
+        for (int t = 0; t < 200; t++) { /* 2 s */
+            int zombie = 0;
+            if ((kill(pid, 0) != 0 && errno == ESRCH) ||
+                (proc_start_time_z(pid, &zombie), zombie))
+                return 0; /* exited (a zombie holds nothing) */
+            spawn_sleep_ms(10);
+        }
+    }
+    return -1;
+}
+
+int tmpdb_sweep(const char *parent_dir)
+{
+    DIR *d = opendir(parent_dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    uid_t me = geteuid();
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char dir[PATH_MAX];
+        struct stat st;
+        if (snprintf(dir, sizeof dir, "%s/%s", parent_dir, e->d_name) >=
+                (int)sizeof dir ||
+            !looks_like_ours(dir) || lstat(dir, &st) != 0 ||
+            !S_ISDIR(st.st_mode))
+            continue;
+        /* another user's directory is not ours to judge (as root, the
+         * directory belongs to the postgres user) */
+        if (me != 0 && st.st_uid != me)
+            continue;
+        if (!owner_gone(dir) || stop_stale_postmaster(dir) != 0)
+            continue;
+        remove_tree(dir);
+        removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* ------------------------------------------------------------------ */
 /* registry                                                            */
 
 /* The one piece of process-global state: atexit() handlers take no
@@ -491,6 +654,8 @@ static int prepare_dir(start_ctx *c)
                 parent, sun_max);
         return -1;
     }
+    /* what killed processes left behind here goes first */
+    tmpdb_sweep(parent);
     size_t dpos = 0;
     buf_adds(c->dir, sizeof c->dir, &dpos, parent);
     buf_adds(c->dir, sizeof c->dir, &dpos, "/" TMPDB_PREFIX "XXXXXX");
@@ -498,6 +663,11 @@ static int prepare_dir(start_ctx *c)
         set_err(c->err, c->errlen, "could not create a directory in %s: %s",
                 parent, strerror(errno));
         c->dir[0] = '\0';
+        return -1;
+    }
+    if (write_owner(c->dir) != 0) {
+        set_err(c->err, c->errlen, "could not write %s/owner: %s", c->dir,
+                strerror(errno));
         return -1;
     }
     c->slot = registry_reserve(c->dir);

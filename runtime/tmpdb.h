@@ -8,7 +8,8 @@
  * a small process-wide table so that an atexit() handler stops whatever is
  * still running when the process exits (os.exit(), error exit); the server
  * additionally gets PR_SET_PDEATHSIG so it dies with this process even on
- * SIGKILL.
+ * SIGKILL.  The directory a killed process leaves behind is removed by the
+ * next start in the same parent directory (tmpdb_sweep).
  *
  * Uses: fork/exec of initdb and postgres from the server bin directory
  * (PG_BINDIR, else `pg_config --bindir`, else the newest
@@ -54,5 +55,13 @@ int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen);
  * not exit in time), wait for it, and remove the directory.  Safe to call
  * twice and on a db whose start failed.  Never fails loudly. */
 void tmpdb_stop(tmpdb *db);
+
+/* Remove the server directories in parent_dir whose owner process is
+ * gone (a process killed by SIGKILL leaves its directory behind), after
+ * stopping a postmaster still running in one.  A directory whose owner is
+ * alive, that names no owner, or that belongs to another user is left
+ * alone.  tmpdb_start() calls it on its parent directory.  Returns how
+ * many it removed.  Never fails loudly. */
+int tmpdb_sweep(const char *parent_dir);
 
 #endif

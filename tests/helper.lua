@@ -3,6 +3,10 @@
 local ffi = require "ffi"
 
 ffi.cdef [[ long readlink(const char *path, char *buf, size_t len); ]]
+ffi.cdef [[
+  typedef struct { long sec; long nsec; } sluice_spec_time;
+  int clock_gettime(int clock, sluice_spec_time *t);
+]]
 
 local H = {}
 
@@ -127,6 +131,13 @@ function H.csv_read_err(path, opts)
   end)
   assert(not ok, "expected an error")
   return err, rows
+end
+
+-- Seconds of a monotonic clock (fractional), for specs that time a wait.
+local now_t = ffi.new("sluice_spec_time")
+function H.now()
+  ffi.C.clock_gettime(1, now_t) -- CLOCK_MONOTONIC
+  return tonumber(now_t.sec) + tonumber(now_t.nsec) / 1e9
 end
 
 -- A fresh schema per spec file keeps the files independent.

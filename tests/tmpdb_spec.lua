@@ -101,4 +101,55 @@ describe("sluice.tmpdb", function()
     assert.is_false(exists(dir), dir)
     assert.is_false(server_running(dir), dir)
   end)
+
+  -- A process killed by SIGKILL runs no cleanup: its server directory
+  -- stays behind (the server itself dies with it, PR_SET_PDEATHSIG).  The
+  -- next start in the same parent directory removes it, and leaves the
+  -- directory of a live owner alone.
+  it("removes what a killed owner left behind at the next start, not a live one's", function()
+    local parent = H.tmpdir()
+    local function start_child(name)
+      local out = parent .. "/" .. name
+      -- it waits in a statement, where SIGTERM is seen at once
+      os.execute(("TMPDIR=%s %s -e 'local s = require\"sluice\"; local t = s.tmpdb(); "
+        .. "local db = s.connect(t:uri()); print(t:dir()); io.stdout:flush(); "
+        .. "db:exec(\"select pg_sleep(60)\")' >%s 2>&1 & echo $! >%s.pid")
+        :format(H.q(parent), H.q(H.exe), H.q(out), H.q(out)))
+      local dir
+      for _ = 1, 400 do
+        local f = io.open(out)
+        dir = f and f:read("*a"):match("^(/%S+)\n")
+        if f then f:close() end
+        if dir then break end
+        os.execute("sleep 0.05")
+      end
+      assert(dir, "the child did not start a server: " .. H.slurp(out))
+      return tonumber(H.slurp(out .. ".pid")), dir
+    end
+    local killed, killed_dir = start_child("a")
+    local live, live_dir = start_child("b")
+    os.execute("kill -KILL " .. killed)
+    for _ = 1, 100 do
+      if not server_running(killed_dir) then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(exists(killed_dir .. "/data"), killed_dir)
+    -- the next start (sluice --tmpdb) sweeps the parent directory
+    local code, out = H.run(("TMPDIR=%s %s --tmpdb -e 'print(os.getenv(\"DATABASE_URL\"))'")
+      :format(H.q(parent), H.q(H.exe)))
+    assert.are.equal(0, code)
+    local dir = out:match("host=([^&\n]+)")
+    assert.is_false(exists(killed_dir), killed_dir)
+    assert.is_false(exists(dir), dir)
+    assert.is_true(exists(live_dir .. "/data"), live_dir)
+    assert.is_true(server_running(live_dir), live_dir)
+    -- the live owner ends normally (SIGTERM: its atexit handler cleans up)
+    os.execute("kill -TERM " .. live)
+    for _ = 1, 200 do
+      if not exists(live_dir) then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_false(exists(live_dir), live_dir)
+    os.execute("rm -rf " .. H.q(parent))
+  end)
 end)

@@ -19,8 +19,9 @@
 -- Every method and field of every object, by type (C tables in runtime/):
 --
 --   db        lib_conn_methods (lib_conn.c): exec, query, query_one,
---             prepare, status, info, quote_ident, on_notice, close,
---             is_closed; and DB_METHODS below.  No fields.
+--             prepare, status, info, quote_ident, on_notice,
+--             set_timeout, timeout, close, is_closed; and DB_METHODS
+--             below.  No fields.
 --   stmt      lib_stmt_methods (lib_conn.c): query, query_one, exec, close
 --   tmpdb     lib_tmpdb_methods (lib_tmpdb.c): conninfo, uri, dir, pid, stop
 --   csv       lib_csv_methods (lib_csv.c): next, record, close; fields line,

@@ -201,9 +201,31 @@ function M.transaction(db, fn, ...)
 end
 
 --- Open a connection (core.connect: target is a conninfo string or a URI,
--- "" for libpq's PG* variables) and remember its target.
-function M.connect(target)
-  local db = core.connect(target)
+-- "" for libpq's PG* variables) and remember its target.  opts.timeout:
+-- the silence bound in seconds (nil: the default, 300; 0 or false: none;
+-- see the README's "Connecting").  level: the caller's level for errors
+-- about opts.
+function M.connect(target, opts, level)
+  local timeout
+  if opts ~= nil then
+    level = (level or 1) + 1
+    if type(opts) ~= "table" then
+      error("connect: opts must be a table, got " .. type(opts), level)
+    end
+    for k in pairs(opts) do
+      if k ~= "timeout" then
+        error("connect: unknown option '" .. tostring(k) .. "' (timeout)", level)
+      end
+    end
+    timeout = opts.timeout
+    if timeout == false then timeout = 0 end
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0
+                           or timeout ~= timeout or timeout > 2000000) then
+      error("connect: timeout must be a number of seconds (0 or false: none), got "
+            .. tostring(opts.timeout), level)
+    end
+  end
+  local db = core.connect(target, timeout)
   state_of(db).target = target or ""
   return db
 end

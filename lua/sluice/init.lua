@@ -43,7 +43,9 @@ local sluice = {
 -- postgres:// URI.  Without one, DATABASE_URL is used, and without that
 -- libpq's PG* environment variables (PGHOST, PGDATABASE, ...; PGPASSWORD
 -- and ~/.pgpass work as with psql).
-function sluice.connect(target)
+-- opts.timeout: seconds a wait on the server may pass with no byte from
+-- it before the connection is closed (default 300; 0 or false: none).
+function sluice.connect(target, opts)
   if target ~= nil and type(target) ~= "string" then
     error("sluice.connect: target must be a conninfo string or a URI, got "
           .. type(target), 2)
@@ -51,7 +53,7 @@ function sluice.connect(target)
   if target == nil then
     target = os.getenv("DATABASE_URL") or ""
   end
-  return conn.connect(target)
+  return conn.connect(target, opts, 2)
 end
 
 --- Is v the database NULL (nil or sluice.null)?

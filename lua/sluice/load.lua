@@ -276,7 +276,8 @@ local function items(rows)
 end
 
 -- Open N-1 more connections to db's target with db's search_path and
--- TimeZone (the table name and timestamp text must mean the same there).
+-- TimeZone (the table name and timestamp text must mean the same there)
+-- and its timeout.
 local function more_connections(db, n)
   local target = conn.target(db)
   if target == nil then
@@ -287,7 +288,7 @@ local function more_connections(db, n)
                          .. "current_setting('TimeZone') as tz")
   local out = { db }
   for k = 2, n do
-    local c = conn.connect(target)
+    local c = conn.connect(target, { timeout = db:timeout() })
     c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
             s.sp, s.tz)
     out[k] = c

@@ -3,7 +3,8 @@
  * (`make check-core`): the buffer, text/CSV escaping, number formatting
  * and parsing, date/time parsing, the binary encoders against known
  * bytes, the CSV reader's states (quotes, line ends, block boundaries,
- * gzip members, errors) and the redaction of secrets.
+ * gzip members, errors), the redaction of secrets, and which left-behind
+ * server directories tmpdb_sweep() removes.
  *
  * Each CHECK prints the failing expression with its line; the program
  * exits non-zero when any failed.
@@ -15,10 +16,13 @@
 #include "csvread.h"
 #include "numfmt.h"
 #include "redact.h"
+#include "tmpdb.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -479,6 +483,83 @@ static void test_redact(void)
     CHECK(strstr(out, "a b c") == NULL);
 }
 
+/* Field 22 of /proc/self/stat (start time), as tmpdb.c records it. */
+static unsigned long long self_start_time(void)
+{
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    for (int field = 3; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* A fake server directory parent/name with a file inside, and its owner
+ * file saying `owner` (NULL: none). */
+static void fake_dir(const char *parent, const char *name, const char *owner)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", parent, name);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/%s/data", parent, name);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/%s/data/PG_VERSION", parent, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs("15\n", f) >= 0 && fclose(f) == 0);
+    if (owner) {
+        snprintf(path, sizeof path, "%s/%s/owner", parent, name);
+        f = fopen(path, "w");
+        CHECK(f && fputs(owner, f) >= 0 && fclose(f) == 0);
+    }
+}
+
+static int dir_exists(const char *parent, const char *name)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", parent, name);
+    return stat(path, &st) == 0;
+}
+
+static void test_tmpdb_sweep(void)
+{
+    char parent[] = "/tmp/sluice-core-XXXXXX";
+    CHECK(mkdtemp(parent) != NULL);
+    /* a dead owner: a child that exited (and was reaped) */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    int st;
+    CHECK(waitpid(dead, &st, 0) == dead);
+    char line[64];
+    snprintf(line, sizeof line, "%d 12345\n", (int)dead);
+    fake_dir(parent, "sluice-tmpdb-dead01", line);
+    /* a live owner: this process, its start time */
+    snprintf(line, sizeof line, "%d %llu\n", (int)getpid(), self_start_time());
+    fake_dir(parent, "sluice-tmpdb-live01", line);
+    /* this pid with another start time: the pid was reused */
+    snprintf(line, sizeof line, "%d %llu\n", (int)getpid(), self_start_time() + 1);
+    fake_dir(parent, "sluice-tmpdb-reuse1", line);
+    /* no owner yet (a start under way), and a name not ours */
+    fake_dir(parent, "sluice-tmpdb-noown1", NULL);
+    fake_dir(parent, "other-dead01", "1 1\n");
+    CHECK(tmpdb_sweep(parent) == 2);
+    CHECK(!dir_exists(parent, "sluice-tmpdb-dead01"));
+    CHECK(!dir_exists(parent, "sluice-tmpdb-reuse1"));
+    CHECK(dir_exists(parent, "sluice-tmpdb-live01"));
+    CHECK(dir_exists(parent, "sluice-tmpdb-noown1"));
+    CHECK(dir_exists(parent, "other-dead01"));
+    CHECK(tmpdb_sweep(parent) == 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", parent);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     test_buffer();
@@ -489,6 +570,7 @@ int main(void)
     test_csv();
     test_csv_record();
     test_redact();
+    test_tmpdb_sweep();
     printf("core: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
