@@ -240,4 +240,17 @@ function M.target(db)
   return st and st.target
 end
 
+--- Run fn(...) on db with no bound on the server's silence (timeout 0),
+-- the bound put back after: for the long statements sluice runs itself
+-- (recreating indexes, moving staged rows), which the server works on
+-- without a word for as long as they take.  Dead peers are still found by
+-- TCP keepalives.  Returns what fn returned; raises what it raised.
+function M.unbounded(db, fn, ...)
+  local prev = db:set_timeout(0)
+  local res = { pcall(fn, ...) }
+  pcall(db.set_timeout, db, prev)
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+
 return M

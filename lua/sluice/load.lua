@@ -749,7 +749,7 @@ local function attempt_without_indexes(run)
   local ti = progress.now()
   if db:status() ~= "idle" then pcall(db.rollback, db) end
   for _, ix in ipairs(saved) do
-    local iok, ierr = pcall(db.exec, db, ix.def)
+    local iok, ierr = pcall(conn.unbounded, db, db.exec, db, ix.def)
     -- level 3: this function, M.load, the caller's line
     if not iok then recreate_failed(saved, ix, ierr, ok, err, 3) end
   end

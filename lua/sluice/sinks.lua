@@ -4,6 +4,7 @@
 -- every row through it, then finishes or aborts it.
 local outcome = require "sluice.outcome"
 local batch = require "sluice.batch"
+local conn = require "sluice.conn"
 
 local function insert_sql(db, qtable, cols)
   local q, p = {}, {}
@@ -235,7 +236,7 @@ function sinks.unlogged_staging(db, ctx)
       local fok, err = pcall(function()
         cp:finish()
         outcome.check()
-        committing(s, db.exec, db, ("INSERT INTO %s (%s) SELECT %s FROM %s")
+        committing(s, conn.unbounded, db, db.exec, db, ("INSERT INTO %s (%s) SELECT %s FROM %s")
                                    :format(ctx.qtable, clist, clist, stage))
       end)
       -- a Ctrl-C noticed meanwhile waits until the staging table is gone
