@@ -21,6 +21,7 @@
 #include "interrupt.h"
 
 #include <string.h>
+#include <time.h>
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "dev"
@@ -142,7 +143,27 @@ static void push_types(lua_State *L)
 }
 
 /* The functions of sluice.core that are not methods of a type. */
+/* sluice.core.sleep(seconds): wait, in slices of 50 ms so that Ctrl-C
+ * ends it early (returns false then, true after the whole wait). */
+static int core_sleep(lua_State *L)
+{
+    double left = luaL_checknumber(L, 1);
+    while (left > 0) {
+        if (interrupt_pending()) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        double step = left < 0.05 ? left : 0.05;
+        struct timespec ts = { 0, (long)(step * 1e9) };
+        nanosleep(&ts, NULL);
+        left -= step;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+    { "sleep", core_sleep },
     { "connect", lib_conn_connect },
     { "new_error", lib_error_new },
     { "tmpdb_start", lib_tmpdb_start },

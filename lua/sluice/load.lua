@@ -83,6 +83,8 @@ local callable = require("sluice.values").callable
 local outcome = require "sluice.outcome"
 local sinks = require "sluice.sinks"
 local loadrejects = require "sluice.loadrejects"
+local checkpoint = require "sluice.checkpoint"
+local core = require "sluice.core"
 local csv = require "sluice.csv"
 
 -- The CSV reader behind the input: the reader itself, or the one behind
@@ -121,7 +123,11 @@ local OPTS = {
   connections = true, quiet = true, summary = true, label = true, total = true,
   on_reject = true, on_error = true, rejects = true, max_rejects = true,
   max_reject_ratio = true, reject_chunk = true,
+  checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
 }
+-- the strategies a checkpointed load can run in its own transactions
+local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
+                      pipeline = true, upsert = true, unlogged_staging = true }
 -- the strategies that can set rows aside (all of them)
 local REJECTS = {}
 for _, st in ipairs(M.STRATEGIES) do REJECTS[st] = true end
@@ -341,6 +347,37 @@ local function check_reject_opts(o, strategy)
   return reject
 end
 
+-- The options of checkpointed loads, checked.
+local function check_checkpoint_opts(o, strategy, nconn)
+  local ck = o.checkpoint
+  if ck == nil then
+    for _, k in ipairs { "checkpoint_rows", "checkpoint_bytes", "retries" } do
+      if o[k] ~= nil then fail(k .. " needs checkpoint = \"name\"", 3) end
+    end
+    return
+  end
+  if type(ck) ~= "string" or ck == "" then
+    fail("checkpoint must be a name (a non-empty string), got " .. type(ck), 3)
+  end
+  if not CHECKPOINTS[strategy] then
+    fail("checkpoint works with copy_text, copy_csv, copy_binary, batch, pipeline, upsert and "
+         .. "unlogged_staging, not \"" .. strategy .. "\"", 3)
+  end
+  if nconn > 1 or o.freeze or o.drop_indexes then
+    fail("checkpoint cannot be combined with connections = N, freeze or drop_indexes", 3)
+  end
+  for _, k in ipairs { "checkpoint_rows", "checkpoint_bytes" } do
+    local v = o[k]
+    if v ~= nil and (type(v) ~= "number" or v < 1 or v % 1 ~= 0) then
+      fail(k .. " must be a positive integer, got " .. tostring(v), 3)
+    end
+  end
+  local r = o.retries
+  if r ~= nil and (type(r) ~= "number" or r < 0 or r % 1 ~= 0) then
+    fail("retries must be an integer >= 0, got " .. tostring(r), 3)
+  end
+end
+
 local function check_opts(o)
   if type(o) ~= "table" then fail("expected a table of options, got " .. type(o), 2) end
   for k in pairs(o) do
@@ -383,6 +420,7 @@ local function check_opts(o)
     fail("freeze = true cannot be combined with connections = N (COPY FREEZE needs the "
          .. "table truncated in the one transaction that loads it)", 2)
   end
+  check_checkpoint_opts(o, strategy, nconn)
   local sc = o.synchronous_commit
   if sc ~= nil and sc ~= "off" and sc ~= "on" and sc ~= "local" and sc ~= "remote_write"
      and sc ~= "remote_apply" then
@@ -415,7 +453,7 @@ end
 -- The run of a load: the table and its columns, from the options or the
 -- first item's model, and what the sinks need.  Misuse raises at the
 -- line that called sluice.load.
-local function prepare(o, strategy, nconn, reject, next_item)
+local function prepare(o, strategy, nconn, reject, next_item, resume)
   local db = o.db
   -- peek at the first item: a model gives the table and the columns
   local first = next_item()
@@ -445,7 +483,7 @@ local function prepare(o, strategy, nconn, reject, next_item)
   if reject then
     local window = not STAGING[strategy] and 2 * nconn
                    * math.max(o.reject_chunk or 10000, o.batch_rows or 1000, o.sync_every or 1000)
-    ctx.rejects = loadrejects.new(o, nconn, columns, reader_of(o.rows), window or nil)
+    ctx.rejects = loadrejects.new(o, nconn, columns, reader_of(o.rows), window or nil, resume)
   end
   local prog
   if not o.quiet then
@@ -458,7 +496,7 @@ local function prepare(o, strategy, nconn, reject, next_item)
   return {
     o = o, db = db, strategy = strategy, nconn = nconn, ctx = ctx,
     columns = columns, ncols = #columns, is_column = is_column,
-    next_item = next_item, first = first, prog = prog,
+    next_item = next_item, item = first, prog = prog,
     conns = { db }, opened = {}, n = 0, put = 0, bytes = 0,
   }
 end
@@ -520,17 +558,17 @@ local function row_values(run, item, vals, row_no)
 end
 
 -- Put every item into the sinks, dealt round-robin to the connections.
-local function put_rows(run)
+local function put_rows(run, limit_rows, limit_bytes)
   local ncols, nconn, prog, next_item = run.ncols, run.nconn, run.prog, run.next_item
   local put = run.opened[1].put
   local handles = {}
   for k, s in ipairs(run.opened) do handles[k] = s.handle or s end
   local handle = handles[1]
   local vals = {}
-  local n, bytes = 0, 0
-  local item = run.first
+  local n, bytes, k = run.n, run.bytes, run.put -- k: rows put (dealt round-robin)
+  local stop_n, stop_bytes = n + (limit_rows or math.huge), bytes + (limit_bytes or math.huge)
+  local item = run.item
   local rej = run.ctx.rejects
-  local k = 0 -- rows put (dealt round-robin)
   while item ~= nil do
     local row, why, code = row_values(run, item, vals, n + 1)
     n = n + 1
@@ -552,8 +590,16 @@ local function put_rows(run)
       error(why, 0)
     end
     if prog and n % 256 == 0 then prog:update(n, bytes) end
+    if n >= stop_n or bytes >= stop_bytes then
+      -- a checkpoint: where the input goes on, before reading on
+      run.pos = run.position and run.position() or ""
+      run.item = next_item()
+      return run.item ~= nil
+    end
     item = next_item()
   end
+  run.item = nil
+  return false
 end
 
 -- Finish every sink, then commit those that commit at the end (several
@@ -578,8 +624,8 @@ end
 -- The rows each COPY sink's server counted must be the rows it was
 -- given less those it set aside: anything else (a trigger or rule that
 -- skipped or added rows) is an error, never silence.
-local function check_counts(run)
-  local nconn, n = run.nconn, run.put
+local function check_counts(run, put0)
+  local nconn, n = run.nconn, run.put - (put0 or 0)
   for k, s in ipairs(run.opened) do
     if s.loaded then
       local given = n >= k and math.floor((n - k) / nconn) + 1 or 0
@@ -769,10 +815,242 @@ local function summary(run, t0, wal0, index_seconds)
   }
 end
 
+------------------------------------------------- checkpointed loads
+-- checkpoint = "name": the rows go in chunks (checkpoint_rows rows or
+-- checkpoint_bytes bytes of values, whichever comes first), each in its
+-- own transaction together with its ledger row (checkpoint.lua); a run
+-- goes on from the ledger.
+
+local DEFAULT_CK_ROWS, DEFAULT_CK_BYTES = 100000, 64 * 1024 * 1024
+
+-- The positionable input behind rows (a CSV reader, a source object with
+-- next/position/seek/identity), or nil.
+local function source_of(rows)
+  local r = reader_of(rows)
+  if r then return r end
+  local t = type(rows)
+  if (t == "table" or t == "userdata") and type(rows.position) == "function"
+     and type(rows.seek) == "function" then
+    return rows
+  end
+  return nil
+end
+
+-- The input's next_item, placed after the rows of the ledger's row `led`
+-- (seek to its position, or read and skip rows_read rows), and a function
+-- that tells the position to record.
+local function positioned(rows, src, led)
+  local next_item
+  if src and type(src.next) == "function" then
+    next_item = function() return (src:next()) end
+  else
+    next_item = items(rows)
+  end
+  local done = led and tonumber(led.rows_read) or 0
+  if done > 0 then
+    if src and led.position ~= "" then
+      src:seek(led.position)
+    else
+      for _ = 1, done do
+        if next_item() == nil then
+          fail(("checkpoint \"%s\": the input ended after fewer rows than the ledger says were "
+                .. "read (%d): it is not the input of the earlier run"):format(led.name, done), 4)
+        end
+      end
+    end
+  end
+  local position = src and function() return src:position() end or nil
+  return next_item, position
+end
+
+-- The chunks of a checkpointed load: each one's sinks, rows, ledger row
+-- and COMMIT.  run.ck: { ledger, name, identity, rows, bytes, committed =
+-- { read, loaded, rejected } through the last commit, chunk_from }.
+local function load_chunks(run)
+  local ck, db, rej = run.ck, run.db, run.ctx.rejects
+  run.ctx.in_tx = true
+  repeat
+    ck.chunk_from = run.n + 1
+    local put0 = run.put
+    db:begin()
+    run.opened = {}
+    open_sinks(run)
+    local more = put_rows(run, ck.rows, ck.bytes)
+    local ok, err = outcome.held(function()
+      for _, s in ipairs(run.opened) do
+        s.finish()
+        outcome.check()
+      end
+      if rej then rej:flush_pending() end
+      check_counts(run, put0)
+      local rejected = rej and rej.count or 0
+      checkpoint.save(db, ck.ledger, ck.name, {
+        target = run.ctx.shown, identity = ck.identity, strategy = run.strategy,
+        position = more and run.pos or "", rows_read = run.n, rows_loaded = run.n - rejected,
+        rows_rejected = rejected, rejects_size = rej and rej:file_size() or nil, done = not more,
+      })
+      ck.committing = true
+      db:commit()
+      ck.committing = false
+      ck.committed = { read = run.n, loaded = run.n - rejected, rejected = rejected }
+      ck.chunks = ck.chunks + 1
+      outcome.check()
+    end)
+    if not ok then error(err, 0) end
+  until not more
+  if rej then rej:finish() end
+end
+
+-- The error of a checkpointed load: what the ledger holds, and that a
+-- run again goes on.
+local function checkpoint_error(run, err)
+  local ck = run.ck
+  local c = ck.committed
+  local t = {}
+  if c.read > 0 then
+    t[1] = ("rows 1-%d are committed and in the ledger (%d loaded, %d rejected)")
+           :format(c.read, c.loaded, c.rejected)
+  else
+    t[1] = "nothing is committed"
+  end
+  if ck.committing then
+    t[2] = ("the COMMIT of rows %d-%d got no answer (the ledger knows whether it went through)")
+           :format(ck.chunk_from, run.n)
+  elseif run.n >= ck.chunk_from then
+    t[2] = ("rows %d-%d were rolled back"):format(ck.chunk_from, run.n)
+  end
+  t[#t + 1] = "run the load again to go on"
+  return outcome.reworded(err, ("load: checkpoint \"%s\": %s: "):format(ck.name, table.concat(t, "; ")), {
+    committed_rows = c.loaded, in_doubt_rows = ck.committing and (run.n - c.read) or 0,
+    checkpoint = ck.name, retryable = checkpoint.retryable(err),
+  })
+end
+
+-- One run of a checkpointed load on db: returns its summary, or raises.
+local function checkpoint_attempt(o, db, strategy, reject)
+  local ledger, why = checkpoint.ledger(db)
+  if not ledger then fail("checkpoint: " .. why, 3) end
+  checkpoint.ensure(db, ledger)
+  local src = source_of(o.rows)
+  local identity = checkpoint.identity(o.rows, src)
+  local led = checkpoint.get(db, ledger, o.checkpoint)
+  if led and led.identity ~= identity then
+    error(("load: checkpoint \"%s\" belongs to another input (%s); this load reads %s: "
+           .. "sluice.reset_checkpoint(db, \"%s\") starts it over"):format(o.checkpoint,
+           led.identity, identity, o.checkpoint), 0)
+  end
+  local t0 = progress.now()
+  if led and led.done then
+    local r = { strategy = strategy, table = led.target, rows = led.rows_read, read = led.rows_read,
+                loaded = led.rows_loaded, rejected = led.rows_rejected, bytes = 0, seconds = 0,
+                rows_per_s = 0, mb_per_s = 0, index_seconds = 0, checkpoint = o.checkpoint,
+                resumed_from = led.rows_read, chunks = 0, already_done = true }
+    if not o.quiet and o.summary ~= false then
+      io.stderr:write(("load: checkpoint \"%s\" is complete (%d rows read, %d loaded, %d "
+                       .. "rejected): nothing to do\n"):format(o.checkpoint, led.rows_read,
+                       led.rows_loaded, led.rows_rejected))
+    end
+    return r
+  end
+  local next_item, position = positioned(o.rows, src, led)
+  local base = led and led.rows_read or 0
+  local resume = led and { rows = base, rejected = led.rows_rejected,
+                           rejects_size = led.rejects_size ~= core.null and led.rejects_size or nil }
+  local oo = setmetatable({ db = db }, { __index = o })
+  local run = prepare(oo, strategy, 1, reject, next_item, resume)
+  run.n, run.position = base, position
+  run.ck = { ledger = ledger, name = o.checkpoint, identity = identity, chunks = 0,
+             rows = o.checkpoint_rows or DEFAULT_CK_ROWS,
+             bytes = o.checkpoint_bytes or DEFAULT_CK_BYTES,
+             committed = { read = base, loaded = led and led.rows_loaded or 0,
+                           rejected = led and led.rows_rejected or 0 } }
+  local wal0 = wal_lsn(db)
+  local ok, err = pcall(load_chunks, run)
+  if not ok then
+    for _, s in ipairs(run.opened) do s.abort() end
+    if db:status() ~= "idle" then pcall(db.rollback, db) end
+    if run.ctx.rejects then run.ctx.rejects:close() end
+    if run.prog then run.prog:finish(run.n, run.bytes) end
+    if type(err) == "table" and err.checkpoint then error(err, 0) end
+    error(checkpoint_error(run, err), 0)
+  end
+  local result = summary(run, t0, wal0, 0)
+  result.checkpoint, result.resumed_from, result.chunks = o.checkpoint, base, run.ck.chunks
+  result.rows_per_s = (run.n - base) / result.seconds
+  if run.prog then run.prog:finish(run.n, run.bytes, result.rejected) end
+  return result
+end
+
+-- Whether the input can go back to a ledger position after a retry.
+local function can_go_back(rows)
+  local src = source_of(rows)
+  return type(rows) == "table" and not src or (src ~= nil and type(src.seek) == "function")
+end
+
+-- A new connection to db's target, as db was (search_path, TimeZone,
+-- silence bound); tried until `patience` seconds passed (a server that
+-- restarts refuses connections for a while).
+local function reconnect(db, patience, settings)
+  local target = conn.target(db)
+  if not target then return nil, "the connection's target is not known" end
+  local deadline = progress.now() + patience
+  local wait = 0.25
+  local last
+  repeat
+    local ok, c = pcall(conn.connect, target, { timeout = db:timeout() })
+    if ok then
+      c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
+              settings.sp, settings.tz)
+      return c
+    end
+    last = c
+    if not core.sleep(wait) then return nil, "interrupted (Ctrl-C)" end
+    wait = math.min(wait * 2, 4)
+  until progress.now() > deadline
+  return nil, last
+end
+
+-- A checkpointed load, with retries: after an error that retrying may
+-- cure (checkpoint.retryable), connect again and go on from the ledger.
+local function checkpointed(o, strategy, reject)
+  local db, tries = o.db, 0
+  local settings = db:query_one("select current_setting('search_path') as sp, "
+                                .. "current_setting('TimeZone') as tz")
+  while true do
+    local ok, res = pcall(checkpoint_attempt, o, db, strategy, reject)
+    if ok then
+      if db ~= o.db then res.db = db end
+      return res
+    end
+    local err = res
+    tries = tries + 1
+    if not (o.retries and tries <= o.retries and type(err) == "table" and err.retryable) then
+      error(err, 0)
+    end
+    if not can_go_back(o.rows) then
+      error(outcome.reworded(err, "load: retries need an input that can go back to the ledger's "
+        .. "position (a list, a sluice.csv reader, a generator's rows); not retried: ", {}), 0)
+    end
+    local backoff = math.min(0.5 * 2 ^ (tries - 1), 8)
+    io.stderr:write(("load: checkpoint \"%s\": %s; retrying (%d of %d) in %.1f s\n")
+                    :format(o.checkpoint, one_line(err.cause_message or err.message), tries,
+                            o.retries, backoff))
+    if not core.sleep(backoff) then error(err, 0) end
+    local c, why = reconnect(db, 60, settings)
+    if not c then
+      error(outcome.reworded(err, ("load: checkpoint \"%s\": could not connect again (%s): ")
+                                  :format(o.checkpoint, one_line(why)), {}), 0)
+    end
+    pcall(db.close, db)
+    db = c
+  end
+end
+
 --- sluice.load(opts) -> summary (see the top of this file).
 function M.load(o)
   local strategy, nconn, reject = check_opts(o)
   check_idle(o.db)
+  if o.checkpoint then return checkpointed(o, strategy, reject) end
   local run = prepare(o, strategy, nconn, reject, items(o.rows))
   local t0 = progress.now()
   local wal0 = wal_lsn(o.db)
