@@ -84,5 +84,7 @@ sluice.load = require("sluice.load").load
 sluice.compare = require("sluice.compare").compare
 sluice.rejects = require("sluice.rejects").open
 sluice.read_rejects = require("sluice.rejects").read
+sluice.checkpoints = require("sluice.checkpoint").list
+sluice.reset_checkpoint = require("sluice.checkpoint").reset
 
 return sluice
