@@ -356,4 +356,188 @@ describe("reject mode", function()
       assert.are.equal(50, err.rejected[1].row)
     end)
   end)
+
+  describe("db:pipeline", function()
+    -- n rows for insert into <t> (id, v, ref, code) with scattered bad
+    -- rows: values as sent, and per row the SQLSTATE expected (rows run in
+    -- order: a duplicate id is refused when its first row went in)
+    local function input(n)
+      local rows, fault, inserted = {}, {}, {}
+      for i = 1, n do
+        local r = { i, i, (i % 7) + 1, "c" .. i }
+        local f
+        if i % 37 == 0 then r[2] = "x" .. i; f = "22P02"
+        elseif i % 41 == 0 then r[2] = -i; f = "23514"
+        elseif i % 43 == 0 then r[2] = nil; f = "23502"
+        elseif i % 47 == 0 then r[3] = 999; f = "23503"
+        elseif i % 29 == 0 then r[1] = i - 13; if inserted[i - 13] then f = "23505" end
+        end
+        if not f then inserted[r[1]] = i end
+        rows[i], fault[i] = r, f
+      end
+      return rows, fault
+    end
+
+    local function want_of(rows, fault)
+      local want, rejected = {}, {}
+      for i, r in ipairs(rows) do
+        if fault[i] then rejected[#rejected + 1] = { i, fault[i] }
+        else want[r[1]] = { r[2], r[3], r[4] } end
+      end
+      return want, rejected
+    end
+
+    local function make(name)
+      db:exec(("create table %s (id int primary key, v int not null check (v >= 0), "
+        .. "ref int references parent (id), code text)"):format(name))
+    end
+
+    local function send_all(pl, rows, from, to)
+      for i = from or 1, to or #rows do
+        local r = rows[i]
+        pl:send(r[1], r[2], r[3], r[4])
+      end
+    end
+
+    for _, every in ipairs({ 50, 7, 1000 }) do
+      it(("sets aside each kind of bad row and inserts exactly the others (sync_every %d)")
+          :format(every), function()
+        local name = "pl_" .. every
+        make(name)
+        local rows, fault = input(400)
+        local got, vals, on_reject = collector()
+        local pl = db:pipeline(("insert into %s values ($1, $2, $3, $4)"):format(name),
+          { sync_every = every, on_reject = on_reject })
+        send_all(pl, rows, 1, 200)
+        local done = pl:sync()
+        send_all(pl, rows, 201, 400)
+        assert.are.equal(400, pl:close())
+        local want, rejected = want_of(rows, fault)
+        assert.are.same(rejected, got)
+        assert.are.same(want, table_of(db, name))
+        local kinds = {}
+        for _, r in ipairs(got) do kinds[r[2]] = true end
+        assert.are.same({ ["22P02"] = true, ["23514"] = true, ["23502"] = true,
+                          ["23503"] = true, ["23505"] = true }, kinds)
+        assert.are.equal(200, done)
+        assert.are.equal(#rejected, pl.rows_rejected)
+        local n = 0
+        for _ in pairs(want) do n = n + 1 end
+        assert.are.equal(n, pl.rows_committed)
+        assert.are.equal(400, pl.rows_done)
+        -- the values as sent: strings, nil for NULL
+        assert.are.same({ "37", "x37", "3", "c37" }, vals[37])
+        assert.are.same({ "43", nil, "2", "c43" }, vals[43])
+        assert.are.same({ "45", "58", "3", "c58" }, vals[58])
+        assert.are.equal("idle", db:status())
+      end)
+    end
+
+    it("a clean run inserts everything", function()
+      make("plc")
+      local n = 0
+      local pl = db:pipeline("insert into plc values ($1, $2, $3, $4)",
+        { sync_every = 64, on_reject = function() n = n + 1 end })
+      for i = 1, 500 do pl:send(i, i, 1, "c" .. i) end
+      assert.are.equal(500, pl:close())
+      assert.are.equal(0, n)
+      assert.are.equal(500, H.count(db, "plc"))
+      assert.are.equal(500, pl.rows_committed)
+    end)
+
+    it("inside the caller's transaction: a savepoint per group, the caller decides", function()
+      make("pltx")
+      db:begin()
+      db:exec("insert into pltx values (1000, 1, 1, 'mine')")
+      local rows, fault = input(300)
+      local got, _, on_reject = collector()
+      local pl = db:pipeline("insert into pltx values ($1, $2, $3, $4)",
+        { sync_every = 40, on_reject = on_reject })
+      send_all(pl, rows)
+      pl:close()
+      assert.are.equal("intrans", db:status())
+      local want, rejected = want_of(rows, fault)
+      want[1000] = { 1, 1, "mine" }
+      assert.are.same(rejected, got)
+      assert.are.same(want, table_of(db, "pltx"))
+      assert.are.equal(0, pl.rows_committed)
+      db:rollback()
+      assert.are.equal(0, H.count(db, "pltx"))
+    end)
+
+    it("on_reject may send a corrected row", function()
+      make("plfix")
+      local pl
+      pl = db:pipeline("insert into plfix values ($1, $2, $3, $4)", { sync_every = 10,
+        on_reject = function(values)
+          pl:send(tonumber(values[1]) + 1000, 0, 1, "fixed")
+        end })
+      for i = 1, 100 do pl:send(i, i % 30 == 0 and -1 or i, 1, "c" .. i) end
+      assert.are.equal(103, pl:close())
+      assert.are.equal(100, H.count(db, "plfix"))
+      assert.are.same({ { id = 1030 }, { id = 1060 }, { id = 1090 } },
+        db:query("select id from plfix where code = 'fixed' order by id"))
+    end)
+
+    it("on_reject raising ends the pipeline and says what was committed", function()
+      make("plr")
+      local seen = {}
+      local pl = db:pipeline("insert into plr values ($1, $2, $3, $4)", { sync_every = 10,
+        on_reject = function(_, _, row)
+          seen[#seen + 1] = row
+          if row == 25 then error("stop here") end
+        end })
+      local err = error_of(function()
+        for i = 1, 100 do pl:send(i, (i == 5 or i == 25) and -1 or i, 1, "c" .. i) end
+        pl:close()
+      end)
+      assert.are.same({ 5, 25 }, seen)
+      local n = H.count(db, "plr")
+      assert.are.equal(n, err.committed_rows)
+      assert.is_true(n >= 18)
+      assert.matches("^pipeline: on_reject raised for row 25 %(" .. n .. " rows were committed "
+        .. "and 2 handed to on_reject; each row up to row " .. (n + 2)
+        .. " is one or the other; no other row was committed%): .*stop here$", err.message)
+      assert.are.equal("failed", pl.state)
+      assert.are.equal("idle", db:status())
+    end)
+
+    it("an error that is no row's fault stops it and says what was committed", function()
+      make("ple")
+      db:exec([[create function ple_slow() returns trigger language plpgsql as $$
+                begin if new.v = 777 then perform pg_sleep(5); end if; return new; end $$]])
+      db:exec("create trigger ple_slow before insert on ple for each row execute function ple_slow()")
+      local rows, fault = input(400)
+      rows[250] = { 250, 777, 1, "slow" }
+      fault[250] = nil
+      db:exec("SET statement_timeout = '300ms'")
+      local got, _, on_reject = collector()
+      local pl = db:pipeline("insert into ple values ($1, $2, $3, $4)",
+        { sync_every = 50, on_reject = on_reject })
+      local err = error_of(function()
+        send_all(pl, rows)
+        pl:close()
+      end)
+      db:exec("RESET statement_timeout")
+      assert.are.equal("57014", err.sqlstate)
+      assert.are.equal(250, err.row)
+      -- the groups before row 250's (groups shift as refused rows are
+      -- sent again): rows 1-k committed or set aside, nothing after k
+      local n, k = err.message:match("^pipeline: row 250: canceling statement due to "
+        .. "statement timeout %((%d+) rows were committed and %d+ handed to on_reject; each "
+        .. "row up to row (%d+) is one or the other; no other row was committed%)")
+      n, k = tonumber(n), tonumber(k)
+      assert.is_true(k >= 150 and k < 250, err.message)
+      local want = want_of({ unpack(rows, 1, k) }, fault)
+      assert.are.same(want, table_of(db, "ple"))
+      assert.are.equal(n, H.count(db, "ple"))
+      assert.are.equal(n, err.committed_rows)
+      assert.are.equal(0, err.in_doubt_rows)
+      -- every row set aside before row 250 was handed over (none after)
+      local want_rej = {}
+      for i = 1, 400 do if fault[i] and i < 250 then want_rej[#want_rej + 1] = { i, fault[i] } end end
+      assert.are.same(want_rej, got)
+      assert.are.equal("idle", db:status())
+    end)
+  end)
 end)
