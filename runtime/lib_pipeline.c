@@ -16,6 +16,17 @@
  * ends the pipeline and raises the server's error object with `row` set
  * to the failing row and the message prefixed "pipeline: row N: ".
  *
+ * Reject mode (opts.on_reject): the row values are not dropped after
+ * each send but kept in the same params buffer (row kept_first at index
+ * 0) until their group is confirmed (s.confirmed_upto, pipeline.h); a
+ * row's failure is settled by settle(): every answer read, the aborted
+ * block ended (pipe_recover), the row set aside (gone[], and queued in
+ * fenv[FENV_PENDING] with its values and error) and the kept rows sent
+ * again.  The queued rejections go to on_reject at the end of the call
+ * that found them (hand_over), in row order.  Confirmed rows leave the
+ * buffer once they are at least half of it (params_drop_front), so a
+ * row costs no more than a copy.
+ *
  * Ownership: the pipeline keeps its connection alive (fenv) and sets
  * conn->busy while open (libpq allows nothing else, COPY included, in
  * pipeline mode).  One release routine (close, failure, __gc) leaves
@@ -31,7 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { FENV_CONN = 1 };
+enum { FENV_CONN = 1, FENV_REJECT, FENV_PENDING };
 enum { PL_OPEN = 1, PL_CLOSED, PL_FAILED };
 static const char *const pl_state_names[] = { "new", "open", "closed",
                                               "failed" };
@@ -47,6 +58,16 @@ typedef struct sl_pipeline {
     params_buf p;      /* owned: the row being sent */
     pipe_state s;      /* owned: FIFO, kept error */
     int lost;          /* the connection broke before every answer came */
+    /* reject mode: p keeps every row after s.confirmed_upto (row
+     * kept_first at index 0), to be sent again after a row's failure */
+    int reject;
+    uint64_t kept_first;
+    uint64_t given;    /* rows given to send() */
+    uint64_t *gone;    /* owned: rejected rows still kept, ascending */
+    size_t ngone, capgone;
+    uint64_t nrejected;
+    int pend_head, pend_tail; /* rejections to hand over (fenv[PENDING]) */
+    int handing;       /* on_reject is running */
 } sl_pipeline;
 
 /* The one release routine.  Ends pipeline mode if still in it (the open
@@ -65,7 +86,18 @@ static int pl_end(sl_pipeline *pl, int commit, int new_state)
     params_free(&pl->p);
     free(pl->kinds);
     pl->kinds = NULL;
+    free(pl->gone);
+    pl->gone = NULL;
+    pl->ngone = pl->capgone = 0;
     return rc;
+}
+
+/* Rows settled: committed (or, in the caller's transaction, released into
+ * it) or handed to on_reject; without reject mode, rows answered. */
+static uint64_t rows_done(const sl_pipeline *pl)
+{
+    return pl->reject ? pl->s.rows_confirmed + pl->nrejected
+                      : pl->s.rows_done;
 }
 
 static int pl_gc(lua_State *L)
@@ -133,12 +165,37 @@ static void push_claims(lua_State *L, sl_pipeline *pl, int server_failed)
             luaL_addstring(&b, " (the caller's transaction is aborted; roll "
                                "it back)");
         else {
-            snprintf(num, sizeof num, "%llu", (unsigned long long)s->rows_done);
+            snprintf(num, sizeof num, "%llu", (unsigned long long)rows_done(pl));
             luaL_addstring(&b, " (rows 1-");
             luaL_addstring(&b, num);
             luaL_addstring(&b, " were executed in the caller's transaction, "
                                "nothing is committed here)");
         }
+        luaL_pushresult(&b);
+        return;
+    }
+    if (pl->reject) {
+        snprintf(num, sizeof num, " (%llu rows were committed and ",
+                 (unsigned long long)k);
+        luaL_addstring(&b, num);
+        snprintf(num, sizeof num, "%llu handed to on_reject",
+                 (unsigned long long)pl->nrejected);
+        luaL_addstring(&b, num);
+        if (s->confirmed_upto > 0) {
+            snprintf(num, sizeof num, "; each row up to row %llu is one or "
+                     "the other", (unsigned long long)s->confirmed_upto);
+            luaL_addstring(&b, num);
+        }
+        if (d > 0) {
+            snprintf(num, sizeof num, "; %llu rows after it ",
+                     (unsigned long long)d);
+            luaL_addstring(&b, num);
+            luaL_addstring(&b, "may or may not have been committed: their "
+                               "COMMIT was sent, but the connection was lost "
+                               "before the server answered (check the "
+                               "table)");
+        }
+        luaL_addstring(&b, "; no other row was committed)");
         luaL_pushresult(&b);
         return;
     }
@@ -214,6 +271,230 @@ static int raise_outcome(lua_State *L, sl_pipeline *pl, const char *msg)
     return lua_error(L);
 }
 
+/* ---------------------------------------------------------- reject mode */
+
+/* Forget the kept rows up to s.confirmed_upto (committed or released):
+ * moved out of the buffer once they are at least half of it. */
+static void drop_confirmed(sl_pipeline *pl)
+{
+    uint64_t upto = pl->s.confirmed_upto;
+    while (pl->ngone > 0 && pl->gone[0] <= upto) {
+        memmove(pl->gone, pl->gone + 1, (pl->ngone - 1) * sizeof *pl->gone);
+        pl->ngone--;
+    }
+    if (upto < pl->kept_first)
+        return;
+    uint64_t drop = upto - pl->kept_first + 1;
+    uint64_t kept = pl->given - upto;
+    if (drop < kept)
+        return;
+    params_drop_front(&pl->p, (size_t)drop * (size_t)pl->nparams);
+    pl->kept_first = upto + 1;
+}
+
+static int is_gone(const sl_pipeline *pl, uint64_t row)
+{
+    for (size_t i = 0; i < pl->ngone; i++)
+        if (pl->gone[i] == row)
+            return 1;
+    return 0;
+}
+
+/* Push the kept values of row as sent: strings, nil for NULL. */
+static void push_values(lua_State *L, sl_pipeline *pl, uint64_t row)
+{
+    size_t base = (size_t)(row - pl->kept_first) * (size_t)pl->nparams;
+    lua_createtable(L, pl->nparams, 0);
+    for (int j = 0; j < pl->nparams; j++) {
+        size_t k = base + (size_t)j;
+        if (k >= pl->p.n || pl->p.off[k] == PARAMS_NULL)
+            continue;
+        lua_pushlstring(L, pl->p.data.data + pl->p.off[k],
+                        (size_t)pl->p.len[k]);
+        lua_rawseti(L, -2, j + 1);
+    }
+}
+
+/* Set the failed row aside: {values, err, row} queued for on_reject (the
+ * pipeline userdata at index 1), the row marked gone.  Takes err. */
+static int set_aside(lua_State *L, sl_pipeline *pl, uint64_t row,
+                     PGresult *err)
+{
+    if (pl->ngone == pl->capgone) {
+        size_t c = pl->capgone ? pl->capgone * 2 : 16;
+        uint64_t *g = realloc(pl->gone, c * sizeof *g);
+        if (!g) {
+            PQclear(err);
+            return SL_ENOMEM;
+        }
+        pl->gone = g;
+        pl->capgone = c;
+    }
+    pl->gone[pl->ngone++] = row;
+    pl->nrejected++;
+    lua_getfenv(L, 1);
+    lua_rawgeti(L, -1, FENV_PENDING);
+    lua_createtable(L, 3, 0);
+    push_values(L, pl, row);
+    lua_rawseti(L, -2, 1);
+    lib_push_result_error(L, err, pl->conn->pg);
+    lua_rawseti(L, -2, 2);
+    lua_pushnumber(L, (lua_Number)row);
+    lua_rawseti(L, -2, 3);
+    lua_rawseti(L, -2, ++pl->pend_tail);
+    lua_pop(L, 2);
+    PQclear(err);
+    return SL_OK;
+}
+
+/* Send the kept rows after confirmed_upto again, but the gone ones; stops
+ * at a failure read meanwhile (the rows after it go again later). */
+static int resend(sl_pipeline *pl)
+{
+    pipe_state *s = &pl->s;
+    uint64_t from = s->confirmed_upto + 1;
+    if (from < pl->kept_first)
+        from = pl->kept_first;
+    for (uint64_t row = from; row <= pl->given && !s->err; row++) {
+        if (is_gone(pl, row))
+            continue;
+        size_t base = (size_t)(row - pl->kept_first) * (size_t)pl->nparams;
+        if (params_bind(&pl->p, base, (size_t)pl->nparams) != SL_OK)
+            return SL_ENOMEM;
+        int rc = pipe_send_row(s, pl->name, pl->nparams, pl->p.ptrs,
+                               pl->p.lens, pl->p.fmts, row, 1);
+        if (rc == SL_OK && ++pl->since_sync >= pl->sync_every) {
+            pl->since_sync = 0;
+            rc = pipe_sync(s);
+        }
+        if (rc != SL_OK)
+            return rc;
+    }
+    return SL_OK;
+}
+
+/* A row failed for its own fault: read every result (the groups after
+ * its own failed with it), end the aborted block, set the row aside and
+ * send the kept rows again; again for each failure this meets.  Leaves
+ * s.err set only for an error that is no row's fault. */
+static int settle(lua_State *L, sl_pipeline *pl)
+{
+    pipe_state *s = &pl->s;
+    int rc = SL_OK;
+    while (rc == SL_OK && pipe_row_fault(s)) {
+        if (s->group_open && (rc = pipe_sync(s)) != SL_OK)
+            break;
+        if ((rc = pipe_pump(s, 1, 1)) != SL_OK)
+            break;
+        PGresult *err = s->err;
+        uint64_t row = s->err_row;
+        s->err = NULL;
+        /* every answer is in: no COMMIT is awaited */
+        s->rows_commit_sent = s->rows_committed;
+        if ((rc = set_aside(L, pl, row, err)) != SL_OK)
+            break;
+        if ((rc = pipe_recover(s)) != SL_OK || s->err)
+            break;
+        pl->since_sync = 0;
+        rc = resend(pl);
+    }
+    return rc;
+}
+
+/* Every group synced, every answer read and every row failure settled.
+ * A failure that is no row's fault is left in s.err. */
+static int settle_all(lua_State *L, sl_pipeline *pl)
+{
+    pipe_state *s = &pl->s;
+    for (;;) {
+        int rc = SL_OK;
+        pl->since_sync = 0;
+        if (s->group_open && (rc = pipe_sync(s)) != SL_OK)
+            return rc;
+        if ((rc = pipe_pump(s, 1, 1)) != SL_OK)
+            return rc;
+        if (!pipe_row_fault(s))
+            return SL_OK;
+        if ((rc = settle(L, pl)) != SL_OK)
+            return rc;
+    }
+}
+
+/* Hand the rejections queued so far to on_reject, in row order (the
+ * pipeline at index 1).  An error on_reject raises does not stop the
+ * others from being handed over; then the pipeline ends (its open group
+ * rolled back, as pl:abort() does) and the first error is raised with
+ * what was committed.  on_reject may call pl:send() (a corrected row);
+ * its own rejections are handed over by this same loop.  `quiet`: the
+ * pipeline has ended on an error about to be raised; on_reject's errors
+ * are dropped. */
+static void hand_over(lua_State *L, sl_pipeline *pl, int quiet)
+{
+    if (!pl->reject || pl->handing || pl->pend_head == pl->pend_tail)
+        return;
+    int top = lua_gettop(L);
+    lua_getfenv(L, 1);
+    int fenv = lua_gettop(L);
+    lua_pushnil(L); /* the first error */
+    int first = lua_gettop(L);
+    uint64_t first_row = 0;
+    pl->handing = 1;
+    while (pl->pend_head < pl->pend_tail) {
+        int i = ++pl->pend_head;
+        lua_rawgeti(L, fenv, FENV_PENDING);
+        lua_rawgeti(L, -1, i);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, i);
+        lua_remove(L, -2);
+        int item = lua_gettop(L);
+        lua_rawgeti(L, fenv, FENV_REJECT);
+        lua_rawgeti(L, item, 1);
+        lua_rawgeti(L, item, 2);
+        lua_rawgeti(L, item, 3);
+        uint64_t row = (uint64_t)lua_tonumber(L, -1);
+        if (lua_pcall(L, 3, 0, 0) != 0) {
+            if (first_row == 0) {
+                lua_replace(L, first);
+                first_row = row;
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        lua_settop(L, item - 1);
+    }
+    pl->handing = 0;
+    if (first_row == 0 || quiet) {
+        lua_settop(L, top);
+        return;
+    }
+    pl_end(pl, 0, PL_FAILED);
+    lua_pushliteral(L, "pipeline: on_reject raised for row ");
+    push_u64(L, first_row);
+    push_claims(L, pl, 0);
+    lua_pushliteral(L, ": ");
+    if (lua_type(L, first) != LUA_TTABLE) {
+        /* a string (or another value): an error object of its own */
+        if (lua_isstring(L, first))
+            lua_pushvalue(L, first);
+        else
+            lua_pushstring(L, luaL_typename(L, first));
+        lib_push_error(L, NULL, lua_tostring(L, -1), NULL, NULL);
+        lua_replace(L, first);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, first, "message");
+    lua_concat(L, 5);
+    lua_setfield(L, first, "message");
+    lua_pushnumber(L, (lua_Number)first_row);
+    lua_setfield(L, first, "row");
+    lua_pushnumber(L, (lua_Number)pl->s.rows_committed);
+    lua_setfield(L, first, "committed_rows");
+    lua_pushnumber(L, (lua_Number)rows_in_doubt(pl));
+    lua_setfield(L, first, "in_doubt_rows");
+    lua_pushvalue(L, first);
+    lua_error(L);
+}
+
 /* After a pipe_* call: on a broken connection, Ctrl-C, out of memory or
  * a failure the server reported, end the pipeline (which reads every
  * answer still to come) and raise what happened and what was committed.
@@ -221,6 +502,8 @@ static int raise_outcome(lua_State *L, sl_pipeline *pl, const char *msg)
  * what it stopped. */
 static void check(lua_State *L, sl_pipeline *pl, int rc)
 {
+    if (rc == SL_OK && pl->reject && pipe_row_fault(&pl->s))
+        rc = settle(L, pl);
     if (rc == SL_OK && !pl->s.err)
         return;
     if (rc == SL_EINTR) {
@@ -230,6 +513,7 @@ static void check(lua_State *L, sl_pipeline *pl, int rc)
     if (rc == SL_EBROKEN)
         pl->lost = 1;
     pl_end(pl, 0, PL_FAILED);
+    hand_over(L, pl, 1); /* the rows set aside before it */
     if (rc == SL_EINTR) {
         int sig = lib_interrupt_consume(L);
         lua_pushfstring(L, "interrupted (%s)", interrupt_name(sig));
@@ -263,7 +547,11 @@ static int pl_send(lua_State *L)
         return luaL_error(L, "pipeline:send: expected %d value%s (one per "
                              "parameter), got %d", pl->nparams,
                           pl->nparams == 1 ? "" : "s", n);
-    params_truncate(&pl->p, 0);
+    if (pl->reject)
+        drop_confirmed(pl);
+    else
+        params_truncate(&pl->p, 0);
+    size_t base = pl->p.n, base_len = pl->p.data.len;
     if (params_reserve(&pl->p, (size_t)n) != SL_OK)
         return luaL_error(L, "pipeline:send: out of memory");
     lua_getfenv(L, 1);
@@ -273,10 +561,10 @@ static int pl_send(lua_State *L)
         const char *want = lib_params_put(L, &pl->p, 2 + i, pl->kinds[i],
                                           json_idx);
         if (want) {
-            params_truncate(&pl->p, 0); /* the bytes already encoded */
+            params_rewind(&pl->p, base, base_len); /* the bytes encoded */
             lua_pushfstring(L, "pipeline:send: row %.0f, parameter $%d: "
                                "expected %s, got %s",
-                            (double)pl->s.rows_sent + 1, i + 1, want,
+                            (double)pl->given + 1, i + 1, want,
                             luaL_typename(L, 2 + i));
             luaL_where(L, 1);
             lua_insert(L, -2);
@@ -284,15 +572,17 @@ static int pl_send(lua_State *L)
             return lua_error(L);
         }
     }
-    if (params_bind(&pl->p, 0, (size_t)n) != SL_OK)
+    if (params_bind(&pl->p, base, (size_t)n) != SL_OK)
         return luaL_error(L, "pipeline:send: out of memory");
+    uint64_t row = ++pl->given;
     int rc = pipe_send_row(&pl->s, pl->name, n, pl->p.ptrs, pl->p.lens,
-                           pl->p.fmts, 1);
+                           pl->p.fmts, row, 1);
     if (rc == SL_OK && ++pl->since_sync >= pl->sync_every) {
         pl->since_sync = 0;
         rc = pipe_sync(&pl->s);
     }
     check(L, pl, rc);
+    hand_over(L, pl, 0);
     return 0;
 }
 
@@ -302,13 +592,19 @@ static int pl_sync(lua_State *L)
 {
     sl_pipeline *pl = check_open(L, "sync");
     int rc = SL_OK;
+    lua_settop(L, 1);
     pl->since_sync = 0;
-    if (pl->s.group_open)
-        rc = pipe_sync(&pl->s);
-    if (rc == SL_OK)
-        rc = pipe_pump(&pl->s, 1, 1);
+    if (pl->reject) {
+        rc = settle_all(L, pl);
+    } else {
+        if (pl->s.group_open)
+            rc = pipe_sync(&pl->s);
+        if (rc == SL_OK)
+            rc = pipe_pump(&pl->s, 1, 1);
+    }
     check(L, pl, rc);
-    lua_pushnumber(L, (lua_Number)pl->s.rows_done);
+    hand_over(L, pl, 0);
+    lua_pushnumber(L, (lua_Number)rows_done(pl));
     return 1;
 }
 
@@ -323,6 +619,17 @@ static int pl_close(lua_State *L)
         return 1;
     }
     lua_settop(L, 1);
+    /* reject mode: every row settled and handed over first (on_reject
+     * may send more rows) */
+    while (pl->reject && pl->state == PL_OPEN && pl->conn->pg) {
+        check(L, pl, settle_all(L, pl));
+        if (pl->pend_head == pl->pend_tail)
+            break;
+        hand_over(L, pl, 0);
+    }
+    if (pl->state != PL_OPEN) /* a send from on_reject ended it */
+        return luaL_error(L, "pipeline:close: the pipeline failed earlier "
+                             "and is closed");
     int conn_idx = push_conn(L);
     int rc = pl_end(pl, 1, PL_CLOSED);
     if (rc != SL_OK || pl->s.err) {
@@ -361,7 +668,7 @@ static int pl_tostring(lua_State *L)
 }
 
 /* The read-only fields (see lib.h): rows_sent, rows_done, rows_committed,
- * rows_in_doubt, sync_every, state;
+ * rows_in_doubt, rows_rejected, sync_every, state;
  * nil for any other key. */
 int lib_pipeline_field(lua_State *L)
 {
@@ -370,7 +677,9 @@ int lib_pipeline_field(lua_State *L)
     if (strcmp(k, "rows_sent") == 0)
         lua_pushnumber(L, (lua_Number)pl->s.rows_sent);
     else if (strcmp(k, "rows_done") == 0)
-        lua_pushnumber(L, (lua_Number)pl->s.rows_done);
+        lua_pushnumber(L, (lua_Number)rows_done(pl));
+    else if (strcmp(k, "rows_rejected") == 0)
+        lua_pushnumber(L, (lua_Number)pl->nrejected);
     else if (strcmp(k, "rows_committed") == 0)
         lua_pushnumber(L, (lua_Number)pl->s.rows_committed);
     else if (strcmp(k, "rows_in_doubt") == 0)
@@ -425,7 +734,13 @@ int lib_pipeline_start(lua_State *L)
     lua_rawseti(L, -2, FENV_CONN);
     lua_getfield(L, 3, "json_encode");
     lua_setfield(L, -2, "json_encode");
+    lua_getfield(L, 3, "on_reject");
+    pl->reject = !lua_isnil(L, -1);
+    lua_rawseti(L, -2, FENV_REJECT);
+    lua_newtable(L);
+    lua_rawseti(L, -2, FENV_PENDING);
     lua_setfenv(L, ud);
+    pl->kept_first = 1;
 
     snprintf(pl->name, sizeof pl->name, "sluice_pipe_%u", ++c->stmt_seq);
     lib_conn_finish(L, c, 1, PQsendPrepare(c->pg, pl->name, sql, 0, NULL));
@@ -442,7 +757,7 @@ int lib_pipeline_start(lua_State *L)
     if (ts == PQTRANS_INERROR)
         return luaL_error(L, "pipeline: the transaction on this connection "
                              "has failed; roll it back first");
-    if (pipe_enter(&pl->s, c->pg, ts == PQTRANS_IDLE) != SL_OK) {
+    if (pipe_enter(&pl->s, c->pg, ts == PQTRANS_IDLE, pl->reject) != SL_OK) {
         lib_push_conn_error(L, c->pg);
         return lua_error(L);
     }

@@ -61,6 +61,34 @@ void params_truncate(params_buf *p, size_t n)
     p->n = n;
 }
 
+void params_drop_front(params_buf *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (n >= p->n) {
+        params_truncate(p, 0);
+        return;
+    }
+    /* the kept bytes begin at the first kept value that is not NULL */
+    size_t start = p->data.len;
+    for (size_t i = n; i < p->n; i++) {
+        if (p->off[i] != PARAMS_NULL) {
+            start = p->off[i];
+            break;
+        }
+    }
+    size_t keep = p->n - n;
+    memmove(p->data.data, p->data.data + start, p->data.len - start);
+    p->data.len -= start;
+    for (size_t i = 0; i < keep; i++) {
+        size_t o = p->off[n + i];
+        p->off[i] = o == PARAMS_NULL ? PARAMS_NULL : o - start;
+        p->len[i] = p->len[n + i];
+        p->fmt[i] = p->fmt[n + i];
+    }
+    p->n = keep;
+}
+
 int params_bind(params_buf *p, size_t first, size_t n)
 {
     size_t c1 = p->bind_cap, c2 = p->bind_cap, c3 = p->bind_cap;

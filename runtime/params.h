@@ -95,6 +95,10 @@ static inline void params_null(params_buf *p)
     p->n++;
 }
 
+/* Drop values [0, n) and their bytes; the others move to the front
+ * (their offsets adjusted).  n <= p->n.  Costs the values kept. */
+void params_drop_front(params_buf *p, size_t n);
+
 /* Fill p->ptrs/lens/fmts for values [first, first + n); the pointers stay
  * valid until p->data changes.  SL_OK or SL_ENOMEM. */
 int params_bind(params_buf *p, size_t first, size_t n);

@@ -23,12 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* what was sent, in the FIFO's low 2 bits */
-enum { IT_COMMIT = 0, IT_ROW = 1, IT_CTRL = 2, IT_SYNC = 3 };
+enum { IT_COMMIT = PIPE_IT_COMMIT, IT_ROW = PIPE_IT_ROW,
+       IT_CTRL = PIPE_IT_CTRL, IT_SYNC = PIPE_IT_SYNC,
+       IT_RELEASE = PIPE_IT_RELEASE };
+
+#define SAVEPOINT_NAME "sluice_pipe"
 
 #define PUMP_EVERY 64 /* rows between reads of the results that came */
 
-static int push_item(pipe_state *s, int kind)
+static int push_item(pipe_state *s, int kind, uint64_t row, uint64_t count)
 {
     if (s->head == s->tail)
         s->head = s->tail = 0;
@@ -40,14 +43,17 @@ static int push_item(pipe_state *s, int kind)
             s->head = 0;
         } else {
             size_t c = s->cap ? s->cap * 2 : 1024;
-            uint64_t *f = realloc(s->fifo, c * sizeof *f);
+            pipe_item *f = realloc(s->fifo, c * sizeof *f);
             if (!f)
                 return SL_ENOMEM;
             s->fifo = f;
             s->cap = c;
         }
     }
-    s->fifo[s->tail++] = (s->rows_sent << 2) | (uint64_t)kind;
+    pipe_item *it = &s->fifo[s->tail++];
+    it->row = row;
+    it->count = count;
+    it->kind = kind;
     return SL_OK;
 }
 
@@ -55,13 +61,14 @@ static int send_ctrl(pipe_state *s, const char *sql, int kind)
 {
     if (!PQsendQueryParams(s->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
         return SL_EBROKEN;
-    return push_item(s, kind);
+    return push_item(s, kind, s->last_row, 0);
 }
 
-int pipe_enter(pipe_state *s, PGconn *pg, int autocommit)
+int pipe_enter(pipe_state *s, PGconn *pg, int autocommit, int reject)
 {
     s->pg = pg;
     s->autocommit = autocommit;
+    s->reject = reject;
     if (PQsetnonblocking(pg, 1) != 0)
         return SL_EBROKEN;
     if (!PQenterPipelineMode(pg)) {
@@ -80,8 +87,8 @@ static void take(pipe_state *s, PGresult *r)
         PQclear(r);
         return;
     }
-    uint64_t item = s->fifo[s->head++];
-    int kind = (int)(item & 3);
+    pipe_item item = s->fifo[s->head++];
+    int kind = item.kind;
     if (st == PGRES_PIPELINE_SYNC) {
         PQclear(r);
         return;
@@ -89,13 +96,21 @@ static void take(pipe_state *s, PGresult *r)
     /* a COMMIT that ran (not skipped after a failure, not turned into a
      * ROLLBACK by an aborted block) committed its whole group */
     if (kind == IT_COMMIT && st == PGRES_COMMAND_OK &&
-        strcmp(PQcmdStatus(r), "COMMIT") == 0)
-        s->rows_committed = item >> 2;
+        strcmp(PQcmdStatus(r), "COMMIT") == 0) {
+        s->rows_committed += item.count;
+        s->rows_confirmed += item.count;
+        s->confirmed_upto = item.row;
+    }
+    if (kind == IT_RELEASE && st == PGRES_COMMAND_OK) {
+        s->rows_confirmed += item.count;
+        s->confirmed_upto = item.row;
+    }
     if (kind == IT_ROW)
         s->rows_done++;
     if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) && !s->err) {
         s->err = r;
-        s->err_row = kind == IT_ROW ? s->rows_done : (item >> 2);
+        s->err_row = item.row;
+        s->err_kind = kind;
         return;
     }
     PQclear(r);
@@ -143,18 +158,25 @@ int pipe_pump(pipe_state *s, int wait_all, int interruptible)
 
 int pipe_send_row(pipe_state *s, const char *stmt, int n,
                   const char *const *values, const int *lengths,
-                  const int *formats, int interruptible)
+                  const int *formats, uint64_t row, int interruptible)
 {
     int rc;
     if (!s->group_open) {
         if (s->autocommit && (rc = send_ctrl(s, "BEGIN", IT_CTRL)) != SL_OK)
             return rc;
+        if (!s->autocommit && s->reject &&
+            (rc = send_ctrl(s, "SAVEPOINT " SAVEPOINT_NAME, IT_CTRL)) != SL_OK)
+            return rc;
         s->group_open = 1;
+        s->group_rows = 0;
     }
     if (!PQsendQueryPrepared(s->pg, stmt, n, values, lengths, formats, 0))
         return SL_EBROKEN;
-    s->rows_sent++;
-    if ((rc = push_item(s, IT_ROW)) != SL_OK)
+    if (row > s->rows_sent)
+        s->rows_sent = row;
+    s->last_row = row;
+    s->group_rows++;
+    if ((rc = push_item(s, IT_ROW, row, 0)) != SL_OK)
         return rc;
     /* libpq sends by itself once it holds 8 KiB; every PUMP_EVERY rows
      * make sure all of it left and read what came back */
@@ -167,14 +189,49 @@ int pipe_sync(pipe_state *s)
 {
     int rc;
     if (s->group_open && s->autocommit) {
-        if ((rc = send_ctrl(s, "COMMIT", IT_COMMIT)) != SL_OK)
+        if (!PQsendQueryParams(s->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
+            return SL_EBROKEN;
+        if ((rc = push_item(s, IT_COMMIT, s->last_row, s->group_rows)) != SL_OK)
             return rc;
-        s->rows_commit_sent = s->rows_sent;
+        s->rows_commit_sent += s->group_rows;
+    } else if (s->group_open && s->reject) {
+        if (!PQsendQueryParams(s->pg, "RELEASE SAVEPOINT " SAVEPOINT_NAME, 0,
+                               NULL, NULL, NULL, NULL, 0))
+            return SL_EBROKEN;
+        if ((rc = push_item(s, IT_RELEASE, s->last_row, s->group_rows)) != SL_OK)
+            return rc;
     }
     s->group_open = 0;
+    s->group_rows = 0;
     if (!PQpipelineSync(s->pg))
         return SL_EBROKEN;
-    return push_item(s, IT_SYNC);
+    return push_item(s, IT_SYNC, s->last_row, 0);
+}
+
+int pipe_row_fault(const pipe_state *s)
+{
+    if (!s->err || s->err_kind != IT_ROW)
+        return 0;
+    const char *c = PQresultErrorField(s->err, PG_DIAG_SQLSTATE);
+    if (!c || strlen(c) != 5)
+        return 0;
+    return strncmp(c, "22", 2) == 0 || strncmp(c, "23", 2) == 0 ||
+           strncmp(c, "44", 2) == 0 || strncmp(c, "P0", 2) == 0;
+}
+
+int pipe_recover(pipe_state *s)
+{
+    int rc;
+    if (s->autocommit)
+        rc = send_ctrl(s, "ROLLBACK", IT_CTRL);
+    else if ((rc = send_ctrl(s, "ROLLBACK TO SAVEPOINT " SAVEPOINT_NAME,
+                             IT_CTRL)) == SL_OK)
+        rc = send_ctrl(s, "RELEASE SAVEPOINT " SAVEPOINT_NAME, IT_CTRL);
+    if (rc == SL_OK)
+        rc = pipe_sync(s);
+    if (rc == SL_OK)
+        rc = pipe_pump(s, 1, 0);
+    return rc;
 }
 
 int pipe_finish(pipe_state *s, int commit)
@@ -193,12 +250,20 @@ int pipe_finish(pipe_state *s, int commit)
             if (send_ctrl(s, "ROLLBACK", IT_CTRL) != SL_OK)
                 rc = SL_EBROKEN;
             s->group_open = 0;
+        } else if (!s->autocommit && s->reject && (!commit || s->err)) {
+            /* reject mode in the caller's transaction: undo the group */
+            if (send_ctrl(s, "ROLLBACK TO SAVEPOINT " SAVEPOINT_NAME,
+                          IT_CTRL) != SL_OK ||
+                send_ctrl(s, "RELEASE SAVEPOINT " SAVEPOINT_NAME,
+                          IT_CTRL) != SL_OK)
+                rc = SL_EBROKEN;
+            s->group_open = 0;
         }
     }
     /* anything sent after the last sync point needs one */
     if (rc == SL_OK && (s->group_open ||
                           (s->tail > s->head &&
-                           (s->fifo[s->tail - 1] & 3) != IT_SYNC)))
+                           s->fifo[s->tail - 1].kind != IT_SYNC)))
         rc = pipe_sync(s);
     if (rc == SL_OK)
         rc = pipe_pump(s, 1, 0);

@@ -21,6 +21,39 @@
 -- When the caller holds a transaction, nothing is committed here and a
 -- failure aborts the caller's transaction.
 --
+-- opts.on_reject: function(values, err, row) - reject mode: an execution
+-- the server refuses for its row's own fault (SQLSTATE classes 22, 23,
+-- 44, P0: a bad value, NOT NULL, CHECK, a foreign key, a duplicate key, a
+-- trigger's RAISE) is handed over and exactly the other rows are
+-- committed.  Each sync group is its own unit: BEGIN ... COMMIT with no
+-- transaction open, else SAVEPOINT sluice_pipe ... RELEASE in the
+-- caller's transaction (which a refused row then leaves usable).  The
+-- encoded parameters of every row not yet confirmed (its group's COMMIT
+-- or RELEASE answered) are kept; when a row fails, the rest of its group
+-- and every later group in flight fail with it, so every answer is read,
+-- the aborted block ended (ROLLBACK, or ROLLBACK TO the savepoint), the
+-- row set aside and the kept rows sent again without it - in row order,
+-- so the rows run as if sent one by one (the later of two equal keys is
+-- the one refused).  A failing row costs one round trip and a resend of
+-- the rows in flight; a clean run, the kept copies of the rows in flight.
+-- on_reject gets the values as sent (strings, nil for NULL), the
+-- server's error object and the row number (1-based, in send() order),
+-- in row order, at the end of the send(), sync() or close() that found
+-- the failure - the connection is still in pipeline mode then (except in
+-- close()), so on_reject must not use it, but it may pl:send() a
+-- corrected row.  If on_reject raises, the others are still handed over,
+-- then the pipeline ends as on a failure (its open group rolled back)
+-- and an error "pipeline: on_reject raised for row N (...)" says what
+-- was committed.  A value the parameter encoders refuse (a Lua type they
+-- cannot send) still raises at the caller's line, and a deferred
+-- constraint failing at COMMIT, or any error that is no row's fault,
+-- ends the pipeline as without on_reject; its message then says "C rows
+-- were committed and R handed to on_reject; each row up to row K is one
+-- or the other; no other row was committed" (committed_rows = C, and
+-- every row set aside before it has been handed over).  pl.rows_rejected
+-- counts the rows handed over; rows_done counts rows committed (or, in
+-- the caller's transaction, executed) or handed over.
+--
 -- A failure is raised when it is read - by a later send(), by sync() or
 -- by close() - as the server's error object with `row` (1-based, in
 -- send() order) and the message prefixed "pipeline: row N: "; the
@@ -42,11 +75,12 @@
 -- pl:abort()            end it now, rolling the open group back (synced
 --                       groups commit as they would) -> rows committed
 -- Fields: rows_sent, rows_done, rows_committed, rows_in_doubt,
--- sync_every, state.
+-- rows_rejected, sync_every, state.
 -- While a pipeline is open the connection refuses other calls (libpq
 -- allows nothing else in pipeline mode, COPY included).
 local core = require "sluice.core"
 local default_json_encode = require("sluice.values").default_json_encode
+local callable = require("sluice.values").callable
 
 local M = {}
 
@@ -58,9 +92,14 @@ function M.pipeline(db, sql, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("pipeline: opts must be a table", 2) end
   for k in pairs(opts) do
-    if k ~= "sync_every" and k ~= "json_encode" then
-      error("pipeline: unknown option '" .. tostring(k) .. "' (sync_every, json_encode)", 2)
+    if k ~= "sync_every" and k ~= "json_encode" and k ~= "on_reject" then
+      error("pipeline: unknown option '" .. tostring(k)
+            .. "' (sync_every, json_encode, on_reject)", 2)
     end
+  end
+  if opts.on_reject ~= nil and not callable(opts.on_reject) then
+    error("pipeline: on_reject must be a function(values, err, row), got "
+          .. type(opts.on_reject), 2)
   end
   local every = opts.sync_every
   if every ~= nil and (type(every) ~= "number" or every < 1 or every % 1 ~= 0) then
@@ -69,6 +108,7 @@ function M.pipeline(db, sql, opts)
   return core.pipeline_start(db, sql, {
     sync_every = every,
     json_encode = opts.json_encode or default_json_encode(),
+    on_reject = opts.on_reject,
   })
 end
 

@@ -15,6 +15,29 @@
 -- opts.update  columns to update on conflict (default: every column not
 --              in key); an empty list means ON CONFLICT DO NOTHING
 -- opts.format, opts.json_encode, opts.chunk_size: passed to db:copy
+-- opts.on_reject  function(values, err, row): reject mode - rows refused
+--              for their own fault (SQLSTATE classes 22, 23, 44, P0) are
+--              handed over and every other row is upserted.  The staging
+--              COPY runs in db:copy's reject mode (opts.reject_chunk rows
+--              per chunk, default 10000): a bad value or a wrong value
+--              count is set aside there, with the values as given.  The
+--              move runs under a savepoint; when the server refuses it
+--              (CHECK, NOT NULL, a foreign key, a trigger, a unique index
+--              other than the key ...) it is settled by ranges of staged
+--              rows (sluice/settle.lua): each row it refuses is set aside
+--              with its staged values as text (nil for NULL) and the
+--              server's error.  With duplicate keys only the last staged
+--              row of a key is moved (as always), so it alone can be
+--              refused: the key is then left as the table had it, and the
+--              earlier rows of that key are neither moved nor handed over.
+--              `row` is the input row number (1-based, every value list
+--              given to up:row / up:rows counts).  on_reject is called
+--              once the upsert is committed (or released into the
+--              caller's transaction), in row order, and may use the
+--              connection; if it raises, the others are still handed
+--              over and then an error says so (the upsert stays done).
+--              A clean upsert costs one savepoint more; a failing move
+--              about 2 * log2(staged rows) statements per refused row.
 --
 -- Duplicate keys among the staged rows: the last one staged wins.  The
 -- staging table has an identity column numbering rows in COPY order, and
@@ -33,13 +56,18 @@
 -- While the upsert is open its COPY holds the connection.
 --
 -- up:row(v1, ..., vN), up:rows(list)  as the COPY stream's
--- up:finish() -> rows inserted or updated, rows staged
+-- up:finish() -> rows inserted or updated, rows staged (loaded into the
+--   staging table); in reject mode also rows rejected (up.rows_rejected:
+--   the COPY's and the move's).  In reject mode an error that is no row's
+--   fault says "upsert: nothing was committed", with committed_rows = 0.
 -- up:abort()  -> rolls everything back
 -- up.state   "open", "finished", "aborted" or "failed"
 -- An upsert dropped without finish() or abort() aborts its COPY when
 -- collected, but its transaction stays open until the script rolls it
 -- back (garbage collection cannot run SQL safely): always end it.
 local outcome = require "sluice.outcome"
+local settle = require "sluice.settle"
+local callable = require("sluice.values").callable
 
 local M = {}
 
@@ -87,27 +115,39 @@ end
 -- key, the last staged winning.  A row whose key holds a NULL never
 -- conflicts with another (unless the unique index says NULLS NOT
 -- DISTINCT), so those rows all go in as they are: DISTINCT ON would
--- merge them into one.
+-- merge them into one.  Returns function(where) -> the statement, where
+-- (an SQL condition on the staging table, or nil) restricting every read
+-- of the staging table (sluice.settle's contract); and the DELETE that
+-- drops the staged rows a later row of their key supersedes (reject
+-- mode settles ranges with it).
 local function move_sql(db, qtable, staging, clist, qkey, key, sets)
   local klist = table.concat(qkey, ", ")
   local action = #sets > 0 and ("UPDATE SET " .. table.concat(sets, ", ")) or "NOTHING"
   local last = ("SELECT DISTINCT ON (%s) %s, sluice_seq FROM %s %%s ORDER BY %s, sluice_seq DESC")
     :format(klist, clist, staging, klist)
-  local src
-  if nulls_not_distinct(db, qtable, key) then
-    src = last:format("")
-  else
-    local notnull, anynull = {}, {}
-    for i, k in ipairs(qkey) do
-      notnull[i] = k .. " IS NOT NULL"
-      anynull[i] = k .. " IS NULL"
-    end
-    src = ("(%s) UNION ALL SELECT %s, sluice_seq FROM %s WHERE %s")
-      :format(last:format("WHERE " .. table.concat(notnull, " AND ")), clist, staging,
-              table.concat(anynull, " OR "))
+  local nnd = nulls_not_distinct(db, qtable, key)
+  local notnull, anynull = {}, {}
+  for i, k in ipairs(qkey) do
+    notnull[i] = k .. " IS NOT NULL"
+    anynull[i] = k .. " IS NULL"
   end
-  return ("INSERT INTO %s (%s) SELECT %s FROM (%s) s ORDER BY sluice_seq ON CONFLICT (%s) DO %s")
-    :format(qtable, clist, clist, src, klist, action)
+  notnull = table.concat(notnull, " AND ")
+  anynull = table.concat(anynull, " OR ")
+  local superseded = ("DELETE FROM %s WHERE sluice_seq IN (SELECT sluice_seq FROM (SELECT "
+    .. "sluice_seq, row_number() OVER (PARTITION BY %s ORDER BY sluice_seq DESC) AS n FROM %s%s) d "
+    .. "WHERE n > 1)"):format(staging, klist, staging, nnd and "" or (" WHERE " .. notnull))
+  return function(where)
+    local src
+    if nnd then
+      src = last:format(where and ("WHERE " .. where) or "")
+    else
+      local also = where and (" AND (" .. where .. ")") or ""
+      src = ("(%s) UNION ALL SELECT %s, sluice_seq FROM %s WHERE (%s)%s")
+        :format(last:format("WHERE " .. notnull .. also), clist, staging, anynull, also)
+    end
+    return ("INSERT INTO %s (%s) SELECT %s FROM (%s) s ORDER BY sluice_seq ON CONFLICT (%s) DO %s")
+      :format(qtable, clist, clist, src, klist, action)
+  end, superseded
 end
 
 -- An upsert object is { state = "open" | "finished" | "aborted" |
@@ -139,6 +179,10 @@ end
 -- its trace).
 local function failed(u, fname, err)
   undo(u)
+  if type(err) == "table" and inner[u].on_reject and not outcome.interrupt_of(err) then
+    error(outcome.reworded(err, "upsert: nothing was committed (everything the upsert did was "
+      .. "rolled back): ", { committed_rows = 0, in_doubt_rows = 0 }), 0)
+  end
   if type(err) == "string" then
     -- the stream's message names the row and column; say what it undid,
     -- at the line that called up:row (level 3: failed, U.row, caller)
@@ -166,6 +210,43 @@ function U.rows(u, list)
   return err
 end
 
+-- The input rows the staging COPY refused (sorted: it hands them over in
+-- row order).
+local function copy_rejected_rows(x)
+  local rows = {}
+  for i, r in ipairs(x.copy_rej) do rows[i] = r[3] end
+  return rows
+end
+
+-- The move: one statement, or in reject mode settled by ranges
+-- (sluice.settle) -> rows inserted or updated.
+local function move(x)
+  if not x.on_reject then return (x.db:exec(x.move_sql(nil))) end
+  local changed, rejected = settle.move(x.db, {
+    staging = x.staging, sql = x.move_sql, columns = x.qcols,
+    skipped = copy_rejected_rows(x),
+    prepare = function() x.db:exec(x.superseded_sql) end,
+  })
+  x.move_rej = rejected
+  return changed
+end
+
+-- Reject mode, once the upsert is done: hand every rejection over in row
+-- order (the COPY's and the move's merged); an error on_reject raises is
+-- raised once all are handed over.
+local function hand_over(u, x, changed, staged)
+  local err, row = settle.hand_over(x.on_reject, x.copy_rej, x.move_rej or {})
+  if err == nil then return end
+  local what = x.savepoint and "is done in the caller's transaction" or "is committed"
+  local prefix = ("upsert: on_reject raised for row %d (the upsert %s: %d rows staged, %d "
+    .. "inserted or updated, %d rejected; every other rejected row was handed over): ")
+    :format(row, what, staged, changed, u.rows_rejected)
+  if type(err) == "table" and not outcome.interrupt_of(err) then
+    error(outcome.reworded(err, prefix, { row = row }), 0)
+  end
+  error(prefix .. tostring(err), 0)
+end
+
 -- finish() runs with Ctrl-C held (outcome.lua), so that the server's
 -- answer to COMMIT, not the moment of an interrupt, says what happened.
 function U.finish(u)
@@ -176,7 +257,7 @@ function U.finish(u)
   local sig, ok, changed, staged = outcome.held_take(function()
     staged_n = x.cp:finish()
     outcome.check()
-    local affected = db:exec(x.move_sql)
+    local affected = move(x)
     outcome.check()
     db:exec("DROP TABLE " .. x.staging)
     committing = not x.savepoint
@@ -193,9 +274,16 @@ function U.finish(u)
         .. "table): ", { committed_rows = 0, in_doubt_rows = staged_n or 0 }), 0)
     end
     undo(u)
+    if x.on_reject and type(changed) == "table" and not outcome.interrupt_of(changed) then
+      error(outcome.reworded(changed, "upsert: nothing was committed (everything the upsert "
+        .. "did was rolled back): ", { committed_rows = 0, in_doubt_rows = 0 }), 0)
+    end
     error(changed, 0)
   end
   u.state = "finished"
+  if x.on_reject then
+    u.rows_rejected = #x.copy_rej + #(x.move_rej or {})
+  end
   if sig then
     local what = x.savepoint and "done in the caller's transaction (nothing is committed here"
       or "committed ("
@@ -203,6 +291,10 @@ function U.finish(u)
       ("upsert: %s%s%d staged rows, %d inserted or updated) before the interrupt was noticed: ")
         :format(what, x.savepoint and "; " or "", staged, changed),
       { committed_rows = x.savepoint and 0 or staged, in_doubt_rows = 0 }), 0)
+  end
+  if x.on_reject then
+    hand_over(u, x, changed, staged)
+    return changed, staged, u.rows_rejected
   end
   return changed, staged
 end
@@ -246,12 +338,19 @@ end
 local function copy_options(opts)
   local copy_opts = {}
   for k, v in pairs(opts) do
-    if k == "format" or k == "json_encode" or k == "chunk_size" then
+    if k == "format" or k == "json_encode" or k == "chunk_size" or k == "reject_chunk" then
       copy_opts[k] = v
-    elseif k ~= "key" and k ~= "update" then
+    elseif k ~= "key" and k ~= "update" and k ~= "on_reject" then
       error("upsert: unknown option '" .. tostring(k)
-            .. "' (key, update, format, json_encode, chunk_size)", 3)
+            .. "' (key, update, format, json_encode, chunk_size, on_reject, reject_chunk)", 3)
     end
+  end
+  if opts.on_reject ~= nil and not callable(opts.on_reject) then
+    error("upsert: on_reject must be a function(values, err, row), got "
+          .. type(opts.on_reject), 3)
+  end
+  if opts.reject_chunk ~= nil and opts.on_reject == nil then
+    error("upsert: reject_chunk needs on_reject", 3)
   end
   return copy_opts
 end
@@ -283,7 +382,7 @@ function M.upsert(db, tbl, columns, opts)
   local name = "sluice_upsert_" .. seq
   local staging = "pg_temp." .. q(name)
   local u = setmetatable({ state = "open" }, UPSERT_MT)
-  local x = { db = db, staging = staging }
+  local x = { db = db, staging = staging, on_reject = opts.on_reject, qcols = qcols }
   inner[u] = x
   if status == "idle" then
     db:begin()
@@ -296,7 +395,13 @@ function M.upsert(db, tbl, columns, opts)
       :format(q(name), clist, qtable))
     db:exec(("ALTER TABLE %s ADD COLUMN sluice_seq bigint GENERATED ALWAYS AS IDENTITY")
       :format(staging))
-    x.move_sql = move_sql(db, qtable, staging, clist, qkey, key, sets)
+    x.move_sql, x.superseded_sql = move_sql(db, qtable, staging, clist, qkey, key, sets)
+    if x.on_reject then
+      -- the COPY's rejections wait (in row order) until the upsert is done
+      local rej = {}
+      x.copy_rej = rej
+      copy_opts.on_reject = function(values, why, row) rej[#rej + 1] = { values, why, row } end
+    end
     x.cp = db:copy({ "pg_temp", name }, cols, copy_opts)
     x.row_fn = x.cp.row
   end)
