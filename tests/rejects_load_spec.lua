@@ -83,7 +83,8 @@ describe("sluice.load on_error = \"reject\" (100,000 rows)", function()
                         .. "coalesce(sum(length(name)), 0)::int8 as sl from items")
   end
 
-  for _, strategy in ipairs { "copy_binary", "copy_text", "batch", "upsert" } do
+  for _, strategy in ipairs { "copy_binary", "copy_text", "batch", "upsert", "unlogged_staging",
+                              "pipeline" } do
     local upsert = strategy == "upsert"
     it("loads exactly the good rows and writes one line per bad row (" .. strategy .. ")", function()
       fresh()

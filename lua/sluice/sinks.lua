@@ -5,6 +5,7 @@
 local outcome = require "sluice.outcome"
 local batch = require "sluice.batch"
 local conn = require "sluice.conn"
+local settle = require "sluice.settle"
 
 local function insert_sql(db, qtable, cols)
   local q, p = {}, {}
@@ -132,7 +133,7 @@ function sinks.pipeline(db, ctx)
   local tx = ctx.multi
   if tx then db:begin() end
   local pl = db:pipeline(insert_sql(db, ctx.qtable, ctx.columns),
-                         { sync_every = ctx.opts.sync_every })
+                         { sync_every = ctx.opts.sync_every, on_reject = ctx.on_reject })
   local s = {
     handle = pl, put = pl.send,
     finish = function() pl:close() end,
@@ -195,7 +196,8 @@ function sinks.upsert(db, ctx)
              .. "primary key)"):format(ctx.shown), 0)
     end
   end
-  local up = db:upsert(ctx.tbl, ctx.columns, { key = key })
+  local up = db:upsert(ctx.tbl, ctx.columns, { key = key, on_reject = ctx.on_reject,
+                                               reject_chunk = ctx.on_reject and ctx.opts.reject_chunk })
   local s = { handle = up, put = up.row, abort = function() pcall(up.abort, up) end }
   s.finish = function()
     local ok, err = pcall(up.finish, up)
@@ -222,12 +224,52 @@ function sinks.unlogged_staging(db, ctx)
   local q = {}
   for i, c in ipairs(ctx.columns) do q[i] = db:quote_ident(c) end
   local clist = table.concat(q, ", ")
+  -- reject mode: the COPY sets bad values aside, the move the rows the
+  -- target refuses (settle.lua, by ranges of the staging order), all in
+  -- one transaction (the staging table too), committed at the end
+  local on_reject = ctx.on_reject
+  local tx = on_reject and not ctx.in_tx
+  if tx then db:begin() end
   db:exec(("CREATE UNLOGGED TABLE %s AS SELECT %s FROM %s WITH NO DATA")
     :format(stage, clist, ctx.qtable))
-  local ok, cp = pcall(db.copy, db, { schema, stage_name }, ctx.columns)
+  local copy_rej = {}
+  local ok, cp = pcall(function()
+    if on_reject then
+      db:exec(("ALTER TABLE %s ADD COLUMN sluice_seq bigint GENERATED ALWAYS AS IDENTITY")
+              :format(stage))
+    end
+    return db:copy({ schema, stage_name }, ctx.columns, {
+      on_reject = on_reject and function(values, err, row)
+        copy_rej[#copy_rej + 1] = { values, err, row }
+      end,
+      reject_chunk = on_reject and ctx.opts.reject_chunk })
+  end)
   if not ok then
-    pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
+    if tx then pcall(db.rollback, db) else pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage) end
     error(cp, 0)
+  end
+  local move_rej = {}
+  local function move()
+    local sql = ("INSERT INTO %s (%s) SELECT %s FROM %s"):format(ctx.qtable, clist, clist, stage)
+    if not on_reject then return conn.unbounded(db, db.exec, db, sql) end
+    local skipped = {}
+    for i, x in ipairs(copy_rej) do skipped[i] = x[3] end
+    local _
+    _, move_rej = conn.unbounded(db, settle.move, db, {
+      staging = stage, columns = q, skipped = skipped,
+      sql = function(where)
+        return sql .. (where and (" WHERE " .. where) or "") .. " ORDER BY sluice_seq"
+      end,
+    })
+  end
+  -- the rows set aside, once they are committed (or in the load's
+  -- transaction)
+  local function hand_over()
+    local err, row = settle.hand_over(on_reject, copy_rej, move_rej)
+    if err ~= nil then
+      error(type(err) == "string" and ("load: on_reject raised for row %d: %s"):format(row, err)
+            or err, 0)
+    end
   end
   local s
   s = {
@@ -236,17 +278,25 @@ function sinks.unlogged_staging(db, ctx)
       local fok, err = pcall(function()
         cp:finish()
         outcome.check()
-        committing(s, conn.unbounded, db, db.exec, db, ("INSERT INTO %s (%s) SELECT %s FROM %s")
-                                   :format(ctx.qtable, clist, clist, stage))
+        if tx then
+          move()
+          db:exec("DROP TABLE " .. stage)
+          committing(s, db.commit, db)
+        else
+          committing(s, move)
+        end
       end)
       -- a Ctrl-C noticed meanwhile waits until the staging table is gone
       local sig = outcome.take()
+      if tx and not fok then pcall(db.rollback, db) end
       pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
       if not fok then error(err, 0) end
+      if on_reject then hand_over() end
       if sig then outcome.raise(sig) end
     end,
     abort = function()
       if cp.state == "open" then pcall(cp.abort, cp) end
+      if tx then pcall(db.rollback, db) end
       pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage)
     end,
   }
