@@ -56,7 +56,8 @@ int copy_row_fault(const char *sqlstate)
     if (!sqlstate || strlen(sqlstate) != 5)
         return 0;
     return strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0 ||
-           strncmp(sqlstate, "44", 2) == 0 || strncmp(sqlstate, "P0", 2) == 0;
+           strncmp(sqlstate, "44", 2) == 0 || strncmp(sqlstate, "P0", 2) == 0 ||
+           strcmp(sqlstate, "54000") == 0;
 }
 
 /* ------------------------------------------------------ the statements */
@@ -247,8 +248,23 @@ static unsigned long copy_line_of(const PGresult *err)
     return 0;
 }
 
-size_t copy_chunk_row_of(const copy_chunk *c, size_t from, size_t to,
-                         const PGresult *err)
+/* The lines row i takes in the COPY: one, but in CSV a quoted field's
+ * line feeds count too (the server counts them in "line N"). */
+static unsigned long row_lines(const copy_chunk *c, const char *data, size_t i)
+{
+    if (!c->csv)
+        return 1;
+    unsigned long n = 0;
+    const char *p = data + row_start(c, i), *end = data + c->ends[i];
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n ? n : 1;
+}
+
+size_t copy_chunk_row_of(const copy_chunk *c, const char *data, size_t from,
+                         size_t to, const PGresult *err)
 {
     unsigned long line = copy_line_of(err);
     if (line == 0)
@@ -256,8 +272,10 @@ size_t copy_chunk_row_of(const copy_chunk *c, size_t from, size_t to,
     for (size_t i = from; i < to; i++) {
         if (c->gone[i])
             continue;
-        if (--line == 0)
+        unsigned long k = row_lines(c, data, i);
+        if (line <= k)
             return i;
+        line -= k;
     }
     return c->n;
 }
@@ -327,7 +345,7 @@ static int settle_range(PGconn *pg, copy_chunk *c, const char *data,
                 if (!c->gone[i] && live++ == 0)
                     first = i;
             }
-            size_t bad = copy_chunk_row_of(c, from, hi, err);
+            size_t bad = copy_chunk_row_of(c, data, from, hi, err);
             if (bad == c->n && live == 1)
                 bad = first;
             if (bad == c->n) {

@@ -55,6 +55,7 @@ typedef struct copy_chunk {
                             * transaction was open); else a savepoint */
     int binary;            /* the COPY's format is binary (a header and
                             * a trailer around the rows) */
+    int csv;               /* ... or CSV (quoted line feeds are lines) */
     const char *sql;       /* borrowed: the COPY ... FROM STDIN statement */
 } copy_chunk;
 
@@ -80,8 +81,9 @@ static inline void copy_chunk_add(copy_chunk *c, size_t end, int gone)
 
 /* Whether an error of this SQLSTATE is the fault of one row's values
  * (classes 22 data exception, 23 integrity constraint violation, 44 WITH
- * CHECK OPTION violation, P0 raised by PL/pgSQL), so that the rows can
- * be sent again without it.  Anything else (a lost connection, a cancel,
+ * CHECK OPTION violation, P0 raised by PL/pgSQL, and 54000 a program
+ * limit a value passed: an array too deep, an index row too large), so
+ * that the rows can be sent again without it.  Anything else (a lost connection, a cancel,
  * a serialization failure, a missing table) stops the load. */
 int copy_row_fault(const char *sqlstate);
 
@@ -107,10 +109,11 @@ int copy_chunk_close(PGconn *pg, const copy_chunk *c, uint64_t *loaded,
 int copy_chunk_undo(PGconn *pg, const copy_chunk *c);
 
 /* The row of [from, to) that the error's context names ("COPY t, line
- * N": the N-th row not gone from `from`); c->n when it names none in that
- * range. */
-size_t copy_chunk_row_of(const copy_chunk *c, size_t from, size_t to,
-                         const PGresult *err);
+ * N": the N-th line of the rows not gone from `from`, in `data`; a row is
+ * one line, but in CSV every line feed in it counts); c->n when it names
+ * none in that range. */
+size_t copy_chunk_row_of(const copy_chunk *c, const char *data, size_t from,
+                         size_t to, const PGresult *err);
 
 /* Settle a chunk whose COPY of all its rows failed with `err` (a row
  * fault; the chunk was undone): commit every good row (the server's

@@ -39,6 +39,19 @@ static int cdata_double(lua_State *L, int idx, double *x)
     return k != 0;
 }
 
+/* The SQLSTATE the server gives a value an encoder refused with rc:
+ * out of range (numbers 22003, dates and times 22008) or not of the
+ * type (22P02, dates and times 22007). */
+static const char *refusal_code(const copy_col *col, int rc)
+{
+    int k = col->kind == COPY_K_ARRAY ? col->elem_kind : col->kind;
+    int when = k == COPY_K_DATE || k == COPY_K_TIMESTAMP ||
+               k == COPY_K_TIMESTAMPTZ;
+    if (rc == SL_ERANGE)
+        return when ? "22008" : "22003";
+    return when ? "22007" : "22P02";
+}
+
 /* Raise for an encoder's failure rc, if any: out of memory, a NUL byte,
  * else that the value at idx is not `what`. */
 static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
@@ -48,8 +61,7 @@ static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
         return;
     if (rc == SL_ENOMEM || rc == SL_ENUL)
         lib_copy_encode_failed(L, cp, col, rc);
-    if (rc == SL_ERANGE)
-        lib_copy_refusal(cp, "22003"); /* numeric_value_out_of_range */
+    lib_copy_refusal(cp, refusal_code(col, rc));
     lib_copy_value_error(L, cp, col, idx, what);
 }
 
@@ -156,8 +168,10 @@ static void bin_int(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
     switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
         rc = put_number(b, lua_tonumber(L, idx));
-        if (rc == SL_ERANGE && kind == COPY_K_INT8)
+        if (rc == SL_ERANGE && kind == COPY_K_INT8) {
+            lib_copy_refusal(cp, "22003");
             lib_copy_value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
+        }
         break;
     case LUA_TSTRING: {
         size_t n;
@@ -279,8 +293,10 @@ static int epoch_or_text(lua_State *L, sl_copy *cp, const copy_col *col,
                          const char **s, size_t *n)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
-        check_value(L, cp, col, idx,
-                    put_epoch(&cp->w.buf, lua_tonumber(L, idx)), EPOCH_WHAT);
+        int rc = put_epoch(&cp->w.buf, lua_tonumber(L, idx));
+        if (rc == SL_EINVAL) /* beyond the range: the field's overflow */
+            rc = SL_ERANGE;
+        check_value(L, cp, col, idx, rc, EPOCH_WHAT);
         return 1;
     }
     if (lua_type(L, idx) != LUA_TSTRING)
@@ -300,6 +316,7 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
     if (epoch_or_text(L, cp, col, idx, copy_put_date, &s, &n))
         return;
     int rc = copy_put_date_str(&cp->w.buf, s, n);
+    lib_copy_refusal(cp, refusal_code(col, rc));
     if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx,
                              "a date within PostgreSQL's range "
@@ -317,6 +334,7 @@ static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
     if (epoch_or_text(L, cp, col, idx, copy_put_ts, &s, &n))
         return;
     int rc = copy_put_ts_str(&cp->w.buf, s, n, tz, cp->w.utc);
+    lib_copy_refusal(cp, refusal_code(col, rc));
     if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx, TS_RANGE_WHAT);
     if (rc == SL_ENOZONE)
@@ -449,9 +467,11 @@ static int array_shape(lua_State *L, sl_copy *cp, const copy_col *col,
         if (!lib_array_len(L, t, &len))
             lib_copy_value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);
         int n = (int)len;
-        if (ndim == MAX_DIMS)
+        if (ndim == MAX_DIMS) {
+            lib_copy_refusal(cp, "54000"); /* program_limit_exceeded */
             lib_copy_col_error(L, cp, col,
                                ": arrays have at most 6 dimensions");
+        }
         dims[ndim++] = n;
         if (n == 0)
             break;

@@ -54,6 +54,7 @@ void lib_copy_reject_setup(lua_State *L, sl_copy *cp, int ud, int sql_idx,
     }
     c->own_tx = cp->autocommit;
     c->binary = cp->w.format == COPY_FMT_BINARY;
+    c->csv = cp->w.format == COPY_FMT_CSV;
     c->sql = lua_tostring(L, sql_idx);
     lua_getfenv(L, ud);
     lua_pushvalue(L, sql_idx);

@@ -328,8 +328,10 @@ static void lit_elem(lua_State *L, sl_copy *cp, const copy_col *col, int e,
 static void lit_array(lua_State *L, sl_copy *cp, const copy_col *col,
                       int t, int depth)
 {
-    if (depth >= MAX_DIMS)
+    if (depth >= MAX_DIMS) {
+        lib_copy_refusal(cp, "54000"); /* program_limit_exceeded */
         lib_copy_col_error(L, cp, col, ": arrays have at most 6 dimensions");
+    }
     size_t n;
     if (!lib_array_len(L, t, &n))
         lib_copy_value_error(L, cp, col, t, LIB_ARRAY_EXPECTED);

@@ -19,6 +19,7 @@
  */
 #include "lib.h"
 #include "interrupt.h"
+#include "copychunk.h"
 
 #include <string.h>
 #include <time.h>
@@ -162,7 +163,18 @@ static int core_sleep(lua_State *L)
     return 1;
 }
 
+/* sluice.core.row_fault(sqlstate) -> whether an error of that SQLSTATE
+ * is one row's own fault (copychunk.h): what every reject mode sets
+ * aside. */
+static int core_row_fault(lua_State *L)
+{
+    lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
+                           copy_row_fault(lua_tostring(L, 1)));
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+    { "row_fault", core_row_fault },
     { "sleep", core_sleep },
     { "connect", lib_conn_connect },
     { "new_error", lib_error_new },

@@ -17,6 +17,7 @@
 #include "sbuf.h"
 #include "interrupt.h"
 #include "pgconn.h"
+#include "copychunk.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -212,11 +213,7 @@ int pipe_row_fault(const pipe_state *s)
 {
     if (!s->err || s->err_kind != IT_ROW)
         return 0;
-    const char *c = PQresultErrorField(s->err, PG_DIAG_SQLSTATE);
-    if (!c || strlen(c) != 5)
-        return 0;
-    return strncmp(c, "22", 2) == 0 || strncmp(c, "23", 2) == 0 ||
-           strncmp(c, "44", 2) == 0 || strncmp(c, "P0", 2) == 0;
+    return copy_row_fault(PQresultErrorField(s->err, PG_DIAG_SQLSTATE));
 }
 
 int pipe_recover(pipe_state *s)

@@ -180,12 +180,13 @@ end
 
 -- Is err a row's fault, so that the row can be set aside and the others
 -- kept?  A bad value (SQLSTATE class 22), a constraint (23), a view's
--- check option (44), a trigger's RAISE (P0).  Anything else - a lost
--- connection, a cancel, a missing column, Ctrl-C - ends the load.
-local ROW_FAULT = { ["22"] = true, ["23"] = true, ["44"] = true, P0 = true }
+-- check option (44), a trigger's RAISE (P0), a program limit a value
+-- passed (54000): core.row_fault, the one list every reject mode uses.
+-- Anything else - a lost connection, a cancel, a missing column, Ctrl-C -
+-- ends the load.
 local function rejectable(err)
   local code = type(err) == "table" and err.sqlstate
-  return type(code) == "string" and ROW_FAULT[code:sub(1, 2)] == true
+  return core.row_fault(code)
 end
 
 -- Undo what was done under the savepoint, and end it (one left open per
@@ -528,6 +529,18 @@ function M.batch(db, tbl, columns, opts)
   })
   states[b] = st
   return b
+end
+
+--- Whether err is b:add()'s refusal of a value ("batch:add: row N,
+-- column "x": expected ..., got ..."): the row was not buffered, and no
+-- other was touched.  Returns the message without its position, and the
+-- SQLSTATE the server would give such a value.
+function M.refusal(err)
+  if type(err) ~= "string" then return nil end
+  local msg = err:match("(batch:add: row %d+, column .*)$")
+  if not msg then return nil end
+  return msg, msg:find("NUL", 1, true) and "22021" or msg:find("2^53", 1, true) and "22003"
+    or "22P02"
 end
 
 --- b:flush() (see the top of this file).

@@ -82,6 +82,7 @@ local list_iterator = require("sluice.values").list_iterator
 local callable = require("sluice.values").callable
 local outcome = require "sluice.outcome"
 local sinks = require "sluice.sinks"
+local batch = require "sluice.batch"
 local loadrejects = require "sluice.loadrejects"
 local checkpoint = require "sluice.checkpoint"
 local core = require "sluice.core"
@@ -569,6 +570,20 @@ local function put_rows(run, limit_rows, limit_bytes)
   local stop_n, stop_bytes = n + (limit_rows or math.huge), bytes + (limit_bytes or math.huge)
   local item = run.item
   local rej = run.ctx.rejects
+  if rej and run.opened[1].refuses then
+    -- db:batch refuses a value it cannot send in add(), before the
+    -- server sees the row: in reject mode that row is set aside too
+    local add = put
+    put = function(h, ...)
+      local ok, err = pcall(add, h, ...)
+      if ok then return end
+      local msg, code = batch.refusal(err)
+      if not msg then error(err, 0) end
+      k = k - 1
+      run.put = k
+      rej:refuse({ ... }, "load: " .. msg, code, n)
+    end
+  end
   while item ~= nil do
     local row, why, code = row_values(run, item, vals, n + 1)
     n = n + 1

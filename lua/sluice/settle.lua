@@ -80,12 +80,12 @@ local NULL = require("sluice.core").null
 
 local M = {}
 
-local ROW_FAULT = { ["22"] = true, ["23"] = true, ["44"] = true, P0 = true }
+
 
 --- Is err the server's refusal of a row for its own fault?
 function M.row_fault(err)
   local code = type(err) == "table" and err.sqlstate
-  return type(code) == "string" and ROW_FAULT[code:sub(1, 2)] == true
+  return require("sluice.core").row_fault(code)
 end
 
 local SP = "sluice_move"

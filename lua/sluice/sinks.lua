@@ -58,6 +58,7 @@ function sinks.rowwise_autocommit(db, ctx)
   local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, on_reject = ctx.on_reject })
   return {
     handle = b, put = b.add, counts = batch_counts(b), numbered = true,
+    refuses = ctx.on_reject ~= nil,
     finish = function() b:close() end,
     abort = function() batch.drop(b) end,
   }
@@ -69,7 +70,7 @@ function sinks.rowwise_tx(db, ctx)
   local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller",
                                              on_reject = ctx.on_reject })
   local put = b.add
-  local s = { handle = b, committed = 0, doubt = 0 }
+  local s = { handle = b, committed = 0, doubt = 0, refuses = ctx.on_reject ~= nil }
   s.counts = function() return s.committed, s.doubt end
   -- COMMIT what was added so far, held: the answer decides what the
   -- counts say, and Ctrl-C is raised once they are right
@@ -117,7 +118,7 @@ function sinks.batch(db, ctx)
     transaction = (tx or ctx.in_tx) and "caller" or nil, on_reject = ctx.on_reject,
   })
   local s = {
-    handle = b, put = b.add,
+    handle = b, put = b.add, refuses = ctx.on_reject ~= nil,
     finish = function() b:close() end,
     abort = function() batch.drop(b); if tx then pcall(db.rollback, db) end end,
   }
