@@ -133,6 +133,30 @@ static void earlier_refusal(lua_State *L, sl_copy *cp)
     lua_settop(L, conn_idx - 1);
 }
 
+/* A row the encoders refuse (the message at the top, cp->rj.code and
+ * cp->rj.col set): in reject mode under pcall it is set aside
+ * (lib_copy_raise); otherwise the COPY ends (after the server had its say
+ * on the rows before: earlier_refusal) and the refusal is raised as an
+ * error object like the server's - sqlstate, message, column - with the
+ * caller's position in err.where. */
+int lib_copy_refuse(lua_State *L, sl_copy *cp)
+{
+    if (!cp->rj.code)
+        cp->rj.code = "22P02"; /* invalid_text_representation */
+    if (cp->rj.protect)
+        return lib_copy_raise(L, cp);
+    if (!cp->sink && cp->state == CP_OPEN && !lib_copy_rejecting(cp) &&
+        cp->conn->pg)
+        earlier_refusal(L, cp);
+    const char *msg = lua_tostring(L, -1);
+    cp_release(cp, msg, CP_FAILED, 1);
+    lib_push_error(L, cp->rj.code, msg, NULL, NULL);
+    lib_set_field(L, "column", cp->rj.col);
+    luaL_where(L, 1);
+    lua_setfield(L, -2, "where");
+    return lua_error(L);
+}
+
 int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
                      int drain)
 {
@@ -153,6 +177,8 @@ int lib_copy_raise(lua_State *L, sl_copy *cp)
         cp->rj.refused = 1;
         return lua_error(L);
     }
+    if (code && *code)
+        return lib_copy_refuse(L, cp);
     if (!cp->sink && cp->state == CP_OPEN && !lib_copy_rejecting(cp) &&
         cp->conn->pg)
         earlier_refusal(L, cp);

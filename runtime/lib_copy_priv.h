@@ -119,6 +119,12 @@ typedef struct sl_copy {
  * (CopyFail with it), then is raised at the caller's line. */
 int lib_copy_raise(lua_State *L, sl_copy *cp);
 
+/* Raise a row's refusal by the encoders (the message at the top; the
+ * SQLSTATE in cp->rj.code, default 22P02; the column in cp->rj.col) as an
+ * error object, ending the COPY - or, in reject mode, setting the row
+ * aside. */
+int lib_copy_refuse(lua_State *L, sl_copy *cp);
+
 /* Raise "row N: out of memory growing the COPY buffer" (N the row being
  * encoded) and end the COPY. */
 int lib_copy_oom(lua_State *L, sl_copy *cp);

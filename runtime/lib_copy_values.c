@@ -103,7 +103,7 @@ int lib_copy_value_error(lua_State *L, sl_copy *cp, const copy_col *col,
     lua_pushfstring(L, ": expected %s, got ", what);
     push_value_desc(L, idx);
     lua_concat(L, 3);
-    return lib_copy_raise(L, cp);
+    return lib_copy_refuse(L, cp);
 }
 
 /* Raise "<where>: <msg>" and end the COPY. */
@@ -113,7 +113,7 @@ int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,
     push_where(L, cp, col);
     lua_pushstring(L, msg);
     lua_concat(L, 2);
-    return lib_copy_raise(L, cp);
+    return lib_copy_refuse(L, cp);
 }
 
 static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
@@ -195,7 +195,7 @@ const char *lib_copy_json_encode(lua_State *L, sl_copy *cp,
         lua_pushfstring(L, ": cannot encode the table as JSON: %s",
                         m ? m : "(error object)");
         lua_concat(L, 2);
-        lib_copy_raise(L, cp);
+        lib_copy_refuse(L, cp);
     }
     if (lua_type(L, -1) != LUA_TSTRING)
         lib_copy_col_error(L, cp, col,

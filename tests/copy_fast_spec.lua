@@ -50,6 +50,7 @@ describe("COPY row writer", function()
         ok, err = pcall(function() cp:rows({ row }); cp:finish() end)
       end
       out[t] = ok and "ok" or tostring(err):gsub("^[^:]*:%d+: ", ""):gsub("COPY %a+,", "COPY t,")
+                                 :gsub("\nWHERE:[^\n]*", "")
     end
     return out.fast, out.slow
   end
@@ -152,7 +153,7 @@ describe("COPY row writer", function()
     reset()
     local cp = db:copy("fast", nil, { format = "binary" })
     local err = H.error_of(function() cp:row(1, 2, 3) end)
-    assert.matches("row 1: expected 12 values %(n, a, b, c, d, e, f, g, h, i, j, k%), got 3$", tostring(err))
+    assert.matches("row 1: expected 12 values %(n, a, b, c, d, e, f, g, h, i, j, k%), got 3$", err.message)
     cp = db:copy("fast", nil, { format = "binary" })
     cp:row(1, 1, 2, 3, 4, 5, true, "x", 1, 0, 0, 0)
     assert.are.equal(1, cp:finish())
@@ -201,8 +202,9 @@ describe("COPY row writer", function()
     cp = db:copy("fast", nil, { format = "binary" })
     local slow_err = H.error_of(function() cp:rows({ row }) end)
     assert.matches('row 1, column "g" %(text%): expected a string, number or boolean, got cdata$',
-                   tostring(fast_err))
-    assert.are.equal(tostring(slow_err):gsub("^[^:]*:%d+: ", ""), tostring(fast_err):gsub("^[^:]*:%d+: ", ""))
+                   fast_err.message)
+    assert.are.equal(slow_err.message, fast_err.message)
+    assert.are.equal("22P02", fast_err.sqlstate)
     assert.are.equal(0, contents("fast").n)
   end)
 

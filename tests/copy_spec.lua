@@ -29,7 +29,13 @@ end
 
 local count = H.count
 
-local error_of = H.error_of
+-- A value the encoders refuse is an error object (sqlstate, message,
+-- column, and where: the caller's line); here as text, where .. message.
+local function error_of(fn, ...)
+  local err = H.error_of(fn, ...)
+  if type(err) == "table" and err.where then return err.where .. err.message, err end
+  return err
+end
 
 -- The C core (runtime/copy.c) needs no server: the executable exports its
 -- symbols (-Wl,-E), so the specs call it through the FFI.
@@ -624,8 +630,9 @@ describe("db:copy errors", function()
       local cp = db:copy("t", nil, { format = fmt })
       cp:row(1, 1, "a", nil)
       cp:row(2, 2, "b", nil)
-      local err = error_of(function() cp:row(3, 3, "c") end)
+      local err, obj = error_of(function() cp:row(3, 3, "c") end)
       assert.truthy(err:find("copy_spec.lua:%d+: row 3: expected 4 values %(id, qty, name, v%), got 3$"), err)
+      assert.are.equal("22P04", obj.sqlstate)
       assert.are.equal("failed", cp.state)
       err = error_of(function() cp:row(3, 3, "c", nil) end)
       assert.truthy(err:find("copy_spec.lua:%d+: row: the COPY failed earlier and was "
@@ -652,9 +659,11 @@ describe("db:copy errors", function()
     cp:row(1, 10, "a", { 1 })
     cp:row(2, 20, "b", { 2 })
     cp:flush() -- rows 1-2 reached the server: still nothing may be loaded
-    local err = error_of(function() cp:row(3, "abc", "c", nil) end)
+    local err, obj = error_of(function() cp:row(3, "abc", "c", nil) end)
     assert.truthy(err:find('copy_spec.lua:%d+: row 3, column "qty" %(integer%): expected an integer '
                            .. 'from %-2147483648 to 2147483647, got string "abc"$'), err)
+    assert.are.equal("22P02", obj.sqlstate)
+    assert.are.equal("qty", obj.column)
     assert.are.equal(0, count(db, "t"))
     usable()
     local cases = {

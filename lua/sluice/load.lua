@@ -602,6 +602,7 @@ local function put_rows(run, limit_rows, limit_bytes)
       rej:note(n)
       rej:refuse(item, why, code, n)
     else
+      run.n = n - 1 -- the rows before it were put
       error(why, 0)
     end
     if prog and n % 256 == 0 then prog:update(n, bytes) end
