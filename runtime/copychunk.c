@@ -248,19 +248,17 @@ static unsigned long copy_line_of(const PGresult *err)
     return 0;
 }
 
-/* The lines row i takes in the COPY: one, but in CSV a quoted field's
- * line feeds count too (the server counts them in "line N"). */
-static unsigned long row_lines(const copy_chunk *c, const char *data, size_t i)
+/* The line feeds inside row i's fields (CSV quotes them as they are). */
+static unsigned long inner_lines(const copy_chunk *c, const char *data,
+                                 size_t i)
 {
-    if (!c->csv)
-        return 1;
     unsigned long n = 0;
-    const char *p = data + row_start(c, i), *end = data + c->ends[i];
+    const char *p = data + row_start(c, i), *end = data + c->ends[i] - 1;
     while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
         n++;
         p++;
     }
-    return n ? n : 1;
+    return n;
 }
 
 size_t copy_chunk_row_of(const copy_chunk *c, const char *data, size_t from,
@@ -269,13 +267,20 @@ size_t copy_chunk_row_of(const copy_chunk *c, const char *data, size_t from,
     unsigned long line = copy_line_of(err);
     if (line == 0)
         return c->n;
+    /* The server's "line N" after reading a row: rows so far, and in CSV
+     * the line feeds inside quoted fields of every row but the COPY's
+     * first (as PostgreSQL 15 counts them: measured). */
+    unsigned long at = 0;
+    int first = 1;
     for (size_t i = from; i < to; i++) {
         if (c->gone[i])
             continue;
-        unsigned long k = row_lines(c, data, i);
-        if (line <= k)
+        at++;
+        if (c->csv && !first)
+            at += inner_lines(c, data, i);
+        first = 0;
+        if (at >= line)
             return i;
-        line -= k;
     }
     return c->n;
 }

@@ -109,9 +109,10 @@ int copy_chunk_close(PGconn *pg, const copy_chunk *c, uint64_t *loaded,
 int copy_chunk_undo(PGconn *pg, const copy_chunk *c);
 
 /* The row of [from, to) that the error's context names ("COPY t, line
- * N": the N-th line of the rows not gone from `from`, in `data`; a row is
- * one line, but in CSV every line feed in it counts); c->n when it names
- * none in that range. */
+ * N", counted over the rows not gone from `from`, in `data`: a row is one
+ * line, but in CSV the server also counts the line feeds inside quoted
+ * fields, except in the COPY's first row); c->n when it names none in
+ * that range. */
 size_t copy_chunk_row_of(const copy_chunk *c, const char *data, size_t from,
                          size_t to, const PGresult *err);
 

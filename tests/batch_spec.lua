@@ -111,12 +111,14 @@ describe("db:batch", function()
     long[51] = function() end
     local err = error_of(b.add, b, long, "x")
     assert.are.equal('batch:add: row 2, column "e": expected array elements that are '
-      .. "strings, numbers, booleans, tables or sluice.null, got table", err:match("batch:add: .*$"))
+      .. "strings, numbers, booleans, tables or sluice.null, got table", err.message)
+    assert.are.equal("22P02", err.sqlstate)
+    assert.are.equal("e", err.column)
     assert.are.equal(7, b.buffered_bytes)
     assert.are.equal(1, b.buffered)
     -- a value that fails after an earlier column was encoded
     err = error_of(b.add, b, { 9 }, {})
-    assert.matches('batch:add: row 2, column "s": expected a string', err, 1, true)
+    assert.matches('batch:add: row 2, column "s": expected a string', err.message, 1, true)
     assert.are.equal(7, b.buffered_bytes)
     b:add({ 2 }, "cd")
     assert.are.equal(14, b.buffered_bytes)
@@ -138,7 +140,8 @@ describe("db:batch", function()
     assert.are.equal('batch:add: row 1, column "n": expected an int64 cdata '
       .. "(e.g. 1000000000000000001LL) or a string for an integer beyond +-2^53 "
       .. "(a Lua number that large may have been rounded), got number",
-      err:match("batch:add: .*$"))
+      err.message)
+    assert.are.equal("22003", err.sqlstate)
     assert.are.equal(0, b.buffered_bytes)
     b:add(1, 2^53)
     b:add(2, -2^53)
@@ -469,7 +472,7 @@ describe("db:batch", function()
     assert.are.equal("{}", r[2].a)
     local err = error_of(function() local bb = db:batch("kinds", { "s" }); bb:add({}) end)
     assert.matches('batch:add: row 1, column "s": expected a string, number, boolean '
-      .. 'or nil (tables only for array and json columns), got table', err, 1, true)
+      .. 'or nil (tables only for array and json columns), got table', err.message, 1, true)
   end)
 
   it("reports a bad column when the batch is made", function()

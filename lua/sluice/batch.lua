@@ -531,16 +531,17 @@ function M.batch(db, tbl, columns, opts)
   return b
 end
 
---- Whether err is b:add()'s refusal of a value ("batch:add: row N,
--- column "x": expected ..., got ..."): the row was not buffered, and no
--- other was touched.  Returns the message without its position, and the
--- SQLSTATE the server would give such a value.
+--- Whether err is b:add()'s refusal of a value: an error object whose
+-- message is "batch:add: row N, column "x": expected ..., got ..." (the
+-- caller's line in err.where, the SQLSTATE the server would give such a
+-- value); the row was not buffered, and no other was touched.  Returns
+-- the message and the SQLSTATE.
 function M.refusal(err)
-  if type(err) ~= "string" then return nil end
-  local msg = err:match("(batch:add: row %d+, column .*)$")
-  if not msg then return nil end
-  return msg, msg:find("NUL", 1, true) and "22021" or msg:find("2^53", 1, true) and "22003"
-    or "22P02"
+  if type(err) ~= "table" or not err.where or type(err.message) ~= "string"
+     or not err.message:find("^batch:add: row %d+, column ") then
+    return nil
+  end
+  return err.message, err.sqlstate
 end
 
 --- b:flush() (see the top of this file).

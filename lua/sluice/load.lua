@@ -734,7 +734,9 @@ local function load_error(run, err)
   if #run.opened < run.nconn then return err end
   -- a COPY's error names its line: the load's row (one connection)
   local ctx = type(err) == "table" and type(err.context) == "string" and err.context
+  -- (text and binary: one line a row; CSV counts line feeds in values)
   local line = ctx and run.nconn == 1 and COPY_FORMAT[run.strategy] and not run.ctx.rejects
+               and run.strategy ~= "copy_csv"
                and tonumber(("\n" .. ctx):match("\nCOPY [^\n]-, line (%d+)"))
   if line and err.row == nil then
     err = outcome.reworded(err, ("row %d: "):format(line), { row = line })
