@@ -165,6 +165,32 @@ describe("sluice.load on_error = \"reject\" (100,000 rows)", function()
     assert.are.same({ "1=false=a\nb", "5=false=five", "7=true=null qty" }, names)
   end)
 
+  it("raises when the server counts other rows than were sent (a trigger skipped some)", function()
+    fresh()
+    db:exec([[create or replace function items_skip() returns trigger language plpgsql as $$
+      begin if new.id % 10 = 0 then return null; end if; return new; end $$;
+      create trigger items_skip before insert on items for each row execute function items_skip()]])
+    local rows = {}
+    for i = 1, 50 do rows[i] = { i, i, "n" } end
+    for _, strategy in ipairs { "copy_binary", "copy_text" } do
+      db:exec("truncate items")
+      local ok, err = pcall(sluice.load, { db = db, table = "items", rows = rows,
+                                           strategy = strategy, quiet = true })
+      assert.is_false(ok)
+      assert.are.equal('load: the server counted 45 rows loaded where 50 were sent (a trigger or '
+                       .. 'rule on table "items" skipped or added rows); the 45 rows it counted '
+                       .. 'were committed', err.message)
+      assert.are.equal(45, err.committed_rows)
+      assert.are.equal(45, sums().n)
+      db:exec("truncate items")
+      ok, err = pcall(sluice.load, { db = db, table = "items", rows = rows, strategy = strategy,
+                                     on_reject = function() end, quiet = true })
+      assert.is_false(ok)
+      assert.are.equal(0, err.committed_rows)
+      assert.are.equal(0, sums().n)
+    end
+  end)
+
   it("keeps a CSV record as written, with its file and line", function()
     fresh()
     local csv = dir .. "/in.csv"

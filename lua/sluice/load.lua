@@ -618,25 +618,6 @@ local function put_rows(run, limit_rows, limit_bytes)
   return false
 end
 
--- Finish every sink, then commit those that commit at the end (several
--- connections), with Ctrl-C held: the server's answers say what they
--- did, and an interrupt is raised between them.
-local function finish_sinks(run)
-  local ok, err = outcome.held(function()
-    for _, s in ipairs(run.opened) do
-      s.finish()
-      outcome.check()
-    end
-    for _, s in ipairs(run.opened) do
-      if s.commit then
-        s.commit()
-        outcome.check()
-      end
-    end
-  end)
-  if not ok then error(err, 0) end
-end
-
 -- The rows each COPY sink's server counted must be the rows it was
 -- given less those it set aside: anything else (a trigger or rule that
 -- skipped or added rows) is an error, never silence.
@@ -647,20 +628,45 @@ local function check_counts(run, put0)
       local given = n >= k and math.floor((n - k) / nconn) + 1 or 0
       local expect = given - (s.rejected and s.rejected() or 0)
       if s.loaded ~= expect then
-        error(("load: the server counted %d rows loaded where %d were sent%s (a trigger or "
-               .. "rule on table \"%s\" skipped or added rows); check the table"):format(
-               s.loaded, expect, nconn > 1 and (" on connection " .. k) or "", run.ctx.shown), 0)
+        -- what is committed then is what the server counted (or, in a
+        -- transaction still open, nothing)
+        local done = s.final == "committed" and s.loaded or 0
+        error(core.new_error { count_mismatch = true, committed_rows = done, in_doubt_rows = 0,
+          message = ("load: the server counted %d rows loaded where %d were sent%s (a trigger "
+                     .. "or rule on table \"%s\" skipped or added rows)%s"):format(
+               s.loaded, expect, nconn > 1 and (" on connection " .. k) or "", run.ctx.shown,
+               done > 0 and ("; the %d rows it counted were committed"):format(done) or "") }, 0)
       end
     end
   end
 end
+
+-- Finish every sink, then commit those that commit at the end (several
+-- connections), with Ctrl-C held: the server's answers say what they
+-- did, and an interrupt is raised between them.
+local function finish_sinks(run)
+  local ok, err = outcome.held(function()
+    for _, s in ipairs(run.opened) do
+      s.finish()
+      outcome.check()
+    end
+    check_counts(run) -- before the COMMITs that are still to come
+    for _, s in ipairs(run.opened) do
+      if s.commit then
+        s.commit()
+        outcome.check()
+      end
+    end
+  end)
+  if not ok then error(err, 0) end
+end
+
 
 local function load_rows(run)
   open_sinks(run)
   put_rows(run)
   finish_sinks(run)
   if run.ctx.rejects then run.ctx.rejects:finish() end
-  check_counts(run)
 end
 
 -- What a load on one connection committed, once its sink is finished or
@@ -732,6 +738,7 @@ end
 -- before the sinks were open stands as it is: nothing was sent.
 local function load_error(run, err)
   if #run.opened < run.nconn then return err end
+  if type(err) == "table" and err.count_mismatch then return err end
   -- a COPY's error names its line: the load's row (one connection)
   local ctx = type(err) == "table" and type(err.context) == "string" and err.context
   -- (text and binary: one line a row; CSV counts line feeds in values)
