@@ -978,44 +978,43 @@ int csvread_seek(csvread *r, long long off, long long line, size_t expect)
 
 #define IDENTITY_BYTES (64 * 1024)
 
-int csvread_identity(csvread *r, const char *path, char *out, size_t cap)
+int csvread_identity(const csvread *r, const char *path, char *out,
+                     size_t cap)
 {
     if (r->is_stdin) {
-        refuse(r, "standard input has no identity (a position can only be "
-               "gone back to in a file)");
+        snprintf(out, cap, "stdin: standard input has no identity (a "
+                 "position can only be gone back to in a file)");
         return -1;
     }
     int fd = r->fd_open ? r->fd : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(r->err, sizeof r->err, "cannot open %s: %s", path,
-                 strerror(errno));
+        snprintf(out, cap, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     unsigned char *b = malloc(IDENTITY_BYTES);
     struct stat st;
     int rc = -1;
     if (!b) {
-        snprintf(r->err, sizeof r->err, "%s: out of memory", path);
+        snprintf(out, cap, "%s: out of memory", path);
     } else if (fstat(fd, &st) < 0) {
-        snprintf(r->err, sizeof r->err, "%s: %s", path, strerror(errno));
+        snprintf(out, cap, "%s: %s", path, strerror(errno));
     } else {
         /* pread: the reader's own file offset stays where it is */
         size_t have = 0;
+        int err = 0;
         while (have < IDENTITY_BYTES) {
             ssize_t n = pread(fd, b + have, IDENTITY_BYTES - have,
                               (off_t)have);
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n <= 0) {
-                if (n < 0)
-                    have = (size_t)-1;
+            if (n < 0)
+                err = errno;
+            if (n <= 0)
                 break;
-            }
             have += (size_t)n;
         }
-        if (have == (size_t)-1) {
-            snprintf(r->err, sizeof r->err, "%s: read error: %s", path,
-                     strerror(errno));
+        if (err) {
+            snprintf(out, cap, "%s: read error: %s", path, strerror(err));
         } else {
             uLong crc = crc32(crc32(0L, Z_NULL, 0), b, (uInt)have);
             snprintf(out, cap, "size=%lld mtime=%lld.%09ld crc32=%08lx",
@@ -1025,7 +1024,7 @@ int csvread_identity(csvread *r, const char *path, char *out, size_t cap)
         }
     }
     free(b);
-    if (fd != r->fd || !r->fd_open)
+    if (!r->fd_open)
         close(fd);
     return rc;
 }

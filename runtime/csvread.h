@@ -198,9 +198,10 @@ int csvread_seek(csvread *r, long long offset, long long line, size_t expect);
  * crc32=<8 hex digits>", the checksum of the file's first 64 KiB as
  * stored (compressed bytes for a gzip file).  Uses the open file; when
  * the reader was released, opens path again.  Returns 0 with the text in
- * out (cap bytes), or -1 with r->err set (standard input, a file that
- * cannot be read); changes nothing else in r. */
-int csvread_identity(csvread *r, const char *path, char *out, size_t cap);
+ * out (cap bytes), or -1 with the message in out (standard input, a file
+ * that cannot be read); changes nothing in r. */
+int csvread_identity(const csvread *r, const char *path, char *out,
+                     size_t cap);
 
 /* Free every resource (file, parser, buffers); keeps state, err,
  * rec_start_line, rec_offset, next_offset and next_line readable.
