@@ -929,13 +929,18 @@ int csvread_seek(csvread *r, long long off, long long line, size_t expect)
                 return fail(r, 0, "position %lld is past the end of the "
                             "input (%lld bytes)", off,
                             (long long)st.st_size);
-            if (lseek(r->fd, (off_t)t, SEEK_SET) < 0)
+            /* from the start of t's block: the blocks are where an
+             * uninterrupted read has them, so the record is cut into the
+             * same segments and a record with two faults reports the
+             * same one (UTF-8 is checked a segment ahead of parsing) */
+            long long b0 = t - t % (long long)r->block;
+            if (lseek(r->fd, (off_t)b0, SEEK_SET) < 0)
                 return fail(r, 0, "cannot seek: %s", strerror(errno));
-            r->base = t;
+            r->base = b0;
             r->len = r->pos = 0;
-            r->started = 1; /* a BOM is only at byte 0 */
+            r->started = 1; /* the BOM: t is after it, or it is refused */
             r->at_eof = r->in_eof = 0;
-            r->in_bytes = t;
+            r->in_bytes = b0;
             r->pend[0] = '\0';
         }
         /* gzip, or plain past its end: read on, dropping blocks */
