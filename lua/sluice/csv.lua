@@ -105,7 +105,8 @@
 --       seek: invalid position "x" (expected what position() returns: ...)
 --       seek: position 0:1:0:0 is before the first record (the header ends at byte 12)
 --       data.csv: position 9999 is past the end of the input (300 bytes)
---       data.csv: position 15 is not where a record starts (a position of another file, or of this one before it changed?)
+--       data.csv: position 15 is not where a record starts (a position of
+--         another file, or of this one before it changed?)
 --       stdin: cannot seek in standard input (a position can only be gone back to in a file)
 --     A position is only checked to follow a line end: a position of
 --     another file can land on a line end inside a quoted field, which is
