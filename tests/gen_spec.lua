@@ -107,6 +107,76 @@ describe("sluice.gen determinism", function()
   end)
 end)
 
+describe("g:rows(first, last, fn), a positionable source", function()
+  local function all(src)
+    local out = {}
+    for row in src do out[#out + 1] = row end
+    return out
+  end
+
+  it("iterates like an iterator, and next() and position() step together", function()
+    local g = gen(9):stream("users")
+    local src = g:rows(5, 1004, user_row)
+    assert.are.equal("5", src:position())
+    local got = all(src)
+    assert.are.equal(1000, #got)
+    assert.are.equal(user_row(gen(9):stream("users"):at(5), 5), got[1])
+    assert.are.equal(user_row(gen(9):stream("users"):at(1004), 1004), got[1000])
+    assert.are.equal("1005", src:position())
+    assert.is_nil(src:next())
+    assert.is_nil(src())
+    assert.are.equal(0, #all(g:rows(3, 2, user_row))) -- empty
+  end)
+
+  it("resumes at a position in a fresh source: the same rows as one run", function()
+    local whole = all(gen(5):stream("t"):rows(1, 3000, user_row))
+    local first = gen(5):stream("t"):rows(1, 3000, user_row)
+    local part = {}
+    for _ = 1, 1234 do part[#part + 1] = first:next() end
+    local pos = first:position()
+    assert.are.equal("1235", pos)
+    local again = gen(5):stream("t"):rows(1, 3000, user_row)
+    again:seek(pos)
+    for row in again do part[#part + 1] = row end
+    assert.are.same(whole, part)
+    -- back to the start, and to the end
+    again:seek("1")
+    assert.are.equal(whole[1], again:next())
+    again:seek("3001")
+    assert.is_nil(again:next())
+  end)
+
+  it("refuses positions it did not give", function()
+    local src = gen(1):rows(10, 20, user_row)
+    for _, bad in ipairs({ "x", "", "-1", "1.5", " 12" }) do
+      assert.are.equal(('seek: invalid position "%s" (expected what position() returns: '
+                        .. "a row index)"):format(bad),
+                       tostring(H.error_of(src.seek, src, bad)):match("seek: .*"))
+    end
+    assert.are.equal("seek: position 9 is outside the rows 10..20",
+                     tostring(H.error_of(src.seek, src, "9")):match("seek: .*"))
+    assert.are.equal("seek: position 22 is outside the rows 10..20",
+                     tostring(H.error_of(src.seek, src, "22")):match("seek: .*"))
+    assert.are.equal("seek: invalid position 12 (expected what position() returns: a row index)",
+                     tostring(H.error_of(src.seek, src, 12)):match("seek: .*"))
+    assert.are.equal("rows: fn must be a function(r, i) returning row i, got nil",
+                     tostring(H.error_of(gen(1).rows, gen(1), 1, 2)):match("rows: .*"))
+  end)
+
+  it("has an identity of seed, stream and range (not of fn)", function()
+    local id = gen(42):stream("users"):rows(1, 100, user_row):identity()
+    assert.are.equal('gen seed=42 stream="users" rows=1..100', id)
+    assert.are.equal(id, gen(42):stream("users"):rows(1, 100, function() return 1 end):identity())
+    assert.are.equal('gen seed="shop" stream="a/b" rows=0..9',
+                     gen("shop"):stream("a"):stream("b"):rows(0, 9, user_row):identity())
+    for _, other in ipairs({ gen(43):stream("users"):rows(1, 100, user_row),
+                             gen(42):stream("user"):rows(1, 100, user_row),
+                             gen(42):stream("users"):rows(1, 101, user_row) }) do
+      assert.are_not.equal(id, other:identity())
+    end
+  end)
+end)
+
 describe("sluice.gen distributions (100k draws)", function()
   it("int and float are uniform", function()
     local m, v = mean_var(draws(function(r) return r:int(1, 100) end))

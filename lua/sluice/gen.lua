@@ -72,8 +72,15 @@
 -- Streams and rows:
 --   gen(seed) -> the root stream; g:stream(name) -> a named stream;
 --   g:at(i) -> g positioned at row i (an integer, 0 <= i < 2^53);
---   g.i -> the current row; g:rows(first, last, fn) -> iterator of
---   fn(g:at(i), i) for i = first..last (fn must return a non-nil value);
+--   g.i -> the current row; g:rows(first, last, fn) -> the rows
+--   fn(g:at(i), i) for i = first..last (fn must return a non-nil value)
+--   as a source: callable as an iterator (for row in g:rows(...) do),
+--   and positionable (README.md, "Positionable inputs"): src:next(),
+--   src:position() (the index of the next row, as text), src:seek(pos)
+--   (any index first..last + 1), src:identity() ("gen seed=42
+--   stream="users" rows=1..1000000").  fn cannot be part of the
+--   identity: a resume with a changed fn gives other rows for the rest,
+--   and that is the script's responsibility (e.g. name a new stream);
 --   gen.split(first, last, part, parts) -> the sub-range of one worker.
 --   gen.parse_time(s) -> epoch seconds; gen.iso_date(t),
 --   gen.iso_timestamp(t) -> text.
@@ -135,9 +142,9 @@ Stream.__index = Stream
 
 local M = {}
 
-local function new_stream(seed_key, name)
+local function new_stream(seed, seed_key, name)
   return setmetatable({
-    seed_key = seed_key, stream_name = name,
+    seed = seed, seed_key = seed_key, stream_name = name,
     key = mix(bxor(seed_key, fnv1a(name))),
     row = u64_1(), -- the row key lives in a cdata array: no boxing per row
     i = 0, k = 0,
@@ -159,7 +166,7 @@ function M.new(seed)
   else
     error("gen: the seed must be an integer or a string, got " .. type(seed), 2)
   end
-  return new_stream(key, "")
+  return new_stream(seed, key, "")
 end
 
 --- g:stream(name) -> an independent stream of the same seed.  Streams of
@@ -168,7 +175,7 @@ function Stream:stream(name)
   if type(name) ~= "string" then
     error("stream: the name must be a string, got " .. type(name), 2)
   end
-  return new_stream(self.seed_key, self.stream_name == "" and name
+  return new_stream(self.seed, self.seed_key, self.stream_name == "" and name
                     or (self.stream_name .. "/" .. name))
 end
 
@@ -191,14 +198,59 @@ function Stream:at(i)
   return self
 end
 
---- Iterator of fn(g:at(i), i) for i = first..last.
+-- The rows of g:rows(): a positionable input (README.md, "Positionable
+-- inputs").  The row index lives in an upvalue of next(), which is also
+-- the table's __call: measured on 1M rows of one draw, 3.5 ns a row as
+-- the plain iterator closure this replaced, where the index in a table
+-- field cost 4.4 ns.
+local Rows = {}
+
+--- src:identity() -> "gen seed=<seed> stream=<name> rows=<first>..<last>".
+-- fn is not part of it: a resume with a changed fn is the caller's doing.
+function Rows:identity()
+  local st = self.stream
+  local seed = st.seed
+  return ("gen seed=%s stream=%q rows=%d..%d"):format(
+    type(seed) == "string" and ("%q"):format(seed) or tostring(seed),
+    st.stream_name, self.first, self.last)
+end
+
+--- g:rows(first, last, fn) -> the rows fn(g:at(i), i) for i = first..last:
+-- a source, callable as an iterator (for row in g:rows(...) do), with
+-- src:next(), src:position(), src:seek(pos), src:identity().
 function Stream:rows(first, last, fn)
-  local i = first - 1
-  return function()
-    i = i + 1
-    if i > last then return nil end
-    return fn(self:at(i), i)
+  if type(first) ~= "number" or not (first >= 0 and first < TWO53) or first % 1 ~= 0 then
+    error("rows: first must be an integer from 0 to 2^53 - 1, got " .. tostring(first), 2)
   end
+  if type(last) ~= "number" or last % 1 ~= 0 or last >= TWO53 then
+    error("rows: last must be an integer below 2^53, got " .. tostring(last), 2)
+  end
+  if type(fn) ~= "function" then
+    error("rows: fn must be a function(r, i) returning row i, got " .. type(fn), 2)
+  end
+  local i = first -- the next row
+  local function next_row()
+    if i > last then return nil end
+    local j = i
+    i = j + 1
+    return fn(self:at(j), j)
+  end
+  local src = { stream = self, first = first, last = last, next = next_row }
+  -- src:position() -> the index of the next row, as text
+  function src.position() return tostring(i) end
+  -- src:seek(pos): row pos (first..last + 1) comes next
+  function src.seek(_, pos)
+    local k = type(pos) == "string" and pos:match("^%d+$") and tonumber(pos)
+    if not k then
+      error(("seek: invalid position %s (expected what position() returns: a row index)")
+            :format(type(pos) == "string" and ("%q"):format(pos) or tostring(pos)), 2)
+    end
+    if k < first or k > last + 1 then
+      error(("seek: position %s is outside the rows %d..%d"):format(pos, first, last), 2)
+    end
+    i = k
+  end
+  return setmetatable(src, { __call = next_row, __index = Rows })
 end
 
 function Stream:u64()

@@ -35,8 +35,8 @@
 --                 is raised (a lost connection is not the row's fault).
 --
 -- Model:save_all(db, source, opts) -> loaded, rejected
---   source: an iterator function (called until it returns nil, e.g.
---     g:rows(1, n, fn)) or an array.  Items are objects of this model or
+--   source: an iterator function or callable source (called until it
+--     returns nil, e.g. g:rows(1, n, fn)) or an array.  Items are objects of this model or
 --     plain field tables (made into objects with new()).
 --   opts.strategy: "copy" (the default and, for now, the only one).
 --   opts.format: COPY format, passed to db:copy() (default "auto").
@@ -230,6 +230,8 @@ end
 
 local function iterate(source)
   if type(source) == "function" then return source end
+  -- a source object (g:rows(...) of sluice.gen): callable, not a list
+  if require("sluice.values").callable(source) then return source end
   if type(source) == "table" then
     local it, why = require("sluice.values").list_iterator(source)
     if not it then

@@ -27,7 +27,12 @@
  *   included), and rec_offset is where it began;
  * - in raw mode, plain and gzip: exactly the stream, minus a BOM;
  * - its records written back as CSV, every field quoted: the same
- *   fields again.
+ *   fields again;
+ * - positions (plain, small blocks, gzip): read up to a record the input
+ *   picks (or the end), take the position, read the rest; a fresh reader
+ *   that seeks there reads exactly that rest (records, lines, offsets,
+ *   the error), and so does the same reader seeking there again after
+ *   its end.
  * A crash, a leak (libFuzzer's leak check) or any difference aborts.
  *
  * The reader opens a path: the bytes go to a memfd, opened again as
@@ -370,9 +375,59 @@ done:
 
 /* ------------------------------------------------------------- readers */
 
+/* Every record r hands out from where it is, in transcript form (with
+ * positions), then "D" or "E<error>".  Each record's text must be its
+ * bytes in the stream s[0..n).  Returns csvread_next's last answer;
+ * leaves r unreleased. */
+static int transcribe(csvread *r, const char *p, const unsigned char *s,
+                      size_t n, sbuf *out)
+{
+    int rc;
+    while ((rc = csvread_next(r)) == 1) {
+        const char *t;
+        size_t tn;
+        FUZZ_CHECK(csvread_record(r, &t, &tn) == 0, "csvread_record");
+        long long at = r->rec_offset;
+        FUZZ_CHECK(at >= 0 && (size_t)at <= n && tn <= n - (size_t)at &&
+                   memcmp(t, s + at, tn) == 0,
+                   "record text (%zu bytes at %lld) is not the stream's",
+                   tn, at);
+        const char *t2;
+        size_t tn2;
+        FUZZ_CHECK(csvread_record(r, &t2, &tn2) == 0 && tn2 == tn &&
+                   memcmp(t2, t, tn) == 0, "record text changed");
+        put(out, "R", 1);
+        put_num(out, r->rec_start_line, '@');
+        put_num(out, at, '-');
+        put_num(out, at + (long long)tn, '-');
+        put_num(out, r->next_offset, ':');
+        for (size_t i = 0; i < r->nfields; i++) {
+            const csvread_field *f = &r->fields[i];
+            put(out, " ", 1);
+            put_num(out, (long long)f->len, f->is_null ? 'N' : 'v');
+            put(out, r->data + f->off, f->len);
+        }
+        put(out, "\n", 1);
+    }
+    FUZZ_CHECK(rc == 0 || rc == -1, "csvread_next: %d", rc);
+    FUZZ_CHECK((rc == 0 && r->state == CSVREAD_DONE) ||
+               (rc == -1 && r->state == CSVREAD_FAILED),
+               "state %d after %d", r->state, rc);
+    FUZZ_CHECK(csvread_next(r) == rc, "a second end differs");
+    if (rc == 0) {
+        put(out, "D", 1);
+    } else {
+        size_t k = strlen(p);
+        FUZZ_CHECK(strncmp(r->err, p, k) == 0, "error without the name: %s",
+                   r->err);
+        putf(out, "E%s", r->err + k);
+    }
+    return rc;
+}
+
 /* Every record of the file at p, whose (decompressed) stream is
- * s[0..n), in transcript form (with positions).  Each record's text must
- * be its bytes in the stream.  Returns csvread_next's last answer. */
+ * s[0..n), in transcript form (with positions).  Returns csvread_next's
+ * last answer. */
 static int read_records(const char *p, const unsigned char *s, size_t n,
                         const csvread_opts *o, sbuf *out)
 {
@@ -380,48 +435,45 @@ static int read_records(const char *p, const unsigned char *s, size_t n,
     memset(&r, 0, sizeof r);
     int rc = csvread_open(&r, p, o);
     FUZZ_CHECK(rc == 0, "csvread_open: %s", r.err);
-    while ((rc = csvread_next(&r)) == 1) {
-        const char *t;
-        size_t tn;
-        FUZZ_CHECK(csvread_record(&r, &t, &tn) == 0, "csvread_record");
-        long long at = r.rec_offset;
-        FUZZ_CHECK(at >= 0 && (size_t)at <= n && tn <= n - (size_t)at &&
-                   memcmp(t, s + at, tn) == 0,
-                   "record text (%zu bytes at %lld) is not the stream's",
-                   tn, at);
-        const char *t2;
-        size_t tn2;
-        FUZZ_CHECK(csvread_record(&r, &t2, &tn2) == 0 && tn2 == tn &&
-                   memcmp(t2, t, tn) == 0, "record text changed");
-        put(out, "R", 1);
-        put_num(out, r.rec_start_line, '@');
-        put_num(out, at, '-');
-        put_num(out, at + (long long)tn, '-');
-        put_num(out, r.next_offset, ':');
-        for (size_t i = 0; i < r.nfields; i++) {
-            const csvread_field *f = &r.fields[i];
-            put(out, " ", 1);
-            put_num(out, (long long)f->len, f->is_null ? 'N' : 'v');
-            put(out, r.data + f->off, f->len);
-        }
-        put(out, "\n", 1);
-    }
-    FUZZ_CHECK(rc == 0 || rc == -1, "csvread_next: %d", rc);
-    FUZZ_CHECK((rc == 0 && r.state == CSVREAD_DONE) ||
-               (rc == -1 && r.state == CSVREAD_FAILED),
-               "state %d after %d", r.state, rc);
-    FUZZ_CHECK(csvread_next(&r) == rc, "a second end differs");
-    if (rc == 0) {
-        put(out, "D", 1);
-    } else {
-        size_t k = strlen(p);
-        FUZZ_CHECK(strncmp(r.err, p, k) == 0, "error without the name: %s",
-                   r.err);
-        putf(out, "E%s", r.err + k);
-    }
+    rc = transcribe(&r, p, s, n, out);
     csvread_release(&r);
     csvread_release(&r); /* idempotent */
     return rc;
+}
+
+static void same(const char *what, const sbuf *want, const sbuf *got);
+static size_t transcript_records(const sbuf *t);
+
+/* Positions: read k records of the file at p, take the position, read
+ * the rest; a fresh reader that seeks there reads exactly that rest
+ * (records, lines, offsets, the error), and so does the same reader
+ * when it seeks there again after its end. */
+static void check_seek(const char *p, const unsigned char *s, size_t n,
+                       const csvread_opts *o, size_t k, sbuf *want,
+                       sbuf *got)
+{
+    csvread r;
+    memset(&r, 0, sizeof r);
+    FUZZ_CHECK(csvread_open(&r, p, o) == 0, "csvread_open: %s", r.err);
+    for (size_t i = 0; i < k && csvread_next(&r) == 1; i++)
+        ;
+    long long off = r.next_offset, line = r.next_line;
+    size_t expect = r.expect;
+    transcribe(&r, p, s, n, want);
+    csvread_release(&r);
+
+    memset(&r, 0, sizeof r);
+    FUZZ_CHECK(csvread_open(&r, p, o) == 0, "csvread_open: %s", r.err);
+    for (int pass = 0; pass < 2; pass++) {
+        got->len = 0;
+        FUZZ_CHECK(csvread_seek(&r, off, line, expect) == 0,
+                   "seek to %lld (line %lld, record %zu): %s", off, line, k,
+                   r.err);
+        transcribe(&r, p, s, n, got);
+        same(pass ? "seek again after the end" : "seek in a fresh reader",
+             want, got);
+    }
+    csvread_release(&r);
 }
 
 /* Raw mode: exactly the stream's bytes, minus a leading BOM; or, when
@@ -654,6 +706,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * gzip, and fails) */
     int plain_gzip = n >= 2 && s[0] == 0x1f && s[1] == 0x8b;
     read_records(put_file(s, n), s, n, &o, got);
+    /* the record to seek to: any, or the end (line ends in the model's
+     * transcript: one per record, and those inside fields) */
+    size_t nrec = 0;
+    for (size_t i = 0; i < transcript_records(want); i++)
+        nrec += want->data[i] == '\n';
+    size_t seek_at = ((size_t)rep * 257 + split) % (nrec + 2);
+    if (!plain_gzip)
+        check_seek(path, s, n, &o, seek_at, empty(B_A), empty(B_B));
     /* raw mode: of the plain file or (below) the gzip one; each open
      * costs two fresh 128 KiB blocks, the slow part of a small input */
     int raw_gz = split & 1;
@@ -669,6 +729,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             model_read(s, n, &os, os.block, want_s);
             read_records(path, s, n, &os, got_s);
             same("small blocks: plain read vs model", want_s, got_s);
+            check_seek(path, s, n, &os, seek_at, empty(B_A), empty(B_B));
         }
     }
 
@@ -687,6 +748,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     read_records(put_file(gz->data, gz->len), s, n, &o, got_gz);
     same("gzip read vs model", want, got_gz);
+    check_seek(path, s, n, &o, seek_at, empty(B_A), empty(B_B));
     if (raw_gz)
         check_raw(path, s, n, 0);
 
