@@ -88,6 +88,14 @@ local checkpoint = require "sluice.checkpoint"
 local core = require "sluice.core"
 local csv = require "sluice.csv"
 
+-- Whether rows is a positionable source other than a CSV reader (a
+-- generator's g:rows(...)): next, position and seek methods.
+local function is_source(rows)
+  local t = type(rows)
+  return (t == "table" or t == "userdata") and type(rows.next) == "function"
+         and type(rows.position) == "function" and type(rows.seek) == "function"
+end
+
 -- The CSV reader behind the input: the reader itself, or the one behind
 -- an iterator of sluice.csv.rows.
 local function reader_of(rows)
@@ -271,7 +279,7 @@ end
 -- An iterator over the input items (rows as given).
 local function items(rows)
   if type(rows) == "function" then return rows end
-  if csv.is_reader(rows) then
+  if csv.is_reader(rows) or is_source(rows) then
     return function() return (rows:next()) end
   end
   local it, why = list_iterator(rows)
@@ -394,8 +402,8 @@ local function check_opts(o)
     fail("unknown strategy '" .. tostring(strategy) .. "' (" .. table.concat(M.STRATEGIES, ", ") .. ")", 2)
   end
   if type(o.rows) ~= "table" and type(o.rows) ~= "function" and not csv.is_reader(o.rows) then
-    fail("rows must be an array of rows, an iterator function or a reader of sluice.csv.open, "
-         .. "got " .. type(o.rows), 2)
+    fail("rows must be an array of rows, an iterator function, a reader of sluice.csv.open or "
+         .. "a source (g:rows(...)), got " .. type(o.rows), 2)
   end
   local function posint(name)
     local v = o[name]
@@ -490,7 +498,7 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
   if not o.quiet then
     prog = progress.new {
       label = o.label or (shown .. " " .. strategy),
-      total = o.total or (type(o.rows) == "table" and #o.rows or nil),
+      total = o.total or (type(o.rows) == "table" and not is_source(o.rows) and #o.rows or nil),
       silent = o.summary == false,
     }
   end
@@ -851,14 +859,7 @@ local DEFAULT_CK_ROWS, DEFAULT_CK_BYTES = 100000, 64 * 1024 * 1024
 -- The positionable input behind rows (a CSV reader, a source object with
 -- next/position/seek/identity), or nil.
 local function source_of(rows)
-  local r = reader_of(rows)
-  if r then return r end
-  local t = type(rows)
-  if (t == "table" or t == "userdata") and type(rows.position) == "function"
-     and type(rows.seek) == "function" then
-    return rows
-  end
-  return nil
+  return reader_of(rows) or (is_source(rows) and rows) or nil
 end
 
 -- The input's next_item, placed after the rows of the ledger's row `led`
