@@ -54,11 +54,22 @@
 --                             in a transaction committed when all finished
 -- Other options: quiet = true (no progress at all), summary = false (no
 -- final summary line), label (progress label), total (row count, for the
--- bar when rows is an iterator), on_reject = function(values, err, row)
--- (batch and rowwise_* only: rows the server refuses for their own fault
--- are handed over and the others loaded, as db:batch's on_reject does;
--- the summary then counts them in `rejected`, and `rows` counts every row
--- given).
+-- bar when rows is an iterator).
+--
+-- Reject mode (on_error = "reject"; the default "abort" stops at the
+-- first bad row): rows refused for their own fault go to rejects = "path"
+-- (sluice.rejects) and/or on_reject = function(values, err, row, src)
+-- (src = { source = "file:line", record = text } for CSV input), every
+-- other row is loaded, on every strategy (loadrejects.lua has the
+-- bookkeeping).  max_rejects = N, max_reject_ratio = r stop the load;
+-- reject_chunk = N rows per COPY chunk.  The summary counts read, loaded,
+-- rejected (read = loaded + rejected).
+--
+-- Checkpointed loads (checkpoint = "name", checkpoint_rows,
+-- checkpoint_bytes, retries = N): chunks committed with their ledger row
+-- (checkpoint.lua); the same load run again goes on from the ledger.
+-- rows may also be a reader of sluice.csv.open or a positionable source
+-- (g:rows(...)): next/position/seek/identity.
 --
 -- What a failure leaves: copy_*, upsert, unlogged_staging, pipeline (in
 -- one group) and rowwise_tx without commit_every load nothing, unless the
