@@ -753,9 +753,11 @@ static int parse_segment(csvread *r, unsigned char *s, size_t n, int term)
 }
 
 /* A record ended on a CR: take the LF of a CRLF along, so next_offset
- * points past the line end.  When the CR ends the block, peek into the
- * next one: the record is already copied out of buf, and a read error
- * recorded by fill() is reported by the next call. */
+ * points past the line end; a CR alone ends the line too (a file whose
+ * lines end in CR), so the line is counted either way.  When the CR ends
+ * the block, peek into the next one: the record is already copied out of
+ * buf, and a read error recorded by fill() is reported by the next
+ * call. */
 static int take_lf(csvread *r)
 {
     if (r->pos == r->len) {
@@ -763,10 +765,9 @@ static int take_lf(csvread *r)
             return -1;
         fill(r);
     }
-    if (r->pos < r->len && r->buf[r->pos] == '\n') {
+    if (r->pos < r->len && r->buf[r->pos] == '\n')
         r->pos++;
-        r->line++;
-    }
+    r->line++;
     return 0;
 }
 
