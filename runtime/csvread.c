@@ -87,12 +87,24 @@ static int fail_nomem(csvread *r)
     return fail(r, r->line, "out of memory");
 }
 
+/* Set libcsv up (see the top of this file); it allocates nothing yet. */
+static void parser_init(csvread *r)
+{
+    csv_init(&r->parser, CSV_STRICT | CSV_STRICT_FINI | CSV_EMPTY_IS_NULL);
+    csv_set_delim(&r->parser, r->o.delim);
+    csv_set_quote(&r->parser, r->o.quote);
+    csv_set_space_func(&r->parser, never_space);
+}
+
 int csvread_open(csvread *r, const char *path, const csvread_opts *o)
 {
     int from_stdin = strcmp(path, "-") == 0;
     r->o = *o;
     r->o.null = NULL;
     r->line = 1;
+    r->next_line = 1;
+    r->skip0 = o->skip;
+    r->is_stdin = from_stdin;
     r->state = CSVREAD_OPEN;
     r->name = strdup(from_stdin ? "stdin" : path);
     if (!r->name)
@@ -119,10 +131,7 @@ int csvread_open(csvread *r, const char *path, const csvread_opts *o)
         r->fields = malloc(r->fields_cap * sizeof *r->fields);
         if (!r->data || !r->fields)
             return fail_nomem(r);
-        csv_init(&r->parser, CSV_STRICT | CSV_STRICT_FINI | CSV_EMPTY_IS_NULL);
-        csv_set_delim(&r->parser, o->delim);
-        csv_set_quote(&r->parser, o->quote);
-        csv_set_space_func(&r->parser, never_space);
+        parser_init(r);
     }
 
     /* a dup of stdin, so that closing it leaves the process's standard
@@ -557,6 +566,7 @@ static int finish_record(csvread *r)
     r->rec_start_line = r->rec_line;
     r->rec_offset = r->rec_begin;
     r->next_offset = r->base + (long long)r->pos;
+    r->next_line = r->line;
     return 1;
 }
 
@@ -819,4 +829,202 @@ int csvread_next(csvread *r)
             return finish_record(r);
         }
     }
+}
+
+/* ------------------------------------------------------------ positions */
+
+/* Refuse a seek before anything moved: the reader stays as it was. */
+__attribute__((format(printf, 2, 3)))
+static int refuse(csvread *r, const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(r->err, sizeof r->err, "%s: %s", r->name ? r->name : "?", msg);
+    return -1;
+}
+
+/* Back to byte 0 of the file with the input state of a fresh reader. */
+static int rewind_input(csvread *r)
+{
+    if (lseek(r->fd, 0, SEEK_SET) < 0)
+        return fail(r, 0, "cannot seek: %s", strerror(errno));
+    if (r->zs_init) {
+        inflateEnd(&r->zs);
+        r->zs_init = 0;
+    }
+    r->mode = MODE_UNKNOWN;
+    r->base = 0;
+    r->len = r->pos = 0;
+    r->started = r->at_eof = r->in_eof = r->member_end = 0;
+    r->in_bytes = 0;
+    r->pend[0] = '\0';
+    return 0;
+}
+
+/* Forget the record in progress: the parser starts afresh. */
+static void reset_parse(csvread *r)
+{
+    csv_free(&r->parser);
+    parser_init(r);
+    r->in_record = r->row_done = r->cb_nomem = 0;
+    r->u8_need = 0;
+    r->nfields = r->data_len = 0;
+    r->text_len = 0;
+    r->rec_live = r->rec_ended = r->rec_spilled = 0;
+}
+
+static int bad_position(csvread *r, long long off)
+{
+    return fail(r, 0, "position %lld is not where a record starts (a "
+                "position of another file, or of this one before it "
+                "changed?)", off);
+}
+
+int csvread_seek(csvread *r, long long off, long long line, size_t expect)
+{
+    if (r->o.raw)
+        return refuse(r, "cannot seek in raw mode");
+    if (r->is_stdin)
+        return refuse(r, "cannot seek in standard input (a position can "
+                      "only be gone back to in a file)");
+    if (!r->fd_open || !r->buf)
+        return refuse(r, "cannot seek: the reader is closed");
+    if (off < 0 || line < 1)
+        return refuse(r, "invalid position (offset %lld, line %lld)", off,
+                      line);
+    struct stat st;
+    if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return refuse(r, "cannot seek: not a regular file");
+
+    int was_failed = r->state == CSVREAD_FAILED;
+    reset_parse(r);
+    r->state = CSVREAD_OPEN;
+    r->err[0] = '\0';
+    r->line = 0; /* no line in the messages of a failed seek */
+    if (off == 0) {
+        /* the start: the BOM and opts.skip as for a fresh reader */
+        if (rewind_input(r) < 0)
+            return -1;
+        r->o.skip = r->skip0;
+    } else {
+        r->o.skip = 0;
+        /* go to the byte before off, which must end a line */
+        long long t = off - 1;
+        if (was_failed || r->mode == MODE_UNKNOWN ||
+            (r->mode == MODE_GZIP && t < r->base)) {
+            if (rewind_input(r) < 0)
+                return -1;
+        }
+        if (r->mode == MODE_UNKNOWN) {
+            int f = fill(r); /* the first block tells plain from gzip */
+            if (f < 0)
+                return -1;
+        }
+        if (r->mode == MODE_PLAIN && (t < r->base ||
+                                      t >= r->base + (long long)r->len)) {
+            if (off > (long long)st.st_size)
+                return fail(r, 0, "position %lld is past the end of the "
+                            "input (%lld bytes)", off,
+                            (long long)st.st_size);
+            if (lseek(r->fd, (off_t)t, SEEK_SET) < 0)
+                return fail(r, 0, "cannot seek: %s", strerror(errno));
+            r->base = t;
+            r->len = r->pos = 0;
+            r->started = 1; /* a BOM is only at byte 0 */
+            r->at_eof = r->in_eof = 0;
+            r->in_bytes = t;
+            r->pend[0] = '\0';
+        }
+        /* gzip, or plain past its end: read on, dropping blocks */
+        while (t >= r->base + (long long)r->len) {
+            int f = fill(r);
+            if (f < 0)
+                return -1;
+            if (f == 0)
+                return fail(r, 0, "position %lld is past the end of the "
+                            "input (%lld bytes%s)", off, r->base,
+                            r->mode == MODE_GZIP ? " decompressed" : "");
+        }
+        /* (a BOM's bytes end no line: a position inside it is refused
+         * below) */
+        size_t at = (size_t)(t - r->base);
+        unsigned char c = r->buf[at];
+        r->pos = at + 1;
+        if (c == '\r' && r->pos < r->len && r->buf[r->pos] == '\n')
+            return bad_position(r, off); /* between CR and LF */
+        if (c != '\n' && c != '\r') {
+            /* only the input's end may follow a last record without a
+             * line end */
+            if (r->pos < r->len)
+                return bad_position(r, off);
+            int f = fill(r);
+            if (f < 0)
+                return -1;
+            if (f > 0)
+                return bad_position(r, off);
+        }
+    }
+    r->line = line;
+    r->next_line = line;
+    r->next_offset = off;
+    r->rec_offset = off;
+    r->rec_start_line = 0;
+    r->expect = expect;
+    return 0;
+}
+
+#define IDENTITY_BYTES (64 * 1024)
+
+int csvread_identity(const csvread *r, const char *path, char *out,
+                     size_t cap)
+{
+    if (r->is_stdin) {
+        snprintf(out, cap, "stdin: standard input has no identity (a "
+                 "position can only be gone back to in a file)");
+        return -1;
+    }
+    int fd = r->fd_open ? r->fd : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(out, cap, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    unsigned char *b = malloc(IDENTITY_BYTES);
+    struct stat st;
+    int rc = -1;
+    if (!b) {
+        snprintf(out, cap, "%s: out of memory", path);
+    } else if (fstat(fd, &st) < 0) {
+        snprintf(out, cap, "%s: %s", path, strerror(errno));
+    } else {
+        /* pread: the reader's own file offset stays where it is */
+        size_t have = 0;
+        int err = 0;
+        while (have < IDENTITY_BYTES) {
+            ssize_t n = pread(fd, b + have, IDENTITY_BYTES - have,
+                              (off_t)have);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                err = errno;
+            if (n <= 0)
+                break;
+            have += (size_t)n;
+        }
+        if (err) {
+            snprintf(out, cap, "%s: read error: %s", path, strerror(err));
+        } else {
+            uLong crc = crc32(crc32(0L, Z_NULL, 0), b, (uInt)have);
+            snprintf(out, cap, "size=%lld mtime=%lld.%09ld crc32=%08lx",
+                     (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                     (long)st.st_mtim.tv_nsec, (unsigned long)crc);
+            rc = 0;
+        }
+    }
+    free(b);
+    if (!r->fd_open)
+        close(fd);
+    return rc;
 }

@@ -6,7 +6,9 @@
  * offset of every record, strict field counts, UTF-8 checking and precise
  * error messages ("data.csv:17: row has 4 fields, expected 3"); and a raw
  * mode that only hands out the decompressed bytes in large blocks (for
- * COPY pass-through).
+ * COPY pass-through); and positions: where the next record starts (byte
+ * offset in the decompressed input, line, expected field count), which a
+ * reader of the same file, in this process or another, can seek to.
  *
  * Uses: libcsv (the field/record state machine), read(2) and zlib's
  * inflate.  Gzip is recognised by its first two bytes (anything else is
@@ -107,6 +109,7 @@ typedef struct csvread {
     int mode;                      /* not known yet, plain or gzip */
     int in_eof;                    /* read() returned 0 */
     long long in_bytes;            /* bytes read from the input */
+    int is_stdin;                  /* the input is standard input */
     int member_end;                /* a gzip member ended: next, another
                                       member, zero padding or the end */
     char pend[256];                /* an input error found while filling a
@@ -116,6 +119,8 @@ typedef struct csvread {
     /* parsing state */
     size_t data_len, data_cap, nfields, fields_cap;
     size_t expect;                 /* field count of the first record */
+    long long skip0;               /* opts.skip as given (a seek to 0
+                                      skips those lines again) */
     long long line;                /* physical line of the next byte */
     long long rec_line;            /* line where the current record began */
     int in_record;                 /* bytes of a record seen, not ended */
@@ -137,6 +142,7 @@ typedef struct csvread {
     int state;                     /* CSVREAD_OPEN, _DONE or _FAILED */
     long long rec_start_line;      /* line of the last record returned */
     long long next_offset;         /* offset where the next record starts */
+    long long next_line;           /* the line it starts on */
     long long rec_offset;          /* offset where the last record began */
     char err[512];                 /* message when state is CSVREAD_FAILED */
 } csvread;
@@ -171,8 +177,35 @@ int csvread_record(csvread *r, const char **p, size_t *n);
  * end, -1 on an error (message in r->err, e.g. a truncated gzip stream). */
 int csvread_raw(csvread *r, const unsigned char **p, size_t *n);
 
+/* Go to a position of this input: offset and line are a record's
+ * next_offset and next_line (or 0 and 1: the start), expect the field
+ * count the records must have (r->expect then; 0: set by the next
+ * record).  The next csvread_next() returns the record that starts
+ * there, with the line numbers an uninterrupted read would give.  Plain
+ * files seek with lseek(); gzip input is decompressed from its start (or
+ * from the current block, when the offset is ahead of it) and the bytes
+ * before the offset dropped.  The byte before offset must end a line (or
+ * offset be the end of the input), else the position is refused.
+ * Returns 0, or -1 with the message in r->err: when the reader cannot
+ * seek at all (standard input, not a regular file, released, raw mode)
+ * it is left as it was; when the position is bad (past the end, not
+ * after a line end) or the input fails on the way (damaged gzip), it is
+ * failed (CSVREAD_FAILED) like after a read error.  Not for raw mode. */
+int csvread_seek(csvread *r, long long offset, long long line, size_t expect);
+
+/* An identity of the open input, for telling whether a later reader reads
+ * the same file: "size=<bytes> mtime=<seconds>.<nanoseconds>
+ * crc32=<8 hex digits>", the checksum of the file's first 64 KiB as
+ * stored (compressed bytes for a gzip file).  Uses the open file; when
+ * the reader was released, opens path again.  Returns 0 with the text in
+ * out (cap bytes), or -1 with the message in out (standard input, a file
+ * that cannot be read); changes nothing in r. */
+int csvread_identity(const csvread *r, const char *path, char *out,
+                     size_t cap);
+
 /* Free every resource (file, parser, buffers); keeps state, err,
- * rec_start_line, rec_offset and next_offset readable.  Idempotent. */
+ * rec_start_line, rec_offset, next_offset and next_line readable.
+ * Idempotent. */
 void csvread_release(csvread *r);
 
 #endif

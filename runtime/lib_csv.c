@@ -5,6 +5,7 @@
  *   sluice.csv.open(path [, opts]) -> reader      ("sluice.csv" userdata)
  *   sluice.csv.rows(path [, opts]) -> iterator    for row, n in ... do
  *   reader:next() -> row, n | nil;  reader:record() -> text | nil;
+ *   reader:position() -> pos;  reader:seek(pos);  reader:identity() -> id;
  *   reader:close()
  *   reader.line, reader.offset, reader.record_offset, reader.header,
  *   reader.path
@@ -32,6 +33,7 @@
 #include "numfmt.h"
 #include "pgconn.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +50,11 @@ typedef struct sl_csv {
     unsigned char *conv; /* conv[i]: conversion of field i (i < nconv); the
                             memory is a userdata anchored in the fenv */
     size_t nconv;
+    csvread_opts o; /* as opened (o.null anchored in the fenv): seek opens
+                       the file again after the reader freed it */
+    long long data_start; /* offset of the first data record */
+    int bad_record; /* the last record was handed out but failed a
+                       conversion: the position is its start */
 } sl_csv;
 
 /* ---------------------------------------------------------------- options */
@@ -233,6 +240,7 @@ static void raise_conv(lua_State *L, sl_csv *u, int ud, size_t i,
     luaL_pushresult(&b);
     /* the reader has failed: later calls repeat this message */
     snprintf(u->r.err, sizeof u->r.err, "%s", lua_tostring(L, -1));
+    u->bad_record = 1;
     u->r.state = CSVREAD_FAILED;
     csvread_release(&u->r);
     lua_error(L);
@@ -417,12 +425,20 @@ static void open_reader(lua_State *L, const char *fname)
     lua_getfenv(L, ud);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "path"); /* as given, readable after the end */
+    if (o.null) {
+        lua_pushlstring(L, o.null, o.null_len);
+        o.null = lua_tostring(L, -1);
+        lua_setfield(L, -2, "null"); /* u->o.null stays valid */
+    }
     lua_pop(L, 1);
+    u->o = o;
     if (csvread_open(&u->r, path, &o) < 0)
         raise_reader(L, u);
     u->header = header;
-    if (header)
+    if (header) {
         read_header(L, u, ud);
+        u->data_start = u->r.next_offset;
+    }
     read_types(L, u, ud, 2, fname);
 }
 
@@ -553,6 +569,114 @@ int lib_csv_reader_of(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------- positions */
+
+/* "offset:line:record:width": where the next record starts in the
+ * decompressed input, its line, the records handed out before it, the
+ * field count records must have (0: not known yet). */
+static int csv_position(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    const csvread *r = &u->r;
+    long long off = r->next_offset, line = r->next_line, n = u->n;
+    if (u->bad_record) { /* it is the next record again */
+        off = r->rec_offset;
+        line = r->rec_start_line;
+        n--;
+    }
+    char buf[96];
+    snprintf(buf, sizeof buf, "%lld:%lld:%lld:%zu", off, line, n, r->expect);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* Parse "offset:line:record:width" (decimal digits only) into v. */
+static int parse_position(const char *s, size_t len, long long v[4])
+{
+    const char *p = s, *end = s + len;
+    for (int i = 0; i < 4; i++) {
+        if (p == end || *p < '0' || *p > '9')
+            return 0;
+        long long x = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (x > (LLONG_MAX - 9) / 10)
+                return 0;
+            x = x * 10 + (*p++ - '0');
+        }
+        v[i] = x;
+        if (i < 3 && (p == end || *p++ != ':'))
+            return 0;
+    }
+    return p == end && v[1] >= 1 && v[3] <= (long long)CSVREAD_MAX_RECORD;
+}
+
+/* The reader freed its file (at the end, on an error): open it again, as
+ * it was opened (the header's names are kept in the fenv). */
+static void reopen(lua_State *L, sl_csv *u)
+{
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "path");
+    const char *path = lua_tostring(L, -1);
+    csvread_release(&u->r);
+    memset(&u->r, 0, sizeof u->r);
+    if (csvread_open(&u->r, path, &u->o) < 0)
+        raise_reader(L, u);
+    lua_pop(L, 2);
+}
+
+/* reader:seek(pos): go back (or forward) to a position that position()
+ * returned, in this reader or another of the same file. */
+static int csv_seek(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    long long v[4];
+    if (!parse_position(s, len, v))
+        return luaL_error(L, "seek: invalid position \"%s\" (expected what "
+                             "position() returns: offset:line:record:width)",
+                          s);
+    if (u->header && v[0] < u->data_start) {
+        char end[32];
+        snprintf(end, sizeof end, "%lld", u->data_start);
+        return luaL_error(L, "seek: position %s is before the first record "
+                             "(the header ends at byte %s)", s, end);
+    }
+    if (!u->r.buf && !u->r.is_stdin)
+        reopen(L, u);
+    if (csvread_seek(&u->r, v[0], v[1], (size_t)v[3]) < 0) {
+        if (u->r.state == CSVREAD_FAILED)
+            return raise_reader(L, u);
+        lua_pushstring(L, u->r.err);
+        return lua_error(L);
+    }
+    u->n = v[2];
+    u->bad_record = 0;
+    return 0;
+}
+
+/* reader:identity() -> "csv <path> size=... mtime=... crc32=...
+ * delimiter=0x2c quote=0x22 header=true skip=0": the file and the options
+ * that decide where its records are. */
+static int csv_identity(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "path");
+    const char *path = lua_tostring(L, -1);
+    char id[512];
+    if (csvread_identity(&u->r, path, id, sizeof id) < 0) {
+        lua_pushstring(L, id);
+        return lua_error(L);
+    }
+    char opts[96];
+    snprintf(opts, sizeof opts, " delimiter=0x%02x quote=0x%02x header=%s "
+             "skip=%lld", u->o.delim, u->o.quote, u->header ? "true" : "false",
+             u->o.skip);
+    lua_pushfstring(L, "csv %s %s%s", path, id, opts);
+    return 1;
+}
+
 /* reader:record() -> the last record's text as it is in the input (line
  * end left out), or nil when there is none (before the first record,
  * after the end or an error: the reader's buffers are gone then). */
@@ -637,6 +761,9 @@ void lib_csv_push_field(lua_State *L)
 const luaL_Reg lib_csv_methods[] = {
     { "next", csv_next },
     { "record", csv_record },
+    { "position", csv_position },
+    { "seek", csv_seek },
+    { "identity", csv_identity },
     { "close", csv_close },
     { NULL, NULL },
 };

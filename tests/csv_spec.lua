@@ -643,3 +643,193 @@ describe("reader:record(), record_offset, path and csv.reader_of", function()
     assert.are.equal("-|id,name,city|name", out)
   end)
 end)
+
+describe("positions of a CSV reader (position, seek, identity)", function()
+  -- a file with a BOM, CRLF, a lone CR, quoted line ends and blank lines,
+  -- longer than one read block (so seeks land in other blocks)
+  local N = 30000
+  -- every record of r from where it is: { n, line, row } each, and the
+  -- position before each
+  local function rest(r)
+    local got, pos = {}, {}
+    while true do
+      local p = r:position()
+      local row, n = r:next()
+      if not row then break end
+      got[#got + 1] = { n, r.line, row.id, row.text }
+      pos[#pos + 1] = p
+    end
+    return got, pos
+  end
+
+  local path, want
+  setup(function()
+    path = tmp .. "/pos.csv"
+    local parts = { "\239\187\191id,text\r\n" }
+    for i = 1, N do
+      local v = i % 5 == 0 and ('"q\nline %d, ""x""\r\nend"'):format(i)
+                or i % 7 == 0 and ("plain %d\r"):format(i)
+                or ("v%d"):format(i)
+      parts[#parts + 1] = i .. "," .. v .. (i % 3 == 0 and "\r\n" or "\n")
+      if i % 11 == 0 then parts[#parts + 1] = "\n" end
+    end
+    write(path, table.concat(parts))
+    assert.is_true(#table.concat(parts) > 2 * BLOCK)
+    want = rest(csv.open(path))
+  end)
+
+  it("go back to any record, in a fresh reader too: the same rows, record numbers and lines", function()
+    local all, pos = rest(csv.open(path))
+    assert.are.equal(N, #all)
+    assert.are.same({ 1, 2, "1", "v1" }, all[1])
+    -- the uninterrupted read's own line numbers
+    assert.are.same({ 5, 6, "5", 'q\nline 5, "x"\r\nend' }, all[5])
+    local same = csv.open(path)
+    for _, k in ipairs({ 1, 2, 5, 6, 7, 1234, 15000, N - 1, N }) do
+      local fresh = csv.open(path)
+      fresh:seek(pos[k])
+      local got = rest(fresh)
+      assert.are.equal(N + 1 - k, #got)
+      assert.are.same(all[k], got[1])
+      assert.are.same(all[N], got[#got])
+      -- a reader that read on (or to its end) goes back as well
+      same:seek(pos[k])
+      local row, n = same:next()
+      assert.are.same(all[k], { n, same.line, row.id, row.text })
+    end
+    -- the position at the end: nothing follows
+    local r = csv.open(path)
+    local _, p = rest(r)
+    local at_end = r:position()
+    assert.are_not.equal(p[#p], at_end)
+    local fresh = csv.open(path)
+    fresh:seek(at_end)
+    assert.is_nil(fresh:next())
+  end)
+
+  it("are plain text that another process can seek to", function()
+    local r = csv.open(path)
+    for _ = 1, 2500 do r:next() end
+    local p = r:position()
+    assert.truthy(p:match("^%d+:%d+:2500:2$"), p)
+    local code, out, err = H.sluice("-e " .. H.q(([[
+      local r = require("sluice").csv.open(%q)
+      r:seek(%q)
+      local row, n = r:next()
+      io.write(n, "|", r.line, "|", row.id)]]):format(path, p)))
+    assert.are.equal(0, code, err)
+    local row, n = r:next()
+    assert.are.equal(n .. "|" .. r.line .. "|" .. row.id, out)
+    assert.are.equal("2501", row.id)
+  end)
+
+  it("work through the reader of a rows() iterator, which goes on from there", function()
+    local it = csv.rows(path)
+    for _ = 1, 10 do it() end
+    local r = csv.reader_of(it)
+    local p = r:position()
+    for _ = 1, 100 do it() end
+    r:seek(p)
+    local row, n = it()
+    assert.are.same(want[11], { n, r.line, row.id, row.text })
+  end)
+
+  it("refuse a malformed position, one of another file, past the end or before the first record", function()
+    local r = csv.open(path)
+    for _, bad in ipairs({ "", "12", "1:2:3", "a:1:0:2", "-1:1:0:2", "1:0:0:2", "12:2:0:2 " }) do
+      assert.are.equal(('seek: invalid position "%s" (expected what position() returns: '
+                        .. "offset:line:record:width)"):format(bad),
+                       tostring(H.error_of(r.seek, r, bad)):match("seek: .*"))
+    end
+    assert.are.equal("seek: position 0:1:0:0 is before the first record (the header ends at byte 12)",
+                     tostring(H.error_of(r.seek, r, "0:1:0:0")):match("seek: .*"))
+    local size = #slurp(path)
+    assert.are.equal(("%s: position %d is past the end of the input (%d bytes)")
+                     :format(path, size + 1, size),
+                     H.error_of(r.seek, r, (size + 1) .. ":9:9:2"))
+    -- byte 15 is inside the first record ("1,v1\n" starts at 12)
+    assert.are.equal(path .. ": position 15 is not where a record starts (a position of "
+                     .. "another file, or of this one before it changed?)",
+                     H.error_of(r.seek, r, "15:2:0:2"))
+    -- the reader failed; a good position brings it back
+    r:seek("12:2:0:2")
+    local row, n = r:next()
+    assert.are.same({ 1, 2, "1" }, { n, r.line, row.id })
+    r:close()
+    assert.are.equal("the CSV reader is closed",
+                     tostring(H.error_of(r.seek, r, "12:2:0:2")):match("the CSV.*"))
+  end)
+
+  it("carry the field count of strict reading into a fresh reader", function()
+    local p2 = tmp .. "/width.csv"
+    write(p2, "1,a\n2,b\n3\n")
+    local r = csv.open(p2, { header = false })
+    r:next()
+    local p = r:position()
+    assert.are.equal("4:2:1:2", p)
+    local fresh = csv.open(p2, { header = false })
+    fresh:seek(p)
+    assert.are.same({ "2", "b" }, (fresh:next()))
+    assert.are.equal(p2 .. ":3: row has 1 field, expected 2", H.error_of(fresh.next, fresh))
+  end)
+
+  it("point at a record whose typed field did not convert (read again on resume)", function()
+    local p2 = tmp .. "/typed.csv"
+    write(p2, "id,n\n1,5\n2,x\n3,7\n")
+    local r = csv.open(p2, { types = { n = "integer" } })
+    r:next()
+    assert.are.equal(p2 .. ':3: column "n": "x" is not an integer', H.error_of(r.next, r))
+    local p = r:position()
+    assert.are.equal("9:3:1:2", p)
+    local fresh = csv.open(p2)
+    fresh:seek(p)
+    local row, n = fresh:next()
+    assert.are.same({ 2, "2", "x" }, { n, row.id, row.n })
+  end)
+
+  it("seek after the reader ended (it opens the file again)", function()
+    local r = csv.open(path)
+    r:next()
+    local p = r:position()
+    while r:next() do end
+    r:seek(p)
+    local row, n = r:next()
+    assert.are.same(want[2], { n, r.line, row.id, row.text })
+  end)
+
+  it("cannot seek in standard input, nor identify it", function()
+    local code, out, err = H.sluice("-e " .. H.q([[
+      local r = require("sluice").csv.open("-")
+      r:next()
+      print(select(2, pcall(r.seek, r, r:position())))
+      print(select(2, pcall(r.identity, r)))
+      print(r:next().id)]]) .. " < " .. H.q(F("basic.csv")))
+    assert.are.equal(0, code, err)
+    assert.are.equal("stdin: cannot seek in standard input (a position can only be gone back "
+                     .. "to in a file)\nstdin: standard input has no identity (a position can "
+                     .. "only be gone back to in a file)\n2\n", out)
+  end)
+
+  it("identity: path, size, mtime, checksum and the options that place records", function()
+    local p2 = tmp .. "/id.csv"
+    write(p2, "id\n1\n2\n")
+    local r = csv.open(p2)
+    local id = r:identity()
+    assert.truthy(id:match("^csv " .. p2:gsub("%p", "%%%0")
+                           .. " size=7 mtime=%d+%.%d+ crc32=%x+ delimiter=0x2c quote=0x22 "
+                           .. "header=true skip=0$"), id)
+    assert.are.equal(id, csv.open(p2):identity())
+    while r:next() do end
+    assert.are.equal(id, r:identity()) -- after the end too
+    assert.are_not.equal(id, csv.open(p2, { delimiter = ";" }):identity())
+    assert.are_not.equal(id, csv.open(p2, { header = false }):identity())
+    -- the same size and time, other bytes: the checksum differs
+    local mtime = id:match("mtime=(%d+)")
+    write(p2, "id\n1\n3\n")
+    sh("touch -d @" .. mtime .. " " .. H.q(p2))
+    local id2 = csv.open(p2):identity()
+    assert.are_not.equal(id, id2)
+    assert.are.equal(id:gsub("crc32=%x+", ""):gsub("mtime=%S+", ""),
+                     id2:gsub("crc32=%x+", ""):gsub("mtime=%S+", ""))
+  end)
+end)

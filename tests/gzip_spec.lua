@@ -163,6 +163,70 @@ describe("gzip input of sluice.csv", function()
   end)
 end)
 
+describe("positions in gzip input", function()
+  -- { n, line, id, name } of every record from where r is, and the
+  -- position before each
+  local function rest(r)
+    local got, pos = {}, {}
+    while true do
+      local p = r:position()
+      local row, n = r:next()
+      if not row then break end
+      got[#got + 1] = { n, r.line, row.id, row.name }
+      pos[#pos + 1] = p
+    end
+    return got, pos
+  end
+
+  it("go back to any record of a multi-member file with padding: the same rows and lines", function()
+    local path = file("padded")
+    local all, pos = rest(csv.open(path))
+    assert.are.equal(2000, #all)
+    local same = csv.open(path)
+    for _, k in ipairs({ 2000, 1, 999, 1000, 1001, 1500, 2 }) do
+      local fresh = csv.open(path)
+      fresh:seek(pos[k])
+      local got = rest(fresh)
+      assert.are.equal(2001 - k, #got)
+      assert.are.same(all[k], got[1])
+      assert.are.same(all[2000], got[#got])
+      same:seek(pos[k]) -- back and forth in one reader
+      local row, n = same:next()
+      assert.are.same(all[k], { n, same.line, row.id, row.name })
+    end
+  end)
+
+  it("seek forward and back across blocks of a large member", function()
+    local path = tmp .. "/one.csv.gz"
+    local all, pos = rest(csv.open(path))
+    assert.are.equal(20000, #all)
+    local r = csv.open(path)
+    for _, k in ipairs({ 15000, 3, 19999, 19998, 10000 }) do
+      r:seek(pos[k])
+      local row, n = r:next()
+      assert.are.same(all[k], { n, r.line, row.id, row.name })
+    end
+    -- the end of the input is a position; past it is refused
+    local size = #slurp(tmp .. "/one.csv")
+    r:seek(size .. ":20002:20000:2")
+    assert.is_nil(r:next())
+    assert.are.equal(("%s: position %d is past the end of the input (%d bytes decompressed)")
+                     :format(path, size + 10, size),
+                     H.error_of(r.seek, r, (size + 10) .. ":20002:20000:2"))
+  end)
+
+  it("raise the damage of a cut file that lies before the position", function()
+    local _, pos = rest(csv.open(tmp .. "/one.csv.gz"))
+    local path = tmp .. "/half.csv.gz"
+    local r = csv.open(path)
+    r:seek(pos[1000])
+    local row, n = r:next()
+    assert.are.same({ 1000, "1000" }, { n, row.id })
+    assert.are.equal(path .. ": gzip stream is truncated or corrupt: unexpected end of file",
+                     H.error_of(r.seek, r, pos[19000]))
+  end)
+end)
+
 describe("read errors", function()
   it("raise, naming the file (a directory here); copy_from_file loads nothing", function()
     local err = read_err(tmp)

@@ -25,7 +25,8 @@
 --   stmt      lib_stmt_methods (lib_conn.c): query, query_one, exec, close
 --   tmpdb     lib_tmpdb_methods (lib_tmpdb.c): conninfo, uri, dir, pid, stop,
 --             restart
---   csv       lib_csv_methods (lib_csv.c): next, record, close; fields line,
+--   csv       lib_csv_methods (lib_csv.c): next, record, position, seek,
+--             identity, close; fields line,
 --             offset, record_offset, path, header (csv_index there)
 --   copy      lib_copy_methods (lib_copy.c): row, rows, flush, finish,
 --             abort; fields lib_copy_field: rows_sent, bytes_sent,

@@ -469,6 +469,214 @@ static void test_csv_record(void)
     unlink(p);
 }
 
+/* One record in the form seek tests compare: fields, the line it began
+ * on, where it began and where the next one starts. */
+static void put_record(const csvread *r, char *out, size_t cap, size_t *len)
+{
+    for (size_t i = 0; i < r->nfields && *len < cap; i++) {
+        const csvread_field *f = &r->fields[i];
+        *len += (size_t)snprintf(out + *len, cap - *len, "%s%.*s",
+                                 i ? "|" : "", (int)f->len, r->data + f->off);
+    }
+    if (*len < cap)
+        *len += (size_t)snprintf(out + *len, cap - *len, "@%lld:%lld-%lld/%lld\n",
+                                 r->rec_start_line, r->rec_offset,
+                                 r->next_offset, r->next_line);
+}
+
+/* The records from the reader's position to the end, then "D" or the
+ * error. */
+static void read_rest(csvread *r, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    int rc;
+    while ((rc = csvread_next(r)) == 1)
+        put_record(r, out, cap, &len);
+    if (len < cap)
+        snprintf(out + len, cap - len, rc == 0 ? "D" : "E%s", r->err);
+}
+
+/* csvread_seek: from the position before every record of a file with a
+ * BOM, CRLF, lone CRs, quoted line ends and a last line without one, a
+ * reader reads exactly the records, lines and offsets an uninterrupted
+ * read gives: a fresh reader, and one that read to the end and goes back
+ * (and forward); plain and gzip, for many block sizes. */
+static void test_csv_seek(void)
+{
+    static const char in[] =
+        "\xEF\xBB\xBF" "h1,h2\r\n"
+        "\n"
+        "1,\"a\r\nb\"\n"
+        "\"x\"\"y\",2\r"
+        "plain,line\n"
+        "\r\n"
+        "3,\"multi\nline\nquoted\"\r\n"
+        "skipped? no,\"\"\r\n"
+        "4,last";
+    enum { NREC = 7 };
+    size_t len = sizeof in - 1;
+    csvread_opts o = { .delim = ',', .quote = '"', .strict = 1, .check_utf8 = 1 };
+    int good = 1, cases = 0;
+    for (int gz = 0; gz <= 1; gz++) {
+        const char *p = temp_file(in, len, gz);
+        for (size_t block = CSVREAD_MIN_BLOCK; block <= len + 1;
+             block += block < 24 ? 1 : 17) {
+            o.block = block;
+            /* the uninterrupted read, and the position before each record */
+            static char whole[4096], rest[4096];
+            long long off[NREC + 1], line[NREC + 1];
+            size_t expect[NREC + 1];
+            csvread r;
+            memset(&r, 0, sizeof r);
+            CHECK(csvread_open(&r, p, &o) == 0);
+            size_t wl = 0, starts[NREC + 2];
+            int k = 0;
+            off[0] = 0, line[0] = 1, expect[0] = 0, starts[0] = 0;
+            while (csvread_next(&r) == 1 && k < NREC) {
+                put_record(&r, whole, sizeof whole, &wl);
+                k++;
+                off[k] = r.next_offset, line[k] = r.next_line;
+                expect[k] = r.expect;
+                starts[k] = wl;
+            }
+            good &= k == NREC && r.state == CSVREAD_DONE;
+            snprintf(whole + wl, sizeof whole - wl, "D");
+            /* the same reader, after its end: back to each position, last
+             * to first, then forward again */
+            for (int pass = 0; pass < 2; pass++) {
+                for (int j = 0; j <= NREC; j++) {
+                    int at = pass == 0 ? NREC - j : j;
+                    int ok = csvread_seek(&r, off[at], line[at], expect[at]) == 0;
+                    read_rest(&r, rest, sizeof rest);
+                    if (!ok || strcmp(rest, whole + starts[at]) != 0) {
+                        fprintf(stderr, "seek (gzip %d, block %zu, record %d, "
+                                "same reader): %s\n  got:  %s\n  want: %s\n",
+                                gz, block, at, r.err, rest, whole + starts[at]);
+                        good = 0;
+                    }
+                    cases++;
+                }
+            }
+            csvread_release(&r);
+            /* fresh readers */
+            for (int at = 0; at <= NREC; at++) {
+                memset(&r, 0, sizeof r);
+                CHECK(csvread_open(&r, p, &o) == 0);
+                int ok = csvread_seek(&r, off[at], line[at], expect[at]) == 0;
+                read_rest(&r, rest, sizeof rest);
+                if (!ok || strcmp(rest, whole + starts[at]) != 0) {
+                    fprintf(stderr, "seek (gzip %d, block %zu, record %d, "
+                            "fresh reader): %s\n  got:  %s\n  want: %s\n",
+                            gz, block, at, r.err, rest, whole + starts[at]);
+                    good = 0;
+                }
+                csvread_release(&r);
+                cases++;
+            }
+            /* a seek in the middle of reading: forward past records */
+            memset(&r, 0, sizeof r);
+            CHECK(csvread_open(&r, p, &o) == 0);
+            good &= csvread_next(&r) == 1 && csvread_next(&r) == 1;
+            good &= csvread_seek(&r, off[5], line[5], expect[5]) == 0;
+            read_rest(&r, rest, sizeof rest);
+            good &= strcmp(rest, whole + starts[5]) == 0;
+            csvread_release(&r);
+        }
+        o.block = 0;
+
+        /* bad positions: in a record, between CR and LF, past the end */
+        csvread r;
+        const long long bad[] = { 5, 9, 14, (long long)len + 1, 1000000 };
+        const char *why[] = { "is not where a record starts",
+                              "is not where a record starts",
+                              "is not where a record starts",
+                              "is past the end of the input",
+                              "is past the end of the input" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            memset(&r, 0, sizeof r);
+            CHECK(csvread_open(&r, p, &o) == 0);
+            CHECK(csvread_seek(&r, bad[i], 2, 2) == -1);
+            if (!strstr(r.err, why[i]) || strncmp(r.err, p, strlen(p)) != 0) {
+                fprintf(stderr, "bad position %lld (gzip %d): %s\n", bad[i], gz,
+                        r.err);
+                good = 0;
+            }
+            CHECK(r.state == CSVREAD_FAILED && csvread_next(&r) == -1);
+            /* a failed reader can seek again */
+            CHECK(csvread_seek(&r, 0, 1, 0) == 0 && csvread_next(&r) == 1 &&
+                  r.rec_start_line == 1);
+            csvread_release(&r);
+        }
+        /* the end is a position: nothing follows */
+        memset(&r, 0, sizeof r);
+        CHECK(csvread_open(&r, p, &o) == 0);
+        CHECK(csvread_seek(&r, (long long)len, 11, 2) == 0 &&
+              csvread_next(&r) == 0 && r.state == CSVREAD_DONE);
+        csvread_release(&r);
+        CHECK(csvread_seek(&r, 0, 1, 0) == -1); /* released */
+        unlink(p);
+    }
+    CHECK(good);
+    CHECK(cases > 100);
+
+    /* a strict width carried by the position; opts.skip only from 0 */
+    const char *in2 = "junk\na,b\n1,2\n3\n";
+    const char *p = temp_file(in2, strlen(in2), 0);
+    o.skip = 1;
+    csvread r;
+    memset(&r, 0, sizeof r);
+    CHECK(csvread_open(&r, p, &o) == 0);
+    CHECK(csvread_seek(&r, 13, 4, 2) == 0 && csvread_next(&r) == -1);
+    CHECK(strstr(r.err, ":4: row has 1 field, expected 2") != NULL);
+    CHECK(csvread_seek(&r, 0, 1, 0) == 0 && csvread_next(&r) == 1 &&
+          r.rec_start_line == 2 && r.nfields == 2);
+    csvread_release(&r);
+    o.skip = 0;
+    unlink(p);
+
+    /* a reader that failed inside a record goes on cleanly after a seek
+     * past it (the parser's half record forgotten) */
+    const char *in3 = "a,b\n1,\"x\ny\"z\n2,3\n";
+    p = temp_file(in3, strlen(in3), 0);
+    memset(&r, 0, sizeof r);
+    CHECK(csvread_open(&r, p, &o) == 0);
+    CHECK(csvread_next(&r) == 1 && csvread_next(&r) == -1);
+    CHECK(strstr(r.err, ":3: malformed quoting (text after a closing quote)") != NULL);
+    CHECK(csvread_seek(&r, 13, 4, 2) == 0 && csvread_next(&r) == 1 &&
+          r.nfields == 2 && r.rec_start_line == 4 && r.rec_offset == 13 &&
+          r.data[r.fields[1].off] == '3' && csvread_next(&r) == 0);
+    csvread_release(&r);
+    unlink(p);
+
+    /* standard input cannot seek, and the reader goes on */
+    memset(&r, 0, sizeof r);
+    CHECK(csvread_open(&r, "-", &o) == 0);
+    CHECK(csvread_seek(&r, 0, 1, 0) == -1 && r.state == CSVREAD_OPEN);
+    CHECK(strstr(r.err, "cannot seek in standard input") != NULL);
+    char id[128];
+    CHECK(csvread_identity(&r, "-", id, sizeof id) == -1);
+    csvread_release(&r);
+
+    /* identity: size, mtime and the first bytes' checksum */
+    p = temp_file("a,b\n", 4, 0);
+    memset(&r, 0, sizeof r);
+    CHECK(csvread_open(&r, p, &o) == 0);
+    CHECK(csvread_identity(&r, p, id, sizeof id) == 0);
+    /* crc32 of "a,b\n" */
+    uLong crc = crc32(crc32(0L, Z_NULL, 0), (const Bytef *)"a,b\n", 4);
+    char want[32];
+    snprintf(want, sizeof want, "crc32=%08lx", (unsigned long)crc);
+    CHECK(strncmp(id, "size=4 mtime=", 13) == 0 && strstr(id, want) != NULL);
+    csvread_release(&r);
+    char id2[128];
+    CHECK(csvread_identity(&r, p, id2, sizeof id2) == 0); /* reopens */
+    CHECK_STR(id2, id);
+    unlink(p);
+    CHECK(csvread_identity(&r, p, id2, sizeof id2) == -1 &&
+          strstr(id2, "No such file") != NULL);
+}
+
 static void test_redact(void)
 {
     redact r;
@@ -569,6 +777,7 @@ int main(void)
     test_binary_encoders();
     test_csv();
     test_csv_record();
+    test_csv_seek();
     test_redact();
     test_tmpdb_sweep();
     printf("core: %d checks, %d failed\n", checks, failures);
