@@ -5,7 +5,9 @@
  * returns a "sluice.tmpdb" userdata; its __gc (and :stop()) shuts the
  * server down and removes its directory, so the server never outlives the
  * Lua state that started it (and tmpdb.c's atexit handler covers exits that
- * skip lua_close, such as os.exit()).
+ * skip lua_close, such as os.exit()).  :restart{mode = "immediate"|"fast",
+ * pause = seconds, timeout = seconds} stops the server and starts it again
+ * in place (tmpdb_restart), for specs of clients that live through it.
  */
 #include "lib.h"
 #include "tmpdb.h"
@@ -101,6 +103,36 @@ static int tmpdb_l_pid(lua_State *L)
     return 1;
 }
 
+static int tmpdb_l_restart(lua_State *L)
+{
+    tmpdb *db = check_tmpdb(L, 1);
+    int immediate = 1;
+    double pause = 0, timeout = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "mode");
+        const char *mode = luaL_optstring(L, -1, "immediate");
+        if (strcmp(mode, "fast") == 0)
+            immediate = 0;
+        else if (strcmp(mode, "immediate") != 0)
+            return luaL_error(L, "restart: mode must be \"immediate\" or \"fast\", got \"%s\"",
+                              mode);
+        lua_getfield(L, 2, "pause");
+        pause = luaL_optnumber(L, -1, 0);
+        lua_getfield(L, 2, "timeout");
+        timeout = luaL_optnumber(L, -1, 0);
+        luaL_argcheck(L, pause >= 0 && pause <= 3600 && timeout >= 0 && timeout <= 3600, 2,
+                      "pause and timeout are seconds from 0 to 3600");
+    }
+    char err[2048];
+    if (tmpdb_restart(db, immediate, (long)(pause * 1000), (int)(timeout * 1000), err,
+                      sizeof err) != 0) {
+        lua_pushstring(L, err);
+        return lua_error(L);
+    }
+    return 0;
+}
+
 static int tmpdb_tostring(lua_State *L)
 {
     tmpdb *db = check_tmpdb(L, 1);
@@ -117,6 +149,7 @@ const luaL_Reg lib_tmpdb_methods[] = {
     { "dir", tmpdb_l_dir },
     { "pid", tmpdb_l_pid },
     { "stop", tmpdb_gc },
+    { "restart", tmpdb_l_restart },
     { NULL, NULL },
 };
 

@@ -550,6 +550,23 @@ static void registry_set_pid(int slot, pid_t pid)
     registry_unlock();
 }
 
+/* The slot of this process's server in dir, or -1. */
+static int registry_find(const char *dir)
+{
+    int slot = -1;
+    pid_t me = getpid();
+    registry_lock(0);
+    for (int i = 0; i < TMPDB_REGISTRY_SLOTS; i++) {
+        if (registry[i].in_use && registry[i].owner == me &&
+            strcmp(registry[i].dir, dir) == 0) {
+            slot = i;
+            break;
+        }
+    }
+    registry_unlock();
+    return slot;
+}
+
 static void registry_release(int slot)
 {
     registry_lock(0);
@@ -621,6 +638,9 @@ typedef struct start_ctx {
     spawn_spec child;   /* the fields every child shares */
     int slot;           /* registry slot, -1 when none */
     pid_t server;       /* postmaster, 0 when not running */
+    char *argv_buf;     /* the postmaster's argv, packed (tmpdb.argv) */
+    size_t argv_len;
+    int argc;
 } start_ctx;
 
 /* Phase 1: a fresh directory under the parent (opts->parent_dir, $TMPDIR
@@ -818,6 +838,23 @@ static int start_postmaster(start_ctx *c)
         argv[a++] = (char *)opts->settings[i];
     }
     argv[a] = NULL;
+    /* kept, packed, for tmpdb_restart() */
+    size_t len = 0;
+    for (size_t i = 0; i < a; i++)
+        len += strlen(argv[i]) + 1;
+    c->argv_buf = malloc(len);
+    if (!c->argv_buf) {
+        set_err(c->err, c->errlen, "out of memory");
+        free(argv);
+        return -1;
+    }
+    for (size_t i = 0, off = 0; i < a; i++) {
+        size_t n = strlen(argv[i]) + 1;
+        memcpy(c->argv_buf + off, argv[i], n);
+        off += n;
+    }
+    c->argv_len = len;
+    c->argc = (int)a;
 
     int log_fd = spawn_open_log(c->server_log);
     if (log_fd < 0) {
@@ -919,6 +956,10 @@ int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen)
         goto out;
     db->pid = c->server;
     memcpy(db->dir, c->dir, sizeof db->dir);
+    db->argv = c->argv_buf;
+    db->argv_len = c->argv_len;
+    db->argc = c->argc;
+    c->argv_buf = NULL;
     rc = 0;
 out:
     if (rc != 0) {
@@ -930,13 +971,18 @@ out:
             remove_tree(c->dir);
         memset(db, 0, sizeof *db);
     }
+    free(c->argv_buf);
     free(c);
     return rc;
 }
 
 void tmpdb_stop(tmpdb *db)
 {
-    if (!db || !db->dir[0])
+    if (!db)
+        return;
+    free(db->argv);
+    db->argv = NULL;
+    if (!db->dir[0])
         return;
     pid_t me = getpid();
     registry_slot entry = { 0 };
@@ -965,4 +1011,93 @@ void tmpdb_stop(tmpdb *db)
         remove_tree(entry.dir);
     }
     memset(db, 0, sizeof *db);
+}
+
+int tmpdb_restart(tmpdb *db, int immediate, long pause_ms, int timeout_ms,
+                  char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    int slot = db && db->dir[0] && db->argv ? registry_find(db->dir) : -1;
+    if (slot < 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot restart the temporary PostgreSQL: it "
+                     "is stopped, or another process's");
+        return -1;
+    }
+    if (db->pid > 0) {
+        pid_t pid = db->pid;
+        if (kill(pid, immediate ? SIGQUIT : SIGINT) == 0 &&
+            !wait_gone(pid, immediate ? 10000 : 30000)) {
+            int st;
+            kill(pid, SIGKILL);
+            spawn_wait(pid, &st, 0);
+        }
+        registry_set_pid(slot, 0);
+        db->pid = 0;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (spawn_elapsed_ms(&t0) < pause_ms)
+        spawn_sleep_ms(pause_ms - spawn_elapsed_ms(&t0));
+
+    tmpdb_opts o = { .timeout_ms = timeout_ms };
+    start_ctx *c = calloc(1, sizeof *c);
+    char **argv = calloc((size_t)db->argc + 1, sizeof *argv);
+    int rc = -1;
+    if (!c || !argv) {
+        set_err(err, errlen, "out of memory");
+        goto out;
+    }
+    c->opts = &o;
+    c->err = err;
+    c->errlen = errlen;
+    c->slot = slot;
+    if (lookup_postgres_user(&c->ra, err, errlen) != 0)
+        goto out;
+    for (int i = 0, off = 0; i < db->argc; i++) {
+        argv[i] = db->argv + off;
+        off += (int)strlen(argv[i]) + 1;
+    }
+    memcpy(c->dir, db->dir, sizeof c->dir);
+    snprintf(c->bins.postgres, sizeof c->bins.postgres, "%s", argv[0]);
+    snprintf(c->server_log, sizeof c->server_log, "%s/server.log", c->dir);
+    snprintf(c->ping_ci, sizeof c->ping_ci, "%s connect_timeout=2 sslmode=disable",
+             db->conninfo);
+    long max_fd = sysconf(_SC_OPEN_MAX);
+    if (max_fd < 0 || max_fd > 65536)
+        max_fd = 65536;
+    /* the log goes on after the first server's lines (no O_TRUNC) */
+    int log_fd = open(c->server_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log_fd >= 0 && log_fd < 3) {
+        int high = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+        close(log_fd);
+        log_fd = high;
+    }
+    if (log_fd < 0) {
+        set_err(err, errlen, "could not open %s: %s", c->server_log, strerror(errno));
+        goto out;
+    }
+    c->child = (spawn_spec){
+        .path = c->bins.postgres, .argv = argv, .log_fd = log_fd, .cwd = c->dir,
+        .drop_privileges = c->ra.drop, .uid = c->ra.uid, .gid = c->ra.gid,
+        .groups = c->ra.groups, .ngroups = c->ra.ngroups, .parent = getpid(),
+        .max_fd = max_fd, .pdeathsig = SIGQUIT, .own_process_group = 1,
+    };
+    pid_t pid = spawn_child(&c->child, err, errlen, "postgres");
+    close(log_fd);
+    if (pid < 0)
+        goto out;
+    c->server = pid;
+    registry_set_pid(slot, pid);
+    if (wait_ready(c) != 0) {
+        registry_set_pid(slot, 0);
+        goto out;
+    }
+    db->pid = pid;
+    rc = 0;
+out:
+    free(argv);
+    free(c);
+    return rc;
 }

@@ -42,19 +42,37 @@ typedef struct tmpdb {
     char dir[256];           /* the temporary directory (data/, socket, log) */
     char conninfo[512];      /* "host=<dir> port=5432 dbname=postgres user=postgres" */
     char uri[768];           /* same as a postgresql:// URI */
+    char *argv;              /* the postmaster's arguments, each ending in
+                                NUL (argv_len bytes, argc of them), kept for
+                                tmpdb_restart(); owned, freed by tmpdb_stop() */
+    size_t argv_len;
+    int argc;
 } tmpdb;
 
 /* Start a server.  On success returns 0 and fills *db.  On failure returns
  * -1, writes a one-paragraph message into err (including the tail of the
  * initdb/server log when there is one), removes anything it created, and
  * leaves db->pid == 0.  Does not raise; allocates nothing that outlives the
- * call except the registry entry, which tmpdb_stop() releases. */
+ * call except the registry entry and db->argv, which tmpdb_stop()
+ * releases. */
 int tmpdb_start(tmpdb *db, const tmpdb_opts *opts, char *err, size_t errlen);
 
 /* Stop the server (fast shutdown, then immediate, then SIGKILL if it does
  * not exit in time), wait for it, and remove the directory.  Safe to call
  * twice and on a db whose start failed.  Never fails loudly. */
 void tmpdb_stop(tmpdb *db);
+
+/* Stop the server and start it again in place: the same directory, data,
+ * socket and settings, so a conninfo stays valid.  immediate: SIGQUIT
+ * (what `pg_ctl stop -m immediate` sends: no shutdown checkpoint, the
+ * start runs crash recovery), else SIGINT (fast shutdown).  pause_ms:
+ * how long the server stays down.  Waits until the new server accepts
+ * connections (timeout_ms; <= 0 means 30000).  Returns 0, or -1 with a
+ * message in err (db->pid is then 0; tmpdb_stop() still removes the
+ * directory).  For tests of clients that must live through a server
+ * crash or restart. */
+int tmpdb_restart(tmpdb *db, int immediate, long pause_ms, int timeout_ms,
+                  char *err, size_t errlen);
 
 /* Remove the server directories in parent_dir whose owner process is
  * gone (a process killed by SIGKILL leaves its directory behind), after

@@ -101,6 +101,15 @@ describe("sluice.rejects", function()
     rej2:close()
     local e = sluice.read_rejects(tmp .. "/cols.csv")()
     assert.are.same({ "2", "1", NULL }, e.values)
+    -- a row in column order stays in its order, even with a column named n
+    rej2 = sluice.rejects(tmp .. "/cols.csv", { columns = { "id", "v", "n" } })
+    rej2({ 7, "bad", "x", n = 3 }, errs.check, 1)
+    rej2({ 8, "b", "y" }, errs.check, 2)
+    rej2({ id = 9, n = "z" }, errs.check, 3)
+    rej2:close()
+    local recs = {}
+    for x in sluice.read_rejects(tmp .. "/cols.csv") do recs[#recs + 1] = x.record end
+    assert.are.same({ "7,bad,x", "8,b,y", "9,,z" }, recs)
   end)
 
   it("round-trips records with quotes, commas, line ends and UTF-8 through read_rejects", function()

@@ -23,7 +23,8 @@
 --             set_timeout, timeout, close, is_closed; and DB_METHODS
 --             below.  No fields.
 --   stmt      lib_stmt_methods (lib_conn.c): query, query_one, exec, close
---   tmpdb     lib_tmpdb_methods (lib_tmpdb.c): conninfo, uri, dir, pid, stop
+--   tmpdb     lib_tmpdb_methods (lib_tmpdb.c): conninfo, uri, dir, pid, stop,
+--             restart
 --   csv       lib_csv_methods (lib_csv.c): next, record, position, seek,
 --             identity, close; fields line,
 --             offset, record_offset, path, header (csv_index there)

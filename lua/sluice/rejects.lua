@@ -113,6 +113,17 @@ local function value_text(v)
   return tostring(v)
 end
 
+-- Whether values is keyed by column names: no [1], and a key that is
+-- neither a position nor the count n (a row in column order - an array,
+-- maybe with n - is not, even when a column is named "n").
+local function keyed(values)
+  if rawget(values, 1) ~= nil then return false end
+  for k in pairs(values) do
+    if k ~= "n" and type(k) ~= "number" then return true end
+  end
+  return false
+end
+
 -- The values as one CSV record.
 local function values_record(values, columns)
   if type(values) ~= "table" then
@@ -120,7 +131,7 @@ local function values_record(values, columns)
     return s == nil and "" or field(s)
   end
   local list = {}
-  if columns then
+  if columns and keyed(values) then
     for i, name in ipairs(columns) do list[i] = values[name] end
     list.n = #columns
   else

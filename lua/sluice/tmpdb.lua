@@ -16,6 +16,15 @@
 -- off fsync, synchronous_commit and full_page_writes instead (the data is
 -- thrown away anyway).  opts.settings is a
 -- list of extra "name=value" server settings.
+--
+-- t:restart{ mode = "immediate", pause = seconds, timeout = seconds }
+-- stops the server and starts it again in place (the same directory,
+-- socket, data and settings: conninfo() and uri() stay valid), for tests
+-- of what a client does when its server goes away.  mode "immediate"
+-- (the default) is what `pg_ctl stop -m immediate` does - no shutdown
+-- checkpoint, the start runs crash recovery - and "fast" a clean
+-- shutdown; pause: seconds the server stays down (default 0); timeout:
+-- seconds to wait for it to accept connections again (default 30).
 local core = require "sluice.core"
 
 local M = {}

@@ -3,10 +3,11 @@
  * fails (tests/faults_net_spec.lua).  Built by `make test`, never
  * installed.
  *
- *   netproxy PORTFILE UPSTREAM
+ *   netproxy PORTFILE UPSTREAM [PORT]
  *
- * Listens on 127.0.0.1 (a port the kernel picks, written to PORTFILE once
- * it listens) and forwards each connection, both ways, to UPSTREAM: a
+ * Listens on 127.0.0.1 (PORT, else a port the kernel picks; written to
+ * PORTFILE once it listens: a new proxy can take over the port of one
+ * that was cut) and forwards each connection, both ways, to UPSTREAM: a
  * unix socket path (starting with '/') or HOST:PORT.  Signals:
  *
  *   SIGUSR1  go silent: keep every socket open, stop forwarding both ways
@@ -137,8 +138,8 @@ static int pump(dir *d, short rev_from, short rev_to)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: netproxy PORTFILE UPSTREAM\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: netproxy PORTFILE UPSTREAM [PORT]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -157,6 +158,8 @@ int main(int argc, char **argv)
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a = { .sin_family = AF_INET,
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (argc == 4)
+        a.sin_port = htons((unsigned short)atoi(argv[3]));
     socklen_t alen = sizeof a;
     if (bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 16) != 0 ||
         getsockname(lfd, (struct sockaddr *)&a, &alen) != 0)
