@@ -959,7 +959,20 @@ local function checkpoint_error(run, err)
   t[#t + 1] = "run the load again to go on"
   return outcome.reworded(err, ("load: checkpoint \"%s\": %s: "):format(ck.name, table.concat(t, "; ")), {
     committed_rows = c.loaded, in_doubt_rows = ck.committing and (run.n - c.read) or 0,
-    checkpoint = ck.name, retryable = checkpoint.retryable(err),
+    checkpoint = ck.name, retryable = checkpoint.retryable(err), cause_message = one_line(err),
+    committed_read = c.read,
+  })
+end
+
+-- An error before the chunks (reading the ledger, the input's position,
+-- the table): nothing more was committed by this run.
+local function early_error(o, err)
+  if type(err) == "table" and err.checkpoint then return err end
+  if type(err) ~= "table" or not err.sqlstate then return err end -- misuse, input
+  return outcome.reworded(err, ("load: checkpoint \"%s\": nothing more was committed (what the "
+    .. "ledger holds stands); run the load again to go on: "):format(o.checkpoint), {
+    committed_rows = 0, in_doubt_rows = 0, checkpoint = o.checkpoint,
+    retryable = checkpoint.retryable(err), cause_message = one_line(err),
   })
 end
 
@@ -1051,10 +1064,15 @@ end
 -- cure (checkpoint.retryable), connect again and go on from the ledger.
 local function checkpointed(o, strategy, reject)
   local db, tries = o.db, 0
+  local attempt_once = function(...)
+    local ok, res = pcall(checkpoint_attempt, ...)
+    if ok then return res end
+    error(early_error(o, res), 0)
+  end
   local settings = db:query_one("select current_setting('search_path') as sp, "
                                 .. "current_setting('TimeZone') as tz")
   while true do
-    local ok, res = pcall(checkpoint_attempt, o, db, strategy, reject)
+    local ok, res = pcall(attempt_once, o, db, strategy, reject)
     if ok then
       if db ~= o.db then res.db = db end
       return res
@@ -1069,9 +1087,11 @@ local function checkpointed(o, strategy, reject)
         .. "position (a list, a sluice.csv reader, a generator's rows); not retried: ", {}), 0)
     end
     local backoff = math.min(0.5 * 2 ^ (tries - 1), 8)
-    io.stderr:write(("load: checkpoint \"%s\": %s; retrying (%d of %d) in %.1f s\n")
-                    :format(o.checkpoint, one_line(err.cause_message or err.message), tries,
-                            o.retries, backoff))
+    local upto = err.committed_read or 0
+    io.stderr:write(("load: checkpoint \"%s\": %s; %s; retrying (%d of %d) in %.1f s\n")
+                    :format(o.checkpoint, upto > 0 and ("rows 1-%d are committed"):format(upto)
+                            or "nothing more is committed", one_line(err.cause_message or err.message),
+                            tries, o.retries, backoff))
     if not core.sleep(backoff) then error(err, 0) end
     local c, why = reconnect(db, 60, settings)
     if not c then

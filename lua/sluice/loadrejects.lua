@@ -133,6 +133,11 @@ function R:handler(k, put_base)
   return function(values, err, row)
     if type(values) == "table" and values.n == nil then values.n = ncols end
     local n = self.putrow[(put_base + (row - 1) * nconn + k) % self.window]
+    -- the stream's own message numbers its rows ("row 7, column ..."):
+    -- say the load's row
+    if n ~= row and type(err) == "table" and type(err.message) == "string" then
+      err.message = err.message:gsub("^row " .. row .. "([,:% ])", "row " .. n .. "%1", 1)
+    end
     self:flush_pending(n)
     return self:deliver(values, err, n, self:source(n))
   end
