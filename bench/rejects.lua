@@ -1,4 +1,6 @@
---- Reject mode benchmark: what setting bad rows aside costs, in one run.
+--- Nothing lost, at what cost: reject mode (bad rows set aside) and
+-- checkpointed loads (a ledger row committed with every chunk), against
+-- plain COPY, in one run.
 --
 --   sluice --tmpdb bench/rejects.lua [rows] [runs]   (defaults: 1000000 5)
 --
@@ -12,7 +14,9 @@
 --   reject mode (on_error = "reject", rejects file) on the clean rows, and
 --   on rows with 0.01% and 1% bad;
 --   the same for copy_text, and server-side COPY FROM a binary file of the
---   clean rows (the server's own ceiling).
+--   clean rows (the server's own ceiling);
+--   checkpointed loads (checkpoint = name) in chunks of 100,000 rows and
+--   of 10 MB of values, the ledger reset before each run.
 -- Each method's table is checked after its first run: count and sum(id)
 -- of the good rows, and the rejects file has one line per bad row.  Runs
 -- go round-robin, each after a CHECKPOINT; times are medians; ratios
@@ -56,10 +60,13 @@ local function reset()
           .. "v float8, qty int check (qty >= 0))")
 end
 
-local function load(strategy, every, reject, chunk)
+local function load(strategy, every, reject, chunk, ck)
   return function()
+    if ck then sluice.reset_checkpoint(db, "bench") end
     local s = sluice.load { db = db, table = "bench_rej", rows = rows(every), strategy = strategy,
                             on_error = reject and "reject" or nil, reject_chunk = chunk,
+                            checkpoint = ck and "bench" or nil, checkpoint_rows = ck and ck.rows,
+                            checkpoint_bytes = ck and ck.bytes,
                             rejects = reject and rejects or nil, quiet = true }
     assert(s.read == N and s.rejected == bad_count(every))
   end
@@ -85,6 +92,10 @@ local methods = {
   { name = "COPY binary, reject mode, 0.01% bad", every = 10000,
     run = load("copy_binary", 10000, true) },
   { name = "COPY binary, reject mode, 1% bad", every = 100, run = load("copy_binary", 100, true) },
+  { name = "COPY binary, checkpointed, chunks of 100,000 rows",
+    run = load("copy_binary", nil, false, nil, { rows = 100000 }) },
+  { name = "COPY binary, checkpointed, chunks of 10 MB",
+    run = load("copy_binary", nil, false, nil, { bytes = 10 * 1024 * 1024 }) },
   { name = "COPY text, plain", run = load("copy_text", nil, false) },
   { name = "COPY text, reject mode, clean", run = load("copy_text", nil, true) },
   { name = "COPY text, reject mode, 1% bad", every = 100, run = load("copy_text", 100, true) },
@@ -92,7 +103,7 @@ local methods = {
     run = function() db:exec(("copy bench_rej from '%s' (format binary)"):format(file_bin)) end },
 }
 
-print(("\n### Reject mode: %s rows (id bigint, host text, v float8, qty int CHECK), %d runs\n")
+print(("\n### Reject mode and checkpoints: %s rows (id bigint, host text, v float8, qty int CHECK), %d runs\n")
       :format(B.fmt(N), RUNS))
 B.rounds { db = db, runs = RUNS, methods = methods, reset = reset,
   check = function(m)
