@@ -17,6 +17,7 @@
 #include "numfmt.h"
 #include "redact.h"
 #include "tmpdb.h"
+#include "copychunk.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -770,6 +771,111 @@ static void test_tmpdb_sweep(void)
     CHECK(system(cmd) == 0);
 }
 
+/* Reject mode's core against a real server, no Lua: a chunk of rows with
+ * bad ones is sent, fails, and is settled - the bad rows set aside with
+ * the server's errors, every other row committed. */
+static int exec_ok(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
+             PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    return ok;
+}
+
+static long count_rows(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return n;
+}
+
+/* Send the chunk's rows as one COPY and settle it when it fails; returns
+ * the rows loaded, -1 on an unexpected failure. */
+static long load_chunk(PGconn *pg, copy_chunk *c, const sbuf *data)
+{
+    PGresult *err = NULL, *fatal = NULL;
+    uint64_t loaded = 0;
+    int committing = 0;
+    if (copy_chunk_open(pg, c, &err) != SL_OK ||
+        copy_put(pg, data->data, data->len, 0) != SL_OK)
+        return -1;
+    int rc = copy_chunk_close(pg, c, &loaded, &committing, &err);
+    if (rc == SL_EFAIL)
+        rc = copy_chunk_settle(pg, c, data->data, err, &loaded, &committing,
+                               &fatal);
+    PQclear(fatal);
+    return rc == SL_OK ? (long)loaded : -1;
+}
+
+static void test_copychunk(void)
+{
+    tmpdb db;
+    char err[1024];
+    tmpdb_opts o = { .fast = 1 };
+    memset(&db, 0, sizeof db);
+    if (tmpdb_start(&db, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "copychunk: no server: %s\n", err);
+        CHECK(0);
+        return;
+    }
+    PGconn *pg = PQconnectdb(db.conninfo);
+    CHECK(PQstatus(pg) == CONNECTION_OK);
+    CHECK(exec_ok(pg, "create table t (id int primary key, v int check (v >= 0), s text)"));
+
+    /* text format: 40 rows; row 5, 17, 33 break the CHECK, row 20
+     * repeats the key of row 3 (0-based 4, 16, 32, 19) */
+    copy_chunk c;
+    CHECK(copy_chunk_init(&c, 64) == SL_OK);
+    c.own_tx = 1;
+    c.sql = "COPY t (id, v, s) FROM STDIN";
+    sbuf data = { 0 };
+    char line[64];
+    for (int i = 1; i <= 40; i++) {
+        int id = i == 20 ? 3 : i, v = (i == 5 || i == 17 || i == 33) ? -1 : i;
+        int n = snprintf(line, sizeof line, "%d\t%d\tx%d\n", id, v, i);
+        CHECK(sbuf_reserve(&data, (size_t)n) == SL_OK);
+        sbuf_put_raw(&data, line, (size_t)n);
+        copy_chunk_add(&c, data.len, 0);
+    }
+    CHECK(load_chunk(pg, &c, &data) == 36);
+    CHECK(c.nrej == 4 && c.rej_row[0] == 4 && c.rej_row[1] == 16 &&
+          c.rej_row[2] == 19 && c.rej_row[3] == 32);
+    CHECK(c.nrej == 4 &&
+          strcmp(PQresultErrorField(c.rej_err[2], PG_DIAG_SQLSTATE), "23505") == 0 &&
+          strcmp(PQresultErrorField(c.rej_err[3], PG_DIAG_SQLSTATE), "23514") == 0);
+    CHECK(count_rows(pg, "select count(*) from t") == 36);
+    CHECK(count_rows(pg, "select count(*) from t where id in (5, 17, 33) or s = 'x20'") == 0);
+    CHECK(PQtransactionStatus(pg) == PQTRANS_IDLE);
+
+    /* CSV: line feeds inside quoted values move the server's "line N"
+     * (not in the COPY's first row); the bad row is still the one found */
+    copy_chunk_reset(&c);
+    c.csv = 1;
+    c.sql = "COPY t (id, v, s) FROM STDIN (FORMAT csv)";
+    data.len = 0;
+    static const char *csv_rows[] = {
+        "101,1,\"a\nb\nc\"\n", "102,2,\"d\ne\"\n", "103,x,f\n",
+        "104,4,\"g\n\n\"\n", "105,5,h\n", "106,y,i\n", "107,7,j\n",
+    };
+    for (size_t i = 0; i < sizeof csv_rows / sizeof csv_rows[0]; i++) {
+        size_t n = strlen(csv_rows[i]);
+        CHECK(sbuf_reserve(&data, n) == SL_OK);
+        sbuf_put_raw(&data, csv_rows[i], n);
+        copy_chunk_add(&c, data.len, 0);
+    }
+    CHECK(load_chunk(pg, &c, &data) == 5);
+    CHECK(c.nrej == 2 && c.rej_row[0] == 2 && c.rej_row[1] == 5);
+    CHECK(count_rows(pg, "select count(*) from t where id > 100") == 5);
+    CHECK(count_rows(pg, "select count(*) from t where id in (103, 106)") == 0);
+
+    sbuf_free(&data);
+    copy_chunk_free(&c);
+    PQfinish(pg);
+    tmpdb_stop(&db);
+}
+
 int main(void)
 {
     test_buffer();
@@ -782,6 +888,7 @@ int main(void)
     test_csv_seek();
     test_redact();
     test_tmpdb_sweep();
+    test_copychunk();
     printf("core: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
