@@ -46,7 +46,7 @@
 --              and tonumber() it in the loop).
 -- n is the record number (1 for the first data record).  A leading UTF-8
 -- BOM is ignored.  The dialect is RFC 4180: quoted fields may hold the
--- delimiter, doubled quotes and line ends; LF and CRLF both end a record;
+-- delimiter, doubled quotes and line ends; LF, CRLF and a CR alone end a record (and a line, in line numbers);
 -- spaces are data.  Blank lines (outside quotes) are skipped, so they count
 -- as lines but not as records.  Quoting is strict: a quote inside an
 -- unquoted field, text after a closing quote, or a quote still open at the
