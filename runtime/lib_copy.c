@@ -895,7 +895,7 @@ int lib_copy_start(lua_State *L)
     int on_reject = opt_field(L, 5, "on_reject");
     if (!lua_isnil(L, on_reject)) {
         lua_Number v = lua_tonumber(L, opt_field(L, 5, "reject_chunk"));
-        reject_rows = v >= 1 ? (size_t)v : 10000;
+        reject_rows = v >= 1 ? (size_t)v : REJECT_CHUNK_ROWS;
         luaL_argcheck(L, v == 0 || (v >= 1 && v <= 1e7), 5,
                       "reject_chunk must be from 1 to 10000000 rows");
     }

@@ -34,6 +34,12 @@
 #define DEFAULT_CHUNK (64 * 1024) /* measured: larger chunks overlap
                                     * encoding and server parsing worse */
 #define MIN_CHUNK 1024
+/* reject mode: a chunk ends at this many rows (opts.reject_chunk) or
+ * encoded bytes, whichever comes first (measured: fewer, larger chunks
+ * keep the server busier; the bytes bound keeps wide rows' chunks in
+ * memory bounds) */
+#define REJECT_CHUNK_ROWS 100000
+#define REJECT_CHUNK_BYTES (16u << 20)
 #define MAX_DIMS 6 /* PostgreSQL's MAXDIM */
 #define MAX_COLS 1600 /* PostgreSQL's MaxHeapAttributeNumber */
 

@@ -62,7 +62,7 @@ void lib_copy_reject_setup(lua_State *L, sl_copy *cp, int ud, int sql_idx,
     lua_pushvalue(L, fn_idx);
     lua_rawseti(L, -2, FENV_REJECT);
     size_t slots = rows * (size_t)cp->w.ncols;
-    lua_createtable(L, slots < (1u << 26) ? (int)slots : (1 << 26), 0);
+    lua_createtable(L, slots < (1u << 16) ? (int)slots : (1 << 16), 0);
     lua_rawseti(L, -2, FENV_KEEP);
     lua_newtable(L);
     lua_rawseti(L, -2, FENV_CREJ);
@@ -290,7 +290,9 @@ static void end_chunk(lua_State *L, sl_copy *cp)
     cp->rj.base += c->n;
     copy_chunk_reset(c);
     cp->w.buf.len = cp->w.committed = cp->rj.sent = 0;
-    cp->w.chunk = cp->rj.piece;
+    /* the next chunk's first piece goes early: the server is idle until
+     * it comes */
+    cp->w.chunk = cp->rj.piece / 4;
     lua_getfenv(L, CP_SELF);
     lua_newtable(L);
     lua_rawseti(L, -2, FENV_CREJ);
@@ -367,7 +369,8 @@ void lib_copy_reject_row(lua_State *L, sl_copy *cp, int first, int n)
 
 void lib_copy_reject_after_row(lua_State *L, sl_copy *cp)
 {
-    if (cp->rj.chunk.n == cp->rj.chunk.cap)
+    if (cp->rj.chunk.n == cp->rj.chunk.cap ||
+        cp->w.committed >= REJECT_CHUNK_BYTES)
         end_chunk(L, cp);
     else if (cp->w.committed >= cp->w.chunk)
         send_rows(L, cp);

@@ -42,7 +42,8 @@
 --     wrong value count, a NOT NULL / unique / foreign key / CHECK /
 --     exclusion violation, a trigger's RAISE: SQLSTATE classes 22, 23,
 --     44, P0) is handed over and every other row loaded.  The rows go in
---     chunks of opts.reject_chunk rows (default 10000), each one COPY in
+--     chunks of opts.reject_chunk rows (default 100000, and at most 16 MiB
+--     of encoded rows), each one COPY in
 --     its own transaction (committed as it ends), or under a savepoint
 --     when a transaction is open.  A chunk the server refuses is sent
 --     again without the row its error names ("COPY t, line N"), or in

@@ -502,7 +502,7 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
                 multi = nconn > 1, rejected = 0 }
   if reject then
     local window = not STAGING[strategy] and 2 * nconn
-                   * math.max(o.reject_chunk or 10000, o.batch_rows or 1000, o.sync_every or 1000)
+                   * math.max(o.reject_chunk or 100000, o.batch_rows or 1000, o.sync_every or 1000)
     ctx.rejects = loadrejects.new(o, nconn, columns, reader_of(o.rows), window or nil, resume)
   end
   local prog

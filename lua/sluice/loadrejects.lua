@@ -35,6 +35,7 @@ function M.new(o, nconn, columns, reader, window, resume)
   local self = setmetatable({
     on_reject = o.on_reject, max = o.max_rejects, ratio = o.max_reject_ratio,
     count = resume and resume.rejected or 0, read = resume and resume.rows or 0,
+    base = resume and resume.rows or 0, -- rows read by earlier runs
     nconn = nconn, ncols = #columns, reader = reader,
     window = window or 2^52, tags = {}, records = {}, lines = {},
     putrow = {},             -- put index % window -> the load's row
@@ -58,7 +59,9 @@ end
 -- source and number while it can still be handed over.
 function R:note(n, p)
   self.read = n
-  if p then self.putrow[p % self.window] = n end
+  -- until a row is refused by the load, the p-th row put is row base +
+  -- p: no need to remember it
+  if p and self.shift_from then self.putrow[p % self.window] = n end
   local reader = self.reader
   if reader then
     local k = n % self.window
@@ -110,6 +113,9 @@ end
 -- It is handed over just before the first row after it that a sink
 -- hands over (or at the end), so that rows go out in row order.
 function R:refuse(item, why, code, n)
+  -- rows put from now on are numbered apart (until then the p-th row put
+  -- is the load's row base + p)
+  self.shift_from = self.shift_from or n - self.base
   self.pending[#self.pending + 1] = { item, core.new_error { sqlstate = code, message = why },
                                       n, self:source(n) }
 end
@@ -132,7 +138,9 @@ function R:handler(k, put_base)
   local nconn, ncols = self.nconn, self.ncols
   return function(values, err, row)
     if type(values) == "table" and values.n == nil then values.n = ncols end
-    local n = self.putrow[(put_base + (row - 1) * nconn + k) % self.window]
+    local p = put_base + (row - 1) * nconn + k
+    local n = self.base + p
+    if self.shift_from and p >= self.shift_from then n = self.putrow[p % self.window] end
     -- the stream's own message numbers its rows ("row 7, column ..."):
     -- say the load's row
     if n ~= row and type(err) == "table" and type(err.message) == "string" then

@@ -19,7 +19,7 @@
 --              for their own fault (SQLSTATE classes 22, 23, 44, P0) are
 --              handed over and every other row is upserted.  The staging
 --              COPY runs in db:copy's reject mode (opts.reject_chunk rows
---              per chunk, default 10000): a bad value or a wrong value
+--              per chunk, default 100000): a bad value or a wrong value
 --              count is set aside there, with the values as given.  The
 --              move runs under a savepoint; when the server refuses it
 --              (CHECK, NOT NULL, a foreign key, a trigger, a unique index
