@@ -232,8 +232,8 @@ describe("a silent or cut network", function()
       local function ready() io.open(%q, "w"):close() end
     ]]):format(p.target, ready) .. body)
     os.execute(([[
-      timeout -s KILL 30 %s %s 2>%s/err & pid=$!
-      for i in $(seq 200); do [ -e %s ] && break; sleep 0.05; done
+      timeout -s KILL 60 %s %s 2>%s/err & pid=$!
+      for i in $(seq 1200); do [ -e %s ] && break; sleep 0.05; done
       %s
       date +%%s.%%N >%s/t0; kill -INT $pid; wait $pid; echo $? >%s/code; date +%%s.%%N >%s/t1]])
       :format(H.q(H.exe), H.q(dir .. "/child.lua"), H.q(dir), H.q(ready), before or "",
