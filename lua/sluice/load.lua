@@ -931,6 +931,7 @@ local function load_chunks(run)
       ck.committing = false
       ck.committed = { read = run.n, loaded = run.n - rejected, rejected = rejected }
       ck.chunks = ck.chunks + 1
+      ck.chunk_from = run.n + 1 -- nothing of the next chunk yet (Ctrl-C now: nothing to roll back)
       outcome.check()
     end)
     if not ok then error(err, 0) end
