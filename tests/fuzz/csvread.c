@@ -12,7 +12,8 @@
  * read
  * - plain, and checked against a model of the dialect written here from
  *   csvread.h (RFC 4180, strict quoting, blank lines skipped, CR, LF or
- *   CRLF ending a record, only LF counting as a line, a leading BOM
+ *   CRLF ending a record and a line (a CR or LF inside quotes: only the
+ *   LF counts as a line), a leading BOM
  *   dropped, UTF-8 checked per segment, i.e. up to each CR or LF or
  *   block end, before its bytes are parsed): the same records, fields,
  *   NULLs, line numbers, offsets, and the same error at the same line;
@@ -345,8 +346,11 @@ static void model_read(const unsigned char *s, size_t n,
         if (s[end - 1] == '\n')
             line++;
         if (ended) {
-            if (s[end - 1] == '\r' && pos < n && s[pos] == '\n') {
-                pos++;
+            /* a record ended on a CR: its LF (if any) goes with it, and
+             * the CR, alone or not, ends the line */
+            if (s[end - 1] == '\r') {
+                if (pos < n && s[pos] == '\n')
+                    pos++;
                 line++;
             }
             if (end_record(&m, (long long)end - 1, (long long)pos) < 0)
