@@ -28,6 +28,18 @@ describe("JIT", function()
     local name = script:match("[^/]+$")
     assert.truthy(out:find("TRACE%s+%d+ " .. name:gsub("%p", "%%%0") .. ":6 "), out)
     assert.truthy(out:find("TRACE%s+%d+ " .. name:gsub("%p", "%%%0") .. ":9 "), out)
-    assert.falsy(out:find("NYI", 1, true), out)
+    -- no trace of the two loops (nor a side trace of one) is aborted; a
+    -- trace elsewhere (a flush every 5000 rows) may be: which code gets
+    -- hot first depends on where LuaJIT's hot counters land
+    local esc = name:gsub("%p", "%%%0")
+    local loop = {}
+    for n in out:gmatch("TRACE%s+(%d+) " .. esc .. ":[69] ") do loop[n] = true end
+    for line in out:gmatch("[^\n]+") do
+      if line:find("TRACE %-%-%-") then
+        local parent = line:match("TRACE %-%-%- %((%d+)/")
+        local at_loop = line:find("TRACE %-%-%- " .. esc .. ":[69] ")
+        assert.falsy(at_loop or (parent and loop[parent]), out)
+      end
+    end
   end)
 end)
