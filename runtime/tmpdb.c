@@ -316,6 +316,20 @@ static void stop_postmaster(pid_t pid)
 /* ------------------------------------------------------------------ */
 /* stale directories                                                   */
 
+/* The first size - 1 bytes (at most) of the file at path, NUL-terminated
+ * in buf; their count, or <= 0 when it cannot be read or is empty. */
+static ssize_t read_head(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n > 0)
+        buf[n] = '\0';
+    return n;
+}
+
 /* Field 22 of /proc/<pid>/stat: the process's start time in clock ticks
  * since boot, which tells a process from a later one given the same pid.
  * 0 when unknown (no /proc, or no such process).  *zombie (may be NULL)
@@ -325,14 +339,8 @@ static unsigned long long proc_start_time_z(pid_t pid, int *zombie)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_head(path, buf, sizeof buf) <= 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     /* the command name (field 2) may hold spaces and parentheses: count
      * from the last ')' */
     char *p = strrchr(buf, ')');
@@ -377,14 +385,8 @@ static int owner_gone(const char *dir)
 {
     char path[PATH_MAX + 32], line[64];
     snprintf(path, sizeof path, "%s/owner", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_head(path, line, sizeof line) <= 0)
         return 0;
-    ssize_t n = read(fd, line, sizeof line - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    line[n] = '\0';
     int pid;
     unsigned long long start;
     if (sscanf(line, "%d %llu", &pid, &start) != 2 || pid <= 0)
@@ -405,14 +407,8 @@ static int stop_stale_postmaster(const char *dir)
 {
     char path[PATH_MAX + 32], line[32], cwd[PATH_MAX], want[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/data/postmaster.pid", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_head(path, line, sizeof line) <= 0)
         return 0;
-    ssize_t n = read(fd, line, sizeof line - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    line[n] = '\0';
     pid_t pid = (pid_t)atoi(line);
     if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
         return 0;
