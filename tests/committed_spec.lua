@@ -88,7 +88,7 @@ local function trial(body, how, delay_ms)
   sleep_ms(delay_ms)
   if how == "sigint" then
     os.execute("kill -INT " .. pid)
-  else
+  elseif how == "terminate" then
     db:query("select pg_terminate_backend($1)", tonumber(bpid))
   end
   assert(wait_for(dir .. "/code", 30), "the child did not end")
@@ -236,6 +236,46 @@ describe("committed rows, as the error says", function()
     trials("load upsert", load_body([[strategy = "upsert"]]), "sigint", { 0, 61 })
     trials("load batch, 2 connections", load_body([[strategy = "batch", connections = 2]]),
            "sigint", { 0, 61 })
+  end)
+
+  -- Ctrl-C that comes after a flush's last answer was read, before its
+  -- books are kept: the window is made certain by sending the signal from
+  -- inside the flush's last check for a pending interrupt
+  it("db:batch, Ctrl-C just after a flush's last answer", function()
+    local body = [[
+  local core = require "sluice.core"
+  ffi.cdef "int kill(int pid, int sig);"
+  local take, calls = core.interrupt_take, 0
+  local b = db:batch(t, { "id", "v" }, { rows = %d })
+  counters = function() return b.rows_committed, b.rows_in_doubt end
+  for i = 1, %d - 1 do b:add(i, "row " .. i) end
+  core.interrupt_take = function()
+    local sig = take()
+    calls = calls + 1
+    -- the flush checks before it sends and after each statement
+    if calls == %d then ffi.C.kill(ffi.C.getpid(), 2) end
+    return sig
+  end
+  ready()
+  local ok, err = pcall(b.add, b, %d, "last")
+  core.interrupt_take = take
+  if not ok then error(err, 0) end
+  b:add(%d + 1, "after")
+  b:close()]]
+    -- one statement per flush (the third, rows 2001-3000), and two in
+    -- BEGIN ... COMMIT (40000 rows, 32767 a statement: the check after
+    -- COMMIT is the last)
+    for _, case in ipairs { { 1000, 3000, 2 }, { 40000, 40000, 5 } } do
+      local per, n, call = case[1], case[2], case[3]
+      local r, t = trial(body:format(per, n, call, n, n), "none", 0)
+      assert.are_not.equal(true, r.plain, tostring(r.msg))
+      assert.are.equal(n, r.committed, r.msg)
+      assert.are.equal(0, r.doubt, r.msg)
+      assert.are.equal(n, check(r, t, ("batch, %d rows a flush"):format(per)))
+      assert.truthy(r.msg:find("interrupted (Ctrl-C)", 1, true), r.msg)
+      assert.truthy(r.msg:find("the interrupt came after the server had committed them", 1, true),
+                    r.msg)
+    end
   end)
 
   it("sluice.load pipeline: a failure in the open group commits nothing of it", function()

@@ -322,6 +322,8 @@ end
 -- on_reject).  Returns nil when the flush went through, else the error
 -- to raise; f.rejected lists rows for on_reject either way.  Counts what
 -- it commits in st.ok and st.doubt.
+local flush_failed
+
 local function flush_held(b, st, db, f)
   local ok, err = pcall(send_flush, b, st, db, f)
   if ok then
@@ -329,6 +331,13 @@ local function flush_held(b, st, db, f)
     st.in_caller = st.in_caller + f.in_tx
     return nil
   end
+  return flush_failed(b, st, db, f, err)
+end
+
+-- What stopped a flush (err: the server's error, a lost connection's, or
+-- an interrupt): the error to raise, or nil when on_reject took every
+-- bad row.
+function flush_failed(b, st, db, f, err)
   local sig = outcome.interrupt_of(err)
   local failed = not sig -- a statement failed (or the connection)
   sig = sig or outcome.take()
@@ -405,7 +414,15 @@ local function flush(b)
     committed = 0, in_tx = 0, doubt = 0, inserted = 0,
   }
   st.flushing = true
-  local ok, err = outcome.held(flush_held, b, st, db, f)
+  -- an interrupt that comes after the last round trip is taken before the
+  -- hold ends: raised by the hook at once, it would skip the books below
+  local sig, ok, err = outcome.held_take(flush_held, b, st, db, f)
+  if sig and ok and not err and not f.rejected then
+    -- the flush went through: say so in the interrupt's error
+    st.ok = st.ok - f.committed
+    st.in_caller = st.in_caller - f.in_tx
+    err = flush_failed(b, st, db, f, outcome.interrupt(sig))
+  end
   st.flushing = false
   private.set_counts(b, st.ok, st.doubt)
   private.reset(b)
@@ -423,6 +440,7 @@ local function flush(b)
     end
   end
   if err then error(err, 0) end
+  if sig and ok and f.rejected then error(interrupted(sig), 0) end -- the books are right
   if f.out and st.on_returning then st.on_returning(f.out) end
   return n, f.out
 end

@@ -48,9 +48,14 @@ function M.take()
   return core.interrupt_take()
 end
 
+--- The error M.check() raises for sig ("Ctrl-C", "SIGTERM").
+function M.interrupt(sig)
+  return setmetatable({ signal = sig }, Interrupt)
+end
+
 --- Raise an interrupt taken earlier (sig from M.take()), as M.check() does.
 function M.raise(sig)
-  error(setmetatable({ signal = sig }, Interrupt), 0)
+  error(M.interrupt(sig), 0)
 end
 
 local sluice_error -- sluice.error, looked up lazily (init.lua loads us)
