@@ -268,6 +268,13 @@ struct params_buf;
  * static text of what was expected.  Raises only on out of memory. */
 const char *lib_params_put(lua_State *L, struct params_buf *p, int idx,
                            int kind, int json_idx);
+/* Raise b:add()'s or pl:send()'s refusal of a value that
+ * lib_params_put() refused as not `want`: an error object like the
+ * server's (the SQLSTATE the server would give, msg, field = name:
+ * "column" or "parameter", the caller's line in `where`).  Never
+ * returns. */
+void lib_params_refusal(lua_State *L, const char *want, const char *msg,
+                        const char *field, const char *name);
 /* Push res (may be NULL) as an array of rows keyed by column name, values
  * converted as db:query() does.  Raises only on out of memory. */
 void lib_push_rows(lua_State *L, const PGresult *res);

@@ -125,22 +125,6 @@ static int age_due(const sl_batch *b)
            now_mono() - b->first_at >= b->max_age;
 }
 
-/* The SQLSTATE the server gives a value lib_params_put() refused as not
- * `want`: a NUL byte 22021, out of range 22003 (numbers) or 22008
- * (timestamps), too many array dimensions 54000, else 22P02. */
-static const char *refusal_state(const char *want)
-{
-    if (strstr(want, "NUL"))
-        return "22021";
-    if (strstr(want, "epoch") || strstr(want, "timestamp"))
-        return "22008";
-    if (strstr(want, "dimension"))
-        return "54000";
-    if (strstr(want, "2^53") || strstr(want, "range"))
-        return "22003";
-    return "22P02";
-}
-
 /* b:add(v1, ..., vN): buffer one row; flushes when the batch is full or
  * its oldest row is max_age_ms old (then raises what the flush raises). */
 static int batch_add(lua_State *L)
@@ -172,14 +156,8 @@ static int batch_add(lua_State *L)
             lua_pushfstring(L, "batch:add: row %.0f, column \"%s\": expected "
                                "%s, got %s", b->added + 1, col, want,
                             luaL_typename(L, 2 + i));
-            /* an error object like the server's: the SQLSTATE it would
-             * give the value, the column, the caller's line in where */
-            lib_push_error(L, refusal_state(want), lua_tostring(L, -1), NULL,
-                           NULL);
-            lib_set_field(L, "column", col);
-            luaL_where(L, 1);
-            lua_setfield(L, -2, "where");
-            return lua_error(L);
+            lib_params_refusal(L, want, lua_tostring(L, -1), "column", col);
+            return 0;
         }
     }
     b->rows_len = b->p.data.len;

@@ -283,3 +283,29 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
         oom(L);
     return NULL;
 }
+
+/* The SQLSTATE the server gives a value lib_params_put() refused as not
+ * `want`: a NUL byte 22021, out of range 22003 (numbers) or 22008
+ * (timestamps), too many array dimensions 54000, else 22P02. */
+static const char *refusal_state(const char *want)
+{
+    if (strstr(want, "NUL"))
+        return "22021";
+    if (strstr(want, "epoch") || strstr(want, "timestamp"))
+        return "22008";
+    if (strstr(want, "dimension"))
+        return "54000";
+    if (strstr(want, "2^53") || strstr(want, "range"))
+        return "22003";
+    return "22P02";
+}
+
+void lib_params_refusal(lua_State *L, const char *want, const char *msg,
+                        const char *field, const char *name)
+{
+    lib_push_error(L, refusal_state(want), msg, NULL, NULL);
+    lib_set_field(L, field, name);
+    luaL_where(L, 1);
+    lua_setfield(L, -2, "where");
+    lua_error(L);
+}

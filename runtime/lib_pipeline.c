@@ -566,10 +566,10 @@ static int pl_send(lua_State *L)
                                "expected %s, got %s",
                             (double)pl->given + 1, i + 1, want,
                             luaL_typename(L, 2 + i));
-            luaL_where(L, 1);
-            lua_insert(L, -2);
-            lua_concat(L, 2);
-            return lua_error(L);
+            const char *msg = lua_tostring(L, -1);
+            lua_pushfstring(L, "$%d", i + 1);
+            lib_params_refusal(L, want, msg, "parameter", lua_tostring(L, -1));
+            return 0;
         }
     }
     if (params_bind(&pl->p, base, (size_t)n) != SL_OK)

@@ -549,14 +549,16 @@ function M.batch(db, tbl, columns, opts)
   return b
 end
 
---- Whether err is b:add()'s refusal of a value: an error object whose
--- message is "batch:add: row N, column "x": expected ..., got ..." (the
+--- Whether err is b:add()'s (or pl:send()'s) refusal of a value: an
+-- error object whose message is "batch:add: row N, column "x": expected
+-- ..., got ..." ("pipeline:send: row N, parameter $k: ...") (the
 -- caller's line in err.where, the SQLSTATE the server would give such a
 -- value); the row was not buffered, and no other was touched.  Returns
 -- the message and the SQLSTATE.
 function M.refusal(err)
   if type(err) ~= "table" or not err.where or type(err.message) ~= "string"
-     or not err.message:find("^batch:add: row %d+, column ") then
+     or not (err.message:find("^batch:add: row %d+, column ")
+             or err.message:find("^pipeline:send: row %d+, parameter %$")) then
     return nil
   end
   return err.message, err.sqlstate

@@ -136,7 +136,7 @@ function sinks.pipeline(db, ctx)
   local pl = db:pipeline(insert_sql(db, ctx.qtable, ctx.columns),
                          { sync_every = ctx.opts.sync_every, on_reject = ctx.on_reject })
   local s = {
-    handle = pl, put = pl.send,
+    handle = pl, put = pl.send, refuses = ctx.on_reject ~= nil,
     finish = function() pl:close() end,
     -- never close(): that would commit the open group
     abort = function() pcall(pl.abort, pl); if tx then pcall(db.rollback, db) end end,
