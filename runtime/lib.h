@@ -268,6 +268,17 @@ struct params_buf;
  * static text of what was expected.  Raises only on out of memory. */
 const char *lib_params_put(lua_State *L, struct params_buf *p, int idx,
                            int kind, int json_idx);
+/* A parameter's kind for lib_params_put: the encoder family, and for
+ * arrays (COPY_K_ARRAY) the family of the elements. */
+#define LIB_PARAM_KIND(k, elem) ((k) | ((elem) << 8))
+#define LIB_PARAM_KIND_OF(pk) ((pk) & 0xff)
+#define LIB_PARAM_ELEM_OF(pk) ((pk) >> 8)
+/* The kinds (LIB_PARAM_KIND) of the n parameters that the statement
+ * description d gives, into kinds: one catalog query (a round trip on c,
+ * at conn_idx) tells arrays from the other types sluice has no encoder
+ * for, when there are any.  Raises as lib_conn_finish(). */
+void lib_params_kinds(lua_State *L, sl_conn *c, int conn_idx,
+                      const PGresult *d, int n, int *kinds);
 /* Raise b:add()'s or pl:send()'s refusal of a value that
  * lib_params_put() refused as not `want`: an error object like the
  * server's (the SQLSTATE the server would give, msg, field = name:

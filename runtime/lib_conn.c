@@ -22,6 +22,7 @@
  *   connect too, unless the target sets connect_timeout.
  */
 #include "lib.h"
+#include "copyenc.h"
 #include "interrupt.h"
 #include "numfmt.h"
 #include "pgconn.h"
@@ -535,7 +536,8 @@ static void build_params(lua_State *L, int first, int n, params *p)
             p->values[i] = NULL; /* sluice.null */
             break;
         case LUA_TBOOLEAN:
-            p->values[i] = lua_toboolean(L, idx) ? "t" : "f";
+            /* as every path writes a boolean (copyenc.h) */
+            p->values[i] = copy_bool_text(lua_toboolean(L, idx), COPY_K_OTHER);
             break;
         case LUA_TNUMBER: {
             char *buf = num + (size_t)i * NUMFMT_BUFSIZE;

@@ -148,7 +148,8 @@ local CASES = {
   { name = "float4 out of range", ddl = "id int primary key, v float4",
     rows = { { 1, 3.4e38 }, { 2, 1e39 }, { 3, "1e39" }, { 4, "-1e39" }, { 5, 1e-30 } },
     bad = { [2] = "22003", [3] = "22003", [4] = "22003" },
-    frag = { "is out of range for type real", copy_binary = "expected a number within the range of real" },
+    -- the first bad row is a Lua number: refused by the client on every path
+    frag = "expected a number within the range of real",
   },
   { name = "date out of range or impossible", ddl = "id int primary key, v date",
     rows = { { 1, "2020-01-01" }, { 2, "5874898-01-01" }, { 3, "2020-02-30" }, { 4, "4714-11-23 BC" },
