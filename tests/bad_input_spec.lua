@@ -538,7 +538,9 @@ describe("the bad-input matrix", function()
   end
 
   -- One 100 MB field: loads whole in both modes, in a few seconds (storage
-  -- external: the server does not spend them compressing it).
+  -- external: the server does not spend them compressing it).  The bound
+  -- is loose (a sanitizer build on a busy machine takes ~16 s): it is
+  -- there to catch copying the field again and again, which takes minutes.
   for _, strategy in ipairs({ "copy_binary", "copy_text", "batch" }) do
     for _, mode in ipairs({ "abort", "reject" }) do
       it(("a 100 MB field [%s, %s]"):format(strategy, mode), function()
@@ -549,7 +551,7 @@ describe("the bad-input matrix", function()
         local t0 = os.time()
         local s = sluice.load { db = db, table = "big", rows = { { 1, v } }, strategy = strategy,
           quiet = true, on_reject = mode == "reject" and function() rejected = rejected + 1 end or nil }
-        assert.is_true(os.time() - t0 <= 15, "took " .. (os.time() - t0) .. " s")
+        assert.is_true(os.time() - t0 <= 60, "took " .. (os.time() - t0) .. " s")
         assert.are.equal(0, rejected)
         assert.are.equal(1, s.loaded)
         local r = db:query_one("select length(v) as n, left(v, 12) as a, substr(v, 50000001, 12) as b, "
