@@ -40,6 +40,29 @@ describe("the sluice executable", function()
     db:close()
   end)
 
+  it("runs the README's first-hour example twice in a row, with the same table both times", function()
+    local readme = H.slurp(H.root .. "/README.md")
+    local code = readme:match("## The first hour\n.-```lua\n(.-)```")
+    assert.truthy(code, "the README's first-hour example")
+    write(tmp .. "/people.lua", code)
+    local env = "PGOPTIONS='-c search_path=readme_people'"
+    local db = H.connect()
+    db:exec("drop schema if exists readme_people cascade; create schema readme_people")
+    local first
+    for run = 1, 2 do
+      local rc, out, err = H.sluice(H.q(tmp .. "/people.lua"), env)
+      assert.are.equal(0, rc, err)
+      assert.are.equal("10000\t0\n", out, "run " .. run)
+      local got = db:query_one("select count(*)::int as n, md5(string_agg(p::text, ',' order by id)) as h "
+                               .. "from readme_people.people p")
+      assert.are.equal(10000, got.n)
+      first = first or got.h
+      assert.are.equal(first, got.h, "run " .. run .. " changed the rows")
+    end
+    db:exec("drop schema readme_people cascade")
+    db:close()
+  end)
+
   it("runs a script with arg set as luajit does, and passes ... too", function()
     write(tmp .. "/args.lua", [[
       print(arg[0], arg[1], arg[2], #arg, select("#", ...), ...)
