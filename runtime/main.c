@@ -300,8 +300,14 @@ static void report_script_error(lua_State *L, int interrupted)
     const char *msg = lua_tostring(L, -1);
     fprintf(stderr, "%s%s%s\n", object ? "" : progname,
             object ? "" : ": ", msg);
+    /* an error object whose WHERE line named the script's line already */
+    if (object)
+        lua_getfield(L, err, "where");
+    else
+        lua_pushnil(L);
+    int has_where = lua_isstring(L, -1);
     lua_getfield(L, LUA_REGISTRYINDEX, REG_WHERE);
-    const char *where = lua_tostring(L, -1);
+    const char *where = has_where ? NULL : lua_tostring(L, -1);
     lua_getfield(L, LUA_REGISTRYINDEX, REG_TRACEBACK);
     const char *tb = lua_tostring(L, -1);
     if (!tb) {
