@@ -107,6 +107,12 @@ void lib_push_int8(lua_State *L, long long x, const char *text, size_t len);
  * put it in front).  pg may be NULL (a closed connection). */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg);
 void lib_push_conn_error(lua_State *L, PGconn *pg);
+/* Push the psql-style text of the error table at stack index e (see
+ * lib_error.c): the __tostring of error objects (with_sqlstate 1) and what
+ * the executable prints for an uncaught one (0, psql's default).  A
+ * result error with a position also has field position_lines (psql's
+ * "LINE n: ..." and "^" lines), printed after the message. */
+void lib_error_format(lua_State *L, int e, int with_sqlstate);
 
 /* What a COPY that sent all its data left, when the end did not go as
  * planned; who names the call ("COPY", "copy_from_file"), rows is the
@@ -238,9 +244,9 @@ void lib_set_field(lua_State *L, const char *k, const char *v);
 void lib_push_trimmed(lua_State *L, const char *msg);
 
 /* ---- Ctrl-C (lib_interrupt.c over interrupt.h) */
-/* Install the SIGINT/SIGTERM handlers so that a signal interrupts the Lua
- * state L (a hook raises "interrupted (Ctrl-C)").  Call once, from the
- * main thread, before running user code. */
+/* Install the SIGINT/SIGTERM/SIGHUP handlers so that a signal interrupts
+ * the Lua state L (a hook raises "interrupted (Ctrl-C)", or names the
+ * signal).  Call once, from the main thread, before running user code. */
 void lib_interrupt_install(lua_State *L);
 /* Take the pending interrupt and remove the hook, if ours.  Returns the
  * signal number that was pending (0 if none). */

@@ -484,7 +484,8 @@ PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
     }
     if (st == LIB_FINISH_INTERRUPTED && !interrupt_held()) {
         lib_interrupt_consume(L);
-        return (luaL_error(L, "interrupted (Ctrl-C)"), NULL);
+        return (luaL_error(L, "interrupted (%s)",
+                           interrupt_name(interrupt_last())), NULL);
     }
     return res;
 }
