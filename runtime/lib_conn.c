@@ -634,7 +634,9 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col,
 }
 
 /* Push res as an array of rows keyed by column name (only the first row,
- * or nil, when one_row).  Duplicate column names: the last one wins. */
+ * or nil, when one_row).  Duplicate column names: the last one wins.
+ * When the prompt asked for it (SLUICE_REG_COLUMNS), the result's
+ * columns are kept beside it, in order. */
 static void push_rows(lua_State *L, const PGresult *res, int one_row)
 {
     int nrows = res ? PQntuples(res) : 0;
@@ -646,7 +648,7 @@ static void push_rows(lua_State *L, const PGresult *res, int one_row)
     if (one_row)
         nrows = 1;
     int *kinds = lua_newuserdata(L, sizeof(int) * (size_t)(nf ? nf : 1));
-    luaL_checkstack(L, nf + 4, "too many columns");
+    luaL_checkstack(L, nf + 8, "too many columns");
     int names = lua_gettop(L) + 1;
     for (int j = 0; j < nf; j++) {
         kinds[j] = kind_of(PQftype(res, j));
@@ -666,6 +668,28 @@ static void push_rows(lua_State *L, const PGresult *res, int one_row)
             lua_rawseti(L, -2, i + 1);
     }
     // stack: ..., kinds, names..., result
+    lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_COLUMNS);
+    if (lua_istable(L, -1)) {
+        // stack: ..., kinds, names..., result, keep
+        lua_pushvalue(L, -2);
+        lua_createtable(L, nf, 1);
+        for (int j = 0; j < nf; j++) {
+            lua_pushvalue(L, names + j);
+            lua_rawseti(L, -2, j + 1);
+        }
+        lua_createtable(L, nf, 0);
+        for (int j = 0; j < nf; j++) {
+            lua_pushnumber(L, (lua_Number)PQftype(res, j));
+            lua_rawseti(L, -2, j + 1);
+        }
+        lua_setfield(L, -2, "types");
+        if (one_row) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "one");
+        }
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
     lua_replace(L, names - 1);
     lua_settop(L, names - 1);
 }
