@@ -280,7 +280,9 @@ function M.run(kind, text)
     if text:match("^%s*\\d") == nil then names_changed() end
     return r
   end
-  if db == nil then error("no connection: db is not set", 0) end
+  if db == nil then
+    error(sluice.error { message = "no connection: db is not set (db = sluice.connect(...))" }, 0)
+  end
   in_sql = true
   for _, stmt in ipairs(S.split(text)) do
     M.last_sql = stmt
