@@ -22,6 +22,10 @@ end
 
 local have_python = io.open(PYTHON) ~= nil
 
+-- libedit prints the prompt before it puts the terminal in raw mode; a
+-- Ctrl-D or Ctrl-C that lands in between meets the cooked terminal and is
+-- lost, so the scripts pause after a prompt before sending one.
+
 describe("the prompt on a terminal", function()
   local db
   setup(function()
@@ -55,7 +59,7 @@ describe("the prompt on a terminal", function()
       -- Ctrl-C at the prompt drops the line, twice does not kill
       "send 1 +", "send \\x03", "sleep 1.2", "send \\x03", "sleep 0.3",
       "send 'still' .. 'here'\\r", "expect stillhere", "expect sluice> ",
-      "send \\x04",
+      "sleep 0.3", "send \\x04",
     }
     assert.are.equal(0, code, out .. err)
     assert.truthy(out:find("\n42\n", 1, true), out)
@@ -118,7 +122,7 @@ describe("the prompt with SQL", function()
       -- Ctrl-C at an empty prompt: a new line, a fresh prompt
       "sleep 0.3", "send \\x03", "expect sluice> ",
       "send 6 * 7\\r", "expect 42", "expect sluice> ",
-      "send \\x04",
+      "sleep 0.3", "send \\x04",
     }
     assert.are.equal(0, code, out)
     -- the SELECT's column order; numbers right-aligned; int8 beyond 2^53
@@ -203,7 +207,7 @@ describe("the prompt with SQL", function()
       "send \\\\d fruit_sale\\r", "expect Foreign-key constraints:", "expect sluice> ",
       "send \\\\dt\\r", "expect (2 rows)", "expect sluice> ",
       "send \\\\d nosuch\\r", "expect Did not find", "expect sluice> ",
-      "send \\x04",
+      "sleep 0.3", "send \\x04",
     }
     assert.are.equal(0, code, out)
     has(out, block {
@@ -269,7 +273,7 @@ describe("the prompt with SQL", function()
       -- a new table is offered once DDL ran
       "send create table fruit_crate (crate_no int);\\r", "expect CREATE TABLE", "expect sluice> ",
       "send table fruit_c\\t", "sleep 0.3", "send ;\\r", "expect (0 rows)", "expect sluice> ",
-      "send \\x04",
+      "sleep 0.3", "send \\x04",
     }
     assert.are.equal(0, code, out)
     has(out, "\ntrue\n")
@@ -288,7 +292,7 @@ describe("the prompt with SQL", function()
       "send sluice.compare{db = db, table = 'cmp_t', n = 50, rows = function(i) return i end,"
         .. " strategies = {'copy_text', 'batch'}}\\r",
       "expect rows/s", "expect sluice> ",
-      "send \\x04",
+      "sleep 0.3", "send \\x04",
     }
     assert.are.equal(0, code, out)
     has(out, "\n| strategy | rows | seconds | rows/s | MB/s | WAL MB | speed-up |\n")
