@@ -48,7 +48,8 @@
  * with weak keys where every query result (the rows array, or
  * query_one's row) gets its columns in the statement's order:
  * { name1, ..., nameN, types = { oid1, ..., oidN }, one = true for
- * query_one's row }.  Unset, a query
+ * query_one's row, shadowed = { [j] = { value of row 1, ... } } for a
+ * column j whose name a later column repeats }.  Unset, a query
  * pays one registry lookup. */
 #define SLUICE_REG_COLUMNS   "sluice.columns"
 

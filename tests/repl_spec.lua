@@ -178,6 +178,14 @@ describe("the prompt with SQL", function()
       "send select = 5\\r", "expect sluice> ",
       "send select + 1\\r", "expect 6", "expect sluice> ",
       "send select max(id) as top from fruit_stock\\r", "expect (1 row)", "expect sluice> ",
+      -- two columns of one name: both shown
+      "send select f.id, s.id from fruit_stock f, (select 7 as id) s where f.id = 1;\\r",
+      "expect (1 row)", "expect sluice> ",
+      "send copy (select id, note from fruit_stock where id < 3 order by id) to stdout;\\r",
+      "expect COPY 2", "expect sluice> ",
+      -- Ctrl-C cancels a running SQL line
+      "send select pg_sleep(30);\\r", "sleep 1", "send \\x03", "expect canceling",
+      "expect sluice> ",
       "send \\\\q\\r",
     }
     assert.are.equal(0, code, out)
@@ -193,6 +201,9 @@ describe("the prompt with SQL", function()
     has(out, block { " count ", "-------", "     3", "(1 row)", "", " x ", "---", " a", "(1 row)" })
     has(out, "select + 1\n6\n")
     has(out, block { " top ", "-----", "  10", "(1 row)" })
+    has(out, block { " id | id ", "----+----", "  1 |  7", "(1 row)" })
+    has(out, block { "1\ttwo\\nlines", "2\t\\N", "COPY 2" })
+    has(out, "ERROR:  canceling statement due to user request\n")
     has(out, "\nexit 0\n")
     -- the rolled back rows are not there
     assert.are.equal(3, db:query_one("select count(*)::int as n from fruit_stock").n)
@@ -204,7 +215,7 @@ describe("the prompt with SQL", function()
       "expect sluice> ",
       "send set search_path = repl_sql\\r", "expect sluice> ",
       "send \\\\d fruit_stock\\r", "expect Referenced by:", "expect sluice> ",
-      "send \\\\d fruit_sale\\r", "expect Foreign-key constraints:", "expect sluice> ",
+      "send \\\\d+ fruit_sale\\r", "expect Foreign-key constraints:", "expect sluice> ",
       "send \\\\dt\\r", "expect (2 rows)", "expect sluice> ",
       "send \\\\d nosuch\\r", "expect Did not find", "expect sluice> ",
       "sleep 0.3", "send \\x04",

@@ -270,25 +270,47 @@ local function show(rows, tag)
   end
 end
 
+-- COPY ... TO STDOUT at the prompt: the rows in COPY's text format, as
+-- psql prints them, then the tag.  The reader decodes text format only,
+-- so a COPY with options after STDOUT (CSV, binary) is refused.
+local function copy_to_stdout(db, stmt)
+  local body = stmt:gsub("%s*;%s*$", "")
+  if not body:lower():match("%sto%s+stdout$") then
+    error(sluice.error { message = "at the prompt, COPY ... TO STDOUT prints text format "
+      .. "without options; use db:copy_out(), or COPY ... TO a file" }, 0)
+  end
+  local ESC = { ["\\"] = "\\\\", ["\t"] = "\\t", ["\n"] = "\\n", ["\r"] = "\\r" }
+  local n, fields = 0, {}
+  for row in core.copy_out_start(db, body) do
+    for j, v in ipairs(row) do
+      fields[j] = v == sluice.null and "\\N" or v:gsub("[\\\t\n\r]", ESC)
+    end
+    io.write(table.concat(fields, "\t", 1, #row), "\n")
+    n = n + 1
+  end
+  print(("COPY %d"):format(n))
+end
+
 --- Run an SQL line (kind "sql": each statement on db, its result printed
 -- as psql prints it) or a backslash command (kind "meta").  Returns
 -- "quit" for \q.
 function M.run(kind, text)
   local db = rawget(_G, "db")
-  if kind == "meta" then
-    local r = S.meta(db, text)
-    if text:match("^%s*\\d") == nil then names_changed() end
-    return r
-  end
+  if kind == "meta" then return S.meta(db, text) end
   if db == nil then
     error(sluice.error { message = "no connection: db is not set (db = sluice.connect(...))" }, 0)
   end
   in_sql = true
   for _, stmt in ipairs(S.split(text)) do
     M.last_sql = stmt
-    local rows, tag = db:query(stmt)
-    show(rows, tag)
-    if DDL[tag:match("^%u+")] then names_changed() end
+    local lower = stmt:lower()
+    if lower:match("^copy%s") and lower:find("%sto%s+stdout") then
+      copy_to_stdout(db, stmt)
+    else
+      local rows, tag = db:query(stmt)
+      show(rows, tag)
+      if DDL[tag:match("^%u+")] then names_changed() end
+    end
   end
   in_sql, M.last_sql = false, nil
 end

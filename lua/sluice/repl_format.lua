@@ -189,7 +189,8 @@ function M.print_table(names, right, cells, title, footer)
 end
 
 --- Print rows (a query's result, or a list of rows) under the columns
--- cols ({ name1, ..., types = { oid1, ... } } as the prompt keeps them,
+-- cols ({ name1, ..., types = { oid1, ... }, shadowed = ... } as the
+-- prompt keeps them (lib.h, SLUICE_REG_COLUMNS),
 -- or nil: then the columns are the rows' keys, sorted, and a column of
 -- numbers is right-aligned).
 function M.print_rows(rows, cols)
@@ -221,9 +222,14 @@ function M.print_rows(rows, cols)
       right[j] = any and numeric
     end
   end
+  local shadowed = cols.shadowed or {}
   for i, r in ipairs(rows) do
     local row = {}
-    for j, c in ipairs(cols) do row[j] = M.text(r[c], types[j]) end
+    for j, c in ipairs(cols) do
+      local v
+      if shadowed[j] then v = shadowed[j][i] else v = r[c] end
+      row[j] = M.text(v, types[j])
+    end
     cells[i] = row
   end
   M.print_table(names, right, cells, nil, M.count(#rows))

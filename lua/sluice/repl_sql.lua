@@ -429,6 +429,7 @@ end
 function M.meta(db, line)
   local cmd, arg = line:match("^%s*\\(%S*)%s*(.-)%s*;?%s*$")
   if arg == "" then arg = nil end
+  cmd = cmd:gsub("%+$", "") -- \d+ and \dt+: the same, without psql's extra columns
   if cmd == "q" or cmd == "quit" then return "quit" end
   if cmd == "pset" then
     local opt, val = (arg or ""):match("^(%S+)%s*(.*)$")
