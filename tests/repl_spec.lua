@@ -386,6 +386,8 @@ describe("the prompt's pieces", function()
     assert.are.same({ "orders.order_id", "orders.order_total" },
       (C.complete("select orders.", "orders.", false, db)))
     assert.are.same({ "FROM" }, (C.complete("SELECT 1 FR", "FR", false, db)))
+    -- \d NAME: relations only
+    assert.are.same({ "orders" }, (C.complete("\\d ord", "ord", false, db)))
     -- cached until forgotten
     db:exec("create table orders2 (y int)")
     assert.are.same({ "orders" }, (C.complete("table orders", "orders", false, db)))

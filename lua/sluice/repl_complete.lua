@@ -100,23 +100,26 @@ local function matching(out, seen, list, prefix, fmt)
   end
 end
 
--- Table and column names (and SQL keywords when with_keywords) for word.
-local function sql_candidates(word, with_keywords, db)
+-- Table and column names (and SQL keywords when with_keywords; no
+-- columns when tables_only) for word.
+local function sql_candidates(word, with_keywords, db, tables_only)
   local out, seen = {}, {}
   local qual, prefix = word:match("^(.*)%.([%w_$]*)$")
   local n = load_names(db)
   if qual then
     if n then
       local q = qual:lower()
-      matching(out, seen, n.by_table[qual] or n.by_table[q] or {}, prefix,
-               function(c) return qual .. "." .. c end)
+      if not tables_only then
+        matching(out, seen, n.by_table[qual] or n.by_table[q] or {}, prefix,
+                 function(c) return qual .. "." .. c end)
+      end
       matching(out, seen, n.by_schema[qual] or n.by_schema[q] or {}, prefix,
                function(t) return qual .. "." .. t end)
     end
   else
     if n then
       matching(out, seen, n.tables, word)
-      matching(out, seen, n.columns, word)
+      if not tables_only then matching(out, seen, n.columns, word) end
       matching(out, seen, n.schemas, word)
     end
     if with_keywords and word ~= "" then
@@ -240,7 +243,7 @@ function M.complete(line, word, in_sql, db)
     return sql_candidates(word, true, db), true
   end
   if line:match("^%s*\\") then
-    return sql_candidates(word, false, db), true
+    return sql_candidates(word, false, db, true), true
   end
   if in_lua_string(line:sub(1, #line - #word)) then
     return sql_candidates(word, true, db), false
