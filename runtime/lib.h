@@ -44,6 +44,14 @@
  * the FFI, which C cannot reach directly). */
 #define SLUICE_REG_INT64     "sluice.int64"      /* string -> int64 cdata */
 #define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
+/* Set by the interactive prompt only (sluice.core.keep_columns): a table
+ * with weak keys where every query result (the rows array, or
+ * query_one's row) gets its columns in the statement's order:
+ * { name1, ..., nameN, types = { oid1, ..., oidN }, one = true for
+ * query_one's row, shadowed = { [j] = { value of row 1, ... } } for a
+ * column j whose name a later column repeats }.  Unset, a query
+ * pays one registry lookup. */
+#define SLUICE_REG_COLUMNS   "sluice.columns"
 
 /* A connection userdata.  pg is NULL once closed.  busy is set while a
  * child object (a COPY stream) owns the protocol, so other calls refuse. */

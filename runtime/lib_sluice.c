@@ -81,6 +81,18 @@ static int set_helper(lua_State *L)
     return 0;
 }
 
+/* sluice.core.keep_columns(t | nil): from now on query results are
+ * keys of t, each with its columns (SLUICE_REG_COLUMNS in lib.h); nil
+ * stops it.  The prompt uses it to print results in column order. */
+static int keep_columns(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_COLUMNS);
+    return 0;
+}
+
 /* sluice.core.interrupt_hold() / interrupt_release(): see interrupt.h.
  * Lua code that holds must release on every path (it runs the held part
  * under pcall). */
@@ -194,6 +206,7 @@ static const luaL_Reg core_functions[] = {
     { "pipeline_start", lib_pipeline_start },
     { "sink_open", lib_sink_open },
     { "set_helper", set_helper },
+    { "keep_columns", keep_columns },
     { "interrupt_hold", core_interrupt_hold },
     { "interrupt_release", core_interrupt_release },
     { "interrupt_take", core_interrupt_take },
