@@ -351,17 +351,6 @@ describe("the prompt's pieces", function()
       S.split("select 1; -- one\n;  select ';' as x;\nselect $a$;$a$"))
   end)
 
-  it("puts LINE and the caret where psql does", function()
-    assert.are.same({ "LINE 1: select 1, nosuchcol;", "                  ^" },
-      S.position_lines("select 1,\tnosuchcol;", 11))
-    local long = "select aaaaaaaaaa, bbbbbbbbbb, cccccccccc, dddddddddd, eeeeeeeeee, "
-      .. "ffffffffff, gggggggggg, hhhhhhhhhh from nosuch_table_with_long_name where x = 1;"
-    assert.are.same({
-      "LINE 1: ...eeeeeeee, ffffffffff, gggggggggg, hhhhhhhhhh from nosuch_tab...",
-      "                                                             ^",
-    }, S.position_lines(long, long:find("nosuch", 1, true)))
-  end)
-
   it("completes from Lua values and the catalog", function()
     local db = H.connect()
     H.schema(db, "repl_cmp")

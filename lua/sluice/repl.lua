@@ -228,8 +228,6 @@ end
 
 -- ------------------------------------------------------- lines and errors
 
---- The SQL text running now (for an error's LINE and caret).
-M.last_sql = nil
 -- NOTICEs print while an SQL line runs (as psql prints them)
 local in_sql = false
 
@@ -302,7 +300,6 @@ function M.run(kind, text)
   end
   in_sql = true
   for _, stmt in ipairs(S.split(text)) do
-    M.last_sql = stmt
     local lower = stmt:lower()
     if lower:match("^copy%s") and lower:find("%sto%s+stdout") then
       copy_to_stdout(db, stmt)
@@ -312,7 +309,7 @@ function M.run(kind, text)
       if DDL[tag:match("^%u+")] then names_changed() end
     end
   end
-  in_sql, M.last_sql = false, nil
+  in_sql = false
 end
 
 --- Print an error a line raised, psql-style for a database error (ERROR:,
@@ -320,11 +317,9 @@ end
 -- Returns false for other values (main.c prints those).
 function M.report_error(err)
   in_sql = false
-  local sql = M.last_sql
-  M.last_sql = nil
   if not sluice.is_error(err) then return false end
   io.stdout:flush()
-  io.stderr:write(table.concat(S.error_lines(err, sql), "\n"), "\n")
+  io.stderr:write(table.concat(S.error_lines(err), "\n"), "\n")
   return true
 end
 
@@ -335,7 +330,7 @@ end
 -- a script's end would.  Other failures leave the transaction to the user
 -- (a savepoint may still rescue it) with a hint.
 function M.after_error(msg)
-  in_sql, M.last_sql = false, nil
+  in_sql = false
   local db = rawget(_G, "db")
   if db == nil then return end
   local ok, st = pcall(function() return db:status() end)

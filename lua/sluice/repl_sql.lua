@@ -156,60 +156,13 @@ function M.ready(text, first)
   return true
 end
 
---- psql's lines under an error with a position (libpq's
--- reportErrorPosition): "LINE n: <the line>" and a caret under the
--- character; long lines are cut to about 60 columns with "...".
--- pos counts characters from 1.  Returns nil when pos is outside sql.
-function M.position_lines(sql, pos)
-  local DISPLAY, MIN_RIGHT = 60, 10
-  local loc = pos - 1
-  if loc < 0 then return nil end
-  local chars = {}
-  for ch in sql:gmatch("[%z\1-\127\192-\255][\128-\191]*") do
-    chars[#chars + 1] = ch == "\t" and " " or ch
-  end
-  local line, ibeg, iend = 1, 0, nil
-  local cno = 0
-  while cno < #chars do
-    local ch = chars[cno + 1]
-    if ch == "\r" or ch == "\n" then
-      if cno < loc then
-        if ch == "\r" or cno == 0 or chars[cno] ~= "\r" then line = line + 1 end
-        ibeg = cno + 1
-      else
-        iend = cno
-        break
-      end
-    end
-    cno = cno + 1
-  end
-  iend = iend or #chars
-  if loc > cno then return nil end
-  local beg_trunc, end_trunc = false, false
-  if iend - ibeg > DISPLAY then
-    if ibeg + DISPLAY >= loc + MIN_RIGHT then
-      iend, end_trunc = ibeg + DISPLAY, true
-    else
-      while loc + MIN_RIGHT < iend do iend, end_trunc = iend - 1, true end
-      while iend - ibeg > DISPLAY do ibeg, beg_trunc = ibeg + 1, true end
-    end
-  end
-  local prefix = ("LINE %d: "):format(line) .. (beg_trunc and "..." or "")
-  local text = table.concat(chars, "", ibeg + 1, iend)
-  return {
-    prefix .. text .. (end_trunc and "..." or ""),
-    (" "):rep(#prefix + loc - ibeg) .. "^",
-  }
-end
-
 --- The lines psql prints for a server error (default verbosity): the
--- severity and message, the position in sql (when the error has one and
--- sql is given), DETAIL, HINT, and CONTEXT.
-function M.error_lines(err, sql)
+-- severity and message, LINE and the caret (err.position_lines: libpq
+-- builds them from the statement it sent, as for psql), DETAIL, HINT,
+-- and CONTEXT.
+function M.error_lines(err)
   local out = { (err.severity or "ERROR") .. ":  " .. tostring(err.message or "?") }
-  if err.position and sql then
-    for _, l in ipairs(M.position_lines(sql, err.position) or {}) do out[#out + 1] = l end
-  end
+  if err.position_lines then out[#out + 1] = err.position_lines end
   if err.detail then out[#out + 1] = "DETAIL:  " .. err.detail end
   if err.hint then out[#out + 1] = "HINT:  " .. err.hint end
   if err.context then out[#out + 1] = "CONTEXT:  " .. err.context end
