@@ -130,7 +130,7 @@ int copy_put_date_str(sbuf *b, const char *s, size_t n, int order)
 {
     dt_fields f;
     int32_t days = 0;
-    int rc = dt_parse(s, n, order, &f);
+    int rc = dt_parse(s, n, order, 1, &f);
     if (rc == SL_OK)
         rc = dt_date(&f, &days);
     return rc != SL_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
@@ -141,7 +141,7 @@ int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int order,
 {
     dt_fields f;
     int64_t us = 0;
-    int rc = dt_parse(s, n, order, &f);
+    int rc = dt_parse(s, n, order, 0, &f);
     if (rc == SL_OK)
         rc = dt_timestamp(&f, zone, tz, &us);
     return rc != SL_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);

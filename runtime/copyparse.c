@@ -357,7 +357,7 @@ int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
                          int32_t *offset_sec, int *has_offset)
 {
     dt_fields f;
-    int rc = dt_parse(s, n, DT_MDY, &f);
+    int rc = dt_parse(s, n, DT_MDY, 0, &f);
     if (rc != SL_OK)
         return rc;
     *offset_sec = f.has_tz ? -f.tz : 0;
@@ -368,7 +368,7 @@ int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
 int copy_parse_date(const char *s, size_t n, int32_t *days)
 {
     dt_fields f;
-    int rc = dt_parse(s, n, DT_MDY, &f);
+    int rc = dt_parse(s, n, DT_MDY, 1, &f);
     return rc != SL_OK ? rc : dt_date(&f, days);
 }
 

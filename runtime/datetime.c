@@ -32,7 +32,11 @@
 #include <string.h>
 
 #define MAXDATEFIELDS 25
-#define WORKBUF (128 + MAXDATEFIELDS) /* MAXDATELEN + MAXDATEFIELDS */
+/* the field buffers of timestamp_in and timestamptz_in (MAXDATELEN +
+ * MAXDATEFIELDS) and of date_in (MAXDATELEN + 1): a string whose fields
+ * fill them is refused */
+#define WORKBUF_TS (128 + MAXDATEFIELDS)
+#define WORKBUF_DATE (128 + 1)
 #define USECS_PER_DAY INT64_C(86400000000)
 #define USECS_PER_HOUR INT64_C(3600000000)
 #define USECS_PER_MINUTE INT64_C(60000000)
@@ -284,11 +288,11 @@ static int is_utc_abbrev(const char *w)
 
 /* ParseDateTime(): the fields of s into buf (NUL-terminated, letters
  * lower-cased), their types in ftype. */
-static int split_fields(const char *s, size_t n, char *buf, char **field,
-                        int *ftype, int *nfields)
+static int split_fields(const char *s, size_t n, char *buf, size_t buflen,
+                        char **field, int *ftype, int *nfields)
 {
     size_t i = 0;
-    char *bp = buf, *end = buf + WORKBUF;
+    char *bp = buf, *end = buf + buflen;
     int nf = 0;
 #define AT(k) ((k) < n ? (unsigned char)s[k] : 0)
 #define PUT(c)                                                           \
@@ -1053,8 +1057,8 @@ static int decode(char **field, const int *ftype, int nf, int order,
                 break;
             default:
                 /* a zone name or abbreviation, which the server looks up
-                 * (a sign and letters is neither) */
-                if (ftype[i] == F_SPECIAL)
+                 * (a sign and letters is neither, nor is one letter) */
+                if (ftype[i] == F_SPECIAL || field[i][1] == '\0')
                     return SL_EINVAL;
                 server_word(f, field[i], &server);
                 tmask = M(T_TZ);
@@ -1239,7 +1243,8 @@ int dt_order_of(const char *datestyle)
     return DT_MDY;
 }
 
-int dt_parse(const char *s, size_t n, int order, dt_fields *f)
+int dt_parse(const char *s, size_t n, int order, int for_date,
+             dt_fields *f)
 {
     memset(f, 0, sizeof *f);
     if (memchr(s, '\0', n))
@@ -1247,10 +1252,11 @@ int dt_parse(const char *s, size_t n, int order, dt_fields *f)
     if (fast_iso(s, n, f))
         return SL_OK;
     memset(f, 0, sizeof *f);
-    char buf[WORKBUF];
+    char buf[WORKBUF_TS];
     char *field[MAXDATEFIELDS];
     int ftype[MAXDATEFIELDS], nf = 0;
-    int rc = split_fields(s, n, buf, field, ftype, &nf);
+    int rc = split_fields(s, n, buf, for_date ? WORKBUF_DATE : WORKBUF_TS,
+                          field, ftype, &nf);
     if (rc != SL_OK)
         return rc;
     return decode(field, ftype, nf, order, f);

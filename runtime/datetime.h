@@ -56,9 +56,12 @@ typedef struct dt_fields {
 int dt_order_of(const char *datestyle);
 
 /* Read s[0..n) as the server's date/time input functions do, with
- * DateStyle order `order` (enum dt_order).  Fills *f on SL_OK; the
- * result codes above otherwise. */
-int dt_parse(const char *s, size_t n, int order, dt_fields *f);
+ * DateStyle order `order` (enum dt_order); for_date: as date_in, whose
+ * field buffer is smaller (a string of more than about 125 bytes of
+ * fields is refused there), else as timestamp_in and timestamptz_in.
+ * Fills *f on SL_OK; the result codes above otherwise. */
+int dt_parse(const char *s, size_t n, int order, int for_date,
+             dt_fields *f);
 
 /* The timestamp of fields from dt_parse: microseconds since 2000-01-01
  * (INT64_MAX / INT64_MIN for infinity / -infinity).  with_tz: for a

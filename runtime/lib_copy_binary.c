@@ -321,7 +321,7 @@ static int epoch_or_text(lua_State *L, sl_copy *cp, const copy_col *col,
  * range. */
 static void datetime_refused(lua_State *L, sl_copy *cp, const copy_col *col,
                              int idx, int rc, const char *s, size_t n,
-                             const char *range_what)
+                             int for_date, const char *range_what)
 {
     if (rc == SL_OK)
         return;
@@ -329,7 +329,7 @@ static void datetime_refused(lua_State *L, sl_copy *cp, const copy_col *col,
         lib_copy_encode_failed(L, cp, col, rc);
     lib_copy_refusal(cp, refusal_code(col, rc));
     dt_fields f;
-    int prc = dt_parse(s, n, cp->w.dt_order, &f);
+    int prc = dt_parse(s, n, cp->w.dt_order, for_date, &f);
     if (rc == SL_ERANGE)
         lib_copy_value_error(L, cp, col, idx,
                              prc == SL_ERANGE ? FIELD_RANGE_WHAT
@@ -367,7 +367,7 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
     if (epoch_or_text(L, cp, col, idx, copy_put_date, &s, &n))
         return;
     int rc = copy_put_date_str(&cp->w.buf, s, n, cp->w.dt_order);
-    datetime_refused(L, cp, col, idx, rc, s, n, DATE_RANGE_WHAT);
+    datetime_refused(L, cp, col, idx, rc, s, n, 1, DATE_RANGE_WHAT);
 }
 
 /* A timestamp (tz: with time zone): epoch seconds or a date/time
@@ -381,7 +381,7 @@ static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
         return;
     int rc = copy_put_ts_str(&cp->w.buf, s, n, tz, cp->w.dt_order,
                              cp->w.zone);
-    datetime_refused(L, cp, col, idx, rc, s, n, TS_RANGE_WHAT);
+    datetime_refused(L, cp, col, idx, rc, s, n, 0, TS_RANGE_WHAT);
 }
 
 static void bin_timestamp(lua_State *L, sl_copy *cp, const copy_col *col,

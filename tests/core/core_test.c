@@ -242,7 +242,7 @@ static const char *ts_of(const char *s, int order, int tz, const tz_rules *z)
     static char buf[64];
     dt_fields f;
     int64_t us = 0;
-    int rc = dt_parse(s, strlen(s), order, &f);
+    int rc = dt_parse(s, strlen(s), order, 0, &f);
     if (rc == SL_OK)
         rc = dt_timestamp(&f, z, tz, &us);
     if (rc != SL_OK)
@@ -256,7 +256,7 @@ static const char *date_of(const char *s, int order)
     static char buf[32];
     dt_fields f;
     int32_t days = 0;
-    int rc = dt_parse(s, strlen(s), order, &f);
+    int rc = dt_parse(s, strlen(s), order, 1, &f);
     if (rc == SL_OK)
         rc = dt_date(&f, &days);
     if (rc != SL_OK)
@@ -376,7 +376,7 @@ static void test_datetime_forms(void)
     CHECK_STR(date_of("2000-01-01 12:00:00:00", DT_MDY), "22007");
     CHECK_STR(date_of("", DT_MDY), "22007");
     CHECK_STR(ts_of("294277-01-01", DT_MDY, 0, NULL), "22008");
-    CHECK(dt_parse("2000-01-01\0", 11, DT_MDY, &(dt_fields){ 0 }) == SL_ENUL);
+    CHECK(dt_parse("2000-01-01\0", 11, DT_MDY, 1, &(dt_fields){ 0 }) == SL_ENUL);
     /* DateStyle as the server reports it */
     CHECK(dt_order_of("ISO, MDY") == DT_MDY);
     CHECK(dt_order_of("SQL, DMY") == DT_DMY);

@@ -849,7 +849,7 @@ static int binary_field(fuzz_in *in, sbuf *b)
             /* the range is checked on the instant, once the offset (or
              * the zone's) is applied */
             dt_fields f;
-            want = dt_parse(s, n, DT_MDY, &f);
+            want = dt_parse(s, n, DT_MDY, 0, &f);
             if (want == SL_OK)
                 want = dt_timestamp(&f, utc ? &tz_rules_utc : NULL, 1, &us);
             FUZZ_CHECK(want != SL_OK || !has || f.kind != DT_VALUE ||
