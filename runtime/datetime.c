@@ -830,9 +830,11 @@ static int decode(char **field, const int *ftype, int nf, int order,
                         return rc;
                     tmask |= M(T_TZ);
                 } else {
-                    /* a zone name: the server's to look up */
+                    /* a zone name (America/New_York, EST5EDT): the
+                     * server looks it up at once and refuses (22023) one
+                     * it does not know */
                     server_word(f, field[i], &server);
-                    tmask = M(T_TZ);
+                    return SL_ESERVERONLY;
                 }
             } else {
                 rc = decode_date(field[i], fmask, &tmask, &is2digits, order,
@@ -1061,8 +1063,7 @@ static int decode(char **field, const int *ftype, int nf, int order,
                 if (ftype[i] == F_SPECIAL || field[i][1] == '\0')
                     return SL_EINVAL;
                 server_word(f, field[i], &server);
-                tmask = M(T_TZ);
-                break;
+                return SL_ESERVERONLY;
             }
             break;
         }
