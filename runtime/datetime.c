@@ -1247,12 +1247,13 @@ int dt_order_of(const char *datestyle)
 int dt_parse(const char *s, size_t n, int order, int for_date,
              dt_fields *f)
 {
-    memset(f, 0, sizeof *f);
-    if (memchr(s, '\0', n))
-        return SL_ENUL;
+    /* (the fast path sets every field; it takes no NUL byte) */
+    f->word[0] = '\0';
     if (fast_iso(s, n, f))
         return SL_OK;
     memset(f, 0, sizeof *f);
+    if (memchr(s, '\0', n))
+        return SL_ENUL;
     char buf[WORKBUF_TS];
     char *field[MAXDATEFIELDS];
     int ftype[MAXDATEFIELDS], nf = 0;
