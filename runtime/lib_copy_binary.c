@@ -338,10 +338,11 @@ static void datetime_refused(lua_State *L, sl_copy *cp, const copy_col *col,
         lib_copy_value_error(L, cp, col, idx, TZ_RANGE_WHAT);
     if (rc == SL_ESERVERONLY) {
         lua_pushfstring(L,
-                        "a date/time binary COPY reads (\"%s\" is read by "
-                        "the server only: now, today, tomorrow, yesterday and "
-                        "time zone names or abbreviations other than UTC, GMT "
-                        "and Z need format = \"text\")",
+                        "a date/time binary COPY reads (\"%s\" is not one of "
+                        "its words: time zone names and abbreviations other "
+                        "than UTC, GMT and Z, and now, today, tomorrow and "
+                        "yesterday, are read by the server only; use format = "
+                        "\"text\")",
                         f.word);
         lib_copy_value_error(L, cp, col, idx, lua_tostring(L, -1));
     }

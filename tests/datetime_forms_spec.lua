@@ -196,9 +196,9 @@ describe("binary COPY reads every date/time form as the server does", function()
     { "timestamp", "timestamp without time zone", "t" },
     { "timestamptz", "timestamp with time zone", "z" },
   }
-  local SERVER_ONLY = 'expected a date/time binary COPY reads %("([^"]*)" is read by the server only: '
-    .. 'now, today, tomorrow, yesterday and time zone names or abbreviations other than UTC, GMT '
-    .. 'and Z need format = "text"%)'
+  local SERVER_ONLY = 'expected a date/time binary COPY reads %("([^"]*)" is not one of its words: '
+    .. 'time zone names and abbreviations other than UTC, GMT and Z, and now, today, tomorrow and '
+    .. 'yesterday, are read by the server only; use format = "text"%)'
 
   -- Returns counts of what was compared; the differences are failures.
   local function session(datestyle, zone, diffs)

@@ -371,7 +371,10 @@ static void test_datetime_forms(void)
     CHECK_STR(date_of("0000-01-01", DT_MDY), "22008");
     CHECK_STR(ts_of("2000-01-01 25:00", DT_MDY, 0, NULL), "22008");
     CHECK_STR(ts_of("2000-01-01 23:59:60.5", DT_MDY, 0, NULL), "22008");
-    CHECK_STR(date_of("garbage", DT_MDY), "22007");
+    /* a word binary COPY does not know may be a zone name (the server
+     * refuses this one with 22007 too) */
+    CHECK_STR(date_of("garbage", DT_MDY), "server only");
+    CHECK_STR(date_of("2000-01-01 x", DT_MDY), "22007");
     CHECK_STR(date_of("+infinity", DT_MDY), "22007");
     CHECK_STR(date_of("2000-01-01 12:00:00:00", DT_MDY), "22007");
     CHECK_STR(date_of("", DT_MDY), "22007");
