@@ -51,7 +51,7 @@ HEADERS  = $(wildcard runtime/*.h)
 
 DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	libcsv-dev zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
-	luarocks postgresql-15 postgresql-client-15
+	lua-argparse luarocks postgresql-15 postgresql-client-15
 
 .PHONY: module install-module all tools deps test check check-core demo bench install uninstall clean lint asan valgrind
 

@@ -497,9 +497,18 @@ int copy_put_array_quoted(sbuf *b, const char *s, size_t n)
 
 int copy_number_exact(double x, int kind)
 {
+    if (kind == COPY_K_FLOAT4) {
+        float f = (float)x;
+        return !(isfinite(x) && (isinf(f) || (f == 0.0f && x != 0.0)));
+    }
     /* NaN passes: it is refused later as not an integer */
     return kind != COPY_K_INT8 ||
            !(x > 9007199254740992.0 || x < -9007199254740992.0);
+}
+
+const char *copy_number_what(int kind)
+{
+    return kind == COPY_K_FLOAT4 ? COPY_REAL_RANGE_WHAT : COPY_INT8_EXACT_WHAT;
 }
 
 size_t copy_format_number(char *buf, double x, int kind)
@@ -534,4 +543,43 @@ size_t copy_format_number(char *buf, double x, int kind)
         return n;
     }
     return numfmt_double(buf, x);
+}
+
+int copy_bad_text(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned c = *p++;
+        if (c < 0x80) {
+            if (c == 0)
+                return 1;
+            continue;
+        }
+        /* the lead byte: how many continuation bytes, and the range of
+         * the first one (no overlong forms, no surrogates, <= U+10FFFF) */
+        unsigned need, lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else
+            return 1;
+        if ((size_t)(end - p) < need || *p < lo || *p > hi)
+            return 1;
+        p++;
+        for (unsigned i = 1; i < need; i++, p++)
+            if (*p < 0x80 || *p > 0xBF)
+                return 1;
+    }
+    return 0;
 }

@@ -121,16 +121,27 @@ int copy_put_array_quoted(sbuf *b, const char *s, size_t n);
 size_t copy_format_number(char *buf, double x, int kind);
 
 /* Whether the Lua number x stands for a value of encoder family `kind`
- * without loss.  False only for int8 given a number beyond +-2^53: there
+ * without loss.  False for int8 given a number beyond +-2^53: there
  * doubles no longer hold every integer (1e18 + 1 is already 1e18), so the
  * value the caller meant may have been rounded; such integers must come
- * as int64 cdata or strings.  COPY_INT8_EXACT_WHAT is the text the
- * encoders raise with. */
+ * as int64 cdata or strings.  False for real (float4) given a finite
+ * number that rounds to infinity or to 0 as a float, which float4in
+ * refuses as out of range.  copy_number_what(kind) is the text the
+ * encoders raise with (the SQLSTATE is 22003 for both). */
 int copy_number_exact(double x, int kind);
+
+/* Whether s[0..n) holds a NUL byte or is not valid UTF-8: text the
+ * server refuses (22021, character_not_in_repertoire) before it reads a
+ * value from it.  For the error path: the encoders ask only once they
+ * refused a string. */
+int copy_bad_text(const char *s, size_t n);
+const char *copy_number_what(int kind);
 #define COPY_INT8_EXACT_WHAT                                            \
     "an int64 cdata (e.g. 1000000000000000001LL) or a string for an "   \
     "integer beyond +-2^53 (a Lua number that large may have been "     \
     "rounded)"
+#define COPY_REAL_RANGE_WHAT                                            \
+    "a number within the range of real (1e-45 to 3.4e38)"
 
 /* --------------------------------------------------------------- stream */
 

@@ -1,5 +1,5 @@
 /*
- * interrupt.c - SIGINT/SIGTERM as a flag (see interrupt.h).
+ * interrupt.c - SIGINT/SIGTERM/SIGHUP as a flag (see interrupt.h).
  *
  * Signal handlers may only touch sig_atomic_t and call async-signal-safe
  * functions: the handler sets the flag, then calls the binding's notify,
@@ -13,6 +13,7 @@
 #include <time.h>
 
 static volatile sig_atomic_t pending_signal;
+static int last_taken; /* the last signal interrupt_take() consumed */
 static volatile time_t pending_since; /* only touched by the handler */
 static void (*notify_fn)(int sig);
 static int hold_depth; /* interrupt_hold() calls not yet released */
@@ -46,6 +47,7 @@ void interrupt_install_handlers(void (*notify)(int sig))
     notify_fn = notify;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 int interrupt_pending(void)
@@ -57,7 +59,14 @@ int interrupt_take(void)
 {
     int sig = pending_signal;
     pending_signal = 0;
+    if (sig)
+        last_taken = sig;
     return sig;
+}
+
+int interrupt_last(void)
+{
+    return last_taken;
 }
 
 void interrupt_hold(void)
@@ -77,5 +86,5 @@ int interrupt_held(void)
 
 const char *interrupt_name(int sig)
 {
-    return sig == SIGTERM ? "SIGTERM" : "Ctrl-C";
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "Ctrl-C";
 }

@@ -1,5 +1,6 @@
 /*
- * interrupt.h - Ctrl-C (SIGINT/SIGTERM) as a flag the core can poll.
+ * interrupt.h - Ctrl-C (SIGINT, SIGTERM, SIGHUP) as a flag the core can
+ * poll.
  *
  * Provides: interrupt_install_handlers() sets the signal handlers (the
  * sluice executable calls it, through lib_interrupt.c); interrupt_pending()
@@ -23,9 +24,10 @@
 #ifndef SLUICE_INTERRUPT_H
 #define SLUICE_INTERRUPT_H
 
-/* Install handlers for SIGINT and SIGTERM.  notify(sig), if not NULL, is
- * called from the handler after the flag is set: it must be
- * async-signal-safe.  Call once, from the main thread. */
+/* Install handlers for SIGINT, SIGTERM and SIGHUP (a closed terminal
+ * ends a script the way SIGTERM does, its cleanup included).  notify(sig),
+ * if not NULL, is called from the handler after the flag is set: it must
+ * be async-signal-safe.  Call once, from the main thread. */
 void interrupt_install_handlers(void (*notify)(int sig));
 
 /* Nonzero when a signal arrived and nobody has taken it yet: the signal
@@ -35,6 +37,11 @@ int interrupt_pending(void);
 /* Clear the pending flag.  Returns the signal number that was pending (0
  * if none). */
 int interrupt_take(void);
+
+/* The signal of the last interrupt interrupt_take() consumed, 0 if none
+ * was: the executable's exit status after an interrupted script
+ * (128 + the signal).  Main thread only. */
+int interrupt_last(void);
 
 /* Hold interrupts for code that must learn, from the server's answers,
  * what a round trip did before it stops: while held, the binding raises
@@ -49,7 +56,7 @@ void interrupt_hold(void);
 int interrupt_release(void);
 int interrupt_held(void);
 
-/* "Ctrl-C" or "SIGTERM", for messages. */
+/* "Ctrl-C", "SIGTERM" or "SIGHUP", for messages. */
 const char *interrupt_name(int sig);
 
 #endif

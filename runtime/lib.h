@@ -107,6 +107,12 @@ void lib_push_int8(lua_State *L, long long x, const char *text, size_t len);
  * put it in front).  pg may be NULL (a closed connection). */
 void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg);
 void lib_push_conn_error(lua_State *L, PGconn *pg);
+/* Push the psql-style text of the error table at stack index e (see
+ * lib_error.c): the __tostring of error objects (with_sqlstate 1) and what
+ * the executable prints for an uncaught one (0, psql's default).  A
+ * result error with a position also has field position_lines (psql's
+ * "LINE n: ..." and "^" lines), printed after the message. */
+void lib_error_format(lua_State *L, int e, int with_sqlstate);
 
 /* What a COPY that sent all its data left, when the end did not go as
  * planned; who names the call ("COPY", "copy_from_file"), rows is the
@@ -239,9 +245,9 @@ void lib_set_field(lua_State *L, const char *k, const char *v);
 void lib_push_trimmed(lua_State *L, const char *msg);
 
 /* ---- Ctrl-C (lib_interrupt.c over interrupt.h) */
-/* Install the SIGINT/SIGTERM handlers so that a signal interrupts the Lua
- * state L (a hook raises "interrupted (Ctrl-C)").  Call once, from the
- * main thread, before running user code. */
+/* Install the SIGINT/SIGTERM/SIGHUP handlers so that a signal interrupts
+ * the Lua state L (a hook raises "interrupted (Ctrl-C)", or names the
+ * signal).  Call once, from the main thread, before running user code. */
 void lib_interrupt_install(lua_State *L);
 /* Take the pending interrupt and remove the hook, if ours.  Returns the
  * signal number that was pending (0 if none). */
@@ -269,6 +275,17 @@ struct params_buf;
  * static text of what was expected.  Raises only on out of memory. */
 const char *lib_params_put(lua_State *L, struct params_buf *p, int idx,
                            int kind, int json_idx);
+/* A parameter's kind for lib_params_put: the encoder family, and for
+ * arrays (COPY_K_ARRAY) the family of the elements. */
+#define LIB_PARAM_KIND(k, elem) ((k) | ((elem) << 8))
+#define LIB_PARAM_KIND_OF(pk) ((pk) & 0xff)
+#define LIB_PARAM_ELEM_OF(pk) ((pk) >> 8)
+/* The kinds (LIB_PARAM_KIND) of the n parameters that the statement
+ * description d gives, into kinds: one catalog query (a round trip on c,
+ * at conn_idx) tells arrays from the other types sluice has no encoder
+ * for, when there are any.  Raises as lib_conn_finish(). */
+void lib_params_kinds(lua_State *L, sl_conn *c, int conn_idx,
+                      const PGresult *d, int n, int *kinds);
 /* Raise b:add()'s or pl:send()'s refusal of a value that
  * lib_params_put() refused as not `want`: an error object like the
  * server's (the SQLSTATE the server would give, msg, field = name:

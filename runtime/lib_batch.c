@@ -419,9 +419,7 @@ int lib_batch_new(lua_State *L)
         return luaL_error(L, "batch: out of memory");
     lib_conn_finish(L, c, 1, PQsendPrepare(c->pg, "", b->sql.data, 0, NULL));
     PGresult *d = lib_conn_finish(L, c, 1, PQsendDescribePrepared(c->pg, ""));
-    for (int i = 0; i < ncols; i++)
-        b->kinds[i] = d && i < PQnparams(d)
-                          ? copy_kind_of(PQparamtype(d, i)) : COPY_K_OTHER;
+    lib_params_kinds(L, c, 1, d, ncols, b->kinds);
     if (params_values_sql(&b->sql, prefix, b->per_stmt, ncols, suffix) !=
         SL_OK)
         return luaL_error(L, "batch: out of memory");

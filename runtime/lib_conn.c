@@ -22,6 +22,7 @@
  *   connect too, unless the target sets connect_timeout.
  */
 #include "lib.h"
+#include "copyenc.h"
 #include "interrupt.h"
 #include "numfmt.h"
 #include "pgconn.h"
@@ -483,7 +484,8 @@ PGresult *lib_conn_finish(lua_State *L, sl_conn *c, int conn_idx, int sent)
     }
     if (st == LIB_FINISH_INTERRUPTED && !interrupt_held()) {
         lib_interrupt_consume(L);
-        return (luaL_error(L, "interrupted (Ctrl-C)"), NULL);
+        return (luaL_error(L, "interrupted (%s)",
+                           interrupt_name(interrupt_last())), NULL);
     }
     return res;
 }
@@ -535,7 +537,8 @@ static void build_params(lua_State *L, int first, int n, params *p)
             p->values[i] = NULL; /* sluice.null */
             break;
         case LUA_TBOOLEAN:
-            p->values[i] = lua_toboolean(L, idx) ? "t" : "f";
+            /* as every path writes a boolean (copyenc.h) */
+            p->values[i] = copy_bool_text(lua_toboolean(L, idx), COPY_K_OTHER);
             break;
         case LUA_TNUMBER: {
             char *buf = num + (size_t)i * NUMFMT_BUFSIZE;

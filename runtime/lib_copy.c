@@ -220,7 +220,8 @@ static int stream_failed(lua_State *L, sl_copy *cp, int rc)
     if (rc == SL_EINTR) {
         cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
         lib_interrupt_consume(L);
-        return luaL_error(L, "interrupted (Ctrl-C)");
+        return luaL_error(L, "interrupted (%s)",
+                          interrupt_name(interrupt_last()));
     }
     int conn_idx = push_conn(L, CP_SELF);
     cp_release(cp, "COPY failed", CP_FAILED, 0);
@@ -987,7 +988,8 @@ int lib_copy_start(lua_State *L)
         c->busy = 1;
         if (interrupted) {
             cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
-            return luaL_error(L, "interrupted (Ctrl-C)");
+            return luaL_error(L, "interrupted (%s)",
+                          interrupt_name(interrupt_last()));
         }
         lua_settop(L, ud);
         return 1;

@@ -16,8 +16,10 @@
 #include "lib_copy_priv.h"
 #include "numfmt.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #define TS_FORM_WHAT                                                   \
     "epoch seconds or a date/time string PostgreSQL reads (ISO 8601 "  \
@@ -47,12 +49,25 @@ static int cdata_double(lua_State *L, int idx, double *x)
     return k != 0;
 }
 
-/* The SQLSTATE the server gives a value an encoder refused with rc:
- * out of range (numbers 22003, dates and times 22008) or not of the
- * type (22P02, dates and times 22007). */
-static const char *refusal_code(const copy_col *col, int rc)
+/* The SQLSTATE the server gives the value at idx that an encoder refused
+ * with rc: a string with a NUL byte or not UTF-8 22021, out of range
+ * (numbers 22003, dates and times 22008) or not of the type (22P02,
+ * dates and times 22007). */
+static const char *refusal_code(lua_State *L, const sl_copy *cp,
+                                const copy_col *col, int idx, int rc)
 {
     int k = col->kind == COPY_K_ARRAY ? col->elem_kind : col->kind;
+    size_t n;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        /* as the server reads text: its encoding first (checked here
+         * for UTF-8, the usual client encoding; a NUL byte in any) */
+        const char *s = lua_tolstring(L, idx, &n);
+        int utf8 = cp->conn && cp->conn->pg &&
+                   strcmp(pg_encoding_to_char(PQclientEncoding(cp->conn->pg)),
+                          "UTF8") == 0;
+        if (utf8 ? copy_bad_text(s, n) : memchr(s, 0, n) != NULL)
+            return "22021";
+    }
     int when = k == COPY_K_DATE || k == COPY_K_TIMESTAMP ||
                k == COPY_K_TIMESTAMPTZ;
     if (rc == SL_ERANGE)
@@ -71,7 +86,7 @@ static void check_value(lua_State *L, sl_copy *cp, const copy_col *col,
         return;
     if (rc == SL_ENOMEM || rc == SL_ENUL)
         lib_copy_encode_failed(L, cp, col, rc);
-    lib_copy_refusal(cp, refusal_code(col, rc));
+    lib_copy_refusal(cp, refusal_code(L, cp, col, idx, rc));
     lib_copy_value_error(L, cp, col, idx, what);
 }
 
@@ -101,7 +116,7 @@ static const char *textlike(lua_State *L, sl_copy *cp, const copy_col *col,
         *n = numfmt_double(tmp, lua_tonumber(L, idx));
         return tmp;
     case LUA_TBOOLEAN:
-        s = lua_toboolean(L, idx) ? "true" : "false";
+        s = copy_bool_text(lua_toboolean(L, idx), col->kind);
         *n = strlen(s);
         return s;
     default: {
@@ -144,20 +159,28 @@ static void bin_json(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
         lua_pop(L, 1);
 }
 
+/* bytea: a string's bytes; a number, boolean or int64 cdata the bytes
+ * of its text, as bytea's input reads that text on every other path. */
 static void bin_bytea(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
-    if (lua_type(L, idx) != LUA_TSTRING)
-        lib_copy_value_error(L, cp, col, idx, "a string (bytes)");
+    char tmp[NUMFMT_BUFSIZE];
     size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
+    const char *s = textlike(L, cp, col, idx, &n, tmp, "a string (bytes)");
     check_field(L, cp, col, copy_put_bytes(&cp->w.buf, s, n));
 }
 
 static void bin_bool(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
 {
     int rc = SL_EINVAL;
+    double x = 0;
     if (lua_type(L, idx) == LUA_TBOOLEAN) {
         rc = copy_put_bool(&cp->w.buf, lua_toboolean(L, idx));
+    } else if (lua_type(L, idx) == LUA_TNUMBER || cdata_double(L, idx, &x)) {
+        /* 0 and 1, as boolin reads their digits */
+        if (lua_type(L, idx) == LUA_TNUMBER)
+            x = lua_tonumber(L, idx);
+        if ((x == 0 && !signbit(x)) || x == 1) /* "-0" is no boolean */
+            rc = copy_put_bool(&cp->w.buf, x == 1);
     } else if (lua_type(L, idx) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
@@ -192,9 +215,10 @@ static void bin_int(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
     default: {
         uint64_t bits;
         int k = lib_copy_cdata_int(L, idx, &bits);
+        /* a uint64 beyond int8 is out of range, as its digits are */
         rc = k == 1 || (k == 2 && bits <= INT64_MAX)
                  ? copy_put_int(b, kind, (int64_t)bits)
-                 : SL_EINVAL;
+                 : k == 2 ? SL_ERANGE : SL_EINVAL;
     }
     }
     check_value(L, cp, col, idx, rc, what);
@@ -257,9 +281,8 @@ static void bin_float4(lua_State *L, sl_copy *cp, const copy_col *col,
 {
     int rc = put_float(L, cp, idx, copy_put_float4, copy_put_float4_str);
     if (rc == SL_EINVAL)
-        lib_copy_value_error(L, cp, col, idx, "a number");
-    check_value(L, cp, col, idx, rc,
-                "a number within the range of real (1e-45 to 3.4e38)");
+        check_value(L, cp, col, idx, rc, "a number");
+    check_value(L, cp, col, idx, rc, COPY_REAL_RANGE_WHAT);
 }
 
 static void bin_numeric(lua_State *L, sl_copy *cp, const copy_col *col,
@@ -309,9 +332,28 @@ static int epoch_or_text(lua_State *L, sl_copy *cp, const copy_col *col,
         check_value(L, cp, col, idx, rc, EPOCH_WHAT);
         return 1;
     }
-    if (lua_type(L, idx) != LUA_TSTRING)
+    uint64_t bits;
+    int k = lua_type(L, idx) == LUA_TSTRING ? 0 : lib_copy_cdata_int(L, idx, &bits);
+    if (k) {
+        /* an int64 cdata's digits, read as the date/time text they are
+         * on every other path (the scratch buffer holds them) */
+        char tmp[24];
+        size_t len = lib_copy_cdata_text(tmp, bits, k);
+        cp->scratch.len = 0;
+        if (sbuf_reserve(&cp->scratch, len) != SL_OK)
+            lib_copy_oom(L, cp);
+        sbuf_put_raw(&cp->scratch, tmp, len);
+        *s = cp->scratch.data;
+        *n = len;
+        return 0;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING) {
+        /* a table is no date on any path (22P02); a boolean's text is
+         * read and refused by the server (22007) */
+        lib_copy_refusal(cp, lua_istable(L, idx) ? "22P02" : "22007");
         lib_copy_value_error(L, cp, col, idx,
                              "epoch seconds or a date/time string");
+    }
     *s = lua_tolstring(L, idx, n);
     return 0;
 }
@@ -327,7 +369,7 @@ static void datetime_refused(lua_State *L, sl_copy *cp, const copy_col *col,
         return;
     if (rc == SL_ENOMEM || rc == SL_ENUL)
         lib_copy_encode_failed(L, cp, col, rc);
-    lib_copy_refusal(cp, refusal_code(col, rc));
+    lib_copy_refusal(cp, refusal_code(L, cp, col, idx, rc));
     dt_fields f;
     int prc = dt_parse(s, n, cp->w.dt_order, for_date, &f);
     if (rc == SL_ERANGE)
@@ -532,9 +574,139 @@ static int array_shape(lua_State *L, sl_copy *cp, const copy_col *col,
 /* A Lua array (nested tables for more dimensions) as a binary array:
  * ndim, has-null flag, element type, (size, lower bound 1) per dimension,
  * then each element as length + bytes. */
+/* ---------------------------------------------- array literals */
+
+static int lit_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+           c == '\f';
+}
+
+/* One level of an array literal from *p (at its '{'), as array_in reads
+ * it with the delimiter ',': a Lua array pushed (sub-arrays as tables,
+ * NULL as sluice.null, every other element its text).  Returns 0 for a
+ * malformed literal (with the stack as it was). */
+static int lit_level(lua_State *L, sl_copy *cp, const char **p,
+                     const char *end, int depth)
+{
+    const char *q = *p + 1;
+    if (depth > MAX_DIMS || !lua_checkstack(L, 4))
+        return 0;
+    lua_newtable(L);
+    int k = 0, top = lua_gettop(L);
+    sbuf *sc = &cp->scratch;
+    for (;;) {
+        while (q < end && lit_space(*q))
+            q++;
+        if (q >= end)
+            goto bad;
+        if (*q == '}' && k == 0) {
+            q++;
+            break;
+        }
+        if (*q == '{') {
+            if (!lit_level(L, cp, &q, end, depth + 1))
+                goto bad;
+        } else {
+            /* an element: quoted, or bare up to ',' or '}' (trimmed);
+             * a backslash keeps the next byte as it is */
+            sc->len = 0;
+            int quoted = 0, escaped = 0;
+            size_t keep = 0; /* bytes of a bare element up to its last
+                              * non-space (or escaped) byte */
+            if (*q == '"') {
+                quoted = 1;
+                q++;
+                while (q < end && *q != '"') {
+                    if (*q == '\\' && ++q >= end)
+                        goto bad;
+                    if (sbuf_reserve(sc, 1) != SL_OK)
+                        lib_copy_oom(L, cp);
+                    sbuf_put_byte(sc, *q++);
+                }
+                if (q >= end)
+                    goto bad;
+                q++;
+                while (q < end && lit_space(*q))
+                    q++;
+            } else {
+                while (q < end && *q != ',' && *q != '}') {
+                    if (*q == '{' || *q == '"')
+                        goto bad;
+                    int esc = *q == '\\';
+                    if (esc && ++q >= end)
+                        goto bad;
+                    if (sbuf_reserve(sc, 1) != SL_OK)
+                        lib_copy_oom(L, cp);
+                    sbuf_put_byte(sc, *q);
+                    if (esc || !lit_space(*q))
+                        keep = sc->len;
+                    escaped |= esc;
+                    q++;
+                }
+                sc->len = keep;
+                if (keep == 0 && !escaped)
+                    goto bad; /* an empty bare element */
+            }
+            if (!quoted && !escaped && sc->len == 4 &&
+                strncasecmp(sc->data, "NULL", 4) == 0)
+                lua_pushlightuserdata(L, NULL); /* sluice.null */
+            else
+                lua_pushlstring(L, sc->len ? sc->data : "", sc->len);
+        }
+        lua_rawseti(L, top, ++k);
+        while (q < end && lit_space(*q))
+            q++;
+        if (q < end && *q == ',') {
+            q++;
+            continue;
+        }
+        if (q < end && *q == '}') {
+            q++;
+            break;
+        }
+        goto bad;
+    }
+    *p = q;
+    return 1;
+bad:
+    lua_settop(L, top - 1);
+    return 0;
+}
+
+/* The array literal at idx (a string) as a Lua array pushed on the
+ * stack (its index returned), or a refusal (22P02) naming the literal.
+ * Dimension decorations ("[1:2]={...}") are refused: give a Lua array. */
+static int array_of_literal(lua_State *L, sl_copy *cp, const copy_col *col,
+                            int idx)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n), *end = s + n;
+    while (s < end && lit_space(*s))
+        s++;
+    if (s < end && *s == '{' && lit_level(L, cp, &s, end, 1)) {
+        while (s < end && lit_space(*s))
+            s++;
+        if (s == end)
+            return lua_gettop(L);
+        lua_pop(L, 1);
+    }
+    /* "malformed array literal", whatever the element type */
+    const char *code = refusal_code(L, cp, col, idx, SL_EINVAL);
+    lib_copy_refusal(cp, strcmp(code, "22021") == 0 ? code : "22P02");
+    lib_copy_value_error(L, cp, col, idx,
+                         "a table (Lua array) or an array literal such as "
+                         "{1,2,3}");
+    return 0;
+}
+
 static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
                       int idx)
 {
+    /* a string is the array's text, as array_in reads it */
+    int literal = lua_type(L, idx) == LUA_TSTRING;
+    if (literal)
+        idx = array_of_literal(L, cp, col, idx);
     if (!lua_istable(L, idx))
         lib_copy_value_error(L, cp, col, idx, "a table (Lua array)");
     int json = col->elem_kind == COPY_K_JSON || col->elem_kind == COPY_K_JSONB;
@@ -561,6 +733,8 @@ static void bin_array(lua_State *L, sl_copy *cp, const copy_col *col,
         lib_copy_col_error(L, cp, col, TOO_LARGE);
     sbuf_patch_be32(b, start, (uint32_t)len);
     sbuf_patch_be32(b, start + 8, (uint32_t)has_null);
+    if (literal)
+        lua_pop(L, 1);
 }
 
 /* The binary encoder of a kind; NULL when it has none. */

@@ -211,7 +211,7 @@ static void number_failed(lua_State *L, sl_copy *cp, const copy_col *col,
 {
     lib_copy_refusal(cp, "22003"); /* numeric_value_out_of_range */
     if (rc == SL_ERANGE)
-        lib_copy_value_error(L, cp, col, idx, COPY_INT8_EXACT_WHAT);
+        lib_copy_value_error(L, cp, col, idx, copy_number_what(col->kind));
     lib_copy_refusal(cp, "22008"); /* datetime_field_overflow */
     if (rc == SL_EINVAL)
         lib_copy_value_error(L, cp, col, idx, EPOCH_WHAT);

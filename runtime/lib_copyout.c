@@ -118,7 +118,8 @@ static int rd_call(lua_State *L)
     if (rc == SL_EINTR) {
         rd_release(rd, RD_CLOSED);
         lib_interrupt_consume(L);
-        return luaL_error(L, "interrupted (Ctrl-C)");
+        return luaL_error(L, "interrupted (%s)",
+                          interrupt_name(interrupt_last()));
     }
     /* the end (or a failure): the final result says which */
     lua_settop(L, 1);
@@ -222,7 +223,8 @@ int lib_copy_out_start(lua_State *L)
         c->busy = 1;
         if (interrupted) {
             rd_release(rd, RD_CLOSED);
-            return luaL_error(L, "interrupted (Ctrl-C)");
+            return luaL_error(L, "interrupted (%s)",
+                          interrupt_name(interrupt_last()));
         }
         lua_settop(L, 3);
         return 1;

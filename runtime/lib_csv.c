@@ -460,8 +460,7 @@ static int csv_next(lua_State *L)
         if (rc < 0 && interrupt_pending()) {
             csvread_release(&u->r);
             int sig = lib_interrupt_consume(L);
-            return luaL_error(L, "interrupted (%s)",
-                              sig == SIGTERM ? "SIGTERM" : "Ctrl-C");
+            return luaL_error(L, "interrupted (%s)", interrupt_name(sig));
         }
         if (rc < 0)
             return raise_reader(L, u);

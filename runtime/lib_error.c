@@ -161,6 +161,39 @@ static void set_default(lua_State *L, const char *k, const char *v)
         lib_set_field(L, k, v);
 }
 
+/* Set field "position_lines" of the table on top: the two lines psql
+ * prints under an error with a position ("LINE n: <the statement's
+ * line>" and a "^" under the position).  libpq builds them itself, from
+ * the statement it sent (it keeps its text in the result only when the
+ * error has a position), with its own handling of long lines, tabs and
+ * multibyte text; they follow the "SEVERITY:  message" line of its
+ * default-verbosity message, which is all this takes from it. */
+static void set_position_lines(lua_State *L, const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (!sev || !primary)
+        return;
+    char *full = PQresultVerboseErrorMessage(res, PQERRORS_DEFAULT,
+                                             PQSHOW_CONTEXT_NEVER);
+    if (!full)
+        return;
+    size_t ls = strlen(sev), lp = strlen(primary);
+    const char *p = full;
+    if (strncmp(p, sev, ls) == 0 && strncmp(p + ls, ":  ", 3) == 0 &&
+        strncmp(p + ls + 3, primary, lp) == 0 && p[ls + 3 + lp] == '\n' &&
+        strncmp(p + ls + 4 + lp, "LINE ", 5) == 0) {
+        const char *from = p + ls + 4 + lp;
+        const char *nl = strchr(from, '\n');
+        const char *end = nl ? strchr(nl + 1, '\n') : NULL;
+        if (end && end[-1] == '^') {
+            lua_pushlstring(L, from, (size_t)(end - from));
+            lua_setfield(L, -2, "position_lines");
+        }
+    }
+    PQfreemem(full);
+}
+
 /* Push the error object describing a failed result.  A result without a
  * SQLSTATE on a connection that is gone is libpq's report of the loss:
  * it becomes the lost-connection error (08006).  A server error that
@@ -204,6 +237,8 @@ void lib_push_result_error(lua_State *L, const PGresult *res, PGconn *pg)
         lua_pushinteger(L, atoi(pos));
         lua_setfield(L, -2, "position");
     }
+    if (pos || PQresultErrorField(res, PG_DIAG_INTERNAL_POSITION))
+        set_position_lines(L, res);
     if (gone || (sev && (strcmp(sev, "FATAL") == 0 ||
                          strcmp(sev, "PANIC") == 0))) {
         set_default(L, "detail", "The connection to the server was lost. "
@@ -232,47 +267,71 @@ int lib_error_new(lua_State *L)
     return 1;
 }
 
-/* Append "\nLABEL:  value" to b when field key of the table at t is a
- * string: psql's lines after the message. */
-static void add_line(luaL_Buffer *b, lua_State *L, int t, const char *label,
-                     const char *key)
+/* Add field key of the error at e to b when it is a string (or a
+ * number), and return 1; else add nothing and return 0.  luaL_addvalue
+ * takes the value from the top of the stack, where the buffer allows
+ * it. */
+static int add_field(luaL_Buffer *b, lua_State *L, int e, const char *key)
 {
-    lua_getfield(L, t, key);
-    if (lua_isstring(L, -1)) {
-        const char *v = lua_tostring(L, -1);
+    lua_getfield(L, e, key);
+    if (!lua_isstring(L, -1)) {
         lua_pop(L, 1);
-        luaL_addchar(b, '\n');
-        luaL_addstring(b, label);
-        luaL_addstring(b, ":  ");
-        luaL_addstring(b, v);
-    } else {
-        lua_pop(L, 1);
+        return 0;
     }
+    luaL_addvalue(b);
+    return 1;
 }
 
-/* __tostring of an error: the way psql prints it in verbose mode. */
-static int error_tostring(lua_State *L)
+/* Append "\nLABEL:  value" to b when field key of the error at e is a
+ * string: psql's lines after the message (no label: the value alone). */
+static void add_line(luaL_Buffer *b, lua_State *L, int e, const char *label,
+                     const char *key)
+{
+    lua_getfield(L, e, key);
+    int has = lua_isstring(L, -1);
+    lua_pop(L, 1);
+    if (!has)
+        return;
+    luaL_addchar(b, '\n');
+    if (label) {
+        luaL_addstring(b, label);
+        luaL_addstring(b, ":  ");
+    }
+    add_field(b, L, e, key);
+}
+
+/* Push the text of the error table at index e, as psql prints it:
+ * "SEVERITY:  message" (with "SQLSTATE: " before the message when
+ * with_sqlstate, as psql's verbose mode), the statement's line and a "^"
+ * under the position, then DETAIL, HINT, CONTEXT, and sluice's WHERE (the
+ * script's line, for values refused before they reached the server).
+ * Raises only for memory. */
+void lib_error_format(lua_State *L, int e, int with_sqlstate)
 {
     luaL_Buffer b;
-    lua_settop(L, 1);
-    // stack: err
-    lua_getfield(L, 1, "severity");
-    lua_getfield(L, 1, "sqlstate");
-    lua_getfield(L, 1, "message");
-    // stack: err, severity, sqlstate, message
+    e = e < 0 ? lua_gettop(L) + e + 1 : e;
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, lua_isstring(L, 2) ? lua_tostring(L, 2) : "ERROR");
+    if (!add_field(&b, L, e, "severity"))
+        luaL_addstring(&b, "ERROR");
     luaL_addstring(&b, ":  ");
-    if (lua_isstring(L, 3)) {
-        luaL_addstring(&b, lua_tostring(L, 3));
+    if (with_sqlstate && add_field(&b, L, e, "sqlstate"))
         luaL_addstring(&b, ": ");
-    }
-    luaL_addstring(&b, lua_isstring(L, 4) ? lua_tostring(L, 4) : "?");
-    add_line(&b, L, 1, "DETAIL", "detail");
-    add_line(&b, L, 1, "HINT", "hint");
-    add_line(&b, L, 1, "CONTEXT", "context");
-    add_line(&b, L, 1, "WHERE", "where");
+    if (!add_field(&b, L, e, "message"))
+        luaL_addstring(&b, "?");
+    add_line(&b, L, e, NULL, "position_lines");
+    add_line(&b, L, e, "DETAIL", "detail");
+    add_line(&b, L, e, "HINT", "hint");
+    add_line(&b, L, e, "CONTEXT", "context");
+    add_line(&b, L, e, "WHERE", "where");
     luaL_pushresult(&b);
+}
+
+/* __tostring of an error: the way psql prints it in verbose mode (with
+ * the SQLSTATE), which a script that catches errors can log as is. */
+static int error_tostring(lua_State *L)
+{
+    lua_settop(L, 1);
+    lib_error_format(L, 1, 1);
     return 1;
 }
 

@@ -18,9 +18,12 @@
  */
 #include "lib.h"
 #include "copy.h"
+#include "copyenc.h"
 #include "numfmt.h"
 #include "params.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LUA_TCDATA 10 /* LuaJIT's type tag for FFI cdata */
@@ -76,9 +79,13 @@ int lib_array_len(lua_State *L, int t, size_t *len)
     return count == n;
 }
 
-/* Append the Lua array at t as an array literal {...} to b.  Returns NULL
- * or what was expected. */
-static const char *put_array(lua_State *L, sbuf *b, int t, int depth)
+/* Append the Lua array at t as an array literal {...} of elements of
+ * encoder family elem to b, each element written as the COPY text
+ * encoder writes it (numbers by copy_number_text: epoch seconds become
+ * dates; booleans by copy_bool_text; bytea as \x hex).  Returns NULL or
+ * what was expected. */
+static const char *put_array(lua_State *L, sbuf *b, int t, int elem,
+                             int depth)
 {
     if (depth >= MAX_DIMS)
         return "an array of at most 6 dimensions";
@@ -106,17 +113,42 @@ static const char *put_array(lua_State *L, sbuf *b, int t, int depth)
             else
                 put(L, b, "NULL", 4);
             break;
-        case LUA_TBOOLEAN:
-            put(L, b, lua_toboolean(L, e) ? "true" : "false",
-                lua_toboolean(L, e) ? 4 : 5);
+        case LUA_TBOOLEAN: {
+            const char *s = copy_bool_text(lua_toboolean(L, e), elem);
+            put(L, b, s, strlen(s));
             break;
-        case LUA_TNUMBER:
-            k = numfmt_double(tmp, lua_tonumber(L, e));
+        }
+        case LUA_TNUMBER: {
+            int rc = copy_number_text(tmp, lua_tonumber(L, e), elem, &k);
+            if (rc == SL_ERANGE) {
+                err = copy_number_what(elem);
+                break;
+            }
+            if (rc != SL_OK) {
+                err = "epoch seconds within the timestamp range";
+                break;
+            }
+            int quote = elem == COPY_K_DATE || elem == COPY_K_TIMESTAMP ||
+                        elem == COPY_K_TIMESTAMPTZ;
+            if (quote)
+                put(L, b, "\"", 1);
             put(L, b, tmp, k);
+            if (quote)
+                put(L, b, "\"", 1);
             break;
+        }
         case LUA_TSTRING: {
             const char *s = lua_tolstring(L, e, &k);
-            int rc = copy_put_array_quoted(b, s, k);
+            int rc = SL_OK;
+            if (elem == COPY_K_BYTEA) {
+                /* "\\x<hex>": the literal's backslash, then bytea's */
+                put(L, b, "\"\\\\", 3);
+                if (copy_put_bytea_hex(b, s, k) != SL_OK)
+                    oom(L);
+                put(L, b, "\"", 1);
+            } else {
+                rc = copy_put_array_quoted(b, s, k);
+            }
             if (rc == SL_ENUL)
                 err = "array elements without NUL bytes";
             else if (rc != SL_OK)
@@ -124,7 +156,7 @@ static const char *put_array(lua_State *L, sbuf *b, int t, int depth)
             break;
         }
         case LUA_TTABLE:
-            err = put_array(L, b, e, depth + 1);
+            err = put_array(L, b, e, elem, depth + 1);
             break;
         default: {
             const char *s = cdata_text(L, e, &k);
@@ -151,7 +183,7 @@ static const char *put_number(lua_State *L, params_buf *p, int idx, int kind)
 {
     char tmp[64];
     if (!copy_number_exact(lua_tonumber(L, idx), kind))
-        return COPY_INT8_EXACT_WHAT;
+        return copy_number_what(kind);
     size_t n = copy_format_number(tmp, lua_tonumber(L, idx), kind);
     if (n == 0)
         return "epoch seconds within the timestamp range";
@@ -160,11 +192,8 @@ static const char *put_number(lua_State *L, params_buf *p, int idx, int kind)
     return NULL;
 }
 
-/* A string: \x hex for bytea, else as it is.  A NUL byte is refused for
- * a known type; for an unknown one the bytes go in binary format (*fmt
- * set), as db:query sends them. */
-static const char *put_string(lua_State *L, params_buf *p, int idx, int kind,
-                              int *fmt)
+/* A string: \x hex for bytea, else as it is; a NUL byte is refused. */
+static const char *put_string(lua_State *L, params_buf *p, int idx, int kind)
 {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
@@ -174,13 +203,11 @@ static const char *put_string(lua_State *L, params_buf *p, int idx, int kind,
             oom(L);
         return NULL;
     }
-    if (memchr(s, '\0', n)) {
-        if (kind != COPY_K_OTHER)
-            return "a string without NUL bytes (PostgreSQL text "
-                   "cannot hold \\0; use a bytea column)";
-        /* as db:query does: unknown type, send the raw bytes */
-        *fmt = 1;
-    }
+    /* bytea has its own kind, above: every other type's text input
+     * stops at a NUL (and its binary input wants its own format) */
+    if (memchr(s, '\0', n))
+        return "a string without NUL bytes (PostgreSQL text "
+               "cannot hold \\0; use a bytea column)";
     put(L, &p->data, s, n);
     return NULL;
 }
@@ -189,7 +216,7 @@ static const char *put_string(lua_State *L, params_buf *p, int idx, int kind,
  * array literal for arrays and unknown types.  Leaves the stack as it
  * was. */
 static const char *put_table(lua_State *L, params_buf *p, int idx, int kind,
-                             int json_idx)
+                             int elem, int json_idx)
 {
     int top = lua_gettop(L);
     if (kind == COPY_K_JSON || kind == COPY_K_JSONB) {
@@ -209,11 +236,11 @@ static const char *put_table(lua_State *L, params_buf *p, int idx, int kind,
         lua_settop(L, top);
         return NULL;
     }
-    if (kind != COPY_K_OTHER && kind != COPY_K_ARRAY)
+    if (kind != COPY_K_ARRAY)
         return "a string, number, boolean or nil (tables only for "
                "array and json columns)";
     params_begin(p);
-    const char *err = put_array(L, &p->data, idx, 0);
+    const char *err = put_array(L, &p->data, idx, elem, 0);
     lua_settop(L, top);
     return err;
 }
@@ -242,11 +269,11 @@ static const char *put_cdata(lua_State *L, params_buf *p, int idx)
  * value is then not appended, though p->data may hold stray bytes (the
  * caller drops them with params_rewind).  Raises only for out of memory
  * (and an error in the cdata helper). */
-const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
+const char *lib_params_put(lua_State *L, params_buf *p, int idx, int pkind,
                            int json_idx)
 {
+    int kind = LIB_PARAM_KIND_OF(pkind), elem = LIB_PARAM_ELEM_OF(pkind);
     const char *err = NULL;
-    int fmt = 0;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         params_null(p);
@@ -259,16 +286,19 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
         return NULL;
     case LUA_TBOOLEAN:
         params_begin(p);
-        put(L, &p->data, lua_toboolean(L, idx) ? "t" : "f", 1);
+    {
+        const char *t = copy_bool_text(lua_toboolean(L, idx), kind);
+        put(L, &p->data, t, strlen(t));
+    }
         break;
     case LUA_TNUMBER:
         err = put_number(L, p, idx, kind);
         break;
     case LUA_TSTRING:
-        err = put_string(L, p, idx, kind, &fmt);
+        err = put_string(L, p, idx, kind);
         break;
     case LUA_TTABLE:
-        err = put_table(L, p, idx, kind, json_idx);
+        err = put_table(L, p, idx, kind, elem, json_idx);
         break;
     default:
         err = put_cdata(L, p, idx);
@@ -276,7 +306,7 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
     }
     if (err)
         return err;
-    int rc = params_end(p, fmt);
+    int rc = params_end(p, 0);
     if (rc == SL_ERANGE)
         return "a value of at most 2147483647 bytes";
     if (rc != SL_OK)
@@ -289,7 +319,7 @@ const char *lib_params_put(lua_State *L, params_buf *p, int idx, int kind,
  * (timestamps), too many array dimensions 54000, else 22P02. */
 static const char *refusal_state(const char *want)
 {
-    if (strstr(want, "NUL"))
+    if (strstr(want, "NUL bytes"))
         return "22021";
     if (strstr(want, "epoch") || strstr(want, "timestamp"))
         return "22008";
@@ -308,4 +338,41 @@ void lib_params_refusal(lua_State *L, const char *want, const char *msg,
     luaL_where(L, 1);
     lua_setfield(L, -2, "where");
     lua_error(L);
+}
+
+void lib_params_kinds(lua_State *L, sl_conn *c, int conn_idx,
+                      const PGresult *d, int n, int *kinds)
+{
+    int top = lua_gettop(L), other = 0;
+    Oid *oids = lua_newuserdata(L, sizeof(Oid) * (size_t)(n ? n : 1));
+    luaL_Buffer sql;
+    luaL_buffinit(L, &sql);
+    luaL_addstring(&sql, "select oid, typelem from pg_type where "
+                         "typcategory = 'A' and oid in (0");
+    for (int i = 0; i < n; i++) {
+        oids[i] = d && i < PQnparams(d) ? PQparamtype(d, i) : 0;
+        kinds[i] = copy_kind_of(oids[i]);
+        if (kinds[i] == COPY_K_OTHER && oids[i]) {
+            char num[16];
+            snprintf(num, sizeof num, ",%u", (unsigned)oids[i]);
+            luaL_addstring(&sql, num);
+            other = 1;
+        }
+    }
+    luaL_addchar(&sql, ')');
+    luaL_pushresult(&sql);
+    if (other) {
+        /* the types without an encoder of their own: arrays take Lua
+         * arrays (elements by their own type's kind), the others not */
+        PGresult *r = lib_conn_finish(L, c, conn_idx,
+                                      PQsendQuery(c->pg, lua_tostring(L, -1)));
+        for (int row = 0; r && row < PQntuples(r); row++) {
+            Oid t = (Oid)strtoul(PQgetvalue(r, row, 0), NULL, 10);
+            Oid e = (Oid)strtoul(PQgetvalue(r, row, 1), NULL, 10);
+            for (int i = 0; i < n; i++)
+                if (oids[i] == t)
+                    kinds[i] = LIB_PARAM_KIND(COPY_K_ARRAY, copy_kind_of(e));
+        }
+    }
+    lua_settop(L, top);
 }

@@ -125,11 +125,15 @@ static void push_u64(lua_State *L, uint64_t v)
 
 /* Did the kept failure come from the server?  libpq reports a lost
  * connection as a failure too, with no SQLSTATE (or class 08): no
- * answer came for what was in flight. */
+ * answer came for what was in flight.  A class 08 ERROR (08P01 for bad
+ * binary data in one statement) is an answer: the session goes on. */
 static int err_answered(const PGresult *err)
 {
     const char *code = err ? PQresultErrorField(err, PG_DIAG_SQLSTATE) : NULL;
-    return code && *code && strncmp(code, "08", 2) != 0;
+    const char *sev =
+        err ? PQresultErrorField(err, PG_DIAG_SEVERITY_NONLOCALIZED) : NULL;
+    return code && *code &&
+           (strncmp(code, "08", 2) != 0 || (sev && strcmp(sev, "ERROR") == 0));
 }
 
 /* Rows whose group's COMMIT was sent but never answered: nobody can tell
@@ -751,8 +755,7 @@ int lib_pipeline_start(lua_State *L)
                        sizeof *pl->kinds);
     if (!pl->kinds)
         return luaL_error(L, "pipeline: out of memory");
-    for (int i = 0; i < pl->nparams; i++)
-        pl->kinds[i] = copy_kind_of(PQparamtype(d, i));
+    lib_params_kinds(L, c, 1, d, pl->nparams, pl->kinds);
     PGTransactionStatusType ts = PQtransactionStatus(c->pg);
     if (ts == PQTRANS_INERROR)
         return luaL_error(L, "pipeline: the transaction on this connection "

@@ -5,11 +5,20 @@
  *   sluice [options] [script.lua | -] [args...]
  *
  * Modelled on LuaJIT's own luajit.c: everything runs inside lua_cpcall of a
- * protected main, errors go through a traceback handler, Ctrl-C becomes a
+ * protected main, errors go through a message handler, Ctrl-C becomes a
  * Lua error (interrupt.c) and the process exits non-zero on any error.  The
  * Lua state is always closed before exit, so every __gc runs: connections
  * close (the server rolls back open transactions) and a --tmpdb server is
  * stopped and removed.
+ *
+ * An error that ends a script is printed for people: a database error as
+ * psql prints it (ERROR, the statement's line with a ^ under the
+ * position, DETAIL, HINT, CONTEXT), any other error as its message, then
+ * the script's line it came from; the Lua stack only with --traceback or
+ * SLUICE_DEBUG.  Exit status: 1 after an error, 2 for a bad option, and a
+ * script ended by SIGINT, SIGTERM or SIGHUP ends the process by that same
+ * signal once everything is cleaned up (a shell sees 130, 143, 129), so a
+ * shell loop around sluice stops at Ctrl-C as it does for other programs.
  *
  * Where the Lua library is found: $SLUICE_LUADIR if set, else <dir of the
  * executable>/lua (a source tree), else <dir>/../share/lua/5.1 (an install).
@@ -48,6 +57,14 @@ typedef struct smain {
     int status;
 } smain;
 
+/* Print the Lua stack under a script's error (--traceback, SLUICE_DEBUG). */
+static int show_traceback;
+/* Where the sluice library was found: frames there are not "the script's
+ * line" of an error. */
+static char libdir[PATH_MAX + 64];
+/* The signal that ended the script (0: none); re-raised at exit. */
+static int exit_signal;
+
 static void print_usage(FILE *f)
 {
     fprintf(f,
@@ -66,6 +83,8 @@ static void print_usage(FILE *f)
         "                DATABASE_URL at it, remove it at exit\n"
         "  --quiet       no live progress lines (sets SLUICE_QUIET=1);\n"
         "                final summaries are still printed\n"
+        "  --traceback   print the Lua stack under an error (also when\n"
+        "                SLUICE_DEBUG is set)\n"
         "  -v, --version print the version and exit\n"
         "  -h, --help    print this help and exit\n"
         "  --            stop handling options\n"
@@ -74,8 +93,20 @@ static void print_usage(FILE *f)
         "  repl          the interactive prompt (same as no script on a tty)\n"
         "\n"
         "In scripts: local sluice = require \"sluice\"; local db = sluice.connect()\n"
-        "connects to DATABASE_URL, else to what the PG* variables say.\n",
+        "connects to DATABASE_URL, else to what the PG* variables say.\n"
+        "\n"
+        "Exit status: 0, 1 after an error, 2 for a bad option; a script\n"
+        "ended by SIGINT, SIGTERM or SIGHUP ends by that signal (130, 143,\n"
+        "129 in a shell).\n",
         progname);
+}
+
+/* A bad option: what was wrong, then the usage, on stderr; exit 2. */
+static void usage_error(smain *s, const char *what, const char *opt)
+{
+    fprintf(stderr, "%s: %s %s\n\n", progname, what, opt);
+    print_usage(stderr);
+    s->status = 2;
 }
 
 /* Report an error message (already on the stack) to stderr. */
@@ -153,19 +184,19 @@ static void setup_paths(lua_State *L)
     const char *env = getenv("SLUICE_LUADIR");
     if (env && *env) {
         prepend_path(L, env);
+        snprintf(libdir, sizeof libdir, "%s", env);
     } else {
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n > 0) {
             exe[n] = '\0';
             dir_of(exe, dir, sizeof dir);
             snprintf(cand, sizeof cand, "%s/lua/sluice/init.lua", dir);
-            if (is_file(cand)) {
+            if (is_file(cand))
                 snprintf(cand, sizeof cand, "%s/lua", dir);
-                prepend_path(L, cand);
-            } else {
+            else
                 snprintf(cand, sizeof cand, "%s/../share/lua/5.1", dir);
-                prepend_path(L, cand);
-            }
+            prepend_path(L, cand);
+            snprintf(libdir, sizeof libdir, "%s", cand);
         }
     }
     /* the C core is built in; no sluice/core.so needed */
@@ -188,6 +219,115 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script)
     lua_setglobal(L, "arg");
 }
 
+/* ------------------------------------------- a script's error, for people */
+
+#define REG_TRACEBACK "sluice.main_traceback"
+#define REG_WHERE "sluice.main_where"
+
+/* Push "file:line" of the innermost frame that is the script's own code
+ * (not C, not the sluice library), or nil. */
+static void push_script_line(lua_State *L)
+{
+    lua_Debug ar;
+    size_t ld = strlen(libdir);
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
+            continue;
+        if (ld && ar.source[0] == '@' &&
+            strncmp(ar.source + 1, libdir, ld) == 0 &&
+            ar.source[1 + ld] == '/')
+            continue;
+        lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+        return;
+    }
+    lua_pushnil(L);
+}
+
+/* Message handler of the script path: the error value stays as it is (an
+ * error object stays a table, for report_script_error), the stack and the
+ * script's line go to the registry.  (The prompt has its own handler.) */
+static int script_msgh(lua_State *L)
+{
+    // stack: err
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_TRACEBACK);
+    push_script_line(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_WHERE);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* docall() with script_msgh: the error value is left on the stack. */
+static int script_call(lua_State *L, int narg, int nres)
+{
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, script_msgh);
+    lua_insert(L, base);
+    int status = lua_pcall(L, narg, nres, base);
+    lua_remove(L, base);
+    return status;
+}
+
+static int is_error_object(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, SLUICE_ERROR_MT);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
+/* Print the error that ended the script (on top of the stack, popped),
+ * for people: a database error as psql prints it (its SQLSTATE too with
+ * --traceback), any other error as "sluice: message"; then the stack
+ * (--traceback, SLUICE_DEBUG), or else the script's line it came from and
+ * how to see the stack.  After an interrupt, or for a script that did not
+ * compile, just the message. */
+static void report_script_error(lua_State *L, int interrupted)
+{
+    int err = lua_gettop(L);
+    int object = is_error_object(L, err);
+    if (object) {
+        lib_error_format(L, err, show_traceback);
+    } else if (!lua_isstring(L, err) &&
+               !(luaL_callmeta(L, err, "__tostring") && lua_isstring(L, -1))) {
+        lua_pushfstring(L, "(error object is a %s value)",
+                        luaL_typename(L, err));
+    } else {
+        lua_pushvalue(L, lua_isstring(L, err) ? err : -1);
+    }
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s%s%s\n", object ? "" : progname,
+            object ? "" : ": ", msg);
+    /* an error object whose WHERE line named the script's line already */
+    if (object)
+        lua_getfield(L, err, "where");
+    else
+        lua_pushnil(L);
+    int has_where = lua_isstring(L, -1);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_WHERE);
+    const char *where = has_where ? NULL : lua_tostring(L, -1);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_TRACEBACK);
+    const char *tb = lua_tostring(L, -1);
+    if (!tb) {
+        /* nothing ran: the script did not compile, or was not found */
+    } else if (show_traceback) {
+        fprintf(stderr, "%s\n", tb);
+    } else if (!interrupted) {
+        /* the line is left out when the message starts with it */
+        size_t lw = where ? strlen(where) : 0;
+        if (where && !(strncmp(msg, where, lw) == 0 && msg[lw] == ':'))
+            fprintf(stderr, "%s: at %s (run with --traceback for the "
+                            "stack)\n", progname, where);
+        else
+            fprintf(stderr, "%s: run with --traceback for the stack\n",
+                    progname);
+    }
+    fflush(stderr);
+    lua_settop(L, err - 1);
+}
+
 static int run_chunk_with_args(lua_State *L, int status, char **argv,
                                int argc, int first_arg)
 {
@@ -196,7 +336,7 @@ static int run_chunk_with_args(lua_State *L, int status, char **argv,
     int n = 0;
     for (int i = first_arg; i < argc; i++, n++)
         lua_pushstring(L, argv[i]);
-    return docall(L, n, 0);
+    return script_call(L, n, 0);
 }
 
 static int handle_script(lua_State *L, char **argv, int argc, int script)
@@ -430,17 +570,17 @@ static int start_tmpdb(lua_State *L)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "sluice");
-    if (docall(L, 1, 1) != 0)
+    if (script_call(L, 1, 1) != 0)
         return 1;
     lua_getfield(L, -1, "tmpdb");
     lua_remove(L, -2);
-    if (docall(L, 0, 1) != 0)
+    if (script_call(L, 0, 1) != 0)
         return 1;
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "sluice.main_tmpdb");
     lua_getfield(L, -1, "uri");
     lua_pushvalue(L, -2);
-    if (docall(L, 1, 1) != 0)
+    if (script_call(L, 1, 1) != 0)
         return 1;
     setenv("DATABASE_URL", lua_tostring(L, -1), 1);
     lua_pop(L, 2);
@@ -482,16 +622,15 @@ static int scan_options(smain *s, main_opts *o)
             setenv("SLUICE_QUIET", "1", 1);
         } else if (strcmp(a, "-i") == 0) {
             o->interactive = 1;
+        } else if (strcmp(a, "--traceback") == 0) {
+            show_traceback = 1;
         } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
             if (++i >= argc) {
-                fprintf(stderr, "%s: %s needs an argument\n", progname, a);
-                s->status = 2;
+                usage_error(s, "an argument is missing after", a);
                 return 0;
             }
         } else {
-            fprintf(stderr, "%s: unknown option %s (see --help)\n", progname,
-                    a);
-            s->status = 2;
+            usage_error(s, "unknown option", a);
             return 0;
         }
     }
@@ -515,13 +654,13 @@ static int run_preloads(lua_State *L, char **argv, int script, int *ran)
         if (strcmp(a, "-e") == 0) {
             const char *code = argv[++i];
             if (luaL_loadbuffer(L, code, strlen(code), "=(command line)") ||
-                docall(L, 0, 0))
+                script_call(L, 0, 0))
                 return 1;
             *ran = 1;
         } else if (strcmp(a, "-l") == 0) {
             lua_getglobal(L, "require");
             lua_pushstring(L, argv[++i]);
-            if (docall(L, 1, 1))
+            if (script_call(L, 1, 1))
                 return 1;
             lua_setglobal(L, argv[i]);
         }
@@ -567,15 +706,33 @@ static int pmain(lua_State *L)
     if (o.interactive || (!ran && isatty(0))) {
         repl(L);
     } else if (!ran) {
-        if (luaL_loadfile(L, NULL) || docall(L, 0, 0))
+        if (luaL_loadfile(L, NULL) || script_call(L, 0, 0))
             goto fail;
     }
     return 0;
 
 fail:
-    report(L);
-    s->status = 1;
+    /* an interrupt ended the script: the one pending, or the last taken */
+    exit_signal = interrupt_pending();
+    if (!exit_signal)
+        exit_signal = interrupt_last();
+    report_script_error(L, exit_signal != 0);
+    s->status = exit_signal ? 128 + exit_signal : 1;
     return 0;
+}
+
+/* At exit, after a script ended by a signal: end by that signal, as a
+ * program without a handler would, now that the cleanup is done (lua_close
+ * and the tmpdb's handler ran).  A shell then sees 128 + the signal and,
+ * for Ctrl-C, stops the loop or script that ran sluice.  Registered before
+ * check_stdout, so it runs after it. */
+static void end_by_signal(void)
+{
+    if (!exit_signal)
+        return;
+    fflush(NULL);
+    signal(exit_signal, SIG_DFL);
+    raise(exit_signal);
 }
 
 /* At exit: output that print() or io.write() could not write (a full
@@ -605,7 +762,11 @@ int main(int argc, char **argv)
         const char *slash = strrchr(argv[0], '/');
         progname = slash ? slash + 1 : argv[0];
     }
+    atexit(end_by_signal);
     atexit(check_stdout);
+    const char *debug = getenv("SLUICE_DEBUG");
+    if (debug && *debug && strcmp(debug, "0") != 0)
+        show_traceback = 1;
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "%s: cannot create the Lua state: out of memory\n",
@@ -618,5 +779,5 @@ int main(int argc, char **argv)
         s.status = 1;
     }
     lua_close(L); /* runs every __gc: connections, the tmpdb */
-    return s.status; /* then check_stdout() */
+    return s.status; /* then check_stdout(), end_by_signal() */
 }

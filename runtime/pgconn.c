@@ -341,11 +341,13 @@ int pgconn_cancel(PGconn *c, char *errbuf, int errlen)
         /* async-signal-safe calls only: the parent may have threads */
         char msg[256];
         close(fds[0]);
-        /* the Ctrl-C that asked for this cancel may reach us too (sent
-         * to the process group): it must not stop the request; the
-         * parent kills us when the time is up */
+        /* the Ctrl-C (or the closed terminal's SIGHUP) that asked for
+         * this cancel may reach us too (sent to the process group): it
+         * must not stop the request; the parent kills us when the time
+         * is up */
         signal(SIGINT, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
         msg[0] = PQcancel(cn, msg + 1, (int)sizeof msg - 1) ? '1' : '0';
         ssize_t w = write(fds[1], msg, 1 + strlen(msg + 1));
         _exit(w > 0 ? 0 : 1);

@@ -8,20 +8,23 @@
 -- (rows/s, MB/s, WAL MB, speed-up) and a bar chart per size.
 --
 --   sluice --tmpdb scripts/blog_posts.lua [sizes...] [--sample N] [--check]
---   (default sizes: 10000; sample: 500)
+--   (default sizes: 10000; sample: 500; --help lists the options)
 --
 -- Every strategy loads the same posts into its own copy of the table;
 -- --check compares the copies' contents (count and md5 of all rows) and
 -- fails if they differ.
 local sluice = require "sluice"
 
-local args = sluice.args.parse({ ... }, {
-  usage = "usage: blog_posts.lua [sizes...] [--sample N] [--check]",
-  options = { sample = "number", check = "flag" },
-  positional = math.huge,
-})
-local sizes, sample, check = {}, args.sample or 500, args.check or false
-for i, n in ipairs(args) do sizes[i] = n end
+local cli = sluice.args.parser("blog_posts.lua",
+  "Loads the same blog posts by every strategy (row by row, batched, pipelined, COPY) "
+  .. "and prints a comparison per size.")
+cli:argument("sizes", "How many posts to load (one run per size; default 10000)."):args("*")
+  :convert(sluice.args.integer(1))
+cli:option("--sample", "Posts for the slow row-by-row strategies (their rates are scaled).", "500")
+  :argname("N"):convert(sluice.args.integer(1))
+cli:flag("--check", "Compare the tables' contents afterwards; fail if they differ.")
+local args = cli:parse()
+local sizes, sample, check = args.sizes, args.sample, args.check or false
 if #sizes == 0 then sizes = { 10000 } end
 
 -- The model: what an ORM class would hold.

@@ -3,6 +3,7 @@
 -- speed-up) and a bar chart.
 --
 --   sluice --tmpdb scripts/compare_strategies.lua SHAPE N [options]
+--   (--help lists the options)
 --
 -- SHAPE is a built-in row shape:
 --   metrics   id bigint pk, host text, ts timestamptz, v float8; index (host, ts)
@@ -23,11 +24,26 @@
 -- rows 1..N into its own copy and the copies are checked to be identical.
 local sluice = require "sluice"
 
-local USAGE = "usage: compare_strategies.lua metrics|users|wide|custom N "
-  .. "[--columns DEFS --row EXPR] [--strategies a,b] [--sample N] [--out FILE|csv]"
+local cli = sluice.args.parser("compare_strategies.lua",
+  "Loads rows 1..N of a table shape by each load strategy and prints rows/s, MB/s and "
+  .. "WAL MB side by side.")
+cli:argument("shape", "The table: metrics, users, wide, or custom (with --columns and --row).")
+  :choices { "metrics", "users", "wide", "custom" }
+cli:argument("n", "How many rows."):convert(sluice.args.integer(1))
+cli:option("--columns", 'The custom table\'s column list, e.g. "id int primary key, v float8".')
+  :argname("DEFS")
+cli:option("--row", 'A Lua expression of i giving row i\'s values, e.g. "i, i / 7".'):argname("EXPR")
+cli:option("--strategies", "sluice.load strategies, comma-separated, each with modifiers after "
+  .. "'+' (copy_binary+drop_indexes, batch+connections=2); default: every one but upsert.")
+  :argname("a,b,...")
+cli:option("--sample", "Rows for the slow rowwise_* strategies (default 1000)."):argname("N")
+  :convert(sluice.args.integer(1))
+cli:option("--out", "Also write the results to FILE (CSV when it ends in .csv), or 'csv' for stdout.")
+  :argname("FILE")
+local opts = cli:parse()
 
 local function usage(why)
-  error(USAGE .. "  (" .. why .. ")", 0)
+  cli:error(why)
 end
 
 local EPOCH = 1700000000 -- a fixed "now": the rows must not depend on the clock
@@ -60,26 +76,7 @@ local SHAPES = {
   },
 }
 
-local args = { ... }
-local shape_name, n = args[1], tonumber(args[2])
-if not shape_name then usage("no shape given") end
-if not n or n < 1 or n % 1 ~= 0 then usage("N must be a positive integer, got " .. tostring(args[2])) end
-local opts = {}
-do
-  local i = 3
-  while i <= #args do
-    local a, v = args[i], args[i + 1]
-    local key = a:match("^%-%-(%a+)$")
-    if not (key == "columns" or key == "row" or key == "strategies" or key == "sample"
-            or key == "out") then
-      usage("unknown argument " .. a)
-    end
-    if v == nil then usage(a .. " needs a value") end
-    opts[key] = v
-    i = i + 2
-  end
-end
-
+local shape_name, n = opts.shape, opts.n
 local shape
 if shape_name == "custom" then
   if not opts.columns or not opts.row then usage("custom needs --columns and --row") end
@@ -88,7 +85,6 @@ if shape_name == "custom" then
   shape = { columns = opts.columns, row = fn }
 else
   shape = SHAPES[shape_name]
-  if not shape then usage("unknown shape " .. shape_name) end
 end
 
 -- "copy_binary+drop_indexes+connections=2": a strategy with its modifiers
@@ -124,8 +120,7 @@ if opts.strategies then
   strategies = {}
   for s in opts.strategies:gmatch("[^,%s]+") do strategies[#strategies + 1] = strategy_entry(s) end
 end
-local sample = opts.sample and tonumber(opts.sample)
-if opts.sample and not sample then usage("--sample needs a number") end
+local sample = opts.sample
 
 local db = sluice.connect()
 db:exec("set client_min_messages = warning")

@@ -13,6 +13,7 @@
 --       write the deterministic sample (same N and seed: same bytes)
 --
 -- Without --tmpdb the database is DATABASE_URL (or the PG* variables).
+-- --help lists the options.
 --
 -- Input columns: id, name, email, ordered_at, amount, country.  The
 -- sample's dirt: spaces around fields, doubled inner spaces, mixed-case
@@ -35,10 +36,6 @@
 -- Exits non-zero unless read = loaded + rejected.
 local sluice = require "sluice"
 local bit = require "bit"
-
-local USAGE = [==[
-usage: csv_transform.lua [input.csv[.gz] [rejects.csv]] [--table NAME] [--replace]
-       csv_transform.lua --make-sample N path.csv[.gz] [--seed S]]==]
 
 local INPUT_COLS = { "id", "name", "email", "ordered_at", "amount", "country" }
 local TABLE_COLS = { "id", "name", "email", "email_domain", "ordered_on",
@@ -276,37 +273,28 @@ end
 
 ---------------------------------------------------------------- main
 
-local args = { ... }
-local opts, pos = { table = "orders" }, {}
-do
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--make-sample" then
-      opts.sample = tonumber(args[i + 1])
-      opts.sample_path = args[i + 2]
-      if not opts.sample or not opts.sample_path then error(USAGE, 0) end
-      i = i + 2
-    elseif a == "--seed" then
-      opts.seed = tonumber(args[i + 1]) or error(USAGE, 0)
-      i = i + 1
-    elseif a == "--table" then
-      opts.table = args[i + 1] or error(USAGE, 0)
-      i = i + 1
-    elseif a == "--replace" then
-      opts.replace = true
-    elseif a == "-h" or a == "--help" then
-      print(USAGE)
-      os.exit(0)
-    elseif a:sub(1, 2) == "--" then
-      error(USAGE .. "\n(unknown option " .. a .. ")", 0)
-    else
-      pos[#pos + 1] = a
-    end
-    i = i + 1
+local cli = sluice.args.parser("csv_transform.lua",
+  "Cleans a CSV of customer orders row by row and loads it by COPY; rows that cannot be "
+  .. "fixed go to a rejects CSV with the reason.  With no input, generates a 20,000-row "
+  .. "sample and loads that.")
+cli:argument("input", "The CSV to load, plain or gzip (detected from the content)."):args("?")
+cli:argument("rejects", "Where the rejects go (default: <input without .gz/.csv>.rejects.csv)."):args("?")
+cli:option("--table", "The table to load (created if missing).", "orders"):argname("NAME")
+cli:flag("--replace", "Drop the table first.")
+cli:option("--make-sample", "Only write the deterministic sample of N rows to PATH (gzip when "
+  .. "PATH ends in .gz), and exit."):args(2):argname { "N", "PATH" }
+cli:option("--seed", "The sample's seed: the same N and seed give the same bytes.", "42")
+  :argname("S"):convert(sluice.args.integer())
+local opts = cli:parse()
+if opts.make_sample then
+  opts.sample, opts.sample_path = tonumber(opts.make_sample[1]), opts.make_sample[2]
+  if not opts.sample or opts.sample < 0 or opts.sample % 1 ~= 0 then
+    cli:error(("--make-sample: '%s' is not a number of rows"):format(opts.make_sample[1]))
   end
+  if opts.input then cli:error("--make-sample takes no input file") end
 end
-local seed = opts.seed or 42
+local pos = { opts.input, opts.rejects }
+local seed = opts.seed
 
 if opts.sample then
   make_sample(math.floor(opts.sample), opts.sample_path, seed)

@@ -8,18 +8,25 @@
 --
 --   sluice --tmpdb scripts/embeddings.lua [documents] [chunks_per_doc]
 --          [--dim D] [--seed N] [--schema NAME]
---   (defaults: 200 documents, 1 to 4 chunks each (drawn), dim 1536, seed 1)
+--   (defaults: 200 documents, 1 to 4 chunks each (drawn), dim 1536, seed 1;
+--   --help lists the options)
 --
 -- Prints the row counts and the time of each phase.
 local sluice = require "sluice"
 
-local args = sluice.args.parse({ ... }, {
-  usage = "usage: embeddings.lua [documents] [chunks_per_doc] [--dim D] [--seed N] [--schema NAME]",
-  options = { seed = "number", dim = "number", schema = "string" },
-  positional = 2,
-})
-local nums, seed, schema, dim = { args[1], args[2] }, args.seed or 1, args.schema, args.dim or 1536
-local N_DOCS, CHUNKS = nums[1] or 200, nums[2]
+local cli = sluice.args.parser("embeddings.lua",
+  "Generates documents cut into chunks, each with a unit-length embedding vector, and "
+  .. "loads them by binary COPY (index dropped during the load, rebuilt after).")
+cli:argument("documents", "How many documents (default 200)."):args("?"):convert(sluice.args.integer(1))
+cli:argument("chunks_per_doc", "Chunks per document (default: 1 to 4, drawn per document)."):args("?")
+  :convert(sluice.args.integer(1))
+cli:option("--dim", "Dimensions of each vector.", "1536"):argname("D"):convert(sluice.args.integer(1))
+cli:option("--seed", "The seed: the same seed gives the same rows.", "1"):argname("N")
+  :convert(sluice.args.integer())
+cli:option("--schema", "Create the tables in this schema (created if missing)."):argname("NAME")
+local args = cli:parse()
+local seed, schema, dim = args.seed, args.schema, args.dim
+local N_DOCS, CHUNKS = args.documents or 200, args.chunks_per_doc
 
 local db = sluice.connect()
 db:exec("SET client_min_messages = warning")

@@ -4,7 +4,8 @@
 --
 --   sluice --tmpdb scripts/synthetic_shop.lua [users] [products] [orders]
 --          [--seed N] [--schema NAME]
---   (defaults: 1000 users, 200 products, 5000 orders; seed 1)
+--   (defaults: 1000 users, 200 products, 5000 orders; seed 1; --help lists
+--   the options)
 --
 -- Nothing is held in memory: every value is a pure function of (seed,
 -- stream, row index), so children derive their parents' keys and values
@@ -19,13 +20,17 @@
 -- Running it twice with the same seed gives identical tables.
 local sluice = require "sluice"
 
-local args = sluice.args.parse({ ... }, {
-  usage = "usage: synthetic_shop.lua [users] [products] [orders] [--seed N] [--schema NAME]",
-  options = { seed = "number", schema = "string" },
-  positional = 3,
-})
-local sizes, seed, schema = { args[1], args[2], args[3] }, args.seed or 1, args.schema
-local N_USERS, N_PRODUCTS, N_ORDERS = sizes[1] or 1000, sizes[2] or 200, sizes[3] or 5000
+local cli = sluice.args.parser("synthetic_shop.lua",
+  "Generates a shop (users, products, orders, order items) from a seed and loads it by COPY.")
+cli:argument("users", "How many users (default 1000)."):args("?"):convert(sluice.args.integer(1))
+cli:argument("products", "How many products (default 200)."):args("?"):convert(sluice.args.integer(1))
+cli:argument("orders", "How many orders (default 5000)."):args("?"):convert(sluice.args.integer(0))
+cli:option("--seed", "The seed: the same seed gives the same tables.", "1"):argname("N")
+  :convert(sluice.args.integer())
+cli:option("--schema", "Create the tables in this schema (created if missing)."):argname("NAME")
+local args = cli:parse()
+local seed, schema = args.seed, args.schema
+local N_USERS, N_PRODUCTS, N_ORDERS = args.users or 1000, args.products or 200, args.orders or 5000
 
 local db = sluice.connect()
 db:exec("SET client_min_messages = warning")

@@ -145,7 +145,8 @@ local CASES = {
   { name = "float4 out of range", ddl = "id int primary key, v float4",
     rows = { { 1, 3.4e38 }, { 2, 1e39 }, { 3, "1e39" }, { 4, "-1e39" }, { 5, 1e-30 } },
     bad = { [2] = "22003", [3] = "22003", [4] = "22003" },
-    frag = { "is out of range for type real", copy_binary = "expected a number within the range of real" },
+    -- the first bad row is a Lua number: refused by the client on every path
+    frag = "expected a number within the range of real",
   },
   { name = "date out of range or impossible", ddl = "id int primary key, v date",
     rows = { { 1, "2020-01-01" }, { 2, "5874898-01-01" }, { 3, "2020-02-30" }, { 4, "4714-11-23 BC" },
@@ -532,7 +533,9 @@ describe("the bad-input matrix", function()
   end
 
   -- One 100 MB field: loads whole in both modes, in a few seconds (storage
-  -- external: the server does not spend them compressing it).
+  -- external: the server does not spend them compressing it).  The bound
+  -- is loose (a sanitizer build on a busy machine takes ~16 s): it is
+  -- there to catch copying the field again and again, which takes minutes.
   for _, strategy in ipairs({ "copy_binary", "copy_text", "batch" }) do
     for _, mode in ipairs({ "abort", "reject" }) do
       it(("a 100 MB field [%s, %s]"):format(strategy, mode), function()
@@ -543,7 +546,7 @@ describe("the bad-input matrix", function()
         local t0 = os.time()
         local s = sluice.load { db = db, table = "big", rows = { { 1, v } }, strategy = strategy,
           quiet = true, on_reject = mode == "reject" and function() rejected = rejected + 1 end or nil }
-        assert.is_true(os.time() - t0 <= 15, "took " .. (os.time() - t0) .. " s")
+        assert.is_true(os.time() - t0 <= 60, "took " .. (os.time() - t0) .. " s")
         assert.are.equal(0, rejected)
         assert.are.equal(1, s.loaded)
         local r = db:query_one("select length(v) as n, left(v, 12) as a, substr(v, 50000001, 12) as b, "

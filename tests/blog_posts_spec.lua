@@ -25,9 +25,18 @@ describe("scripts/blog_posts.lua", function()
     assert.truthy(out:find("all strategies loaded identical rows", 1, true), out)
   end)
 
-  it("rejects an unknown argument with its usage", function()
-    local code, _, err = H.sluice(H.q(H.root .. "/scripts/blog_posts.lua") .. " --frob")
-    assert.are.equal(1, code)
-    assert.truthy(err:find("usage: blog_posts.lua [sizes...] [--sample N] [--check]  (unknown argument --frob)", 1, true), err)
+  it("rejects a bad size or --sample with its usage, status 2", function()
+    local usage = "Usage: blog_posts.lua [-h] [--sample N] [--check] [--quiet]\n       [<sizes>] ...\n"
+    for args, why in pairs {
+      ["100 x"] = "'x' is not an integer",
+      ["0"] = "0 is less than 1",
+      ["--sample"] = "option '--sample' requires an argument",
+      ["--sample 2.5"] = "'2.5' is not an integer",
+    } do
+      local code, out, err = H.sluice(H.q(H.root .. "/scripts/blog_posts.lua") .. " " .. args)
+      assert.are.equal(2, code, args)
+      assert.are.equal("", out, args)
+      assert.are.equal(usage .. "\nError: " .. why .. "\n", err, args)
+    end
   end)
 end)

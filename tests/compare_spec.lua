@@ -89,16 +89,27 @@ describe("scripts/compare_strategies.lua", function()
     assert.are.equal(0, code, err)
     assert.truthy(out:find("\n| copy_binary +drop_indexes | 3,000 |", 1, true), out)
     assert.truthy(out:find("\n| batch +batch_rows=500 +connections=2 | 3,000 |", 1, true), out)
-    code, out, err = H.sluice(script .. " metrics 10 --strategies copy_binary+fast")
-    assert.are.equal(1, code)
-    assert.truthy(err:find("(unknown modifier fast in copy_binary+fast)", 1, true), err)
   end)
 
-  it("rejects a bad shape with its usage", function()
-    local code, _, err = H.sluice(script .. " nope 10")
-    assert.are.equal(1, code)
-    assert.truthy(err:find("usage: compare_strategies.lua metrics|users|wide|custom N [--columns DEFS --row EXPR] "
-      .. "[--strategies a,b] [--sample N] [--out FILE|csv]  (unknown shape nope)", 1, true), err)
+  it("rejects a bad command line with its usage, status 2, before connecting", function()
+    local usage = "Usage: compare_strategies.lua [-h] [--columns DEFS] [--row EXPR]\n"
+      .. "       [--strategies a,b,...] [--sample N] [--out FILE] [--quiet]\n"
+      .. "       {metrics,users,wide,custom} <n>\n"
+    for args, why in pairs {
+      ["nope 10"] = "argument 'shape' must be one of 'metrics', 'users', 'wide', 'custom'",
+      ["metrics"] = "missing argument 'n'",
+      ["metrics 0"] = "0 is less than 1",
+      ["metrics 10 --sample x"] = "'x' is not an integer",
+      ["custom 10 --columns 'id int'"] = "custom needs --columns and --row",
+      ["custom 10 --columns 'id int' --row 'i,'"] = "--row is not a Lua expression: --row:1: unexpected symbol near '<eof>'",
+      ["metrics 10 --strategies copy_binary+fast"] = "unknown modifier fast in copy_binary+fast",
+      ["metrics 10 --strategies batch+connections=two"] = "connections needs a number (in batch+connections=two)",
+    } do
+      local code, out, err = H.sluice(script .. " " .. args, "DATABASE_URL='postgresql:///none?host=/nonexistent'")
+      assert.are.equal(2, code, args .. ": " .. err)
+      assert.are.equal("", out, args)
+      assert.are.equal(usage .. "\nError: " .. why .. "\n", err, args)
+    end
   end)
 end)
 

@@ -690,7 +690,8 @@ describe("db:copy errors", function()
       { { 1, 2 ^ 31, "x", nil }, 'row 1, column "qty" (integer): expected an integer from -2147483648 to 2147483647, got number 2147483648' },
       { { 1, true, "x", nil }, 'row 1, column "qty" (integer): expected an integer from -2147483648 to 2147483647, got boolean true' },
       { { 1, 1, {}, nil }, 'row 1, column "name" (text): expected a string, number or boolean, got table' },
-      { { 1, 1, "x", "{1,2}" }, 'row 1, column "v" (real[]): expected a table (Lua array), got string "{1,2}"' },
+      { { 1, 1, "x", "{1,2" }, 'row 1, column "v" (real[]): expected a table (Lua array) or an array '
+        .. 'literal such as {1,2,3}, got string "{1,2"' },
       { { 1, 1, "x", { 1, "two", 3 } }, 'row 1, column "v" (real[]), element [2]: expected a number, got string "two"' },
       { { 1, 1, "x", { 1e39 } }, 'row 1, column "v" (real[]), element [1]: expected a number within the range of real (1e-45 to 3.4e38), got number 1e+39' },
       { { 1, 1, "x", { { 1, 2 }, { 3 } } }, 'row 1, column "v" (real[]), element [2]: expected a '

@@ -155,6 +155,23 @@ describe("scripts/csv_transform.lua", function()
     assert.are.equal("", rej[7].country)
   end)
 
+  it("rejects a bad command line with its usage, status 2", function()
+    for args, why in pairs {
+      ["--make-sample x y.csv"] = "--make-sample: 'x' is not a number of rows",
+      ["--make-sample 10"] = "option '--make-sample' requires 2 arguments",
+      ["--make-sample 10 y.csv in.csv"] = "--make-sample takes no input file",
+      ["--seed x"] = "'x' is not an integer",
+      ["a.csv b.csv c.csv"] = "too many arguments",
+      ["--table"] = "option '--table' requires an argument",
+    } do
+      local rc, out, err = run(args)
+      assert.are.equal(2, rc, args .. ": " .. err)
+      assert.are.equal("", out, args)
+      assert.truthy(err:find("^Usage: csv_transform%.lua %[%-h%] %[%-%-table NAME%] %[%-%-replace%]\n"), err)
+      assert.truthy(err:find("\n\nError: " .. why .. "\n", 1, true), args .. ": " .. err)
+    end
+  end)
+
   it("fails with a message when the input cannot be read", function()
     local rc, _, err = run(H.q(TAG .. "-missing.csv") .. " --table ct_fixture")
     assert.are_not.equal(0, rc)

@@ -43,7 +43,40 @@ describe("database errors", function()
     assert.are.equal('column "emial" does not exist', err.message)
     assert.are.equal(12, err.position)
     assert.are.equal('Perhaps you meant to reference the column "users.email".', err.hint)
-    assert.truthy(tostring(err):find("\nHINT:  ", 1, true))
+    -- the ^ under character 12 of the statement, after "LINE 1: "
+    assert.are.equal("LINE 1: select id, emial from users\n" .. (" "):rep(8 + 11) .. "^", err.position_lines)
+    assert.are.equal('ERROR:  42703: column "emial" does not exist\n'
+      .. "LINE 1: select id, emial from users\n" .. (" "):rep(19) .. "^\n"
+      .. 'HINT:  Perhaps you meant to reference the column "users.email".', tostring(err))
+  end)
+
+  it("show the statement's line of a position as psql does, on any line, of any statement", function()
+    -- the line and the column of the ^: the token must be right above it
+    local function under(err, token)
+      local line, pad = err.position_lines:match("^(LINE %d+: [^\n]*)\n( *)%^$")
+      assert.truthy(line, err.position_lines)
+      assert.are.equal(#pad + 1, line:find(token, 1, true), err.position_lines)
+      return line
+    end
+    -- the line holding the position, tabs as spaces, in a multi-statement exec
+    local _, err = pcall(db.exec, db, "select 1;\nselect id\n\tfrom users wher id = 1")
+    assert.are.equal('syntax error at or near "id"', err.message)
+    assert.are.equal("LINE 3:  from users wher id = 1", under(err, "id ="))
+    -- a statement with parameters
+    _, err = pcall(db.query, db, "select $1::int + nope from users", 1)
+    assert.are.equal("LINE 1: select $1::int + nope from users", under(err, "nope"))
+    -- a long line is cut around the position, as psql cuts it
+    _, err = pcall(db.exec, db, "select " .. ("1 + "):rep(30) .. "nope")
+    local line = under(err, "nope")
+    assert.truthy(line:find("^LINE 1: %.%.%.[1 +]+ nope$"), line)
+    assert.truthy(#line < 8 + 3 + 70, line)
+    -- a position inside a function's statement: that statement's line
+    _, err = pcall(db.exec, db, "do $$ begin perform nope_fn(); end $$")
+    assert.are.equal("LINE 1: SELECT nope_fn()", under(err, "nope_fn"))
+    -- no position, no lines
+    _, err = pcall(db.exec, db, "insert into users values (1, 'x@example.com', 1)")
+    assert.is_nil(err.position)
+    assert.is_nil(err.position_lines)
   end)
 
   it("carry context from PL/pgSQL", function()

@@ -136,9 +136,12 @@ describe("db:pipeline", function()
     assert.are.equal("pipeline:send: row 2, parameter $2: expected an int64 cdata "
       .. "(e.g. 1000000000000000001LL) or a string for an integer beyond +-2^53 "
       .. "(a Lua number that large may have been rounded), got number",
-      err:match("pipeline:send: .*$"))
+      err.message)
+    assert.are.equal("22003", err.sqlstate)
+    assert.are.equal("$2", err.parameter)
+    assert.are.equal("string", type(err.where)) -- the calling line (here pcall: none)
     err = error_of(pl.send, pl, 2, 1, { 1, 2, function() end })
-    assert.matches("pipeline:send: row 2, parameter $3: expected array elements", err, 1, true)
+    assert.matches("pipeline:send: row 2, parameter $3: expected array elements", err.message, 1, true)
     pl:send(2, 1000000000000000001LL, { 2, 3 })
     assert.are.equal(2, pl:close())
     local got = {}

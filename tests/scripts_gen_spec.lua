@@ -1,7 +1,9 @@
 -- The synthetic-data scripts, run as a user would (child processes of the
 -- sluice executable, against the test database): scripts/synthetic_shop.lua
--- and scripts/embeddings.lua with small sizes.
+-- and scripts/embeddings.lua with small sizes.  And the command line of
+-- every script in scripts/: --help, and a bad option.
 local H = require "helper"
+local lfs = require "lfs"
 
 local function script(name, args)
   local code, out, err = H.sluice(H.q(H.root .. "/scripts/" .. name) .. " " .. args)
@@ -105,5 +107,52 @@ describe("scripts/embeddings.lua", function()
     assert.is_truthy(idx and idx.indexdef:find("btree (document_id)", 1, true))
     assert.are.equal(0, db:query_one([[select count(*) as n from emb_a.embeddings e
       left join emb_a.documents d on d.id = e.document_id where d.id is null]]).n)
+  end)
+end)
+
+describe("every script in scripts/", function()
+  -- no database behind this target: the command line is read first
+  local NOWHERE = "DATABASE_URL='postgresql:///none?host=/nonexistent'"
+
+  local names = {}
+  for f in lfs.dir(H.root .. "/scripts") do
+    if f:match("%.lua$") then names[#names + 1] = f end
+  end
+  table.sort(names)
+
+  it("takes --help (usage on stdout, status 0) and rejects a bad option (usage and error, status 2)", function()
+    assert.is_true(#names >= 5, table.concat(names, " "))
+    for _, name in ipairs(names) do
+      local path = H.q(H.root .. "/scripts/" .. name)
+      local code, out, err = H.sluice(path .. " --help", NOWHERE)
+      assert.are.equal(0, code, name .. ": " .. err)
+      assert.are.equal("", err, name)
+      local usage = out:match("^(Usage: " .. name:gsub("%p", "%%%0") .. " %[%-h%].-)\n\n")
+      assert.truthy(usage, name .. ":\n" .. out)
+      assert.truthy(out:find("\n   -h, --help            Show this help message and exit.\n", 1, true), out)
+      assert.truthy(out:find("\n   --quiet               No live progress lines", 1, true), out)
+      code, out, err = H.sluice(path .. " --no-such-option", NOWHERE)
+      assert.are.equal(2, code, name .. ": " .. err)
+      assert.are.equal("", out, name)
+      assert.are.equal(usage .. "\n\nError: unknown option '--no-such-option'\n", err, name)
+    end
+  end)
+end)
+
+describe("scripts/synthetic_shop.lua and scripts/embeddings.lua", function()
+  it("check their numbers before they connect", function()
+    for args, why in pairs {
+      ["synthetic_shop.lua 0"] = "0 is less than 1",
+      ["synthetic_shop.lua 10 5 x"] = "'x' is not an integer",
+      ["synthetic_shop.lua --seed 1.5"] = "'1.5' is not an integer",
+      ["synthetic_shop.lua 1 2 3 4"] = "too many arguments",
+      ["embeddings.lua 5 --dim 0"] = "0 is less than 1",
+      ["embeddings.lua 5 2 3"] = "too many arguments",
+    } do
+      local code, out, err = H.sluice(H.q(H.root .. "/scripts/") .. args)
+      assert.are.equal(2, code, args .. ": " .. err)
+      assert.are.equal("", out, args)
+      assert.truthy(err:find("\n\nError: " .. why .. "\n", 1, true), args .. ": " .. err)
+    end
   end)
 end)

@@ -102,6 +102,29 @@ describe("sluice.tmpdb", function()
     assert.is_false(server_running(dir), dir)
   end)
 
+  it("is removed when the terminal hangs up (SIGHUP), and sluice --tmpdb then exits 129", function()
+    local tmp = H.tmpdir()
+    local script, url = tmp .. "/sleeps.lua", tmp .. "/url"
+    H.write(script, ([[
+      local f = assert(io.open(%q, "w")); f:write(os.getenv("DATABASE_URL")); f:close()
+      require("sluice").connect():exec("select pg_sleep(30)")
+    ]]):format(url))
+    local cmd = ("timeout -s KILL 30 %s --tmpdb %s 2>%s/err & pid=$!; "
+      .. "for i in $(seq 200); do [ -s %s ] && break; sleep 0.05; done; sleep 0.3; "
+      .. "kill -HUP $pid; wait $pid 2>/dev/null; echo $? >%s/code")
+      :format(H.q(H.exe), H.q(script), H.q(tmp), H.q(url), H.q(tmp))
+    local t0 = H.now()
+    os.execute(cmd)
+    local dir = H.slurp(url):match("host=([^&\n]+)")
+    assert.truthy(dir, H.slurp(url))
+    assert.are.equal("129\n", H.slurp(tmp .. "/code"))
+    assert.are.equal("ERROR:  canceling statement due to user request\n", H.slurp(tmp .. "/err"))
+    assert.truthy(H.now() - t0 < 20)
+    assert.is_false(exists(dir), dir)
+    assert.is_false(server_running(dir), dir)
+    os.execute("rm -rf " .. H.q(tmp))
+  end)
+
   -- A process killed by SIGKILL runs no cleanup: its server directory
   -- stays behind (the server itself dies with it, PR_SET_PDEATHSIG).  The
   -- next start in the same parent directory removes it, and leaves the

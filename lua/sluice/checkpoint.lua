@@ -26,6 +26,8 @@
 -- sluice.checkpoints(db) -> the ledger's rows (a list of tables), and
 -- sluice.reset_checkpoint(db, name) -> whether there was one, to start a
 -- load over (its rows stay in the target: delete them yourself).
+local outcome = require "sluice.outcome"
+
 local M = {}
 
 M.TABLE = "sluice_ledger"
@@ -113,12 +115,12 @@ function M.identity(rows, src)
 end
 
 --- Errors after which a checkpointed load with retries = N connects
--- again and goes on: a lost connection (class 08), a server shutting
+-- again and goes on: a lost connection (outcome.unanswered), a server shutting
 -- down or starting (57P01-57P03), a serialization failure or deadlock.
 function M.retryable(err)
   local code = type(err) == "table" and err.sqlstate
   if type(code) ~= "string" then return false end
-  return code:sub(1, 2) == "08" or code == "57P01" or code == "57P02" or code == "57P03"
+  return outcome.unanswered(err) or code == "57P01" or code == "57P02" or code == "57P03"
          or code == "40001" or code == "40P01"
 end
 

@@ -200,6 +200,21 @@ function M.transaction(db, fn, ...)
   return unpack(r, 2, r.n)
 end
 
+-- The PG* variables that name a server or a database for libpq.
+local TARGET_VARS = { "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER",
+                      "PGSERVICE" }
+
+-- Was no database named at all (no target, no DATABASE_URL, no PG*
+-- variable), so that libpq tried its built-in default?
+local function nothing_named(target)
+  if target ~= "" then return false end
+  for _, name in ipairs(TARGET_VARS) do
+    local v = os.getenv(name)
+    if v and v ~= "" then return false end
+  end
+  return true
+end
+
 --- Open a connection (core.connect: target is a conninfo string or a URI,
 -- "" for libpq's PG* variables) and remember its target.  opts.timeout:
 -- the silence bound in seconds (nil: the default, 300; 0 or false: none;
@@ -225,7 +240,16 @@ function M.connect(target, opts, level)
             .. tostring(opts.timeout), level)
     end
   end
-  local db = core.connect(target, timeout)
+  local ok, db = pcall(core.connect, target, timeout)
+  if not ok then
+    if type(db) == "table" and db.sqlstate == "08001" and nothing_named(target) then
+      -- libpq tried its default (the local socket): say how to name one
+      db.hint = "no database was named (no target to sluice.connect(), no "
+        .. "DATABASE_URL, no PG* variable such as PGHOST or PGDATABASE): name "
+        .. "one, or run the script with sluice --tmpdb for a throwaway PostgreSQL"
+    end
+    error(db, 0)
+  end
   state_of(db).target = target or ""
   return db
 end

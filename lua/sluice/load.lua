@@ -533,7 +533,20 @@ local function open_sinks(run)
   local rej = run.ctx.rejects
   for k, c in ipairs(run.conns) do
     run.ctx.on_reject = rej and rej:handler(k, run.put)
-    run.opened[k] = sinks[run.strategy](c, run.ctx)
+    local was = c:status()
+    local ok, s = pcall(sinks[run.strategy], c, run.ctx)
+    if not ok then
+      -- a sink that began a transaction and then failed to open (a
+      -- column with no binary encoder, a missing table) leaves none open
+      if was == "idle" and c:status() ~= "idle" then pcall(c.rollback, c) end
+      if type(s) == "string" then
+        -- said to the load's caller: no line of sluice's own code
+        s = s:gsub("^[^\n]-%.lua:%d+: ", "")
+        if s:sub(1, 6) ~= "load: " then s = "load: " .. s end
+      end
+      error(s, 0)
+    end
+    run.opened[k] = s
   end
 end
 

@@ -19,10 +19,13 @@ local core = require "sluice.core"
 local M = {}
 
 --- Did err come without an answer from the server (a lost connection)?
+-- No SQLSTATE, or class 08 unless the server sent it as a plain ERROR
+-- (08P01 for bad binary data in one statement: the session goes on).
 function M.unanswered(err)
   if type(err) ~= "table" then return false end
   local code = err.sqlstate
-  return type(code) ~= "string" or code == "" or code:sub(1, 2) == "08"
+  return type(code) ~= "string" or code == ""
+    or (code:sub(1, 2) == "08" and err.severity ~= "ERROR")
 end
 
 -- Raised inside a held section for a pending interrupt.
