@@ -360,8 +360,9 @@ int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
     int rc = dt_parse(s, n, DT_MDY, 0, &f);
     if (rc != SL_OK)
         return rc;
-    *offset_sec = f.has_tz ? -f.tz : 0;
-    *has_offset = f.has_tz || f.kind == DT_EPOCH;
+    /* an offset means nothing to epoch (UTC) and the infinities */
+    *offset_sec = f.has_tz && f.kind == DT_VALUE ? -f.tz : 0;
+    *has_offset = (f.has_tz && f.kind == DT_VALUE) || f.kind == DT_EPOCH;
     return dt_timestamp(&f, NULL, 0, usec);
 }
 

@@ -293,8 +293,6 @@ describe("binary COPY reads every date/time form as the server does", function()
       for i = 41, #diffs do diffs[i] = nil end
     end
     assert.are.same({}, diffs)
-    print(("\n%d strings: %d loaded, %d refused (%d documented)"):format(#S, total.loaded,
-          total.refused, total.documented))
     -- most strings load; the refusals include the server's (bad fields,
     -- junk) and the documented ones, under every session
     assert.truthy(total.loaded > 7 * 3 * 1500, total.loaded)

@@ -880,10 +880,12 @@ static int binary_field(fuzz_in *in, sbuf *b)
         /* the time written must be in range; for timestamptz, then
          * also with its offset applied */
         if (want == SL_OK && tz) {
-            if (c.has_off)
-                us -= (int64_t)c.off * 1000000;
-            else if (!utc)
+            if (c.has_off) {
+                if (us < TS_END) /* (else saturated: out of range) */
+                    us -= (int64_t)c.off * 1000000;
+            } else if (!utc) {
                 want = SL_ENOZONE;
+            }
         }
         if (want == SL_OK && (us < TS_MIN || us >= TS_END))
             want = SL_ERANGE;
