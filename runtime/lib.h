@@ -175,6 +175,7 @@ int lib_tmpdb_start(lua_State *L);
  * the server refuses.  Called by lua/sluice/copy.lua, which reads the
  * catalog and builds sql and specs. */
 int lib_copy_start(lua_State *L);
+int lib_copy_zone(lua_State *L);
 /* sluice.core.copy_out_start(db, sql) -> "sluice.copyout"; raises an
  * error object if the server refuses. */
 int lib_copy_out_start(lua_State *L);

@@ -197,6 +197,7 @@ static const luaL_Reg core_functions[] = {
     { "csv_is_reader", lib_csv_is_reader },
     { "csv_copy_from_file", lib_csv_copy_from_file },
     { "copy_start", lib_copy_start },
+    { "copy_zone", lib_copy_zone },
     { "copy_out_start", lib_copy_out_start },
     { "copy_kind", lib_copy_kind },
     { "copy_fast", lib_copy_fast },
