@@ -871,8 +871,8 @@ void *lib_copy_new_sink(lua_State *L, const char *format, int specs,
  * type_name, base_oid, textlike, elem_oid, elem_base_oid, elem_textlike;
  * opts: chunk_size, json_encode, cdata_kind, utc, on_reject,
  * reject_chunk, progress and progress_live (lib_progress_setup: ticks
- * where the stream hands a chunk to libpq, the summary at finish()).  Raises the server's
- * error object if the COPY cannot start. */
+ * where the stream hands a chunk to libpq, the summary at finish()).
+ * Raises the server's error object if the COPY cannot start. */
 int lib_copy_start(lua_State *L)
 {
     sl_conn *c = lib_conn_check(L, 1);

@@ -956,14 +956,20 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
 
 /* Line ends in p[0..n), for the live progress line's row count (only
  * while it is drawn: a quoted line break counts too; the summary has the
- * server's count). */
+ * server's count).  Blocks of 64 bytes, which the compiler turns into
+ * vector compares (a memchr per line costs several times more). */
 static double count_lines(const unsigned char *p, size_t n)
 {
-    double k = 0;
-    for (const unsigned char *end = p + n;
-         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
-        k++;
-    return k;
+    size_t i = 0, k = 0;
+    for (; i + 64 <= n; i += 64) {
+        unsigned char c = 0;
+        for (int j = 0; j < 64; j++)
+            c += p[i + j] == '\n';
+        k += c;
+    }
+    for (; i < n; i++)
+        k += p[i] == '\n';
+    return (double)k;
 }
 
 /* Send the file through the open COPY, then end it: normally, or with a

@@ -69,7 +69,7 @@ typedef struct sl_pipeline {
     int pend_head, pend_tail; /* rejections to hand over (fenv[PENDING]) */
     int handing;       /* on_reject is running */
     lib_progress prog; /* opts.progress: ticks at sync points */
-    double bytes;      /* encoded parameters sent, for progress */
+    uint64_t bytes;    /* encoded parameters sent, for progress */
 } sl_pipeline;
 
 /* The one release routine.  Ends pipeline mode if still in it (the open
@@ -550,8 +550,8 @@ static sl_pipeline *check_open(lua_State *L, const char *fname)
 static void tick(lua_State *L, sl_pipeline *pl)
 {
     if (pl->prog.live && lib_progress_due(&pl->prog))
-        lib_progress_call(L, &pl->prog, (double)pl->s.rows_sent, pl->bytes,
-                          -1, LIB_PROGRESS_TICK);
+        lib_progress_call(L, &pl->prog, (double)pl->s.rows_sent,
+                          (double)pl->bytes, -1, LIB_PROGRESS_TICK);
 }
 
 /* pl:send(v1, ..., vN): queue one execution. */
@@ -591,7 +591,7 @@ static int pl_send(lua_State *L)
     if (params_bind(&pl->p, base, (size_t)n) != SL_OK)
         return luaL_error(L, "pipeline:send: out of memory");
     uint64_t row = ++pl->given;
-    pl->bytes += (double)(pl->p.data.len - base_len);
+    pl->bytes += pl->p.data.len - base_len;
     int rc = pipe_send_row(&pl->s, pl->name, n, pl->p.ptrs, pl->p.lens,
                            pl->p.fmts, row, 1);
     int synced = 0;
@@ -664,8 +664,8 @@ static int pl_close(lua_State *L)
         snprintf(sql, sizeof sql, "DEALLOCATE %s", pl->name);
         lib_conn_finish(L, c, conn_idx, PQsendQuery(c->pg, sql));
     }
-    lib_progress_call(L, &pl->prog, (double)pl->s.rows_sent, pl->bytes, -1,
-                      LIB_PROGRESS_DONE);
+    lib_progress_call(L, &pl->prog, (double)pl->s.rows_sent,
+                      (double)pl->bytes, -1, LIB_PROGRESS_DONE);
     lua_pushnumber(L, (lua_Number)pl->s.rows_sent);
     return 1;
 }
@@ -734,9 +734,9 @@ const luaL_Reg lib_pipeline_meta[] = {
 /* sluice.core.pipeline_start(db, sql, opts) -> pipeline.  opts:
  * sync_every (default 1000), json_encode, on_reject, progress and
  * progress_live (lib_progress_setup: ticks at sync points, the summary at
- * close()).  Prepares and describes sql in
- * normal mode (raising the server's error object if it does not parse),
- * then enters pipeline mode; the connection is busy until close(). */
+ * close()).  Prepares and describes sql in normal mode (raising the
+ * server's error object if it does not parse), then enters pipeline mode;
+ * the connection is busy until close(). */
 int lib_pipeline_start(lua_State *L)
 {
     sl_conn *c = lib_conn_check(L, 1);

@@ -84,10 +84,11 @@ end)
 -- file, under --quiet, with quiet = true on each call.
 describe("progress of the long paths", function()
   local fixture = H.root .. "/tests/fixtures/progress/"
-  local PATHS = { "copy", "copy_from_file", "save_all", "batch", "pipeline", "upsert" }
-  -- label and rows of each path's summary
+  local PATHS = { "copy", "copy_reject", "copy_from_file", "save_all", "batch", "pipeline", "upsert" }
+  -- label and rows of each path's summary (db:copy in reject mode: the
+  -- rows loaded)
   local SUMMARY = {
-    copy = { "copy", 2000 }, copy_from_file = { "copy_from_file", 10000 },
+    copy = { "copy", 2000 }, copy_reject = { "copy", 1999 }, copy_from_file = { "copy_from_file", 10000 },
     save_all = { "save_all", 2000 }, batch = { "batch", 2000 },
     pipeline = { "pipeline", 2000 }, upsert = { "upsert", 2000 },
   }

@@ -13,7 +13,7 @@
 --
 --   users copy: 1250000 rows, 412.3k rows/s, 21.4 MB/s, 0:03
 --   load: 250000 rows, 83.1k rows/s, 4.2 MB/s, 0:03 [######..................]  25% ETA 0:09
---   t copy_from_file: 310000 rows, 98.7k rows/s, 12.0 MB/s, 0:03 [#####...] 21% 38.1/181.5 MB ETA 0:11
+--   t copy_from_file: 310000 rows, 98.7k rows/s, 12.0 MB/s, 0:03 [#####...................]  21% 38.1/181.5 MB ETA 0:11
 --
 -- (a known row total draws a bar and an ETA; a file's size, opts.total_bytes,
 -- draws one from the bytes read of it).  NO_COLOR turns the bar's colour
@@ -206,11 +206,9 @@ end
 --- The progress of a call that takes opts.quiet (db:copy, db:batch, ...):
 -- nil when opts.quiet (nothing at all), else a new progress labelled
 -- `label`.
-function M.of(opts, label, more)
+function M.of(opts, label)
   if opts and opts.quiet then return nil end
-  local o = { label = label }
-  for k, v in pairs(more or {}) do o[k] = v end
-  return M.new(o)
+  return M.new { label = label }
 end
 
 return M
