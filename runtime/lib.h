@@ -252,6 +252,40 @@ void lib_set_field(lua_State *L, const char *k, const char *v);
  * spaces.  Raises only on out of memory. */
 void lib_push_trimmed(lua_State *L, const char *msg);
 
+/* ---- progress (lib_progress.c): the paths written in C call the Lua
+ * function of lua/sluice/progress.lua's P:hook(),
+ * f(rows, bytes, pos, ended, total), pos (bytes read of an input of
+ * total bytes) and total nil when unknown; ended is
+ *   LIB_PROGRESS_TICK  rows and bytes so far (only while live);
+ *   LIB_PROGRESS_DONE  the path succeeded: rows and bytes in the end (the
+ *                      summary); the function is then dropped;
+ *   LIB_PROGRESS_HIDE  the live line goes (a failure, or a wait whose
+ *                      outcome is not known yet).
+ * A zeroed lib_progress has no function: every call does nothing. */
+enum { LIB_PROGRESS_TICK, LIB_PROGRESS_DONE, LIB_PROGRESS_HIDE };
+typedef struct lib_progress {
+    int ref;        /* the function in the registry (> 0), or none */
+    int live;       /* it wants ticks: its line is drawn on a terminal */
+    long long due;  /* no tick before this (monotonic ms) */
+    double total;   /* bytes of the input (> 0), or unknown */
+} lib_progress;
+
+/* Take the function at fn_idx (anything else: none); live: it wants
+ * ticks.  The owner releases it with lib_progress_free() (its __gc).
+ * Raises only on out of memory. */
+void lib_progress_setup(lua_State *L, lib_progress *p, int fn_idx,
+                        int live);
+/* Whether a tick is due: live, and 100 ms since the last one.  One read
+ * of a coarse clock; never raises. */
+int lib_progress_due(lib_progress *p);
+/* Call the function (rows, bytes, pos < 0: nil, ended, total) under
+ * lua_pcall, interrupts held (a pending Ctrl-C stays pending); its errors
+ * are dropped.  Never raises. */
+void lib_progress_call(lua_State *L, lib_progress *p, double rows,
+                       double bytes, double pos, int ended);
+/* Drop the function.  Never raises. */
+void lib_progress_free(lua_State *L, lib_progress *p);
+
 /* ---- Ctrl-C (lib_interrupt.c over interrupt.h) */
 /* Install the SIGINT/SIGTERM/SIGHUP handlers so that a signal interrupts
  * the Lua state L (a hook raises "interrupted (Ctrl-C)", or names the

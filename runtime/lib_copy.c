@@ -55,10 +55,13 @@ static const char *const cp_state_names[] = {
  * CopyFail(fail_msg) (the server rolls the COPY back).  With drain it also
  * discards the server's answer; without, the caller collects it.  Clears
  * conn->busy and frees the buffers.  Never raises. */
-static int cp_release(sl_copy *cp, const char *fail_msg, int new_state,
-                      int drain)
+static int cp_release(lua_State *L, sl_copy *cp, const char *fail_msg,
+                      int new_state, int drain)
 {
     int rc = SL_OK;
+    if (L && cp->state == CP_OPEN)
+        lib_progress_call(L, &cp->prog, 0, 0, -1, LIB_PROGRESS_HIDE);
+    cp->prog.live = 0;
     cp->w.pg = NULL; /* the compiled writer takes no more rows */
     cp->w.row_ends = NULL;
     cp->w.row_n = NULL;
@@ -121,7 +124,7 @@ static void earlier_refusal(lua_State *L, sl_copy *cp)
         return;
     cp->w.committed = cp->w.buf.len = 0;
     int conn_idx = push_conn(L, CP_SELF);
-    cp_release(cp, msg, CP_FAILED, 0);
+    cp_release(L, cp, msg, CP_FAILED, 0);
     PGresult **err = lib_new_result_slot(L);
     pgconn_collect(pg, 0, msg, 0, NULL, err);
     const char *state = *err ? PQresultErrorField(*err, PG_DIAG_SQLSTATE)
@@ -150,7 +153,7 @@ int lib_copy_refuse(lua_State *L, sl_copy *cp)
         cp->conn->pg)
         earlier_refusal(L, cp);
     const char *msg = lua_tostring(L, -1);
-    cp_release(cp, msg, CP_FAILED, 1);
+    cp_release(L, cp, msg, CP_FAILED, 1);
     lib_push_error(L, cp->rj.code, msg, NULL, NULL);
     lib_set_field(L, "column", cp->rj.col);
     luaL_where(L, 1);
@@ -158,10 +161,10 @@ int lib_copy_refuse(lua_State *L, sl_copy *cp)
     return lua_error(L);
 }
 
-int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
-                     int drain)
+int lib_copy_release(lua_State *L, sl_copy *cp, const char *fail_msg,
+                     int new_state, int drain)
 {
-    return cp_release(cp, fail_msg, new_state, drain);
+    return cp_release(L, cp, fail_msg, new_state, drain);
 }
 
 /* The message at the top of the stack (no position) ends the COPY, then
@@ -183,7 +186,7 @@ int lib_copy_raise(lua_State *L, sl_copy *cp)
     if (!cp->sink && cp->state == CP_OPEN && !lib_copy_rejecting(cp) &&
         cp->conn->pg)
         earlier_refusal(L, cp);
-    cp_release(cp, lua_tostring(L, -1), CP_FAILED, 1);
+    cp_release(L, cp, lua_tostring(L, -1), CP_FAILED, 1);
     luaL_where(L, 1);
     lua_insert(L, -2);
     lua_concat(L, 2);
@@ -218,13 +221,13 @@ int lib_copy_oom(lua_State *L, sl_copy *cp)
 static int stream_failed(lua_State *L, sl_copy *cp, int rc)
 {
     if (rc == SL_EINTR) {
-        cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
+        cp_release(L, cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
         lib_interrupt_consume(L);
         return luaL_error(L, "interrupted (%s)",
                           interrupt_name(interrupt_last()));
     }
     int conn_idx = push_conn(L, CP_SELF);
-    cp_release(cp, "COPY failed", CP_FAILED, 0);
+    cp_release(L, cp, "COPY failed", CP_FAILED, 0);
     if (cp->conn->pg)
         lib_conn_finish(L, cp->conn, conn_idx, 1); /* raises the error */
     lib_push_conn_error(L, cp->conn->pg);
@@ -258,6 +261,7 @@ static void cp_flush(lua_State *L, sl_copy *cp)
         stream_failed(L, cp, rc);
     cp->bytes_sent += n;
     cp->w.buf.len = cp->w.committed = 0;
+    lib_copy_tick(L, cp);
 }
 
 /* Check that the stream at index 1 is open, for method fname. */
@@ -282,7 +286,7 @@ static sl_copy *check_open(lua_State *L, const char *fname)
                       "(nothing it sent was loaded)", fname);
     }
     if (!cp->sink && !cp->conn->pg) {
-        cp_release(cp, NULL, CP_FAILED, 0);
+        cp_release(L, cp, NULL, CP_FAILED, 0);
         luaL_error(L, "%s: the connection is closed", fname);
     }
     return cp;
@@ -425,7 +429,7 @@ static int finish_sink(lua_State *L, sl_copy *cp)
     char msg[512];
     cp->state = CP_FAILED;
     int rc = cp->sink->close(cp->sink_ctx, 1, msg, sizeof msg);
-    cp_release(cp, NULL, CP_FAILED, 0);
+    cp_release(L, cp, NULL, CP_FAILED, 0);
     if (rc != 0) {
         luaL_where(L, 1);
         lua_pushstring(L, msg);
@@ -457,7 +461,7 @@ static int cp_finish(lua_State *L)
     int conn_idx = push_conn(L, CP_SELF);
     /* FAILED until the server says otherwise: its error is raised here,
      * and then nothing of the COPY was loaded */
-    cp_release(cp, NULL, CP_FAILED, 0);
+    cp_release(L, cp, NULL, CP_FAILED, 0);
     PGresult *res;
     int st = lib_conn_finish_status(L, cp->conn, conn_idx, 1, &res);
     if (st == LIB_FINISH_LOST) {
@@ -473,7 +477,10 @@ static int cp_finish(lua_State *L)
     if (st == LIB_FINISH_INTERRUPTED && !interrupt_held())
         return lib_raise_copy_interrupted(L, lib_interrupt_consume(L), "COPY",
                                           cp->autocommit, t);
-    lua_pushnumber(L, *t ? strtod(t, NULL) : 0);
+    double loaded = *t ? strtod(t, NULL) : 0;
+    lib_progress_call(L, &cp->prog, loaded, (double)cp->bytes_sent, -1,
+                      LIB_PROGRESS_DONE);
+    lua_pushnumber(L, loaded);
     return 1;
 }
 
@@ -488,7 +495,7 @@ static int cp_abort(lua_State *L)
         lua_pushboolean(L, 0);
         return 1;
     }
-    cp_release(cp, msg, CP_ABORTED, 1);
+    cp_release(L, cp, msg, CP_ABORTED, 1);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -496,7 +503,8 @@ static int cp_abort(lua_State *L)
 static int cp_gc(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, CP_SELF, SLUICE_COPY_MT);
-    cp_release(cp, GC_MESSAGE, CP_ABORTED, 1);
+    cp_release(L, cp, GC_MESSAGE, CP_ABORTED, 1);
+    lib_progress_free(L, &cp->prog);
     return 0;
 }
 
@@ -916,8 +924,10 @@ int lib_copy_zone(lua_State *L)
  * or "binary" (matching sql); specs one table per column: name,
  * type_name, base_oid, textlike, elem_oid, elem_base_oid, elem_textlike;
  * opts: chunk_size, json_encode, cdata_kind, zone and zone_error (see
- * session_datetime()).  Raises the server's error object if the COPY
- * cannot start. */
+ * session_datetime()), on_reject, reject_chunk, progress and
+ * progress_live (lib_progress_setup: ticks where the stream hands a chunk
+ * to libpq, the summary at finish()).  Raises the server's error object
+ * if the COPY cannot start. */
 int lib_copy_start(lua_State *L)
 {
     sl_conn *c = lib_conn_check(L, 1);
@@ -959,6 +969,10 @@ int lib_copy_start(lua_State *L)
     cp->conn = c;
     int ud = lua_gettop(L);
     session_datetime(L, cp, c, ud);
+    lua_getfield(L, 5, "progress");
+    lua_getfield(L, 5, "progress_live");
+    lib_progress_setup(L, &cp->prog, -2, lua_toboolean(L, -1));
+    lua_settop(L, ud);
     // stack: db, sql, fmt, specs, opts, cp
     if (format == COPY_FMT_BINARY &&
         copy_put_binary_header(&cp->w.buf) != SL_OK)
@@ -987,9 +1001,9 @@ int lib_copy_start(lua_State *L)
         cp->w.pg = &c->pg;
         c->busy = 1;
         if (interrupted) {
-            cp_release(cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
+            cp_release(L, cp, "COPY interrupted (Ctrl-C)", CP_FAILED, 1);
             return luaL_error(L, "interrupted (%s)",
-                          interrupt_name(interrupt_last()));
+                              interrupt_name(interrupt_last()));
         }
         lua_settop(L, ud);
         return 1;

@@ -98,6 +98,8 @@ typedef struct sl_copy {
     size_t null_len;
     int autocommit;     /* no transaction was open: finish() commits */
     char zone_err[320]; /* binary: why w.zone is NULL (for messages) */
+    lib_progress prog;  /* opts.progress: ticks at flushes (none for
+                         * file sinks) */
     /* reject mode (opts.on_reject; lib_copy_reject.c) */
     struct {
         int on;             /* the stream is in reject mode */
@@ -155,9 +157,20 @@ static inline void lib_copy_need(lua_State *L, sl_copy *cp, size_t n)
 }
 
 /* Release the stream (the COPY ended with fail_msg, or CopyDone when
- * NULL; drain: discard the server's answer).  Never raises. */
-int lib_copy_release(sl_copy *cp, const char *fail_msg, int new_state,
-                     int drain);
+ * NULL; drain: discard the server's answer).  An open stream's progress
+ * line is hidden first (L may be NULL: not).  Never raises. */
+int lib_copy_release(lua_State *L, sl_copy *cp, const char *fail_msg,
+                     int new_state, int drain);
+
+/* After bytes went to libpq: a progress tick, when one is due (a flag
+ * test, and while live a coarse clock read; Lua only every 100 ms).
+ * Never raises. */
+static inline void lib_copy_tick(lua_State *L, sl_copy *cp)
+{
+    if (cp->prog.live && lib_progress_due(&cp->prog))
+        lib_progress_call(L, &cp->prog, (double)cp->w.rows,
+                          (double)cp->bytes_sent, -1, LIB_PROGRESS_TICK);
+}
 
 /* ---------------------------------------------------- lib_copy_reject.c */
 

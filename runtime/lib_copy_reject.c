@@ -181,7 +181,7 @@ static int hand_over(lua_State *L, sl_copy *cp, size_t upto)
  * from; an error object keeps its own message.  The stream is over. */
 static int raise_on_reject(lua_State *L, sl_copy *cp)
 {
-    lib_copy_release(cp, NULL, CP_FAILED, 1);
+    lib_copy_release(L, cp, NULL, CP_FAILED, 1);
     if (lua_type(L, -1) == LUA_TSTRING) {
         lua_pushliteral(L, "copy: on_reject raised (the rows of its chunk "
                            "are loaded or handed over): ");
@@ -222,7 +222,7 @@ static int stop(lua_State *L, sl_copy *cp, int rc, PGresult *res)
     uint64_t doubt = c->doubt;
     int own_tx = c->own_tx;
     cp->rj.base += c->done;
-    lib_copy_release(cp, "COPY failed", CP_FAILED, 1);
+    lib_copy_release(L, cp, "COPY failed", CP_FAILED, 1);
     push_done(L, cp, e, doubt, own_tx);
     lua_getfield(L, e, "message");
     lua_concat(L, 2);
@@ -255,6 +255,7 @@ static void send_rows(lua_State *L, sl_copy *cp)
     cp->bytes_sent += n;
     cp->rj.sent = cp->w.committed;
     cp->w.chunk = cp->rj.sent + cp->rj.piece; /* the next send */
+    lib_copy_tick(L, cp);
 }
 
 /* The chunk is complete: end its COPY, settle it when the server refused
@@ -343,7 +344,7 @@ void lib_copy_reject_row(lua_State *L, sl_copy *cp, int first, int n)
             /* not the row's fault: the stream is over (lib_copy_raise
              * ended it already, or this does) */
             if (cp->state == CP_OPEN)
-                lib_copy_release(cp, "COPY failed", CP_FAILED, 1);
+                lib_copy_release(L, cp, "COPY failed", CP_FAILED, 1);
             lua_error(L);
         }
         /* the row is set aside: its error, and its values when they
@@ -380,7 +381,9 @@ int lib_copy_reject_finish(lua_State *L, sl_copy *cp)
 {
     if (cp->rj.chunk.n > 0)
         end_chunk(L, cp);
-    lib_copy_release(cp, NULL, CP_FINISHED, 0);
+    lib_copy_release(L, cp, NULL, CP_FINISHED, 0);
+    lib_progress_call(L, &cp->prog, (double)cp->rj.loaded,
+                      (double)cp->bytes_sent, -1, LIB_PROGRESS_DONE);
     lua_pushnumber(L, (lua_Number)cp->rj.loaded);
     return 1;
 }

@@ -8,7 +8,7 @@
  *   reader:position() -> pos;  reader:seek(pos);  reader:identity() -> id;
  *   reader:close()
  *   reader.line, reader.offset, reader.record_offset, reader.header,
- *   reader.path
+ *   reader.path, reader.bytes_read, reader.file_size
  *   db:copy_from_file(table, path [, opts]) -> rows loaded
  *
  * Caveats:
@@ -35,6 +35,7 @@
 
 #include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,18 @@ typedef struct sl_csv {
     long long data_start; /* offset of the first data record */
     int bad_record; /* the last record was handed out but failed a
                        conversion: the position is its start */
+    double size;    /* bytes of the file when it is a regular one, else 0
+                       (reader.file_size, for progress) */
 } sl_csv;
+
+/* The size of the reader's input when it is a regular file, else 0. */
+static double input_size(const csvread *r)
+{
+    struct stat st;
+    if (r->fd_open && fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode))
+        return (double)st.st_size;
+    return 0;
+}
 
 /* ---------------------------------------------------------------- options */
 
@@ -434,6 +446,7 @@ static void open_reader(lua_State *L, const char *fname)
     u->o = o;
     if (csvread_open(&u->r, path, &o) < 0)
         raise_reader(L, u);
+    u->size = input_size(&u->r);
     u->header = header;
     if (header) {
         read_header(L, u, ud);
@@ -620,6 +633,7 @@ static void reopen(lua_State *L, sl_csv *u)
     memset(&u->r, 0, sizeof u->r);
     if (csvread_open(&u->r, path, &u->o) < 0)
         raise_reader(L, u);
+    u->size = input_size(&u->r);
     lua_pop(L, 2);
 }
 
@@ -713,8 +727,8 @@ static int csv_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: the properties line, offset, record_offset, path and header,
- * else a method (the
+/* __index: the properties line, offset, record_offset, path, header,
+ * bytes_read and file_size, else a method (the
  * methods table is upvalue 1, so Lua code can add methods to it). */
 static int csv_index(lua_State *L)
 {
@@ -726,6 +740,13 @@ static int csv_index(lua_State *L)
         lua_pushnumber(L, (lua_Number)u->r.next_offset);
     } else if (strcmp(k, "record_offset") == 0) {
         lua_pushnumber(L, (lua_Number)u->r.rec_offset);
+    } else if (strcmp(k, "bytes_read") == 0) {
+        lua_pushnumber(L, (lua_Number)u->r.in_bytes);
+    } else if (strcmp(k, "file_size") == 0) {
+        if (u->size > 0)
+            lua_pushnumber(L, u->size);
+        else
+            lua_pushnil(L);
     } else if (strcmp(k, "path") == 0) {
         lua_getfenv(L, 1);
         lua_getfield(L, -1, "path");
@@ -803,7 +824,9 @@ static void push_escaped(lua_State *L, PGconn *pg, const char *s, size_t len,
 }
 
 static const char *const copy_keys[] = {
-    "columns", "header", "delimiter", "quote", "null", "encoding", NULL,
+    "columns", "header", "delimiter", "quote", "null", "encoding",
+    "quiet", /* read by lua/sluice/csv.lua */
+    NULL,
 };
 
 /* The options of copy_from_file, checked: what the COPY statement says. */
@@ -930,16 +953,38 @@ static void push_copy_sql(lua_State *L, PGconn *pg, const char *table,
  * 128 KiB messages: a few percent faster, within this machine's noise). */
 #define SEND_PIECE (8 * 1024)
 
+/* Line ends in p[0..n), for the live progress line's row count (only
+ * while it is drawn: a quoted line break counts too; the summary has the
+ * server's count).  Blocks of 64 bytes, which the compiler turns into
+ * vector compares (a memchr per line costs several times more). */
+static double count_lines(const unsigned char *p, size_t n)
+{
+    size_t i = 0, k = 0;
+    for (; i + 64 <= n; i += 64) {
+        unsigned char c = 0;
+        for (int j = 0; j < 64; j++)
+            c += p[i + j] == '\n';
+        k += c;
+    }
+    for (; i < n; i++)
+        k += p[i] == '\n';
+    return (double)k;
+}
+
 /* Send the file through the open COPY, then end it: normally, or with a
  * failure message when the file could not be read or an interrupt arrived
  * (the server then rolls the COPY back).  Returns SL_OK, SL_EBROKEN,
  * SL_EINTR, or SL_EINVAL for a file that could not be read (r->err);
- * *ended is set when CopyDone went out (every byte of the file sent). */
-static int send_file(PGconn *pg, csvread *r, int *ended)
+ * *ended is set when CopyDone went out (every byte of the file sent);
+ * *sent counts the bytes sent.  prog ticks after a block went out (L
+ * only for that: nothing here raises). */
+static int send_file(lua_State *L, PGconn *pg, csvread *r, int *ended,
+                     double *sent, lib_progress *prog)
 {
     const unsigned char *p;
     size_t n;
     int rc = SL_OK;
+    double lines = 0;
     for (;;) {
         int k = csvread_raw(r, &p, &n);
         if (k == 0)
@@ -953,6 +998,13 @@ static int send_file(PGconn *pg, csvread *r, int *ended)
         rc = copy_put_pieces(pg, (const char *)p, n, 1, SEND_PIECE);
         if (rc != SL_OK)
             break;
+        *sent += (double)n;
+        if (prog->live) {
+            lines += count_lines(p, n);
+            if (lib_progress_due(prog))
+                lib_progress_call(L, prog, lines, *sent, (double)r->in_bytes,
+                                  LIB_PROGRESS_TICK);
+        }
     }
     if (rc == SL_EBROKEN)
         return rc;
@@ -964,7 +1016,9 @@ static int send_file(PGconn *pg, csvread *r, int *ended)
     return rc;
 }
 
-/* db:copy_from_file(table, path [, opts]) -> rows loaded.
+/* db:copy_from_file(table, path [, opts [, progress, live]]) -> rows
+ * loaded.  progress: lua/sluice/progress.lua's hook (csv.lua passes it),
+ * live: whether it wants ticks.
  * Raises misuse at the caller's line, a file error as the reader's message
  * ("data.csv.gz: gzip stream is truncated or corrupt: ..."), a server error
  * (a bad row) as an error object whose context names the line.  COPY is one
@@ -978,8 +1032,9 @@ int lib_csv_copy_from_file(lua_State *L)
     if (!lua_isnoneornil(L, 4) && !lua_istable(L, 4))
         luaL_error(L, "copy_from_file: opts must be a table, got a %s",
                    luaL_typename(L, 4));
-    lua_settop(L, 4);
-    // stack: db, table, path, opts|nil
+    int live = lua_toboolean(L, 6);
+    lua_settop(L, 5);
+    // stack: db, table, path, opts|nil, progress|nil
     push_copy_sql(L, c->pg, table, tlen, 4);
     PGresult **ok = lib_new_result_slot(L);
     PGresult **err = lib_new_result_slot(L);
@@ -987,18 +1042,24 @@ int lib_csv_copy_from_file(lua_State *L)
     memset(&o, 0, sizeof o);
     o.raw = 1;
     sl_csv *u = new_reader(L);
-    // stack: db, table, path, opts, sql, ok, err, reader
+    // stack: db, table, path, opts, progress, sql, ok, err, reader
     if (csvread_open(&u->r, path, &o) < 0)
         raise_reader(L, u);
+    lib_progress prog;
+    memset(&prog, 0, sizeof prog);
+    prog.total = input_size(&u->r);
+    lib_progress_setup(L, &prog, 5, live); /* freed below, before raising */
 
     /* from here until busy is cleared nothing may raise */
     int interrupted = 0, ended = 0;
+    double sent = 0;
     int autocommit = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     c->busy = 1;
-    int rc = copy_begin(c->pg, lua_tostring(L, 5), PGRES_COPY_IN, err,
+    int rc = copy_begin(c->pg, lua_tostring(L, 6), PGRES_COPY_IN, err,
                         &interrupted);
     if (rc == SL_OK) {
-        rc = send_file(c->pg, &u->r, &ended);
+        rc = send_file(L, c->pg, &u->r, &ended, &sent, &prog);
+        lib_progress_call(L, &prog, 0, 0, -1, LIB_PROGRESS_HIDE);
         int f = pgconn_collect(c->pg, 0, "unexpected COPY", 1, ok, err);
         if (f & PGCONN_F_INTERRUPTED)
             interrupted = 1;
@@ -1007,6 +1068,12 @@ int lib_csv_copy_from_file(lua_State *L)
     }
     c->busy = 0;
     csvread_release(&u->r);
+    if (rc == SL_OK && !*err && !interrupted && *ok) {
+        const char *t = PQcmdTuples(*ok);
+        lib_progress_call(L, &prog, *t ? strtod(t, NULL) : 0, sent, -1,
+                          LIB_PROGRESS_DONE);
+    }
+    lib_progress_free(L, &prog);
 
     int sig = 0;
     if (interrupted || rc == SL_EINTR)

@@ -68,14 +68,20 @@ typedef struct sl_pipeline {
     uint64_t nrejected;
     int pend_head, pend_tail; /* rejections to hand over (fenv[PENDING]) */
     int handing;       /* on_reject is running */
+    lib_progress prog; /* opts.progress: ticks at sync points */
+    uint64_t bytes;    /* encoded parameters sent, for progress */
 } sl_pipeline;
 
 /* The one release routine.  Ends pipeline mode if still in it (the open
- * group committed only when `commit`), clears conn->busy.  Keeps s.err
- * for the caller; frees the rest.  Never raises. */
-static int pl_end(sl_pipeline *pl, int commit, int new_state)
+ * group committed only when `commit`), clears conn->busy, hides the
+ * progress line.  Keeps s.err for the caller; frees the rest.  Never
+ * raises. */
+static int pl_end(lua_State *L, sl_pipeline *pl, int commit, int new_state)
 {
     int rc = SL_OK;
+    if (pl->state == PL_OPEN)
+        lib_progress_call(L, &pl->prog, 0, 0, -1, LIB_PROGRESS_HIDE);
+    pl->prog.live = 0;
     if (pl->state == PL_OPEN) {
         pl->state = new_state;
         pl->conn->busy = 0;
@@ -103,7 +109,8 @@ static uint64_t rows_done(const sl_pipeline *pl)
 static int pl_gc(lua_State *L)
 {
     sl_pipeline *pl = luaL_checkudata(L, 1, SLUICE_PIPELINE_MT);
-    pl_end(pl, 0, PL_CLOSED);
+    pl_end(L, pl, 0, PL_CLOSED);
+    lib_progress_free(L, &pl->prog);
     pipe_free(&pl->s);
     return 0;
 }
@@ -471,7 +478,7 @@ static void hand_over(lua_State *L, sl_pipeline *pl, int quiet)
         lua_settop(L, top);
         return;
     }
-    pl_end(pl, 0, PL_FAILED);
+    pl_end(L, pl, 0, PL_FAILED);
     lua_pushliteral(L, "pipeline: on_reject raised for row ");
     push_u64(L, first_row);
     push_claims(L, pl, 0);
@@ -516,7 +523,7 @@ static void check(lua_State *L, sl_pipeline *pl, int rc)
     }
     if (rc == SL_EBROKEN)
         pl->lost = 1;
-    pl_end(pl, 0, PL_FAILED);
+    pl_end(L, pl, 0, PL_FAILED);
     hand_over(L, pl, 1); /* the rows set aside before it */
     if (rc == SL_EINTR) {
         int sig = lib_interrupt_consume(L);
@@ -536,10 +543,19 @@ static sl_pipeline *check_open(lua_State *L, const char *fname)
     if (pl->state != PL_OPEN)
         luaL_error(L, "pipeline:%s: the pipeline is closed", fname);
     if (!pl->conn->pg) {
-        pl_end(pl, 0, PL_FAILED);
+        pl_end(L, pl, 0, PL_FAILED);
         luaL_error(L, "pipeline:%s: the connection is closed", fname);
     }
     return pl;
+}
+
+/* At a sync point: a progress tick, when one is due (a flag test, and
+ * while live a coarse clock read; Lua only every 100 ms). */
+static void tick(lua_State *L, sl_pipeline *pl)
+{
+    if (pl->prog.live && lib_progress_due(&pl->prog))
+        lib_progress_call(L, &pl->prog, (double)pl->s.rows_sent,
+                          (double)pl->bytes, -1, LIB_PROGRESS_TICK);
 }
 
 /* pl:send(v1, ..., vN): queue one execution. */
@@ -579,14 +595,19 @@ static int pl_send(lua_State *L)
     if (params_bind(&pl->p, base, (size_t)n) != SL_OK)
         return luaL_error(L, "pipeline:send: out of memory");
     uint64_t row = ++pl->given;
+    pl->bytes += pl->p.data.len - base_len;
     int rc = pipe_send_row(&pl->s, pl->name, n, pl->p.ptrs, pl->p.lens,
                            pl->p.fmts, row, 1);
+    int synced = 0;
     if (rc == SL_OK && ++pl->since_sync >= pl->sync_every) {
         pl->since_sync = 0;
         rc = pipe_sync(&pl->s);
+        synced = 1;
     }
     check(L, pl, rc);
     hand_over(L, pl, 0);
+    if (synced)
+        tick(L, pl);
     return 0;
 }
 
@@ -608,6 +629,7 @@ static int pl_sync(lua_State *L)
     }
     check(L, pl, rc);
     hand_over(L, pl, 0);
+    tick(L, pl);
     lua_pushnumber(L, (lua_Number)rows_done(pl));
     return 1;
 }
@@ -635,7 +657,7 @@ static int pl_close(lua_State *L)
         return luaL_error(L, "pipeline:close: the pipeline failed earlier "
                              "and is closed");
     int conn_idx = push_conn(L);
-    int rc = pl_end(pl, 1, PL_CLOSED);
+    int rc = pl_end(L, pl, 1, PL_CLOSED);
     if (rc != SL_OK || pl->s.err) {
         pl->state = PL_FAILED;
         return raise_outcome(L, pl, "pipeline failed");
@@ -646,6 +668,8 @@ static int pl_close(lua_State *L)
         snprintf(sql, sizeof sql, "DEALLOCATE %s", pl->name);
         lib_conn_finish(L, c, conn_idx, PQsendQuery(c->pg, sql));
     }
+    lib_progress_call(L, &pl->prog, (double)pl->s.rows_sent,
+                      (double)pl->bytes, -1, LIB_PROGRESS_DONE);
     lua_pushnumber(L, (lua_Number)pl->s.rows_sent);
     return 1;
 }
@@ -657,7 +681,7 @@ static int pl_close(lua_State *L)
 static int pl_abort(lua_State *L)
 {
     sl_pipeline *pl = luaL_checkudata(L, 1, SLUICE_PIPELINE_MT);
-    pl_end(pl, 0, PL_CLOSED);
+    pl_end(L, pl, 0, PL_CLOSED);
     lua_pushnumber(L, (lua_Number)pl->s.rows_committed);
     return 1;
 }
@@ -712,9 +736,11 @@ const luaL_Reg lib_pipeline_meta[] = {
 };
 
 /* sluice.core.pipeline_start(db, sql, opts) -> pipeline.  opts:
- * sync_every (default 1000), json_encode.  Prepares and describes sql in
- * normal mode (raising the server's error object if it does not parse),
- * then enters pipeline mode; the connection is busy until close(). */
+ * sync_every (default 1000), json_encode, on_reject, progress and
+ * progress_live (lib_progress_setup: ticks at sync points, the summary at
+ * close()).  Prepares and describes sql in normal mode (raising the
+ * server's error object if it does not parse), then enters pipeline mode;
+ * the connection is busy until close(). */
 int lib_pipeline_start(lua_State *L)
 {
     sl_conn *c = lib_conn_check(L, 1);
@@ -745,6 +771,10 @@ int lib_pipeline_start(lua_State *L)
     lua_rawseti(L, -2, FENV_PENDING);
     lua_setfenv(L, ud);
     pl->kept_first = 1;
+    lua_getfield(L, 3, "progress");
+    lua_getfield(L, 3, "progress_live");
+    lib_progress_setup(L, &pl->prog, -2, lua_toboolean(L, -1));
+    lua_settop(L, ud);
 
     snprintf(pl->name, sizeof pl->name, "sluice_pipe_%u", ++c->stmt_seq);
     lib_conn_finish(L, c, 1, PQsendPrepare(c->pg, pl->name, sql, 0, NULL));

@@ -27,7 +27,8 @@
 --             restart
 --   csv       lib_csv_methods (lib_csv.c): next, record, position, seek,
 --             identity, close; fields line,
---             offset, record_offset, path, header (csv_index there)
+--             offset, record_offset, path, header, bytes_read, file_size
+--             (csv_index there)
 --   copy      lib_copy_methods (lib_copy.c): row, rows, flush, finish,
 --             abort; fields lib_copy_field: rows_sent, bytes_sent,
 --             buffered, buffer_size, chunk_size, format, state, columns,

@@ -38,6 +38,13 @@
 --                flushes are committed as with "per_flush".
 --   json_encode  function(table) -> string for json/jsonb columns
 --                (default lua-cjson's encode)
+--   quiet        true: no progress at all.  Otherwise, on a terminal,
+--                the live progress line (sluice.progress: after a second,
+--                redrawn after a flush, never per row) and at close() the
+--                summary "<table> batch: N rows, R rows/s, X MB/s, m:ss"
+--                (N the rows added; with on_reject "read N = loaded L +
+--                rejected R" after it; MB/s of encoded values) on stderr;
+--                --quiet and a stderr that is no terminal: the summary only.
 --   on_reject    function(values, err, row): keep the good rows of a
 --                flush that fails.  The flush is sent again one row per
 --                statement; each row the server refuses for the row's own
@@ -104,11 +111,12 @@ local states = setmetatable({}, { __mode = "kv" })
 local BATCH_OPTS = {
   rows = true, bytes = true, max_age_ms = true, on_conflict = true,
   returning = true, on_returning = true, transaction = true,
-  json_encode = true, on_reject = true,
+  json_encode = true, on_reject = true, quiet = true,
 }
 
 local default_json_encode = require("sluice.values").default_json_encode
 local outcome = require "sluice.outcome"
+local progress = require "sluice.progress"
 local reworded = outcome.reworded
 
 
@@ -392,6 +400,7 @@ local function flush(b)
   end
   local n = b.buffered
   if n == 0 then return 0, st.want and {} or nil end
+  local nbytes = b.buffered_bytes
   local db = st.db
   local status = db:status()
   if st.mode == "per_flush" and status ~= "idle" then
@@ -427,6 +436,13 @@ local function flush(b)
   private.set_counts(b, st.ok, st.doubt)
   private.reset(b)
   st.done = f.last
+  st.bytes = st.bytes + nbytes
+  local prog = st.prog
+  if prog then
+    -- per flush, never per row; a failure hides the line (its error
+    -- follows)
+    if ok and not err and not sig then prog:update(st.done, st.bytes) else prog:hide() end
+  end
   if not ok then error(err, 0) end -- a bug in the above: say so plainly
   local rejected = f.rejected
   if rejected and #rejected > 0 then
@@ -505,10 +521,10 @@ function M.batch(db, tbl, columns, opts)
     if not BATCH_OPTS[k] then
       error("batch: unknown option '" .. tostring(k) .. "' (rows, bytes, "
             .. "max_age_ms, on_conflict, returning, on_returning, "
-            .. "on_reject, transaction, json_encode)", 2)
+            .. "on_reject, transaction, json_encode, quiet)", 2)
     end
   end
-  local qtable = db:quote_table(tbl)
+  local qtable, shown = db:quote_table(tbl)
   if not qtable then
     error("batch: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
   end
@@ -539,6 +555,8 @@ function M.batch(db, tbl, columns, opts)
     ok = 0,         -- rows this batch committed (b.rows_committed)
     doubt = 0,      -- rows that may or may not have been committed
     in_caller = 0,  -- rows flushed into a caller's transaction
+    bytes = 0,      -- encoded values flushed (for progress)
+    prog = progress.of(opts, shown .. " batch"),
   }
   local b = core.batch_new(db, prefix, suffix, names, {
     rows = opts.rows, bytes = opts.bytes, max_age_ms = opts.max_age_ms,
@@ -579,7 +597,13 @@ function M.close(b)
   local db = st.db
   local name = b.statement
   private.release(b)
-  if not ok then error(err, 0) end
+  local prog = st.prog
+  st.prog = nil
+  if not ok then
+    if prog then prog:hide() end
+    error(err, 0)
+  end
+  if prog then prog:finish(total, st.bytes, st.on_reject and st.rejects or nil) end
   if not db:is_closed() and db:status() ~= "inerror" and name ~= "" then
     db:exec("DEALLOCATE " .. name)
   end

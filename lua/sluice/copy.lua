@@ -42,6 +42,13 @@
 --   opts.freeze: true adds FREEZE (rows written already frozen, no later
 --     vacuum pass); the server accepts it only when the table was created
 --     or truncated in the current transaction (sluice.load's freeze).
+--   opts.quiet: true shows no progress at all.  Otherwise a stream shows
+--     the live progress line on a terminal (sluice.progress: after a
+--     second; rows, rows/s, MB/s sent) and, when finish() succeeds, the
+--     summary "<table> copy: N rows, R rows/s, X MB/s, m:ss" on stderr
+--     (the server's row count; --quiet and a stderr that is no terminal:
+--     the summary only).  The line is updated where the stream hands a
+--     chunk to libpq, never per row.
 --   opts.on_reject: function(values, err, row) - reject mode: a row the
 --     encoders or the server refuse for its own fault (a bad value, a
 --     wrong value count, a NOT NULL / unique / foreign key / CHECK /
@@ -101,6 +108,7 @@
 --   counts the rows read, reader.state is "open", "done" or "closed".
 
 local core = require "sluice.core"
+local progress = require "sluice.progress"
 
 local M = {}
 
@@ -169,7 +177,7 @@ local function text_array(list)
 end
 
 local COPY_OPTS = { format = true, chunk_size = true, json_encode = true, freeze = true,
-                    on_reject = true, reject_chunk = true }
+                    on_reject = true, reject_chunk = true, quiet = true }
 local FORMATS = { auto = true, text = true, csv = true, binary = true }
 
 local default_json_encode = require("sluice.values").default_json_encode
@@ -191,7 +199,7 @@ local function copy_options(columns, opts)
   for k in pairs(opts) do
     if not COPY_OPTS[k] then
       error("copy: unknown option '" .. tostring(k)
-            .. "' (format, chunk_size, json_encode, freeze, on_reject, reject_chunk)", 3)
+            .. "' (format, chunk_size, json_encode, freeze, on_reject, reject_chunk, quiet)", 3)
     end
   end
   local format = opts.format or "auto"
@@ -273,7 +281,11 @@ local function column_specs(db, rows, shown, format)
 end
 
 --- db:copy(table [, columns] [, opts]) -> stream (see the top of this file).
-function M.copy(db, tbl, columns, opts)
+-- prog (the library's own callers: db:upsert, Model:save_all): a
+-- progress of theirs, which the stream's flushes tick; they write the
+-- summary.  Without it the stream has its own, "<table> copy", unless
+-- opts.quiet.
+function M.copy(db, tbl, columns, opts, prog)
   local format, chunk
   columns, opts, format, chunk = copy_options(columns, opts)
   local qtable, shown = quote_table(db, "copy", tbl)
@@ -297,6 +309,8 @@ function M.copy(db, tbl, columns, opts)
   local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s%s)")
     :format(qtable, table.concat(quoted, ", "), format,
             opts.freeze and ", FREEZE" or "")
+  local own = getmetatable(prog) ~= progress.P
+  if own then prog = progress.of(opts, shown .. " copy") end
   local cp = core.copy_start(db, sql, format, specs, {
     chunk_size = chunk,
     json_encode = opts.json_encode or (t.need_json and default_json_encode()),
@@ -305,6 +319,8 @@ function M.copy(db, tbl, columns, opts)
     zone_error = zone_err,
     on_reject = opts.on_reject,
     reject_chunk = opts.reject_chunk,
+    progress = prog and prog:hook(own),
+    progress_live = prog and prog.live,
   })
   M.attach_fast_row(cp, format ~= "binary")
   return cp

@@ -78,7 +78,10 @@
 -- last record began), r.offset (byte offset in the decompressed input just
 -- past that record: where the next one starts), r.record_offset (byte
 -- offset where it began), r.path (the path as given), r.header (a copy of
--- the names, nil when header = false).  It frees its file at the end of
+-- the names, nil when header = false), r.bytes_read (bytes read from the
+-- file so far, as stored: compressed for gzip; reading runs a block
+-- ahead) and r.file_size (its size, nil for standard input or a pipe):
+-- what sluice.load's progress line shows for a file.  It frees its file at the end of
 -- the input, on an error, on close() and when collected.
 --
 -- Positions (for resumable loads; the protocol every positionable input
@@ -143,7 +146,11 @@
 -- touching a row (a BOM is dropped).  table may be "schema.table".  opts:
 -- columns (array of names), header (default true), delimiter, quote, null
 -- (the server's default: an unquoted empty field is NULL), encoding (the
--- file's encoding, for the server).  A bad row raises the server's error
+-- file's encoding, for the server), quiet (true: no progress at all;
+-- else the live line on a terminal - rows there are the lines sent - with
+-- the bytes read of the file's size and an ETA, and at the end the
+-- summary "<table> copy_from_file: N rows, ..." with the server's count:
+-- sluice.progress).  A bad row raises the server's error
 -- object, whose context names the line ("COPY t, line 3, column n: ..."),
 -- and nothing is loaded; Ctrl-C while the file is sent, and a file that
 -- cannot be read to its end (the errors above, without a line:
@@ -153,6 +160,7 @@
 -- committed.  A connection lost after the whole file went out (outside a
 -- transaction) leaves the COPY in doubt, and the error says so.
 local core = require "sluice.core"
+local progress = require "sluice.progress"
 
 -- (db:copy_from_file is core.csv_copy_from_file; api.lua makes it a
 -- method of connections.)
@@ -166,7 +174,8 @@ local M = {
 -- others are the load's.
 local REJECT_OPTS = { columns = true, header = true, delimiter = true, quote = true,
                       null = true, encoding = true, on_reject = true, rejects = true,
-                      reject_chunk = true, max_rejects = true, max_reject_ratio = true }
+                      reject_chunk = true, max_rejects = true, max_reject_ratio = true,
+                      quiet = true }
 
 -- copy_from_file in reject mode: the file is read record by record
 -- (sluice.csv.open: the record's text and line go to on_reject and the
@@ -189,7 +198,8 @@ local function copy_from_file_rejecting(db, tbl, path, opts)
     db = db, table = tbl, columns = opts.columns, rows = r, strategy = "copy_csv",
     on_error = "reject", on_reject = opts.on_reject, rejects = opts.rejects,
     reject_chunk = opts.reject_chunk, max_rejects = opts.max_rejects,
-    max_reject_ratio = opts.max_reject_ratio, quiet = true,
+    max_reject_ratio = opts.max_reject_ratio, quiet = opts.quiet,
+    label = tostring(tbl) .. " copy_from_file",
   })
   r:close()
   if not ok then error(s, 0) end
@@ -201,7 +211,11 @@ function M.copy_from_file(db, tbl, path, opts)
   if type(opts) == "table" and (opts.on_reject ~= nil or opts.rejects ~= nil) then
     return copy_from_file_rejecting(db, tbl, path, opts)
   end
-  return core.csv_copy_from_file(db, tbl, path, opts)
+  local prog = progress.of(type(opts) == "table" and opts or nil,
+                           tostring(tbl) .. " copy_from_file")
+  -- a tail call: misuse still names the caller's line
+  return core.csv_copy_from_file(db, tbl, path, opts, prog and prog:hook(true),
+                                 prog and prog.live)
 end
 
 --- Whether x is a reader of sluice.csv.open.

@@ -54,7 +54,9 @@
 --                             in a transaction committed when all finished
 -- Other options: quiet = true (no progress at all), summary = false (no
 -- final summary line), label (progress label), total (row count, for the
--- bar when rows is an iterator).
+-- bar when rows is an iterator; a CSV reader's input gets a bar of the
+-- bytes read of its file instead).  The load's own line is the only one:
+-- the streams, batches and pipelines it opens run with quiet = true.
 --
 -- Reject mode (on_error = "reject"; the default "abort" stops at the
 -- first bad row): rows refused for their own fault go to rejects = "path"
@@ -457,6 +459,7 @@ end
 --   columns, ncols, is_column
 --   next_item, first         the input; its first item, already read
 --   prog                     the progress display, or nil
+--   reader                   the CSV reader behind the input, or nil
 --   conns, opened            the connections, and a sink on each
 --   n, bytes                 the rows put so far and their size
 
@@ -506,17 +509,20 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
     ctx.rejects = loadrejects.new(o, nconn, columns, reader_of(o.rows), window or nil, resume)
   end
   local prog
+  -- a CSV file: the line shows the bytes read of its size
+  local reader = reader_of(o.rows)
   if not o.quiet then
     prog = progress.new {
       label = o.label or (shown .. " " .. strategy),
       total = o.total or (type(o.rows) == "table" and not is_source(o.rows) and #o.rows or nil),
+      total_bytes = reader and reader.file_size,
       silent = o.summary == false,
     }
   end
   return {
     o = o, db = db, strategy = strategy, nconn = nconn, ctx = ctx,
     columns = columns, ncols = #columns, is_column = is_column,
-    next_item = next_item, item = first, prog = prog,
+    next_item = next_item, item = first, prog = prog, reader = reader,
     conns = { db }, opened = {}, n = 0, put = 0, bytes = 0,
   }
 end
@@ -593,6 +599,7 @@ end
 -- Put every item into the sinks, dealt round-robin to the connections.
 local function put_rows(run, limit_rows, limit_bytes)
   local ncols, nconn, prog, next_item = run.ncols, run.nconn, run.prog, run.next_item
+  local reader = run.reader
   local put = run.opened[1].put
   local handles = {}
   for k, s in ipairs(run.opened) do handles[k] = s.handle or s end
@@ -637,7 +644,7 @@ local function put_rows(run, limit_rows, limit_bytes)
       run.n = n - 1 -- the rows before it were put
       error(why, 0)
     end
-    if prog and n % 256 == 0 then prog:update(n, bytes) end
+    if prog and n % 256 == 0 then prog:update(n, bytes, reader and reader.bytes_read) end
     if n >= stop_n or bytes >= stop_bytes then
       -- a checkpoint: where the input goes on, before reading on
       run.pos = run.position and run.position() or ""

@@ -40,6 +40,12 @@
 --     plain field tables (made into objects with new()).
 --   opts.strategy: "copy" (the default and, for now, the only one).
 --   opts.format: COPY format, passed to db:copy() (default "auto").
+--   opts.quiet: true shows no progress at all.  Otherwise, on a terminal,
+--     the live progress line (sluice.progress: after a second, redrawn at
+--     the COPY's flushes) and at the end the summary "<table> save_all: N
+--     rows, R rows/s, X MB/s, m:ss" (with rejects: "read N = loaded L +
+--     rejected R" after it) on stderr; --quiet and a stderr that is no
+--     terminal: the summary only.
 --   opts.rejects: a list; invalid objects are appended to it as
 --     { index = n, object = obj, reason = msg } (n counts items read,
 --     from 1) and the load goes on: loaded + rejected = read.  Without
@@ -51,6 +57,9 @@
 -- Related tables: model.order(models) sorts models parents first, from
 -- `references` in column types and from each model's `after` list;
 -- model.create_all / drop_all create and drop tables in that order.
+local copy = require "sluice.copy"
+local progress = require "sluice.progress"
+
 local M = {}
 
 local Model = {}
@@ -259,7 +268,10 @@ function Model:save_all(db, source, opts)
   local meta, write = self.meta, self.write
   local before_save = self.before_save
   local has_validate = self.validate ~= nil
-  local cp = db:copy(self.table, self.column_names, { format = opts.format })
+  -- the COPY ticks this progress; the summary counts the objects read
+  local prog = progress.of(opts, self.table .. " save_all")
+  local cp = copy.copy(db, self.table, self.column_names,
+                       { format = opts.format, quiet = prog == nil or nil }, prog)
   local row = cp.row
   local read, rejected = 0, 0
   local ok, err = pcall(function()
@@ -296,9 +308,17 @@ function Model:save_all(db, source, opts)
   end)
   if not ok then
     if cp.state == "open" then cp:abort(type(err) == "string" and err or nil) end
+    if prog then prog:hide() end
     error(err, 2)
   end
   local loaded = cp:finish()
+  if prog then
+    if rejects then
+      prog:finish(loaded + rejected, cp.bytes_sent, rejected)
+    else
+      prog:finish(loaded, cp.bytes_sent)
+    end
+  end
   return loaded, rejected
 end
 

@@ -10,7 +10,12 @@
 --   pl:close()
 --
 -- opts.sync_every: rows per sync group (default 1000).  opts.json_encode
--- as for db:batch.  Values are encoded by the parameter types the server
+-- as for db:batch.  opts.quiet: true shows no progress at all; otherwise,
+-- on a terminal, the live progress line (sluice.progress: after a second,
+-- redrawn at sync points, never per row) and at close() the summary
+-- "<table> pipeline: N rows, R rows/s, X MB/s, m:ss" (the table of an
+-- INSERT INTO, N the rows sent, MB/s of encoded parameters) on stderr;
+-- --quiet and a stderr that is no terminal: the summary only.  Values are encoded by the parameter types the server
 -- infers for sql (epoch seconds for timestamps, tables as JSON or array
 -- literals, ...), otherwise as db:query() parameters.
 --
@@ -81,8 +86,16 @@
 local core = require "sluice.core"
 local default_json_encode = require("sluice.values").default_json_encode
 local callable = require("sluice.values").callable
+local progress = require "sluice.progress"
 
 local M = {}
+
+-- The progress label: "<table> pipeline" for an INSERT INTO <table>, else
+-- "pipeline".
+local function label(sql)
+  local t = sql:match("^%s*[Ii][Nn][Ss][Ee][Rr][Tt]%s+[Ii][Nn][Tt][Oo]%s+([^%s(]+)")
+  return t and (t .. " pipeline") or "pipeline"
+end
 
 --- db:pipeline(sql, opts) -> pipeline (see the top of this file).
 function M.pipeline(db, sql, opts)
@@ -92,9 +105,9 @@ function M.pipeline(db, sql, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("pipeline: opts must be a table", 2) end
   for k in pairs(opts) do
-    if k ~= "sync_every" and k ~= "json_encode" and k ~= "on_reject" then
+    if k ~= "sync_every" and k ~= "json_encode" and k ~= "on_reject" and k ~= "quiet" then
       error("pipeline: unknown option '" .. tostring(k)
-            .. "' (sync_every, json_encode, on_reject)", 2)
+            .. "' (sync_every, json_encode, on_reject, quiet)", 2)
     end
   end
   if opts.on_reject ~= nil and not callable(opts.on_reject) then
@@ -105,10 +118,13 @@ function M.pipeline(db, sql, opts)
   if every ~= nil and (type(every) ~= "number" or every < 1 or every % 1 ~= 0) then
     error("pipeline: sync_every must be a positive integer", 2)
   end
+  local prog = progress.of(opts, label(sql))
   return core.pipeline_start(db, sql, {
     sync_every = every,
     json_encode = opts.json_encode or default_json_encode(),
     on_reject = opts.on_reject,
+    progress = prog and prog:hook(true),
+    progress_live = prog and prog.live,
   })
 end
 

@@ -22,6 +22,9 @@ end
 -- connection; `put` is fetched once, not looked up per row (a call of
 -- the same function on every stream it is dealt to).
 --
+-- Every call here passes quiet = true: the load draws the one progress
+-- line and writes the one summary (its streams draw none of theirs).
+--
 -- What a sink committed, for the load's error: a sink that commits as it
 -- goes has counts() -> rows committed, rows in doubt (in the load's row
 -- numbers when `numbered`: its errors then already say what the load
@@ -55,7 +58,7 @@ end
 -- Rowwise: db:batch with one row per statement is exactly one INSERT and
 -- one round trip per row, with db:batch's type-aware value encoding.
 function sinks.rowwise_autocommit(db, ctx)
-  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, on_reject = ctx.on_reject })
+  local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, on_reject = ctx.on_reject, quiet = true })
   return {
     handle = b, put = b.add, counts = batch_counts(b), numbered = true,
     refuses = ctx.on_reject ~= nil,
@@ -68,7 +71,7 @@ function sinks.rowwise_tx(db, ctx)
   local every = ctx.opts.commit_every
   db:begin()
   local b = db:batch(ctx.tbl, ctx.columns, { rows = 1, transaction = "caller",
-                                             on_reject = ctx.on_reject })
+                                             on_reject = ctx.on_reject, quiet = true })
   local put = b.add
   local s = { handle = b, committed = 0, doubt = 0, refuses = ctx.on_reject ~= nil }
   s.counts = function() return s.committed, s.doubt end
@@ -116,6 +119,7 @@ function sinks.batch(db, ctx)
   local b = db:batch(ctx.tbl, ctx.columns, {
     rows = ctx.opts.batch_rows or 1000, max_age_ms = ctx.opts.max_age_ms,
     transaction = (tx or ctx.in_tx) and "caller" or nil, on_reject = ctx.on_reject,
+    quiet = true,
   })
   local s = {
     handle = b, put = b.add, refuses = ctx.on_reject ~= nil,
@@ -134,7 +138,8 @@ function sinks.pipeline(db, ctx)
   local tx = ctx.multi
   if tx then db:begin() end
   local pl = db:pipeline(insert_sql(db, ctx.qtable, ctx.columns),
-                         { sync_every = ctx.opts.sync_every, on_reject = ctx.on_reject })
+                         { sync_every = ctx.opts.sync_every, on_reject = ctx.on_reject,
+                           quiet = true })
   local s = {
     handle = pl, put = pl.send, refuses = ctx.on_reject ~= nil,
     finish = function() pl:close() end,
@@ -160,7 +165,7 @@ local function copy_sink(db, ctx, format)
   if tx then db:begin() end
   if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
   local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil,
-                                            on_reject = reject,
+                                            on_reject = reject, quiet = true,
                                             reject_chunk = reject and ctx.opts.reject_chunk })
   local s = {
     handle = cp, put = cp.row,
@@ -197,7 +202,7 @@ function sinks.upsert(db, ctx)
              .. "primary key)"):format(ctx.shown), 0)
     end
   end
-  local up = db:upsert(ctx.tbl, ctx.columns, { key = key, on_reject = ctx.on_reject,
+  local up = db:upsert(ctx.tbl, ctx.columns, { key = key, on_reject = ctx.on_reject, quiet = true,
                                                reject_chunk = ctx.on_reject and ctx.opts.reject_chunk })
   local s = { handle = up, put = up.row, abort = function() pcall(up.abort, up) end }
   s.finish = function()
@@ -243,7 +248,7 @@ function sinks.unlogged_staging(db, ctx)
       on_reject = on_reject and function(values, err, row)
         copy_rej[#copy_rej + 1] = { values, err, row }
       end,
-      reject_chunk = on_reject and ctx.opts.reject_chunk })
+      reject_chunk = on_reject and ctx.opts.reject_chunk, quiet = true })
   end)
   if not ok then
     if tx then pcall(db.rollback, db) else pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage) end

@@ -15,6 +15,14 @@
 -- opts.update  columns to update on conflict (default: every column not
 --              in key); an empty list means ON CONFLICT DO NOTHING
 -- opts.format, opts.json_encode, opts.chunk_size: passed to db:copy
+-- opts.quiet  true: no progress at all.  Otherwise, on a terminal, the
+--              live progress line while rows are staged (sluice.progress:
+--              after a second, redrawn at the COPY's flushes) and at
+--              finish() the summary "<table> upsert: N rows, R rows/s, X
+--              MB/s, m:ss" (N the rows staged, the time including the
+--              move; in reject mode "read N = loaded L + rejected R" after
+--              it) on stderr; --quiet and a stderr that is no terminal:
+--              the summary only.
 -- opts.on_reject  function(values, err, row): reject mode - rows refused
 --              for their own fault (SQLSTATE classes 22, 23, 44, P0) are
 --              handed over and every other row is upserted.  The staging
@@ -67,7 +75,9 @@
 -- back (garbage collection cannot run SQL safely): always end it.
 local outcome = require "sluice.outcome"
 local settle = require "sluice.settle"
+local progress = require "sluice.progress"
 local callable = require("sluice.values").callable
+local copy = require "sluice.copy"
 
 local M = {}
 
@@ -163,6 +173,7 @@ local inner = setmetatable({}, { __mode = "k" })
 local function undo(u)
   u.state = "aborted"
   local x = inner[u]
+  if x.prog then x.prog:hide() end
   if x.cp.state == "open" then pcall(x.cp.abort, x.cp) end
   local db = x.db
   if x.savepoint then
@@ -284,6 +295,13 @@ function U.finish(u)
   if x.on_reject then
     u.rows_rejected = #x.copy_rej + #(x.move_rej or {})
   end
+  if x.prog and not sig then
+    if x.on_reject then
+      x.prog:finish(staged + #x.copy_rej, x.cp.bytes_sent, u.rows_rejected)
+    else
+      x.prog:finish(staged, x.cp.bytes_sent)
+    end
+  end
   if sig then
     local what = x.savepoint and "done in the caller's transaction (nothing is committed here"
       or "committed ("
@@ -340,9 +358,9 @@ local function copy_options(opts)
   for k, v in pairs(opts) do
     if k == "format" or k == "json_encode" or k == "chunk_size" or k == "reject_chunk" then
       copy_opts[k] = v
-    elseif k ~= "key" and k ~= "update" and k ~= "on_reject" then
+    elseif k ~= "key" and k ~= "update" and k ~= "on_reject" and k ~= "quiet" then
       error("upsert: unknown option '" .. tostring(k)
-            .. "' (key, update, format, json_encode, chunk_size, on_reject, reject_chunk)", 3)
+            .. "' (key, update, format, json_encode, chunk_size, on_reject, reject_chunk, quiet)", 3)
     end
   end
   if opts.on_reject ~= nil and not callable(opts.on_reject) then
@@ -358,7 +376,7 @@ end
 --- db:upsert(table, columns, opts) -> upsert (see the top of this file).
 function M.upsert(db, tbl, columns, opts)
   if type(opts) ~= "table" then error("upsert: opts with a key are required", 2) end
-  local qtable = db:quote_table(tbl)
+  local qtable, shown = db:quote_table(tbl)
   if not qtable then
     error("upsert: the table must be \"name\", \"schema.name\" or {schema, name}", 2)
   end
@@ -382,7 +400,11 @@ function M.upsert(db, tbl, columns, opts)
   local name = "sluice_upsert_" .. seq
   local staging = "pg_temp." .. q(name)
   local u = setmetatable({ state = "open" }, UPSERT_MT)
-  local x = { db = db, staging = staging, on_reject = opts.on_reject, qcols = qcols }
+  -- the staging COPY ticks the upsert's progress; finish() writes the
+  -- summary, once the rows are moved
+  local prog = progress.of(opts, shown .. " upsert")
+  copy_opts.quiet = prog == nil or nil
+  local x = { db = db, staging = staging, on_reject = opts.on_reject, qcols = qcols, prog = prog }
   inner[u] = x
   if status == "idle" then
     db:begin()
@@ -402,7 +424,7 @@ function M.upsert(db, tbl, columns, opts)
       x.copy_rej = rej
       copy_opts.on_reject = function(values, why, row) rej[#rej + 1] = { values, why, row } end
     end
-    x.cp = db:copy({ "pg_temp", name }, cols, copy_opts)
+    x.cp = copy.copy(db, { "pg_temp", name }, cols, copy_opts, prog)
     x.row_fn = x.cp.row
   end)
   if not ok then
