@@ -14,8 +14,8 @@
  * Caveats:
  * - One C call per row: the reader parses up to the end of one record in C
  *   (csvread_next never calls Lua), then the row table is built here.  A
- *   Lua error while building it (out of memory) cannot cross a libcsv or
- *   zlib frame, and leaves nothing behind: the reader userdata owns every
+ *   Lua error while building it (out of memory) cannot cross a zlib
+ *   frame, and leaves nothing behind: the reader userdata owns every
  *   buffer and the file.
  * - At the end of the input or on an error the reader frees its file and
  *   buffers at once (a rows() loop that ends releases the file without
@@ -125,7 +125,7 @@ static unsigned char opt_char(lua_State *L, int t, const char *key,
 
 static const char *const reader_keys[] = {
     "header", "delimiter", "quote", "null", "strict", "encoding", "skip",
-    "types", NULL,
+    "types", "stray_quotes", NULL,
 };
 
 /* Read the reader options at index t (a table or nil). */
@@ -136,6 +136,7 @@ static void reader_opts(lua_State *L, int t, const char *fname,
     o->delim = ',';
     o->quote = '"';
     o->strict = 1;
+    o->stray_quotes = 1;
     o->check_utf8 = 1;
     *header = 1;
     if (lua_isnoneornil(L, t))
@@ -146,6 +147,7 @@ static void reader_opts(lua_State *L, int t, const char *fname,
     check_keys(L, t, fname, reader_keys);
     *header = opt_bool(L, t, "header", 1, fname);
     o->strict = opt_bool(L, t, "strict", 1, fname);
+    o->stray_quotes = opt_bool(L, t, "stray_quotes", 1, fname);
     o->delim = opt_char(L, t, "delimiter", ',', fname);
     o->quote = opt_char(L, t, "quote", '"', fname);
     if (o->delim == o->quote)

@@ -1,8 +1,9 @@
 --- sluice.csv: read CSV files (plain or gzip) row by row, or pour one
 -- straight into a table.
 --
--- The work is in C (runtime/csvread.c: libcsv over zlib's gz reader;
--- runtime/lib_csv.c: the binding); this module is the documented surface.
+-- The work is in C (runtime/csvread.c: a scanner over memchr, read(2) and
+-- zlib's inflate; runtime/lib_csv.c: the binding); this module is the
+-- documented surface.
 -- The functions are the C functions themselves, so a misuse error points at
 -- the caller's line.
 --
@@ -25,9 +26,17 @@
 --              default nil: no NULLs, every field is a string.  null = ""
 --              makes only unquoted empty fields NULL ("" stays an empty
 --              string), as COPY does.  Any other text also matches when it
---              was quoted (libcsv does not say which fields were quoted).
+--              was quoted.
 --   strict     true (default): a row whose field count differs from the
 --              header's (or the first row's) is an error; false: kept.
+--   stray_quotes  true (default): a quote inside a field that does not
+--              begin with one is data: 5" pipe, 37°36'37.8"N read as
+--              written (as Python's csv module reads them).  false: it is
+--              an error, "malformed quoting (a quote inside an unquoted
+--              field)".  PostgreSQL's COPY reads such a quote as the start
+--              of a quoted part instead (so db:copy_from_file refuses the
+--              line, or joins it to the next); rows read here and loaded
+--              with db:copy or sluice.load arrive as written.
 --   encoding   "utf8" or true (default): invalid UTF-8 is an error naming
 --              the line; false: bytes are passed through unchecked.
 --   skip       physical lines to skip before the header (default 0).
@@ -46,17 +55,18 @@
 --              and tonumber() it in the loop).
 -- n is the record number (1 for the first data record).  A leading UTF-8
 -- BOM is ignored.  The dialect is RFC 4180: quoted fields may hold the
--- delimiter, doubled quotes and line ends; LF, CRLF and a CR alone end a record (and a line, in line numbers);
--- spaces are data.  Blank lines (outside quotes) are skipped, so they count
--- as lines but not as records.  Quoting is strict: a quote inside an
--- unquoted field, text after a closing quote, or a quote still open at the
--- end of the file is an error.
+-- delimiter, doubled quotes and line ends; LF, CRLF and a CR alone end a
+-- record (and a line, in line numbers); spaces are data.  Blank lines
+-- (outside quotes) are skipped, so they count as lines but not as
+-- records.  A field is quoted when it begins with the quote; text after
+-- its closing quote, or a quote still open at the end of the file, is an
+-- error (a stray quote inside an unquoted field: see stray_quotes).
 --
 -- Errors in the data are raised as strings "file:line: what", the line
 -- being the physical line (1-based, the header included) where the record
 -- starts, or where the bad byte is:
 --   data.csv:17: row has 4 fields, expected 3
---   data.csv:5: malformed quoting (a quote inside an unquoted field)
+--   data.csv:5: malformed quoting (a quote inside an unquoted field)    (stray_quotes = false)
 --   data.csv:5: malformed quoting (text after a closing quote)
 --   data.csv:9: malformed quoting (quoted field not closed at the end of the file)
 --   data.csv:3: invalid UTF-8 (byte 0xE9); use encoding = false to read it anyway
@@ -68,9 +78,8 @@
 --   data.csv:4: column 2: "x" is not an integer
 -- Rows before the error have been handed out; none after it.
 --
--- Speed: a line with no quote character is split right away (memchr), not
--- fed to libcsv a byte at a time; lines with quotes go through libcsv.
--- Both give the same fields.
+-- Speed: the reader goes from one byte that matters to the next with
+-- memchr (the delimiter in an unquoted field, the quote in a quoted one).
 --
 -- A reader (sluice.csv.open) has r:next() -> row, n (nil at the end),
 -- r:record(), r:position(), r:seek(pos), r:identity(), r:close(), and
@@ -136,7 +145,10 @@
 -- mode: a record the server refuses (or of the wrong width) is set aside
 -- with its text and line (src.source = "path:line", src.record) and the
 -- others are loaded, in one transaction.  Returns rows loaded, rows
--- rejected.  The file must be UTF-8.
+-- rejected.  The file must be UTF-8.  It is read with stray_quotes =
+-- false (a file for the server's CSV parser, which does not take a quote
+-- inside a field as data): such a record stops the load with the
+-- reader's error, as it stops the server's COPY.
 --
 -- db:copy_from_file(table, path [, opts]) -> rows loaded.  Sends the file's
 -- decompressed bytes into COPY table FROM STDIN (FORMAT csv) without Lua
@@ -182,8 +194,10 @@ local function copy_from_file_rejecting(db, tbl, path, opts)
     error("copy_from_file: on_reject and rejects read UTF-8 files (encoding \""
           .. tostring(opts.encoding) .. "\")", 3)
   end
+  -- stray_quotes = false: the file is written for the server's CSV
+  -- parser, which does not read a quote inside a field as data
   local r = M.open(path, { header = false, strict = false, delimiter = opts.delimiter,
-                           quote = opts.quote, null = opts.null or "" })
+                           quote = opts.quote, null = opts.null or "", stray_quotes = false })
   if opts.header ~= false then r:next() end
   local ok, s = pcall(require("sluice.load").load, {
     db = db, table = tbl, columns = opts.columns, rows = r, strategy = "copy_csv",
