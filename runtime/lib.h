@@ -44,6 +44,8 @@
  * the FFI, which C cannot reach directly). */
 #define SLUICE_REG_INT64     "sluice.int64"      /* string -> int64 cdata */
 #define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
+#define SLUICE_REG_CSVROWS   "sluice.csv_rows"   /* a reader -> its rows()
+                                                    iterator (csv.lua) */
 
 /* A connection userdata.  pg is NULL once closed.  busy is set while a
  * child object (a COPY stream) owns the protocol, so other calls refuse. */

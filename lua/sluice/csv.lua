@@ -3,7 +3,7 @@
 --
 -- The work is in C (runtime/csvread.c: a scanner over memchr, read(2) and
 -- zlib's inflate; runtime/lib_csv.c: the binding); this module is the
--- documented surface.
+-- documented surface, and writes the rows() iterators (below).
 -- The functions are the C functions themselves, so a misuse error points at
 -- the caller's line.
 --
@@ -79,7 +79,10 @@
 -- Rows before the error have been handed out; none after it.
 --
 -- Speed: the reader goes from one byte that matters to the next with
--- memchr (the delimiter in an unquoted field, the quote in a quoted one).
+-- memchr (the delimiter in an unquoted field, the quote in a quoted one),
+-- and rows()'s iterator builds each row in Lua through the FFI, so
+-- LuaJIT compiles the loop over the rows; what remains is mostly making
+-- the row's strings and table (bench/csv_read.lua, README.md).
 --
 -- A reader (sluice.csv.open) has r:next() -> row, n (nil at the end),
 -- r:record(), r:position(), r:seek(pos), r:identity(), r:close(), and
@@ -165,6 +168,127 @@
 -- committed.  A connection lost after the whole file went out (outside a
 -- transaction) leaves the COPY in doubt, and the error says so.
 local core = require "sluice.core"
+local ffi = require "ffi"
+
+------------------------------------------------------- rows() iterators
+-- sluice.csv.rows() (C, lib_csv.c) asks build_iterator below for the
+-- iterator it returns.  That iterator is Lua written for the reader's
+-- shape: one FFI call reads the next record (lib_csv.c's fast_next), then
+-- the row is a table constructor -- the header's names as constant keys,
+-- or positions -- of ffi.string(field) (or the typed column's number, or
+-- sluice.null), so LuaJIT compiles a loop over the rows, the script's
+-- own code in it, into one trace: no C API call per field, no hash
+-- insertion per key, the fields' strings made in the trace.  Anything
+-- else (the end, an error, a row of another width, an interrupt, a
+-- value only the C path converts) is the C path's: take(reader), which
+-- returns or raises exactly what reader:next() would.
+
+pcall(ffi.cdef, [[
+typedef struct sluice_csv_field { uint32_t off, len, is_null; } sluice_csv_field;
+typedef struct sluice_csv_view {
+  const char *data;
+  const sluice_csv_field *fields;
+  const double *nums;
+  double n;
+} sluice_csv_view;
+]])
+local view_ptr = ffi.typeof("sluice_csv_view *")
+local next_fn_t = ffi.typeof("int (*)(sluice_csv_view *)")
+
+-- The widest rows the builders are written for; wider ones take the C
+-- path (the same rows, made field by field through the C API).
+local MAX_WIDTH = 100
+
+-- Lua of field i (0-based) of the view: its string, number or NULL.
+local function field_code(i, kind, null)
+  local v = kind ~= nil and kind ~= 0 and ("nums[%d]"):format(i)
+            or ("str(d + f[%d].off, f[%d].len)"):format(i, i)
+  if null then v = ("(f[%d].is_null ~= 0 and NULL or %s)"):format(i, v) end
+  return v
+end
+
+-- source -> chunk: one compiled builder per shape, kept for the next
+-- reader of that shape (a script reading many files of one kind); a
+-- script reading files of more shapes than this starts over
+local chunks, nchunks = {}, 0
+local MAX_CHUNKS = 64
+
+local function compile(src)
+  local chunk = chunks[src]
+  if not chunk then
+    chunk = assert(loadstring(src, "=(sluice.csv rows)"))
+    if nchunks == MAX_CHUNKS then chunks, nchunks = {}, 0 end
+    chunks[src], nchunks = chunk, nchunks + 1
+  end
+  return chunk
+end
+
+-- The row of width w (keys: names, or nil for positions) as one table
+-- constructor.
+local function row_code(w, names, kinds, null)
+  local parts = {}
+  for i = 1, w do
+    local v = field_code(i - 1, kinds[i], null)
+    parts[i] = names and ("[%q] = %s"):format(names[i], v) or v
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+local PRELUDE = "local str, NULL, fnext, take, reader, view = ...\n"
+
+-- Keyed rows: the header's names are known when the reader opens.
+local function keyed_iterator(names, kinds, null, ...)
+  local w = #names
+  local src = PRELUDE .. ([[
+return function()
+  local nf = fnext(view)
+  if nf ~= %d then return take(reader) end
+  local d, f, nums = view.data, view.fields, view.nums
+  return %s, view.n
+end]]):format(w, row_code(w, names, kinds, null))
+  return compile(src)(...)
+end
+
+-- Array rows: the width is the first record's; a builder for it is made
+-- then (rows of another width, with strict = false, take the C path).
+local function array_builder(w, kinds, null)
+  local src = ([[
+local str, NULL = ...
+return function(d, f, nums)
+  return %s
+end]]):format(row_code(w, nil, kinds, null))
+  return compile(src)
+end
+
+local function array_iterator(kinds, null, str, NULL, fnext, take, reader, view)
+  local width, build = -1, nil
+  return function()
+    local nf = fnext(view)
+    if nf ~= width then
+      if nf <= 0 or width ~= -1 or nf > MAX_WIDTH then return take(reader) end
+      width, build = nf, array_builder(nf, kinds, null)(str, NULL)
+    end
+    return build(view.data, view.fields, view.nums), view.n
+  end
+end
+
+local next_fn -- the C function, cast once
+
+-- Called by sluice.csv.rows (C) with the reader just opened: its view
+-- (a light userdata), lib_csv.c's fast_next, the C path take(reader), the
+-- header's names (false: rows are arrays), the typed columns' kinds
+-- (kinds[i] ~= 0: nums[i - 1] holds field i's number) and whether
+-- opts.null was given.  Returns the iterator, or nil (the C one serves).
+local function build_iterator(reader, view, fn, take, names, kinds, null)
+  if names and (#names == 0 or #names > MAX_WIDTH) then return nil end
+  next_fn = next_fn or ffi.cast(next_fn_t, fn)
+  local v = ffi.cast(view_ptr, view)
+  if names then
+    return keyed_iterator(names, kinds, null, ffi.string, core.null, next_fn, take, reader, v)
+  end
+  return array_iterator(kinds, null, ffi.string, core.null, next_fn, take, reader, v)
+end
+core.set_helper("csv_rows", build_iterator)
 
 -- (db:copy_from_file is core.csv_copy_from_file; api.lua makes it a
 -- method of connections.)
