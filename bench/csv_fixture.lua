@@ -4,6 +4,7 @@
 --
 --   local fixture = require "csv_fixture"
 --   local bytes = fixture.write(path, rows)
+--   sluice bench/csv_fixture.lua path rows      (as a script: the same)
 --
 -- 9 columns with a header: id, email, name, signup_date ("MM/DD/YYYY"),
 -- city, amount ("123.45"), score (0..100), note, status (a word).  About
@@ -48,6 +49,11 @@ function M.write(path, rows)
   local size = f:seek("end")
   f:close()
   return size
+end
+
+-- run as a script: write the file arg[1] with arg[2] rows
+if arg and arg[0] and arg[0]:match("csv_fixture%.lua$") and arg[1] then
+  M.write(arg[1], assert(tonumber(arg[2]), "rows?"))
 end
 
 return M

@@ -43,7 +43,7 @@
 /* Conversions of typed columns (opts.types). */
 enum { CONV_NONE = 0, CONV_NUMBER, CONV_INTEGER };
 
-/* What the FFI row builder of csv.lua reads after lib_csv_fast_next: the
+/* What the FFI row builder of csv.lua reads after fast_next(): the
  * current record's field bytes and fields, the numbers of its typed
  * columns, the record number.  csv.lua declares the same struct. */
 typedef struct sl_csv_view {
@@ -53,7 +53,7 @@ typedef struct sl_csv_view {
     double n;             /* records handed out, this one included */
 } sl_csv_view;
 
-/* lib_csv_fast_next left nothing for take(): it did not read. */
+/* fast_next() left nothing for take(): it did not read. */
 #define FAST_NONE 2
 
 typedef struct sl_csv {
@@ -70,8 +70,8 @@ typedef struct sl_csv {
     long long data_start; /* offset of the first data record */
     int bad_record; /* the last record was handed out but failed a
                        conversion: the position is its start */
-    int fast_rc;    /* csvread_next's answer that lib_csv_fast_next left
-                       for take() (FAST_NONE: it read nothing) */
+    int fast_rc;    /* csvread_next's answer that fast_next() left for
+                       take() (FAST_NONE: it read nothing) */
     double *nums;   /* nconv numbers of the typed columns, for the view
                        (memory anchored in the fenv with conv) */
 } sl_csv;
@@ -539,7 +539,7 @@ static int csv_next(lua_State *L)
  *
  * rows() hands out an iterator that csv.lua writes in Lua for the
  * reader's shape (its header's names, or its width; its typed columns):
- * it calls lib_csv_fast_next through the FFI, then builds the row itself
+ * it calls fast_next() through the FFI, then builds the row itself
  * from the view (ffi.string per field, a table constructor with the
  * header's names as constant keys), so a compiled loop never leaves its
  * trace for a row.  Whatever it does not build (the end, an error, a row
@@ -573,14 +573,15 @@ static int fast_convert(sl_csv *u)
     return 1;
 }
 
-/* Called through the FFI (never raises, never calls Lua): read the next
- * record.  Returns its field count with the view set when the Lua builder
- * may make the row; 0 when take() must: then u->fast_rc is
- * csvread_next's answer, or FAST_NONE when nothing was read (the reader
- * is closed, or an interrupt is pending: compiled code runs no hooks, so
- * this is where a loop over a big file notices Ctrl-C). */
-static int fast_next(sl_csv *u)
+/* Called through the FFI with the reader's view (never raises, never
+ * calls Lua): read the next record.  Returns its field count with the
+ * view set when the Lua builder may make the row; 0 when take() must:
+ * then u->fast_rc is csvread_next's answer, or FAST_NONE when nothing was
+ * read (the reader is closed, or an interrupt is pending: compiled code
+ * runs no hooks, so the loop notices Ctrl-C here at its next row). */
+static int fast_next(sl_csv_view *v)
 {
+    sl_csv *u = (sl_csv *)v; /* the view is its first member */
     u->fast_rc = FAST_NONE;
     if (u->closed || (interrupt_pending() && !interrupt_held()))
         return 0;
@@ -597,8 +598,8 @@ static int fast_next(sl_csv *u)
     return u->r.nfields > INT_MAX ? 0 : (int)u->r.nfields;
 }
 
-/* take(reader) -> row, n | nil: what lib_csv_fast_next left to the
- * classic path. */
+/* take(reader) -> row, n | nil: what fast_next() left to the classic
+ * path. */
 static int csv_take(lua_State *L)
 {
     sl_csv *u = luaL_checkudata(L, 1, SLUICE_CSV_MT);
@@ -626,7 +627,7 @@ static int push_fast_iter(lua_State *L, sl_csv *u, int ud)
         lua_pop(L, 1);
         return 0;
     }
-    int (*next)(sl_csv *) = fast_next;
+    int (*next)(sl_csv_view *) = fast_next;
     void *fn;
     memcpy(&fn, &next, sizeof fn); /* a function's address as data */
     lua_pushvalue(L, ud);
