@@ -34,7 +34,7 @@ CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 	runtime/pgconn.c runtime/redact.c runtime/spawn.c runtime/pgbin.c \
 	runtime/tmpdb.c runtime/csvread.c runtime/copy.c runtime/copyparse.c \
 	runtime/copyenc.c runtime/copychunk.c runtime/sink.c runtime/params.c \
-	runtime/pipeline.c
+	runtime/pipeline.c runtime/datetime.c runtime/tzrules.c
 # The Lua bindings over the core (runtime/lib_*.c), gathered by
 # lib_sluice.c; with the core they make the executable (plus main.c) and
 # the module sluice/core.so.
@@ -125,7 +125,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv csv_read gen rejects; do \
+	@for b in copy batch csv csv_read gen rejects datetime; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \

@@ -13,8 +13,8 @@
  * - The fast table names most encoders directly although the compiled
  *   row writer passes a copy_writer: the writer begins with its buffer
  *   (checked below), so its address is a valid sbuf pointer.  The
- *   few that need the writer's state (the session's zone, the delimiter)
- *   are the fast_* wrappers here.
+ *   few that need the writer's state (the session's DateStyle and zone,
+ *   the delimiter) are the fast_* wrappers here.
  */
 #include "copyenc.h"
 #include "numfmt.h"
@@ -126,32 +126,25 @@ int copy_put_numeric(sbuf *b, double x)
 
 /* ----------------------------------------------------- dates and times */
 
-int copy_put_date_str(sbuf *b, const char *s, size_t n)
+int copy_put_date_str(sbuf *b, const char *s, size_t n, int order)
 {
-    int32_t days;
-    int rc = copy_parse_date(s, n, &days);
+    dt_fields f;
+    int32_t days = 0;
+    int rc = dt_parse(s, n, order, 1, &f);
+    if (rc == SL_OK)
+        rc = dt_date(&f, &days);
     return rc != SL_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
 }
 
-int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int utc)
+int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int order,
+                    const tz_rules *zone)
 {
-    int64_t us;
-    int32_t off;
-    int has_off;
-    int rc = copy_parse_timestamp(s, n, &us, &off, &has_off);
-    if (rc != SL_OK)
-        return rc == SL_ERANGE ? SL_ERANGE : SL_EINVAL;
-    if (tz && us != COPY_TS_NOEND && us != COPY_TS_NOBEGIN) {
-        /* in range, us is at least ~7e11 below INT64_MAX: the offset
-         * (under 16 hours) cannot overflow, only leave the range */
-        if (has_off)
-            us -= (int64_t)off * 1000000;
-        else if (!utc)
-            return SL_ENOZONE;
-        if (!copy_ts_in_range(us))
-            return SL_ERANGE;
-    }
-    return copy_put_fixed(b, 8, (uint64_t)us);
+    dt_fields f;
+    int64_t us = 0;
+    int rc = dt_parse(s, n, order, 0, &f);
+    if (rc == SL_OK)
+        rc = dt_timestamp(&f, zone, tz, &us);
+    return rc != SL_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);
 }
 
 /* --------------------------------------------------------- the writer */
@@ -184,14 +177,19 @@ static int fast_row_index(copy_writer *w)
     return w->row_n ? (int)*w->row_n : -1;
 }
 
+static int fast_date_str(copy_writer *w, const char *s, size_t n)
+{
+    return copy_put_date_str(&w->buf, s, n, w->dt_order);
+}
+
 static int fast_ts_str(copy_writer *w, const char *s, size_t n)
 {
-    return copy_put_ts_str(&w->buf, s, n, 0, w->utc);
+    return copy_put_ts_str(&w->buf, s, n, 0, w->dt_order, w->zone);
 }
 
 static int fast_tstz_str(copy_writer *w, const char *s, size_t n)
 {
-    return copy_put_ts_str(&w->buf, s, n, 1, w->utc);
+    return copy_put_ts_str(&w->buf, s, n, 1, w->dt_order, w->zone);
 }
 
 /* Text and CSV: sep says whether a delimiter goes before the field. */
@@ -255,7 +253,7 @@ const copy_fast_fn copy_fast_table[] = {
     { "numeric_str", SIG_STR, FN(copy_put_numeric_str), COPY_FAST_STRING,
       K(NUMERIC) },
     { "date", SIG_NUM, FN(copy_put_date), COPY_FAST_NUMBER, K(DATE) },
-    { "date_str", SIG_STR, FN(copy_put_date_str), COPY_FAST_STRING,
+    { "date_str", SIG_STR, FN(fast_date_str), COPY_FAST_STRING,
       K(DATE) },
     { "ts", SIG_NUM, FN(copy_put_ts), COPY_FAST_NUMBER,
       K(TIMESTAMP) | K(TIMESTAMPTZ) },

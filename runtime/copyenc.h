@@ -19,7 +19,8 @@
  *   there.
  *
  * Uses: copy.h (the buffer, the text of numbers), copyparse.h (the
- * parsers, numeric and date/time forms), numfmt.h.
+ * parsers, numeric), datetime.h (date/time strings, the session's
+ * DateStyle and zone), numfmt.h.
  *
  * The encoders and writer functions return SL_OK (0), a negative
  * SL_E* code, or (row end) 1; none prints, raises or calls back.  A
@@ -34,6 +35,7 @@
 
 #include "copy.h"
 #include "copyparse.h"
+#include "datetime.h"
 
 #include <libpq-fe.h>
 #include <math.h>
@@ -125,21 +127,22 @@ int copy_put_numeric(sbuf *b, double x);
 int copy_put_numeric_str(sbuf *b, const char *s, size_t n);
 
 /* date: epoch seconds (the UTC day that holds them; SL_EINVAL or
- * SL_ERANGE as copy_epoch_to_usec()), or an ISO-8601 string
- * (copy_parse_date: counted in days, so dates beyond the timestamp range
- * load). */
+ * SL_ERANGE as copy_epoch_to_usec()), or a date/time string as date_in
+ * reads it in DateStyle order `order` (dt_parse, dt_date: counted in
+ * days, so dates beyond the timestamp range load; their codes). */
 static inline int copy_put_date(sbuf *b, double secs);
-int copy_put_date_str(sbuf *b, const char *s, size_t n);
+int copy_put_date_str(sbuf *b, const char *s, size_t n, int order);
 
 /* timestamp and timestamptz from epoch seconds (copy_epoch_to_usec:
  * SL_EINVAL, SL_ERANGE). */
 static inline int copy_put_ts(sbuf *b, double secs);
-/* From an ISO-8601 string (copy_parse_timestamp).  tz: a timestamptz
- * column, whose string's offset is applied; an offset-less string is
- * taken as UTC only when utc (the session TimeZone is UTC), else
- * SL_ENOZONE.  SL_ERANGE outside PostgreSQL's range, SL_EINVAL
- * when it does not parse. */
-int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int utc);
+/* From a date/time string as timestamp_in / timestamptz_in read it in
+ * DateStyle order `order` (dt_parse, dt_timestamp and their codes).  tz:
+ * a timestamptz column: the string's offset is applied, or else the
+ * string is local time in `zone` (the session TimeZone's rules; NULL:
+ * not read, SL_ENOZONE). */
+int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int order,
+                    const tz_rules *zone);
 
 /* xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (copy_parse_uuid): SL_EINVAL. */
 int copy_put_uuid_str(sbuf *b, const char *s, size_t n);
@@ -162,7 +165,10 @@ typedef struct copy_writer {
     int delim;          /* field delimiter (text: tab, CSV: comma) */
     int custom;         /* a delimiter or NULL text of a sink's own: every
                          * field goes through the escaper */
-    int utc;            /* the session TimeZone is UTC */
+    int dt_order;       /* the session DateStyle's field order
+                         * (enum dt_order), for date/time strings */
+    const tz_rules *zone; /* the session TimeZone's rules (binary
+                         * streams); NULL when they were not read */
     /* reject mode (copychunk.h): where each row of the chunk ends, the
      * chunk's row count and its size in rows; row_ends is NULL else */
     size_t *row_ends;

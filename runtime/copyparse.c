@@ -1,19 +1,20 @@
 /*
  * copyparse.c - values as the server reads them from text (see
- * copyparse.h): integers, floats, booleans, uuids, numerics, ISO-8601
- * dates and timestamps; and dates and timestamps written back as text.
+ * copyparse.h): integers, floats, booleans, uuids, numerics; dates and
+ * timestamps through datetime.c; and dates and timestamps written back
+ * as text.
  *
  * Caveats:
  * - Each parser follows the server's input function for its type
- *   (int8in, float8in/float4in, boolin, uuid_in, numeric_in,
- *   DecodeDateTime in src/backend/utils/adt), so a string a binary COPY
- *   takes is one a text COPY takes, with the same value; the forms not
- *   read here (other date styles, time zone names) are refused, never
- *   misread.
- * - Dates are counted in days on the proleptic Gregorian calendar, so
- *   every year read (1..999999) stays far inside int64 arithmetic.
+ *   (int8in, float8in/float4in, boolin, uuid_in, numeric_in, and
+ *   date_in/timestamp_in in datetime.c), so a string a binary COPY takes
+ *   is one a text COPY takes, with the same value; the forms not read
+ *   here are refused, never misread.
+ * - Dates are formatted from day counts on the proleptic Gregorian
+ *   calendar, in int64 arithmetic.
  */
 #include "copyparse.h"
+#include "datetime.h"
 #include "numfmt.h"
 
 #include <errno.h>
@@ -324,18 +325,8 @@ int copy_put_numeric_text(sbuf *b, const char *s, size_t n)
 
 /* ----------------------------------------------------- dates and times */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil), and back. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
+/* The proleptic Gregorian date of day z since 1970-01-01 (H. Hinnant's
+ * civil_from_days). */
 static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
     z += 719468;
@@ -349,196 +340,12 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
     *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
-static int days_in_month(int64_t y, unsigned m)
-{
-    static const int dim[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 ? 28 + leap : dim[m - 1];
-}
-
-/* Read between min and max digits at s[*i]. */
-static int read_num(const char *s, size_t n, size_t *i, int min, int max,
-                    long *v)
-{
-    int k = 0;
-    *v = 0;
-    while (*i < n && k < max && is_digit((unsigned char)s[*i])) {
-        *v = *v * 10 + (s[*i] - '0');
-        (*i)++;
-        k++;
-    }
-    return k >= min && !(*i < n && k == max && is_digit((unsigned char)s[*i]));
-}
-
-/* The longest fraction of a second read, which keeps its parse on the
- * stack.  The server itself refuses a date/time string over about 150
- * bytes (its field buffer); fractions of 101 to ~130 digits, which it
- * takes, are refused here (with the row and column), never misread. */
-#define FRAC_DIGITS_MAX 100
-
-/* The time of day after a date: hh:mm[:ss[.fraction]] from s[*i], into
- * *tod microseconds (up to 24:00:00). */
-static int parse_time(const char *s, size_t n, size_t *i, int64_t *tod)
-{
-    long h = 0, mi = 0, sec = 0;
-    int64_t fsec = 0;
-    if (!read_num(s, n, i, 1, 2, &h) || *i >= n || s[(*i)++] != ':' ||
-        !read_num(s, n, i, 2, 2, &mi))
-        return SL_EINVAL;
-    if (*i < n && s[*i] == ':') {
-        (*i)++;
-        if (!read_num(s, n, i, 2, 2, &sec))
-            return SL_EINVAL;
-        /* only '.': the server refuses "12:00:00,5" */
-        if (*i < n && s[*i] == '.') {
-            size_t dot = (*i)++;
-            while (*i < n && is_digit((unsigned char)s[*i]))
-                (*i)++;
-            double frac;
-            if (*i == dot + 1 || *i - dot - 1 > FRAC_DIGITS_MAX ||
-                numparse_double(s + dot, *i - dot, &frac) != 0)
-                return SL_EINVAL;
-            fsec = (int64_t)rint(frac * 1000000.0); /* 0 .. 1e6 */
-        }
-    }
-    /* DecodeTime's and time_overflows()' checks */
-    if (h > 24 || mi > 59 || sec > 60 ||
-        ((h * 60 + mi) * 60 + sec) * INT64_C(1000000) + fsec > USECS_PER_DAY)
-        return SL_EINVAL;
-    *tod = (int64_t)(h * 3600 + mi * 60 + sec) * INT64_C(1000000) + fsec;
-    return SL_OK;
-}
-
-/* A zone after the time, from s[*i]: Z, UTC, or an offset +hh, +hhmm,
- * +hh:mm[:ss] (or -), into *offset_sec. */
-static int parse_zone(const char *s, size_t n, size_t *i, int32_t *offset_sec,
-                      int *has_offset)
-{
-    *has_offset = 1;
-    if (s[*i] == 'Z' || s[*i] == 'z') {
-        (*i)++;
-        return SL_OK;
-    }
-    if (n - *i >= 3 && word_is(s + *i, 3, "utc")) {
-        *i += 3;
-        return SL_OK;
-    }
-    if (s[*i] != '+' && s[*i] != '-')
-        return SL_EINVAL;
-    int sign = s[(*i)++] == '-' ? -1 : 1;
-    long oh = 0, om = 0, os = 0;
-    int k = 0;
-    /* hh, then minutes may follow without a colon (+0530) */
-    while (*i < n && k < 2 && is_digit((unsigned char)s[*i])) {
-        oh = oh * 10 + (s[(*i)++] - '0');
-        k++;
-    }
-    if (k == 0)
-        return SL_EINVAL;
-    if (*i < n && s[*i] == ':') {
-        (*i)++;
-        if (!read_num(s, n, i, 2, 2, &om))
-            return SL_EINVAL;
-        /* seconds only as +hh:mm:ss (the server reads +0530:00 as 530
-         * hours) */
-        if (*i < n && s[*i] == ':') {
-            (*i)++;
-            if (!read_num(s, n, i, 2, 2, &os))
-                return SL_EINVAL;
-        }
-    } else if (*i < n && is_digit((unsigned char)s[*i])) {
-        if (!read_num(s, n, i, 2, 2, &om))
-            return SL_EINVAL;
-    }
-    if (oh > 15 || om > 59 || os > 59)
-        return SL_EINVAL;
-    *offset_sec = (int32_t)(sign * (oh * 3600 + om * 60 + os));
-    return SL_OK;
-}
-
-/* The special words: 1 when s is one (the outputs set), else 0. */
-static int parse_ts_word(const char *s, size_t n, int64_t *days, int *inf,
-                         int *has_offset)
-{
-    /* "+infinity" is float8in's, not the date/time types' */
-    if (word_is(s, n, "infinity")) {
-        *inf = 1;
-        return 1;
-    }
-    if (word_is(s, n, "-infinity")) {
-        *inf = -1;
-        return 1;
-    }
-    if (word_is(s, n, "epoch")) {
-        *days = -UNIX_TO_PG_DAYS;
-        *has_offset = 1;
-        return 1;
-    }
-    return 0;
-}
-
-/* The shared parse of copy_parse_timestamp/copy_parse_date, following
- * PostgreSQL's DecodeDateTime for the forms read here: *days since
- * 2000-01-01 and *tod microseconds into that day (up to 24:00:00), or
- * *inf = +1/-1 for the infinities.  As the server:
- *   - a fraction of a second is rint(strtod(".ddd") * 1e6), a double
- *     rounded half to even (.1234565 is .123456, .1234575 is .123458),
- *     and may reach a whole second (59.9999995 is the next minute);
- *   - minutes go to 59, seconds to 60, hours to 24, and the time as a
- *     whole to 24:00:00 (23:59:60 is midnight; 23:59:60.5 is refused);
- *   - "epoch" is 1970-01-01 00:00 UTC (*offset_sec 0, *has_offset 1).
- * The years read (1..999999) keep every day count far inside int32, so
- * nothing here can overflow; the callers range-check before combining
- * days and time. */
-static int parse_ts_parts(const char *s, size_t n, int64_t *days,
-                          int64_t *tod, int *inf, int32_t *offset_sec,
-                          int *has_offset)
-{
-    trim(&s, &n);
-    *offset_sec = 0;
-    *has_offset = 0;
-    *inf = 0;
-    *days = 0;
-    *tod = 0;
-    if (parse_ts_word(s, n, days, inf, has_offset))
-        return SL_OK;
-    size_t i = 0;
-    long y, mo, d;
-    if (!read_num(s, n, &i, 4, 6, &y) || i >= n || s[i++] != '-' ||
-        !read_num(s, n, &i, 1, 2, &mo) || i >= n || s[i++] != '-' ||
-        !read_num(s, n, &i, 1, 2, &d))
-        return SL_EINVAL;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
-        d > days_in_month(y, (unsigned)mo))
-        return SL_EINVAL;
-    if (i < n && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
-        i++;
-        while (i < n && s[i] == ' ')
-            i++;
-        if (parse_time(s, n, &i, tod) != SL_OK)
-            return SL_EINVAL;
-        while (i < n && s[i] == ' ')
-            i++;
-        if (i < n && parse_zone(s, n, &i, offset_sec, has_offset) != SL_OK)
-            return SL_EINVAL;
-    }
-    if (i != n)
-        return SL_EINVAL;
-    *days = days_from_civil(y, (unsigned)mo, (unsigned)d) - UNIX_TO_PG_DAYS;
-    return SL_OK;
-}
-
 /* PostgreSQL's timestamp range in days since 2000-01-01: 4714-11-24 BC
  * (Julian day 0) up to, not including, 294277-01-01 (its END_TIMESTAMP).
  * Checking days before multiplying keeps usec arithmetic inside int64:
  * 294277 years of microseconds is about 9.2234e18, just under INT64_MAX. */
 #define TS_MIN_DAYS INT64_C(-2451545)
 #define TS_END_DAYS INT64_C(106751983)
-/* PostgreSQL's date range: 4714-11-24 BC up to, not including,
- * 5874898-01-01 (Julian day 2147483494). */
-#define DATE_MIN_DAYS INT64_C(-2451545)
-#define DATE_END_DAYS INT64_C(2145031949)
-
 int copy_ts_in_range(int64_t usec)
 {
     return usec == COPY_TS_NOEND || usec == COPY_TS_NOBEGIN ||
@@ -549,42 +356,21 @@ int copy_ts_in_range(int64_t usec)
 int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
                          int32_t *offset_sec, int *has_offset)
 {
-    int64_t days, tod;
-    int inf;
-    int rc = parse_ts_parts(s, n, &days, &tod, &inf, offset_sec, has_offset);
+    dt_fields f;
+    int rc = dt_parse(s, n, DT_MDY, 0, &f);
     if (rc != SL_OK)
         return rc;
-    if (inf) {
-        *usec = inf > 0 ? COPY_TS_NOEND : COPY_TS_NOBEGIN;
-        return SL_OK;
-    }
-    /* days is at most ~3.7e8 here (year 999999), so the product cannot
-     * overflow before the check; tod adds at most one day. */
-    if (days < TS_MIN_DAYS || days >= TS_END_DAYS ||
-        (days == TS_END_DAYS - 1 && tod >= USECS_PER_DAY))
-        return SL_ERANGE;
-    *usec = days * USECS_PER_DAY + tod;
-    return SL_OK;
+    /* an offset means nothing to epoch (UTC) and the infinities */
+    *offset_sec = f.has_tz && f.kind == DT_VALUE ? -f.tz : 0;
+    *has_offset = (f.has_tz && f.kind == DT_VALUE) || f.kind == DT_EPOCH;
+    return dt_timestamp(&f, NULL, 0, usec);
 }
 
 int copy_parse_date(const char *s, size_t n, int32_t *days)
 {
-    int64_t d, tod;
-    int32_t off;
-    int inf, has_off;
-    int rc = parse_ts_parts(s, n, &d, &tod, &inf, &off, &has_off);
-    if (rc != SL_OK)
-        return rc;
-    if (inf) {
-        *days = inf > 0 ? COPY_DATE_NOEND : COPY_DATE_NOBEGIN;
-        return SL_OK;
-    }
-    /* date_in keeps the day written, whatever the time: 24:00 and
-     * 23:59:60 do not move it */
-    if (d < DATE_MIN_DAYS || d >= DATE_END_DAYS)
-        return SL_ERANGE;
-    *days = (int32_t)d;
-    return SL_OK;
+    dt_fields f;
+    int rc = dt_parse(s, n, DT_MDY, 1, &f);
+    return rc != SL_OK ? rc : dt_date(&f, days);
 }
 
 int copy_epoch_to_usec(double secs, int64_t *usec)

@@ -4,12 +4,12 @@
  * Knows bytes, not Lua nor libpq.
  *
  * Provides: whole-string parsers of integers, floats, booleans and uuids;
- * copy_put_numeric_text(), a decimal string as binary numeric; ISO-8601
- * dates and timestamps to PostgreSQL's day and microsecond counts, epoch
- * seconds to those, and both back to ISO text.
+ * copy_put_numeric_text(), a decimal string as binary numeric; date/time
+ * strings (datetime.h, with DateStyle MDY) to PostgreSQL's day and
+ * microsecond counts, epoch seconds to those, and both back to ISO text.
  *
  * Uses: copy.h (the result codes, sbuf), numfmt.h (the number
- * parsers underneath).
+ * parsers underneath), datetime.h (dates and times).
  *
  * Every function returns SL_OK (0) or a negative SL_E* code, or a
  * length; none prints, raises or allocates (but copy_put_numeric_text's
@@ -43,27 +43,19 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16]);
 #define COPY_DATE_NOBEGIN INT32_MIN
 #define COPY_DATE_NOEND INT32_MAX
 
-/* Parse an ISO-8601 date or timestamp: YYYY-MM-DD, optionally followed by
- * 'T' or ' ' and hh:mm[:ss[.fraction]], optionally followed by Z, UTC or
- * an offset +hh, +hhmm, +hh:mm[:ss]; or infinity, -infinity, epoch.
- * *usec gets microseconds since 2000-01-01 00:00 of the wall-clock time
- * (offset NOT applied), *offset_sec the offset, *has_offset whether one
- * was given ("epoch" is UTC).  Each string gets the value the server's
- * input functions give it, or is refused: the fraction is rounded to the
- * microsecond as rint(strtod(".fraction") * 1e6), 24:00:00 and the leap
- * second 23:59:60 are the next day's midnight, and a time past 24:00:00
- * is refused.  Years before 1 are not accepted (SL_EINVAL); dates from
- * 294277-01-01 on are beyond PostgreSQL's timestamp range (SL_ERANGE). */
+/* A date/time string as timestamp_in reads it in DateStyle MDY (dt_parse
+ * in datetime.h: ISO 8601, month names, 1/8/1999, J2451187, epoch,
+ * infinity...): *usec gets microseconds since 2000-01-01 of the
+ * wall-clock time (offset NOT applied), *offset_sec the offset east of
+ * UTC, *has_offset whether one was given ("epoch" is UTC).  dt_parse's
+ * codes: SL_EINVAL, SL_ERANGE (a field or the value out of range),
+ * SL_ETZRANGE, SL_ESERVERONLY, SL_ENUL. */
 int copy_parse_timestamp(const char *s, size_t n, int64_t *usec,
                          int32_t *offset_sec, int *has_offset);
 
-/* The same forms as copy_parse_timestamp, as a date: *days gets days
- * since 2000-01-01 of the date written (time and offset are checked and
- * ignored, as date_in does: 24:00 and 23:59:60 stay on that day), or
- * COPY_DATE_NOBEGIN/NOEND.
- * Counts days directly, so every year the parser reads (up to 999999)
- * fits PostgreSQL's date range (to 5874897 AD).  SL_EINVAL if s is not
- * of the form, SL_ERANGE beyond the date range. */
+/* The same string as date_in reads it: *days since 2000-01-01 of the
+ * date written (the time is ignored: 24:00 and 23:59:60 stay on that
+ * day), or COPY_DATE_NOBEGIN/NOEND. */
 int copy_parse_date(const char *s, size_t n, int32_t *days);
 
 /* Whether a pg timestamp (microseconds since 2000-01-01) is within

@@ -46,6 +46,14 @@
 #define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
 #define SLUICE_REG_CSVROWS   "sluice.csv_rows"   /* a reader -> its rows()
                                                     iterator (csv.lua) */
+/* Set by the interactive prompt only (sluice.core.keep_columns): a table
+ * with weak keys where every query result (the rows array, or
+ * query_one's row) gets its columns in the statement's order:
+ * { name1, ..., nameN, types = { oid1, ..., oidN }, one = true for
+ * query_one's row, shadowed = { [j] = { value of row 1, ... } } for a
+ * column j whose name a later column repeats }.  Unset, a query
+ * pays one registry lookup. */
+#define SLUICE_REG_COLUMNS   "sluice.columns"
 
 /* A connection userdata.  pg is NULL once closed.  busy is set while a
  * child object (a COPY stream) owns the protocol, so other calls refuse. */
@@ -169,6 +177,7 @@ int lib_tmpdb_start(lua_State *L);
  * the server refuses.  Called by lua/sluice/copy.lua, which reads the
  * catalog and builds sql and specs. */
 int lib_copy_start(lua_State *L);
+int lib_copy_zone(lua_State *L);
 /* sluice.core.copy_out_start(db, sql) -> "sluice.copyout"; raises an
  * error object if the server refuses. */
 int lib_copy_out_start(lua_State *L);

@@ -636,8 +636,62 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col,
     }
 }
 
+/* For the prompt (SLUICE_REG_COLUMNS in lib.h): keep the columns of the
+ * result on top (res's, names at stack index `names`) in the weak table
+ * on top of that.  A column whose name a later one repeats lost its
+ * values in the rows (the last one wins): they are kept too, by row, in
+ * shadowed[column], so the prompt shows every column. */
+static void keep_columns(lua_State *L, const PGresult *res, int names,
+                         const int *kinds, int nrows, int one_row)
+{
+    int nf = PQnfields(res);
+    // stack: ..., result, keep
+    lua_pushvalue(L, -2);
+    lua_createtable(L, nf, 1);
+    for (int j = 0; j < nf; j++) {
+        lua_pushvalue(L, names + j);
+        lua_rawseti(L, -2, j + 1);
+    }
+    lua_createtable(L, nf, 0);
+    for (int j = 0; j < nf; j++) {
+        lua_pushnumber(L, (lua_Number)PQftype(res, j));
+        lua_rawseti(L, -2, j + 1);
+    }
+    lua_setfield(L, -2, "types");
+    if (one_row) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "one");
+    }
+    int shadowed = 0;
+    for (int j = 0; j < nf; j++) {
+        int repeated = 0;
+        for (int k = j + 1; k < nf && !repeated; k++)
+            repeated = strcmp(PQfname(res, j), PQfname(res, k)) == 0;
+        if (!repeated)
+            continue;
+        if (!shadowed) {
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "shadowed");
+            shadowed = 1;
+        }
+        // stack: ..., result, keep, result, info, shadowed
+        lua_createtable(L, nrows, 0);
+        for (int i = 0; i < nrows; i++) {
+            push_value(L, res, i, j, kinds[j]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_rawseti(L, -2, j + 1);
+    }
+    if (shadowed)
+        lua_pop(L, 1);
+    lua_rawset(L, -3);
+}
+
 /* Push res as an array of rows keyed by column name (only the first row,
- * or nil, when one_row).  Duplicate column names: the last one wins. */
+ * or nil, when one_row).  Duplicate column names: the last one wins.
+ * When the prompt asked for it (SLUICE_REG_COLUMNS), the result's
+ * columns are kept beside it, in order. */
 static void push_rows(lua_State *L, const PGresult *res, int one_row)
 {
     int nrows = res ? PQntuples(res) : 0;
@@ -649,7 +703,7 @@ static void push_rows(lua_State *L, const PGresult *res, int one_row)
     if (one_row)
         nrows = 1;
     int *kinds = lua_newuserdata(L, sizeof(int) * (size_t)(nf ? nf : 1));
-    luaL_checkstack(L, nf + 4, "too many columns");
+    luaL_checkstack(L, nf + 8, "too many columns");
     int names = lua_gettop(L) + 1;
     for (int j = 0; j < nf; j++) {
         kinds[j] = kind_of(PQftype(res, j));
@@ -669,6 +723,10 @@ static void push_rows(lua_State *L, const PGresult *res, int one_row)
             lua_rawseti(L, -2, i + 1);
     }
     // stack: ..., kinds, names..., result
+    lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_COLUMNS);
+    if (lua_istable(L, -1) && res)
+        keep_columns(L, res, names, kinds, nrows, one_row);
+    lua_pop(L, 1);
     lua_replace(L, names - 1);
     lua_settop(L, names - 1);
 }

@@ -37,6 +37,7 @@
 #include "pgconn.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -858,12 +859,65 @@ void *lib_copy_new_sink(lua_State *L, const char *format, int specs,
     return cp->sink_ctx;
 }
 
+/* What date/time strings mean in this session, for the binary encoders:
+ * the DateStyle order (from the server's report of it now), and the
+ * TimeZone rules copy.lua read (opts.zone: true for UTC, a zone userdata
+ * from lib_copy_zone(), or nil with opts.zone_error saying why). */
+static void session_datetime(lua_State *L, sl_copy *cp, sl_conn *c, int ud)
+{
+    cp->w.dt_order = dt_order_of(PQparameterStatus(c->pg, "DateStyle"));
+    lua_getfield(L, 5, "zone");
+    if (lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+        cp->w.zone = &tz_rules_utc;
+    } else if (lua_type(L, -1) == LUA_TUSERDATA &&
+               lua_objlen(L, -1) == sizeof(tz_rules)) {
+        cp->w.zone = lua_touserdata(L, -1);
+        lua_getfenv(L, ud);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, FENV_ZONE); /* anchors cp->w.zone */
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 5, "zone_error");
+    const char *why = lua_tostring(L, -1);
+    snprintf(cp->zone_err, sizeof cp->zone_err, "%s", why ? why : "");
+    lua_pop(L, 2);
+}
+
+/* sluice.core.copy_zone(db) -> true (the session TimeZone is UTC), a
+ * zone (its rules, read from the system zoneinfo), or nil and why they
+ * could not be read.  The binary encoders read offset-less timestamptz
+ * strings in that zone. */
+int lib_copy_zone(lua_State *L)
+{
+    sl_conn *c = lib_conn_check(L, 1);
+    const char *name = c->pg ? PQparameterStatus(c->pg, "TimeZone") : NULL;
+    if (!name) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "the server did not report its TimeZone");
+        return 2;
+    }
+    if (tz_is_utc_name(name)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    tz_rules *z = lua_newuserdata(L, sizeof *z);
+    char err[256];
+    if (tz_rules_load(z, name, err, sizeof err) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "the rules of the session TimeZone \"%s\" could "
+                           "not be read (%s)", name, err);
+        return 2;
+    }
+    return 1;
+}
+
 /* sluice.core.copy_start(db, sql, format, specs, opts) -> copy stream.
  * sql is the whole COPY ... FROM STDIN statement; format "text", "csv"
  * or "binary" (matching sql); specs one table per column: name,
  * type_name, base_oid, textlike, elem_oid, elem_base_oid, elem_textlike;
- * opts: chunk_size, json_encode, cdata_kind, utc.  Raises the server's
- * error object if the COPY cannot start. */
+ * opts: chunk_size, json_encode, cdata_kind, zone and zone_error (see
+ * session_datetime()).  Raises the server's error object if the COPY
+ * cannot start. */
 int lib_copy_start(lua_State *L)
 {
     sl_conn *c = lib_conn_check(L, 1);
@@ -891,7 +945,6 @@ int lib_copy_start(lua_State *L)
                       "chunk_size must be from 1024 to 2^30 bytes");
         chunk = (size_t)v;
     }
-    int utc = lua_toboolean(L, opt_field(L, 5, "utc"));
     size_t reject_rows = 0;
     int on_reject = opt_field(L, 5, "on_reject");
     if (!lua_isnil(L, on_reject)) {
@@ -904,8 +957,8 @@ int lib_copy_start(lua_State *L)
 
     sl_copy *cp = cp_new(L, 1, 4, 5, format, ncols, chunk, 0);
     cp->conn = c;
-    cp->w.utc = utc;
     int ud = lua_gettop(L);
+    session_datetime(L, cp, c, ud);
     // stack: db, sql, fmt, specs, opts, cp
     if (format == COPY_FMT_BINARY &&
         copy_put_binary_header(&cp->w.buf) != SL_OK)

@@ -22,11 +22,19 @@
 #include <strings.h>
 
 #define TS_FORM_WHAT                                                   \
-    "epoch seconds or an ISO-8601 string "                             \
-    "(YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm])"
+    "epoch seconds or a date/time string PostgreSQL reads (ISO 8601 "  \
+    "YYYY-MM-DD[ hh:mm[:ss[.ffffff]]][Z|+hh:mm], or another form of "  \
+    "its date/time input, in the session's DateStyle)"
 #define TS_RANGE_WHAT                                                  \
     "a timestamp within PostgreSQL's range "                           \
     "(4714-11-24 BC .. 294276-12-31 AD)"
+#define DATE_RANGE_WHAT                                                \
+    "a date within PostgreSQL's range "                                \
+    "(4714-11-24 BC .. 5874897-12-31 AD)"
+#define FIELD_RANGE_WHAT                                               \
+    "a date/time whose fields are in range (month 1-12, a day of "     \
+    "that month, a time up to 24:00:00)"
+#define TZ_RANGE_WHAT "a UTC offset within -15:59:59 .. +15:59:59"
 #define TOO_LARGE ": the value is larger than 2 GB"
 
 /* An int64/uint64 cdata at idx as a double: 1, or 0 for anything else. */
@@ -64,6 +72,8 @@ static const char *refusal_code(lua_State *L, const sl_copy *cp,
                k == COPY_K_TIMESTAMPTZ;
     if (rc == SL_ERANGE)
         return when ? "22008" : "22003";
+    if (rc == SL_ETZRANGE) /* invalid_time_zone_displacement_value */
+        return "22009";
     return when ? "22007" : "22P02";
 }
 
@@ -342,13 +352,55 @@ static int epoch_or_text(lua_State *L, sl_copy *cp, const copy_col *col,
          * read and refused by the server (22007) */
         lib_copy_refusal(cp, lua_istable(L, idx) ? "22P02" : "22007");
         lib_copy_value_error(L, cp, col, idx,
-                             "epoch seconds or an ISO-8601 string");
+                             "epoch seconds or a date/time string");
     }
     *s = lua_tolstring(L, idx, n);
     return 0;
 }
 
-/* A date: epoch seconds (the UTC day) or an ISO-8601 string, counted
+/* Raise for a date/time string's refusal rc (none when SL_OK), with
+ * the SQLSTATE the server gives the string; range_what says the type's
+ * range. */
+static void datetime_refused(lua_State *L, sl_copy *cp, const copy_col *col,
+                             int idx, int rc, const char *s, size_t n,
+                             int for_date, const char *range_what)
+{
+    if (rc == SL_OK)
+        return;
+    if (rc == SL_ENOMEM || rc == SL_ENUL)
+        lib_copy_encode_failed(L, cp, col, rc);
+    lib_copy_refusal(cp, refusal_code(L, cp, col, idx, rc));
+    dt_fields f;
+    int prc = dt_parse(s, n, cp->w.dt_order, for_date, &f);
+    if (rc == SL_ERANGE)
+        lib_copy_value_error(L, cp, col, idx,
+                             prc == SL_ERANGE ? FIELD_RANGE_WHAT
+                                              : range_what);
+    if (rc == SL_ETZRANGE)
+        lib_copy_value_error(L, cp, col, idx, TZ_RANGE_WHAT);
+    if (rc == SL_ESERVERONLY) {
+        lua_pushfstring(L,
+                        "a date/time binary COPY reads (\"%s\" is not one of "
+                        "its words: time zone names and abbreviations other "
+                        "than UTC, GMT and Z, and now, today, tomorrow and "
+                        "yesterday, are read by the server only; use format = "
+                        "\"text\")",
+                        f.word);
+        lib_copy_value_error(L, cp, col, idx, lua_tostring(L, -1));
+    }
+    if (rc == SL_ENOZONE) {
+        lua_pushfstring(L,
+                        "a timestamp with a UTC offset (Z or +hh:mm), as %s; "
+                        "format = \"text\" lets the server apply the zone",
+                        cp->zone_err[0] ? cp->zone_err
+                                        : "the session TimeZone's rules "
+                                          "were not read");
+        lib_copy_value_error(L, cp, col, idx, lua_tostring(L, -1));
+    }
+    lib_copy_value_error(L, cp, col, idx, TS_FORM_WHAT);
+}
+
+/* A date: epoch seconds (the UTC day) or a date/time string, counted
  * without going through microseconds so that dates beyond the timestamp
  * range still load. */
 static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
@@ -357,16 +409,11 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
     size_t n;
     if (epoch_or_text(L, cp, col, idx, copy_put_date, &s, &n))
         return;
-    int rc = copy_put_date_str(&cp->w.buf, s, n);
-    lib_copy_refusal(cp, refusal_code(L, cp, col, idx, rc));
-    if (rc == SL_ERANGE)
-        lib_copy_value_error(L, cp, col, idx,
-                             "a date within PostgreSQL's range "
-                             "(4714-11-24 BC .. 5874897-12-31 AD)");
-    check_value(L, cp, col, idx, rc, TS_FORM_WHAT);
+    int rc = copy_put_date_str(&cp->w.buf, s, n, cp->w.dt_order);
+    datetime_refused(L, cp, col, idx, rc, s, n, 1, DATE_RANGE_WHAT);
 }
 
-/* A timestamp (tz: with time zone): epoch seconds or an ISO-8601
+/* A timestamp (tz: with time zone): epoch seconds or a date/time
  * string. */
 static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
                    int tz)
@@ -375,15 +422,9 @@ static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
     size_t n;
     if (epoch_or_text(L, cp, col, idx, copy_put_ts, &s, &n))
         return;
-    int rc = copy_put_ts_str(&cp->w.buf, s, n, tz, cp->w.utc);
-    lib_copy_refusal(cp, refusal_code(L, cp, col, idx, rc));
-    if (rc == SL_ERANGE)
-        lib_copy_value_error(L, cp, col, idx, TS_RANGE_WHAT);
-    if (rc == SL_ENOZONE)
-        lib_copy_value_error(L, cp, col, idx,
-                             "a timestamp with a UTC offset (Z or +hh:mm) "
-                             "because the session TimeZone is not UTC");
-    check_value(L, cp, col, idx, rc, TS_FORM_WHAT);
+    int rc = copy_put_ts_str(&cp->w.buf, s, n, tz, cp->w.dt_order,
+                             cp->w.zone);
+    datetime_refused(L, cp, col, idx, rc, s, n, 0, TS_RANGE_WHAT);
 }
 
 static void bin_timestamp(lua_State *L, sl_copy *cp, const copy_col *col,

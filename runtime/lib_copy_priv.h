@@ -56,7 +56,8 @@ enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS,
        FENV_CREJ,    /* rows the encoders refused: 2i+1 -> error, 2i+2 ->
                       * values (a row of the wrong width) */
        FENV_ENCODE,  /* the row encoder run under pcall */
-       FENV_SLOTS = FENV_ENCODE };
+       FENV_ZONE,    /* binary: the session zone's rules (tz_rules) */
+       FENV_SLOTS = FENV_ZONE };
 
 /* the states of a stream */
 enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
@@ -96,6 +97,7 @@ typedef struct sl_copy {
                          * an empty field, the formats' defaults */
     size_t null_len;
     int autocommit;     /* no transaction was open: finish() commits */
+    char zone_err[320]; /* binary: why w.zone is NULL (for messages) */
     /* reject mode (opts.on_reject; lib_copy_reject.c) */
     struct {
         int on;             /* the stream is in reject mode */

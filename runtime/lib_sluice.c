@@ -83,6 +83,18 @@ static int set_helper(lua_State *L)
     return 0;
 }
 
+/* sluice.core.keep_columns(t | nil): from now on query results are
+ * keys of t, each with its columns (SLUICE_REG_COLUMNS in lib.h); nil
+ * stops it.  The prompt uses it to print results in column order. */
+static int keep_columns(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_COLUMNS);
+    return 0;
+}
+
 /* sluice.core.interrupt_hold() / interrupt_release(): see interrupt.h.
  * Lua code that holds must release on every path (it runs the held part
  * under pcall). */
@@ -187,6 +199,7 @@ static const luaL_Reg core_functions[] = {
     { "csv_is_reader", lib_csv_is_reader },
     { "csv_copy_from_file", lib_csv_copy_from_file },
     { "copy_start", lib_copy_start },
+    { "copy_zone", lib_copy_zone },
     { "copy_out_start", lib_copy_out_start },
     { "copy_kind", lib_copy_kind },
     { "copy_fast", lib_copy_fast },
@@ -196,6 +209,7 @@ static const luaL_Reg core_functions[] = {
     { "pipeline_start", lib_pipeline_start },
     { "sink_open", lib_sink_open },
     { "set_helper", set_helper },
+    { "keep_columns", keep_columns },
     { "interrupt_hold", core_interrupt_hold },
     { "interrupt_release", core_interrupt_release },
     { "interrupt_take", core_interrupt_take },

@@ -379,7 +379,133 @@ static char *prompt_line(const char *prompt)
     prompt_sigint = 0;
     char *line = readline(prompt);
     sigaction(SIGINT, &old, NULL);
+    if (!line && prompt_sigint) {
+        /* the next prompt starts on a line of its own, as psql's */
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
     return line;
+}
+
+/* The prompt's Lua state, for the completion hook, and whether an SQL
+ * statement is being continued (completion then offers SQL names). */
+static lua_State *repl_L;
+static int repl_in_sql;
+
+/* Push sluice.repl's function `name`; returns 0 (nothing pushed) when
+ * the module or the function is missing.  Never raises. */
+static int push_repl_fn(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sluice.repl");
+    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* The prompt's message handler: a database error object is kept as it
+ * is, for sluice.repl.report_error to print as psql does (no traceback);
+ * anything else gets the traceback. */
+static int repl_traceback(lua_State *L)
+{
+    if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
+        luaL_getmetatable(L, SLUICE_ERROR_MT);
+        int is_error = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (is_error) {
+            lua_settop(L, 1);
+            return 1;
+        }
+    }
+    return traceback(L);
+}
+
+/* docall() with the prompt's message handler. */
+static int repl_docall(lua_State *L, int narg, int nres)
+{
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, repl_traceback);
+    lua_insert(L, base);
+    int status = lua_pcall(L, narg, nres, base);
+    lua_remove(L, base);
+    if (status != 0)
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    return status;
+}
+
+/* Report the error of a line (on top, popped): a database error through
+ * sluice.repl.report_error (psql's ERROR:, LINE and caret lines), any
+ * other as report() does. */
+static void repl_report(lua_State *L)
+{
+    if (lua_istable(L, -1) && push_repl_fn(L, "report_error")) {
+        lua_pushvalue(L, -2);
+        if (lua_pcall(L, 1, 1, 0) == 0 && lua_toboolean(L, -1)) {
+            lua_pop(L, 2);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    if (!lua_isstring(L, -1) && luaL_callmeta(L, -1, "__tostring"))
+        lua_replace(L, -2);
+    report(L);
+}
+
+/* The generator rl_completion_matches() calls: the strings of the Lua
+ * list at stack index complete_list, one copy (the caller frees it) per
+ * call, NULL after the last. */
+static int complete_list, complete_i;
+
+static char *complete_next(const char *text, int state)
+{
+    (void)text;
+    if (state == 0)
+        complete_i = 0;
+    lua_rawgeti(repl_L, complete_list, ++complete_i);
+    const char *s = lua_tostring(repl_L, -1);
+    char *r = s ? strdup(s) : NULL;
+    lua_pop(repl_L, 1);
+    return r;
+}
+
+/* libedit's Tab hook: sluice.repl.complete(the line up to the cursor,
+ * the word there, continuing SQL) lists the candidates; nothing falls
+ * back to file names.  Lua errors are caught here: none may unwind
+ * through libedit's frames. */
+static char **repl_complete(const char *text, int start, int end)
+{
+    (void)start;
+    lua_State *L = repl_L;
+    char **matches = NULL;
+    rl_attempted_completion_over = 1;
+    if (!L || !rl_line_buffer)
+        return NULL;
+    size_t len = strlen(rl_line_buffer);
+    if (end >= 0 && (size_t)end < len)
+        len = (size_t)end;
+    int top = lua_gettop(L);
+    if (push_repl_fn(L, "complete")) {
+        lua_pushlstring(L, rl_line_buffer, len);
+        lua_pushstring(L, text);
+        lua_pushboolean(L, repl_in_sql);
+        if (lua_pcall(L, 3, 2, 0) == 0 && lua_istable(L, -2) &&
+            lua_objlen(L, -2) > 0) {
+            rl_completion_append_character = lua_toboolean(L, -1) ? ' '
+                                                                  : '\0';
+            complete_list = lua_gettop(L) - 1;
+            matches = rl_completion_matches(text, complete_next);
+        }
+    }
+    lua_settop(L, top);
+    return matches;
 }
 
 static int incomplete(lua_State *L, int status)
@@ -414,8 +540,8 @@ static void print_results(lua_State *L, int base)
         lua_getglobal(L, "print");
     }
     lua_insert(L, base + 1);
-    if (docall(L, n, 0) != 0)
-        report(L);
+    if (repl_docall(L, n, 0) != 0)
+        repl_report(L);
 }
 
 /* After a line failed (its message on top, popped): let the library tidy
@@ -467,8 +593,81 @@ static void repl_setup(lua_State *L)
     } else {
         report(L);
     }
-    printf("sluice %s (%s) - Lua with PostgreSQL loading; help() for help, "
-           "Ctrl-D to quit\n", SLUICE_VERSION, LUAJIT_VERSION);
+    printf("sluice %s (%s) - Lua with PostgreSQL loading; SQL lines run "
+           "on db; help() for help, Ctrl-D to quit\n", SLUICE_VERSION,
+           LUAJIT_VERSION);
+}
+
+/* The kind of the line at index 1, from sluice.repl.line_kind: 's' SQL,
+ * 'm' a backslash command, 'l' Lua (also when the library cannot say). */
+static int line_kind(lua_State *L)
+{
+    int kind = 'l';
+    if (push_repl_fn(L, "line_kind")) {
+        lua_pushvalue(L, 1);
+        if (lua_pcall(L, 1, 1, 0) == 0) {
+            const char *k = lua_tostring(L, -1);
+            if (k && strcmp(k, "sql") == 0)
+                kind = 's';
+            else if (k && strcmp(k, "meta") == 0)
+                kind = 'm';
+        }
+        lua_pop(L, 1);
+    }
+    return kind;
+}
+
+/* Read the further lines ("   ...> ") of the SQL input at index 1 until
+ * sluice.repl.sql_ready says it can run (a first line complete on its
+ * own, or a `;` at the end); index 1 then holds the whole input.
+ * Returns 0 to run it, -1 when Ctrl-C dropped it, -2 at the end of
+ * input (Ctrl-D, which then quits, as in psql). */
+static int read_sql(lua_State *L)
+{
+    for (int first = 1;; first = 0) {
+        int ready = 1;
+        if (push_repl_fn(L, "sql_ready")) {
+            lua_pushvalue(L, 1);
+            lua_pushboolean(L, first);
+            if (lua_pcall(L, 2, 1, 0) == 0)
+                ready = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+        if (ready)
+            return 0;
+        repl_in_sql = 1;
+        char *more = prompt_line("   ...> ");
+        repl_in_sql = 0;
+        if (!more)
+            return prompt_sigint ? -1 : -2;
+        lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), more);
+        free(more);
+        lua_replace(L, 1);
+    }
+}
+
+/* Run the SQL input or backslash command at index 1 with
+ * sluice.repl.run, reporting an error as run_line() does.  Returns 1
+ * when it was \q. */
+static int run_text(lua_State *L, int kind)
+{
+    int quit = 0;
+    if (!push_repl_fn(L, "run"))
+        return 0;
+    lua_pushstring(L, kind == 's' ? "sql" : "meta");
+    lua_pushvalue(L, 1);
+    int status = repl_docall(L, 2, 1);
+    lib_interrupt_consume(L); /* before the tidying up runs SQL */
+    if (status == 0) {
+        const char *r = lua_tostring(L, -1);
+        quit = r && strcmp(r, "quit") == 0;
+        lua_pop(L, 1);
+    } else {
+        lua_pushvalue(L, -1);
+        repl_report(L);
+        after_error(L);
+    }
+    return quit;
 }
 
 /* Compile the input at stack index 1: as an expression first, so `1+1`
@@ -521,23 +720,31 @@ static void run_line(lua_State *L, int status)
 {
     if (status == 0) {
         lua_remove(L, 1);
-        status = docall(L, 0, LUA_MULTRET);
+        status = repl_docall(L, 0, LUA_MULTRET);
         if (status == 0)
             print_results(L, 0);
     }
     lib_interrupt_consume(L); /* before the tidying up runs SQL */
     if (status != 0) {
         lua_pushvalue(L, -1);
-        report(L);
+        repl_report(L);
         after_error(L);
     }
 }
 
-/* The interactive prompt, until Ctrl-D. */
+/* Word breaks for completion: everything but the characters of names
+ * and of Lua's `a.b:c`, so the hook sees "db:co" or "public.t" whole. */
+static char repl_word_breaks[] = " \t\n\"\\'`@$><=;|&{(,)+-*/%^~[]#";
+
+/* The interactive prompt, until Ctrl-D or \q. */
 static void repl(lua_State *L)
 {
     char *hist = open_history();
     repl_setup(L);
+    repl_L = L;
+    rl_attempted_completion_function = repl_complete;
+    rl_basic_word_break_characters = repl_word_breaks;
+    rl_completer_word_break_characters = repl_word_breaks;
     for (;;) {
         char *line = prompt_line("sluice> ");
         if (!line && prompt_sigint)
@@ -551,12 +758,25 @@ static void repl(lua_State *L)
         lua_settop(L, 0);
         lua_pushstring(L, line);
         free(line);
+        int kind = line_kind(L);
+        if (kind != 'l') {
+            int st = kind == 's' ? read_sql(L) : 0;
+            if (st == -1)
+                continue;
+            if (st == -2)
+                break;
+            add_history(lua_tostring(L, 1));
+            if (run_text(L, kind))
+                break;
+            continue;
+        }
         int status = read_chunk(L);
         if (status == -1)
             continue;
         add_history(lua_tostring(L, 1));
         run_line(L, status);
     }
+    repl_L = NULL;
     if (hist) {
         write_history(hist);
         free(hist);

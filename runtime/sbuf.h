@@ -26,7 +26,10 @@ enum {
     SL_EINTR = -6,       /* an interrupt (Ctrl-C) is pending */
     SL_EFAIL = -7,       /* the server refused (an error PGresult) */
     SL_ENOZONE = -8,     /* a timestamptz string without a UTC offset,
-                          * and the session TimeZone is not UTC */
+                          * and the session zone's rules were not read */
+    SL_ETZRANGE = -9,    /* a UTC offset beyond +-15:59:59 */
+    SL_ESERVERONLY = -10, /* date/time text only the server reads (now,
+                           * today, time zone names) */
     SL_DONE = 1,         /* copy_out_next: no more rows */
 };
 

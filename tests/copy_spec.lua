@@ -141,12 +141,16 @@ describe("COPY core (C, no server)", function()
     assert.are.same({ 86400e6, 0, 0 }, { parse("2000-01-01 23:59:59.9999995") })
     assert.are.same({ -10957 * 86400e6, 0, 1 }, { parse(" epoch ") })
     assert.are.same({ 0, 0, 1 }, { parse("2000-01-01 00:00 UTC") })
-    for _, bad in ipairs({ "2024-02-30", "2023-02-29", "2024-13-01", "24-01-01",
-                           "2024-01-01 25:00", "2024-01-01T10", "2024-01-01 10:00:00+16",
-                           "2024-01-01x", "", "yesterday", "+infinity",
-                           "2024-01-01 12:00:00,5", "2024-01-01 23:59:60.5",
-                           "2024-01-01 24:00:00.5", "2024-01-01 10:00+0530:00" }) do
-      assert.are.equal(-3, parse(bad), bad)
+    -- refused with the server's reason: -3 invalid (22007), -4 a field
+    -- out of range (22008), -9 an offset out of range (22009), -10 read
+    -- by the server only
+    for bad, rc in pairs({ ["2024-02-30"] = -4, ["2023-02-29"] = -4, ["2024-13-01"] = -4,
+                           ["24-01-01"] = -4, ["2024-01-01 25:00"] = -4, ["2024-01-01T10"] = -3,
+                           ["2024-01-01 10:00:00+16"] = -9, ["2024-01-01x"] = -3, [""] = -3,
+                           ["yesterday"] = -10, ["+infinity"] = -3,
+                           ["2024-01-01 12:00:00,5"] = -3, ["2024-01-01 23:59:60.5"] = -4,
+                           ["2024-01-01 24:00:00.5"] = -4, ["2024-01-01 10:00+0530:00"] = -9 }) do
+      assert.are.equal(rc, parse(bad), bad)
     end
     local buf = ffi.new("char[48]")
     local function fmt(u, tz) return ffi.string(buf, C.copy_format_timestamp(buf, u, tz)) end
@@ -504,22 +508,37 @@ describe("db:copy round trips", function()
     assert.are.same({ '["x",21,42,1]' }, texts(db, "b, a, doubled, id from gen"))
   end)
 
-  it("uses text for timestamptz when the session is not in UTC, or needs offsets in binary", function()
+  it("reads offset-less timestamptz strings in the session zone, or uses text when its rules cannot be read", function()
     db:exec("create table tz (id int, ts timestamptz)")
     db:exec("set TimeZone = 'Europe/Paris'")
     local cp = db:copy("tz")
-    assert.are.equal("text", cp.format)
+    assert.are.equal("binary", cp.format)
     cp:row(1, "2024-07-01 12:00:00")
     cp:row(2, 0)
     assert.are.equal(2, cp:finish())
-    cp = db:copy("tz", nil, { format = "binary" })
-    cp:row(3, "2024-07-01 12:00:00+02")
-    local err = error_of(cp.row, cp, 4, "2024-07-01 12:00:00")
+    -- without the zone's rules (no zoneinfo where TZDIR points), "auto"
+    -- is text and binary refuses the string, naming the reason
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int setenv(const char *, const char *, int); int unsetenv(const char *);")
+    ffi.C.setenv("TZDIR", "/nonexistent-zoneinfo", 1)
+    local ok, err = pcall(function()
+      cp = db:copy("tz")
+      assert.are.equal("text", cp.format)
+      cp:row(3, "2024-01-01 12:00:00")
+      cp:finish()
+      cp = db:copy("tz", nil, { format = "binary" })
+      cp:row(4, "2024-07-01 12:00:00+02")
+      return error_of(cp.row, cp, 5, "2024-07-01 12:00:00")
+    end)
+    ffi.C.unsetenv("TZDIR")
+    assert(ok, err)
     assert.are.equal('row 2, column "ts" (timestamp with time zone): expected a timestamp '
-      .. 'with a UTC offset (Z or +hh:mm) because the session TimeZone is not UTC, '
-      .. 'got string "2024-07-01 12:00:00"', err)
+      .. 'with a UTC offset (Z or +hh:mm), as the rules of the session TimeZone "Europe/Paris" '
+      .. 'could not be read (/nonexistent-zoneinfo/Europe/Paris: No such file or directory); '
+      .. 'format = "text" lets the server apply the zone, got string "2024-07-01 12:00:00"', err)
     db:exec("set TimeZone = 'UTC'")
-    assert.are.same({ '[1,"2024-07-01 10:00:00+00"]', '[2,"1970-01-01 00:00:00+00"]' },
+    assert.are.same({ '[1,"2024-07-01 10:00:00+00"]', '[2,"1970-01-01 00:00:00+00"]',
+                      '[3,"2024-01-01 11:00:00+00"]' },
       texts(db, "id, ts::text from tz order by id"))
   end)
 

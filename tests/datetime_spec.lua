@@ -165,19 +165,10 @@ describe("binary COPY stores what text COPY and db:batch store", function()
     db:exec("SET TimeZone = 'Asia/Kathmandu'")
     db:exec("create table npt (v timestamptz)")
     db:exec("create table npt_d (v date)")
-    -- strings with an offset must load; without one, binary refuses them
-    -- (it does not know the zone's rules)
-    local with_offset = {
-      "2000-01-01 24:00:00+05:30", "2016-12-31 23:59:60-01:00", "2000-01-01 12:00:00+05:30",
-      "2000-01-01 12:00:00-0800", "2000-01-01T12:00:00Z", "2000-01-01 12:00:00 UTC",
-      "2000-01-01 12:00:00 +05:30", "2000-01-01 12:00+5", "2000-01-01 12:00:00-05:30:30",
-      "2000-01-01 12:00+15:59:59", "2000-01-01 12:00:00.5z", "2000-01-01 00:00:00+14",
-      "2000-01-01 23:00:00-11", "infinity", "-infinity", " Infinity ", "INFINITY",
-      "epoch", " Epoch ",
-    }
-    assert.truthy(#with_offset > 15)
-    local refused = compare("npt", "timestamp with time zone", ALL, set(with_offset))
-    assert.truthy(#refused > 0)
+    -- strings with an offset and without one (read with the zone's rules,
+    -- +05:45 here) must load
+    local refused = compare("npt", "timestamp with time zone", ALL, set(ISO))
+    assert.truthy(#refused > 0) -- the OTHER forms the server refuses
     compare("npt_d", "date", ALL, set(ISO))
     db:exec("SET TimeZone = 'UTC'")
   end)

@@ -45,6 +45,10 @@ local load = require "sluice.load"
 
 local M = {}
 
+--- Results compare() returned -> whether it printed them (not quiet): the
+-- prompt shows a result it printed as nothing more.
+M.shown = setmetatable({}, { __mode = "k" })
+
 local SLOW = { rowwise_autocommit = true, rowwise_tx = true }
 local OPTS = {
   db = true, table = true, columns = true, rows = true, n = true,
@@ -343,6 +347,7 @@ function M.compare(o)
   results.identical = o.check ~= false and #problems == 0 or nil
   results.markdown, results.chart, results.csv = M.markdown(results), M.chart(results), M.csv(results)
   report(o, results)
+  M.shown[results] = not o.quiet
   if #problems > 0 then
     error("compare: the strategies loaded different contents:\n  " .. table.concat(problems, "\n  "), 2)
   end

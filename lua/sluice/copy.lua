@@ -28,8 +28,13 @@
 --     bool, int2/4/8, oid, float4/8, numeric, bytea, date, timestamp,
 --     timestamptz, json, jsonb, uuid, enums, and arrays of these), else
 --     text; it is text too when a timestamptz column exists and the
---     session TimeZone is not UTC (binary needs an explicit offset in
---     timestamp strings then; text lets the server apply the zone).
+--     rules of the session TimeZone cannot be read from the system
+--     zoneinfo (binary then needs an explicit offset in timestamp
+--     strings; text lets the server apply the zone).  Binary reads
+--     date/time strings as the server does, in the session's DateStyle
+--     and TimeZone (README, "Values"); now, today, tomorrow, yesterday
+--     and zone names or abbreviations other than UTC/GMT/Z are refused
+--     there (format = "text" loads them).
 --   opts.chunk_size: bytes buffered before they are sent (default 64 KiB,
 --     1 KiB to 1 GiB).
 --   opts.json_encode: function(table) -> string for json/jsonb columns
@@ -110,15 +115,6 @@ local TEXT_RECV = {
   citextrecv = true, enum_recv = true,
 }
 
--- Session TimeZone names that mean UTC (an offset-less timestamptz string
--- is then UTC in binary COPY too).
-local UTC_ZONES = {}
-for z in ([[utc etc/utc gmt etc/gmt uct etc/uct zulu etc/zulu universal
-  etc/universal greenwich etc/greenwich gmt0 etc/gmt0 gmt+0 gmt-0
-  etc/gmt+0 etc/gmt-0 z]]):gmatch("%S+") do
-  UTC_ZONES[z] = true
-end
-
 -- One query: does the table exist, and for each wanted column (all
 -- non-generated ones in attnum order when $2 is null) its type, the base
 -- type of a domain, and for arrays the element type and its base.
@@ -137,8 +133,7 @@ select rel.oid is not null as found, want.ord, want.name,
        format_type(a.atttypid, a.atttypmod) as type_name,
        bt.oid::int8 as base_oid, bt.typreceive::text as recv,
        case when bt.typcategory = 'A' then bt.typelem::int8 end as elem_oid,
-       et.oid::int8 as elem_base_oid, et.typreceive::text as elem_recv,
-       current_setting('TimeZone') as timezone
+       et.oid::int8 as elem_base_oid, et.typreceive::text as elem_recv
   from rel
   left join want on true
   left join pg_attribute a on a.attrelid = rel.oid and a.attname = want.name
@@ -289,10 +284,15 @@ function M.copy(db, tbl, columns, opts)
   if rows[1].ord == NULL then
     error(("copy: table \"%s\" has no columns to load"):format(shown), 2)
   end
-  local utc = UTC_ZONES[tostring(rows[1].timezone):lower()] or false
   local specs, quoted, t = column_specs(db, rows, shown, format)
+  -- the session zone's rules, for offset-less timestamptz strings (true:
+  -- UTC; nil: they could not be read, and zone_err says why)
+  local zone, zone_err
+  if t.has_tstz and (format == "auto" or format == "binary") then
+    zone, zone_err = core.copy_zone(db)
+  end
   if format == "auto" then
-    format = (t.all_binary and (utc or not t.has_tstz)) and "binary" or "text"
+    format = (t.all_binary and (zone or not t.has_tstz)) and "binary" or "text"
   end
   local sql = ("COPY %s (%s) FROM STDIN (FORMAT %s%s)")
     :format(qtable, table.concat(quoted, ", "), format,
@@ -301,7 +301,8 @@ function M.copy(db, tbl, columns, opts)
     chunk_size = chunk,
     json_encode = opts.json_encode or (t.need_json and default_json_encode()),
     cdata_kind = cdata_kind,
-    utc = utc,
+    zone = zone,
+    zone_error = zone_err,
     on_reject = opts.on_reject,
     reject_chunk = opts.reject_chunk,
   })

@@ -301,9 +301,9 @@ local function items(rows)
   return it
 end
 
--- Open N-1 more connections to db's target with db's search_path and
--- TimeZone (the table name and timestamp text must mean the same there)
--- and its timeout.
+-- Open N-1 more connections to db's target with db's search_path,
+-- TimeZone and DateStyle (the table name and date/time text must mean the
+-- same there) and its timeout.
 local function more_connections(db, n)
   local target = conn.target(db)
   if target == nil then
@@ -311,12 +311,12 @@ local function more_connections(db, n)
           .. "(its target is not known)", 0)
   end
   local s = db:query_one("select current_setting('search_path') as sp, "
-                         .. "current_setting('TimeZone') as tz")
+                         .. "current_setting('TimeZone') as tz, current_setting('DateStyle') as ds")
   local out = { db }
   for k = 2, n do
     local c = conn.connect(target, { timeout = db:timeout() })
-    c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
-            s.sp, s.tz)
+    c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false), "
+            .. "set_config('DateStyle', $3, false)", s.sp, s.tz, s.ds)
     out[k] = c
   end
   return out
@@ -1051,7 +1051,7 @@ local function can_go_back(rows)
   return type(rows) == "table" and not src or (src ~= nil and type(src.seek) == "function")
 end
 
--- A new connection to db's target, as db was (search_path, TimeZone,
+-- A new connection to db's target, as db was (search_path, TimeZone, DateStyle,
 -- silence bound); tried until `patience` seconds passed (a server that
 -- restarts refuses connections for a while).
 local function reconnect(db, patience, settings)
@@ -1063,8 +1063,8 @@ local function reconnect(db, patience, settings)
   repeat
     local ok, c = pcall(conn.connect, target, { timeout = db:timeout() })
     if ok then
-      c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false)",
-              settings.sp, settings.tz)
+      c:query("select set_config('search_path', $1, false), set_config('TimeZone', $2, false), "
+              .. "set_config('DateStyle', $3, false)", settings.sp, settings.tz, settings.ds)
       return c
     end
     last = c
@@ -1084,7 +1084,8 @@ local function checkpointed(o, strategy, reject)
     error(early_error(o, res), 0)
   end
   local settings = db:query_one("select current_setting('search_path') as sp, "
-                                .. "current_setting('TimeZone') as tz")
+                                .. "current_setting('TimeZone') as tz, "
+                                .. "current_setting('DateStyle') as ds")
   while true do
     local ok, res = pcall(attempt_once, o, db, strategy, reject)
     if ok then

@@ -1,7 +1,8 @@
 /*
  * core_test.c - unit tests of sluice's C core, linked without Lua
  * (`make check-core`): the buffer, text/CSV escaping, number formatting
- * and parsing, date/time parsing, the binary encoders against known
+ * and parsing, date/time parsing (every form of PostgreSQL's date/time
+ * input, DateStyle orders, zone rules), the binary encoders against known
  * bytes, the CSV reader's states (quotes, line ends, block boundaries,
  * gzip members, errors), the redaction of secrets, and which left-behind
  * server directories tmpdb_sweep() removes.
@@ -18,6 +19,8 @@
 #include "redact.h"
 #include "tmpdb.h"
 #include "copychunk.h"
+#include "datetime.h"
+#include "tzrules.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +208,10 @@ static void test_datetime(void)
     CHECK(us == 123456);
     CHECK(copy_parse_timestamp("2000-01-01 12:00:00,5", 21, &us, &off,
                                &has_off) == SL_EINVAL);
+    CHECK(copy_parse_timestamp("Jan 8 1999 4:05 PM", 18, &us, &off,
+                               &has_off) == SL_OK);
+    copy_format_timestamp(buf, us, 0);
+    CHECK_STR(buf, "1999-01-08 16:05:00");
     /* a date keeps its day at 24:00 */
     CHECK(copy_parse_date("2016-12-31 24:00:00", 19, &days) == SL_OK);
     copy_format_date(buf, days);
@@ -212,6 +219,229 @@ static void test_datetime(void)
     copy_format_timestamp(buf, 86400000000LL + 1, 0);
     CHECK_STR(buf, "2000-01-02 00:00:00.000001");
     CHECK(copy_epoch_to_usec(946684800.25, &us) == SL_OK && us == 250000);
+}
+
+/* What a result code of the date/time parser stands for. */
+static const char *dt_code(int rc)
+{
+    switch (rc) {
+    case SL_EINVAL: return "22007";
+    case SL_ERANGE: return "22008";
+    case SL_ETZRANGE: return "22009";
+    case SL_ESERVERONLY: return "server only";
+    case SL_ENOZONE: return "no zone";
+    case SL_ENUL: return "NUL";
+    default: return "?";
+    }
+}
+
+/* s as timestamp_in (tz: timestamptz_in in zone z) reads it in DateStyle
+ * order, printed back as the server prints it in UTC; or the refusal. */
+static const char *ts_of(const char *s, int order, int tz, const tz_rules *z)
+{
+    static char buf[64];
+    dt_fields f;
+    int64_t us = 0;
+    int rc = dt_parse(s, strlen(s), order, 0, &f);
+    if (rc == SL_OK)
+        rc = dt_timestamp(&f, z, tz, &us);
+    if (rc != SL_OK)
+        return dt_code(rc);
+    copy_format_timestamp(buf, us, tz);
+    return buf;
+}
+
+static const char *date_of(const char *s, int order)
+{
+    static char buf[32];
+    dt_fields f;
+    int32_t days = 0;
+    int rc = dt_parse(s, strlen(s), order, 1, &f);
+    if (rc == SL_OK)
+        rc = dt_date(&f, &days);
+    if (rc != SL_OK)
+        return dt_code(rc);
+    copy_format_date(buf, days);
+    return buf;
+}
+
+/* The forms of the PostgreSQL manual's date/time input tables (8.5.1),
+ * each with the value the server gives it (asked of PostgreSQL 15). */
+static void test_datetime_forms(void)
+{
+    /* dates: ISO, month names, DateStyle orders */
+    CHECK_STR(date_of("1999-01-08", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("January 8, 1999", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("1/8/1999", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("1/8/1999", DT_DMY), "1999-08-01");
+    CHECK_STR(date_of("1/18/1999", DT_MDY), "1999-01-18");
+    CHECK_STR(date_of("1/18/1999", DT_DMY), "22008");
+    CHECK_STR(date_of("01/02/03", DT_MDY), "2003-01-02");
+    CHECK_STR(date_of("01/02/03", DT_DMY), "2003-02-01");
+    CHECK_STR(date_of("01/02/03", DT_YMD), "2001-02-03");
+    CHECK_STR(date_of("03/19/2016", DT_MDY), "2016-03-19");
+    CHECK_STR(date_of("03/19/2016", DT_DMY), "22008");
+    CHECK_STR(date_of("1999-Jan-08", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("Jan-08-1999", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("08-Jan-1999", DT_YMD), "1999-01-08");
+    CHECK_STR(date_of("99-Jan-08", DT_YMD), "1999-01-08");
+    CHECK_STR(date_of("99-Jan-08", DT_MDY), "22008");
+    CHECK_STR(date_of("08-Jan-99", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("Jan-08-99", DT_DMY), "1999-01-08");
+    CHECK_STR(date_of("19990108", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("990108", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("1999.008", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("1999.366", DT_MDY), "2000-01-01"); /* rolls over */
+    CHECK_STR(date_of("J2451187", DT_MDY), "1999-01-08");
+    CHECK_STR(date_of("January 8, 99 BC", DT_MDY), "0099-01-08 BC");
+    CHECK_STR(date_of("Mar 19 2016", DT_MDY), "2016-03-19");
+    CHECK_STR(date_of("19 March 2016", DT_DMY), "2016-03-19");
+    CHECK_STR(date_of("Sat Mar 19 2016", DT_MDY), "2016-03-19");
+    CHECK_STR(date_of("69-01-01", DT_YMD), "2069-01-01");
+    CHECK_STR(date_of("70-01-01", DT_YMD), "1970-01-01");
+    CHECK_STR(date_of("2016-12-31 24:00", DT_MDY), "2016-12-31");
+    CHECK_STR(date_of("5874897-12-31", DT_MDY), "5874897-12-31");
+    CHECK_STR(date_of("5874898-01-01", DT_MDY), "22008");
+    /* times, AM/PM, fractions, BC */
+    CHECK_STR(ts_of("1999-01-08 04:05:06", DT_MDY, 0, NULL),
+              "1999-01-08 04:05:06");
+    CHECK_STR(ts_of("1999-01-08T04:05:06", DT_MDY, 0, NULL),
+              "1999-01-08 04:05:06");
+    CHECK_STR(ts_of("19 March 2016 10:00", DT_MDY, 0, NULL),
+              "2016-03-19 10:00:00");
+    CHECK_STR(ts_of("2000-01-01 12:00 PM", DT_MDY, 0, NULL),
+              "2000-01-01 12:00:00");
+    CHECK_STR(ts_of("2000-01-01 12:00 AM", DT_MDY, 0, NULL),
+              "2000-01-01 00:00:00");
+    CHECK_STR(ts_of("2000-01-01 1:30 pm", DT_MDY, 0, NULL),
+              "2000-01-01 13:30:00");
+    CHECK_STR(ts_of("2000-01-01 13:00 PM", DT_MDY, 0, NULL), "22008");
+    CHECK_STR(ts_of("2000-01-01 04:05:06.1234565", DT_MDY, 0, NULL),
+              "2000-01-01 04:05:06.123456");
+    CHECK_STR(ts_of("2000-01-01 04:05:06.1234575", DT_MDY, 0, NULL),
+              "2000-01-01 04:05:06.123458");
+    CHECK_STR(ts_of("2000-01-01 12:30.5", DT_MDY, 0, NULL),
+              "2000-01-01 00:12:30.5");
+    CHECK_STR(ts_of("1999-01-08 04:05:06 BC", DT_MDY, 0, NULL),
+              "1999-01-08 04:05:06 BC");
+    CHECK_STR(ts_of("20011225T040506.789", DT_MDY, 0, NULL),
+              "2001-12-25 04:05:06.789");
+    CHECK_STR(ts_of("J2451187.5", DT_MDY, 0, NULL), "1999-01-08 12:00:00");
+    CHECK_STR(ts_of("2016-12-31 23:59:60", DT_MDY, 0, NULL),
+              "2017-01-01 00:00:00");
+    /* offsets and UTC's words */
+    CHECK_STR(ts_of("2000-01-01 12:00:00Z", DT_MDY, 1, NULL),
+              "2000-01-01 12:00:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00:00+05", DT_MDY, 1, NULL),
+              "2000-01-01 07:00:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00:00+05:30", DT_MDY, 1, NULL),
+              "2000-01-01 06:30:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00:00+0530", DT_MDY, 1, NULL),
+              "2000-01-01 06:30:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00:00+530", DT_MDY, 1, NULL),
+              "2000-01-01 06:30:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00:00 -8", DT_MDY, 1, NULL),
+              "2000-01-01 20:00:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00:00-08:00:30", DT_MDY, 1, NULL),
+              "2000-01-01 20:00:30+00");
+    CHECK_STR(ts_of("Jan 1 2000 12:00 GMT", DT_MDY, 1, NULL),
+              "2000-01-01 12:00:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00 zulu", DT_MDY, 1, NULL),
+              "2000-01-01 12:00:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00 UTC DST", DT_MDY, 1, NULL),
+              "2000-01-01 11:00:00+00");
+    CHECK_STR(ts_of("2000-01-01 12:00+16", DT_MDY, 1, NULL), "22009");
+    CHECK_STR(ts_of("2000-01-01 12:00", DT_MDY, 1, NULL), "no zone");
+    /* special values */
+    CHECK_STR(ts_of("epoch", DT_MDY, 1, NULL), "1970-01-01 00:00:00+00");
+    CHECK_STR(ts_of(" Infinity ", DT_MDY, 0, NULL), "infinity");
+    CHECK_STR(ts_of("-infinity", DT_MDY, 0, NULL), "-infinity");
+    CHECK_STR(date_of("epoch", DT_MDY), "1970-01-01");
+    /* refused: what only the server reads, and what it refuses */
+    CHECK_STR(ts_of("now", DT_MDY, 0, NULL), "server only");
+    CHECK_STR(date_of("today", DT_MDY), "server only");
+    CHECK_STR(date_of("tomorrow", DT_MDY), "server only");
+    CHECK_STR(date_of("yesterday", DT_MDY), "server only");
+    CHECK_STR(ts_of("2000-01-01 12:00 America/New_York", DT_MDY, 1, NULL),
+              "server only");
+    CHECK_STR(ts_of("2000-01-01 12:00 EST", DT_MDY, 1, NULL), "server only");
+    CHECK_STR(date_of("2000-13-01", DT_MDY), "22008");
+    CHECK_STR(date_of("2000-02-30", DT_MDY), "22008");
+    CHECK_STR(date_of("2001-02-29", DT_MDY), "22008");
+    CHECK_STR(date_of("0000-01-01", DT_MDY), "22008");
+    CHECK_STR(ts_of("2000-01-01 25:00", DT_MDY, 0, NULL), "22008");
+    CHECK_STR(ts_of("2000-01-01 23:59:60.5", DT_MDY, 0, NULL), "22008");
+    /* a word binary COPY does not know may be a zone name (the server
+     * refuses this one with 22007 too) */
+    CHECK_STR(date_of("garbage", DT_MDY), "server only");
+    CHECK_STR(date_of("2000-01-01 x", DT_MDY), "22007");
+    CHECK_STR(date_of("+infinity", DT_MDY), "22007");
+    CHECK_STR(date_of("2000-01-01 12:00:00:00", DT_MDY), "22007");
+    CHECK_STR(date_of("", DT_MDY), "22007");
+    CHECK_STR(ts_of("294277-01-01", DT_MDY, 0, NULL), "22008");
+    CHECK(dt_parse("2000-01-01\0", 11, DT_MDY, 1, &(dt_fields){ 0 }) == SL_ENUL);
+    /* DateStyle as the server reports it */
+    CHECK(dt_order_of("ISO, MDY") == DT_MDY);
+    CHECK(dt_order_of("SQL, DMY") == DT_DMY);
+    CHECK(dt_order_of("Postgres, YMD") == DT_YMD);
+    CHECK(dt_order_of(NULL) == DT_MDY);
+}
+
+/* Zone rules from the system zoneinfo, as the server applies them. */
+static void test_zone_rules(void)
+{
+    static tz_rules z; /* ~24 KB: not on the stack */
+    char err[256];
+    CHECK(tz_is_utc_name("Etc/UTC") && tz_is_utc_name("zulu") &&
+          !tz_is_utc_name("Europe/London"));
+    CHECK(tz_rules_load(&z, "No/Such_Zone", err, sizeof err) == -1 &&
+          strstr(err, "No/Such_Zone"));
+    CHECK(tz_rules_load(&z, "../etc/passwd", err, sizeof err) == -1);
+    if (access("/usr/share/zoneinfo/America/New_York", R_OK) == 0) {
+        CHECK(tz_rules_load(&z, "America/New_York", err, sizeof err) == 0);
+        CHECK_STR(ts_of("2016-03-19 12:34:56", DT_MDY, 1, &z),
+                  "2016-03-19 16:34:56+00");
+        /* the spring-forward gap takes the offset before (EST), the
+         * fall-back overlap the one after (EST) */
+        CHECK_STR(ts_of("2016-03-13 02:30", DT_MDY, 1, &z),
+                  "2016-03-13 07:30:00+00");
+        CHECK_STR(ts_of("2016-11-06 01:30", DT_MDY, 1, &z),
+                  "2016-11-06 06:30:00+00");
+        CHECK_STR(ts_of("2016-11-06 00:59:59", DT_MDY, 1, &z),
+                  "2016-11-06 04:59:59+00");
+        /* past the file's table: its footer rule, then 400-year cycles */
+        CHECK_STR(ts_of("2100-07-01 12:00", DT_MDY, 1, &z),
+                  "2100-07-01 16:00:00+00");
+        CHECK_STR(ts_of("3000-01-15 12:00", DT_MDY, 1, &z),
+                  "3000-01-15 17:00:00+00");
+        /* before it: local mean time */
+        CHECK_STR(ts_of("1800-01-01 12:00", DT_MDY, 1, &z),
+                  "1800-01-01 16:56:02+00");
+        /* an offset given wins */
+        CHECK_STR(ts_of("2016-07-01 12:00Z", DT_MDY, 1, &z),
+                  "2016-07-01 12:00:00+00");
+    }
+    if (access("/usr/share/zoneinfo/Europe/London", R_OK) == 0) {
+        CHECK(tz_rules_load(&z, "Europe/London", err, sizeof err) == 0);
+        CHECK_STR(ts_of("2016-03-27 01:30", DT_MDY, 1, &z),
+                  "2016-03-27 01:30:00+00");
+        CHECK_STR(ts_of("2016-10-30 01:30", DT_MDY, 1, &z),
+                  "2016-10-30 01:30:00+00");
+        CHECK_STR(ts_of("2016-07-01 12:00", DT_MDY, 1, &z),
+                  "2016-07-01 11:00:00+00");
+    }
+    if (access("/usr/share/zoneinfo/Asia/Kolkata", R_OK) == 0) {
+        CHECK(tz_rules_load(&z, "Asia/Kolkata", err, sizeof err) == 0);
+        CHECK_STR(ts_of("2016-03-19 12:00", DT_MDY, 1, &z),
+                  "2016-03-19 06:30:00+00");
+    }
+    /* a POSIX string, as the server reports SET TIME ZONE 3 */
+    CHECK(tz_rules_load(&z, "<+03>-03", err, sizeof err) == 0);
+    CHECK_STR(ts_of("2000-01-01 12:00", DT_MDY, 1, &z),
+              "2000-01-01 09:00:00+00");
+    CHECK(tz_rules_load(&z, "UTC", err, sizeof err) == 0);
+    CHECK_STR(ts_of("2000-01-01 12:00", DT_MDY, 1, &z),
+              "2000-01-01 12:00:00+00");
 }
 
 static void test_binary_encoders(void)
@@ -235,8 +465,8 @@ static void test_binary_encoders(void)
     /* numeric 123.45: 2 digits of base 10000, weight 0, scale 2 */
     ENC(copy_put_numeric_str(&b, "123.45", 6),
         "0000000c0002000000000002007b1194");
-    ENC(copy_put_date_str(&b, "2000-01-02", 10), "0000000400000001");
-    ENC(copy_put_ts_str(&b, "2000-01-01 00:00:01", 19, 0, 1),
+    ENC(copy_put_date_str(&b, "2000-01-02", 10, DT_MDY), "0000000400000001");
+    ENC(copy_put_ts_str(&b, "2000-01-01 00:00:01", 19, 0, DT_MDY, NULL),
         "0000000800000000000f4240");
     ENC(copy_put_uuid_str(&b, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", 36),
         "00000010a0eebc999c0b4ef8bb6d6bb9bd380a11");
@@ -247,7 +477,8 @@ static void test_binary_encoders(void)
     CHECK(copy_put_int8(&b, 9007199254740994.0) == SL_ERANGE);
     CHECK(copy_put_text(&b, "a\0b", 3) == SL_ENUL);
     CHECK(copy_put_float4(&b, 1e300) == SL_ERANGE);
-    CHECK(copy_put_ts_str(&b, "2000-01-01 00:00:01", 19, 1, 0) == SL_ENOZONE);
+    CHECK(copy_put_ts_str(&b, "2000-01-01 00:00:01", 19, 1, DT_MDY, NULL) ==
+          SL_ENOZONE);
     sbuf_free(&b);
 }
 
@@ -882,6 +1113,8 @@ int main(void)
     test_escaping();
     test_numbers();
     test_datetime();
+    test_datetime_forms();
+    test_zone_rules();
     test_binary_encoders();
     test_csv();
     test_csv_record();

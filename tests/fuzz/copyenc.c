@@ -70,6 +70,8 @@ static const char *rc_name(int rc)
     case SL_EINVAL: return "EINVAL";
     case SL_ERANGE: return "ERANGE";
     case SL_ENOZONE: return "ENOZONE";
+    case SL_ETZRANGE: return "ETZRANGE";
+    case SL_ESERVERONLY: return "ESERVERONLY";
     default: return "other";
     }
 }
@@ -311,6 +313,8 @@ typedef struct ts_case {
     char s[96];
     size_t n;
     int ok;            /* it is valid */
+    int code;          /* else the server's refusal (in its order: the
+                        * time, the offset, then the date) */
     int64_t days;      /* the day written */
     int64_t usec;      /* wall-clock usec since 2000-01-01 (offset not
                         * applied), 24:00 and 23:59:60 moved on */
@@ -334,6 +338,7 @@ static void make_ts(fuzz_in *in, ts_case *c)
     unsigned db = fuzz_byte(in);
     int d = 1 + (int)(db % (unsigned)(dim + (db >= 250))); /* dim+1: bad */
     int ok = d <= dim;
+    int time_ok = 1, zone_ok = 1;
     size_t k = 0;
     char *s = c->s;
     if (f & 2)
@@ -362,7 +367,7 @@ static void make_ts(fuzz_in *in, ts_case *c)
         /* as the server: rint(fraction * 1e6), at most 24:00:00 */
         int64_t us = (int64_t)rint(frac * 1000000.0);
         tod = ((int64_t)h * 3600 + mi * 60 + sec) * 1000000 + us;
-        ok &= h <= 24 && mi <= 59 && sec <= 60 && tod <= USECS_PER_DAY;
+        time_ok = h <= 24 && mi <= 59 && sec <= 60 && tod <= USECS_PER_DAY;
         unsigned z = fuzz_byte(in);
         if (z & 0x80)
             s[k++] = ' ';
@@ -410,12 +415,15 @@ static void make_ts(fuzz_in *in, ts_case *c)
             break;
         }
         if ((z & 7) >= 3)
-            ok &= zh <= 15; /* DecodeTimezone's limit */
+            zone_ok = zh <= 15; /* DecodeTimezone's limit */
     }
     if (f & 16)
         s[k++] = ' ';
     s[k] = '\0';
     c->n = k;
+    c->code = !time_ok ? SL_ERANGE : !zone_ok ? SL_ETZRANGE
+                                              : ok ? SL_OK : SL_ERANGE;
+    ok &= time_ok && zone_ok;
     c->ok = ok;
     if (ok) {
         c->days = days_of(y, mo, d);
@@ -547,7 +555,7 @@ static void same_as_fast_str(const char *name, const char *s, size_t n,
                              int utc, const sbuf *b, size_t start, int rc)
 {
     copy_writer w = { 0 };
-    w.utc = utc;
+    w.zone = utc ? &tz_rules_utc : NULL;
     int frc = ((int (*)(void *, const char *, size_t))fast(name)->fn)(&w, s,
                                                                      n);
     FUZZ_CHECK(frc == rc && (rc != SL_OK || (w.buf.len == b->len - start &&
@@ -826,7 +834,7 @@ static int binary_field(fuzz_in *in, sbuf *b)
         if (op == 17) {
             int32_t d = 0;
             int want = copy_parse_date(s, n, &d);
-            rc = copy_put_date_str(b, s, n);
+            rc = copy_put_date_str(b, s, n, DT_MDY);
             CHECK_RC(rc, want, "date_str");
             if (rc == SL_OK)
                 expect_fixed(b, start, 4, (uint32_t)d, "date_str");
@@ -837,16 +845,18 @@ static int binary_field(fuzz_in *in, sbuf *b)
         int32_t off = 0;
         int has = 0;
         int want = copy_parse_timestamp(s, n, &us, &off, &has);
-        if (want == SL_OK && tz && us != COPY_TS_NOEND &&
-            us != COPY_TS_NOBEGIN) {
-            if (has)
-                us -= (int64_t)off * 1000000;
-            else if (!utc)
-                want = SL_ENOZONE;
-            if (want == SL_OK && (us < TS_MIN || us >= TS_END))
-                want = SL_ERANGE;
+        if (tz) {
+            /* the range is checked on the instant, once the offset (or
+             * the zone's) is applied */
+            dt_fields f;
+            want = dt_parse(s, n, DT_MDY, 0, &f);
+            if (want == SL_OK)
+                want = dt_timestamp(&f, utc ? &tz_rules_utc : NULL, 1, &us);
+            FUZZ_CHECK(want != SL_OK || !has || f.kind != DT_VALUE ||
+                           -f.tz == off,
+                       "offset of \"%.*s\"", (int)n, s);
         }
-        rc = copy_put_ts_str(b, s, n, tz, utc);
+        rc = copy_put_ts_str(b, s, n, tz, DT_MDY, utc ? &tz_rules_utc : NULL);
         CHECK_RC(rc, want, "ts_str");
         if (rc == SL_OK)
             expect_fixed(b, start, 8, (uint64_t)us, "ts_str");
@@ -857,30 +867,30 @@ static int binary_field(fuzz_in *in, sbuf *b)
         ts_case c;
         make_ts(in, &c);
         if (op == 19) {
-            rc = copy_put_date_str(b, c.s, c.n);
-            CHECK_RC(rc, c.ok ? SL_OK : SL_EINVAL, c.s);
+            rc = copy_put_date_str(b, c.s, c.n, DT_MDY);
+            CHECK_RC(rc, c.code, c.s);
             if (rc == SL_OK)
                 expect_fixed(b, start, 4, (uint32_t)c.days, c.s);
             return rc;
         }
         unsigned fl = fuzz_byte(in);
         int tz = fl & 1, utc = (fl >> 1) & 1;
-        int want = c.ok ? SL_OK : SL_EINVAL;
+        int want = c.code;
         int64_t us = c.usec;
         /* the time written must be in range; for timestamptz, then
          * also with its offset applied */
-        if (want == SL_OK && (us < TS_MIN || us >= TS_END))
-            want = SL_ERANGE;
         if (want == SL_OK && tz) {
             if (c.has_off) {
-                us -= (int64_t)c.off * 1000000;
-                if (us < TS_MIN || us >= TS_END)
-                    want = SL_ERANGE;
+                if (us < TS_END) /* (else saturated: out of range) */
+                    us -= (int64_t)c.off * 1000000;
             } else if (!utc) {
                 want = SL_ENOZONE;
             }
         }
-        rc = copy_put_ts_str(b, c.s, c.n, tz, utc);
+        if (want == SL_OK && (us < TS_MIN || us >= TS_END))
+            want = SL_ERANGE;
+        rc = copy_put_ts_str(b, c.s, c.n, tz, DT_MDY,
+                             utc ? &tz_rules_utc : NULL);
         CHECK_RC(rc, want, c.s);
         if (rc == SL_OK)
             expect_fixed(b, start, 8, (uint64_t)us, c.s);
@@ -1268,7 +1278,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                               : COPY_FMT_BINARY;
     w.delim = w.format == COPY_FMT_CSV ? ',' : '\t';
     w.chunk = (size_t)64 << (fuzz_byte(&in) % 10);
-    w.utc = 1;
+    w.zone = &tz_rules_utc;
     if (w.format != COPY_FMT_BINARY && (fmt & 4)) {
         /* a sink's delimiter: as sink.lua allows it */
         int ok = dl && dl != '\r' && dl != '\n' && dl != '\\' && dl != '"';
