@@ -26,9 +26,9 @@ CMODDIR  = $(PREFIX)/lib/lua/$(LUA_VER)
 WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) $(SANITIZE) \
 	$(shell pkg-config --cflags $(PKGS)) -DSLUICE_VERSION='"$(VERSION)"'
-LIBS     = $(shell pkg-config --libs $(PKGS)) -lcsv -lz -ledit -lm
+LIBS     = $(shell pkg-config --libs $(PKGS)) -lz -ledit -lm
 
-# The core: Lua-free units (libpq, libcsv, zlib and the C library only);
+# The core: Lua-free units (libpq, zlib and the C library only);
 # `make check-core` builds and tests them without LuaJIT.
 CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 	runtime/pgconn.c runtime/redact.c runtime/spawn.c runtime/pgbin.c \
@@ -50,7 +50,7 @@ CORE_OBJ = $(CORE_SRC:runtime/%.c=$(OBJDIR)/%.o) $(LIB_SRC:runtime/%.c=$(OBJDIR)
 HEADERS  = $(wildcard runtime/*.h)
 
 DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
-	libcsv-dev zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
+	zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
 	lua-argparse luarocks postgresql-15 postgresql-client-15
 
 .PHONY: module install-module all tools deps test check check-core demo bench install uninstall clean lint asan valgrind
@@ -66,7 +66,7 @@ $(EXE): $(CORE_OBJ) $(OBJDIR)/main.o
 
 $(MODULE): $(CORE_OBJ)
 	@mkdir -p $(OBJDIR)/sluice
-	$(CC) $(SANITIZE) -shared -o $@ $^ $(shell pkg-config --libs libpq) -lcsv -lz -lm
+	$(CC) $(SANITIZE) -shared -o $@ $^ $(shell pkg-config --libs libpq) -lz -lm
 
 # Installs only what is missing, so `make test` can depend on it cheaply.
 deps:
@@ -116,7 +116,7 @@ CORE_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(WARN) \
 check-core:
 	@mkdir -p build/core
 	$(CC) $(CORE_CFLAGS) -o build/core/core_test tests/core/core_test.c $(CORE_SRC) \
-	  $(shell pkg-config --libs libpq) -lcsv -lz -lm
+	  $(shell pkg-config --libs libpq) -lz -lm
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  build/core/core_test
 
@@ -125,7 +125,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv gen rejects datetime; do \
+	@for b in copy batch csv csv_read gen rejects datetime; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \
@@ -193,7 +193,7 @@ build/fuzz/obj/%.o: runtime/%.c $(HEADERS)
 
 $(FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  $(FUZZ_OBJ) $(shell pkg-config --libs libpq) -lcsv -lz -lm
+	  $(FUZZ_OBJ) $(shell pkg-config --libs libpq) -lz -lm
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -15,7 +15,7 @@ description = {
 dependencies = {
   "lua == 5.1", -- LuaJIT (the library uses the FFI)
 }
--- libpq, libcsv and zlib come from Debian (make deps); the Makefile finds
+-- libpq and zlib come from Debian (make deps); the Makefile finds
 -- them with pkg-config.  sluice.args (command lines for scripts) needs
 -- argparse: Debian's lua-argparse, or the argparse rock.
 build = {

@@ -1,6 +1,6 @@
 /*
  * csvread.c - the streaming CSV reader: read(2) and zlib's inflate below,
- * libcsv's state machine in the middle, one record at a time out.
+ * a scanner over memchr in the middle, one record at a time out.
  *
  * Why not zlib's gzread: at the end of a gzip member it reads on only when
  * the next two bytes are a gzip magic, and ignores anything else after the
@@ -10,27 +10,37 @@
  * into the block) and makes every way the input can stop short an error.
  *
  * How a block becomes records: fill() fills a 128 KiB block; the block
- * is cut into segments that end just after each CR or LF, and each segment
- * goes to csv_parse().  libcsv only ends a record on a CR or LF, so at most
- * one record can end per segment, and it ends with the segment: we can stop
- * right there and return it, with no queue, and resume at the next segment
- * on the next call.  Segments also give exact physical line numbers (every
- * LF is the last byte of a segment) and byte offsets of record boundaries,
- * which libcsv's callbacks alone cannot tell.
+ * is cut into segments that end just after each CR or LF (or at the
+ * block's end), and each segment is checked (UTF-8) and then parsed.  A
+ * record only ends on a CR or LF, so at most one record can end per
+ * segment, and it ends with the segment: we can stop right there and
+ * return it, with no queue, and resume at the next segment on the next
+ * call.  Segments also give exact physical line numbers (every LF is the
+ * last byte of a segment) and byte offsets of record boundaries.
  *
- * libcsv is set up as follows, and why:
- * - CSV_STRICT | CSV_STRICT_FINI: malformed quoting is an error with a line
- *   number, never silently reinterpreted; a quote still open at the end of
- *   the input is an error too (otherwise csv_fini submits it as data).
- * - CSV_EMPTY_IS_NULL: the field callback gets a NULL pointer for an empty
- *   unquoted field and a real pointer for "", so null = "" can tell them
- *   apart the way PostgreSQL's COPY does.
- * - a space function that says "never a space": libcsv trims spaces and
- *   tabs around unquoted fields by default; RFC 4180 and COPY keep them.
- * - not CSV_REPALL_NL: libcsv then reports no record for an empty line, so
- *   blank lines are skipped (outside quotes; inside quotes they are data).
- * - the entry buffer grows by its own size (csv_set_blk_size before every
- *   call), i.e. geometrically; libcsv's default is +128 bytes per step.
+ * The parse (parse_segment) is a state machine of four states (start of
+ * a field, unquoted, quoted, a quote seen inside a quoted field) that
+ * moves from one byte that matters to the next with memchr: in an
+ * unquoted field only the delimiter matters (the segment's end is known),
+ * in a quoted one only the quote.  Field bytes are copied into the
+ * record's buffer a run at a time; a doubled quote becomes one there.
+ * The state survives segment and block ends, so a record may span any
+ * number of lines and blocks.  It replaces libcsv, which called back per
+ * byte (half the reader's time on a file with a quarter quoted lines) and
+ * whose one strict flag refused a stray quote and text after a closing
+ * quote alike; the dialect is otherwise libcsv's, set up as it was:
+ * malformed quoting is an error with a line number, never silently
+ * reinterpreted; an empty unquoted field and "" can be told apart (null =
+ * "" makes only the first NULL, as COPY does); spaces are data; an empty
+ * line is no record (blank lines are skipped, outside quotes; inside
+ * quotes they are data).
+ *
+ * Stray quotes (opts.stray_quotes): a field is quoted when its first byte
+ * is the quote.  In a field that is not, a quote is data, as Python's csv
+ * module and most readers take it (5" pipe, 37 deg 36' 37.8" N), or, when
+ * the option is off, an error.  (PostgreSQL's COPY reads a quote anywhere
+ * in a field as the start of a quoted part, so such a line is one it
+ * refuses or joins to the next: sluice reads the value as written.)
  *
  * A record's text (csvread_record) is not copied as it is read: the
  * reader remembers where in the block the record began, and when it ends
@@ -39,9 +49,8 @@
  * LF) are the bytes so far copied to r->text before the block is reused;
  * that is one copy of at most one record per block.
  *
- * The callbacks only copy bytes into the reader's row buffers (grown
- * geometrically and reused, so no allocation per row once warm) and set
- * flags; errors found in them are reported after csv_parse() returns.
+ * The row buffers (field bytes, fields) grow geometrically and are
+ * reused, so no allocation per row once warm.
  */
 #include "csvread.h"
 
@@ -54,14 +63,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define MIN_ENTRY_STEP 4096
-
-static int never_space(unsigned char c)
-{
-    (void)c;
-    return 0;
-}
 
 /* Record an error "name:line: message" and enter the failed state.  Raw
  * mode counts no lines, so its messages carry none. */
@@ -85,15 +86,6 @@ static int fail(csvread *r, long long line, const char *fmt, ...)
 static int fail_nomem(csvread *r)
 {
     return fail(r, r->line, "out of memory");
-}
-
-/* Set libcsv up (see the top of this file); it allocates nothing yet. */
-static void parser_init(csvread *r)
-{
-    csv_init(&r->parser, CSV_STRICT | CSV_STRICT_FINI | CSV_EMPTY_IS_NULL);
-    csv_set_delim(&r->parser, r->o.delim);
-    csv_set_quote(&r->parser, r->o.quote);
-    csv_set_space_func(&r->parser, never_space);
 }
 
 int csvread_open(csvread *r, const char *path, const csvread_opts *o)
@@ -131,7 +123,6 @@ int csvread_open(csvread *r, const char *path, const csvread_opts *o)
         r->fields = malloc(r->fields_cap * sizeof *r->fields);
         if (!r->data || !r->fields)
             return fail_nomem(r);
-        parser_init(r);
     }
 
     /* a dup of stdin, so that closing it leaves the process's standard
@@ -159,7 +150,6 @@ void csvread_release(csvread *r)
         inflateEnd(&r->zs);
         r->zs_init = 0;
     }
-    csv_free(&r->parser); /* no-op on a zeroed or freed parser */
     free(r->in);
     r->in = NULL;
     free(r->buf);
@@ -483,6 +473,11 @@ static size_t utf8_scan(csvread *r, const unsigned char *s, size_t n,
 
 /* ------------------------------------------------------------- records */
 
+/* Where the parse is in a record (r->pstate): at the start of a field,
+ * inside an unquoted one, inside a quoted one, or just after a quote
+ * inside a quoted one (the field ends there, or the quote doubles). */
+enum { P_FIELD = 0, P_UNQUOTED, P_QUOTED, P_QUOTE_SEEN };
+
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     size_t c = *cap ? *cap : 16;
@@ -499,64 +494,42 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* Does a field match the null text?  s is NULL for an empty unquoted
- * field; a quoted "" never matches null = "". */
-static int is_null_text(const csvread *r, const void *s, size_t len)
+/* Does the field data[from .. from+len) match the null text?  An empty
+ * field matches null = "" only when it was not quoted. */
+static int is_null_text(const csvread *r, size_t from, size_t len,
+                        int quoted)
 {
     if (!r->o.null)
         return 0;
-    if (!s)
-        return r->o.null_len == 0;
-    return len > 0 && len == r->o.null_len && memcmp(s, r->o.null, len) == 0;
+    if (len == 0)
+        return r->o.null_len == 0 && !quoted;
+    return len == r->o.null_len && memcmp(r->data + from, r->o.null, len) == 0;
 }
 
-/* Room for one more field of the current record: its slot, or NULL when
- * out of memory. */
-static csvread_field *new_field(csvread *r)
+/* The field that began at r->fstart ends at data[dl]: add it, and start
+ * the next one there.  Returns 0, or -1 when out of memory. */
+static inline int end_field(csvread *r, size_t dl)
 {
     if (r->nfields == r->fields_cap &&
         grow((void **)&r->fields, &r->fields_cap, r->nfields + 1,
              sizeof *r->fields) < 0)
-        return NULL;
-    return &r->fields[r->nfields++];
-}
-
-/* libcsv field callback: s is NULL for an empty unquoted field. */
-static void on_field(void *s, size_t len, void *ctx)
-{
-    csvread *r = ctx;
-    if (r->cb_nomem)
-        return;
-    if (r->data_cap - r->data_len < len &&
-        grow((void **)&r->data, &r->data_cap, r->data_len + len, 1) < 0) {
-        r->cb_nomem = 1;
-        return;
-    }
-    csvread_field *f = new_field(r);
-    if (!f) {
-        r->cb_nomem = 1;
-        return;
-    }
-    f->off = r->data_len;
-    f->len = len;
-    if (len)
-        memcpy(r->data + r->data_len, s, len);
-    r->data_len += len;
-    f->is_null = is_null_text(r, s, len);
-}
-
-/* libcsv record callback: c is the terminator (CR, LF) or -1 at the end. */
-static void on_row(int c, void *ctx)
-{
-    (void)c;
-    ((csvread *)ctx)->row_done = 1;
+        return -1;
+    csvread_field *f = &r->fields[r->nfields++];
+    size_t len = dl - r->fstart;
+    f->off = (uint32_t)r->fstart;
+    f->len = (uint32_t)len;
+    f->is_null = r->o.null ? (uint32_t)is_null_text(r, r->fstart, len,
+                                                    r->fquoted)
+                           : 0;
+    r->fstart = dl;
+    r->fquoted = 0;
+    return 0;
 }
 
 /* A record ended: check its field count and publish its position. */
 static int finish_record(csvread *r)
 {
     r->in_record = 0;
-    r->row_done = 0;
     if (r->expect == 0) {
         r->expect = r->nfields;
     } else if (r->o.strict && r->nfields != r->expect) {
@@ -628,74 +601,23 @@ int csvread_record(csvread *r, const char **p, size_t *n)
     return 0;
 }
 
-/* The input ended: flush libcsv (a last line without a newline). */
+/* The input ended: a last record without a line end ends here. */
 static int at_end(csvread *r)
 {
     if (r->u8_need)
         return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
                     "encoding = false to read it anyway", r->u8_lead);
-    if (csv_fini(&r->parser, on_field, on_row, r) != 0)
+    if (!r->in_record) {
+        r->state = CSVREAD_DONE;
+        return 0;
+    }
+    if (r->pstate == P_QUOTED)
         return fail(r, r->rec_line, "malformed quoting (quoted field not "
                     "closed at the end of the file)");
-    if (r->cb_nomem)
+    if (end_field(r, r->data_len) < 0)
         return fail_nomem(r);
-    if (r->row_done) {
-        r->rec_to = r->pos; /* no line end: the input's end */
-        r->rec_ended = 1;
-        return finish_record(r);
-    }
-    r->state = CSVREAD_DONE;
-    return 0;
-}
-
-/* The fast path: a whole line in buf[s .. nl) (nl is its LF) that starts
- * a record and holds no quote and no CR but maybe one just before the LF,
- * is a record of unquoted fields: split it on the delimiter here instead of
- * feeding libcsv a byte at a time.  libcsv would produce exactly these
- * fields (it is at the start of a record, and without quotes its only
- * rules are the delimiter and the line end), so the two paths can take
- * turns line by line.  Returns 1 with the record taken, 0 when the line is
- * not one for this path (left to libcsv), -1 on an error. */
-static int fast_line(csvread *r, const unsigned char *s,
-                     const unsigned char *nl)
-{
-    const unsigned char *end = nl;
-    if (end > s && end[-1] == '\r')
-        end--;
-    size_t n = (size_t)(end - s);
-    if (n == 0 || memchr(s, r->o.quote, n) || memchr(s, '\r', n))
-        return 0; /* blank, quoted or with a lone CR: libcsv's */
-    if (r->o.check_utf8) {
-        unsigned bad = 0;
-        size_t ok = utf8_scan(r, s, (size_t)(nl + 1 - s), &bad);
-        if (ok != (size_t)(nl + 1 - s))
-            return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
-                        "encoding = false to read it anyway", bad);
-    }
-    if (n > r->data_cap && grow((void **)&r->data, &r->data_cap, n, 1) < 0)
-        return fail_nomem(r);
-    memcpy(r->data, s, n);
-    r->data_len = n;
-    const char *d = r->data, *p = d, *stop = d + n;
-    for (;;) {
-        const char *q = memchr(p, r->o.delim, (size_t)(stop - p));
-        const char *fe = q ? q : stop;
-        csvread_field *f = new_field(r);
-        if (!f)
-            return fail_nomem(r);
-        f->off = (size_t)(p - d);
-        f->len = (size_t)(fe - p);
-        f->is_null = is_null_text(r, f->len ? p : NULL, f->len);
-        if (!q)
-            break;
-        p = q + 1;
-    }
-    r->rec_line = r->line;
-    r->line++;
-    begin_text(r, (size_t)(s - r->buf));
-    r->rec_to = (size_t)(end - r->buf);
+    r->rec_to = r->pos; /* no line end: the input's end */
     r->rec_ended = 1;
-    r->pos = (size_t)(nl + 1 - r->buf);
     return finish_record(r);
 }
 
@@ -712,44 +634,96 @@ static void skip_line(csvread *r, unsigned char *s, unsigned char *e)
     r->line++;
 }
 
-/* Feed libcsv the segment s[0 .. n), which ends just after a CR or LF
- * (term) or at the end of the block.  Returns 0, or -1 with r->err set. */
-static int parse_segment(csvread *r, unsigned char *s, size_t n, int term)
+/* Parse the segment s[0 .. n), which ends just after a CR or LF (term) or
+ * at the end of the block, continuing the record in progress.  Returns 1
+ * when the record ended with the segment (at its CR or LF), 0 when it goes
+ * on in the next segment, -1 on an error (r->err).  The field bytes go to
+ * r->data, one run at a time: a segment adds at most n bytes and n + 1
+ * fields, so room is made once, here. */
+static int parse_segment(csvread *r, const unsigned char *s, size_t n,
+                         int term)
 {
-    /* a segment that is not just a line end starts a record when none
-     * is open: that is the record's first line */
-    if (!r->in_record && (n > 1 || !term)) {
-        r->in_record = 1;
-        r->rec_line = r->line;
-        begin_text(r, (size_t)(s - r->buf));
-    }
-    if (r->o.check_utf8) {
-        unsigned bad = 0;
-        if (utf8_scan(r, s, n, &bad) != n)
-            return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
-                        "encoding = false to read it anyway", bad);
-    }
-    size_t step = csv_get_buffer_size(&r->parser);
-    csv_set_blk_size(&r->parser, step > MIN_ENTRY_STEP ? step : MIN_ENTRY_STEP);
-    size_t done = csv_parse(&r->parser, s, n, on_field, on_row, r);
-    if (done != n) {
-        if (csv_error(&r->parser) != CSV_EPARSE)
-            return fail_nomem(r);
-        /* libcsv saved its state before returning: quoted tells which
-         * rule the byte at s[done] broke */
-        return fail(r, r->line, "malformed quoting (%s)",
-                    r->parser.quoted ? "text after a closing quote"
-                                     : "a quote inside an unquoted field");
-    }
-    if (r->cb_nomem)
+    if (r->data_cap - r->data_len < n &&
+        grow((void **)&r->data, &r->data_cap, r->data_len + n, 1) < 0)
         return fail_nomem(r);
-    /* entry_pos: bytes of the field libcsv is still collecting (its
-     * buffer's size is capacity, which runs ahead of the data) */
-    if (r->data_len > CSVREAD_MAX_RECORD ||
-        r->parser.entry_pos > CSVREAD_MAX_RECORD)
-        return fail(r, r->rec_line, "record larger than %zu MiB (an "
-                    "unclosed quote?)", CSVREAD_MAX_RECORD >> 20);
-    return 0;
+    const unsigned char delim = r->o.delim, quote = r->o.quote;
+    /* end: the line end (outside quotes it ends the record), or the
+     * segment's end */
+    const unsigned char *p = s, *stop = s + n, *end = stop - (term ? 1 : 0);
+    char *d = r->data;
+    size_t dl = r->data_len;
+    int st = r->pstate;
+    for (;;) {
+        if (st == P_FIELD) {
+            if (p == end)
+                break;
+            if (*p == quote) {
+                r->fquoted = 1;
+                st = P_QUOTED;
+                p++;
+                continue;
+            }
+            st = P_UNQUOTED;
+        }
+        if (st == P_UNQUOTED) {
+            const unsigned char *q = memchr(p, delim, (size_t)(end - p));
+            const unsigned char *fe = q ? q : end;
+            if (!r->o.stray_quotes && memchr(p, quote, (size_t)(fe - p))) {
+                r->data_len = dl;
+                return fail(r, r->line, "malformed quoting (a quote inside "
+                            "an unquoted field)");
+            }
+            memcpy(d + dl, p, (size_t)(fe - p));
+            dl += (size_t)(fe - p);
+            if (!q) {
+                p = end;
+                break;
+            }
+            if (end_field(r, dl) < 0)
+                return fail_nomem(r);
+            p = q + 1;
+            st = P_FIELD;
+        } else if (st == P_QUOTED) {
+            /* line ends are data here: the segment's last byte too */
+            const unsigned char *q = memchr(p, quote, (size_t)(stop - p));
+            const unsigned char *fe = q ? q : stop;
+            memcpy(d + dl, p, (size_t)(fe - p));
+            dl += (size_t)(fe - p);
+            if (!q) {
+                r->data_len = dl;
+                r->pstate = st;
+                return 0;
+            }
+            p = q + 1;
+            st = P_QUOTE_SEEN;
+        } else { /* P_QUOTE_SEEN: the quote closes the field, or doubles */
+            if (p == end)
+                break;
+            if (*p == quote) {
+                d[dl++] = (char)quote;
+                st = P_QUOTED;
+            } else if (*p == delim) {
+                if (end_field(r, dl) < 0)
+                    return fail_nomem(r);
+                st = P_FIELD;
+            } else {
+                r->data_len = dl;
+                return fail(r, r->line, "malformed quoting (text after a "
+                            "closing quote)");
+            }
+            p++;
+        }
+    }
+    /* p == end: the line end, or the block's end inside a field */
+    r->data_len = dl;
+    if (!term) {
+        r->pstate = st;
+        return 0;
+    }
+    if (end_field(r, dl) < 0)
+        return fail_nomem(r);
+    r->pstate = P_FIELD;
+    return 1;
 }
 
 /* A record ended on a CR: take the LF of a CRLF along, so next_offset
@@ -779,6 +753,7 @@ int csvread_next(csvread *r)
         return -1;
     r->nfields = 0;
     r->data_len = 0;
+    r->fstart = 0;
     r->text_len = 0;
     r->rec_live = r->rec_ended = r->rec_spilled = 0;
     for (;;) {
@@ -796,19 +771,9 @@ int csvread_next(csvread *r)
             skip_line(r, s, e);
             continue;
         }
-        unsigned char *p = NULL;
-        if (!r->in_record && r->u8_need == 0) {
-            p = memchr(s, '\n', (size_t)(e - s));
-            if (p) {
-                int rc = fast_line(r, s, p);
-                if (rc != 0)
-                    return rc;
-            }
-        }
         /* the segment ends at the first CR or LF (glibc's memchr is far
          * faster than a byte loop; lines rarely hold a CR but at the end) */
-        if (!p)
-            p = memchr(s, '\n', (size_t)(e - s));
+        unsigned char *p = memchr(s, '\n', (size_t)(e - s));
         if (!p)
             p = e;
         unsigned char *cr = memchr(s, '\r', (size_t)(p - s));
@@ -816,16 +781,38 @@ int csvread_next(csvread *r)
             p = cr;
         int term = p < e;
         size_t n = (size_t)(p - s) + (size_t)term;
-        if (parse_segment(r, s, n, term) != 0)
-            return -1;
+        /* a segment that is not just a line end starts a record when none
+         * is open: that is the record's first line; a line end alone
+         * there is a blank line */
+        if (!r->in_record && (n > 1 || !term)) {
+            r->in_record = 1;
+            r->rec_line = r->line;
+            r->pstate = P_FIELD;
+            r->fquoted = 0;
+            begin_text(r, (size_t)(s - r->buf));
+        }
+        if (r->o.check_utf8) {
+            unsigned bad = 0;
+            if (utf8_scan(r, s, n, &bad) != n)
+                return fail(r, r->line, "invalid UTF-8 (byte 0x%02X); use "
+                            "encoding = false to read it anyway", bad);
+        }
+        int ended = 0;
+        if (r->in_record) {
+            ended = parse_segment(r, s, n, term);
+            if (ended < 0)
+                return -1;
+            if (r->data_len > CSVREAD_MAX_RECORD)
+                return fail(r, r->rec_line, "record larger than %zu MiB (an "
+                            "unclosed quote?)", CSVREAD_MAX_RECORD >> 20);
+        }
         r->pos += n;
         if (term && *p == '\n')
             r->line++;
-        if (r->row_done) {
-            r->rec_to = (size_t)(p - r->buf); /* the line end, or the
-                                                  block's end */
+        if (ended) {
+            r->rec_to = (size_t)(p - r->buf); /* the line end */
             r->rec_ended = 1;
-            if (term && *p == '\r' && take_lf(r) < 0)
+            if (*p == '\r' && take_lf(r) < 0)
                 return -1;
             return finish_record(r);
         }
@@ -868,9 +855,10 @@ static int rewind_input(csvread *r)
 /* Forget the record in progress: the parser starts afresh. */
 static void reset_parse(csvread *r)
 {
-    csv_free(&r->parser);
-    parser_init(r);
-    r->in_record = r->row_done = r->cb_nomem = 0;
+    r->in_record = 0;
+    r->pstate = P_FIELD;
+    r->fquoted = 0;
+    r->fstart = 0;
     r->u8_need = 0;
     r->nfields = r->data_len = 0;
     r->text_len = 0;

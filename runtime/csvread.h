@@ -10,8 +10,8 @@
  * offset in the decompressed input, line, expected field count), which a
  * reader of the same file, in this process or another, can seek to.
  *
- * Uses: libcsv (the field/record state machine), read(2) and zlib's
- * inflate.  Gzip is recognised by its first two bytes (anything else is
+ * Uses: read(2), zlib's inflate and the C library (memchr does the
+ * scanning).  Gzip is recognised by its first two bytes (anything else is
  * read unchanged); every member of a multi-member file is read, zero
  * padding between and after members is skipped (as gzip(1) does), and
  * anything else after a member (trailing garbage), a member cut short or
@@ -25,27 +25,28 @@
  * the one routine csvread_release(), which is safe on a zeroed, a partly
  * opened, a failed or an already released reader.  No function here calls
  * back into the caller, so a caller's error handling (longjmp) never runs
- * through libcsv or zlib frames.
+ * through zlib frames.
  *
  * Dialect notes (see the .c file for why):
  * - spaces are data (RFC 4180), never trimmed;
- * - blank lines are skipped (libcsv does not report empty records), so a
- *   one-column file cannot express an empty value with an empty line;
+ * - blank lines are skipped, so a one-column file cannot express an empty
+ *   value with an empty line;
  * - a record ends at LF, CRLF or a lone CR, but only LF counts as a line;
- * - quoting is always strict: a quote inside an unquoted field, text after
- *   a closing quote, or a quote still open at the end of the file is an
- *   error, never a guess.
+ * - a field is quoted when its first byte is the quote; in a field that
+ *   is not, a quote is data (5" pipe) when opts.stray_quotes is set, else
+ *   an error;
+ * - text after a closing quote, and a quote still open at the end of the
+ *   file, are errors, never a guess.
  */
 #ifndef SLUICE_CSVREAD_H
 #define SLUICE_CSVREAD_H
 
-#include <csv.h> /* libcsv's (this file is csvread.h so it cannot shadow it) */
 #include <stddef.h>
+#include <stdint.h>
 #include <zlib.h>
 
 
-/* Size of one read (decompressed bytes); also the largest slice of input
- * handed to libcsv at once. */
+/* Size of one read (decompressed bytes). */
 #define CSVREAD_BLOCK (128 * 1024)
 
 /* The smallest block csvread_opts.block may ask for (a BOM must fit in the
@@ -54,13 +55,16 @@
 
 /* A record larger than this is an error (an unclosed quote would otherwise
  * swallow the rest of the file into memory); PostgreSQL's own limit for
- * one field is 1 GB. */
+ * one field is 1 GB.  Field offsets and lengths are 32-bit: a record's
+ * field bytes stay below this plus one block. */
 #define CSVREAD_MAX_RECORD ((size_t)1 << 30)
 
 typedef struct csvread_opts {
     unsigned char delim;   /* field delimiter, ',' */
     unsigned char quote;   /* quote character, '"' */
     int strict;            /* field count must match the first record's */
+    int stray_quotes;      /* a quote inside an unquoted field is data
+                              (else an error) */
     int check_utf8;        /* invalid UTF-8 is an error */
     long long skip;        /* physical lines to skip before the first record */
     const char *null;      /* field text meaning NULL, or NULL for none;
@@ -73,10 +77,11 @@ typedef struct csvread_opts {
 } csvread_opts;
 
 /* One field of the current record: data[off .. off+len) of the record's
- * buffer; is_null when it matched opts.null. */
+ * buffer; is_null when it matched opts.null.  (32-bit, so that the Lua
+ * binding reads them through the FFI as plain numbers.) */
 typedef struct csvread_field {
-    size_t off, len;
-    int is_null;
+    uint32_t off, len;
+    uint32_t is_null;
 } csvread_field;
 
 enum { CSVREAD_OPEN = 0, CSVREAD_DONE, CSVREAD_FAILED };
@@ -89,7 +94,6 @@ typedef struct csvread {
     int zs_init;
     unsigned char *in;             /* gzip input: compressed bytes */
     unsigned char *buf;            /* one block of decompressed input */
-    struct csv_parser parser;      /* its entry buffer is a resource too */
     char *data;                    /* field bytes of the current record */
     csvread_field *fields;         /* fields of the current record */
     char *name;                    /* for messages: the path, or "stdin" */
@@ -124,8 +128,9 @@ typedef struct csvread {
     long long line;                /* physical line of the next byte */
     long long rec_line;            /* line where the current record began */
     int in_record;                 /* bytes of a record seen, not ended */
-    int row_done;                  /* libcsv reported the end of a record */
-    int cb_nomem;                  /* a callback could not grow a buffer */
+    int pstate;                    /* where in a field the parse is */
+    int fquoted;                   /* the current field began with a quote */
+    size_t fstart;                 /* its first byte in data */
     unsigned char u8_need, u8_lo, u8_hi; /* UTF-8 sequence in progress: */
     unsigned char u8_lead;         /* bytes still needed, their range, lead */
 

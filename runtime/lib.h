@@ -44,6 +44,8 @@
  * the FFI, which C cannot reach directly). */
 #define SLUICE_REG_INT64     "sluice.int64"      /* string -> int64 cdata */
 #define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
+#define SLUICE_REG_CSVROWS   "sluice.csv_rows"   /* a reader -> its rows()
+                                                    iterator (csv.lua) */
 /* Set by the interactive prompt only (sluice.core.keep_columns): a table
  * with weak keys where every query result (the rows array, or
  * query_one's row) gets its columns in the statement's order:

@@ -13,10 +13,11 @@
  *
  * Caveats:
  * - One C call per row: the reader parses up to the end of one record in C
- *   (csvread_next never calls Lua), then the row table is built here.  A
- *   Lua error while building it (out of memory) cannot cross a libcsv or
- *   zlib frame, and leaves nothing behind: the reader userdata owns every
- *   buffer and the file.
+ *   (csvread_next never calls Lua), then the row table is built here, or
+ *   (rows()) by csv.lua's iterator from a view of the record through the
+ *   FFI (see "FFI rows" below).  A Lua error while building it (out of
+ *   memory) cannot cross a zlib frame, and leaves nothing behind: the
+ *   reader userdata owns every buffer and the file.
  * - At the end of the input or on an error the reader frees its file and
  *   buffers at once (a rows() loop that ends releases the file without
  *   waiting for the garbage collector); line and offset stay readable.
@@ -43,7 +44,21 @@
 /* Conversions of typed columns (opts.types). */
 enum { CONV_NONE = 0, CONV_NUMBER, CONV_INTEGER };
 
+/* What the FFI row builder of csv.lua reads after fast_next(): the
+ * current record's field bytes and fields, the numbers of its typed
+ * columns, the record number.  csv.lua declares the same struct. */
+typedef struct sl_csv_view {
+    const char *data;
+    const csvread_field *fields;
+    const double *nums;   /* nums[i]: typed column i, converted */
+    double n;             /* records handed out, this one included */
+} sl_csv_view;
+
+/* fast_next() left nothing for take(): it did not read. */
+#define FAST_NONE 2
+
 typedef struct sl_csv {
+    sl_csv_view v;  /* first: a pointer to the reader is one to its view */
     csvread r;
     int closed;     /* close() or __gc ran */
     int header;     /* rows are keyed by the header's names (in the fenv) */
@@ -58,6 +73,10 @@ typedef struct sl_csv {
                        conversion: the position is its start */
     double size;    /* bytes of the file when it is a regular one, else 0
                        (reader.file_size, for progress) */
+    int fast_rc;    /* csvread_next's answer that fast_next() left for
+                       take() (FAST_NONE: it read nothing) */
+    double *nums;   /* nconv numbers of the typed columns, for the view
+                       (memory anchored in the fenv with conv) */
 } sl_csv;
 
 /* The size of the reader's input when it is a regular file, else 0. */
@@ -137,7 +156,7 @@ static unsigned char opt_char(lua_State *L, int t, const char *key,
 
 static const char *const reader_keys[] = {
     "header", "delimiter", "quote", "null", "strict", "encoding", "skip",
-    "types", NULL,
+    "types", "stray_quotes", NULL,
 };
 
 /* Read the reader options at index t (a table or nil). */
@@ -148,6 +167,7 @@ static void reader_opts(lua_State *L, int t, const char *fname,
     o->delim = ',';
     o->quote = '"';
     o->strict = 1;
+    o->stray_quotes = 1;
     o->check_utf8 = 1;
     *header = 1;
     if (lua_isnoneornil(L, t))
@@ -158,6 +178,7 @@ static void reader_opts(lua_State *L, int t, const char *fname,
     check_keys(L, t, fname, reader_keys);
     *header = opt_bool(L, t, "header", 1, fname);
     o->strict = opt_bool(L, t, "strict", 1, fname);
+    o->stray_quotes = opt_bool(L, t, "stray_quotes", 1, fname);
     o->delim = opt_char(L, t, "delimiter", ',', fname);
     o->quote = opt_char(L, t, "quote", '"', fname);
     if (o->delim == o->quote)
@@ -198,6 +219,7 @@ static sl_csv *new_reader(lua_State *L)
 {
     sl_csv *u = lua_newuserdata(L, sizeof *u);
     memset(u, 0, sizeof *u); /* no resource yet: __gc is a no-op */
+    u->fast_rc = FAST_NONE;
     luaL_getmetatable(L, SLUICE_CSV_MT);
     lua_setmetatable(L, -2);
     lua_newtable(L); /* the header's names, when rows are keyed */
@@ -411,8 +433,10 @@ static void read_types(lua_State *L, sl_csv *u, int ud, int opts,
         lua_pop(L, 2);
         return;
     }
-    unsigned char *conv = lua_newuserdata(L, n);
-    memset(conv, 0, n);
+    /* n numbers for the view, then the n conversion codes */
+    double *nums = lua_newuserdata(L, n * (sizeof *nums + 1));
+    unsigned char *conv = (unsigned char *)(nums + n);
+    memset(nums, 0, n * (sizeof *nums + 1));
     lua_setfield(L, names, "types"); /* anchored for the reader's life */
     lua_pushnil(L);
     while (lua_next(L, types)) {
@@ -421,6 +445,8 @@ static void read_types(lua_State *L, sl_csv *u, int ud, int opts,
         lua_pop(L, 1);
     }
     u->conv = conv;
+    u->nums = nums;
+    u->v.nums = nums;
     u->nconv = n;
     lua_pop(L, 2);
 }
@@ -462,11 +488,11 @@ int lib_csv_open(lua_State *L)
     return 1;
 }
 
-/* reader:next() -> row, n | nil; also the iterator function of rows(). */
-static int csv_next(lua_State *L)
+/* Push what csv_next returns for csvread_next's answer rc (the reader at
+ * index 1, u->n already counting a record read): row, n; nil at the end;
+ * or raise the reader's error. */
+static int push_next(lua_State *L, sl_csv *u, int rc)
 {
-    sl_csv *u = check_reader(L, 1);
-    int rc = csvread_next(&u->r);
     if (rc <= 0) {
         /* the reader reports a read() cut short by a signal (stdin, a
          * pipe) as a read error: raise the interrupt instead */
@@ -481,7 +507,6 @@ static int csv_next(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    u->n++;
     const csvread *r = &u->r;
     size_t nf = r->nfields;
     if (u->header) {
@@ -510,6 +535,143 @@ static int csv_next(lua_State *L)
     }
     lua_pushnumber(L, (lua_Number)u->n);
     return 2;
+}
+
+/* reader:next() -> row, n | nil; also the iterator function of rows(). */
+static int csv_next(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    u->fast_rc = FAST_NONE;
+    int rc = csvread_next(&u->r);
+    if (rc > 0)
+        u->n++;
+    return push_next(L, u, rc);
+}
+
+/* ------------------------------------------------------------ FFI rows
+ *
+ * rows() hands out an iterator that csv.lua writes in Lua for the
+ * reader's shape (its header's names, or its width; its typed columns):
+ * it calls fast_next() through the FFI, then builds the row itself
+ * from the view (ffi.string per field, a table constructor with the
+ * header's names as constant keys), so a compiled loop never leaves its
+ * trace for a row.  Whatever it does not build (the end, an error, a row
+ * of another width, a NULL or a value the view cannot hold, an
+ * interrupt, a closed reader) goes to take(), the classic path above,
+ * which builds the row or raises as reader:next() does. */
+
+/* Convert the typed columns of the current record into u->nums.  Returns
+ * 0 when one cannot be held there (not a number, an integer beyond 2^53:
+ * push_field raises, or makes an int64 cdata). */
+static int fast_convert(sl_csv *u)
+{
+    const csvread *r = &u->r;
+    size_t n = u->nconv < r->nfields ? u->nconv : r->nfields;
+    for (size_t i = 0; i < n; i++) {
+        const csvread_field *f = &r->fields[i];
+        if (u->conv[i] == CONV_NONE || f->is_null)
+            continue;
+        const char *s = r->data + f->off;
+        if (u->conv[i] == CONV_NUMBER) {
+            if (numparse_double(s, f->len, &u->nums[i]) < 0)
+                return 0;
+        } else {
+            int64_t x;
+            if (numparse_int64(s, f->len, &x) != 0 || x < -(1LL << 53) ||
+                x > (1LL << 53))
+                return 0;
+            u->nums[i] = (double)x;
+        }
+    }
+    return 1;
+}
+
+/* Called through the FFI with the reader's view (never raises, never
+ * calls Lua): read the next record.  Returns its field count with the
+ * view set when the Lua builder may make the row; 0 when take() must:
+ * then u->fast_rc is csvread_next's answer, or FAST_NONE when nothing was
+ * read (the reader is closed, or an interrupt is pending: compiled code
+ * runs no hooks, so the loop notices Ctrl-C here at its next row). */
+static int fast_next(sl_csv_view *v)
+{
+    sl_csv *u = (sl_csv *)v; /* the view is its first member */
+    u->fast_rc = FAST_NONE;
+    if (u->closed || (interrupt_pending() && !interrupt_held()))
+        return 0;
+    int rc = csvread_next(&u->r);
+    u->fast_rc = rc;
+    if (rc <= 0)
+        return 0;
+    u->n++;
+    if (u->nconv && !fast_convert(u))
+        return 0;
+    u->v.data = u->r.data;
+    u->v.fields = u->r.fields;
+    u->v.n = (double)u->n;
+    return u->r.nfields > INT_MAX ? 0 : (int)u->r.nfields;
+}
+
+/* take(reader) -> row, n | nil: what fast_next() left to the classic
+ * path. */
+static int csv_take(lua_State *L)
+{
+    sl_csv *u = luaL_checkudata(L, 1, SLUICE_CSV_MT);
+    lua_settop(L, 1);
+    int rc = u->fast_rc;
+    u->fast_rc = FAST_NONE;
+    if (rc == FAST_NONE) {
+        check_reader(L, 1);
+        if (interrupt_pending() && !interrupt_held()) {
+            int sig = lib_interrupt_consume(L);
+            return luaL_error(L, "interrupted (%s)", interrupt_name(sig));
+        }
+        return csv_next(L);
+    }
+    return push_next(L, u, rc);
+}
+
+/* Hand the reader on top of the stack (at index ud) to csv.lua's builder
+ * of iterators, when it installed one: pushes its iterator, or nothing
+ * (the reader's shape is one it does not take, e.g. too wide). */
+static int push_fast_iter(lua_State *L, sl_csv *u, int ud)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CSVROWS);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int (*next)(sl_csv_view *) = fast_next;
+    void *fn;
+    memcpy(&fn, &next, sizeof fn); /* a function's address as data */
+    lua_pushvalue(L, ud);
+    lua_pushlightuserdata(L, &u->v);
+    lua_pushlightuserdata(L, fn);
+    lua_pushcfunction(L, csv_take);
+    // stack: ..., builder, reader, view, next, take
+    if (u->header) {
+        lua_getfenv(L, ud);
+        int n = (int)lua_objlen(L, -1);
+        lua_createtable(L, n, 0);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -2, i);
+            lua_rawseti(L, -2, i);
+        }
+        lua_remove(L, -2);
+    } else {
+        lua_pushboolean(L, 0);
+    }
+    lua_createtable(L, (int)u->nconv, 0);
+    for (size_t i = 0; i < u->nconv; i++) {
+        lua_pushinteger(L, u->conv[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_pushboolean(L, u->o.null != NULL);
+    // stack: ..., builder, reader, view, next, take, names|false, kinds, null
+    lua_call(L, 7, 1);
+    if (lua_isfunction(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    return 0;
 }
 
 /* rows()'s iterator: the reader is its upvalue, so it needs no state
@@ -548,8 +710,11 @@ int lib_csv_rows(lua_State *L)
 {
     open_reader(L, "sluice.csv.rows");
     // stack: ..., reader
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, csv_iter, 1);
+    sl_csv *u = lua_touserdata(L, -1);
+    if (!push_fast_iter(L, u, lua_gettop(L))) {
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, csv_iter, 1);
+    }
     push_iter_readers(L);
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -4);

@@ -76,6 +76,8 @@ static int set_helper(lua_State *L)
         lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_INT64);
     else if (strcmp(name, "cdata_text") == 0)
         lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CDATATEXT);
+    else if (strcmp(name, "csv_rows") == 0)
+        lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CSVROWS);
     else
         return luaL_argerror(L, 1, "unknown helper");
     return 0;

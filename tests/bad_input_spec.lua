@@ -19,9 +19,10 @@
 -- mode"] = why }: a known bug; the case runs and shows as pending while
 -- it fails, and fails once it passes (then drop the mark).
 --
--- Decisions for CSV input (sluice.csv.open): a malformed record (a quote
--- left open, a stray quote, text after a closing quote, a ragged record,
--- invalid UTF-8) is a reader error: the load stops with the reader's
+-- Decisions for CSV input (sluice.csv.open): a quote inside an unquoted
+-- field is data (stray_quotes = false: an error); a malformed record (a
+-- quote left open, text after a closing quote, a ragged record, invalid
+-- UTF-8, a stray quote when refused) is a reader error: the load stops with the reader's
 -- "file:line: what", nothing loaded in abort mode; in reject mode the
 -- chunks committed before it stay (the error says "rows 1-K were
 -- committed" and count(*) = K).  A NUL byte is no CSV error: the field
@@ -257,8 +258,11 @@ local CASES = {
     read_before = 7 },
   { name = "CSV: a ragged first record (too few fields)", chunk = 7,
     csv = "id,v\n1\n2,b\n", reader = "2: row has 1 field, expected 2", read_before = 0 },
-  { name = "CSV: a stray quote in an unquoted field", chunk = 7,
-    csv = csv_of(good_fields(16, { [14] = 'b"c' })),
+  { name = "CSV: a stray quote in an unquoted field is data", chunk = 7, records = 16,
+    csv = csv_of(good_fields(16, { [14] = 'b"c' })), bad = {},
+    check = "select v as s from {t} where id = 14", contents = 'b"c' },
+  { name = "CSV: a stray quote, refused with stray_quotes = false", chunk = 7,
+    csv = csv_of(good_fields(16, { [14] = 'b"c' })), csv_opts = { stray_quotes = false },
     reader = "15: malformed quoting (a quote inside an unquoted field)", read_before = 13 },
   { name = "CSV: text after a closing quote", chunk = 7,
     csv = csv_of(good_fields(8, { [7] = '"b"c' })),
@@ -369,7 +373,7 @@ describe("the bad-input matrix", function()
     if not case.csv then return case.rows end
     local path = dir .. "/" .. table_name(case) .. ".csv"
     H.write(path, case.csv)
-    local r = sluice.csv.open(path)
+    local r = sluice.csv.open(path, case.csv_opts)
     return function() return (r:next()) end, path
   end
 

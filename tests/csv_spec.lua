@@ -8,7 +8,7 @@ local ffi = require "ffi"
 ffi.cdef [[ int getpid(void); ]]
 
 local NULL = sluice.null
--- the reader's block size (CSVREAD_BLOCK in runtime/csv.h): tests put
+-- the reader's block size (CSVREAD_BLOCK in runtime/csvread.h): tests put
 -- line ends and characters right across a block boundary
 local BLOCK = 128 * 1024
 
@@ -104,7 +104,7 @@ describe("sluice.csv.rows", function()
     local rows = read_all(F("nulls.csv"), { null = "" })
     assert.are.same({ { a = NULL, b = "", c = "x" }, { a = "\\N", b = "\\N", c = "NULL" } }, rows)
     assert.are.equal(NULL, rows[1].a)
-    -- null = "\N": matched quoted or not (libcsv does not report quoting)
+    -- null = "\N": matched quoted or not
     assert.are.same({ { a = "", b = "", c = "x" }, { a = NULL, b = NULL, c = "NULL" } },
       (read_all(F("nulls.csv"), { null = "\\N" })))
   end)
@@ -169,11 +169,21 @@ describe("sluice.csv.rows", function()
     assert.are.same({ 3, 6, 7 }, lines)
   end)
 
-  it("raises for malformed quoting with the line of the bad byte", function()
-    local err, rows = read_err(F("bad_quote.csv"))
+  it("reads a quote inside an unquoted field as data; stray_quotes = false refuses it", function()
+    local want = { { a = "1", b = "2" }, { a = "3", b = 'x"y' }, { a = "4", b = "5" } }
+    assert.are.same(want, (read_all(F("bad_quote.csv"))))
+    local got = {}
+    for row, n in csv.rows(F("bad_quote.csv")) do got[n] = row end
+    assert.are.same(want, got)
+    local err, rows = read_err(F("bad_quote.csv"), { stray_quotes = false })
     assert.are.equal(F("bad_quote.csv") .. ":3: malformed quoting (a quote inside an unquoted field)", err)
     assert.are.same({ { a = "1", b = "2" } }, rows)
-    err, rows = read_err(F("after_quote.csv"))
+    assert.has_error(function() csv.open(F("bad_quote.csv"), { stray_quotes = "no" }) end,
+      "sluice.csv.open: option stray_quotes must be a boolean, got a string")
+  end)
+
+  it("raises for malformed quoting with the line of the bad byte", function()
+    local err, rows = read_err(F("after_quote.csv"))
     assert.are.equal(F("after_quote.csv") .. ":4: malformed quoting (text after a closing quote)", err)
     assert.are.same({ { a = "ok", b = "1" } }, rows)
   end)
@@ -527,8 +537,8 @@ end)
 
 describe("reader:record(), record_offset, path and csv.reader_of", function()
   -- Records of every kind, many of them (over two block boundaries, at
-  -- places the lengths decide): unquoted (the memchr path), quoted with
-  -- delimiters, doubled quotes and line ends inside (libcsv's), ended by
+  -- places the lengths decide): unquoted, quoted with delimiters,
+  -- doubled quotes and line ends inside, ended by
   -- LF, CRLF or a lone CR, with blank lines between; a BOM first.  Returns
   -- the bytes and, per record, { text, offset, line }.
   local function make()

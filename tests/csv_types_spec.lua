@@ -1,5 +1,5 @@
--- sluice.csv: lines read by the unquoted fast path and by libcsv taking
--- turns (checked against what was written), and typed columns (opts.types).
+-- sluice.csv: unquoted and quoted lines mixed (checked against what was
+-- written), and typed columns (opts.types).
 local H = require "helper"
 local sluice = require "sluice"
 local csv = sluice.csv
@@ -14,7 +14,7 @@ teardown(function() os.execute("rm -rf " .. tmp) end)
 
 local read_all, read_err = H.csv_read_all, H.csv_read_err
 
-describe("sluice.csv fast path and libcsv together", function()
+describe("sluice.csv unquoted and quoted lines together", function()
   -- A small deterministic PRNG (the spec must not depend on math.random's
   -- implementation).
   local function prng(seed)
@@ -121,7 +121,7 @@ describe("sluice.csv fast path and libcsv together", function()
                     (read_all(path, { encoding = false })))
   end)
 
-  it("treats a lone CR inside an unquoted line as a record end, as libcsv does", function()
+  it("treats a lone CR inside an unquoted line as a record end", function()
     local path = tmp .. "/cr.csv"
     H.write(path, "a,b\r1,2\n3,4\n")
     local rows, lines = read_all(path, { header = false })

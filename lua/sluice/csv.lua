@@ -1,8 +1,9 @@
 --- sluice.csv: read CSV files (plain or gzip) row by row, or pour one
 -- straight into a table.
 --
--- The work is in C (runtime/csvread.c: libcsv over zlib's gz reader;
--- runtime/lib_csv.c: the binding); this module is the documented surface.
+-- The work is in C (runtime/csvread.c: a scanner over memchr, read(2) and
+-- zlib's inflate; runtime/lib_csv.c: the binding); this module is the
+-- documented surface, and writes the rows() iterators (below).
 -- The functions are the C functions themselves, so a misuse error points at
 -- the caller's line.
 --
@@ -25,9 +26,17 @@
 --              default nil: no NULLs, every field is a string.  null = ""
 --              makes only unquoted empty fields NULL ("" stays an empty
 --              string), as COPY does.  Any other text also matches when it
---              was quoted (libcsv does not say which fields were quoted).
+--              was quoted.
 --   strict     true (default): a row whose field count differs from the
 --              header's (or the first row's) is an error; false: kept.
+--   stray_quotes  true (default): a quote inside a field that does not
+--              begin with one is data: 5" pipe, 37°36'37.8"N read as
+--              written (as Python's csv module reads them).  false: it is
+--              an error, "malformed quoting (a quote inside an unquoted
+--              field)".  PostgreSQL's COPY reads such a quote as the start
+--              of a quoted part instead (so db:copy_from_file refuses the
+--              line, or joins it to the next); rows read here and loaded
+--              with db:copy or sluice.load arrive as written.
 --   encoding   "utf8" or true (default): invalid UTF-8 is an error naming
 --              the line; false: bytes are passed through unchecked.
 --   skip       physical lines to skip before the header (default 0).
@@ -46,17 +55,18 @@
 --              and tonumber() it in the loop).
 -- n is the record number (1 for the first data record).  A leading UTF-8
 -- BOM is ignored.  The dialect is RFC 4180: quoted fields may hold the
--- delimiter, doubled quotes and line ends; LF, CRLF and a CR alone end a record (and a line, in line numbers);
--- spaces are data.  Blank lines (outside quotes) are skipped, so they count
--- as lines but not as records.  Quoting is strict: a quote inside an
--- unquoted field, text after a closing quote, or a quote still open at the
--- end of the file is an error.
+-- delimiter, doubled quotes and line ends; LF, CRLF and a CR alone end a
+-- record (and a line, in line numbers); spaces are data.  Blank lines
+-- (outside quotes) are skipped, so they count as lines but not as
+-- records.  A field is quoted when it begins with the quote; text after
+-- its closing quote, or a quote still open at the end of the file, is an
+-- error (a stray quote inside an unquoted field: see stray_quotes).
 --
 -- Errors in the data are raised as strings "file:line: what", the line
 -- being the physical line (1-based, the header included) where the record
 -- starts, or where the bad byte is:
 --   data.csv:17: row has 4 fields, expected 3
---   data.csv:5: malformed quoting (a quote inside an unquoted field)
+--   data.csv:5: malformed quoting (a quote inside an unquoted field)    (stray_quotes = false)
 --   data.csv:5: malformed quoting (text after a closing quote)
 --   data.csv:9: malformed quoting (quoted field not closed at the end of the file)
 --   data.csv:3: invalid UTF-8 (byte 0xE9); use encoding = false to read it anyway
@@ -68,9 +78,11 @@
 --   data.csv:4: column 2: "x" is not an integer
 -- Rows before the error have been handed out; none after it.
 --
--- Speed: a line with no quote character is split right away (memchr), not
--- fed to libcsv a byte at a time; lines with quotes go through libcsv.
--- Both give the same fields.
+-- Speed: the reader goes from one byte that matters to the next with
+-- memchr (the delimiter in an unquoted field, the quote in a quoted one),
+-- and rows()'s iterator builds each row in Lua through the FFI, so
+-- LuaJIT compiles the loop over the rows; what remains is mostly making
+-- the row's strings and table (bench/csv_read.lua, README.md).
 --
 -- A reader (sluice.csv.open) has r:next() -> row, n (nil at the end),
 -- r:record(), r:position(), r:seek(pos), r:identity(), r:close(), and
@@ -139,7 +151,10 @@
 -- mode: a record the server refuses (or of the wrong width) is set aside
 -- with its text and line (src.source = "path:line", src.record) and the
 -- others are loaded, in one transaction.  Returns rows loaded, rows
--- rejected.  The file must be UTF-8.
+-- rejected.  The file must be UTF-8.  It is read with stray_quotes =
+-- false (a file for the server's CSV parser, which does not take a quote
+-- inside a field as data): such a record stops the load with the
+-- reader's error, as it stops the server's COPY.
 --
 -- db:copy_from_file(table, path [, opts]) -> rows loaded.  Sends the file's
 -- decompressed bytes into COPY table FROM STDIN (FORMAT csv) without Lua
@@ -161,6 +176,127 @@
 -- transaction) leaves the COPY in doubt, and the error says so.
 local core = require "sluice.core"
 local progress = require "sluice.progress"
+local ffi = require "ffi"
+
+------------------------------------------------------- rows() iterators
+-- sluice.csv.rows() (C, lib_csv.c) asks build_iterator below for the
+-- iterator it returns.  That iterator is Lua written for the reader's
+-- shape: one FFI call reads the next record (lib_csv.c's fast_next), then
+-- the row is a table constructor -- the header's names as constant keys,
+-- or positions -- of ffi.string(field) (or the typed column's number, or
+-- sluice.null), so LuaJIT compiles a loop over the rows, the script's
+-- own code in it, into one trace: no C API call per field, no hash
+-- insertion per key, the fields' strings made in the trace.  Anything
+-- else (the end, an error, a row of another width, an interrupt, a
+-- value only the C path converts) is the C path's: take(reader), which
+-- returns or raises exactly what reader:next() would.
+
+pcall(ffi.cdef, [[
+typedef struct sluice_csv_field { uint32_t off, len, is_null; } sluice_csv_field;
+typedef struct sluice_csv_view {
+  const char *data;
+  const sluice_csv_field *fields;
+  const double *nums;
+  double n;
+} sluice_csv_view;
+]])
+local view_ptr = ffi.typeof("sluice_csv_view *")
+local next_fn_t = ffi.typeof("int (*)(sluice_csv_view *)")
+
+-- The widest rows the builders are written for; wider ones take the C
+-- path (the same rows, made field by field through the C API).
+local MAX_WIDTH = 100
+
+-- Lua of field i (0-based) of the view: its string, number or NULL.
+local function field_code(i, kind, null)
+  local v = kind ~= nil and kind ~= 0 and ("nums[%d]"):format(i)
+            or ("str(d + f[%d].off, f[%d].len)"):format(i, i)
+  if null then v = ("(f[%d].is_null ~= 0 and NULL or %s)"):format(i, v) end
+  return v
+end
+
+-- source -> chunk: one compiled builder per shape, kept for the next
+-- reader of that shape (a script reading many files of one kind); a
+-- script reading files of more shapes than this starts over
+local chunks, nchunks = {}, 0
+local MAX_CHUNKS = 64
+
+local function compile(src)
+  local chunk = chunks[src]
+  if not chunk then
+    chunk = assert(loadstring(src, "=(sluice.csv rows)"))
+    if nchunks == MAX_CHUNKS then chunks, nchunks = {}, 0 end
+    chunks[src], nchunks = chunk, nchunks + 1
+  end
+  return chunk
+end
+
+-- The row of width w (keys: names, or nil for positions) as one table
+-- constructor.
+local function row_code(w, names, kinds, null)
+  local parts = {}
+  for i = 1, w do
+    local v = field_code(i - 1, kinds[i], null)
+    parts[i] = names and ("[%q] = %s"):format(names[i], v) or v
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+local PRELUDE = "local str, NULL, fnext, take, reader, view = ...\n"
+
+-- Keyed rows: the header's names are known when the reader opens.
+local function keyed_iterator(names, kinds, null, ...)
+  local w = #names
+  local src = PRELUDE .. ([[
+return function()
+  local nf = fnext(view)
+  if nf ~= %d then return take(reader) end
+  local d, f, nums = view.data, view.fields, view.nums
+  return %s, view.n
+end]]):format(w, row_code(w, names, kinds, null))
+  return compile(src)(...)
+end
+
+-- Array rows: the width is the first record's; a builder for it is made
+-- then (rows of another width, with strict = false, take the C path).
+local function array_builder(w, kinds, null)
+  local src = ([[
+local str, NULL = ...
+return function(d, f, nums)
+  return %s
+end]]):format(row_code(w, nil, kinds, null))
+  return compile(src)
+end
+
+local function array_iterator(kinds, null, str, NULL, fnext, take, reader, view)
+  local width, build = -1, nil
+  return function()
+    local nf = fnext(view)
+    if nf ~= width then
+      if nf <= 0 or width ~= -1 or nf > MAX_WIDTH then return take(reader) end
+      width, build = nf, array_builder(nf, kinds, null)(str, NULL)
+    end
+    return build(view.data, view.fields, view.nums), view.n
+  end
+end
+
+local next_fn -- the C function, cast once
+
+-- Called by sluice.csv.rows (C) with the reader just opened: its view
+-- (a light userdata), lib_csv.c's fast_next, the C path take(reader), the
+-- header's names (false: rows are arrays), the typed columns' kinds
+-- (kinds[i] ~= 0: nums[i - 1] holds field i's number) and whether
+-- opts.null was given.  Returns the iterator, or nil (the C one serves).
+local function build_iterator(reader, view, fn, take, names, kinds, null)
+  if names and (#names == 0 or #names > MAX_WIDTH) then return nil end
+  next_fn = next_fn or ffi.cast(next_fn_t, fn)
+  local v = ffi.cast(view_ptr, view)
+  if names then
+    return keyed_iterator(names, kinds, null, ffi.string, core.null, next_fn, take, reader, v)
+  end
+  return array_iterator(kinds, null, ffi.string, core.null, next_fn, take, reader, v)
+end
+core.set_helper("csv_rows", build_iterator)
 
 -- (db:copy_from_file is core.csv_copy_from_file; api.lua makes it a
 -- method of connections.)
@@ -191,8 +327,10 @@ local function copy_from_file_rejecting(db, tbl, path, opts)
     error("copy_from_file: on_reject and rejects read UTF-8 files (encoding \""
           .. tostring(opts.encoding) .. "\")", 3)
   end
+  -- stray_quotes = false: the file is written for the server's CSV
+  -- parser, which does not read a quote inside a field as data
   local r = M.open(path, { header = false, strict = false, delimiter = opts.delimiter,
-                           quote = opts.quote, null = opts.null or "" })
+                           quote = opts.quote, null = opts.null or "", stray_quotes = false })
   if opts.header ~= false then r:next() end
   local ok, s = pcall(require("sluice.load").load, {
     db = db, table = tbl, columns = opts.columns, rows = r, strategy = "copy_csv",

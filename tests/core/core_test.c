@@ -614,7 +614,7 @@ static void test_csv(void)
 
 /* csvread_record: each record's text is its bytes in the input, line end
  * left out, for every block size (so every record is split at every
- * place), plain and gzip, on both paths (quote-free lines, libcsv). */
+ * place), plain and gzip, quote-free and quoted lines. */
 static void test_csv_record(void)
 {
     static const char in[] =

@@ -1,20 +1,20 @@
 /*
  * csvread.c - libFuzzer target: the streaming CSV reader (csvread.h),
- * both its paths (the memchr fast path for quote-free lines, libcsv for
- * the rest), plain and gzip, records and raw mode, across its 128 KiB
- * blocks.
+ * its scanner in every state, plain and gzip, records and raw mode,
+ * across its 128 KiB blocks.
  *
- * The input: 6 bytes of options, the NULL text, then the CSV body
+ * The input: 7 bytes of options, the NULL text, then the CSV body
  * (layout below).  The stream is the body, or (F_BIG) a long line that
  * opts.skip skips and then copies of the body, so that the first block
  * ends inside them at an offset the input chooses (a few bytes in, or
  * some 8 KiB: records larger than the reader's first buffers).  It is
  * read
  * - plain, and checked against a model of the dialect written here from
- *   csvread.h (RFC 4180, strict quoting, blank lines skipped, CR, LF or
- *   CRLF ending a record and a line (a CR or LF inside quotes: only the
- *   LF counts as a line), a leading BOM
- *   dropped, UTF-8 checked per segment, i.e. up to each CR or LF or
+ *   csvread.h (RFC 4180, text after a closing quote an error, a quote
+ *   inside an unquoted field data or an error as opts.stray_quotes
+ *   says, blank lines skipped, CR, LF or CRLF ending a record and a line
+ *   (a CR or LF inside quotes: only the LF counts as a line), a leading
+ *   BOM dropped, UTF-8 checked per segment, i.e. up to each CR or LF or
  *   block end, before its bytes are parsed): the same records, fields,
  *   NULLs, line numbers, offsets, and the same error at the same line;
  * - gzip-compressed (one member, or two with optional zero padding): the
@@ -62,10 +62,11 @@ enum {
     F_BIG = 64,        /* the body across the first 128 KiB block
                           boundary, at an offset from byte 1 */
     F_DAMAGE = 128,    /* gzip: cut short, or trailing garbage */
-    HEADER = 6,        /* flags; rep: block offset (F_BIG), damage kind;
+    M_STRAY = 1,       /* mode byte: opts.stray_quotes */
+    HEADER = 7,        /* flags; rep: block offset (F_BIG), damage kind;
                           split: member split, cut; misc: skip (bits 0-1),
                           NULL length (2-4), stored gzip (5), padding
-                          (6-7); delimiter; quote */
+                          (6-7); delimiter; quote; mode */
 };
 
 #define NULL_MAX 4
@@ -263,11 +264,11 @@ static int step(model *m, unsigned char c, long long line)
         } else if (eol) {
             end_field(m);
             return 1;
-        } else if (c == o->quote) {
+        } else if (c == o->quote && !o->stray_quotes) {
             putf(m->out, "E:%lld: malformed quoting (a quote inside an "
                  "unquoted field)", line);
             return -1;
-        } else {
+        } else { /* a stray quote is data when stray_quotes */
             put(&m->field, &c, 1);
         }
         return 0;
@@ -649,6 +650,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     csvread_opts o = { .delim = ',', .quote = '"' };
     o.strict = (flags & F_STRICT) != 0;
     o.check_utf8 = (flags & F_UTF8) != 0;
+    o.stray_quotes = (data[6] & M_STRAY) != 0;
     o.skip = misc & 3;
     if (flags & F_CHARS) {
         /* what the binding (lib_csv.c) lets through */
