@@ -3,33 +3,43 @@
 --   sluice bench/text.lua [n] [runs]     (defaults: 1000000 5)
 --
 -- Each case runs a loop of n calls over n strings built before the clock
--- starts (so the loop measures the call, not the input), and sums what
--- the calls return so nothing is optimised away.  CPU seconds are
--- os.clock(); medians of `runs`, with the range.  "traces" says how
--- LuaJIT ran the loop, from jit.attach: "compiled" (one looping trace),
--- "stitched" (the trace stops at a function LuaJIT does not compile,
--- which runs in the interpreter each time), or "aborted".
+-- starts (so the loop measures the call, not the input), and keeps what
+-- the calls return (as a row's values are kept); the ways of a case must
+-- give the same values.  CPU seconds are os.clock(); medians of `runs`,
+-- with the range.  "LuaJIT" says how the loop ran, from jit.attach:
+-- "compiled" (a looping trace), "stitched" (the trace stops at a function
+-- LuaJIT does not compile, which runs in the interpreter each time) or
+-- "aborted".
 local text = require("sluice").text
 local B = require "common"
 
 local N = tonumber(arg[1]) or 1000000
 local RUNS = tonumber(arg[2]) or 5
 
--- How the loops ran: trace events of the current case.
-local events
-jit.attach(function(what, tr)
+-- How the loop of run() (below) ran, from the trace events of the
+-- current way: traces that start at its line and loop ("compiled"), stop
+-- at a function LuaJIT does not compile ("stitched") or abort.  Traces
+-- that start elsewhere (a helper that got hot first) are not the loop's.
+local events, loop_line
+local jutil = require "jit.util"
+local starts_here
+jit.attach(function(what, tr, func, pc)
   if not events then return end
-  if what == "abort" then
-    events.abort = (events.abort or 0) + 1
-  elseif what == "stop" then
-    local info = require("jit.util").traceinfo(tr)
-    if info and info.linktype == "stitch" then events.stitch = true end
+  if what == "start" then
+    local fi = jutil.funcinfo(func, pc)
+    starts_here = fi.source == debug.getinfo(1, "S").source and fi.currentline == loop_line
+  elseif starts_here and what == "abort" then
+    events.abort = true
+  elseif starts_here and what == "stop" then
+    local info = jutil.traceinfo(tr)
+    if info.linktype == "stitch" then events.stitch = true end
+    if info.linktype == "loop" then events.loop = true end
   end
 end, "trace")
 
 local function how(ev)
   if ev.stitch then return "stitched" end
-  if ev.abort then return "aborted" end
+  if ev.abort or not ev.loop then return "aborted" end
   return "compiled"
 end
 
@@ -172,6 +182,7 @@ local CASES = {
 local function run(f, t, out)
   for i = 1, N do out[i] = f(t[i], i) end
 end
+loop_line = debug.getinfo(run, "S").linedefined + 1
 
 print(("\n### sluice.text helpers: %d calls, CPU seconds (os.clock), median of %d [range]\n")
       :format(N, RUNS))

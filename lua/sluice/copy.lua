@@ -67,6 +67,16 @@
 --     caller's COMMIT, which then fails as a whole.
 --     cp:finish() returns the rows loaded; cp.rows_loaded,
 --     cp.rows_rejected count as it goes.
+--   opts.layouts: { column = "MM/DD/YYYY", ... } for date, timestamp and
+--     timestamptz columns (or domains over them): a string value is read
+--     by that layout (sluice.text's tokens, runtime/textops.h) in C, by
+--     the compiled row writer and the C encoders alike - binary gets the
+--     value, text and CSV its ISO text - instead of by the server's
+--     date/time input; a timestamptz's value is local time in the session
+--     TimeZone.  Numbers (epoch seconds) and NULL are taken as without a
+--     layout.  A string the layout does not read is refused as a bad
+--     value: 22007, or 22008 for a field out of range (Feb 30), naming
+--     the row, column, value and layout (set aside in reject mode).
 --
 -- The stream (runtime/lib_copy.c has the details):
 --   cp:row(v1, ..., vN)  one row, exactly one value per column; nil or

@@ -52,6 +52,11 @@
 --                             with its own COPY/batch/pipeline stream
 --                             (copy_*, batch, pipeline); every stream runs
 --                             in a transaction committed when all finished
+-- layouts = { column = "MM/DD/YYYY" }: date/time strings of those columns
+-- read by a layout (sluice.text's tokens), as db:copy's layouts: the
+-- COPY strategies (upsert and unlogged_staging too) hand it to db:copy;
+-- batch, pipeline and rowwise_* convert the strings to ISO text with the
+-- same C reader, refusing a bad one with the same words and SQLSTATE.
 -- Other options: quiet = true (no progress at all), summary = false (no
 -- final summary line), label (progress label), total (row count, for the
 -- bar when rows is an iterator).
