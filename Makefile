@@ -172,12 +172,12 @@ clean:
 
 # Fuzzing (tests/fuzz/): libFuzzer targets over the core alone (no
 # LuaJIT), built with clang, ASan and UBSan: the CSV reader, the number
-# and date/time text, the COPY encoders.  `make fuzz` runs each for
+# and date/time text, the COPY encoders, date/time layouts (textops).  `make fuzz` runs each for
 # FUZZ_SECONDS from a copy of its committed seed corpus (what it finds
 # stays in build/fuzz/, never in tests/); a crash, leak or mismatch fails,
 # its input saved as build/fuzz/<target>-crash-* (rerun: the target, the
 # file as its argument).
-FUZZ_TARGETS = csvread numbers copyenc
+FUZZ_TARGETS = csvread numbers copyenc textops
 FUZZ_SECONDS ?= 30
 FUZZ_CC  ?= clang
 FUZZ_PKGS = clang libclang-rt-14-dev
