@@ -34,7 +34,8 @@ CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 	runtime/pgconn.c runtime/redact.c runtime/spawn.c runtime/pgbin.c \
 	runtime/tmpdb.c runtime/csvread.c runtime/copy.c runtime/copyparse.c \
 	runtime/copyenc.c runtime/copychunk.c runtime/sink.c runtime/params.c \
-	runtime/pipeline.c runtime/datetime.c runtime/tzrules.c
+	runtime/pipeline.c runtime/datetime.c runtime/tzrules.c \
+	runtime/textops.c
 # The Lua bindings over the core (runtime/lib_*.c), gathered by
 # lib_sluice.c; with the core they make the executable (plus main.c) and
 # the module sluice/core.so.
@@ -42,7 +43,8 @@ LIB_SRC = runtime/lib_sluice.c runtime/lib_interrupt.c runtime/lib_conn.c \
 	runtime/lib_error.c runtime/lib_tmpdb.c runtime/lib_csv.c \
 	runtime/lib_copy.c runtime/lib_copy_values.c runtime/lib_copy_binary.c runtime/lib_copy_reject.c \
 	runtime/lib_copyout.c runtime/lib_sink.c runtime/lib_params.c \
-	runtime/lib_batch.c runtime/lib_pipeline.c runtime/lib_progress.c
+	runtime/lib_batch.c runtime/lib_pipeline.c runtime/lib_progress.c \
+	runtime/lib_text.c
 OBJDIR  ?= build
 EXE     ?= sluice
 MODULE   = $(OBJDIR)/sluice/core.so
@@ -125,7 +127,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv csv_read gen rejects datetime; do \
+	@for b in copy batch csv csv_read gen rejects datetime text rowops; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \
@@ -171,12 +173,12 @@ clean:
 
 # Fuzzing (tests/fuzz/): libFuzzer targets over the core alone (no
 # LuaJIT), built with clang, ASan and UBSan: the CSV reader, the number
-# and date/time text, the COPY encoders.  `make fuzz` runs each for
+# and date/time text, the COPY encoders, date/time layouts (textops).  `make fuzz` runs each for
 # FUZZ_SECONDS from a copy of its committed seed corpus (what it finds
 # stays in build/fuzz/, never in tests/); a crash, leak or mismatch fails,
 # its input saved as build/fuzz/<target>-crash-* (rerun: the target, the
 # file as its argument).
-FUZZ_TARGETS = csvread numbers copyenc
+FUZZ_TARGETS = csvread numbers copyenc textops
 FUZZ_SECONDS ?= 30
 FUZZ_CC  ?= clang
 FUZZ_PKGS = clang libclang-rt-14-dev

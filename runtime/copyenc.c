@@ -147,7 +147,37 @@ int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int order,
     return rc != SL_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);
 }
 
+int copy_put_date_layout(sbuf *b, const textops_layout *l, const char *s,
+                         size_t n)
+{
+    dt_fields f;
+    int32_t days = 0;
+    int rc = textops_parse(l, s, n, &f);
+    if (rc == SL_OK)
+        rc = dt_date(&f, &days);
+    return rc != SL_OK ? rc : copy_put_fixed(b, 4, (uint32_t)days);
+}
+
+int copy_put_ts_layout(sbuf *b, const textops_layout *l, const char *s,
+                       size_t n, int tz, const tz_rules *zone)
+{
+    dt_fields f;
+    int64_t us = 0;
+    int rc = textops_parse(l, s, n, &f);
+    if (rc == SL_OK)
+        rc = dt_timestamp(&f, zone, tz, &us);
+    return rc != SL_OK ? rc : copy_put_fixed(b, 8, (uint64_t)us);
+}
+
 /* --------------------------------------------------------- the writer */
+
+int copy_writer_layout(copy_writer *w, const textops_layout *l,
+                       const char *s, size_t n, int date_only)
+{
+    char iso[TEXTOPS_ISO_MAX];
+    int len = textops_iso_of(l, s, n, date_only, iso);
+    return len < 0 ? len : copy_writer_plain(w, iso, (size_t)len);
+}
 
 int copy_writer_field(copy_writer *w, const char *s, size_t n)
 {
@@ -192,6 +222,22 @@ static int fast_tstz_str(copy_writer *w, const char *s, size_t n)
     return copy_put_ts_str(&w->buf, s, n, 1, w->dt_order, w->zone);
 }
 
+/* Columns read by a layout: col is the column's index (0-based). */
+static int fast_date_lay(copy_writer *w, int col, const char *s, size_t n)
+{
+    return copy_put_date_layout(&w->buf, &w->layouts[col], s, n);
+}
+
+static int fast_ts_lay(copy_writer *w, int col, const char *s, size_t n)
+{
+    return copy_put_ts_layout(&w->buf, &w->layouts[col], s, n, 0, w->zone);
+}
+
+static int fast_tstz_lay(copy_writer *w, int col, const char *s, size_t n)
+{
+    return copy_put_ts_layout(&w->buf, &w->layouts[col], s, n, 1, w->zone);
+}
+
 /* Text and CSV: sep says whether a delimiter goes before the field. */
 static inline int fast_sep(copy_writer *w, int sep)
 {
@@ -216,6 +262,15 @@ static int fast_t_num(copy_writer *w, int sep, double x, int kind)
     return rc != SL_OK ? rc : copy_writer_number(w, x, kind);
 }
 
+static int fast_t_lay(copy_writer *w, int sep, int col, const char *s,
+                      size_t n, int kind)
+{
+    int rc = fast_sep(w, sep);
+    return rc != SL_OK ? rc
+                       : copy_writer_layout(w, &w->layouts[col], s, n,
+                                            kind == COPY_K_DATE);
+}
+
 static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
 {
     int rc = fast_sep(w, sep);
@@ -229,6 +284,7 @@ static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
 #define SIG_NUM "int (*)(void *, double)"
 #define SIG_STR "int (*)(void *, const char *, size_t)"
 #define SIG_BOOL "int (*)(void *, int)"
+#define SIG_LAY "int (*)(void *, int, const char *, size_t)"
 
 const copy_fast_fn copy_fast_table[] = {
     { "begin", SIG_ROW, FN(fast_begin), ROW },
@@ -240,6 +296,8 @@ const copy_fast_fn copy_fast_table[] = {
       ROW },
     { "t_num", "int (*)(void *, int, double, int)", FN(fast_t_num), ROW },
     { "t_bool", "int (*)(void *, int, int, int)", FN(fast_t_bool), ROW },
+    { "t_lay", "int (*)(void *, int, int, const char *, size_t, int)",
+      FN(fast_t_lay), ROW },
     /* binary values: name, C type, encoder, the value it takes, kinds */
     { "int2", SIG_NUM, FN(copy_put_int2), COPY_FAST_NUMBER, K(INT2) },
     { "int4", SIG_NUM, FN(copy_put_int4), COPY_FAST_NUMBER, K(INT4) },
@@ -260,6 +318,11 @@ const copy_fast_fn copy_fast_table[] = {
     { "ts_str", SIG_STR, FN(fast_ts_str), COPY_FAST_STRING, K(TIMESTAMP) },
     { "tstz_str", SIG_STR, FN(fast_tstz_str), COPY_FAST_STRING,
       K(TIMESTAMPTZ) },
+    /* columns read by a layout (db:copy's opts.layouts) */
+    { "date_lay", SIG_LAY, FN(fast_date_lay), COPY_FAST_LAYOUT, K(DATE) },
+    { "ts_lay", SIG_LAY, FN(fast_ts_lay), COPY_FAST_LAYOUT, K(TIMESTAMP) },
+    { "tstz_lay", SIG_LAY, FN(fast_tstz_lay), COPY_FAST_LAYOUT,
+      K(TIMESTAMPTZ) },
     { NULL, NULL, NULL, 0, 0 },
 };
 
@@ -268,7 +331,8 @@ int copy_fast_serves(int kind)
     if (kind < 0 || kind >= 32)
         return 0;
     for (const copy_fast_fn *f = copy_fast_table; f->name; f++)
-        if (f->takes != COPY_FAST_ROW && (f->kinds & (1u << kind)))
+        if (f->takes != COPY_FAST_ROW && f->takes != COPY_FAST_LAYOUT &&
+            (f->kinds & (1u << kind)))
             return 1;
     return 0;
 }

@@ -20,7 +20,7 @@
  *
  * Uses: copy.h (the buffer, the text of numbers), copyparse.h (the
  * parsers, numeric), datetime.h (date/time strings, the session's
- * DateStyle and zone), numfmt.h.
+ * DateStyle and zone), textops.h (columns given a layout), numfmt.h.
  *
  * The encoders and writer functions return SL_OK (0), a negative
  * SL_E* code, or (row end) 1; none prints, raises or calls back.  A
@@ -36,6 +36,7 @@
 #include "copy.h"
 #include "copyparse.h"
 #include "datetime.h"
+#include "textops.h"
 
 #include <libpq-fe.h>
 #include <math.h>
@@ -144,6 +145,16 @@ static inline int copy_put_ts(sbuf *b, double secs);
 int copy_put_ts_str(sbuf *b, const char *s, size_t n, int tz, int order,
                     const tz_rules *zone);
 
+/* date / timestamp / timestamptz from a string read by a layout
+ * (textops_parse) instead of the server's date/time input: SL_EINVAL
+ * (22007) or SL_ERANGE (22008) as textops.h says; a timestamptz's value
+ * is local time in `zone` (NULL: SL_ENOZONE), as an offset-less string
+ * is. */
+int copy_put_date_layout(sbuf *b, const textops_layout *l, const char *s,
+                         size_t n);
+int copy_put_ts_layout(sbuf *b, const textops_layout *l, const char *s,
+                       size_t n, int tz, const tz_rules *zone);
+
 /* xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (copy_parse_uuid): SL_EINVAL. */
 int copy_put_uuid_str(sbuf *b, const char *s, size_t n);
 
@@ -169,6 +180,9 @@ typedef struct copy_writer {
                          * (enum dt_order), for date/time strings */
     const tz_rules *zone; /* the session TimeZone's rules (binary
                          * streams); NULL when they were not read */
+    const textops_layout *layouts; /* ncols layouts (n == 0: the column
+                         * has none), for date/time strings read by a
+                         * layout (db:copy's opts.layouts); NULL: none */
     /* reject mode (copychunk.h): where each row of the chunk ends, the
      * chunk's row count and its size in rows; row_ends is NULL else */
     size_t *row_ends;
@@ -205,6 +219,12 @@ int copy_writer_field(copy_writer *w, const char *s, size_t n);
  * sink's delimiter may be any of those). */
 static inline int copy_writer_plain(copy_writer *w, const char *s, size_t n);
 
+/* A date/time string read by layout l, as a text/CSV field: its ISO 8601
+ * text (date_only: the date alone), which the server reads in any
+ * DateStyle.  SL_EINVAL or SL_ERANGE (textops.h), SL_ENOMEM. */
+int copy_writer_layout(copy_writer *w, const textops_layout *l,
+                       const char *s, size_t n, int date_only);
+
 /* The text of a double for a column of this kind (copy_format_number():
  * epoch seconds for dates and timestamps, exact digits otherwise) into
  * buf (64 bytes), its length in *len.  SL_ERANGE for an int8 number
@@ -238,7 +258,15 @@ enum copy_fast_takes {
     COPY_FAST_NUMBER,   /* (writer, double) */
     COPY_FAST_STRING,   /* (writer, const char *, size_t) */
     COPY_FAST_BOOL,     /* (writer, int) */
+    COPY_FAST_LAYOUT,   /* (writer, int column, const char *, size_t): a
+                         * string read by the column's layout
+                         * (copy_writer.layouts); the column kinds it
+                         * serves are those given a layout */
 };
+
+/* What sluice.core.copy_fast_text adds to the kind code of a column
+ * given a layout (lib_copy.c, lua/sluice/copy.lua). */
+#define COPY_FAST_TEXT_LAYOUT 256
 
 typedef struct copy_fast_fn {
     const char *name;   /* the compiled writer calls it F.<name> */
@@ -251,7 +279,8 @@ typedef struct copy_fast_fn {
 /* Terminated by a NULL name.  The row functions: begin (fails unless
  * the writer's COPY is open: see copy_writer.pg), end_row, null; for
  * text and CSV, t_null, t_str, t_num and t_bool, whose second argument
- * says whether a delimiter goes first. */
+ * says whether a delimiter goes first; t_lay (text and CSV, a column
+ * with a layout: (writer, sep, column, string, length, kind)). */
 extern const copy_fast_fn copy_fast_table[];
 
 /* Whether the value functions of the table serve binary columns of this

@@ -190,6 +190,11 @@ int lib_copy_kind(lua_State *L);
 int lib_copy_fast(lua_State *L);
 int lib_copy_fast_text(lua_State *L);
 int lib_copy_fast_functions(lua_State *L);
+/* sluice.core.text_functions() / text_layout_check(layout): the layout
+ * and number functions of textops.h for sluice.text's FFI calls, and a
+ * layout's check (lib_text.c).  Raise only on a wrong argument type. */
+int lib_text_functions(lua_State *L);
+int lib_text_layout_check(lua_State *L);
 
 /* The output of a file sink (lib_sink.c): a "sluice.copy" stream made by
  * lib_copy_new_sink() hands its encoded rows to these instead of libpq,

@@ -600,7 +600,8 @@ const luaL_Reg lib_copy_meta[] = {
 /* sluice.core.copy_fast_text(cp) -> writer pointer, {kind code, ...}: a
  * text or CSV stream to the server (else nil); the codes are enum
  * copy_kind's, for t_num and t_bool.  Byte columns are marked -1 (a
- * string there is hex-encoded: the C path's). */
+ * string there is hex-encoded: the C path's); columns given a layout
+ * COPY_FAST_TEXT_LAYOUT + the code (a string there goes to t_lay). */
 /* The third result of copy_fast()/copy_fast_text(): in reject mode the
  * table that keeps the chunk's values (the writer stores each row's at
  * (row_index * ncols) + 1..ncols), else none. */
@@ -623,8 +624,10 @@ int lib_copy_fast_text(lua_State *L)
     lua_pushlightuserdata(L, &cp->w);
     lua_createtable(L, cp->w.ncols, 0);
     for (int i = 0; i < cp->w.ncols; i++) {
-        lua_pushinteger(L, cp->cols[i].kind == COPY_K_BYTEA
-                               ? -1 : cp->cols[i].kind);
+        const copy_col *col = &cp->cols[i];
+        lua_pushinteger(L, col->kind == COPY_K_BYTEA ? -1
+                           : col->layout ? col->kind + COPY_FAST_TEXT_LAYOUT
+                                         : col->kind);
         lua_rawseti(L, -2, i + 1);
     }
     return push_keep(L, cp);
@@ -632,7 +635,8 @@ int lib_copy_fast_text(lua_State *L)
 
 /* sluice.core.copy_fast(cp) -> writer pointer, {kind name, ...} when the
  * fast table serves every column of the stream (binary format, a COPY to
- * the server), else nil. */
+ * the server), else nil.  A column given a layout is "<kind>+layout"
+ * (its strings go to the fast table's COPY_FAST_LAYOUT function). */
 int lib_copy_fast(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
@@ -644,6 +648,10 @@ int lib_copy_fast(lua_State *L)
         if (!copy_fast_serves(cp->cols[i].kind))
             return 0;
         lua_pushstring(L, copy_kind_name(cp->cols[i].kind));
+        if (cp->cols[i].layout) {
+            lua_pushliteral(L, "+layout");
+            lua_concat(L, 2);
+        }
         lua_rawseti(L, -2, i + 1);
     }
     return push_keep(L, cp);
@@ -651,7 +659,7 @@ int lib_copy_fast(lua_State *L)
 
 /* sluice.core.copy_fast_functions() -> the fast table as a list of
  * { name =, sig =, fn = the function pointer as a light userdata,
- * takes = "number"|"string"|"boolean" (nil for row functions),
+ * takes = "number"|"string"|"boolean"|"layout" (nil for row functions),
  * kinds = { kind name, ... } }, for ffi.cast in lua/sluice/copy.lua
  * (works alike in the executable and in the module, whose symbols are
  * not global). */
@@ -660,6 +668,7 @@ int lib_copy_fast_functions(lua_State *L)
     static const char *const takes[] = {
         [COPY_FAST_ROW] = NULL, [COPY_FAST_NUMBER] = "number",
         [COPY_FAST_STRING] = "string", [COPY_FAST_BOOL] = "boolean",
+        [COPY_FAST_LAYOUT] = "layout",
     };
     lua_newtable(L);
     int n = 0;
@@ -891,6 +900,48 @@ static void session_datetime(lua_State *L, sl_copy *cp, sl_conn *c, int ud)
     lua_pop(L, 2);
 }
 
+/* The columns' layouts from opts.layouts (stack index 5): { [column
+ * index] = layout text }, for date, timestamp and timestamptz columns
+ * (copy.lua checks them first, with the caller's line; these are
+ * guards).  Compiled into one userdata of ncols layouts in the stream's
+ * environment.  Raises on a bad layout or column. */
+static void column_layouts(lua_State *L, sl_copy *cp, int ud)
+{
+    lua_getfield(L, 5, "layouts");
+    int t = lua_gettop(L);
+    if (!lua_istable(L, t)) {
+        lua_pop(L, 1);
+        return;
+    }
+    size_t size = sizeof(textops_layout) * (size_t)cp->w.ncols;
+    textops_layout *lay = lua_newuserdata(L, size);
+    memset(lay, 0, size);
+    lua_getfenv(L, ud);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, FENV_LAYOUTS); /* anchors lay */
+    lua_pop(L, 2);
+    for (int i = 0; i < cp->w.ncols; i++) {
+        lua_rawgeti(L, t, i + 1);
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        copy_col *col = &cp->cols[i];
+        if (s) {
+            char err[256];
+            if (col->kind != COPY_K_DATE && col->kind != COPY_K_TIMESTAMP &&
+                col->kind != COPY_K_TIMESTAMPTZ)
+                luaL_error(L, "copy: layouts: column \"%s\" (%s) is not a "
+                              "date or timestamp", col->name, col->type_name);
+            if (textops_layout_compile(&lay[i], s, n, err, sizeof err) != 0)
+                luaL_error(L, "copy: layouts: column \"%s\": %s", col->name,
+                           err);
+            col->layout = &lay[i];
+        }
+        lua_pop(L, 1);
+    }
+    cp->w.layouts = lay;
+    lua_pop(L, 1);
+}
+
 /* sluice.core.copy_zone(db) -> true (the session TimeZone is UTC), a
  * zone (its rules, read from the system zoneinfo), or nil and why they
  * could not be read.  The binary encoders read offset-less timestamptz
@@ -973,6 +1024,7 @@ int lib_copy_start(lua_State *L)
     lua_getfield(L, 5, "progress_live");
     lib_progress_setup(L, &cp->prog, -2, lua_toboolean(L, -1));
     lua_settop(L, ud);
+    column_layouts(L, cp, ud);
     // stack: db, sql, fmt, specs, opts, cp
     if (format == COPY_FMT_BINARY &&
         copy_put_binary_header(&cp->w.buf) != SL_OK)

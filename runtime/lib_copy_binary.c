@@ -409,6 +409,12 @@ static void bin_date(lua_State *L, sl_copy *cp, const copy_col *col, int idx)
     size_t n;
     if (epoch_or_text(L, cp, col, idx, copy_put_date, &s, &n))
         return;
+    if (col->layout && lua_type(L, idx) == LUA_TSTRING) {
+        lib_copy_layout_refused(
+            L, cp, col, idx,
+            copy_put_date_layout(&cp->w.buf, col->layout, s, n));
+        return;
+    }
     int rc = copy_put_date_str(&cp->w.buf, s, n, cp->w.dt_order);
     datetime_refused(L, cp, col, idx, rc, s, n, 1, DATE_RANGE_WHAT);
 }
@@ -422,6 +428,13 @@ static void bin_ts(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
     size_t n;
     if (epoch_or_text(L, cp, col, idx, copy_put_ts, &s, &n))
         return;
+    if (col->layout && lua_type(L, idx) == LUA_TSTRING) {
+        lib_copy_layout_refused(
+            L, cp, col, idx,
+            copy_put_ts_layout(&cp->w.buf, col->layout, s, n, tz,
+                               cp->w.zone));
+        return;
+    }
     int rc = copy_put_ts_str(&cp->w.buf, s, n, tz, cp->w.dt_order,
                              cp->w.zone);
     datetime_refused(L, cp, col, idx, rc, s, n, 0, TS_RANGE_WHAT);

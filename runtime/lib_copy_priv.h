@@ -57,7 +57,9 @@ enum { FENV_CONN = 1, FENV_COLS, FENV_JSON, FENV_CDATA, FENV_SPECS,
                       * values (a row of the wrong width) */
        FENV_ENCODE,  /* the row encoder run under pcall */
        FENV_ZONE,    /* binary: the session zone's rules (tz_rules) */
-       FENV_SLOTS = FENV_ZONE };
+       FENV_LAYOUTS, /* the columns' layouts (opts.layouts): ncols
+                      * textops_layout, anchoring w.layouts */
+       FENV_SLOTS = FENV_LAYOUTS };
 
 /* the states of a stream */
 enum { CP_NEW, CP_OPEN, CP_FINISHED, CP_ABORTED, CP_FAILED };
@@ -77,6 +79,9 @@ typedef struct copy_col {
     Oid elem_oid;          /* arrays: element type sent in binary */
     enc_fn enc;
     enc_fn elem_enc;       /* binary arrays: one element */
+    const textops_layout *layout; /* date/time strings are read by this
+                            * layout (db:copy's opts.layouts); NULL: as
+                            * the server reads them */
 } copy_col;
 
 typedef struct sl_copy {
@@ -241,6 +246,14 @@ void lib_copy_header_row(lua_State *L, sl_copy *cp);
  * <the value at idx>" and end the COPY. */
 int lib_copy_value_error(lua_State *L, sl_copy *cp, const copy_col *col,
                          int idx, const char *what);
+
+/* Raise for a string at idx that the column's layout refused with rc
+ * (textops.h: SL_EINVAL 22007, SL_ERANGE 22008; also the timestamptz
+ * zone's SL_ENOZONE, and out of memory): "row N, column "x" (type):
+ * expected a date in the layout L, got string "..."", ending the COPY.
+ * Does nothing for SL_OK. */
+void lib_copy_layout_refused(lua_State *L, sl_copy *cp, const copy_col *col,
+                             int idx, int rc);
 
 /* Raise "row N, column "x" (type)<msg>" and end the COPY. */
 int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,

@@ -116,6 +116,35 @@ int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,
     return lib_copy_refuse(L, cp);
 }
 
+void lib_copy_layout_refused(lua_State *L, sl_copy *cp, const copy_col *col,
+                             int idx, int rc)
+{
+    if (rc == SL_OK)
+        return;
+    if (rc == SL_ENOMEM)
+        lib_copy_oom(L, cp);
+    const char *what = col->kind == COPY_K_DATE ? "a date" : "a timestamp";
+    if (rc == SL_ENOZONE) {
+        lib_copy_refusal(cp, "22007");
+        lua_pushfstring(L, "%s in the layout %s, read in the session "
+                           "TimeZone, whose rules were not read (%s); "
+                           "format = \"text\" lets the server apply the "
+                           "zone", what, col->layout->text,
+                        cp->zone_err[0] ? cp->zone_err : "no reason given");
+    } else if (rc == SL_ERANGE) {
+        /* datetime_field_overflow, as the server says for Feb 30 */
+        lib_copy_refusal(cp, "22008");
+        lua_pushfstring(L, "%s in the layout %s whose fields are in range "
+                           "(month 1-12, a day of that month, hour 0-24, "
+                           "minute 0-59, second 0-60)", what,
+                        col->layout->text);
+    } else {
+        lib_copy_refusal(cp, "22007"); /* invalid_datetime_format */
+        lua_pushfstring(L, "%s in the layout %s", what, col->layout->text);
+    }
+    lib_copy_value_error(L, cp, col, idx, lua_tostring(L, -1));
+}
+
 static int nul_error(lua_State *L, sl_copy *cp, const copy_col *col)
 {
     lib_copy_refusal(cp, "22021"); /* character_not_in_repertoire */
@@ -385,6 +414,13 @@ void lib_copy_enc_text(lua_State *L, sl_copy *cp, const copy_col *col,
     switch (lua_type(L, idx)) {
     case LUA_TSTRING: {
         const char *s = lua_tolstring(L, idx, &n);
+        if (col->layout) {
+            /* read by the layout here; the server gets ISO text */
+            rc = copy_writer_layout(w, col->layout, s, n,
+                                    col->kind == COPY_K_DATE);
+            lib_copy_layout_refused(L, cp, col, idx, rc);
+            return;
+        }
         if (col->kind == COPY_K_BYTEA) {
             cp->scratch.len = 0;
             if (copy_put_bytea_hex(&cp->scratch, s, n) != SL_OK)

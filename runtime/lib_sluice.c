@@ -205,6 +205,8 @@ static const luaL_Reg core_functions[] = {
     { "copy_fast", lib_copy_fast },
     { "copy_fast_text", lib_copy_fast_text },
     { "copy_fast_functions", lib_copy_fast_functions },
+    { "text_functions", lib_text_functions },
+    { "text_layout_check", lib_text_layout_check },
     { "batch_new", lib_batch_new },
     { "pipeline_start", lib_pipeline_start },
     { "sink_open", lib_sink_open },

@@ -85,6 +85,9 @@ static void print_usage(FILE *f)
         "                final summaries are still printed\n"
         "  --traceback   print the Lua stack under an error (also when\n"
         "                SLUICE_DEBUG is set)\n"
+        "  --profile     sample the script with LuaJIT's profiler and print\n"
+        "                where the time went (functions, lines, compiled or\n"
+        "                not) and the traces LuaJIT gave up on, on stderr\n"
         "  -v, --version print the version and exit\n"
         "  -h, --help    print this help and exit\n"
         "  --            stop handling options\n"
@@ -813,6 +816,7 @@ typedef struct main_opts {
     int want_repl;   /* the "repl" command */
     int interactive; /* -i */
     int use_tmpdb;   /* --tmpdb */
+    int profile;     /* --profile */
 } main_opts;
 
 /* First pass over the options: the ones that change the environment, or
@@ -844,6 +848,8 @@ static int scan_options(smain *s, main_opts *o)
             o->interactive = 1;
         } else if (strcmp(a, "--traceback") == 0) {
             show_traceback = 1;
+        } else if (strcmp(a, "--profile") == 0) {
+            o->profile = 1;
         } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
             if (++i >= argc) {
                 usage_error(s, "an argument is missing after", a);
@@ -888,6 +894,20 @@ static int run_preloads(lua_State *L, char **argv, int script, int *ran)
     return 0;
 }
 
+/* --profile: sluice.profile's start() (before the script) or stop()
+ * (after it, also after an error: the report goes to stderr).  Leaves the
+ * stack as it was; nonzero with the error on top when it fails. */
+static int profile_call(lua_State *L, const char *fn)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sluice.profile");
+    if (lua_pcall(L, 1, 1, 0))
+        return 1;
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    return lua_pcall(L, 0, 0, 0);
+}
+
 /* The protected main, run by lua_cpcall with the smain in argument 1:
  * options, --tmpdb, -e/-l, then the script, stdin or the prompt.  Sets
  * s->status (0, 1 after a reported error, 2 for a bad option). */
@@ -911,6 +931,8 @@ static int pmain(lua_State *L)
     create_arg_table(L, argv, argc, o.script < argc ? o.script : argc - 1);
     if (o.use_tmpdb && start_tmpdb(L) != 0)
         goto fail;
+    if (o.profile && profile_call(L, "start"))
+        goto fail;
     if (run_preloads(L, argv, o.script, &ran))
         goto fail;
 
@@ -929,9 +951,13 @@ static int pmain(lua_State *L)
         if (luaL_loadfile(L, NULL) || script_call(L, 0, 0))
             goto fail;
     }
+    if (o.profile && profile_call(L, "stop"))
+        goto fail;
     return 0;
 
 fail:
+    if (o.profile && profile_call(L, "stop"))
+        lua_pop(L, 1); /* the script's error is the one to report */
     /* an interrupt ended the script: the one pending, or the last taken */
     exit_signal = interrupt_pending();
     if (!exit_signal)

@@ -624,7 +624,7 @@ describe("db:copy errors", function()
     assert.truthy(err:find('copy: format must be "auto", "text", "csv" or "binary", got xml', 1, true), err)
     err = error_of(function() db:copy("t", nil, { fromat = "text" }) end)
     assert.truthy(err:find("copy: unknown option 'fromat' (format, chunk_size, json_encode, freeze, "
-                          .. "on_reject, reject_chunk, quiet)", 1, true), err)
+                          .. "on_reject, reject_chunk, quiet, layouts)", 1, true), err)
     err = error_of(function() db:copy("a.b.c") end)
     assert.truthy(err:find('copy: the table must be "name", "schema.name" or {schema, name}, got "a.b.c"', 1, true), err)
     db:exec("create table iv (i interval)")

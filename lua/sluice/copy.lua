@@ -74,6 +74,16 @@
 --     caller's COMMIT, which then fails as a whole.
 --     cp:finish() returns the rows loaded; cp.rows_loaded,
 --     cp.rows_rejected count as it goes.
+--   opts.layouts: { column = "MM/DD/YYYY", ... } for date, timestamp and
+--     timestamptz columns (or domains over them): a string value is read
+--     by that layout (sluice.text's tokens, runtime/textops.h) in C, by
+--     the compiled row writer and the C encoders alike - binary gets the
+--     value, text and CSV its ISO text - instead of by the server's
+--     date/time input; a timestamptz's value is local time in the session
+--     TimeZone.  Numbers (epoch seconds) and NULL are taken as without a
+--     layout.  A string the layout does not read is refused as a bad
+--     value: 22007, or 22008 for a field out of range (Feb 30), naming
+--     the row, column, value and layout (set aside in reject mode).
 --
 -- The stream (runtime/lib_copy.c has the details):
 --   cp:row(v1, ..., vN)  one row, exactly one value per column; nil or
@@ -177,7 +187,7 @@ local function text_array(list)
 end
 
 local COPY_OPTS = { format = true, chunk_size = true, json_encode = true, freeze = true,
-                    on_reject = true, reject_chunk = true, quiet = true }
+                    on_reject = true, reject_chunk = true, quiet = true, layouts = true }
 local FORMATS = { auto = true, text = true, csv = true, binary = true }
 
 local default_json_encode = require("sluice.values").default_json_encode
@@ -199,7 +209,8 @@ local function copy_options(columns, opts)
   for k in pairs(opts) do
     if not COPY_OPTS[k] then
       error("copy: unknown option '" .. tostring(k)
-            .. "' (format, chunk_size, json_encode, freeze, on_reject, reject_chunk, quiet)", 3)
+            .. "' (format, chunk_size, json_encode, freeze, on_reject, reject_chunk, quiet, "
+            .. "layouts)", 3)
     end
   end
   local format = opts.format or "auto"
@@ -225,7 +236,45 @@ local function copy_options(columns, opts)
     error("copy: reject_chunk must be an integer from 1 to 10000000 rows, "
           .. "with on_reject", 3)
   end
+  local layouts = opts.layouts
+  if layouts ~= nil then
+    if type(layouts) ~= "table" then
+      error("copy: layouts must be a table { column = \"layout\" }, got " .. type(layouts), 3)
+    end
+    for k, v in pairs(layouts) do
+      if type(k) ~= "string" or type(v) ~= "string" then
+        error("copy: layouts must map column names to layout strings, got "
+              .. type(k) .. " = " .. type(v), 3)
+      end
+      local ok, why = core.text_layout_check(v)
+      if not ok then error(("copy: layouts: column \"%s\": %s"):format(k, why), 3) end
+    end
+  end
   return columns, opts, format, chunk
+end
+
+local LAYOUT_KINDS = { date = true, timestamp = true, timestamptz = true }
+
+-- opts.layouts by column index, for core.copy_start (nil: none), checked
+-- against the stream's columns and their kinds.
+local function layouts_by_index(layouts, rows, specs, shown)
+  if layouts == nil or next(layouts) == nil then return nil end
+  local out, at = {}, {}
+  for i, r in ipairs(rows) do at[r.name] = i end
+  for name, layout in pairs(layouts) do
+    local i = at[name]
+    if not i then
+      error(("copy: layouts: \"%s\" is not one of the columns loaded into \"%s\"")
+            :format(name, shown), 3)
+    end
+    local spec = specs[i]
+    if spec.elem_oid or not LAYOUT_KINDS[core.copy_kind(spec.base_oid, spec.textlike)] then
+      error(("copy: layouts: column \"%s\" (%s) is not a date or timestamp")
+            :format(name, spec.type_name), 3)
+    end
+    out[i] = layout
+  end
+  return out
 end
 
 -- The column list as the catalog query's parameter (nil: every column),
@@ -297,6 +346,7 @@ function M.copy(db, tbl, columns, opts, prog)
     error(("copy: table \"%s\" has no columns to load"):format(shown), 2)
   end
   local specs, quoted, t = column_specs(db, rows, shown, format)
+  local layouts = layouts_by_index(opts.layouts, rows, specs, shown)
   -- the session zone's rules, for offset-less timestamptz strings (true:
   -- UTC; nil: they could not be read, and zone_err says why)
   local zone, zone_err
@@ -321,6 +371,7 @@ function M.copy(db, tbl, columns, opts, prog)
     reject_chunk = opts.reject_chunk,
     progress = prog and prog:hook(own),
     progress_live = prog and prog.live,
+    layouts = layouts,
   })
   M.attach_fast_row(cp, format ~= "binary")
   return cp
@@ -349,28 +400,41 @@ local F, BY_KIND
 local writers = {}
 M.fast_rows = setmetatable({}, { __mode = "k" })
 
+-- A column given a layout (opts.layouts) is of kind "<kind>+layout":
+-- its strings go to the table's layout function of the kind, its other
+-- values (epoch seconds) to the kind's own.
 local function load_fast_table()
   F, BY_KIND = {}, {}
+  local function add(kind, f)
+    BY_KIND[kind] = BY_KIND[kind] or {}
+    table.insert(BY_KIND[kind], f)
+  end
   for _, f in ipairs(core.copy_fast_functions()) do
     F[f.name] = ffi.cast(f.sig, f.fn)
     for _, kind in ipairs(f.kinds) do
-      BY_KIND[kind] = BY_KIND[kind] or {}
-      table.insert(BY_KIND[kind], f)
+      if f.takes == "layout" then
+        add(kind .. "+layout", f)
+      else
+        add(kind, f)
+        if f.takes ~= "string" then add(kind .. "+layout", f) end
+      end
     end
   end
 end
 
--- A value function's arguments after the writer, by the Lua type it takes.
-local ARGS = { number = "V", string = "V, #V", boolean = "V and 1 or 0" }
+-- A value function's arguments after the writer, by what it takes (C:
+-- the column's index, 0-based), and the Lua type of the value.
+local ARGS = { number = "V", string = "V, #V", boolean = "V and 1 or 0", layout = "C, V, #V" }
+local LUA_TYPE = { number = "number", string = "string", boolean = "boolean", layout = "string" }
 
--- The Lua of one column: v is the value, slow() the fallback.
-local function column_code(kind, v)
+-- The Lua of column i: v is the value, slow() the fallback.
+local function column_code(kind, v, i)
   -- type() first: a NULL cdata pointer compares equal to nil
   local lines = { "local tV = type(V)",
                   "if tV == 'nil' or rawequal(V, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end" }
   for _, f in ipairs(BY_KIND[kind]) do
     lines[#lines + 1] = ("elseif tV == '%s' then if F.%s(p, %s) ~= 0 then return slow(self, ...) end")
-                        :format(f.takes, f.name, ARGS[f.takes])
+                        :format(LUA_TYPE[f.takes], f.name, (ARGS[f.takes]:gsub("C", tostring(i - 1))))
   end
   lines[#lines + 1] = "else return slow(self, ...) end end"
   -- do ... end: one tV at a time (a function has at most 200 locals)
@@ -378,12 +442,20 @@ local function column_code(kind, v)
 end
 
 -- Text and CSV: kind is the column's enum copy_kind code (-1: bytea,
--- whose strings are hex-encoded by the C path).
-local function text_column_code(kind, v, sep)
+-- whose strings are hex-encoded by the C path; 256 + the code: a column
+-- given a layout, whose strings the core reads and writes as ISO text).
+local function text_column_code(kind, v, sep, i)
+  local str = "if tV == 'string' then if F.t_str(p, S, V, #V) ~= 0 then return slow(self, ...) end"
+  if kind >= 256 then
+    kind = kind - 256
+    str = ("if tV == 'string' then if F.t_lay(p, S, %d, V, #V, %d) ~= 0 then "
+           .. "return slow(self, ...) end"):format(i - 1, kind)
+  elseif kind < 0 then
+    str = "if false then"
+  end
   local lines = {
     "local tV = type(V)",
-    kind >= 0 and "if tV == 'string' then if F.t_str(p, S, V, #V) ~= 0 then return slow(self, ...) end"
-      or "if false then",
+    str,
     "elseif tV == 'nil' or rawequal(V, NULL) then if F.t_null(p, S) ~= 0 then return slow(self, ...) end",
     ("elseif tV == 'number' then if F.t_num(p, S, V, %d) ~= 0 then return slow(self, ...) end")
       :format(kind),
@@ -418,8 +490,8 @@ local function writer_for(kinds, text, keep)
     for i = 1, n do body[#body + 1] = ("  kp[base + %d] = v%d"):format(i, i) end
   end
   for i, kind in ipairs(kinds) do
-    body[#body + 1] = text and text_column_code(kind, vars[i], i > 1 and "1" or "0")
-                      or column_code(kind, vars[i])
+    body[#body + 1] = text and text_column_code(kind, vars[i], i > 1 and "1" or "0", i)
+                      or column_code(kind, vars[i], i)
   end
   -- end_row: < 0 out of memory (the C path raises it), > 0 send now.  A
   -- tail call: an error in flush (Ctrl-C, a lost connection) then names

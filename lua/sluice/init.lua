@@ -77,6 +77,7 @@ sluice.tmpdb = require("sluice.tmpdb").start
 sluice.csv = require "sluice.csv"
 sluice.args = require "sluice.args"
 sluice.gen = require "sluice.gen"
+sluice.text = require "sluice.text"
 sluice.model = require "sluice.model"
 sluice.sink = require "sluice.sink"
 sluice.progress = require "sluice.progress"

@@ -52,6 +52,11 @@
 --                             with its own COPY/batch/pipeline stream
 --                             (copy_*, batch, pipeline); every stream runs
 --                             in a transaction committed when all finished
+-- layouts = { column = "MM/DD/YYYY" }: date/time strings of those columns
+-- read by a layout (sluice.text's tokens), as db:copy's layouts: the
+-- COPY strategies (upsert and unlogged_staging too) hand it to db:copy;
+-- batch, pipeline and rowwise_* convert the strings to ISO text with the
+-- same C reader, refusing a bad one with the same words and SQLSTATE.
 -- Other options: quiet = true (no progress at all), summary = false (no
 -- final summary line), label (progress label), total (row count, for the
 -- bar when rows is an iterator; a CSV reader's input gets a bar of the
@@ -146,6 +151,7 @@ local OPTS = {
   on_reject = true, on_error = true, rejects = true, max_rejects = true,
   max_reject_ratio = true, reject_chunk = true,
   checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
+  layouts = true,
 }
 -- the strategies a checkpointed load can run in its own transactions
 local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
@@ -443,6 +449,20 @@ local function check_opts(o)
          .. "table truncated in the one transaction that loads it)", 2)
   end
   check_checkpoint_opts(o, strategy, nconn)
+  local layouts = o.layouts
+  if layouts ~= nil then
+    if type(layouts) ~= "table" then
+      fail("layouts must be a table { column = \"layout\" }, got " .. type(layouts), 2)
+    end
+    for k, v in pairs(layouts) do
+      if type(k) ~= "string" or type(v) ~= "string" then
+        fail("layouts must map column names to layout strings, got " .. type(k) .. " = "
+             .. type(v), 2)
+      end
+      local ok, why = core.text_layout_check(v)
+      if not ok then fail(("layouts: column \"%s\": %s"):format(k, why), 2) end
+    end
+  end
   local sc = o.synchronous_commit
   if sc ~= nil and sc ~= "off" and sc ~= "on" and sc ~= "local" and sc ~= "remote_write"
      and sc ~= "remote_apply" then
@@ -476,6 +496,72 @@ end
 -- The run of a load: the table and its columns, from the options or the
 -- first item's model, and what the sinks need.  Misuse raises at the
 -- line that called sluice.load.
+-- The kinds of the columns given a layout, checked (date, timestamp,
+-- timestamptz or a domain over one of them); for the strategies that
+-- send no COPY (batch, pipeline, rowwise_*), a converter per column that
+-- reads a string by its layout into ISO text, with the same C reader the
+-- COPY encoders use: { j, parse, name, type_name }.
+local LAYOUT_KINDS_SQL = [[
+select a.attname::text as name, format_type(a.atttypid, a.atttypmod) as type_name,
+       (case when t.typtype = 'd' then t.typbasetype else t.oid end)::int8 as base_oid,
+       coalesce(t.typcategory = 'A' or bt.typcategory = 'A', false) as is_array
+  from pg_attribute a join pg_type t on t.oid = a.atttypid
+  left join pg_type bt on bt.oid = t.typbasetype
+ where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped]]
+local LAYOUT_KINDS = { date = true, timestamp = true, timestamptz = true }
+local COPY_SINKS = { copy_text = true, copy_csv = true, copy_binary = true, upsert = true,
+                     unlogged_staging = true }
+
+local function layout_converters(db, o, qtable, columns, strategy)
+  local at = {}
+  for j, c in ipairs(columns) do at[c] = j end
+  local types = {}
+  for _, r in ipairs(db:query(LAYOUT_KINDS_SQL, qtable)) do types[r.name] = r end
+  local conv = {}
+  local text = require "sluice.text"
+  for name, layout in pairs(o.layouts) do
+    if not at[name] then
+      fail(("layouts: \"%s\" is not among the columns (%s)"):format(name, column_list(columns)), 3)
+    end
+    local r = types[name]
+    local kind = r and not r.is_array and core.copy_kind(r.base_oid, false)
+    if not LAYOUT_KINDS[kind] then
+      fail(("layouts: column \"%s\" (%s) is not a date or timestamp"):format(
+        name, r and r.type_name or "?"), 3)
+    end
+    local parse = kind == "date" and text.date_layout(layout, "iso")
+                  or text.timestamp_layout(layout, "iso")
+    conv[#conv + 1] = { at[name], parse, name, r.type_name, layout, kind == "date" }
+  end
+  table.sort(conv, function(a, b) return a[1] < b[1] end)
+  if COPY_SINKS[strategy] or #conv == 0 then return nil end
+  return conv
+end
+
+-- Row row_no's values with the layout columns' strings read (into vals,
+-- reused): vals, or nil, the refusal's message and SQLSTATE, worded as
+-- db:copy's encoders word it.
+local function convert_row(conv, row, vals, ncols, row_no)
+  for j = 1, ncols do vals[j] = row[j] end
+  for k = 1, #conv do
+    local c = conv[k]
+    local v = vals[c[1]]
+    if type(v) == "string" then
+      local x, err = c[2](v)
+      if x == nil then
+        local what = c[6] and "a date" or "a timestamp"
+        local range = err.sqlstate == "22008" and (" whose fields are in range (month 1-12, a day "
+          .. "of that month, hour 0-24, minute 0-59, second 0-60)") or ""
+        return nil, ("row %d, column \"%s\" (%s): expected %s in the layout %s%s, got string %s")
+          :format(row_no, c[3], c[4], what, c[5], range, (("%q"):format(v):gsub("\\\n", "\\n"))),
+          err.sqlstate
+      end
+      vals[c[1]] = x
+    end
+  end
+  return vals
+end
+
 local function prepare(o, strategy, nconn, reject, next_item, resume)
   local db = o.db
   -- peek at the first item: a model gives the table and the columns
@@ -501,6 +587,7 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
   end
   local is_column = {}
   for _, c in ipairs(columns) do is_column[c] = true end
+  local convert = o.layouts and layout_converters(db, o, qtable, columns, strategy)
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns,
                 multi = nconn > 1, rejected = 0 }
   if reject then
@@ -524,6 +611,7 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
     columns = columns, ncols = #columns, is_column = is_column,
     next_item = next_item, item = first, prog = prog, reader = reader,
     conns = { db }, opened = {}, n = 0, put = 0, bytes = 0,
+    convert = convert, converted = convert and {},
   }
 end
 
@@ -623,8 +711,17 @@ local function put_rows(run, limit_rows, limit_bytes)
       rej:refuse({ ... }, "load: " .. msg, code, n)
     end
   end
+  local convert, converted = run.convert, run.converted
   while item ~= nil do
     local row, why, code = row_values(run, item, vals, n + 1)
+    if row and convert then
+      row, why, code = convert_row(convert, row, converted, ncols, n + 1)
+      if not row and not rej then
+        -- refused as db:copy refuses it: the same words and SQLSTATE
+        run.n = n -- the rows before it were put
+        error(core.new_error { sqlstate = code, message = why }, 0)
+      end
+    end
     n = n + 1
     run.n = n
     if row then

@@ -124,7 +124,9 @@ local TOPICS = {
   db:copy(t [, cols] [, opts])  a COPY stream: cp:row(...), cp:rows(list),
                           cp:finish() -> rows; cp:abort(); opts.format =
                           "auto" (binary when it can), "text", "csv", "binary";
-                          opts.on_reject = function(values, err, row)
+                          opts.on_reject = function(values, err, row);
+                          opts.layouts = {col = "MM/DD/YYYY"} reads date
+                          strings by a layout, in C
   db:copy_out(query_or_table)   `for row in db:copy_out(q) do` (arrays of strings)
   db:copy_from_file(t, path [, opts])  a plain or gzip CSV file straight into
                           COPY; opts.rejects = "bad.csv" sets bad records aside]] },
@@ -144,6 +146,14 @@ local TOPICS = {
                           o.header, o.delimiter, o.quote, o.null, o.strict,
                           o.skip; o.types = {amount = "number"} parses in C
   sluice.csv.open(path, o) a reader: r:next(), r:record(), r.line, r:close()]] },
+  { "text", "per-row helpers that LuaJIT compiles (dates, trim, numbers)", [[
+  local d = sluice.text.date_layout("MM/DD/YYYY")   d(s) -> epoch seconds, or
+                          nil, err (22007 bad form, 22008 Feb 30); also
+                          timestamp_layout("DD.MM.YYYY HH24:MI"), "iso" output
+  sluice.text.trim(s) lower(s) upper(s) split_at(s, "@") before(s, sep)
+                          after(s, sep) number("1.234,56", true)
+  string.match/gsub/gmatch and pattern find are not compiled by LuaJIT:
+  sluice --profile script.lua shows where a loop leaves compiled code]] },
   { "load", "sluice.load and its strategies", [[
   sluice.load{db = db, table = "t", rows = list_or_iterator, strategy = "copy_binary"}
                           -> {rows, bytes, seconds, rows_per_s, mb_per_s,

@@ -166,7 +166,8 @@ local function copy_sink(db, ctx, format)
   if freeze then db:exec("TRUNCATE " .. ctx.qtable) end
   local cp = db:copy(ctx.tbl, ctx.columns, { format = format, freeze = freeze or nil,
                                             on_reject = reject, quiet = true,
-                                            reject_chunk = reject and ctx.opts.reject_chunk })
+                                            reject_chunk = reject and ctx.opts.reject_chunk,
+                                            layouts = ctx.opts.layouts })
   local s = {
     handle = cp, put = cp.row,
     abort = function()
@@ -203,7 +204,8 @@ function sinks.upsert(db, ctx)
     end
   end
   local up = db:upsert(ctx.tbl, ctx.columns, { key = key, on_reject = ctx.on_reject, quiet = true,
-                                               reject_chunk = ctx.on_reject and ctx.opts.reject_chunk })
+                                               reject_chunk = ctx.on_reject and ctx.opts.reject_chunk,
+                                               layouts = ctx.opts.layouts })
   local s = { handle = up, put = up.row, abort = function() pcall(up.abort, up) end }
   s.finish = function()
     local ok, err = pcall(up.finish, up)
@@ -248,7 +250,8 @@ function sinks.unlogged_staging(db, ctx)
       on_reject = on_reject and function(values, err, row)
         copy_rej[#copy_rej + 1] = { values, err, row }
       end,
-      reject_chunk = on_reject and ctx.opts.reject_chunk, quiet = true })
+      reject_chunk = on_reject and ctx.opts.reject_chunk, quiet = true,
+      layouts = ctx.opts.layouts })
   end)
   if not ok then
     if tx then pcall(db.rollback, db) else pcall(db.exec, db, "DROP TABLE IF EXISTS " .. stage) end

@@ -14,7 +14,8 @@
 --              unique index or constraint on exactly these must exist)
 -- opts.update  columns to update on conflict (default: every column not
 --              in key); an empty list means ON CONFLICT DO NOTHING
--- opts.format, opts.json_encode, opts.chunk_size: passed to db:copy
+-- opts.format, opts.json_encode, opts.chunk_size, opts.layouts: passed to
+--              db:copy
 -- opts.quiet  true: no progress at all.  Otherwise, on a terminal, the
 --              live progress line while rows are staged (sluice.progress:
 --              after a second, redrawn at the COPY's flushes) and at
@@ -356,11 +357,13 @@ end
 local function copy_options(opts)
   local copy_opts = {}
   for k, v in pairs(opts) do
-    if k == "format" or k == "json_encode" or k == "chunk_size" or k == "reject_chunk" then
+    if k == "format" or k == "json_encode" or k == "chunk_size" or k == "reject_chunk"
+       or k == "layouts" then
       copy_opts[k] = v
     elseif k ~= "key" and k ~= "update" and k ~= "on_reject" and k ~= "quiet" then
       error("upsert: unknown option '" .. tostring(k)
-            .. "' (key, update, format, json_encode, chunk_size, on_reject, reject_chunk, quiet)", 3)
+            .. "' (key, update, format, json_encode, chunk_size, on_reject, reject_chunk, quiet, "
+            .. "layouts)", 3)
     end
   end
   if opts.on_reject ~= nil and not callable(opts.on_reject) then

@@ -2,7 +2,8 @@
  * core_test.c - unit tests of sluice's C core, linked without Lua
  * (`make check-core`): the buffer, text/CSV escaping, number formatting
  * and parsing, date/time parsing (every form of PostgreSQL's date/time
- * input, DateStyle orders, zone rules), the binary encoders against known
+ * input, DateStyle orders, zone rules), date/time layouts and grouped
+ * numbers (textops), the binary encoders against known
  * bytes, the CSV reader's states (quotes, line ends, block boundaries,
  * gzip members, errors), the redaction of secrets, and which left-behind
  * server directories tmpdb_sweep() removes.
@@ -21,7 +22,9 @@
 #include "copychunk.h"
 #include "datetime.h"
 #include "tzrules.h"
+#include "textops.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1107,6 +1110,130 @@ static void test_copychunk(void)
     tmpdb_stop(&db);
 }
 
+/* s read by layout (date_only: as a date) as ISO text, or the refusal
+ * ("22007", "22008"; "layout" when the layout does not compile). */
+static const char *by_layout(const char *layout, const char *s,
+                             int date_only)
+{
+    static char buf[TEXTOPS_ISO_MAX];
+    textops_layout l;
+    char err[256];
+    if (textops_layout_compile(&l, layout, strlen(layout), err, sizeof err))
+        return "layout";
+    int n = textops_iso_of(&l, s, strlen(s), date_only, buf);
+    return n < 0 ? dt_code(n) : buf;
+}
+
+static double epoch_by(const char *layout, const char *s, int date_only)
+{
+    textops_layout l;
+    if (textops_layout_compile(&l, layout, strlen(layout), NULL, 0))
+        return -1;
+    return textops_epoch(&l, s, strlen(s), date_only);
+}
+
+static void test_textops(void)
+{
+    textops_layout l;
+    char err[256];
+    /* layouts */
+    CHECK_STR(by_layout("MM/DD/YYYY", "03/07/2024", 1), "2024-03-07");
+    CHECK_STR(by_layout("MM/DD/YYYY", "3/7/2024", 1), "2024-03-07");
+    CHECK_STR(by_layout("MM/DD/YYYY", "03/07/24", 1), "22007");
+    CHECK_STR(by_layout("MM/DD/YYYY", "02/30/2024", 1), "22008");
+    CHECK_STR(by_layout("MM/DD/YYYY", "02/29/2024", 1), "2024-02-29");
+    CHECK_STR(by_layout("MM/DD/YYYY", "02/29/2023", 1), "22008");
+    CHECK_STR(by_layout("MM/DD/YYYY", "13/01/2024", 1), "22008");
+    CHECK_STR(by_layout("MM/DD/YYYY", "1/1/0000", 1), "22008");
+    CHECK_STR(by_layout("MM/DD/YYYY", " 1/1/2024", 1), "22007");
+    CHECK_STR(by_layout("MM/DD/YYYY", "1/1/2024 ", 1), "22007");
+    CHECK_STR(by_layout("MM/DD/YYYY", "123/1/2024", 1), "22007");
+    CHECK_STR(by_layout("MM/DD/YYYY", "1-1-2024", 1), "22007");
+    CHECK_STR(by_layout("MM/DD/YYYY", "", 1), "22007");
+    CHECK_STR(by_layout("YYYYMMDD", "20240307", 1), "2024-03-07");
+    /* the last field takes 1 or 2 digits, the others their width */
+    CHECK_STR(by_layout("YYYYMMDD", "2024037", 1), "2024-03-07");
+    CHECK_STR(by_layout("YYYYMMDD", "202403", 1), "22007");
+    CHECK_STR(by_layout("YYYYMMDD", "20241307", 1), "22008");
+    CHECK_STR(by_layout("DD/MM/YY", "07/03/69", 1), "2069-03-07");
+    CHECK_STR(by_layout("DD/MM/YY", "07/03/70", 1), "1970-03-07");
+    CHECK_STR(by_layout("DD.MM.YYYY HH:MI", "07.03.2024 14:05", 0),
+              "2024-03-07 14:05:00");
+    CHECK_STR(by_layout("DD.MM.YYYY HH:MI", "07.03.2024 14:05", 1),
+              "2024-03-07");
+    CHECK_STR(by_layout("DD.MM.YYYY HH:MI", "07.03.2024 24:00", 0),
+              "2024-03-07 24:00:00");
+    CHECK_STR(by_layout("DD.MM.YYYY HH:MI", "07.03.2024 24:01", 0), "22008");
+    CHECK_STR(by_layout("DD.MM.YYYY HH:MI", "07.03.2024 14:60", 0), "22008");
+    CHECK_STR(by_layout("YYYY-MM-DD HH24:MI:SS.FF", "2024-03-07 1:2:3.5", 0),
+              "2024-03-07 01:02:03.500000");
+    CHECK_STR(by_layout("YYYY-MM-DD\"T\"HH24:MI:SS", "2024-03-07T01:02:60",
+                        0), "2024-03-07 01:02:60");
+    CHECK_STR(by_layout("MM/DD/YYYY HH:MI AM", "03/07/2024 12:05 AM", 0),
+              "2024-03-07 00:05:00");
+    CHECK_STR(by_layout("MM/DD/YYYY HH:MI AM", "03/07/2024 12:05 pm", 0),
+              "2024-03-07 12:05:00");
+    CHECK_STR(by_layout("MM/DD/YYYY HH12:MIPM", "03/07/2024 1:05PM", 0),
+              "2024-03-07 13:05:00");
+    CHECK_STR(by_layout("MM/DD/YYYY HH:MI AM", "03/07/2024 13:05 PM", 0),
+              "22008");
+    CHECK_STR(by_layout("MM/DD/YYYY HH:MI AM", "03/07/2024 1:05 XM", 0),
+              "22007");
+    /* the layout's ISO text is what the server's reader reads back */
+    CHECK_STR(date_of(by_layout("DD/MM/YY", "29/02/00", 1), DT_DMY),
+              "2000-02-29");
+    CHECK_STR(ts_of(by_layout("DD.MM.YYYY HH:MI", "31.12.2016 24:00", 0),
+                    DT_MDY, 0, NULL), "2017-01-01 00:00:00");
+    /* epoch seconds: the wall clock as UTC; a date's midnight */
+    CHECK(epoch_by("MM/DD/YYYY", "01/01/1970", 1) == 0);
+    CHECK(epoch_by("MM/DD/YYYY", "03/07/2024", 1) == 1709769600);
+    CHECK(epoch_by("YYYY-MM-DD HH24:MI:SS", "2024-03-07 24:00:00", 1) ==
+          1709769600);
+    CHECK(epoch_by("YYYY-MM-DD HH24:MI:SS", "2024-03-07 24:00:00", 0) ==
+          1709769600 + 86400);
+    CHECK(isnan(epoch_by("YYYY-MM-DD HH24:MI:SS.FF", "2024-03-07 24:00:00",
+                         0)));
+    CHECK(epoch_by("YYYY-MM-DD HH24:MI:SS.FF", "1969-12-31 23:59:59.25", 0) ==
+          -0.75);
+    CHECK(epoch_by("YYYY-MM-DD", "0001-01-01", 1) == -62135596800.0);
+    CHECK(isnan(epoch_by("MM/DD/YYYY", "02/30/2024", 1)));
+    /* layouts refused, with why */
+    CHECK(textops_layout_compile(&l, "mm/dd/yyyy", 10, err, sizeof err) == 0);
+    CHECK(textops_layout_compile(&l, "MM/DD/YYYYT", 11, err, sizeof err) ==
+          -1);
+    CHECK_STR(err, "layout \"MM/DD/YYYYT\": \"T\" at byte 11 begins no "
+                   "layout token (YYYY, YY, MM, DD, HH24, HH12, HH, MI, SS, "
+                   "FF, AM/PM); put other letters in double quotes");
+    CHECK_STR(by_layout("MM/DD", "03/07", 1), "layout");
+    CHECK_STR(by_layout("MM/DD/YYYY/YY", "1/1/2024/24", 1), "layout");
+    CHECK_STR(by_layout("MM/DD/YYYY HH24:MI AM", "1/1/2024 1:00 AM", 0),
+              "layout");
+    CHECK_STR(by_layout("MM/DD/YYYY HH12:MI", "1/1/2024 1:00", 0), "layout");
+    CHECK_STR(by_layout("MM/DD/YYYY \"T", "1/1/2024 T", 0), "layout");
+    /* numbers */
+    CHECK(textops_number("1.234,56", 8, 1) == 1234.56);
+    CHECK(textops_number("1,234.56", 8, 0) == 1234.56);
+    CHECK(textops_number(" -1.234.567,5 ", 14, 1) == -1234567.5);
+    CHECK(textops_number("1234,5", 6, 1) == 1234.5);
+    CHECK(textops_number("1e3", 3, 0) == 1000);
+    CHECK(textops_number("0.1", 3, 0) == 0.1);
+    CHECK(isnan(textops_number("1,5", 3, 0)));
+    CHECK(isnan(textops_number("1.5", 3, 1)));
+    CHECK(isnan(textops_number("12,34", 5, 0)));
+    CHECK(isnan(textops_number("1,2345", 6, 0)));
+    CHECK(isnan(textops_number(",123", 4, 0)));
+    CHECK(isnan(textops_number("", 0, 0)));
+    CHECK(isnan(textops_number("-", 1, 0)));
+    CHECK(isnan(textops_number("inf", 3, 0)));
+    CHECK(isnan(textops_number("nan", 3, 0)));
+    CHECK(isnan(textops_number("0x10", 4, 0)));
+    CHECK(isnan(textops_number("1e", 2, 0)));
+    CHECK(isnan(textops_number("1e999", 5, 0)));
+    CHECK(textops_space_start(" \t a ", 5) == 3);
+    CHECK(textops_space_end(" \t a \r\n", 7) == 3);
+    CHECK(textops_space_start("   ", 3) == 3);
+}
+
 int main(void)
 {
     test_buffer();
@@ -1114,6 +1241,7 @@ int main(void)
     test_numbers();
     test_datetime();
     test_datetime_forms();
+    test_textops();
     test_zone_rules();
     test_binary_encoders();
     test_csv();
