@@ -891,14 +891,23 @@ static int decode(char **field, const int *ftype, int nf, int order,
                     tmask = M(T_DAY);
                     break;
                 case U_HOUR:
+                    /* beyond a day the server's date_in moves the date
+                     * with them (e.g. "9923H32058sep8" is 9927-05-05):
+                     * left to the server's reading */
+                    if (val < 0 || val > 24)
+                        return SL_ESERVERONLY;
                     f->hour = val;
                     tmask = M(T_HOUR);
                     break;
                 case U_MINUTE:
+                    if (val < 0 || val > 59)
+                        return SL_ESERVERONLY;
                     f->min = val;
                     tmask = M(T_MINUTE);
                     break;
                 case U_SECOND:
+                    if (val < 0 || val > 60)
+                        return SL_ESERVERONLY;
                     f->sec = val;
                     tmask = M(T_SECOND);
                     if (*cp == '.') {
