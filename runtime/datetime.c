@@ -248,6 +248,13 @@ static int is_leap(int y)
     return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
 }
 
+int dt_days_in_month(int y, int m)
+{
+    static const unsigned char d[] = { 31, 28, 31, 30, 31, 30,
+                                       31, 31, 30, 31, 30, 31 };
+    return m == 2 && is_leap(y) ? 29 : d[m - 1];
+}
+
 static const int day_tab[2][12] = {
     { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 },
     { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 },

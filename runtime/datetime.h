@@ -76,4 +76,7 @@ int dt_timestamp(const dt_fields *f, const tz_rules *zone, int with_tz,
  * ignores it.  SL_ERANGE beyond 4714-11-24 BC .. 5874897-12-31. */
 int dt_date(const dt_fields *f, int32_t *days);
 
+/* Days in month m (1..12) of year y, in the Gregorian calendar. */
+int dt_days_in_month(int y, int m);
+
 #endif

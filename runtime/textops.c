@@ -182,14 +182,6 @@ int textops_layout_compile(textops_layout *l, const char *s, size_t n,
 
 /* ------------------------------------------------------------ reading */
 
-static int days_in_month(int y, int m)
-{
-    static const unsigned char d[] = { 31, 28, 31, 30, 31, 30,
-                                       31, 31, 30, 31, 30, 31 };
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : d[m - 1];
-}
-
 int textops_parse(const textops_layout *l, const char *s, size_t n,
                   dt_fields *f)
 {
@@ -262,7 +254,7 @@ int textops_parse(const textops_layout *l, const char *s, size_t n,
         hour = hour % 12 + (pm == 1 ? 12 : 0);
     }
     if (year < 1 || mon < 1 || mon > 12 || mday < 1 ||
-        mday > days_in_month(year, mon) || hour > 24 || min > 59 ||
+        mday > dt_days_in_month(year, mon) || hour > 24 || min > 59 ||
         sec > 60 || (hour == 24 && (min || sec || fsec)))
         return SL_ERANGE;
     memset(f, 0, sizeof *f);
@@ -277,25 +269,17 @@ int textops_parse(const textops_layout *l, const char *s, size_t n,
     return SL_OK;
 }
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
- * (y >= 1). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = y / 400;
-    int yoe = (int)(y - era * 400);
-    int doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 double textops_epoch(const textops_layout *l, const char *s, size_t n,
                      int date_only)
 {
     dt_fields f;
     if (textops_parse(l, s, n, &f) != SL_OK)
         return NAN;
-    double days = (double)days_from_civil(f.year, f.mon, f.mday);
+    /* days since 2000-01-01 (the calendar of datetime.c), from 1970 */
+    int32_t d2000;
+    if (dt_date(&f, &d2000) != SL_OK)
+        return NAN;
+    double days = (double)d2000 + 10957.0;
     if (date_only)
         return days * 86400.0;
     /* hour 24 and second 60 carry into the next day or minute, as the
