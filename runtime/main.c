@@ -138,16 +138,24 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-static int docall(lua_State *L, int narg, int nres)
+/* Call the function below narg arguments under message handler msgh;
+ * after an error, a full collection when collect is set. */
+static int call_with(lua_State *L, lua_CFunction msgh, int collect,
+                     int narg, int nres)
 {
     int base = lua_gettop(L) - narg;
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, msgh);
     lua_insert(L, base);
     int status = lua_pcall(L, narg, nres, base);
     lua_remove(L, base);
-    if (status != 0)
+    if (status != 0 && collect)
         lua_gc(L, LUA_GCCOLLECT, 0);
     return status;
+}
+
+static int docall(lua_State *L, int narg, int nres)
+{
+    return call_with(L, traceback, 1, narg, nres);
 }
 
 /* Directory part of path (into out); "." when there is none. */
@@ -263,12 +271,7 @@ static int script_msgh(lua_State *L)
 /* docall() with script_msgh: the error value is left on the stack. */
 static int script_call(lua_State *L, int narg, int nres)
 {
-    int base = lua_gettop(L) - narg;
-    lua_pushcfunction(L, script_msgh);
-    lua_insert(L, base);
-    int status = lua_pcall(L, narg, nres, base);
-    lua_remove(L, base);
-    return status;
+    return call_with(L, script_msgh, 0, narg, nres);
 }
 
 static int is_error_object(lua_State *L, int idx)
@@ -434,14 +437,7 @@ static int repl_traceback(lua_State *L)
 /* docall() with the prompt's message handler. */
 static int repl_docall(lua_State *L, int narg, int nres)
 {
-    int base = lua_gettop(L) - narg;
-    lua_pushcfunction(L, repl_traceback);
-    lua_insert(L, base);
-    int status = lua_pcall(L, narg, nres, base);
-    lua_remove(L, base);
-    if (status != 0)
-        lua_gc(L, LUA_GCCOLLECT, 0);
-    return status;
+    return call_with(L, repl_traceback, 1, narg, nres);
 }
 
 /* Report the error of a line (on top, popped): a database error through
