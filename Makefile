@@ -53,7 +53,7 @@ HEADERS  = $(wildcard runtime/*.h)
 
 DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
-	lua-argparse luarocks postgresql-15 postgresql-client-15
+	lua-argparse luarocks postgresql-15 postgresql-client-15 libcsv-dev
 
 .PHONY: module install-module all tools deps test check check-core demo bench install uninstall clean lint asan valgrind
 
@@ -118,7 +118,7 @@ CORE_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(WARN) \
 check-core:
 	@mkdir -p build/core
 	$(CC) $(CORE_CFLAGS) -o build/core/core_test tests/core/core_test.c $(CORE_SRC) \
-	  $(shell pkg-config --libs libpq) -lz -lm
+	  $(shell pkg-config --libs libpq) -lz -lm -lcsv
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  build/core/core_test
 
@@ -178,10 +178,10 @@ clean:
 # stays in build/fuzz/, never in tests/); a crash, leak or mismatch fails,
 # its input saved as build/fuzz/<target>-crash-* (rerun: the target, the
 # file as its argument).
-FUZZ_TARGETS = csvread numbers copyenc textops
+FUZZ_TARGETS = csvread csvdiff numbers copyenc textops
 FUZZ_SECONDS ?= 30
 FUZZ_CC  ?= clang
-FUZZ_PKGS = clang libclang-rt-14-dev
+FUZZ_PKGS = clang libclang-rt-14-dev libcsv-dev
 FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L $(WARN) \
 	-O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 	$(shell pkg-config --cflags libpq) -Iruntime
@@ -195,7 +195,7 @@ build/fuzz/obj/%.o: runtime/%.c $(HEADERS)
 
 $(FUZZ_BIN): build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
-	  $(FUZZ_OBJ) $(shell pkg-config --libs libpq) -lz -lm
+	  $(FUZZ_OBJ) $(shell pkg-config --libs libpq) -lz -lm -lcsv
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -5,7 +5,8 @@
  * input, DateStyle orders, zone rules), date/time layouts and grouped
  * numbers (textops), the binary encoders against known
  * bytes, the CSV reader's states (quotes, line ends, block boundaries,
- * gzip members, errors), the redaction of secrets, and which left-behind
+ * gzip members, errors) and its records against libcsv's on the
+ * fixtures and RFC 4180's corner cases, the redaction of secrets, and which left-behind
  * server directories tmpdb_sweep() removes.
  *
  * Each CHECK prints the failing expression with its line; the program
@@ -23,7 +24,9 @@
 #include "datetime.h"
 #include "tzrules.h"
 #include "textops.h"
+#include "../csvdiff.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -914,6 +917,98 @@ static void test_csv_seek(void)
           strstr(id2, "No such file") != NULL);
 }
 
+/* The CSV reader against libcsv (tests/csvdiff.h): every fixture and
+ * RFC 4180's corner cases, each with the reader's own block and with
+ * small blocks that put a block end at every few bytes. */
+static void test_csv_libcsv(void)
+{
+    static const char *cases[] = {
+        "a,b\n1,2\n",
+        "a,b\n1,2",                          /* a last line without a newline */
+        "a,b\r\n1,2\r\n",                    /* CRLF */
+        "a,b\r1,2\r",                        /* CR alone */
+        "\"a\"\"b\",c\n",                    /* a doubled quote */
+        "\"\"\"\",\"\"\n",                   /* a field that is one quote; "" */
+        "\"x\r\ny\",z\r\n",                  /* CRLF inside quotes */
+        "\"x\ny\",\"\n\"\n",                 /* LF inside quotes, one alone */
+        ",\n\"\",\n,\"\"\n",                 /* empty fields vs empty quoted */
+        "a\n\n\nb\n",                        /* blank lines */
+        "a\n\n",                             /* a blank last line */
+        "a\r\n\r\n",
+        "\xEF\xBB\xBF" "a,b\n1,2\n",         /* a BOM */
+        "\xEF\xBB\xBF\"q\",b\n",             /* a BOM, then a quoted field */
+        " a , b \n",                         /* spaces are data */
+        "\"a,b\",\"c\nd\",e\n",
+        "a,\"b\"x\n",                        /* text after a closing quote */
+        "a,b\"c\n",                          /* a quote inside a field */
+        "\"never closed\n",                  /* a quote open at the end */
+        "\"a\" \n",
+        "1,2,3\n4\n5,6\n",                   /* ragged */
+        "",
+        "\n",
+        ",",
+        "\"\"",
+        "a,\xC3\xA9\x00z\n",                 /* bytes, a NUL */
+    };
+    char path[] = "/tmp/sluice_core_csvdiff_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    static const size_t blocks[] = { 0, 4, 5, 7, 16 };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        size_t n = strlen(cases[c]);
+        if (c + 1 == sizeof cases / sizeof *cases)
+            n = 7; /* the NUL case: its bytes past the NUL too */
+        for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+            const char *why = csvdiff_compare((const unsigned char *)cases[c], n, ',', '"',
+                                              blocks[b], fd, path);
+            checks++;
+            if (why) {
+                failures++;
+                fprintf(stderr, "csv vs libcsv, case %zu, block %zu: %s\n", c, blocks[b], why);
+            }
+        }
+    }
+    /* the fixtures, with ',' and with ';' (the custom one is ;-separated) */
+    const char *dir = "tests/fixtures/csv";
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    struct dirent *e;
+    int files = 0;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".csv") != 0)
+            continue;
+        char fp[512];
+        snprintf(fp, sizeof fp, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(fp, "rb");
+        CHECK(f != NULL);
+        if (!f)
+            continue;
+        static unsigned char buf[1 << 20];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        files++;
+        for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+            for (int dl = 0; dl < 2; dl++) {
+                const char *why = csvdiff_compare(buf, n, dl ? ';' : ',', '"', blocks[b], fd, path);
+                checks++;
+                if (why) {
+                    failures++;
+                    fprintf(stderr, "csv vs libcsv, %s, block %zu, delimiter %c: %s\n", fp,
+                            blocks[b], dl ? ';' : ',', why);
+                }
+            }
+        }
+    }
+    if (d)
+        closedir(d);
+    CHECK(files >= 10);
+    close(fd);
+    unlink(path);
+}
+
 static void test_redact(void)
 {
     redact r;
@@ -1247,6 +1342,7 @@ int main(void)
     test_csv();
     test_csv_record();
     test_csv_seek();
+    test_csv_libcsv();
     test_redact();
     test_tmpdb_sweep();
     test_copychunk();
