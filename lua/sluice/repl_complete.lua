@@ -197,6 +197,16 @@ local function keys_of(v, methods_only)
       end
     end
     local mt = getmetatable(t)
+    -- names a module loads at their first use (sluice.gen): loaded now
+    if mt and type(mt.lazy) == "table" then
+      for k in pairs(mt.lazy) do
+        local x = t[k]
+        if not seen[k] and (not methods_only or type(x) == "function") then
+          seen[k] = true
+          out[#out + 1] = k
+        end
+      end
+    end
     t = mt and type(mt.__index) == "table" and mt.__index or nil
     depth = depth + 1
   end
