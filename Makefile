@@ -82,6 +82,22 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Citus for the distributed tests (make test-citus): built from the
+# vendored tarball (and its patch), checked against SHA256SUMS, when the
+# server lacks it; never fetched.  AGPL-3.0, used by the tests only.
+VENDOR   ?= ../shared/vendor
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+CITUS = citus-13.2.2
+CITUS_PKGS = postgresql-server-dev-15 liblz4-dev libzstd-dev libcurl4-openssl-dev \
+	libkrb5-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev
+deps-citus: deps
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(CITUS_PKGS)"
+	@sh mk/vendor-build.sh "$(VENDOR)" $(CITUS) citus "$(PG_CONFIG)" configure; rc=$$?; \
+	if [ $$rc = 3 ]; then \
+	  echo "Citus is not installed and $(VENDOR)/$(CITUS).tar.gz is not there: install Citus 13 for PostgreSQL 15 (its packages, or its source release: ./configure PG_CONFIG=$(PG_CONFIG) && make install), or give make VENDOR=<directory holding $(CITUS).tar.gz>"; \
+	  exit 1; \
+	fi; exit $$rc
+
 # Helpers the specs run (tests/tools/), built here and never installed:
 # netproxy, a TCP proxy that can go silent or cut (faults_net_spec.lua).
 TEST_TOOLS = build/tools/netproxy

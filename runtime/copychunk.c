@@ -51,13 +51,13 @@ void copy_chunk_reset(copy_chunk *c)
     c->n = c->done = c->doubt = 0;
 }
 
-int copy_row_fault(const char *sqlstate)
+int copy_row_fault(const char *sqlstate, int relayed)
 {
     if (!sqlstate || strlen(sqlstate) != 5)
         return 0;
     return strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0 ||
            strncmp(sqlstate, "44", 2) == 0 || strncmp(sqlstate, "P0", 2) == 0 ||
-           strcmp(sqlstate, "54000") == 0;
+           strcmp(sqlstate, "54000") == 0 || (relayed && strcmp(sqlstate, "XX000") == 0);
 }
 
 /* ------------------------------------------------------ the statements */
@@ -341,7 +341,7 @@ static int settle_range(PGconn *pg, copy_chunk *c, const char *data,
     size_t gap = MIN_WINDOW;
     for (;;) {
         if (err) {
-            if (!copy_row_fault(PQresultErrorField(err, PG_DIAG_SQLSTATE))) {
+            if (!copy_row_fault(PQresultErrorField(err, PG_DIAG_SQLSTATE), c->relayed)) {
                 *fatal = err;
                 return SL_EFAIL;
             }

@@ -56,6 +56,7 @@ typedef struct copy_chunk {
     int binary;            /* the COPY's format is binary (a header and
                             * a trailer around the rows) */
     int csv;               /* ... or CSV (quoted line feeds are lines) */
+    int relayed;           /* XX000 is a row's fault (copy_row_fault) */
     const char *sql;       /* borrowed: the COPY ... FROM STDIN statement */
 } copy_chunk;
 
@@ -84,8 +85,13 @@ static inline void copy_chunk_add(copy_chunk *c, size_t end, int gone)
  * CHECK OPTION violation, P0 raised by PL/pgSQL, and 54000 a program
  * limit a value passed: an array too deep, an index row too large), so
  * that the rows can be sent again without it.  Anything else (a lost connection, a cancel,
- * a serialization failure, a missing table) stops the load. */
-int copy_row_fault(const char *sqlstate);
+ * a serialization failure, a missing table) stops the load.
+ * relayed: the server relays other servers' errors without their
+ * SQLSTATE (Citus: a worker's refusal of a row in a COPY or an INSERT ...
+ * SELECT into a distributed table arrives as XX000, without the COPY's
+ * line), so XX000 counts too; the rows are then settled by halves, and
+ * a row is set aside only when it fails alone. */
+int copy_row_fault(const char *sqlstate, int relayed);
 
 /* The statements around one chunk: BEGIN or SAVEPOINT + the COPY (one
  * round trip), and the binary header; then the COPY is open.  SL_EFAIL

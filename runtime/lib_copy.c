@@ -1035,6 +1035,11 @@ int lib_copy_start(lua_State *L)
         /* reject mode: each chunk opens a COPY of its own */
         lua_getfield(L, 5, "on_reject");
         lib_copy_reject_setup(L, cp, ud, 2, lua_gettop(L), reject_rows);
+        /* opts.relayed_errors: the server relays its nodes' errors as
+         * XX000 (a Citus cluster; copy.lua finds out) */
+        lua_getfield(L, 5, "relayed_errors");
+        cp->rj.chunk.relayed = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         cp->state = CP_OPEN;
         cp->w.pg = &c->pg;
         c->busy = 1;

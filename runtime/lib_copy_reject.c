@@ -276,7 +276,7 @@ static void end_chunk(lua_State *L, sl_copy *cp)
         if (rc == SL_EBROKEN && committing)
             c->doubt = live;
         if (rc == SL_EFAIL &&
-            copy_row_fault(PQresultErrorField(err, PG_DIAG_SQLSTATE))) {
+            copy_row_fault(PQresultErrorField(err, PG_DIAG_SQLSTATE), c->relayed)) {
             rc = copy_chunk_settle(pg, c, cp->w.buf.data, err,
                                    &cp->rj.loaded, &committing, &fatal);
             err = fatal;

@@ -177,13 +177,14 @@ static int core_sleep(lua_State *L)
     return 1;
 }
 
-/* sluice.core.row_fault(sqlstate) -> whether an error of that SQLSTATE
- * is one row's own fault (copychunk.h): what every reject mode sets
- * aside. */
+/* sluice.core.row_fault(sqlstate [, relayed]) -> whether an error of
+ * that SQLSTATE is one row's own fault (copychunk.h): what every reject
+ * mode sets aside; relayed: XX000 too (a Citus cluster's relayed
+ * errors). */
 static int core_row_fault(lua_State *L)
 {
     lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
-                           copy_row_fault(lua_tostring(L, 1)));
+                           copy_row_fault(lua_tostring(L, 1), lua_toboolean(L, 2)));
     return 1;
 }
 

@@ -81,6 +81,9 @@ static void print_usage(FILE *f)
         "  -             read the script from stdin\n"
         "  --tmpdb       start a private throwaway PostgreSQL, point\n"
         "                DATABASE_URL at it, remove it at exit\n"
+        "  --tmpdb=citus:N  the same with a Citus cluster: a coordinator\n"
+        "                (DATABASE_URL) and N workers; SLUICE_NODES lists\n"
+        "                every node's URI, the coordinator first\n"
         "  --quiet       no live progress lines (sets SLUICE_QUIET=1);\n"
         "                final summaries are still printed\n"
         "  --traceback   print the Lua stack under an error (also when\n"
@@ -783,9 +786,12 @@ static void repl(lua_State *L)
     putchar('\n');
 }
 
-/* Start a throwaway server through the library and export DATABASE_URL.
- * The tmpdb object is kept in the registry, so it lives until lua_close. */
-static int start_tmpdb(lua_State *L)
+/* Start a throwaway server (or a Citus cluster of citus_workers workers,
+ * when >= 0) through the library and export DATABASE_URL (and, for a
+ * cluster, SLUICE_NODES: every node's URI, space-separated, the
+ * coordinator first).  The tmpdb object is kept in the registry, so it
+ * lives until lua_close. */
+static int start_tmpdb(lua_State *L, int citus_workers)
 {
     lua_getglobal(L, "require");
     lua_pushstring(L, "sluice");
@@ -793,8 +799,30 @@ static int start_tmpdb(lua_State *L)
         return 1;
     lua_getfield(L, -1, "tmpdb");
     lua_remove(L, -2);
-    if (script_call(L, 0, 1) != 0)
+    int nargs = 0;
+    if (citus_workers >= 0) {
+        lua_createtable(L, 0, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushinteger(L, citus_workers);
+        lua_setfield(L, -2, "workers");
+        lua_setfield(L, -2, "citus");
+        nargs = 1;
+    }
+    if (script_call(L, nargs, 1) != 0)
         return 1;
+    if (citus_workers >= 0) {
+        static const char nodes[] =
+            "local t = ...; local u = { t:uri() }\n"
+            "for _, w in ipairs(t.workers) do u[#u + 1] = w:uri() end\n"
+            "return table.concat(u, ' ')";
+        if (luaL_loadbuffer(L, nodes, sizeof nodes - 1, "=(--tmpdb=citus)") != 0)
+            return 1;
+        lua_pushvalue(L, -2);
+        if (script_call(L, 1, 1) != 0)
+            return 1;
+        setenv("SLUICE_NODES", lua_tostring(L, -1), 1);
+        lua_pop(L, 1);
+    }
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "sluice.main_tmpdb");
     lua_getfield(L, -1, "uri");
@@ -812,6 +840,7 @@ typedef struct main_opts {
     int want_repl;   /* the "repl" command */
     int interactive; /* -i */
     int use_tmpdb;   /* --tmpdb */
+    int citus_workers; /* --tmpdb=citus:N: N, else -1 */
     int profile;     /* --profile */
 } main_opts;
 
@@ -824,6 +853,7 @@ static int scan_options(smain *s, main_opts *o)
     char **argv = s->argv;
     int argc = s->argc, i;
     memset(o, 0, sizeof *o);
+    o->citus_workers = -1;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0 || a[0] != '-' || strcmp(a, "-") == 0)
@@ -837,6 +867,16 @@ static int scan_options(smain *s, main_opts *o)
             return 0;
         } else if (strcmp(a, "--tmpdb") == 0) {
             o->use_tmpdb = 1;
+        } else if (strncmp(a, "--tmpdb=citus:", 14) == 0) {
+            char *end;
+            long n = strtol(a + 14, &end, 10);
+            if (a[14] == '\0' || *end != '\0' || n < 0 || n > 16) {
+                fprintf(stderr, "sluice: %s: the number of Citus workers must be 0 to 16\n", a);
+                s->status = 2;
+                return 0;
+            }
+            o->use_tmpdb = 1;
+            o->citus_workers = (int)n;
         } else if (strcmp(a, "--quiet") == 0) {
             /* read by sluice.progress; children inherit it too */
             setenv("SLUICE_QUIET", "1", 1);
@@ -925,7 +965,7 @@ static int pmain(lua_State *L)
     if (!scan_options(s, &o))
         return 0;
     create_arg_table(L, argv, argc, o.script < argc ? o.script : argc - 1);
-    if (o.use_tmpdb && start_tmpdb(L) != 0)
+    if (o.use_tmpdb && start_tmpdb(L, o.citus_workers) != 0)
         goto fail;
     if (o.profile && profile_call(L, "start"))
         goto fail;

@@ -213,7 +213,7 @@ int pipe_row_fault(const pipe_state *s)
 {
     if (!s->err || s->err_kind != IT_ROW)
         return 0;
-    return copy_row_fault(PQresultErrorField(s->err, PG_DIAG_SQLSTATE));
+    return copy_row_fault(PQresultErrorField(s->err, PG_DIAG_SQLSTATE), 0);
 }
 
 int pipe_recover(pipe_state *s)

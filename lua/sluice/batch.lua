@@ -116,6 +116,7 @@ local BATCH_OPTS = {
 
 local default_json_encode = require("sluice.values").default_json_encode
 local outcome = require "sluice.outcome"
+local citus = require "sluice.citus"
 local progress = require "sluice.progress"
 local reworded = outcome.reworded
 
@@ -540,6 +541,17 @@ function M.batch(db, tbl, columns, opts)
   end
   local mode = batch_options(opts)
   local suffix = insert_suffix(db, opts)
+  local target = type(opts.on_conflict) == "string" and opts.on_conflict:match("^%s*(%b())")
+  if target then
+    -- a conflict target of plain column names: on a Citus table it must
+    -- hold the distribution column (checked before any row is sent)
+    local key = {}
+    for name in target:sub(2, -2):gmatch("[^,]+") do
+      key[#key + 1] = name:match("^%s*\"?(.-)\"?%s*$")
+    end
+    local why = citus.conflict_key_check(db, qtable, shown, key)
+    if why then error("batch: " .. why, 2) end
+  end
   local prefix = ("INSERT INTO %s (%s) VALUES "):format(qtable, table.concat(quoted, ", "))
   local names = {}
   for i, c in ipairs(columns) do names[i] = c end

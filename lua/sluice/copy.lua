@@ -119,6 +119,7 @@
 
 local core = require "sluice.core"
 local progress = require "sluice.progress"
+local citus = require "sluice.citus"
 
 local M = {}
 
@@ -369,6 +370,7 @@ function M.copy(db, tbl, columns, opts, prog)
     zone_error = zone_err,
     on_reject = opts.on_reject,
     reject_chunk = opts.reject_chunk,
+    relayed_errors = opts.on_reject ~= nil and citus.relays_errors(db),
     progress = prog and prog:hook(own),
     progress_live = prog and prog.live,
     layouts = layouts,

@@ -105,6 +105,7 @@ local loadrejects = require "sluice.loadrejects"
 local checkpoint = require "sluice.checkpoint"
 local core = require "sluice.core"
 local csv = require "sluice.csv"
+local citus = require "sluice.citus"
 
 -- Whether rows is a positionable source other than a CSV reader (a
 -- generator's g:rows(...)): next, position and seek methods.
@@ -580,6 +581,12 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
   local columns = o.columns or (model and model.column_names) or M.table_columns(db, qtable)
   if type(columns) ~= "table" or #columns == 0 then
     fail("columns must be a non-empty list of column names", 2)
+  end
+  local dist = o.freeze and citus.distribution(db, qtable)
+  if dist then
+    fail(("freeze = true has no effect on a Citus table (\"%s\" is a %s table): Citus does not "
+          .. "pass FREEZE on to its shards, whose pages stay unfrozen; drop freeze"):format(shown,
+          dist == "hash" and "distributed" or dist), 2)
   end
   if o.freeze and db:query_one("select exists(select 1 from " .. qtable .. ") as e").e then
     fail(("freeze = true needs an empty table (COPY FREEZE needs it truncated in the same "

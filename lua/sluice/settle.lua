@@ -82,10 +82,11 @@ local M = {}
 
 
 
---- Is err the server's refusal of a row for its own fault?
-function M.row_fault(err)
+--- Is err the server's refusal of a row for its own fault?  relayed:
+-- the server relays its nodes' errors as XX000 (Citus), which then count.
+function M.row_fault(err, relayed)
   local code = type(err) == "table" and err.sqlstate
-  return require("sluice.core").row_fault(code)
+  return require("sluice.core").row_fault(code, relayed)
 end
 
 local SP = "sluice_move"
@@ -191,7 +192,8 @@ function M.move(db, o)
     check()
     return r, {}
   end
-  if not M.row_fault(r) then stop(r) end
+  local relayed = require("sluice.citus").relays_errors(db)
+  if not M.row_fault(r, relayed) then stop(r) end
   -- settle by ranges
   local body = function()
     if in_tx then db:exec("ROLLBACK TO SAVEPOINT " .. SP) end
@@ -228,7 +230,7 @@ function M.move(db, o)
           db:exec("ROLLBACK TO SAVEPOINT " .. SP_RANGE)
           db:exec("RELEASE SAVEPOINT " .. SP_RANGE)
         end
-        if not M.row_fault(res) then error(res, 0) end
+        if not M.row_fault(res, relayed) then error(res, 0) end
         if a == z then
           st.rejected[#st.rejected + 1] = { seq = a, err = res }
           st.settled = z

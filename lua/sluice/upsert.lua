@@ -75,6 +75,7 @@
 -- collected, but its transaction stays open until the script rolls it
 -- back (garbage collection cannot run SQL safely): always end it.
 local outcome = require "sluice.outcome"
+local citus = require "sluice.citus"
 local settle = require "sluice.settle"
 local progress = require "sluice.progress"
 local callable = require("sluice.values").callable
@@ -387,6 +388,8 @@ function M.upsert(db, tbl, columns, opts)
   if not cols or #cols == 0 then error("upsert: " .. (err or "columns must not be empty"), 2) end
   local key, update = key_and_update(cols, opts)
   local copy_opts = copy_options(opts)
+  local not_citus_key = #key > 0 and citus.conflict_key_check(db, qtable, shown, key)
+  if not_citus_key then error("upsert: " .. not_citus_key, 2) end
 
   local q = function(c) return db:quote_ident(c) end
   local qcols, qkey, sets = {}, {}, {}
