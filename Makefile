@@ -6,6 +6,7 @@
 #                  against a throwaway PostgreSQL, then luacheck
 #   make check-core  the core's C unit tests alone, built without LuaJIT
 #   make demo      run the main example job on a throwaway PostgreSQL
+#   make test-citus  the Citus specs (builds Citus from the vendored source when missing)
 #   make bench     run the benchmarks (prints markdown tables)
 #   make install   PREFIX=/usr/local DESTDIR= (binary, Lua library, module)
 
@@ -55,7 +56,7 @@ DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
 	lua-argparse luarocks postgresql-15 postgresql-client-15 libcsv-dev
 
-.PHONY: module install-module all tools deps test check check-core demo bench install uninstall clean lint asan valgrind
+.PHONY: module install-module all tools deps deps-citus test-citus test check check-core demo bench install uninstall clean lint asan valgrind
 
 all: $(EXE) $(MODULE)
 
@@ -97,6 +98,11 @@ deps-citus: deps
 	  echo "Citus is not installed and $(VENDOR)/$(CITUS).tar.gz is not there: install Citus 13 for PostgreSQL 15 (its packages, or its source release: ./configure PG_CONFIG=$(PG_CONFIG) && make install), or give make VENDOR=<directory holding $(CITUS).tar.gz>"; \
 	  exit 1; \
 	fi; exit $$rc
+
+# The Citus specs (tests/citus/), on a coordinator and two workers.
+test-citus: deps-citus
+	$(MAKE) all
+	./sluice --tmpdb=citus:2 tests/run.lua $(BUSTED_ARGS) tests/citus
 
 # Helpers the specs run (tests/tools/), built here and never installed:
 # netproxy, a TCP proxy that can go silent or cut (faults_net_spec.lua).

@@ -871,8 +871,7 @@ static int scan_options(smain *s, main_opts *o)
             char *end;
             long n = strtol(a + 14, &end, 10);
             if (a[14] == '\0' || *end != '\0' || n < 0 || n > 16) {
-                fprintf(stderr, "sluice: %s: the number of Citus workers must be 0 to 16\n", a);
-                s->status = 2;
+                usage_error(s, "the number of Citus workers must be 0 to 16 in", a);
                 return 0;
             }
             o->use_tmpdb = 1;

@@ -230,6 +230,8 @@ describe("the sluice executable", function()
       ["-x script.lua"] = "unknown option -x",
       ["-e"] = "an argument is missing after -e",
       ["--tmpdb -l"] = "an argument is missing after -l",
+      ["--tmpdb=citus:x"] = "the number of Citus workers must be 0 to 16 in --tmpdb=citus:x",
+      ["--tmpdb=citus:17"] = "the number of Citus workers must be 0 to 16 in --tmpdb=citus:17",
     } do
       local code, out, err = H.sluice(argv)
       assert.are.equal(2, code, argv)
