@@ -44,6 +44,8 @@
  * the FFI, which C cannot reach directly). */
 #define SLUICE_REG_INT64     "sluice.int64"      /* string -> int64 cdata */
 #define SLUICE_REG_CDATATEXT "sluice.cdata_text" /* cdata -> string|nil */
+#define SLUICE_REG_OWNDIR    "sluice.own_dir"    /* the directory of sluice's
+                                                  Lua modules (init.lua's) */
 #define SLUICE_REG_CSVROWS   "sluice.csv_rows"   /* a reader -> its rows()
                                                     iterator (csv.lua) */
 /* Set by the interactive prompt only (sluice.core.keep_columns): a table
@@ -255,6 +257,13 @@ void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
 /* Set field k of the table on top of the stack to v, unless v is NULL or
  * empty (an absent libpq field).  Raises only on out of memory. */
 void lib_set_field(lua_State *L, const char *k, const char *v);
+/* Set field "where" of the error table on top of the stack to the
+ * position ("file:line: ") of the script's line that led to the running
+ * C function: the first Lua function up the stack that is not one of
+ * sluice's own modules (a load's, an upsert's or a model's rows are given
+ * by the script, but put by those modules), or "" when a C function (a
+ * pcall) called it directly. */
+void lib_set_user_where(lua_State *L);
 /* Push msg (libpq's, NUL-terminated) without its trailing newlines and
  * spaces.  Raises only on out of memory. */
 void lib_push_trimmed(lua_State *L, const char *msg);

@@ -156,8 +156,7 @@ int lib_copy_refuse(lua_State *L, sl_copy *cp)
     cp_release(L, cp, msg, CP_FAILED, 1);
     lib_push_error(L, cp->rj.code, msg, NULL, NULL);
     lib_set_field(L, "column", cp->rj.col);
-    luaL_where(L, 1);
-    lua_setfield(L, -2, "where");
+    lib_set_user_where(L);
     return lua_error(L);
 }
 

@@ -33,6 +33,38 @@ void lib_set_field(lua_State *L, const char *k, const char *v)
     }
 }
 
+void lib_set_user_where(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, SLUICE_REG_OWNDIR);
+    size_t olen = 0;
+    const char *own = lua_tolstring(L, -1, &olen);
+    lua_Debug ar;
+    lua_pushliteral(L, ""); /* no line of the script: as luaL_where says it */
+    lua_setfield(L, -3, "where");
+    int inside = 0; /* frames of sluice's modules were passed */
+    int c_first = 0; /* C functions (a pcall) came first */
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar))
+            break;
+        if (ar.currentline <= 0) {
+            c_first |= !inside;
+            continue;
+        }
+        if (own && ar.source[0] == '@' && strncmp(ar.source + 1, own, olen) == 0) {
+            inside = 1;
+            continue;
+        }
+        /* the script's frame: its line, unless it called the refusing
+         * function through a C function (pcall) itself */
+        if (c_first && !inside)
+            break;
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        lua_setfield(L, -3, "where");
+        break;
+    }
+    lua_pop(L, 1);
+}
+
 /* A new error object from the given fields (see lib.h); severity ERROR. */
 void lib_push_error(lua_State *L, const char *sqlstate, const char *message,
                     const char *detail, const char *hint)
@@ -288,10 +320,11 @@ static void add_line(luaL_Buffer *b, lua_State *L, int e, const char *label,
                      const char *key)
 {
     lua_getfield(L, e, key);
-    int has = lua_isstring(L, -1);
+    size_t len = 0;
+    int has = lua_isstring(L, -1) && (lua_tolstring(L, -1, &len), len > 0);
     lua_pop(L, 1);
     if (!has)
-        return;
+        return; /* absent, or empty (a refusal with no line of the script) */
     luaL_addchar(b, '\n');
     if (label) {
         luaL_addstring(b, label);

@@ -335,8 +335,7 @@ void lib_params_refusal(lua_State *L, const char *want, const char *msg,
 {
     lib_push_error(L, refusal_state(want), msg, NULL, NULL);
     lib_set_field(L, field, name);
-    luaL_where(L, 1);
-    lua_setfield(L, -2, "where");
+    lib_set_user_where(L);
     lua_error(L);
 }
 

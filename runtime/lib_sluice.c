@@ -67,17 +67,23 @@ static void new_type_fields(lua_State *L, const char *name,
 }
 
 /* sluice.core.set_helper(name, fn): install a Lua helper the C code
- * calls (see SLUICE_REG_* in lib.h). */
+ * calls (see SLUICE_REG_* in lib.h); set_helper("own_dir", path): the
+ * directory of sluice's Lua modules. */
 static int set_helper(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (strcmp(name, "own_dir") == 0)
+        luaL_checktype(L, 2, LUA_TSTRING);
+    else
+        luaL_checktype(L, 2, LUA_TFUNCTION);
     if (strcmp(name, "int64") == 0)
         lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_INT64);
     else if (strcmp(name, "cdata_text") == 0)
         lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CDATATEXT);
     else if (strcmp(name, "csv_rows") == 0)
         lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_CSVROWS);
+    else if (strcmp(name, "own_dir") == 0)
+        lua_setfield(L, LUA_REGISTRYINDEX, SLUICE_REG_OWNDIR);
     else
         return luaL_argerror(L, 1, "unknown helper");
     return 0;

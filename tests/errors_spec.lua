@@ -113,4 +113,32 @@ describe("database errors", function()
     assert.truthy(tostring(err):find("terminat", 1, true) or tostring(err):find("closed", 1, true), tostring(err))
     victim:close()
   end)
+  it("name the script's line for a value refused inside a load, an upsert or a model", function()
+    db:exec("drop table if exists err_where; create table err_where (k text primary key, v float8)")
+    local here = debug.getinfo(1, "S").short_src
+    local function line() return debug.getinfo(2, "l").currentline end
+    local cases = {}
+    for _, s in ipairs({ "copy_binary", "upsert", "unlogged_staging" }) do
+      cases[#cases + 1] = { s, function()
+        local at = line() + 1
+        local ok, err = pcall(sluice.load, { db = db, table = "err_where", rows = { { "a", "bad" } },
+                                            strategy = s, key = s == "upsert" and { "k" } or nil, quiet = true })
+        return ok, err, at
+      end }
+    end
+    cases[#cases + 1] = { "db:upsert", function()
+      local u = db:upsert("err_where", { "k", "v" }, { key = "k" })
+      local at = line() + 1
+      local ok, err = pcall(function() u:row("a", "bad") end)
+      u:abort()
+      return ok, err, at
+    end }
+    for _, c in ipairs(cases) do
+      local ok, err, at = c[2]()
+      assert.is_false(ok, c[1])
+      assert.are.equal("22P02", err.sqlstate, c[1])
+      assert.are.equal(("%s:%d: "):format(here, at), err.where, c[1])
+    end
+    assert.are.equal(0, H.count(db, "err_where"))
+  end)
 end)

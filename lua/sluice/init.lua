@@ -20,6 +20,10 @@ core.set_helper("int64", function(s)
   return ffi.C.strtoll(s, nil, 10)
 end)
 
+-- a value refused inside sluice's own modules (a load's rows) names the
+-- script's line, not theirs
+core.set_helper("own_dir", (debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$")) or "\0")
+
 -- int64/uint64 cdata sent as parameters: their decimal text
 core.set_helper("cdata_text", function(v)
   if ffi.istype(int64_t, v) then
