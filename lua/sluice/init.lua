@@ -87,5 +87,9 @@ sluice.rejects = require("sluice.rejects").open
 sluice.read_rejects = require("sluice.rejects").read
 sluice.checkpoints = require("sluice.checkpoint").list
 sluice.reset_checkpoint = require("sluice.checkpoint").reset
+sluice.parallel = require("sluice.parallel").parallel
+-- sluice.worker: { index, count } inside a worker of sluice.parallel or a
+-- parallel load (set there), nil outside
+sluice.worker = nil
 
 return sluice

@@ -151,7 +151,7 @@ local OPTS = {
   on_reject = true, on_error = true, rejects = true, max_rejects = true,
   max_reject_ratio = true, reject_chunk = true,
   checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
-  layouts = true,
+  layouts = true, jobs = true, transform = true, chunk_rows = true, chunk_bytes = true,
 }
 -- the strategies a checkpointed load can run in its own transactions
 local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
@@ -295,6 +295,24 @@ local function unknown_key_error(item, row_no, is_column, columns)
     row_no, table.concat(bad, ", "), #bad == 1 and "is" or "are", column_list(columns))
 end
 
+-- next_item with opts.transform applied to each item (the load's
+-- per-row function: in a parallel load, the workers run it).
+local function transformed(o, next_item)
+  local fn = o.transform
+  if fn == nil then return next_item end
+  local n = 0
+  return function()
+    local item = next_item()
+    if item == nil then return nil end
+    n = n + 1
+    local row = fn(item)
+    if row == nil then
+      error(("load: row %d: transform returned nil (it must return the row to load)"):format(n), 0)
+    end
+    return row
+  end
+end
+
 -- An iterator over the input items (rows as given).
 local function items(rows)
   if type(rows) == "function" then return rows end
@@ -431,6 +449,11 @@ local function check_opts(o)
     end
   end
   posint("commit_every"); posint("batch_rows"); posint("sync_every"); posint("connections")
+  posint("jobs"); posint("chunk_rows"); posint("chunk_bytes")
+  if o.jobs ~= nil and o.jobs > 256 then fail("jobs must be from 1 to 256, got " .. o.jobs, 2) end
+  if o.transform ~= nil and not callable(o.transform) then
+    fail("transform must be a function(row) returning the row to load, got " .. type(o.transform), 2)
+  end
   if o.commit_every and strategy ~= "rowwise_tx" then
     fail("commit_every applies to strategy \"rowwise_tx\" only", 2)
   end
@@ -1121,6 +1144,7 @@ local function checkpoint_attempt(o, db, strategy, reject)
     return r
   end
   local next_item, position = positioned(o.rows, src, led)
+  next_item = transformed(o, next_item)
   local base = led and led.rows_read or 0
   local resume = led and { rows = base, rejected = led.rows_rejected,
                            rejects_size = led.rejects_size ~= core.null and led.rejects_size or nil }
@@ -1226,8 +1250,14 @@ end
 function M.load(o)
   local strategy, nconn, reject = check_opts(o)
   check_idle(o.db)
+  local parallel = require "sluice.parallel"
+  local jobs = o.jobs or parallel.default_jobs()
+  if jobs > 1 then
+    local s = parallel.load(o, jobs, strategy, o.jobs ~= nil)
+    if s then return s end -- else: --jobs's default, for an input it cannot cut
+  end
   if o.checkpoint then return checkpointed(o, strategy, reject) end
-  local run = prepare(o, strategy, nconn, reject, items(o.rows))
+  local run = prepare(o, strategy, nconn, reject, transformed(o, items(o.rows)))
   local t0 = progress.now()
   local wal0 = wal_lsn(o.db)
   local ok, err, index_seconds
