@@ -88,6 +88,8 @@ sluice.read_rejects = require("sluice.rejects").read
 sluice.checkpoints = require("sluice.checkpoint").list
 sluice.reset_checkpoint = require("sluice.checkpoint").reset
 sluice.parallel = require("sluice.parallel").parallel
+-- the jobs a load runs with when it names none (`sluice --jobs N`)
+sluice.parallel_jobs = require("sluice.parallel").default_jobs
 -- sluice.worker: { index, count } inside a worker of sluice.parallel or a
 -- parallel load (set there), nil outside
 sluice.worker = nil

@@ -152,6 +152,7 @@ local OPTS = {
   max_reject_ratio = true, reject_chunk = true,
   checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
   layouts = true, jobs = true, transform = true, chunk_rows = true, chunk_bytes = true,
+  before_commit = true,
 }
 -- the strategies a checkpointed load can run in its own transactions
 local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
@@ -451,6 +452,14 @@ local function check_opts(o)
   posint("commit_every"); posint("batch_rows"); posint("sync_every"); posint("connections")
   posint("jobs"); posint("chunk_rows"); posint("chunk_bytes")
   if o.jobs ~= nil and o.jobs > 256 then fail("jobs must be from 1 to 256, got " .. o.jobs, 2) end
+  if o.before_commit ~= nil and not callable(o.before_commit) then
+    fail("before_commit must be a function, got " .. type(o.before_commit), 2)
+  end
+  if o.before_commit ~= nil and (o.checkpoint or strategy == "rowwise_autocommit"
+                                 or strategy == "rowwise_tx") then
+    fail("before_commit works with one COMMIT at the end: not with checkpoint or the rowwise "
+         .. "strategies", 2)
+  end
   if o.transform ~= nil and not callable(o.transform) then
     fail("transform must be a function(row) returning the row to load, got " .. type(o.transform), 2)
   end
@@ -612,7 +621,7 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
   for _, c in ipairs(columns) do is_column[c] = true end
   local convert = o.layouts and layout_converters(db, o, qtable, columns, strategy)
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns,
-                multi = nconn > 1, rejected = 0 }
+                multi = nconn > 1 or o.before_commit ~= nil, rejected = 0 }
   if reject then
     local window = not STAGING[strategy] and 2 * nconn
                    * math.max(o.reject_chunk or 100000, o.batch_rows or 1000, o.sync_every or 1000)
@@ -810,6 +819,9 @@ local function finish_sinks(run)
       outcome.check()
     end
     check_counts(run) -- before the COMMITs that are still to come
+    -- every row is sent: the caller may still say no (a parallel
+    -- load's worker waits here for the others)
+    if run.o.before_commit then run.o.before_commit() end
     for _, s in ipairs(run.opened) do
       if s.commit then
         s.commit()

@@ -28,9 +28,9 @@ local csv = require "sluice.csv"
 local M = {}
 
 -- message types, worker -> parent
-local T_PROGRESS, T_RESULT, T_ERROR, T_READY, T_DONE = 1, 2, 3, 4, 5
+local T_RESULT, T_ERROR, T_READY, T_DONE, T_PREPARED = 2, 3, 4, 5, 6
 -- parent -> worker
-local T_CHUNK, T_END, T_ABORT = 10, 11, 12
+local T_CHUNK, T_END, T_ABORT, T_COMMIT = 10, 11, 12, 13
 
 --- sluice.worker: { index = k, count = N } inside a worker, nil outside.
 M.worker = nil
@@ -122,7 +122,8 @@ local function error_info(e)
     t.is_object = true
     return t
   end
-  return { message = tostring(e) }
+  -- a position inside sluice's own modules tells the user nothing
+  return { message = (tostring(e):gsub("^[^\n]-/sluice/[%w_]+%.lua:%d+: ", "")) }
 end
 
 local function now() return progress.now() end
@@ -182,6 +183,7 @@ local function supervise(pool, jobs, h)
       if ev == "message" then
         if a == T_RESULT then
           results[k] = M.decode(b)
+          if h.ended then h.ended(k) end
         elseif a == T_ERROR then
           fail(k, M.decode(b))
         elseif h.message then
@@ -202,6 +204,7 @@ local function supervise(pool, jobs, h)
       if sig and not interrupted then
         interrupted = sig
         pool:signal("INT")
+        if h.interrupted then h.interrupted() end
         deadline = now() + GRACE
       end
       if h.tick then h.tick() end
@@ -211,13 +214,12 @@ local function supervise(pool, jobs, h)
       end
     end
   end)
-  core.interrupt_release()
-  if not ok then
-    pool:stop(1)
-    error(err, 0)
-  end
-  pool:close()
+  if not ok then pool:stop(1) end
+  -- taken before the release, which would raise it at once
   if interrupted then core.interrupt_take() end
+  core.interrupt_release()
+  if not ok then error(err, 0) end
+  pool:close()
   return results, errors, interrupted
 end
 
@@ -227,13 +229,15 @@ local function check_jobs(jobs, where)
   end
 end
 
--- "worker 2 of 4 failed: ..." for each failure, in worker order.
-local function failures(errors, jobs)
+-- "worker 2 of 4 failed: ..." for each failure, in worker order (not
+-- those that stopped because they were told to: aborted[k]).
+local function failures(errors, jobs, aborted)
   local t = {}
   for k = 1, jobs do
     local e = errors[k]
-    if e and not e.stopped then
-      t[#t + 1] = ("worker %d of %d failed: %s"):format(k, jobs, tostring(e.message))
+    if e and not (aborted and aborted[k]) then
+      t[#t + 1] = ("worker %d of %d failed: %s"):format(k, jobs,
+                                                       (tostring(e.message):gsub("^load: ", "")))
     end
   end
   return t
@@ -411,6 +415,11 @@ local function chunk_items(p, payload)
   end
 end
 
+-- The strategies whose load commits once at the end, where a worker can
+-- wait for the others before its COMMIT.
+local TWO_PHASE = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
+                    pipeline = true }
+
 -- The options every worker's own sluice.load gets from the caller's.
 local PASS = { "table", "columns", "strategy", "commit_every", "batch_rows", "max_age_ms",
                "sync_every", "key", "synchronous_commit", "connections", "layouts", "transform",
@@ -438,9 +447,15 @@ local function load_worker(p, w)
       local id, rest = payload:match("^([^\n]*)\n(.*)$")
       return id, rest
     elseif t == T_ABORT then
-      error({ message = "stopped: another worker failed", stopped = true }, 0)
+      error("stopped: another worker failed", 0)
     end
     return nil
+  end
+  -- all or nothing: every worker has sent its rows before any commits
+  local function before_commit()
+    core.worker_send(T_PREPARED, "")
+    local t = core.worker_recv()
+    if t ~= T_COMMIT then error("stopped: another worker failed", 0) end
   end
   local base = {}
   for _, k in ipairs(PASS) do base[k] = p.o[k] end
@@ -467,9 +482,17 @@ local function load_worker(p, w)
   end
   -- one load over every chunk this worker gets: one transaction (or what
   -- the strategy commits), the rows of each chunk counted as it ends
-  local cur, id, n, chunks = nil, nil, 0, 0
+  local id, payload = ask()
+  if not id then
+    -- nothing was left for this worker: no load (a model's table is
+    -- told by its first row)
+    db:close()
+    return { read = 0, loaded = 0, rejected = 0, bytes = 0, chunks = 0 }
+  end
+  local cur, n, chunks = chunk_items(p, payload), 0, 1
   local lo = {}
   for k, v in pairs(base) do lo[k] = v end
+  if TWO_PHASE[lo.strategy or "copy_binary"] then lo.before_commit = before_commit end
   lo.rows = function()
     while true do
       if cur then
@@ -481,7 +504,6 @@ local function load_worker(p, w)
         core.worker_send(T_DONE, M.encode({ id = id, read = n }))
         n = 0
       end
-      local payload
       id, payload = ask()
       if not id then return nil end
       chunks = chunks + 1
@@ -651,10 +673,37 @@ function M.load(o, jobs, strategy, explicit)
   local read, bytes = earlier.read, 0
   local stopping, aborting = false, false
   local pending = {} -- chunks dealt, not reported done: id -> worker
+  local prepared, aborted, ended = {}, {}, {}
   local pool = spawn(jobs, function(w) return load_worker(p, w) end)
+  local function abort_all()
+    if aborting then return end
+    stopping, aborting = true, true
+    for k = 1, jobs do
+      if not ended[k] then
+        aborted[k] = true
+        pool:send(k, T_ABORT, "")
+      end
+    end
+  end
+  -- once every worker has either sent all its rows or ended: commit all
+  local function maybe_commit()
+    if aborting then return end
+    for k = 1, jobs do
+      if not (prepared[k] or ended[k]) then return end
+    end
+    for k = 1, jobs do
+      if prepared[k] then
+        prepared[k] = nil
+        pool:send(k, T_COMMIT, "")
+      end
+    end
+  end
   local results, errors, interrupted = supervise(pool, jobs, {
     message = function(k, t, payload)
-      if t == T_READY then
+      if t == T_PREPARED then
+        prepared[k] = true
+        maybe_commit()
+      elseif t == T_READY then
         if aborting then
           pool:send(k, T_ABORT, "")
           return
@@ -684,32 +733,38 @@ function M.load(o, jobs, strategy, explicit)
         if prog then prog:update(read, bytes, p.bytes_read and p.bytes_read()) end
       end
     end,
-    failed = function()
+    failed = function(k)
+      ended[k] = true
       -- the others finish the chunk they have (checkpoint: committed) and
-      -- stop; without checkpoint they roll back (nothing half-loaded from
-      -- the workers still loading)
+      -- stop; without checkpoint they roll back: all or nothing
       stopping = true
-      if not ck then aborting = true end
+      if not ck then abort_all() end
+    end,
+    ended = function(k)
+      ended[k] = true
+      maybe_commit()
+    end,
+    interrupted = function()
+      if not ck then abort_all() end
     end,
   })
   st.results = results
-  local t = failures(errors, jobs)
-  if interrupted then
-    table.insert(t, 1, ("interrupted (%s): the workers were stopped"):format(interrupted))
-  end
+  -- after Ctrl-C every worker's error is the interrupt: say it once
+  local t = interrupted and { ("interrupted (%s): the %d workers stopped"):format(interrupted, jobs) }
+            or failures(errors, jobs, aborted)
   if #t > 0 then
     if prog then prog:hide() end
     local text, c = committed_text(st, jobs)
     local first
     for k = 1, jobs do
-      if errors[k] and not errors[k].stopped then first = errors[k] break end
+      if errors[k] and not aborted[k] then first = errors[k] break end
     end
     local e = { message = "load: " .. table.concat(t, "; ") .. "; " .. text,
                 committed_rows = c, in_doubt_rows = 0, checkpoint = ck,
                 sqlstate = first and first.sqlstate, interrupted = interrupted,
                 worker = first and first.worker }
     for k = 1, jobs do
-      if errors[k] and not errors[k].stopped then e.worker = k break end
+      if errors[k] and not aborted[k] then e.worker = k break end
     end
     error(core.new_error(e), 0)
   end
