@@ -279,6 +279,22 @@ sluice.load { db = db, table = "slow", jobs = 3, chunk_rows = 200, checkpoint = 
     assert.are.equal(n, H.count(db, "par.slow"))
   end)
 
+  it("is a modifier of the strategy lab: compare checks the contents of copy_binary+jobs=2", function()
+    db:exec("drop table if exists lab; create table lab (id int primary key, host text, v float8)")
+    local res = sluice.compare { db = db, table = "lab", n = 20000, quiet = true,
+      rows = function(i) return i, "host-" .. i % 10, i / 7 end,
+      strategies = { "copy_binary", { "copy_binary", jobs = 2 }, { "batch", jobs = 3 } } }
+    assert.is_true(res.identical)
+    assert.are.same({ "copy_binary", "copy_binary +jobs=2", "batch +jobs=3" },
+                    { res[1].label, res[2].label, res[3].label })
+    for i = 1, 3 do assert.are.equal(20000, res[i].count) end
+    local code, out, err = H.sluice(H.q(H.root .. "/scripts/compare_strategies.lua")
+                                    .. " metrics 5000 --strategies copy_binary,copy_binary+jobs=2")
+    assert.are.equal(0, code, err)
+    assert.is_truthy(out:find("| copy_binary +jobs=2 | 5,000 |", 1, true), out)
+    -- (a difference in the copies' contents would have failed the script)
+  end)
+
   it("scripts/synthetic_shop.lua with --jobs 4 gives the tables --jobs 1 gives", function()
     local sums = {}
     for _, jobs in ipairs { 1, 4 } do

@@ -437,7 +437,7 @@ end
 -- What worker w does in a parallel load: connect, ask for chunks until
 -- there are none, load them (one load over all of them, or one
 -- checkpointed load per chunk), report.
-local function load_worker(p, w)
+local function load_worker(p)
   local load = require("sluice.load").load
   local db = connect_like(p.target, p.settings, p.timeout)
   local function ask()
@@ -530,6 +530,18 @@ end
 -- What a failed parallel load committed, in words, and the rows.
 local function committed_text(st, jobs)
   if st.checkpoint then
+    -- the ledger knows (a chunk whose COMMIT went through as Ctrl-C came
+    -- is there, though its worker could not say so)
+    local ok, d = pcall(chunks_done, st.db, st.ledger, st.checkpoint)
+    if ok then
+      local chunks, rows = 0, 0
+      for id, r in pairs(d) do
+        if not st.done_before[id] then
+          chunks, rows = chunks + 1, rows + r.rows_loaded
+        end
+      end
+      st.committed_chunks, st.committed_rows = chunks, rows
+    end
     if st.committed_chunks == 0 then
       return "no chunk of this run was committed", 0
     end
@@ -669,12 +681,13 @@ function M.load(o, jobs, strategy, explicit)
   end
   local t0 = now()
   local st = { results = {}, checkpoint = ck, committed_chunks = 0, committed_rows = 0,
-               earlier_rows = earlier.loaded }
+               earlier_rows = earlier.loaded, db = db, ledger = ledger, done_before = done }
+  -- WAL written (nil when the server does not tell: a standby, no privilege)
+  local okw0, wal0 = pcall(db.query_one, db, "select pg_current_wal_insert_lsn()::text as lsn")
   local read, bytes = earlier.read, 0
   local stopping, aborting = false, false
-  local pending = {} -- chunks dealt, not reported done: id -> worker
   local prepared, aborted, ended = {}, {}, {}
-  local pool = spawn(jobs, function(w) return load_worker(p, w) end)
+  local pool = spawn(jobs, function() return load_worker(p) end)
   local function abort_all()
     if aborting then return end
     stopping, aborting = true, true
@@ -718,12 +731,10 @@ function M.load(o, jobs, strategy, explicit)
           stopping = true
           pool:send(k, T_END, "")
         else
-          pending[id] = k
           pool:send(k, T_CHUNK, id .. "\n" .. chunk)
         end
       elseif t == T_DONE then
         local d = M.decode(payload)
-        pending[d.id] = nil
         read = read + d.read
         bytes = bytes + (d.bytes or 0)
         if d.committed then
@@ -783,10 +794,17 @@ function M.load(o, jobs, strategy, explicit)
   end
   local seconds = now() - t0
   local new = sum.read - earlier.read
+  local wal_bytes
+  if okw0 and type(wal0) == "table" and wal0.lsn then
+    local okw, r = pcall(db.query_one, db, "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), "
+                                           .. "$1::pg_lsn)::float8 as d", wal0.lsn)
+    wal_bytes = okw and r and r.d or nil
+  end
   if prog then prog:finish(sum.read, sum.bytes, sum.rejected) end
   return { strategy = strategy, table = shown, jobs = jobs, rows = sum.read, read = sum.read,
            loaded = sum.loaded, rejected = sum.rejected, bytes = sum.bytes, seconds = seconds,
            rows_per_s = new / seconds, mb_per_s = sum.bytes / seconds / 1e6, index_seconds = 0,
+           wal_bytes = wal_bytes,
            chunks = sum.chunks, checkpoint = ck, resumed_from = ck and earlier.read or nil }
 end
 
