@@ -35,9 +35,12 @@ size_t csvcut_scan(csvcut *c, const unsigned char *p, size_t n,
             if (b == '\n') {
                 c->lines++;
                 if (--c->skip_left == 0) {
-                    cut = i + 1;
+                    /* the skipped lines end here: stop, so the caller
+                     * knows where the input proper begins */
                     *lines = c->lines;
                     *records = c->records;
+                    c->st = st;
+                    return i + 1;
                 }
             }
             continue;
@@ -57,11 +60,18 @@ size_t csvcut_scan(csvcut *c, const unsigned char *p, size_t n,
                 c->in_record = 0;
             }
             st = S_FIELD;
-            cut = i + 1;
-            *lines = c->lines;
-            *records = c->records;
+            /* not between a CR and its LF (a CR last in p: not here
+             * either), so a chunk's first line is never a CRLF's LF */
+            if (b == '\n' || (i + 1 < n && p[i + 1] != '\n')) {
+                cut = i + 1;
+                *lines = c->lines;
+                *records = c->records;
+            }
             if (stop_at >= 0 && c->records >= stop_at) {
-                /* a CRLF's LF belongs with its CR */
+                /* where the record ends; a CRLF's LF belongs with its CR */
+                cut = i + 1;
+                *lines = c->lines;
+                *records = c->records;
                 if (b == '\r' && i + 1 < n && p[i + 1] == '\n') {
                     c->lines++;
                     cut = i + 2;

@@ -43,7 +43,10 @@ void csvcut_init(csvcut *c, unsigned char delim, unsigned char quote,
  * outside quotes, when no skipped line is pending), or 0 if there is none;
  * *lines and *records are then c's counts at that place.  stop_after_records
  * > 0 stops the scan at the end of that many more records (the header);
- * then the returned offset is where the scan stopped. */
+ * then the returned offset is where the scan stopped.  The scan also stops
+ * where the last skipped line ends (returning that place).  Bytes after a
+ * returned place that the scan went past are not to be scanned again: c's
+ * state is past them. */
 size_t csvcut_scan(csvcut *c, const unsigned char *p, size_t n,
                    long long stop_after_records, long long *lines,
                    long long *records);

@@ -262,6 +262,7 @@ typedef struct sl_cutter {
     csvcut c;
     char *buf;
     size_t len, cap, pos, scanned, cand;
+    long long consumed; /* input offset of buf[0] */
     long long lines_at_pos, records_at_pos, cand_lines, cand_records;
     int eof, opened;
 } sl_cutter;
@@ -300,6 +301,7 @@ static int cutter_fill(lua_State *L, sl_cutter *u)
         return 1;
     }
     if (u->pos > 0) {
+        u->consumed += (long long)u->pos;
         memmove(u->buf, u->buf + u->pos, u->len - u->pos);
         u->len -= u->pos;
         u->scanned -= u->pos;
@@ -363,26 +365,33 @@ static int csv_cutter_new(lua_State *L)
     while (u->c.skip_left > 0) {
         if (u->scanned == u->len && cutter_fill(L, u))
             break;
-        cutter_scan(u, u->len, 0);
-    }
-    if (skip > 0 && u->cand > 0) {
-        u->pos = u->cand;
-        u->lines_at_pos = u->cand_lines;
-        u->records_at_pos = u->cand_records;
-        u->scanned = u->pos;
+        long long l = 0, rc = 0;
+        size_t k = csvcut_scan(&u->c, (const unsigned char *)u->buf + u->scanned,
+                               u->len - u->scanned, 0, &l, &rc);
+        if (u->c.skip_left == 0) {
+            u->scanned += k;
+            u->pos = u->cand = u->scanned;
+            u->lines_at_pos = l;
+            u->records_at_pos = rc;
+        } else {
+            u->scanned = u->len;
+        }
     }
     return 1;
 }
 
-/* cutter:next(max_bytes [, records]) -> bytes, first_line, records_before,
- * records | nil at the end.  With records = 1: the next record alone (the
- * header).  A chunk ends after a record's line end (or at the end of the
- * input), after about max_bytes. */
+/* cutter:next(max_bytes [, records [, no_bytes]]) -> bytes, first_line,
+ * records_before, records, offset, length | nil at the end.  With
+ * records = 1: the next record alone (the header).  A chunk ends after a
+ * record's line end (or at the end of the input), after about max_bytes.
+ * offset is the chunk's place in the decompressed input (after a BOM);
+ * with no_bytes, bytes is false (the caller reads the file itself). */
 static int cutter_next(lua_State *L)
 {
     sl_cutter *u = check_cutter(L);
     size_t max = (size_t)luaL_checknumber(L, 2);
     int one = (int)luaL_optinteger(L, 3, 0) == 1;
+    int no_bytes = lua_toboolean(L, 4);
     if (max < 1)
         max = 1;
     size_t start = u->pos;
@@ -414,15 +423,20 @@ static int cutter_next(lua_State *L)
         }
     }
 emit:
-    lua_pushlstring(L, u->buf + u->pos, u->cand - u->pos);
+    if (no_bytes)
+        lua_pushboolean(L, 0);
+    else
+        lua_pushlstring(L, u->buf + u->pos, u->cand - u->pos);
     lua_pushnumber(L, (lua_Number)(u->lines_at_pos + 1));
     lua_pushnumber(L, (lua_Number)u->records_at_pos);
     lua_pushnumber(L, (lua_Number)(u->cand_records - u->records_at_pos));
+    lua_pushnumber(L, (lua_Number)(u->consumed + (long long)u->pos));
+    lua_pushnumber(L, (lua_Number)(u->cand - u->pos));
+    /* the scan stays where it is: no cut lies between cand and scanned */
     u->pos = u->cand;
-    u->scanned = u->pos;
     u->lines_at_pos = u->cand_lines;
     u->records_at_pos = u->cand_records;
-    return 4;
+    return 6;
 }
 
 /* cutter.bytes_read: bytes read from the file (compressed for gzip). */

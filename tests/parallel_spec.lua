@@ -153,26 +153,34 @@ print((s.jobs or 1) .. " " .. s.read .. " " .. s.loaded)
     end)
   end
 
-  it("names the file and the line of a bad record as a read of the whole file does", function()
-    local path = dir .. "/bad.csv"
-    local t = { "id,note\n" }
-    for i = 1, 400 do
-      t[#t + 1] = i .. ',"a\nb"\n'
-    end
-    t[#t + 1] = '401,"x"y\n'
-    H.write(path, table.concat(t))
-    db:exec("drop table if exists bad; create table bad (id int, note text)")
-    local err = H.error_of(sluice.load, { db = db, table = "bad", jobs = 3, chunk_bytes = 100,
-                                          quiet = true, rows = sluice.csv.rows(path) })
-    local msg = tostring(err)
-    -- the record starts on line 802 (a header line, then two lines a record)
-    assert.is_truthy(msg:find(path .. ":802: malformed quoting (text after a closing quote)",
-                              1, true), msg)
-    assert.is_truthy(msg:find("load: worker %d of 3 failed"), msg)
-    assert.is_truthy(msg:find("committed nothing (rolled back)", 1, true), msg)
-    assert.are.equal(0, H.count(db, "bad"))
-    assert.are.equal(0, err.committed_rows)
-  end)
+  for _, case in ipairs { { "\n", false }, { "\r\n", false }, { "\r\n", true } } do
+    local eol, gz = case[1], case[2]
+    it(("names the file and the line of a bad record as a read of the whole file does (%s%s)")
+       :format(eol == "\n" and "LF" or "CRLF", gz and ", gzip" or ""), function()
+      local path = dir .. "/bad.csv"
+      local t = { "id,note" .. eol }
+      for i = 1, 400 do
+        t[#t + 1] = i .. ',"a\nb"' .. eol
+      end
+      t[#t + 1] = '401,"x"y' .. eol
+      H.write(path, table.concat(t))
+      if gz then
+        assert.are.equal(0, os.execute("gzip -f " .. H.q(path)))
+        path = path .. ".gz"
+      end
+      db:exec("drop table if exists bad; create table bad (id int, note text)")
+      local err = H.error_of(sluice.load, { db = db, table = "bad", jobs = 3, chunk_bytes = 100,
+                                            quiet = true, rows = sluice.csv.rows(path) })
+      local msg = tostring(err)
+      -- the record starts on line 802 (a header line, then two lines a record)
+      assert.is_truthy(msg:find(path .. ":802: malformed quoting (text after a closing quote)",
+                                1, true), msg)
+      assert.is_truthy(msg:find("load: worker %d of 3 failed"), msg)
+      assert.is_truthy(msg:find("committed nothing (rolled back)", 1, true), msg)
+      assert.are.equal(0, H.count(db, "bad"))
+      assert.are.equal(0, err.committed_rows)
+    end)
+  end
 
   it("deals the rows of any iterator in chunks, values exact", function()
     db:exec("drop table if exists vals; create table vals (i int, s text, x float8, b boolean, "

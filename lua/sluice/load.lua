@@ -52,6 +52,16 @@
 --                             with its own COPY/batch/pipeline stream
 --                             (copy_*, batch, pipeline); every stream runs
 --                             in a transaction committed when all finished
+--   jobs = N                  N worker processes, each with its own
+--                             connection, load the input dealt in chunks
+--                             (chunk_rows, chunk_bytes): parallel.lua;
+--                             `sluice --jobs N` sets the default
+-- transform = function(row) -> row: the per-row function, run where the
+-- rows are read (in the workers with jobs = N); it must return a row.
+-- before_commit = function(): called once every row is sent, before the
+-- load's COMMIT (loads that commit once: copy_*, batch, pipeline);
+-- raising there rolls the load back (a parallel load's workers wait
+-- there for each other).
 -- layouts = { column = "MM/DD/YYYY" }: date/time strings of those columns
 -- read by a layout (sluice.text's tokens), as db:copy's layouts: the
 -- COPY strategies (upsert and unlogged_staging too) hand it to db:copy;

@@ -319,20 +319,33 @@ local function plan(o, chunk_rows, chunk_bytes)
     if opts.header then
       header = cutter:next(1, 1) or ""
     end
-    local wopts = {}
-    for k, v in pairs(opts) do if k ~= "path" then wopts[k] = v end end
+    -- a plain file (no gzip, no BOM): a worker reads its chunk from the
+    -- file itself, the reader's own seek; else the chunk's bytes travel
+    local f = io.open(opts.path, "rb")
+    local head = f and f:read(3) or ""
+    if f then f:close() end
+    local in_file = head:sub(1, 2) ~= "\31\139" and head ~= "\239\187\191"
+    local hdr = opts.header and 1 or 0
+    local wopts, fopts = {}, {}
+    for k, v in pairs(opts) do
+      if k ~= "path" then wopts[k], fopts[k] = v, v end
+    end
     wopts.skip = 0
     local n = 0
     return {
-      kind = "csv", opts = wopts, path = opts.path, header = header,
+      kind = "csv", opts = wopts, file_opts = fopts, path = opts.path, header = header,
       identity = reader:identity() .. (" chunk_bytes=%d"):format(chunk_bytes),
       total_bytes = reader.file_size,
       bytes_read = function() return cutter:bytes_read() end,
       next_chunk = function()
-        local bytes, line, before, count = cutter:next(chunk_bytes)
-        if not bytes then cutter:close() return nil end
+        local bytes, line, before, count, offset = cutter:next(chunk_bytes, 0, in_file)
+        if bytes == nil then cutter:close() return nil end
+        before = before - hdr -- the header is a record to the cut, not a row
         n = n + 1
         local id = ("%06d"):format(n)
+        if in_file then
+          return id, ("F %d %d %d %d"):format(offset, line, before, count), count
+        end
         return id, ("%d %d %d\n"):format(line, before, count) .. bytes, count
       end,
     }
@@ -399,6 +412,20 @@ local function chunk_items(p, payload)
       i = i + 1
       if i > last then return nil end
       return list[i]
+    end
+  elseif p.kind == "csv" and payload:sub(1, 2) == "F " then
+    -- the chunk in the file: the reader seeks to its first record and
+    -- hands out its records (lines and records numbered as in the file)
+    local off, line, before, count = payload:match("^F (%d+) (%d+) (%d+) (%d+)$")
+    local it = csv.rows(p.path, p.file_opts)
+    local r = csv.reader_of(it)
+    local width = r.header and #r.header or 0
+    r:seek(("%s:%s:%s:%d"):format(off, line, before, width))
+    local left = tonumber(count)
+    return function()
+      if left <= 0 then return nil end
+      left = left - 1
+      return (it())
     end
   elseif p.kind == "csv" then
     local line, before, nl = payload:match("^(%d+) (%d+) %d+\n()")
