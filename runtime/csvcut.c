@@ -6,6 +6,8 @@
  */
 #include "csvcut.h"
 
+#include <string.h>
+
 enum { S_FIELD, S_UNQUOTED, S_QUOTED, S_QUOTE_SEEN };
 
 void csvcut_init(csvcut *c, unsigned char delim, unsigned char quote,
@@ -18,6 +20,8 @@ void csvcut_init(csvcut *c, unsigned char delim, unsigned char quote,
     c->skip_left = skip;
     c->lines = 0;
     c->records = 0;
+    memset(c->stop, 0, sizeof c->stop);
+    c->stop[delim] = c->stop[quote] = c->stop['\n'] = c->stop['\r'] = 1;
 }
 
 size_t csvcut_scan(csvcut *c, const unsigned char *p, size_t n,
@@ -46,10 +50,23 @@ size_t csvcut_scan(csvcut *c, const unsigned char *p, size_t n,
             continue;
         }
         if (st == S_QUOTED) {
-            if (b == quote)
-                st = S_QUOTE_SEEN;
-            else if (b == '\n')
-                c->lines++;
+            /* to the closing quote at once, counting the line ends */
+            const unsigned char *q = memchr(p + i, quote, n - i);
+            size_t e = q ? (size_t)(q - p) : n;
+            for (size_t j = i; j < e; j++)
+                c->lines += p[j] == '\n';
+            if (!q) {
+                i = n - 1;
+                continue;
+            }
+            i = e;
+            st = S_QUOTE_SEEN;
+            continue;
+        }
+        if (st == S_UNQUOTED && !c->stop[b]) {
+            /* the rest of an unquoted field: only a few bytes matter */
+            while (i + 1 < n && !c->stop[p[i + 1]])
+                i++;
             continue;
         }
         if (b == '\n' || b == '\r') {

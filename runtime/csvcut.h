@@ -31,6 +31,7 @@ typedef struct csvcut {
     long long skip_left; /* physical lines still to pass over unread */
     long long lines;     /* LFs seen */
     long long records;   /* records ended */
+    unsigned char stop[256]; /* the bytes an unquoted field stops at */
 } csvcut;
 
 /* Start a scan: delimiter, quote, and lines to skip first (csvread's
