@@ -12,8 +12,8 @@
 -- Every method loads the same rows into the same table (truncated before
 -- each run); the contents are checked after each method's first run (md5
 -- of the rows in key order, equal to the first method's).  Runs go round
--- robin (bench/common.lua); times are medians.  "CPU" is this process's
--- CPU (the parent: with jobs = N the workers' CPU is not in it).
+-- robin (bench/common.lua); times are medians.  CPU is the parent's and
+-- the workers' (the server's is in neither).
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local B = require "common"
 local sluice = require "sluice"
@@ -44,6 +44,21 @@ local function check_same(ref, tbl, order, name)
   if tonumber(d.n) ~= N then error(name .. ": " .. tostring(d.n) .. " rows, expected " .. N) end
 end
 
+-- The workers' CPU (waited-for children) of each run, beside the
+-- parent's that B.rounds measures.
+local function with_worker_cpu(methods)
+  for _, m in ipairs(methods) do
+    local run = m.run
+    m.wcpus = {}
+    m.run = function(...)
+      local c0 = B.cpu(-1)
+      run(...)
+      m.wcpus[#m.wcpus + 1] = B.cpu(-1) - c0
+    end
+  end
+  return methods
+end
+
 local function report(title, methods, base_name)
   print("\n### " .. title .. "\n")
   local base
@@ -53,10 +68,11 @@ local function report(title, methods, base_name)
   local rows = {}
   for _, m in ipairs(methods) do
     rows[#rows + 1] = { m.name, B.fmt(N), ("%.2f"):format(m.t), B.fmt(N / m.t),
-                        ("%.2f"):format(m.cpu), ("%.2f×"):format(base.t / m.t) }
+                        ("%.2f"):format(m.cpu), ("%.2f"):format(B.median(m.wcpus)),
+                        ("%.2f×"):format(base.t / m.t) }
   end
-  B.table({ "method", "rows", "seconds (median)", "rows/s", "CPU s (parent)", "vs " .. base_name },
-          rows)
+  B.table({ "method", "rows", "seconds (median)", "rows/s", "CPU s (parent)", "CPU s (workers)",
+            "vs " .. base_name }, rows)
 end
 
 ----------------------------------------------------------------- (a)
@@ -97,7 +113,7 @@ end, prepare = function()
   db:exec(("copy bench_par_metrics to %s (format binary)"):format(binlit))
 end }
 
-B.rounds { runs = RUNS, db = db, methods = methods_a,
+B.rounds { runs = RUNS, db = db, methods = with_worker_cpu(methods_a),
   reset = function() db:exec("truncate bench_par_metrics") end,
   check = function(m) check_same(ref_a, "bench_par_metrics", "id", m.name) end }
 report(("(a) metrics generator -> COPY binary, %s rows"):format(B.fmt(N)), methods_a, "jobs = 1")
@@ -130,7 +146,7 @@ for _, c in ipairs { 2, 4 } do
                   connections = c, transform = transform, quiet = true }
   end }
 end
-B.rounds { runs = RUNS, db = db, methods = methods_b,
+B.rounds { runs = RUNS, db = db, methods = with_worker_cpu(methods_b),
   reset = function() db:exec("truncate bench_par_csv") end,
   check = function(m) check_same(ref_b, "bench_par_csv", "id", m.name) end }
 report(("(b) CSV (%s rows, %.0f MB) -> per-row Lua transform -> COPY binary"):format(

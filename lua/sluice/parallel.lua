@@ -627,6 +627,10 @@ function M.load(o, jobs, strategy, explicit)
   if o.drop_indexes then
     return refuse("jobs = N cannot be combined with drop_indexes")
   end
+  if o.retries then
+    return refuse("jobs = N does not take retries (with checkpoint, run the load again: it "
+                  .. "goes on from the ledger)")
+  end
   if o.freeze then
     return refuse("jobs = N cannot be combined with freeze (COPY FREEZE needs the table "
                   .. "truncated in the one transaction that loads it)")
