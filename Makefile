@@ -127,7 +127,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv csv_read gen rejects datetime text rowops; do \
+	@for b in copy batch csv csv_read gen rejects datetime text rowops parallel; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \

@@ -57,6 +57,9 @@ describe("sluice.parallel", function()
     end })
     assert.is_truthy(tostring(err):find("parallel: worker 2 of 2 failed: no luck in 2", 1, true),
                      tostring(err))
+    -- a worker that returns nothing is no failure
+    local none = sluice.parallel { jobs = 2, run = function(w) if w.index == 2 then return 7 end end }
+    assert.are.same({ [2] = 7 }, none)
     local me = { }
     local r = sluice.parallel { jobs = 1, run = function(w) me.w = w return "here" end }
     assert.are.same({ "here" }, r)

@@ -169,10 +169,10 @@ local GRACE = 10 -- seconds the workers get to stop after Ctrl-C or a failure
 -- the ones left are killed.  Returns results[k], errors[k], the signal
 -- name of an interrupt (or nil).
 local function supervise(pool, jobs, h)
-  local results, errors = {}, {}
+  local results, errors, returned = {}, {}, {}
   local alive, interrupted, deadline = jobs, nil, nil
   local function fail(k, e)
-    if errors[k] or results[k] then return end
+    if errors[k] or returned[k] then return end
     errors[k] = e
     if h.failed then h.failed(k) end
   end
@@ -182,7 +182,7 @@ local function supervise(pool, jobs, h)
       local ev, k, a, b = pool:poll(0.1)
       if ev == "message" then
         if a == T_RESULT then
-          results[k] = M.decode(b)
+          results[k], returned[k] = M.decode(b), true
           if h.ended then h.ended(k) end
         elseif a == T_ERROR then
           fail(k, M.decode(b))
@@ -191,7 +191,7 @@ local function supervise(pool, jobs, h)
         end
       elseif ev == "exit" then
         alive = alive - 1
-        if not results[k] and not errors[k] then
+        if not returned[k] and not errors[k] then
           fail(k, { message = b and ("killed by " .. b) or ("ended with status " .. a),
                     signal = b })
         elseif errors[k] and b then
