@@ -306,6 +306,34 @@ sluice.load { db = db, table = "slow", jobs = 3, chunk_rows = 200, checkpoint = 
     -- (a difference in the copies' contents would have failed the script)
   end)
 
+  it("--jobs is a default that gives way where workers cannot load; jobs = N says why", function()
+    local code, _, err = H.sluice("--jobs 0 -e 'print(1)'")
+    assert.are.equal(2, code)
+    assert.is_truthy(err:find("--jobs takes a number from 1 to 256, got 0", 1, true), err)
+    local path = script(dir, "rej.lua", [[
+local sluice = require "sluice"
+local db = sluice.connect()
+db:exec("set search_path = par")
+db:exec("drop table if exists rej; create table rej (id int check (id % 10 <> 0))")
+local rows = {}
+for i = 1, 100 do rows[i] = { i } end
+local bad = {}
+local s = sluice.load { db = db, table = "rej", rows = rows, on_error = "reject",
+                        on_reject = function(v) bad[#bad + 1] = v[1] end }
+print(s.jobs or 1, s.read, s.loaded, s.rejected, #bad, sluice.parallel_jobs())
+]])
+    local out
+    code, out, err = H.sluice("--jobs 3 " .. H.q(path))
+    assert.are.equal(0, code, err)
+    assert.are.equal("1\t100\t90\t10\t10\t3", out:match("^[^\n]*"))
+    db:exec("drop table if exists rej2; create table rej2 (id int)")
+    local e = H.error_of(sluice.load, { db = db, table = "rej2", rows = { { 1 } }, jobs = 2,
+                                        on_error = "reject", rejects = dir .. "/r.csv" })
+    assert.is_truthy(tostring(e):find('load: jobs = N does not take reject mode (on_error = "reject", '
+                                      .. 'rejects, on_reject) yet: load with jobs = 1', 1, true),
+                     tostring(e))
+  end)
+
   it("scripts/synthetic_shop.lua with --jobs 4 gives the tables --jobs 1 gives", function()
     local sums = {}
     for _, jobs in ipairs { 1, 4 } do
