@@ -718,6 +718,16 @@ function M.load(o, jobs, strategy, explicit)
   local read, bytes = earlier.read, 0
   local stopping, aborting = false, false
   local prepared, aborted, ended = {}, {}, {}
+  local busy = {} -- workers with a chunk
+  local function draw()
+    if not prog then return end
+    local nb, nw, ne = 0, 0, 0
+    for k = 1, jobs do
+      if ended[k] then ne = ne + 1 elseif busy[k] or prepared[k] then nb = nb + 1 else nw = nw + 1 end
+    end
+    prog.note = ("[%d loading, %d waiting, %d done]"):format(nb, nw, ne)
+    prog:update(read, bytes, p.bytes_read and p.bytes_read())
+  end
   local pool = spawn(jobs, function() return load_worker(p) end)
   local function abort_all()
     if aborting then return end
@@ -760,8 +770,10 @@ function M.load(o, jobs, strategy, explicit)
         end
         if id == nil then
           stopping = true
+          busy[k] = nil
           pool:send(k, T_END, "")
         else
+          busy[k] = true
           pool:send(k, T_CHUNK, id .. "\n" .. chunk)
         end
       elseif t == T_DONE then
@@ -772,7 +784,7 @@ function M.load(o, jobs, strategy, explicit)
           st.committed_chunks = st.committed_chunks + 1
           st.committed_rows = st.committed_rows + d.loaded
         end
-        if prog then prog:update(read, bytes, p.bytes_read and p.bytes_read()) end
+        draw()
       end
     end,
     failed = function(k)
@@ -786,6 +798,7 @@ function M.load(o, jobs, strategy, explicit)
       ended[k] = true
       maybe_commit()
     end,
+    tick = draw,
     interrupted = function()
       if not ck then abort_all() end
     end,
