@@ -36,7 +36,7 @@ CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 	runtime/tmpdb.c runtime/csvread.c runtime/copy.c runtime/copyparse.c \
 	runtime/copyenc.c runtime/copychunk.c runtime/sink.c runtime/params.c \
 	runtime/pipeline.c runtime/datetime.c runtime/tzrules.c \
-	runtime/textops.c
+	runtime/textops.c runtime/workers.c runtime/csvcut.c
 # The Lua bindings over the core (runtime/lib_*.c), gathered by
 # lib_sluice.c; with the core they make the executable (plus main.c) and
 # the module sluice/core.so.
@@ -45,7 +45,7 @@ LIB_SRC = runtime/lib_sluice.c runtime/lib_interrupt.c runtime/lib_conn.c \
 	runtime/lib_copy.c runtime/lib_copy_values.c runtime/lib_copy_binary.c runtime/lib_copy_reject.c \
 	runtime/lib_copyout.c runtime/lib_sink.c runtime/lib_params.c \
 	runtime/lib_batch.c runtime/lib_pipeline.c runtime/lib_progress.c \
-	runtime/lib_text.c
+	runtime/lib_text.c runtime/lib_workers.c
 OBJDIR  ?= build
 EXE     ?= sluice
 MODULE   = $(OBJDIR)/sluice/core.so
@@ -149,7 +149,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv csv_read transform gen rejects datetime text rowops; do \
+	@for b in copy batch csv csv_read transform gen rejects datetime text rowops parallel; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \

@@ -65,7 +65,21 @@ typedef struct sl_conn {
     unsigned stmt_seq; /* names prepared statements uniquely */
     int busy;          /* nonzero while a COPY (SL_BUSY_COPY) or a
                           pipeline (SL_BUSY_PIPELINE) is open */
+    unsigned gen;      /* lib_process_gen when it connected: another value
+                          means it is the parent's (we are a worker) */
+    struct sl_conn *prev, *next; /* every connection userdata alive */
 } sl_conn;
+
+/* Bumped in a worker process right after fork (lib_workers.c): a
+ * connection made under another value belongs to the parent. */
+extern unsigned lib_process_gen;
+/* In a worker, right after fork: put /dev/null under the socket of every
+ * inherited connection, so that nothing this process does (a COPY's
+ * __gc, PQfinish's Terminate message) reaches the parent's sessions, and
+ * bump lib_process_gen so that any use raises.  Not async-signal-safe. */
+void lib_conn_disown_all(void);
+/* Close the connections this process made (a worker, before _exit). */
+void lib_conn_close_own(void);
 
 #define SL_BUSY_COPY 1
 #define SL_BUSY_PIPELINE 2
@@ -301,6 +315,18 @@ void lib_progress_call(lua_State *L, lib_progress *p, double rows,
                        double bytes, double pos, int ended);
 /* Drop the function.  Never raises. */
 void lib_progress_free(lua_State *L, lib_progress *p);
+
+/* ---- worker processes (lib_workers.c over workers.h) */
+int lib_workers_fork(lua_State *L);
+int lib_worker_send(lua_State *L);
+int lib_worker_recv(lua_State *L);
+int lib_worker_exit(lua_State *L);
+int lib_csv_cutter(lua_State *L);
+int lib_worker_chunk_file(lua_State *L);
+int lib_csv_reader_options(lua_State *L);
+int lib_csv_relabel(lua_State *L);
+extern const luaL_Reg lib_workers_meta[], lib_workers_methods[];
+#define SLUICE_WORKERS_MT "sluice.workers"
 
 /* ---- Ctrl-C (lib_interrupt.c over interrupt.h) */
 /* Install the SIGINT/SIGTERM/SIGHUP handlers so that a signal interrupts

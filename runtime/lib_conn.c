@@ -29,6 +29,8 @@
 #include "redact.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,8 +109,36 @@ sl_conn *lib_conn_check(lua_State *L, int idx)
     sl_conn *c = luaL_checkudata(L, idx, SLUICE_CONN_MT);
     if (!c->pg)
         luaL_error(L, "the connection is closed");
+    if (c->gen != lib_process_gen)
+        luaL_error(L, "this connection belongs to the parent process; a "
+                      "worker connects on its own");
     check_not_busy(L, c);
     return c;
+}
+
+unsigned lib_process_gen;
+static sl_conn *all_conns;
+
+void lib_conn_disown_all(void)
+{
+    int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (sl_conn *c = all_conns; c; c = c->next) {
+        int fd = c->pg ? PQsocket(c->pg) : -1;
+        if (fd >= 0 && dn >= 0 && dup2(dn, fd) >= 0)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (dn >= 0)
+        close(dn);
+    lib_process_gen++;
+}
+
+static void conn_release(sl_conn *c);
+
+void lib_conn_close_own(void)
+{
+    for (sl_conn *c = all_conns; c; c = c->next)
+        if (c->pg && c->gen == lib_process_gen)
+            conn_release(c);
 }
 
 static void conn_release(sl_conn *c)
@@ -289,6 +319,11 @@ int lib_conn_connect(lua_State *L)
                                                         DEFAULT_TIMEOUT_S));
     sl_conn *c = lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
+    c->gen = lib_process_gen;
+    c->next = all_conns;
+    if (all_conns)
+        all_conns->prev = c;
+    all_conns = c;
     luaL_getmetatable(L, SLUICE_CONN_MT);
     lua_setmetatable(L, -2);
     lua_newtable(L); /* per-connection Lua state: on_notice, ... */
@@ -343,6 +378,13 @@ static int conn_gc(lua_State *L)
 {
     sl_conn *c = luaL_checkudata(L, 1, SLUICE_CONN_MT);
     conn_release(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (all_conns == c)
+        all_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
     return 0;
 }
 

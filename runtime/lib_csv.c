@@ -1273,3 +1273,62 @@ int lib_csv_copy_from_file(lua_State *L)
     lua_pushnumber(L, *n ? strtod(n, NULL) : 0);
     return 1;
 }
+
+/* ------------------------------------------------- parallel loads' helpers */
+
+/* sluice.core.csv_reader_options(reader) -> { path, header, delimiter,
+ * quote, null, strict, stray_quotes, encoding, skip, types }: the options
+ * the reader was opened with, for a worker that reads a piece of the same
+ * input with the same meaning. */
+int lib_csv_reader_options(lua_State *L)
+{
+    sl_csv *u = luaL_checkudata(L, 1, SLUICE_CSV_MT);
+    lua_createtable(L, 0, 10);
+    lua_getfenv(L, 1);
+    lua_getfield(L, -1, "path");
+    lua_setfield(L, -3, "path");
+    lua_getfield(L, -1, "types");
+    lua_setfield(L, -3, "types");
+    lua_pop(L, 1);
+    lua_pushboolean(L, u->header);
+    lua_setfield(L, -2, "header");
+    lua_pushlstring(L, (const char *)&u->o.delim, 1);
+    lua_setfield(L, -2, "delimiter");
+    lua_pushlstring(L, (const char *)&u->o.quote, 1);
+    lua_setfield(L, -2, "quote");
+    if (u->o.null) {
+        lua_pushlstring(L, u->o.null, u->o.null_len);
+        lua_setfield(L, -2, "null");
+    }
+    lua_pushboolean(L, u->o.strict);
+    lua_setfield(L, -2, "strict");
+    lua_pushboolean(L, u->o.stray_quotes);
+    lua_setfield(L, -2, "stray_quotes");
+    lua_pushboolean(L, u->o.check_utf8);
+    lua_setfield(L, -2, "encoding");
+    lua_pushnumber(L, (lua_Number)u->o.skip);
+    lua_setfield(L, -2, "skip");
+    return 1;
+}
+
+/* sluice.core.csv_relabel(reader, name, line, records_before): a reader
+ * over a piece of a larger input (a parallel load's chunk, after its
+ * header) names that input in its messages, numbers lines from `line`
+ * and records from records_before + 1, as a read of the whole input
+ * would.  Call before the first next(). */
+int lib_csv_relabel(lua_State *L)
+{
+    sl_csv *u = check_reader(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    long long line = (long long)luaL_checknumber(L, 3);
+    long long before = (long long)luaL_checknumber(L, 4);
+    char *copy = strdup(name);
+    if (!copy)
+        return luaL_error(L, "out of memory");
+    free(u->r.name);
+    u->r.name = copy;
+    u->r.line = line;
+    u->n = before;
+    u->v.n = (double)before;
+    return 0;
+}

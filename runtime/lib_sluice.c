@@ -161,6 +161,8 @@ static void push_types(lua_State *L)
     new_type_fields(L, SLUICE_PIPELINE_MT, lib_pipeline_meta,
                     lib_pipeline_methods, lib_pipeline_field);
     lua_setfield(L, -2, "pipeline");
+    new_type(L, SLUICE_WORKERS_MT, lib_workers_meta, lib_workers_methods, 0);
+    lua_setfield(L, -2, "workers");
 }
 
 /* The functions of sluice.core that are not methods of a type. */
@@ -194,9 +196,29 @@ static int core_row_fault(lua_State *L)
     return 1;
 }
 
+/* sluice.core.interrupt_pending() -> the pending signal's name, or nil
+ * (nothing consumed). */
+static int core_interrupt_pending(lua_State *L)
+{
+    int sig = interrupt_pending();
+    if (!sig)
+        return 0;
+    lua_pushstring(L, interrupt_name(sig));
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
     { "row_fault", core_row_fault },
     { "sleep", core_sleep },
+    { "workers_fork", lib_workers_fork },
+    { "worker_send", lib_worker_send },
+    { "worker_recv", lib_worker_recv },
+    { "worker_exit", lib_worker_exit },
+    { "worker_chunk_file", lib_worker_chunk_file },
+    { "csv_cutter", lib_csv_cutter },
+    { "csv_reader_options", lib_csv_reader_options },
+    { "csv_relabel", lib_csv_relabel },
+    { "interrupt_pending", core_interrupt_pending },
     { "connect", lib_conn_connect },
     { "new_error", lib_error_new },
     { "tmpdb_start", lib_tmpdb_start },

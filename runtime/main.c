@@ -86,6 +86,9 @@ static void print_usage(FILE *f)
         "                every node's URI, the coordinator first\n"
         "  --quiet       no live progress lines (sets SLUICE_QUIET=1);\n"
         "                final summaries are still printed\n"
+        "  --jobs N      load with N worker processes: the default of\n"
+        "                sluice.load's and sluice.parallel's jobs (sets\n"
+        "                SLUICE_JOBS=N)\n"
         "  --traceback   print the Lua stack under an error (also when\n"
         "                SLUICE_DEBUG is set)\n"
         "  --profile     sample the script with LuaJIT's profiler and print\n"
@@ -879,6 +882,23 @@ static int scan_options(smain *s, main_opts *o)
         } else if (strcmp(a, "--quiet") == 0) {
             /* read by sluice.progress; children inherit it too */
             setenv("SLUICE_QUIET", "1", 1);
+        } else if (strcmp(a, "--jobs") == 0 || strncmp(a, "--jobs=", 7) == 0) {
+            const char *v = a[6] == '=' ? a + 7 : NULL;
+            if (!v) {
+                if (++i >= argc) {
+                    usage_error(s, "a number is missing after", a);
+                    return 0;
+                }
+                v = argv[i];
+            }
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || n < 1 || n > 256) {
+                usage_error(s, "--jobs takes a number from 1 to 256, got", v);
+                return 0;
+            }
+            /* read by sluice.parallel; workers ignore it */
+            setenv("SLUICE_JOBS", v, 1);
         } else if (strcmp(a, "-i") == 0) {
             o->interactive = 1;
         } else if (strcmp(a, "--traceback") == 0) {

@@ -16,7 +16,8 @@
 -- Options:
 --   --strategies a,b,...   sluice.load strategies (default: every one but upsert),
 --                          each with modifiers after "+": copy_binary+drop_indexes,
---                          batch+connections=2, copy_text+synchronous_commit=off
+--                          batch+connections=2, copy_text+synchronous_commit=off,
+--                          copy_binary+jobs=2
 --   --sample N             rows for the slow rowwise_* strategies (default 1000)
 --   --out FILE|csv         also write the results (CSV when FILE ends in .csv)
 --
@@ -34,7 +35,7 @@ cli:option("--columns", 'The custom table\'s column list, e.g. "id int primary k
   :argname("DEFS")
 cli:option("--row", 'A Lua expression of i giving row i\'s values, e.g. "i, i / 7".'):argname("EXPR")
 cli:option("--strategies", "sluice.load strategies, comma-separated, each with modifiers after "
-  .. "'+' (copy_binary+drop_indexes, batch+connections=2); default: every one but upsert.")
+  .. "'+' (copy_binary+drop_indexes, batch+connections=2, copy_binary+jobs=2); default: every one but upsert.")
   :argname("a,b,...")
 cli:option("--sample", "Rows for the slow rowwise_* strategies (default 1000)."):argname("N")
   :convert(sluice.args.integer(1))
@@ -90,7 +91,7 @@ end
 -- "copy_binary+drop_indexes+connections=2": a strategy with its modifiers
 local MODIFIERS = { drop_indexes = "flag", freeze = "flag", connections = "number",
                     synchronous_commit = "string", batch_rows = "number", commit_every = "number",
-                    sync_every = "number" }
+                    sync_every = "number", jobs = "number" }
 local function strategy_entry(spec)
   local name, rest = spec:match("^([%w_]+)(.*)$")
   if not name then usage("bad strategy " .. spec) end

@@ -102,8 +102,10 @@ function M.reset(db, name)
   end
   local ledger = assert(M.ledger(db))
   if not db:query_one("select to_regclass($1) is not null as e", ledger).e then return false end
-  local _, tag = db:query("delete from " .. ledger .. " where name = $1", name)
-  return tag == "DELETE 1"
+  -- a parallel load's chunks are "name#id"
+  local _, tag = db:query("delete from " .. ledger .. " where name = $1 or left(name, "
+                          .. "length($1) + 1) = $1 || '#'", name)
+  return tag ~= "DELETE 0"
 end
 
 --- The identity of a load's input: the source's own, else what can be

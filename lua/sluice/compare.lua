@@ -19,7 +19,8 @@
 --   n             rows per strategy
 --   strategies    a list of strategy names, or tables { name, label =,
 --                 <sluice.load options> } (default: every strategy but
---                 upsert)
+--                 upsert); { "copy_binary", jobs = 2 } loads with 2
+--                 worker processes, each calling rows(i) for its ranges
 --   sample        rows the slow strategies (rowwise_*) load, scaled to n
 --                 in the results and marked "(sample of N, scaled)"
 --                 (default 1000; false: load all n)
@@ -99,7 +100,10 @@ end
 -- Rows 1..count of fn as an iterator of row tables for sluice.load.
 local function source(fn, count, null)
   local i = 0
-  return function()
+  -- a positionable source (first, last, seek): a load with jobs = N
+  -- deals index ranges and each worker calls fn for its own rows
+  local src = { first = 1, last = count }
+  function src.next()
     i = i + 1
     if i > count then return nil end
     local r = pack(fn(i))
@@ -111,6 +115,10 @@ local function source(fn, count, null)
     end
     return r
   end
+  function src.position() return tostring(i + 1) end
+  function src.seek(_, pos) i = tonumber(pos) - 1 end
+  function src.identity() return ("compare rows 1..%d"):format(count) end
+  return src
 end
 
 local function bar(frac, width)

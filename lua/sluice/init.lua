@@ -98,6 +98,9 @@ local LAZY = {
   read_rejects = function() return require("sluice.rejects").read end,
   checkpoints = function() return require("sluice.checkpoint").list end,
   reset_checkpoint = function() return require("sluice.checkpoint").reset end,
+  parallel = function() return require("sluice.parallel").parallel end,
+  -- the jobs a load runs with when it names none (`sluice --jobs N`)
+  parallel_jobs = function() return require("sluice.parallel").default_jobs end,
 }
 setmetatable(sluice, {
   lazy = LAZY, -- the prompt loads them all, for completion and help
@@ -109,5 +112,7 @@ setmetatable(sluice, {
     return v
   end,
 })
+-- sluice.worker: { index, count } inside a worker of sluice.parallel or a
+-- parallel load (set there), nil outside
 
 return sluice

@@ -52,6 +52,16 @@
 --                             with its own COPY/batch/pipeline stream
 --                             (copy_*, batch, pipeline); every stream runs
 --                             in a transaction committed when all finished
+--   jobs = N                  N worker processes, each with its own
+--                             connection, load the input dealt in chunks
+--                             (chunk_rows, chunk_bytes): parallel.lua;
+--                             `sluice --jobs N` sets the default
+-- transform = function(row) -> row: the per-row function, run where the
+-- rows are read (in the workers with jobs = N); it must return a row.
+-- before_commit = function(): called once every row is sent, before the
+-- load's COMMIT (loads that commit once: copy_*, batch, pipeline);
+-- raising there rolls the load back (a parallel load's workers wait
+-- there for each other).
 -- layouts = { column = "MM/DD/YYYY" }: date/time strings of those columns
 -- read by a layout (sluice.text's tokens), as db:copy's layouts: the
 -- COPY strategies (upsert and unlogged_staging too) hand it to db:copy;
@@ -152,7 +162,8 @@ local OPTS = {
   on_reject = true, on_error = true, rejects = true, max_rejects = true,
   max_reject_ratio = true, reject_chunk = true,
   checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
-  layouts = true,
+  layouts = true, jobs = true, transform = true, chunk_rows = true, chunk_bytes = true,
+  before_commit = true,
 }
 -- the strategies a checkpointed load can run in its own transactions
 local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
@@ -296,6 +307,24 @@ local function unknown_key_error(item, row_no, is_column, columns)
     row_no, table.concat(bad, ", "), #bad == 1 and "is" or "are", column_list(columns))
 end
 
+-- next_item with opts.transform applied to each item (the load's
+-- per-row function: in a parallel load, the workers run it).
+local function transformed(o, next_item)
+  local fn = o.transform
+  if fn == nil then return next_item end
+  local n = 0
+  return function()
+    local item = next_item()
+    if item == nil then return nil end
+    n = n + 1
+    local row = fn(item)
+    if row == nil then
+      error(("load: row %d: transform returned nil (it must return the row to load)"):format(n), 0)
+    end
+    return row
+  end
+end
+
 -- An iterator over the input items (rows as given).
 local function items(rows)
   if type(rows) == "function" then return rows end
@@ -432,6 +461,19 @@ local function check_opts(o)
     end
   end
   posint("commit_every"); posint("batch_rows"); posint("sync_every"); posint("connections")
+  posint("jobs"); posint("chunk_rows"); posint("chunk_bytes")
+  if o.jobs ~= nil and o.jobs > 256 then fail("jobs must be from 1 to 256, got " .. o.jobs, 2) end
+  if o.before_commit ~= nil and not callable(o.before_commit) then
+    fail("before_commit must be a function, got " .. type(o.before_commit), 2)
+  end
+  if o.before_commit ~= nil and (o.checkpoint or strategy == "rowwise_autocommit"
+                                 or strategy == "rowwise_tx") then
+    fail("before_commit works with one COMMIT at the end: not with checkpoint or the rowwise "
+         .. "strategies", 2)
+  end
+  if o.transform ~= nil and not callable(o.transform) then
+    fail("transform must be a function(row) returning the row to load, got " .. type(o.transform), 2)
+  end
   if o.commit_every and strategy ~= "rowwise_tx" then
     fail("commit_every applies to strategy \"rowwise_tx\" only", 2)
   end
@@ -596,7 +638,7 @@ local function prepare(o, strategy, nconn, reject, next_item, resume)
   for _, c in ipairs(columns) do is_column[c] = true end
   local convert = o.layouts and layout_converters(db, o, qtable, columns, strategy)
   local ctx = { opts = o, tbl = tbl, qtable = qtable, shown = shown, columns = columns,
-                multi = nconn > 1, rejected = 0 }
+                multi = nconn > 1 or o.before_commit ~= nil, rejected = 0 }
   if reject then
     local window = not STAGING[strategy] and 2 * nconn
                    * math.max(o.reject_chunk or 100000, o.batch_rows or 1000, o.sync_every or 1000)
@@ -794,6 +836,9 @@ local function finish_sinks(run)
       outcome.check()
     end
     check_counts(run) -- before the COMMITs that are still to come
+    -- every row is sent: the caller may still say no (a parallel
+    -- load's worker waits here for the others)
+    if run.o.before_commit then run.o.before_commit() end
     for _, s in ipairs(run.opened) do
       if s.commit then
         s.commit()
@@ -1128,6 +1173,7 @@ local function checkpoint_attempt(o, db, strategy, reject)
     return r
   end
   local next_item, position = positioned(o.rows, src, led)
+  next_item = transformed(o, next_item)
   local base = led and led.rows_read or 0
   local resume = led and { rows = base, rejected = led.rows_rejected,
                            rejects_size = led.rejects_size ~= core.null and led.rejects_size or nil }
@@ -1233,8 +1279,14 @@ end
 function M.load(o)
   local strategy, nconn, reject = check_opts(o)
   check_idle(o.db)
+  local parallel = require "sluice.parallel"
+  local jobs = o.jobs or parallel.default_jobs()
+  if jobs > 1 then
+    local s = parallel.load(o, jobs, strategy, o.jobs ~= nil)
+    if s then return s end -- else: --jobs's default, for an input it cannot cut
+  end
   if o.checkpoint then return checkpointed(o, strategy, reject) end
-  local run = prepare(o, strategy, nconn, reject, items(o.rows))
+  local run = prepare(o, strategy, nconn, reject, transformed(o, items(o.rows)))
   local t0 = progress.now()
   local wal0 = wal_lsn(o.db)
   local ok, err, index_seconds

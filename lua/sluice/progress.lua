@@ -93,7 +93,8 @@ end
 
 --- progress.new{ label, total (rows), total_bytes (a file's size: the
 -- bar follows update()'s pos), quiet (no live line), silent (no summary),
--- out (default io.stderr) }.
+-- out (default io.stderr) }.  p.note, when set, follows the rates on the
+-- live line (a parallel load's workers).
 function M.new(opts)
   opts = opts or {}
   local out = opts.out or M.out or io.stderr
@@ -141,6 +142,7 @@ function P:line(rows, bytes, final, pos)
   local s = ("%s: %d rows, %s rows/s, %.1f MB/s, %s"):format(self.label, rows, M.rate(rate),
     (bytes or 0) / secs / 1e6, M.clock(secs))
   if final then return s end
+  if self.note then s = s .. " " .. self.note end
   if self.total and self.total > 0 then
     local frac = math.min(rows / self.total, 1)
     s = ("%s %s %3d%% ETA %s"):format(s, bar(self, frac), math.floor(frac * 100),

@@ -160,7 +160,7 @@ local TOPICS = {
                               wal_bytes, index_seconds, read, loaded, rejected}
   %s
   modifiers: drop_indexes = true, freeze = true, synchronous_commit = "off",
-             connections = N
+             connections = N, jobs = N (worker processes; sluice --jobs N)
   on_error = "reject", rejects = "bad.csv": bad rows set aside;
   checkpoint = "name": resumable, each chunk committed once]] },
   { "compare", "the same rows by several strategies, side by side", [[

@@ -24,10 +24,13 @@
 #include "datetime.h"
 #include "tzrules.h"
 #include "textops.h"
+#include "workers.h"
+#include "csvcut.h"
 #include "../csvdiff.h"
 
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1329,6 +1332,146 @@ static void test_textops(void)
     CHECK(textops_space_start("   ", 3) == 3);
 }
 
+/* Worker processes: frames both ways, a result from each child, a child
+ * that dies by a signal reported with its index and signal, stop(). */
+static void test_workers(void)
+{
+    workers w;
+    memset(&w, 0, sizeof w);
+    char err[256];
+    int fd = -1;
+    int k = workers_fork(&w, 3, &fd, err, sizeof err);
+    if (k > 0) {
+        /* a child: ask, get an answer, reply with it and our index */
+        char msg[64];
+        int n = snprintf(msg, sizeof msg, "hello %d", k);
+        workers_child_send(fd, 4, msg, (size_t)n);
+        int type;
+        char *data;
+        size_t len;
+        if (workers_child_recv(fd, &type, &data, &len) != 1)
+            _exit(3);
+        if (k == 2)
+            raise(SIGKILL);
+        /* a payload bigger than a socket buffer */
+        size_t big = 1 << 20;
+        char *b = malloc(big);
+        memset(b, 'a' + k, big);
+        memcpy(b, data, len);
+        workers_child_send(fd, type + 1, b, big);
+        free(b);
+        free(data);
+        _exit(k == 3 ? 7 : 0);
+    }
+    CHECK(k == 0);
+    int hellos = 0, results = 0, exits = 0, killed = 0, code7 = 0;
+    workers_event ev;
+    for (int guard = 0; guard < 1000 && exits < 3; guard++) {
+        int r = workers_poll(&w, 5000, &ev, err, sizeof err);
+        CHECK(r != -1);
+        if (r == WORKERS_MESSAGE && ev.type == 4) {
+            char want[32];
+            snprintf(want, sizeof want, "hello %d", ev.index);
+            CHECK(ev.len == strlen(want) && memcmp(ev.data, want, ev.len) == 0);
+            hellos++;
+            CHECK(workers_send(&w, ev.index, 8, "go", 2) == 0);
+        } else if (r == WORKERS_MESSAGE && ev.type == 9) {
+            CHECK(ev.len == (size_t)1 << 20);
+            CHECK(memcmp(ev.data, "go", 2) == 0);
+            CHECK(ev.data[ev.len - 1] == 'a' + ev.index);
+            results++;
+        } else if (r == WORKERS_EXIT) {
+            exits++;
+            if (ev.index == 2 && ev.signal == SIGKILL && ev.exit_code == -1)
+                killed++;
+            if (ev.index == 3 && ev.exit_code == 7)
+                code7++;
+        } else if (r == WORKERS_TIMEOUT) {
+            break;
+        }
+    }
+    CHECK(hellos == 3);
+    CHECK(results == 2);
+    CHECK(exits == 3);
+    CHECK(killed == 1);
+    CHECK(code7 == 1);
+    CHECK(workers_running(&w) == 0);
+    CHECK(workers_poll(&w, 0, &ev, err, sizeof err) == WORKERS_NONE);
+    workers_release(&w);
+
+    /* stop(): a child that ignores nothing and sleeps is ended in time */
+    memset(&w, 0, sizeof w);
+    k = workers_fork(&w, 2, &fd, err, sizeof err);
+    if (k > 0) {
+        signal(SIGTERM, SIG_IGN); /* must be killed */
+        for (;;)
+            pause();
+    }
+    CHECK(workers_running(&w) == 2);
+    usleep(200000); /* time for the children to ignore SIGTERM */
+    CHECK(workers_stop(&w, 200) == 2);
+    CHECK(workers_running(&w) == 0);
+    workers_release(&w);
+    CHECK(workers_fork(&w, 0, &fd, err, sizeof err) == -1);
+    CHECK_STR(err, "jobs must be from 1 to 256, got 0");
+    workers_release(&w);
+}
+
+/* CSV cuts: a line end inside quotes is never a cut; counts of lines and
+ * records; the header alone; skipped lines; fed a byte at a time. */
+static void test_csvcut(void)
+{
+    const char *csv = "skip me \"\nid,note\n1,\"a\nb\"\n\n2,\"x\"\"\ny\"\r\n3,plain\n4,\"q\"";
+    size_t n = strlen(csv);
+    csvcut c;
+    long long lines = -1, recs = -1;
+    csvcut_init(&c, ',', '"', 1);
+    /* the skipped line: the scan stops where it ends */
+    size_t s0 = csvcut_scan(&c, (const unsigned char *)csv, n, 1, &lines, &recs);
+    CHECK(s0 == strlen("skip me \"\n"));
+    CHECK(lines == 1 && recs == 0);
+    /* the header alone: stops after the first record */
+    size_t h = s0 + csvcut_scan(&c, (const unsigned char *)csv + s0, n - s0, 1, &lines, &recs);
+    CHECK(h == strlen("skip me \"\nid,note\n"));
+    CHECK(lines == 2 && recs == 1);
+    /* then every cut, one byte at a time */
+    size_t cuts[16];
+    long long cl[16], cr[16];
+    int nc = 0;
+    for (size_t i = h; i < n; i++) {
+        size_t k = csvcut_scan(&c, (const unsigned char *)csv + i, 1, 0, &lines, &recs);
+        if (k && nc < 16) {
+            cuts[nc] = i + k;
+            cl[nc] = lines;
+            cr[nc] = recs;
+            nc++;
+        }
+    }
+    /* after "1,"a\nb"\n", the blank line, "2,..."\r\n" (after its LF,
+     * not between CR and LF), "3,plain\n" */
+    CHECK(nc == 4);
+    if (nc == 4) {
+        CHECK(cuts[0] == h + strlen("1,\"a\nb\"\n") && cl[0] == 4 && cr[0] == 2);
+        CHECK(cuts[1] == cuts[0] + 1 && cl[1] == 5 && cr[1] == 2);
+        CHECK(csv[cuts[2] - 1] == '\n' && csv[cuts[2] - 2] == '\r' && cl[2] == 7 && cr[2] == 3);
+        CHECK(cuts[3] == n - strlen("4,\"q\"") && cl[3] == 8 && cr[3] == 4);
+    }
+    /* the last record has no line end: no cut after it, in_record set */
+    CHECK(c.in_record == 1);
+    /* the same in one call after the skipped line: the last cut */
+    csvcut_init(&c, ',', '"', 1);
+    s0 = csvcut_scan(&c, (const unsigned char *)csv, n, 0, &lines, &recs);
+    size_t last = s0 + csvcut_scan(&c, (const unsigned char *)csv + s0, n - s0, 0, &lines, &recs);
+    CHECK(last == n - strlen("4,\"q\""));
+    CHECK(lines == 8 && recs == 4);
+    /* a quote inside an unquoted field opens nothing */
+    csvcut_init(&c, ';', '\'', 0);
+    last = csvcut_scan(&c, (const unsigned char *)"a'b;c\nd;'e\n'\n", 13, 0, &lines, &recs);
+    CHECK(last == 13);
+    CHECK(recs == 2);
+    CHECK(lines == 3);
+}
+
 int main(void)
 {
     test_buffer();
@@ -1346,6 +1489,8 @@ int main(void)
     test_redact();
     test_tmpdb_sweep();
     test_copychunk();
+    test_workers();
+    test_csvcut();
     printf("core: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }
