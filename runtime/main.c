@@ -86,6 +86,12 @@ static void print_usage(FILE *f)
         "                every node's URI, the coordinator first\n"
         "  --quiet       no live progress lines (sets SLUICE_QUIET=1);\n"
         "                final summaries are still printed\n"
+        "  --nodes LIST  connection strings, separated by commas: a load's\n"
+        "                workers connect to them in turn (sluice.load's\n"
+        "                nodes; one worker per node unless --jobs says)\n"
+        "  --shard k/K   a load takes share k of K of its input (chunks\n"
+        "                k, k + K, ...), so that K runs, on any machines,\n"
+        "                load it once between them (sluice.load's shard)\n"
         "  --jobs N      load with N worker processes: the default of\n"
         "                sluice.load's and sluice.parallel's jobs (sets\n"
         "                SLUICE_JOBS=N)\n"
@@ -899,6 +905,39 @@ static int scan_options(smain *s, main_opts *o)
             }
             /* read by sluice.parallel; workers ignore it */
             setenv("SLUICE_JOBS", v, 1);
+        } else if (strcmp(a, "--nodes") == 0 || strncmp(a, "--nodes=", 8) == 0) {
+            const char *v = a[7] == '=' ? a + 8 : NULL;
+            if (!v) {
+                if (++i >= argc) {
+                    usage_error(s, "a list of connection strings is missing after", a);
+                    return 0;
+                }
+                v = argv[i];
+            }
+            if (*v == '\0') {
+                usage_error(s, "--nodes takes connection strings separated by commas, got", "\"\"");
+                return 0;
+            }
+            /* read by sluice.load: its workers' nodes */
+            setenv("SLUICE_LOAD_NODES", v, 1);
+        } else if (strcmp(a, "--shard") == 0 || strncmp(a, "--shard=", 8) == 0) {
+            const char *v = a[7] == '=' ? a + 8 : NULL;
+            if (!v) {
+                if (++i >= argc) {
+                    usage_error(s, "k/K is missing after", a);
+                    return 0;
+                }
+                v = argv[i];
+            }
+            long k = 0, K = 0;
+            char tail = 0;
+            if (sscanf(v, "%ld/%ld%c", &k, &K, &tail) != 2 || K < 1 || k < 1 || k > K ||
+                K > 100000) {
+                usage_error(s, "--shard takes k/K (this run's share k of K, 1 <= k <= K), got", v);
+                return 0;
+            }
+            /* read by sluice.load: the share of the input it takes */
+            setenv("SLUICE_SHARD", v, 1);
         } else if (strcmp(a, "-i") == 0) {
             o->interactive = 1;
         } else if (strcmp(a, "--traceback") == 0) {

@@ -85,6 +85,53 @@ describe("sluice.load jobs = N", function()
     db:close()
   end)
 
+  it("--shard 1/3, 2/3 and 3/3, one checkpoint between them, load the input once", function()
+    -- a CSV file (the same cut in every run) and a generator's rows
+    local csvpath = dir .. "/shard.csv"
+    local lines = { "id,name" }
+    for i = 1, 3000 do lines[#lines + 1] = ('%d,"name\n%d"'):format(i, i) end
+    H.write(csvpath, table.concat(lines, "\n") .. "\n")
+    local path = script(dir, "shard.lua", [[
+local sluice = require "sluice"
+local db = sluice.connect()
+db:exec("set search_path = par")
+db:exec("create table if not exists sh_" .. arg[1] .. " (id bigint primary key, name text)")
+local rows = arg[1] == "csv" and sluice.csv.rows(arg[2])
+             or sluice.gen(5):rows(1, 3000, function(r, i) return { i, r:word() } end)
+local s = sluice.load { db = db, table = "sh_" .. arg[1], rows = rows, checkpoint = "sh_" .. arg[1],
+                        chunk_rows = 250, chunk_bytes = 2000 }
+print(s.read .. " " .. s.loaded .. " " .. tostring(s.already_done or false))
+]])
+    for _, kind in ipairs({ "csv", "gen" }) do
+      local seen = 0
+      for k = 1, 3 do
+        local code, out, err = H.sluice(("--shard %d/3 %s %s %s"):format(k, H.q(path), kind, H.q(csvpath)))
+        assert.are.equal(0, code, err)
+        local read, loaded = out:match("^(%d+) (%d+) false")
+        assert.is_truthy(read, out)
+        seen = seen + tonumber(loaded)
+        assert.are.equal(seen, H.count(db, "par.sh_" .. kind), kind .. " share " .. k)
+        local done = db:query_one("select done from par.sluice_ledger where name = $1", "sh_" .. kind).done
+        assert.are.equal(k == 3, done, kind .. " share " .. k)
+      end
+      assert.are.equal(3000, seen, kind)
+      -- every row once, as one load gives it
+      assert.are.same({ 3000, 3000 }, { H.count(db, "par.sh_" .. kind),
+        db:query_one("select count(distinct id)::int as n from par.sh_" .. kind).n })
+      -- a share again, or the whole: nothing more to do
+      local code, out, err = H.sluice(("--shard 2/3 %s %s %s"):format(H.q(path), kind, H.q(csvpath)))
+      assert.are.equal(0, code, err)
+      assert.matches("true$", out:match("^[^\n]*"))
+      code, out, err = H.sluice(("--shard 1/1 %s %s %s"):format(H.q(path), kind, H.q(csvpath)))
+      assert.are.equal(0, code, err)
+      assert.matches("true$", out:match("^[^\n]*"))
+      assert.are.equal(3000, H.count(db, "par.sh_" .. kind))
+    end
+    local code, _, err = H.sluice("--shard 4/3 -e 1")
+    assert.are.equal(2, code)
+    assert.matches("--shard takes k/K (this run's share k of K, 1 <= k <= K), got 4/3", err, 1, true)
+  end)
+
   it("--jobs 4 generating 200,000 rows gives the table --jobs 1 gives", function()
     local path = script(dir, "gen.lua", [[
 local sluice = require "sluice"

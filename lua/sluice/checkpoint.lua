@@ -50,12 +50,12 @@ create table if not exists %s (
 
 local SAVE = [[
 insert into %s as l (name, target, identity, strategy, position, rows_read, rows_loaded,
-                     rows_rejected, rejects_size, done)
-values ($1, $2, $3, $4, $5, $6::int8, $7::int8, $8::int8, $9::int8, $10::bool)
+                     rows_rejected, rejects_size, done, updated)
+values ($1, $2, $3, $4, $5, $6::int8, $7::int8, $8::int8, $9::int8, $10::bool, now())
 on conflict (name) do update set target = excluded.target, identity = excluded.identity,
   strategy = excluded.strategy, position = excluded.position, rows_read = excluded.rows_read,
   rows_loaded = excluded.rows_loaded, rows_rejected = excluded.rows_rejected,
-  rejects_size = excluded.rejects_size, done = excluded.done, updated = now()]]
+  rejects_size = excluded.rejects_size, done = excluded.done, updated = excluded.updated]]
 
 --- The ledger's quoted name on db (the current schema), or nil and why.
 function M.ledger(db)
@@ -67,8 +67,16 @@ function M.ledger(db)
 end
 
 --- Create the ledger if it is missing (its own statement, committed).
+-- On a Citus cluster it is a reference table: a copy on every node, so
+-- that a worker that loads through any node (nodes = {...}, or another
+-- machine's --shard) writes its chunk's row in the chunk's transaction,
+-- and every node reads the same ledger.
 function M.ensure(db, ledger)
   db:exec(DDL:format(ledger))
+  local citus = require "sluice.citus"
+  if citus.is_citus(db) and citus.distribution(db, ledger) == nil then
+    db:query("select create_reference_table($1)", ledger)
+  end
 end
 
 --- The ledger's row for name, or nil.

@@ -163,7 +163,7 @@ local OPTS = {
   max_reject_ratio = true, reject_chunk = true,
   checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
   layouts = true, jobs = true, transform = true, chunk_rows = true, chunk_bytes = true,
-  before_commit = true,
+  before_commit = true, nodes = true, shard = true,
 }
 -- the strategies a checkpointed load can run in its own transactions
 local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
@@ -463,6 +463,25 @@ local function check_opts(o)
   posint("commit_every"); posint("batch_rows"); posint("sync_every"); posint("connections")
   posint("jobs"); posint("chunk_rows"); posint("chunk_bytes")
   if o.jobs ~= nil and o.jobs > 256 then fail("jobs must be from 1 to 256, got " .. o.jobs, 2) end
+  if o.nodes ~= nil then
+    if type(o.nodes) ~= "table" or #o.nodes == 0 then
+      fail("nodes must be a list of connection strings (conninfo or URI)", 2)
+    end
+    for i, n in ipairs(o.nodes) do
+      if type(n) ~= "string" or n == "" then
+        fail(("nodes[%d] must be a connection string (conninfo or URI)"):format(i), 2)
+      end
+    end
+  end
+  if o.shard ~= nil then
+    local k, K = type(o.shard) == "table" and o.shard[1], type(o.shard) == "table" and o.shard[2]
+    if type(k) ~= "number" or type(K) ~= "number" or K < 1 or k < 1 or k > K
+       or k % 1 ~= 0 or K % 1 ~= 0 then
+      fail("shard must be { k, K }: this load's share k of K (1 <= k <= K), got "
+           .. (type(o.shard) == "table" and ("{ %s, %s }"):format(tostring(k), tostring(K))
+               or tostring(o.shard)), 2)
+    end
+  end
   if o.before_commit ~= nil and not callable(o.before_commit) then
     fail("before_commit must be a function, got " .. type(o.before_commit), 2)
   end
@@ -1280,9 +1299,21 @@ function M.load(o)
   local strategy, nconn, reject = check_opts(o)
   check_idle(o.db)
   local parallel = require "sluice.parallel"
+  -- `--nodes` and `--shard` give the defaults of nodes and shard
+  if o.nodes == nil or o.shard == nil then
+    local dn, ds = parallel.default_nodes(), parallel.default_shard()
+    if (o.nodes == nil and dn) or (o.shard == nil and ds) then
+      local c = {}
+      for k, v in pairs(o) do c[k] = v end
+      c.nodes, c.shard = o.nodes or dn, o.shard or ds
+      o = c
+    end
+  end
   local jobs = o.jobs or parallel.default_jobs()
-  if jobs > 1 then
-    local s = parallel.load(o, jobs, strategy, o.jobs ~= nil)
+  if o.nodes and jobs == 1 and o.jobs == nil then jobs = #o.nodes end
+  if jobs > 1 or o.shard then
+    -- a share of the input (shard) is cut as jobs = N cuts it, also for 1
+    local s = parallel.load(o, jobs, strategy, o.jobs ~= nil or o.shard ~= nil or o.nodes ~= nil)
     if s then return s end -- else: --jobs's default, for an input it cannot cut
   end
   if o.checkpoint then return checkpointed(o, strategy, reject) end

@@ -35,6 +35,29 @@ local T_CHUNK, T_END, T_ABORT, T_COMMIT = 10, 11, 12, 13
 --- sluice.worker: { index = k, count = N } inside a worker, nil outside.
 M.worker = nil
 
+--- The nodes a load connects its workers to when it names none: `sluice
+-- --nodes LIST` (SLUICE_LOAD_NODES, comma-separated), else nil.
+function M.default_nodes()
+  if M.worker then return nil end
+  local s = os.getenv("SLUICE_LOAD_NODES")
+  if not s or s == "" then return nil end
+  local t = {}
+  for n in s:gmatch("[^,]+") do
+    n = n:match("^%s*(.-)%s*$")
+    if n ~= "" then t[#t + 1] = n end
+  end
+  return #t > 0 and t or nil
+end
+
+--- The share a load takes when it names none: `sluice --shard k/K`
+-- (SLUICE_SHARD), else nil.
+function M.default_shard()
+  if M.worker then return nil end
+  local k, K = (os.getenv("SLUICE_SHARD") or ""):match("^(%d+)/(%d+)$")
+  if not k then return nil end
+  return { tonumber(k), tonumber(K) }
+end
+
 --- The jobs a load or sluice.parallel runs with when it names none:
 -- `sluice --jobs N` (SLUICE_JOBS), 1 inside a worker or without it.
 function M.default_jobs()
@@ -466,7 +489,9 @@ end
 -- checkpointed load per chunk), report.
 local function load_worker(p)
   local load = require("sluice.load").load
-  local db = connect_like(p.target, p.settings, p.timeout)
+  -- nodes: worker k connects to node (k - 1) % #nodes + 1
+  local target = p.nodes and p.nodes[(M.worker.index - 1) % #p.nodes + 1] or p.target
+  local db = connect_like(target, p.settings, p.timeout)
   local function ask()
     core.worker_send(T_READY, "")
     local t, payload = core.worker_recv()
@@ -661,6 +686,35 @@ function M.load(o, jobs, strategy, explicit)
   end
   local p = plan(o, chunk_rows, chunk_bytes)
   p.o, p.rows, p.target, p.settings, p.timeout = o, o.rows, target, settings, db:timeout()
+  p.nodes = o.nodes
+  -- shard = { k, K }: this run takes chunks k, k + K, k + 2K, ... of the
+  -- cut (which is the same on every machine for the same input and
+  -- options); mine[id]: the chunks of this run's share
+  local mine, all_chunks = {}, 0
+  if o.shard then
+    local k, K, cut = o.shard[1], o.shard[2], p.next_chunk
+    p.next_chunk = function()
+      while true do
+        local id, payload, count = cut()
+        if id == nil then return nil end
+        all_chunks = all_chunks + 1
+        if (all_chunks - 1) % K == k - 1 then
+          mine[id] = true
+          return id, payload, count
+        end
+      end
+    end
+  else
+    local cut = p.next_chunk
+    p.next_chunk = function()
+      local id, payload, count = cut()
+      if id ~= nil then
+        all_chunks = all_chunks + 1
+        mine[id] = true
+      end
+      return id, payload, count
+    end
+  end
   -- checkpoint: the run's own ledger row names the input and the cut;
   -- a chunk's row is "name#id", committed with the chunk
   local ck = o.checkpoint
@@ -696,11 +750,13 @@ function M.load(o, jobs, strategy, explicit)
         done = false })
     end
     done = chunks_done(db, ledger, ck)
-    for _, r in pairs(done) do
-      earlier.read = earlier.read + r.rows_read
-      earlier.loaded = earlier.loaded + r.rows_loaded
-      earlier.rejected = earlier.rejected + r.rows_rejected
-      earlier.chunks = earlier.chunks + 1
+    if not o.shard then
+      for _, r in pairs(done) do
+        earlier.read = earlier.read + r.rows_read
+        earlier.loaded = earlier.loaded + r.rows_loaded
+        earlier.rejected = earlier.rejected + r.rows_rejected
+        earlier.chunks = earlier.chunks + 1
+      end
     end
   end
   local prog
@@ -823,6 +879,18 @@ function M.load(o, jobs, strategy, explicit)
     end
     error(core.new_error(e), 0)
   end
+  if o.shard then
+    -- this share's chunks that earlier runs committed (any machine's)
+    for id in pairs(mine) do
+      local r = done[id]
+      if r then
+        earlier.read = earlier.read + r.rows_read
+        earlier.loaded = earlier.loaded + r.rows_loaded
+        earlier.rejected = earlier.rejected + r.rows_rejected
+        earlier.chunks = earlier.chunks + 1
+      end
+    end
+  end
   local sum = { read = earlier.read, loaded = earlier.loaded, rejected = earlier.rejected,
                 bytes = 0, chunks = 0 }
   for k = 1, jobs do
@@ -832,9 +900,18 @@ function M.load(o, jobs, strategy, explicit)
     sum.chunks = sum.chunks + r.chunks
   end
   if ck then
+    -- the load is done when every chunk of the input is in the ledger (a
+    -- share, --shard k/K, leaves the others' to their runs)
+    local now_done, nd = chunks_done(db, ledger, ck), 0
+    local all = { read = 0, loaded = 0, rejected = 0 }
+    for _, r in pairs(now_done) do
+      nd = nd + 1
+      all.read, all.loaded = all.read + r.rows_read, all.loaded + r.rows_loaded
+      all.rejected = all.rejected + r.rows_rejected
+    end
     checkpoint.save(db, ledger, ck, { target = tostring(shown), identity = "jobs: " .. p.identity,
-      strategy = strategy, position = "", rows_read = sum.read, rows_loaded = sum.loaded,
-      rows_rejected = sum.rejected, done = true })
+      strategy = strategy, position = "", rows_read = all.read, rows_loaded = all.loaded,
+      rows_rejected = all.rejected, done = nd >= all_chunks })
   end
   local seconds = now() - t0
   local new = sum.read - earlier.read

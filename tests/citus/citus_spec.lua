@@ -204,4 +204,42 @@ describe("loading into Citus", function()
     end
     assert.are.same(d0, digest("t"))
   end)
+  it("loads through both workers with nodes and jobs = 2 what the coordinator loads", function()
+    fresh("t", "distributed")
+    sluice.load { db = db, table = "t", rows = rows(N), strategy = "copy_binary", quiet = true }
+    local d0 = digest("t")
+    for _, s in ipairs({ "copy_binary", "batch" }) do
+      fresh("t", "distributed")
+      local sum = sluice.load { db = db, table = "t", rows = rows(N), strategy = s, quiet = true,
+                                nodes = { NODES[2], NODES[3] }, jobs = 2, chunk_rows = 1000 }
+      assert.are.same({ N, N, 2 }, { sum.loaded, sum.read, sum.jobs }, s)
+      assert.are.same(d0, digest("t"), s)
+    end
+  end)
+
+  it("loads share 1/2 and share 2/2, run one after the other, as one full load", function()
+    fresh("t", "distributed")
+    sluice.load { db = db, table = "t", rows = rows(N), strategy = "copy_binary", quiet = true }
+    local d0 = digest("t")
+    fresh("t", "distributed")
+    db:exec("drop table if exists sluice_ledger")
+    local function share(k)
+      return sluice.load { db = db, table = "t", rows = rows(N), strategy = "copy_binary",
+                           quiet = true, shard = { k, 2 }, checkpoint = "fleet", chunk_rows = 500,
+                           nodes = { NODES[k + 1] } }
+    end
+    local s1 = share(1)
+    -- chunks 1, 3, 5, ... of 12: 6 chunks of 500 rows
+    assert.are.same({ N / 2, 6 }, { s1.loaded, s1.chunks })
+    assert.are.equal(N / 2, H.count(db, "t"))
+    assert.is_false(db:query_one("select done from sluice_ledger where name = 'fleet'").done)
+    local s2 = share(2)
+    assert.are.same({ N / 2, 6 }, { s2.loaded, s2.chunks })
+    assert.are.same(d0, digest("t"))
+    assert.is_true(db:query_one("select done from sluice_ledger where name = 'fleet'").done)
+    -- a share run again, or the whole load: nothing more
+    local again = share(1)
+    assert.is_true(again.already_done)
+    assert.are.same(d0, digest("t"))
+  end)
 end)
