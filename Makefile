@@ -8,6 +8,7 @@
 #   make demo      run the main example job on a throwaway PostgreSQL
 #   make bench     run the benchmarks (prints markdown tables)
 #   make install   PREFIX=/usr/local DESTDIR= (binary, Lua library, module)
+#   make test-vector-big  the 100k x 1536 pgvector load (drop, load, rebuild HNSW)
 
 VERSION  ?= 0.1.0
 PREFIX   ?= /usr/local
@@ -18,6 +19,12 @@ SANITIZE ?=
 LUA_VER  ?= 5.1
 PKGS     ?= luajit libpq
 BUSTED_ARGS ?=
+# pgvector for the test and demo servers: built from this directory's
+# tarball (checked against its SHA256SUMS) when the server lacks it;
+# never fetched.
+VENDOR   ?= ../shared/vendor
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGVECTOR = pgvector-0.8.6
 
 BINDIR   = $(PREFIX)/bin
 LUADIR   = $(PREFIX)/share/lua/$(LUA_VER)
@@ -53,9 +60,10 @@ HEADERS  = $(wildcard runtime/*.h)
 
 DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
-	lua-argparse luarocks postgresql-15 postgresql-client-15
+	lua-argparse luarocks postgresql-15 postgresql-client-15 \
+	postgresql-server-dev-15
 
-.PHONY: module install-module all tools deps test check check-core demo bench install uninstall clean lint asan valgrind
+.PHONY: module install-module all tools deps pgvector test-vector-big test check check-core demo bench install uninstall clean lint asan valgrind
 
 all: $(EXE) $(MODULE)
 
@@ -81,6 +89,33 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@$(MAKE) --no-print-directory pgvector
+
+# pgvector into the server's extension directory, from $(VENDOR) (its
+# checksum verified first), built in build/; without the tarball, how to
+# get it is printed and the vector specs are pending with that message.
+PGVECTOR_MISSING = pgvector is not installed and $(VENDOR)/$(PGVECTOR).tar.gz \
+	is not there: the vector specs are skipped. Install pgvector 0.8 for \
+	PostgreSQL 15 (a postgresql-15-pgvector package where the distribution \
+	has one, or its source release built with PGXS: make PG_CONFIG=$(PG_CONFIG) \
+	install), or give make VENDOR=<directory holding $(PGVECTOR).tar.gz>
+pgvector:
+	@ext="$$($(PG_CONFIG) --sharedir)/extension"; \
+	if [ -f "$$ext/vector.control" ]; then exit 0; fi; \
+	if [ ! -f "$(VENDOR)/$(PGVECTOR).tar.gz" ]; then \
+	  echo "$(PGVECTOR_MISSING)"; exit 0; fi; \
+	echo "building $(PGVECTOR) from $(VENDOR)"; \
+	sum=$$(grep " $(PGVECTOR).tar.gz$$" "$(VENDOR)/SHA256SUMS" | cut -d' ' -f1); \
+	got=$$(sha256sum "$(VENDOR)/$(PGVECTOR).tar.gz" | cut -d' ' -f1); \
+	if [ -z "$$sum" ] || [ "$$sum" != "$$got" ]; then \
+	  echo "$(VENDOR)/$(PGVECTOR).tar.gz does not match $(VENDOR)/SHA256SUMS"; exit 1; fi; \
+	rm -rf build/vendor/$(PGVECTOR) && mkdir -p build/vendor && \
+	tar xzf "$(VENDOR)/$(PGVECTOR).tar.gz" -C build/vendor && \
+	$(MAKE) -s -C build/vendor/$(PGVECTOR) PG_CONFIG=$(PG_CONFIG) >build/vendor/$(PGVECTOR).log 2>&1 && \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO $(MAKE) -s -C build/vendor/$(PGVECTOR) PG_CONFIG=$(PG_CONFIG) install >>build/vendor/$(PGVECTOR).log 2>&1 || \
+	  { tail -20 build/vendor/$(PGVECTOR).log; exit 1; }; \
+	echo "$(PGVECTOR) installed into $$ext"
 
 # Helpers the specs run (tests/tools/), built here and never installed:
 # netproxy, a TCP proxy that can go silent or cut (faults_net_spec.lua).
