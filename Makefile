@@ -42,13 +42,14 @@ CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 	runtime/tmpdb.c runtime/csvread.c runtime/copy.c runtime/copyparse.c \
 	runtime/copyenc.c runtime/copychunk.c runtime/sink.c runtime/params.c \
 	runtime/pipeline.c runtime/datetime.c runtime/tzrules.c \
-	runtime/textops.c
+	runtime/textops.c runtime/vecenc.c
 # The Lua bindings over the core (runtime/lib_*.c), gathered by
 # lib_sluice.c; with the core they make the executable (plus main.c) and
 # the module sluice/core.so.
 LIB_SRC = runtime/lib_sluice.c runtime/lib_interrupt.c runtime/lib_conn.c \
 	runtime/lib_error.c runtime/lib_tmpdb.c runtime/lib_csv.c \
 	runtime/lib_copy.c runtime/lib_copy_values.c runtime/lib_copy_binary.c runtime/lib_copy_reject.c \
+	runtime/lib_copy_vector.c \
 	runtime/lib_copyout.c runtime/lib_sink.c runtime/lib_params.c \
 	runtime/lib_batch.c runtime/lib_pipeline.c runtime/lib_progress.c \
 	runtime/lib_text.c

@@ -18,6 +18,7 @@
  */
 #include "copyenc.h"
 #include "numfmt.h"
+#include "vecenc.h"
 
 #include <stddef.h>
 
@@ -239,6 +240,22 @@ static int fast_tstz_lay(copy_writer *w, int col, const char *s, size_t n)
 }
 
 /* Text and CSV: sep says whether a delimiter goes before the field. */
+/* vector and halfvec columns (vecenc.h); a refusal makes the C path
+ * encode the row again and name the element */
+static int fast_vec_f64(copy_writer *w, int type, int typmod,
+                        const double *x, size_t n)
+{
+    size_t bad;
+    return vec_put_f64(&w->buf, type, x, n, typmod, &bad);
+}
+
+static int fast_vec_f32(copy_writer *w, int type, int typmod,
+                        const float *x, size_t n)
+{
+    size_t bad;
+    return vec_put_f32(&w->buf, type, x, n, typmod, &bad);
+}
+
 static inline int fast_sep(copy_writer *w, int sep)
 {
     return sep ? copy_writer_sep(w) : SL_OK;
@@ -285,6 +302,7 @@ static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
 #define SIG_STR "int (*)(void *, const char *, size_t)"
 #define SIG_BOOL "int (*)(void *, int)"
 #define SIG_LAY "int (*)(void *, int, const char *, size_t)"
+#define SIG_VEC(t) "int (*)(void *, int, int, const " t " *, size_t)"
 
 const copy_fast_fn copy_fast_table[] = {
     { "begin", SIG_ROW, FN(fast_begin), ROW },
@@ -323,6 +341,12 @@ const copy_fast_fn copy_fast_table[] = {
     { "ts_lay", SIG_LAY, FN(fast_ts_lay), COPY_FAST_LAYOUT, K(TIMESTAMP) },
     { "tstz_lay", SIG_LAY, FN(fast_tstz_lay), COPY_FAST_LAYOUT,
       K(TIMESTAMPTZ) },
+    /* vector and halfvec: (writer, enum vec_type, the column's
+     * dimension or -1, the elements, their count) */
+    { "vec_f64", SIG_VEC("double"), FN(fast_vec_f64), COPY_FAST_VECTOR,
+      K(VECTOR) | K(HALFVEC) },
+    { "vec_f32", SIG_VEC("float"), FN(fast_vec_f32), COPY_FAST_VECTOR,
+      K(VECTOR) | K(HALFVEC) },
     { NULL, NULL, NULL, 0, 0 },
 };
 
@@ -345,6 +369,9 @@ static const char *const kind_names[] = {
     [COPY_K_DATE] = "date", [COPY_K_TIMESTAMP] = "timestamp",
     [COPY_K_TIMESTAMPTZ] = "timestamptz", [COPY_K_JSON] = "json",
     [COPY_K_JSONB] = "jsonb", [COPY_K_UUID] = "uuid",
+    [COPY_K_BIT] = "bit", [COPY_K_VARBIT] = "varbit",
+    [COPY_K_VECTOR] = "vector", [COPY_K_HALFVEC] = "halfvec",
+    [COPY_K_SPARSEVEC] = "sparsevec",
     [COPY_K_ARRAY] = "array", [COPY_K_OTHER] = "other",
 };
 
