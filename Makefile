@@ -49,7 +49,7 @@ CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 LIB_SRC = runtime/lib_sluice.c runtime/lib_interrupt.c runtime/lib_conn.c \
 	runtime/lib_error.c runtime/lib_tmpdb.c runtime/lib_csv.c \
 	runtime/lib_copy.c runtime/lib_copy_values.c runtime/lib_copy_binary.c runtime/lib_copy_reject.c \
-	runtime/lib_copy_vector.c \
+	runtime/lib_copy_vector.c runtime/lib_vector.c \
 	runtime/lib_copyout.c runtime/lib_sink.c runtime/lib_params.c \
 	runtime/lib_batch.c runtime/lib_pipeline.c runtime/lib_progress.c \
 	runtime/lib_text.c

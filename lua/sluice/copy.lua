@@ -567,6 +567,9 @@ function M.attach_fast_row(cp, text)
   M.fast_rows[cp] = w[1]
 end
 
+local HAS_VECTOR_SQL = "select 1 from pg_catalog.pg_type where typname = 'vector' "
+  .. "and typreceive::text = 'vector_recv' limit 1"
+
 -- Queries start with one of these words (after spaces and parentheses);
 -- anything else that looks like a name is a table.
 local function is_name(s)
@@ -583,8 +586,9 @@ function M.copy_out(db, source, opts)
       error("copy_out: unknown option '" .. tostring(k) .. "'", 2)
     end
   end
-  local sql
+  local sql, query
   if type(source) == "table" then
+    query = "select * from " .. quote_table(db, "copy_out", source)
     sql = "COPY " .. quote_table(db, "copy_out", source) .. " TO STDOUT"
   elseif type(source) == "string" then
     local s = source:match("^%s*(.-)[%s;]*$")
@@ -592,14 +596,36 @@ function M.copy_out(db, source, opts)
       error("copy_out: expected a query or a table name, got an empty string", 2)
     end
     if is_name(s) then
+      query = "select * from " .. quote_table(db, "copy_out", s)
       sql = "COPY " .. quote_table(db, "copy_out", s) .. " TO STDOUT"
     else
+      query = s
       sql = "COPY (" .. s .. ") TO STDOUT"
     end
   else
     error("copy_out: expected a query or a table name, got " .. type(source), 2)
   end
-  return core.copy_out_start(db, sql)
+  -- pgvector's columns come back as Lua tables, as in query results: the
+  -- query is described first (a round trip) when the extension is there
+  local vec = db:query_one(HAS_VECTOR_SQL) and core.vector_columns(db, query)
+  local reader = core.copy_out_start(db, sql)
+  if not vec or next(vec) == nil then return reader end
+  return setmetatable({}, {
+    __call = function()
+      local row = reader()
+      if row then
+        for j, kind in pairs(vec) do
+          if row[j] ~= NULL then row[j] = core.vector_parse(row[j], kind) end
+        end
+      end
+      return row
+    end,
+    __index = function(_, k)
+      local v = reader[k]
+      if type(v) == "function" then return function(_, ...) return v(reader, ...) end end
+      return v
+    end,
+  })
 end
 
 return M
