@@ -365,6 +365,11 @@ int lib_vector_kinds(lua_State *L, sl_conn *c, int conn_idx,
 /* Push the server's text of a value of such a kind as its Lua table. */
 void lib_vector_push(lua_State *L, const char *s, size_t n, int kind);
 int lib_vector_parse(lua_State *L);
+struct sbuf;
+/* A Lua table for a batch/pipeline parameter of a pgvector kind
+ * (COPY_K_VECTOR...): its text appended to out (see lib_vector.c). */
+const char *lib_vector_param(lua_State *L, int idx, int kind,
+                             struct sbuf *out, struct sbuf *scratch);
 int lib_vector_columns(lua_State *L);
 extern const luaL_Reg lib_batch_methods[];
 /* The batch's private functions (send, values, reset, release,

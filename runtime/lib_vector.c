@@ -14,6 +14,8 @@
  * the types (vector_out: "[1,2.5]", sparsevec_out: "{1:1.5,3:2}/5").
  */
 #include "lib.h"
+#include "copy.h"
+#include "vecenc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,4 +165,100 @@ int lib_vector_columns(lua_State *L)
         }
     }
     return 1;
+}
+
+/* ------------------------------------------------ batch and pipeline */
+
+/* The text of the Lua table at idx for a parameter of a pgvector kind
+ * (COPY_K_VECTOR, _HALFVEC, _SPARSEVEC), as db:copy writes it in text
+ * (vecenc.h: the same floats, the same checks; the column's dimension is
+ * the server's to check, parameters carry no typmod), appended to out
+ * with scratch holding the elements.  NULL, or what the parameter
+ * expects.  Raises only for out of memory. */
+const char *lib_vector_param(lua_State *L, int idx, int kind, sbuf *out,
+                             sbuf *scratch)
+{
+    size_t bad, n = 0;
+    int rc;
+    scratch->len = 0;
+    if (kind == COPY_K_SPARSEVEC) {
+        lua_getfield(L, idx, "dim");
+        int64_t dim = (int64_t)lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return "a sparse vector with its dimension (dim = D)";
+        lua_pop(L, 1);
+        lua_getfield(L, idx, "indices");
+        lua_getfield(L, idx, "values");
+        int arrays = lua_istable(L, -2) && lua_istable(L, -1);
+        size_t cap = arrays ? lua_objlen(L, -2) : 0;
+        if (!arrays) {
+            lua_pushnil(L);
+            while (lua_next(L, idx)) {
+                lua_pop(L, 1);
+                cap++;
+            }
+        }
+        if (sbuf_reserve(scratch, (cap + 1) * sizeof(vec_pair)) != SL_OK)
+            luaL_error(L, "out of memory");
+        vec_pair *p = (vec_pair *)scratch->data;
+        if (arrays) {
+            if (lua_objlen(L, -1) != cap)
+                return "a sparse vector whose indices and values have the "
+                       "same length";
+            for (size_t i = 0; i < cap; i++) {
+                lua_rawgeti(L, -2, (int)i + 1);
+                lua_rawgeti(L, -2, (int)i + 1);
+                if (!lua_isnumber(L, -2) || lua_type(L, -1) != LUA_TNUMBER)
+                    return "a sparse vector of numbers";
+                p[n].i = (int64_t)lua_tonumber(L, -2);
+                p[n++].v = lua_tonumber(L, -1);
+                lua_pop(L, 2);
+            }
+        } else {
+            lua_pushnil(L);
+            while (lua_next(L, idx)) {
+                if (lua_type(L, -2) == LUA_TNUMBER) {
+                    if (lua_type(L, -1) != LUA_TNUMBER)
+                        return "a sparse vector of numbers";
+                    p[n].i = (int64_t)lua_tonumber(L, -2);
+                    p[n++].v = lua_tonumber(L, -1);
+                } else if (lua_type(L, -2) != LUA_TSTRING ||
+                           strcmp(lua_tostring(L, -2), "dim") != 0) {
+                    return "a sparse vector: {[index] = value, ..., dim = D}";
+                }
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 2);
+        rc = vec_text_sparse(out, dim, p, n, -1, &bad);
+    } else {
+        n = lua_objlen(L, idx);
+        if (n > VEC_MAX_DIM)
+            n = VEC_MAX_DIM + 1; /* refused below, without reading it */
+        if (sbuf_reserve(scratch, (n + 1) * sizeof(double)) != SL_OK)
+            luaL_error(L, "out of memory");
+        double *x = (double *)scratch->data;
+        for (size_t i = 0; i < n && n <= VEC_MAX_DIM; i++) {
+            lua_rawgeti(L, idx, (int)i + 1);
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                return "a Lua array of numbers (a vector)";
+            x[i] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        rc = vec_text_f64(out, kind == COPY_K_HALFVEC ? VEC_HALFVEC
+                                                      : VEC_VECTOR,
+                          x, n, -1, &bad);
+    }
+    switch (rc) {
+    case SL_OK: return NULL;
+    case SL_ENOMEM: luaL_error(L, "out of memory"); return NULL;
+    case VEC_ENAN: return "a vector of finite numbers (NaN not allowed in vector)";
+    case VEC_EINF: return "a vector of finite numbers (infinite value not allowed in vector)";
+    case SL_ERANGE: return "a vector of numbers within the range of its elements (real, or half for halfvec)";
+    case VEC_EEMPTY: return "a vector of at least 1 dimension";
+    case VEC_EMAXDIM: return "a vector of at most 16000 dimensions (sparsevec: 1000000000)";
+    case VEC_EINDEX: return "a sparse vector whose indices are within 1..dim";
+    case VEC_EDUP: return "a sparse vector without duplicate indices";
+    default: return "a sparse vector of at most 16000 non-zero elements";
+    }
 }
