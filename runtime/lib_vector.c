@@ -185,7 +185,8 @@ const char *lib_vector_param(lua_State *L, int idx, int kind, sbuf *out,
         lua_getfield(L, idx, "dim");
         int64_t dim = (int64_t)lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER)
-            return "a sparse vector with its dimension (dim = D)";
+            return "a sparse vector with its size (dim = D: a parameter has no "
+                   "column type to give it)";
         lua_pop(L, 1);
         lua_getfield(L, idx, "indices");
         lua_getfield(L, idx, "values");
@@ -255,7 +256,7 @@ const char *lib_vector_param(lua_State *L, int idx, int kind, sbuf *out,
     case VEC_ENAN: return "a vector of finite numbers (NaN not allowed in vector)";
     case VEC_EINF: return "a vector of finite numbers (infinite value not allowed in vector)";
     case SL_ERANGE: return "a vector of numbers within the range of its elements (real, or half for halfvec)";
-    case VEC_EEMPTY: return "a vector of at least 1 dimension";
+    case VEC_EEMPTY: return "a vector of at least one element";
     case VEC_EMAXDIM: return "a vector of at most 16000 dimensions (sparsevec: 1000000000)";
     case VEC_EINDEX: return "a sparse vector whose indices are within 1..dim";
     case VEC_EDUP: return "a sparse vector without duplicate indices";
