@@ -256,6 +256,46 @@ static int fast_vec_f32(copy_writer *w, int type, int typmod,
     return vec_put_f32(&w->buf, type, x, n, typmod, &bad);
 }
 
+/* A one-dimensional real[] (f4) or float8[] of n numbers (element type
+ * oid): bin_array's bytes for a Lua array of plain numbers; SL_ERANGE (a
+ * real overflows) leaves nothing, and the C path says which element. */
+static int fast_arr_f64(copy_writer *w, int f4, unsigned oid,
+                        const double *x, size_t n)
+{
+    sbuf *b = &w->buf;
+    size_t ew = f4 ? 8 : 12;
+    if (n > (INT32_MAX - 24) / ew)
+        return SL_ERANGE;
+    if (sbuf_reserve(b, 24 + n * ew) != SL_OK)
+        return SL_ENOMEM;
+    size_t start = b->len;
+    sbuf_put_be32(b, 0); /* length, patched below */
+    sbuf_put_be32(b, n ? 1 : 0);
+    sbuf_put_be32(b, 0); /* no NULL */
+    sbuf_put_be32(b, oid);
+    if (n) {
+        sbuf_put_be32(b, (uint32_t)n);
+        sbuf_put_be32(b, 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = copy_float_of_number(x[i]);
+        if (f4) {
+            float f;
+            if (!copy_float4_of(v, &f)) {
+                b->len = start;
+                return SL_ERANGE;
+            }
+            sbuf_put_be32(b, 4);
+            sbuf_put_be32(b, copy_float4_bits(f));
+        } else {
+            sbuf_put_be32(b, 8);
+            sbuf_put_be64(b, copy_float8_bits(v));
+        }
+    }
+    sbuf_patch_be32(b, start, (uint32_t)(b->len - start - 4));
+    return SL_OK;
+}
+
 static inline int fast_sep(copy_writer *w, int sep)
 {
     return sep ? copy_writer_sep(w) : SL_OK;
@@ -347,6 +387,11 @@ const copy_fast_fn copy_fast_table[] = {
       K(VECTOR) | K(HALFVEC) },
     { "vec_f32", SIG_VEC("float"), FN(fast_vec_f32), COPY_FAST_VECTOR,
       K(VECTOR) | K(HALFVEC) },
+    /* one-dimensional real[] and float8[] of numbers: (writer, is real,
+     * element type, the elements, their count); named by sluice.core.
+     * copy_fast for such columns, no column kind of its own */
+    { "arr_f64", "int (*)(void *, int, unsigned int, const double *, size_t)",
+      FN(fast_arr_f64), COPY_FAST_VECTOR, 0 },
     { NULL, NULL, NULL, 0, 0 },
 };
 

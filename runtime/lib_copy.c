@@ -647,6 +647,17 @@ int lib_copy_fast(lua_State *L)
     lua_pushlightuserdata(L, &cp->w);
     lua_createtable(L, cp->w.ncols, 0);
     for (int i = 0; i < cp->w.ncols; i++) {
+        const copy_col *col = &cp->cols[i];
+        if (col->kind == COPY_K_ARRAY && !col->layout &&
+            (col->elem_kind == COPY_K_FLOAT4 ||
+             col->elem_kind == COPY_K_FLOAT8)) {
+            /* real[] / float8[]: "floats:<1 for real>:<element oid>" */
+            lua_pushfstring(L, "floats:%d:%d",
+                            col->elem_kind == COPY_K_FLOAT4,
+                            (int)col->elem_oid);
+            lua_rawseti(L, -2, i + 1);
+            continue;
+        }
         if (!copy_fast_serves(cp->cols[i].kind))
             return 0;
         lua_pushstring(L, copy_kind_name(cp->cols[i].kind));

@@ -165,7 +165,13 @@ static int float_buffer(lua_State *L, sl_copy *cp, const copy_col *col,
 static size_t read_numbers(lua_State *L, sl_copy *cp, const copy_col *col,
                            int idx, double **out)
 {
-    size_t n = lua_objlen(L, idx);
+    size_t n;
+    if (!lib_array_len(L, idx, &n)) {
+        lib_copy_refusal(cp, "22P02");
+        lib_copy_value_error(L, cp, col, idx,
+                             "a vector: a Lua array of numbers (keys 1..n "
+                             "only)");
+    }
     if (n > VEC_MAX_DIM)
         refused(L, cp, col, VEC_EMAXDIM, n, 0, 0);
     double *x = scratch(L, cp, n * sizeof(double));

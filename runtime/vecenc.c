@@ -242,12 +242,102 @@ int vec_put_bit_str(sbuf *b, const char *s, size_t n, int typmod,
     return SL_OK;
 }
 
-/* One element's text: the float f's value (shortest text of the double
- * it equals, which strtof reads back as f exactly). */
+/* 10^k for -60 <= k <= 60, as a product of at most three exact powers
+ * (each step's rounding is far below what 9 digits of a float need). */
+static double pow10_of(int k)
+{
+    static const double p[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                                1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21,
+                                1e22 };
+    double r = 1;
+    int a = k < 0 ? -k : k;
+    while (a > 22) {
+        r *= p[22];
+        a -= 22;
+    }
+    r *= p[a];
+    return k < 0 ? 1 / r : r;
+}
+
+size_t vec_float_text(char *out, float f)
+{
+    char d[12];
+    size_t o = 0;
+    double x = f;
+    if (x == 0) {
+        if (signbit(x))
+            out[o++] = '-';
+        out[o++] = '0';
+        return o;
+    }
+    if (x < 0) {
+        out[o++] = '-';
+        x = -x;
+    }
+    /* nine significant digits: every float reads back exactly from them
+     * (their step is ~60 times finer than a float's), so an error in the
+     * last digit from the scaling below cannot change the float */
+    int e2;
+    frexp(x, &e2);
+    int e10 = (int)floor((e2 - 1) * 0.30102999566398120);
+    double m = x * pow10_of(8 - e10);
+    if (m >= 999999999.5) {
+        e10++;
+        m = x * pow10_of(8 - e10);
+    } else if (m < 99999999.5) {
+        e10--;
+        m = x * pow10_of(8 - e10);
+    }
+    uint32_t u = (uint32_t)(m + 0.5);
+    if (u >= 1000000000u) {
+        u /= 10;
+        e10++;
+    }
+    for (int i = 8; i >= 0; i--, u /= 10)
+        d[i] = (char)('0' + u % 10);
+    int nd = 9;
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    if (e10 >= -5 && e10 < 9) {
+        if (e10 < 0) {
+            out[o++] = '0';
+            out[o++] = '.';
+            for (int i = -1; i > e10; i--)
+                out[o++] = '0';
+            memcpy(out + o, d, (size_t)nd);
+            return o + (size_t)nd;
+        }
+        for (int i = 0; i <= e10; i++)
+            out[o++] = i < nd ? d[i] : '0';
+        if (nd > e10 + 1) {
+            out[o++] = '.';
+            memcpy(out + o, d + e10 + 1, (size_t)(nd - e10 - 1));
+            o += (size_t)(nd - e10 - 1);
+        }
+        return o;
+    }
+    out[o++] = d[0];
+    if (nd > 1) {
+        out[o++] = '.';
+        memcpy(out + o, d + 1, (size_t)nd - 1);
+        o += (size_t)nd - 1;
+    }
+    out[o++] = 'e';
+    out[o++] = e10 < 0 ? '-' : '+';
+    int ae = e10 < 0 ? -e10 : e10;
+    if (ae >= 10)
+        out[o++] = (char)('0' + ae / 10);
+    out[o++] = (char)('0' + ae % 10);
+    return o;
+}
+
+/* One element's text: the float f's value in at most nine significant
+ * digits (vec_float_text), which strtof reads back as f exactly. */
 static int put_elem_text(sbuf *b, float f)
 {
     char tmp[NUMFMT_BUFSIZE];
-    size_t k = numfmt_double(tmp, (double)f);
+    size_t k = vec_float_text(tmp, f);
     if (sbuf_reserve(b, k + 1) != SL_OK)
         return SL_ENOMEM;
     sbuf_put_raw(b, tmp, k);

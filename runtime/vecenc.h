@@ -106,6 +106,11 @@ int vec_text_f32(sbuf *b, int type, const float *x, size_t n, int typmod,
 int vec_text_sparse(sbuf *b, int64_t dim, vec_pair *p, size_t n, int typmod,
                     size_t *bad);
 
+/* The text of a finite float f in out (at least 16 bytes): at most nine
+ * significant digits, trailing zeros dropped ("0.25", "9.99999994e-9",
+ * "3.40282347e+38"), which strtof reads back as f exactly.  Its length. */
+size_t vec_float_text(char *out, float f);
+
 /* A vector literal "[a, b, ...]" (spaces allowed around elements) read
  * as vector_in reads it (strtof per element) into out (cap floats):
  * the element count, or -1 when the text is no vector literal (or has

@@ -277,3 +277,41 @@ describe("pgvector indexes", function()
     db:exec("reset enable_seqscan")
   end)
 end)
+
+describe("pgvector and the compiled row writer", function()
+  local db
+  setup(function()
+    db = H.connect()
+    db:exec("create extension if not exists vector schema public")
+    H.schema(db, "vector_fast_spec")
+    db:exec("set search_path = vector_fast_spec, public")
+    db:exec("create table f (id int, v vector(3), r real[], d float8[])")
+  end)
+  teardown(function()
+    db:exec("drop schema vector_fast_spec cascade")
+    db:close()
+  end)
+
+  it("writes vector, real[] and float8[] rows in Lua, and refuses what the C path refuses", function()
+    local cp = db:copy("f")
+    assert.is_not_nil(require("sluice.copy").fast_rows[cp])
+    cp:row(1, { 1, 2, 3 }, { 0.5, -1e30 }, { 0.1, 1e300 })
+    cp:row(2, ffi.new("float[3]", 4, 5, 6), {}, { 0 / 0 })
+    assert.equal(2, cp:finish())
+    local got = db:query("select v::text, r::text, d::text from f order by id")
+    assert.same({ v = "[1,2,3]", r = "{0.5,-1e+30}", d = "{0.1,1e+300}" }, got[1])
+    assert.same({ v = "[4,5,6]", r = "{}", d = "{NaN}" }, got[2])
+    for _, case in ipairs {
+      { { 1, 2, 3, x = 1 }, {}, {}, 'row 1, column "v" (vector(3)): expected a vector: a Lua array' },
+      { { 1, 2, 3 }, { 1, 2, x = 1 }, {}, 'row 1, column "r" (real[]): expected an array' },
+      { { 1, 2, 3 }, { 1e39 }, {}, 'row 1, column "r" (real[]), element [1]: expected' },
+    } do
+      db:exec("truncate f")
+      local err = H.error_of(function()
+        local c = db:copy("f")
+        c:row(1, case[1], case[2], case[3])
+      end)
+      assert.equal(1, err.message:find(case[4], 1, true), err.message)
+    end
+  end)
+end)

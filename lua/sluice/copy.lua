@@ -441,25 +441,33 @@ local LUA_TYPE = { number = "number", string = "string", boolean = "boolean", la
 -- copied into VBUF (a compiled loop, no call per element) and encoded by
 -- one call; an FFI float[]/double[] buffer goes as it is.
 local VEC_TYPE = { vector = 0, halfvec = 1 }
-local function vector_code(base, typmod, v)
+local function vector_code(base, typmod, v, f4, oid)
   local lines = {
     "local t@ = type(@)",
     "if t@ == 'nil' or rawequal(@, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end",
     "elseif t@ == 'table' then",
     "  local n = #@",
-    "  if n > 16000 then return slow(self, ...) end",
+    -- a key beyond 1..n (a hole, a name) is refused by the C path
+    "  if n > 16000 or next(@, n > 0 and n or nil) ~= nil then return slow(self, ...) end",
     "  for j = 1, n do local x = @[j]; if type(x) ~= 'number' then return slow(self, ...) end; VBUF[j - 1] = x end",
-    ("  if F.vec_f64(p, %d, %d, VBUF, n) ~= 0 then return slow(self, ...) end"):format(VEC_TYPE[base], typmod),
-    "elseif t@ == 'cdata' then",
-    "  if @ == nil then return slow(self, ...) end",
-    "  local k, n = FBUF(@)",
-    ("  if n == -1 then n = %d end"):format(typmod),
-    "  if n < 0 or not (k == 3 or k == 4) then return slow(self, ...) end",
-    ("  if (k == 3 and F.vec_f32(p, %d, %d, @, n) or F.vec_f64(p, %d, %d, @, n)) ~= 0 then")
-      :format(VEC_TYPE[base], typmod, VEC_TYPE[base], typmod),
-    "    return slow(self, ...) end",
-    "else return slow(self, ...) end end",
   }
+  if f4 then
+    lines[#lines + 1] = ("  if F.arr_f64(p, %d, %d, VBUF, n) ~= 0 then return slow(self, ...) end")
+                        :format(f4, oid)
+  else
+    local t = VEC_TYPE[base]
+    lines[#lines + 1] = ("  if F.vec_f64(p, %d, %d, VBUF, n) ~= 0 then return slow(self, ...) end")
+                        :format(t, typmod)
+    lines[#lines + 1] = "elseif t@ == 'cdata' then"
+    lines[#lines + 1] = "  if @ == nil then return slow(self, ...) end"
+    lines[#lines + 1] = "  local k, n = FBUF(@)"
+    lines[#lines + 1] = ("  if n == -1 then n = %d end"):format(typmod)
+    lines[#lines + 1] = "  if n < 0 or not (k == 3 or k == 4) then return slow(self, ...) end"
+    lines[#lines + 1] = ("  if (k == 3 and F.vec_f32(p, %d, %d, @, n) or F.vec_f64(p, %d, %d, @, n)) ~= 0 then")
+                        :format(t, typmod, t, typmod)
+    lines[#lines + 1] = "    return slow(self, ...) end"
+  end
+  lines[#lines + 1] = "else return slow(self, ...) end end"
   return "do " .. (table.concat(lines, "\n"):gsub("@", v))
 end
 
@@ -467,6 +475,8 @@ end
 local function column_code(kind, v, i)
   local base, typmod = kind:match("^(%a+):(%-?%d+)$")
   if base then return vector_code(base, tonumber(typmod), v) end
+  local f4, oid = kind:match("^floats:(%d):(%d+)$")
+  if f4 then return vector_code("floats", -1, v, tonumber(f4), tonumber(oid)) end
   -- type() first: a NULL cdata pointer compares equal to nil
   local lines = { "local tV = type(V)",
                   "if tV == 'nil' or rawequal(V, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end" }
@@ -516,7 +526,7 @@ local function writer_for(kinds, text, keep)
   local vars = {}
   for i = 1, n do vars[i] = "v" .. i end
   local body = {
-    "local F, NULL, pointers, slow, flush, select, type, rawequal, keeps, VBUF, FBUF = ...",
+    "local F, NULL, pointers, slow, flush, select, type, rawequal, keeps, VBUF, FBUF, next = ...",
     "return function(self, ...)",
     "  local p = pointers[self]",
     ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end")
@@ -543,7 +553,7 @@ local function writer_for(kinds, text, keep)
   local c_methods = core.types.copy.methods
   VBUF = VBUF or ffi.new("double[16000]")
   w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal, keeps,
-              VBUF, require("sluice.values").float_buffer),
+              VBUF, require("sluice.values").float_kind, next),
         pointers, keeps }
   writers[sig] = w
   return w

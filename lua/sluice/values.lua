@@ -15,7 +15,7 @@ local uint64_t = ffi.typeof("uint64_t")
 -- 4 = double, then the element count (-1 for a pointer: the column's
 -- dimension says) and the address as a number (the value stays on the
 -- caller's stack meanwhile).
-local FLOATS = {} -- ctype id -> 3, 4 or false
+local FLOATS = {} -- ctype id -> 3 or 4 (arrays), -3 or -4 (pointers), false
 function M.float_buffer(v)
   local ct = ffi.typeof(v)
   local id = tonumber(ct)
@@ -24,15 +24,29 @@ function M.float_buffer(v)
     local elem, shape = tostring(ct):match("^ctype<(.-) ?([%[%*][^>]*)>$")
     elem = elem and elem:gsub("^const ", "")
     k = (elem == "float" and 3) or (elem == "double" and 4) or false
-    if k and shape ~= "*" and not shape:match("^%[[%d?]+%]$") then k = false end
+    if k and shape == "*" then
+      k = -k
+    elseif k and not shape:match("^%[[%d?]+%]$") then
+      k = false
+    end
     FLOATS[id] = k
   end
   if not k then return nil end
-  local n = -1
-  if ffi.sizeof(v) and tostring(ct):match("%]>$") then
-    n = ffi.sizeof(v) / (k == 3 and 4 or 8)
+  if k < 0 then return -k, -1, tonumber(ffi.cast("uintptr_t", v)) end
+  return k, ffi.sizeof(v) / (k == 3 and 4 or 8), tonumber(ffi.cast("uintptr_t", v))
+end
+
+-- float_buffer without the address (the compiled row writer passes the
+-- cdata itself).
+function M.float_kind(v)
+  local k = FLOATS[tonumber(ffi.typeof(v))]
+  if k == nil then
+    M.float_buffer(v)
+    k = FLOATS[tonumber(ffi.typeof(v))]
   end
-  return k, n, tonumber(ffi.cast("uintptr_t", v))
+  if not k then return nil end
+  if k < 0 then return -k, -1 end
+  return k, ffi.sizeof(v) / (k == 3 and 4 or 8)
 end
 
 function M.cdata_kind(v)

@@ -1330,6 +1330,35 @@ static void test_vecenc(void)
           bad == 2);
     CHECK(vec_put_bit_str(&b, "101", 3, 4, 0, &bad) == VEC_EBITLEN);
     CHECK(vec_put_bit_str(&b, "10101", 5, 4, 1, &bad) == VEC_EBITLONG);
+    char txt[32];
+    int exact = 1;
+    for (uint64_t u = 1; u < 0x7f800000u && exact; u += 7919) {
+        uint32_t bits = (uint32_t)u;
+        float v, back;
+        memcpy(&v, &bits, 4);
+        for (int sgn = 0; sgn < 2; sgn++, v = -v) {
+            size_t k = vec_float_text(txt, v);
+            txt[k] = '\0';
+            back = strtof(txt, NULL);
+            if (back != v) {
+                exact = 0;
+                fprintf(stderr, "float text of %a: %s\n", (double)v, txt);
+            }
+        }
+    }
+    CHECK(exact);
+    size_t tk = vec_float_text(txt, 0.25f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "0.25");
+    tk = vec_float_text(txt, 1e-8f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "9.99999994e-9"); /* nine digits, not the shortest */
+    tk = vec_float_text(txt, 123456.0f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "123456");
+    tk = vec_float_text(txt, -0.0f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "-0");
     float out[4];
     CHECK(vec_parse(" [1, 2.5 ,-3e2] ", 16, out, 4) == 3 && out[2] == -300);
     CHECK(vec_parse("[1,2", 4, out, 4) == -1);
