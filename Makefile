@@ -145,6 +145,13 @@ demo: deps
 	./sluice --tmpdb scripts/blog_posts.lua 5000 --sample 500 --check
 	./sluice --tmpdb scripts/compare_strategies.lua metrics 200000 \
 	  --strategies rowwise_autocommit,rowwise_tx,batch,pipeline,copy_text,copy_binary,copy_binary+drop_indexes
+	./sluice --tmpdb scripts/embeddings.lua 200 --compare 3000
+
+# The 100k x 1536 pgvector load (tests/big/vector_big.lua): drop the HNSW
+# index, load, rebuild, check the index finds neighbours; several minutes.
+test-vector-big: deps
+	$(MAKE) all
+	./sluice --tmpdb tests/run.lua tests/big/vector_big.lua
 
 # The core's C unit tests (tests/core/), compiled and linked without
 # LuaJIT: only libpq's headers on the include path, no Lua library.
@@ -163,7 +170,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv csv_read gen rejects datetime text rowops; do \
+	@for b in copy batch csv csv_read gen rejects datetime text rowops vector; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \
