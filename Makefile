@@ -221,7 +221,7 @@ clean:
 # stays in build/fuzz/, never in tests/); a crash, leak or mismatch fails,
 # its input saved as build/fuzz/<target>-crash-* (rerun: the target, the
 # file as its argument).
-FUZZ_TARGETS = csvread numbers copyenc textops
+FUZZ_TARGETS = csvread numbers copyenc textops vecenc
 FUZZ_SECONDS ?= 30
 FUZZ_CC  ?= clang
 FUZZ_PKGS = clang libclang-rt-14-dev
