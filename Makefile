@@ -216,7 +216,7 @@ clean:
 
 # Fuzzing (tests/fuzz/): libFuzzer targets over the core alone (no
 # LuaJIT), built with clang, ASan and UBSan: the CSV reader, the number
-# and date/time text, the COPY encoders, date/time layouts (textops).  `make fuzz` runs each for
+# and date/time text, the COPY encoders, date/time layouts (textops), pgvector's encoders (vecenc).  `make fuzz` runs each for
 # FUZZ_SECONDS from a copy of its committed seed corpus (what it finds
 # stays in build/fuzz/, never in tests/); a crash, leak or mismatch fails,
 # its input saved as build/fuzz/<target>-crash-* (rerun: the target, the
