@@ -268,11 +268,14 @@ describe("pgvector indexes", function()
     -- the row we ask about is its own nearest neighbour, found through the index
     local probe = g:at(1233):clustered(20, d, 0.3)
     local plan = {}
+    -- vectors in TOAST make the heap look small: take the sequential
+    -- scan away to see that the index serves the query
     db:exec("set enable_seqscan = off")
     local q = "select id from emb order by e <=> $1::vector limit 1"
     local lit = "[" .. table.concat(probe, ",") .. "]"
     for _, r in ipairs(db:query("explain " .. q, lit)) do plan[#plan + 1] = r["QUERY PLAN"] end
-    assert.matches("Index Scan using emb_hnsw", table.concat(plan, "\n"))
+    plan = table.concat(plan, "\n"):gsub("'%[[^']*%]'", "'[...]'")
+    assert.matches("Index Scan using emb_hnsw", plan)
     assert.equal(1233, db:query_one(q, lit).id)
     db:exec("reset enable_seqscan")
   end)

@@ -44,14 +44,20 @@ describe("100k x 1536 vectors with drop-and-rebuild", function()
     assert.matches("USING hnsw %(e vector_cosine_ops%)", db:query_one(
       "select indexdef from pg_indexes where indexname = 'embeddings_hnsw'").indexdef)
     db:exec("analyze embeddings")
+    -- 6 kB vectors live in TOAST, so the heap looks small to the planner,
+    -- which then prefers a sequential scan; as pgvector's own tests do,
+    -- take that choice away to see that the index serves the query
+    db:exec("set enable_seqscan = off")
     local q = "select id from embeddings order by e <=> $1::vector limit 1"
     for _, id in ipairs { 1, math.floor(N / 2) + 7, N } do
       local probe = g:at(id):clustered(200, D, 0.35)
       local lit = "[" .. table.concat(probe, ",") .. "]"
       local plan = {}
       for _, r in ipairs(db:query("explain " .. q, lit)) do plan[#plan + 1] = r["QUERY PLAN"] end
-      assert.matches("Index Scan using embeddings_hnsw", table.concat(plan, "\n"))
+      plan = table.concat(plan, "\n"):gsub("'%[[^']*%]'", "'[...]'")
+      assert.matches("Index Scan using embeddings_hnsw", plan)
       assert.equal(id, db:query_one(q, lit).id)
     end
+    db:exec("reset enable_seqscan")
   end)
 end)
