@@ -267,15 +267,30 @@ static void sparse(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
             lib_copy_encode_failed(L, cp, col, rc);
         return;
     }
+    int64_t dim = col->typmod;
+    size_t n = 0;
+    vec_pair *p;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        /* binary: the text read as sparsevec_in reads it */
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        p = scratch(L, cp, (VEC_SPARSE_MAX_NNZ + 1) * sizeof *p);
+        long k = memchr(s, 0, len) ? -1
+                 : vec_parse_sparse(s, len, p, VEC_SPARSE_MAX_NNZ + 1, &dim);
+        if (k < 0) {
+            lib_copy_refusal(cp, "22P02");
+            lib_copy_value_error(L, cp, col, idx,
+                                 SPARSE_WHAT " or its text ({1:1.5,3:2}/5)");
+        }
+        n = (size_t)k;
+        goto encode;
+    }
     if (!lua_istable(L, idx)) {
         lib_copy_refusal(cp, "22P02");
         lib_copy_value_error(L, cp, col, idx,
-                             text ? SPARSE_WHAT " or its text"
-                                  : SPARSE_WHAT " (its text {1:1.5}/5 "
-                                    "loads with format = \"text\")");
+                             SPARSE_WHAT " or its text ({1:1.5,3:2}/5)");
     }
     int top = lua_gettop(L);
-    int64_t dim = col->typmod;
     lua_getfield(L, idx, "dim");
     if (!lua_isnil(L, -1))
         dim = sparse_index(L, cp, col, idx, -1);
@@ -285,8 +300,6 @@ static void sparse(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
                            "in the table, or a sparsevec(D) column)");
     lua_getfield(L, idx, "indices");
     lua_getfield(L, idx, "values");
-    size_t n = 0;
-    vec_pair *p;
     if (lua_istable(L, -2) && lua_istable(L, -1)) {
         int iv = lua_gettop(L) - 1, vv = iv + 1;
         n = lua_objlen(L, iv);
@@ -331,6 +344,7 @@ static void sparse(lua_State *L, sl_copy *cp, const copy_col *col, int idx,
         }
     }
     lua_settop(L, top);
+encode:;
     size_t bad = 0;
     int rc;
     if (text) {

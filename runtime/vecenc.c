@@ -424,6 +424,87 @@ static int lit_space(char c)
            c == '\f';
 }
 
+/* A number at *p (strtol or strtof on a bounded copy up to a stop
+ * byte): 1 and *p past it, or 0. */
+static int lit_number(const char **p, const char *end, int integer,
+                      int64_t *iv, float *fv)
+{
+    char tmp[64];
+    const char *q = *p;
+    size_t k = 0;
+    while (q < end && !strchr(":,}/ \t\n\r\v\f", *q) && k < sizeof tmp - 1)
+        tmp[k++] = *q++;
+    if (k == 0 || k == sizeof tmp - 1)
+        return 0;
+    tmp[k] = '\0';
+    char *e;
+    errno = 0;
+    if (integer) {
+        long long v = strtoll(tmp, &e, 10);
+        if (errno == ERANGE)
+            return 0;
+        *iv = v;
+    } else {
+        *fv = strtof(tmp, &e);
+        if (errno == ERANGE && (*fv == 0 || isinf(*fv)))
+            return 0;
+    }
+    if (*e)
+        return 0;
+    *p = q;
+    return 1;
+}
+
+long vec_parse_sparse(const char *s, size_t n, vec_pair *out, size_t cap,
+                      int64_t *dim)
+{
+    const char *p = s, *end = s + n;
+    size_t k = 0;
+#define SKIP() while (p < end && lit_space(*p)) p++
+    SKIP();
+    if (p >= end || *p++ != '{')
+        return -1;
+    SKIP();
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            int64_t i;
+            float v;
+            SKIP();
+            if (k >= cap || !lit_number(&p, end, 1, &i, NULL))
+                return -1;
+            SKIP();
+            if (p >= end || *p++ != ':')
+                return -1;
+            SKIP();
+            if (!lit_number(&p, end, 0, NULL, &v))
+                return -1;
+            out[k].i = i;
+            out[k++].v = v;
+            SKIP();
+            if (p < end && *p == ',') {
+                p++;
+                continue;
+            }
+            if (p < end && *p == '}') {
+                p++;
+                break;
+            }
+            return -1;
+        }
+    }
+    SKIP();
+    if (p >= end || *p++ != '/')
+        return -1;
+    SKIP();
+    if (!lit_number(&p, end, 1, dim, NULL))
+        return -1;
+    SKIP();
+#undef SKIP
+    return p == end ? (long)k : -1;
+}
+
 long vec_parse(const char *s, size_t n, float *out, size_t cap)
 {
     char tmp[64];

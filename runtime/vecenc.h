@@ -117,4 +117,13 @@ size_t vec_float_text(char *out, float f);
  * more than cap elements).  Range and NaN are left to vec_put_f32. */
 long vec_parse(const char *s, size_t n, float *out, size_t cap);
 
+/* A sparsevec literal "{i:v, ...}/dim" read as sparsevec_in reads it
+ * (strtol indices, strtof values; spaces allowed between the parts) into
+ * out (cap pairs) and *dim: the pair count, or -1 when the text is no
+ * sparsevec literal (or has more than cap pairs).  Zeros are kept here
+ * (vec_put_sparse drops them); indices and the dimension are checked by
+ * vec_put_sparse. */
+long vec_parse_sparse(const char *s, size_t n, vec_pair *out, size_t cap,
+                      int64_t *dim);
+
 #endif

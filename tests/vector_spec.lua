@@ -57,12 +57,14 @@ describe("pgvector values", function()
     { 1, { 1, 2.5, -3 }, { 0.1, 65504, 1e-8 }, { [1] = 1.5, [4] = -2 }, "1010", "X5", { 0.25 } },
     { 2, "[4, 5.5 ,6]", { 1 + 2 ^ -11, 1 + 3 * 2 ^ -11, 2 ^ -25 },
       { indices = { 6, 2 }, values = { 1, 0.5 }, dim = 6 }, "B0001", "", { 1e-3, -7, 3.25, 12 } },
+    { 3, { 0, -0.5, 1e-30 }, "[1,2,3]", " { 5:0.25, 2:0 ,1:3}/6", "0000", "1", "[7]" },
   }
   -- the same values as the text each type's input reads
   local texts = {
     { "[1,2.5,-3]", "[0.1,65504,1e-8]", "{1:1.5,4:-2}/6", "1010", "X5", "[0.25]" },
     { "[4,5.5,6]", ("[%.17g,%.17g,%.17g]"):format(1 + 2 ^ -11, 1 + 3 * 2 ^ -11, 2 ^ -25),
       "{2:0.5,6:1}/6", "B0001", "", "[0.001,-7,3.25,12]" },
+    { "[0,-0.5,1e-30]", "[1,2,3]", "{1:3,5:0.25}/6", "0000", "1", "[7]" },
   }
   local TYPES = { "vector(3)", "halfvec(3)", "sparsevec(6)", "bit(4)", "bit varying(8)", "vector" }
   local COLS = { "v", "h", "s", "b", "vb", "u" }
@@ -82,7 +84,7 @@ describe("pgvector values", function()
     it("round-trips every type exactly in COPY " .. format, function()
       local cp = db:copy("v", { format = format })
       for _, r in ipairs(rows) do cp:row(unpack(r)) end
-      assert.equal(2, cp:finish())
+      assert.equal(#rows, cp:finish())
       check_contents()
     end)
   end
@@ -94,7 +96,7 @@ describe("pgvector values", function()
         list[i] = { r[1], r[2], r[3], r[4], r[5], r[6], r[7] }
         if type(list[i][2]) == "string" then list[i][2] = { 4, 5.5, 6 } end
         -- parameters have no column type to give a sparse vector its size
-        if list[i][4].dim == nil then list[i][4].dim = 6 end
+        if type(list[i][4]) == "table" and list[i][4].dim == nil then list[i][4].dim = 6 end
       end
       sluice.load { db = db, table = "v", rows = list, strategy = strategy, quiet = true }
       check_contents()

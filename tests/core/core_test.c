@@ -1359,6 +1359,16 @@ static void test_vecenc(void)
     tk = vec_float_text(txt, -0.0f);
     txt[tk] = '\0';
     CHECK_STR(txt, "-0");
+    vec_pair sp[4];
+    int64_t sdim = 0;
+    const char *lit = " { 3 : 1.5 , 1:-2 } / 6 ";
+    CHECK(vec_parse_sparse(lit, strlen(lit), sp, 4, &sdim) == 2 &&
+          sdim == 6 && sp[0].i == 3 && sp[0].v == 1.5 && sp[1].i == 1);
+    CHECK(vec_parse_sparse("{}/3", 4, sp, 4, &sdim) == 0 && sdim == 3);
+    CHECK(vec_parse_sparse("{1:1}", 5, sp, 4, &sdim) == -1);
+    CHECK(vec_parse_sparse("{1:1,}/3", 8, sp, 4, &sdim) == -1);
+    CHECK(vec_parse_sparse("{1:1}/3x", 8, sp, 4, &sdim) == -1);
+    CHECK(vec_parse_sparse("{1:1e-50}/3", 11, sp, 4, &sdim) == -1);
     float out[4];
     CHECK(vec_parse(" [1, 2.5 ,-3e2] ", 16, out, 4) == 3 && out[2] == -300);
     CHECK(vec_parse("[1,2", 4, out, 4) == -1);
