@@ -12,7 +12,7 @@
  * - sparsevec: a table {[index] = value, ..., dim = D} (indices from 1,
  *   as the text form numbers them) or {indices = {...}, values = {...},
  *   dim = D}; dim may be left out for a sparsevec(D) column; or the text
- *   ("{1:1.5,3:2}/5", text and CSV only);
+ *   ("{1:1.5,3:2}/5", read here for binary as sparsevec_in reads it);
  * - bit, bit varying: the text ("0101", "B0101", "X5").
  *
  * Uses: lib_copy_priv.h (the stream, its errors), vecenc.h.
