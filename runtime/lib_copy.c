@@ -638,7 +638,11 @@ int lib_copy_fast_text(lua_State *L)
 /* sluice.core.copy_fast(cp) -> writer pointer, {kind name, ...} when the
  * fast table serves every column of the stream (binary format, a COPY to
  * the server), else nil.  A column given a layout is "<kind>+layout"
- * (its strings go to the fast table's COPY_FAST_LAYOUT function). */
+ * (its strings go to the fast table's COPY_FAST_LAYOUT function); a
+ * vector or halfvec column "<kind>:<dimension or -1>", a real[] or
+ * float8[] column "floats:<1 for real>:<element oid>" (the compiled
+ * writer copies a Lua array's numbers into a buffer for vec_f64 /
+ * arr_f64). */
 int lib_copy_fast(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
