@@ -9,6 +9,7 @@
 #   make test-citus  the Citus specs (builds Citus from the vendored source when missing)
 #   make bench     run the benchmarks (prints markdown tables)
 #   make install   PREFIX=/usr/local DESTDIR= (binary, Lua library, module)
+#   make test-vector-big  the 100k x 1536 pgvector load (drop, load, rebuild HNSW)
 
 VERSION  ?= 0.1.0
 PREFIX   ?= /usr/local
@@ -19,6 +20,12 @@ SANITIZE ?=
 LUA_VER  ?= 5.1
 PKGS     ?= luajit libpq
 BUSTED_ARGS ?=
+# pgvector for the test and demo servers: built from this directory's
+# tarball (checked against its SHA256SUMS) when the server lacks it;
+# never fetched.
+VENDOR   ?= ../shared/vendor
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGVECTOR = pgvector-0.8.6
 
 BINDIR   = $(PREFIX)/bin
 LUADIR   = $(PREFIX)/share/lua/$(LUA_VER)
@@ -36,13 +43,14 @@ CORE_SRC = runtime/sbuf.c runtime/interrupt.c runtime/numfmt.c \
 	runtime/tmpdb.c runtime/csvread.c runtime/copy.c runtime/copyparse.c \
 	runtime/copyenc.c runtime/copychunk.c runtime/sink.c runtime/params.c \
 	runtime/pipeline.c runtime/datetime.c runtime/tzrules.c \
-	runtime/textops.c runtime/workers.c runtime/csvcut.c
+	runtime/textops.c runtime/workers.c runtime/csvcut.c runtime/vecenc.c
 # The Lua bindings over the core (runtime/lib_*.c), gathered by
 # lib_sluice.c; with the core they make the executable (plus main.c) and
 # the module sluice/core.so.
 LIB_SRC = runtime/lib_sluice.c runtime/lib_interrupt.c runtime/lib_conn.c \
 	runtime/lib_error.c runtime/lib_tmpdb.c runtime/lib_csv.c \
 	runtime/lib_copy.c runtime/lib_copy_values.c runtime/lib_copy_binary.c runtime/lib_copy_reject.c \
+	runtime/lib_copy_vector.c runtime/lib_vector.c \
 	runtime/lib_copyout.c runtime/lib_sink.c runtime/lib_params.c \
 	runtime/lib_batch.c runtime/lib_pipeline.c runtime/lib_progress.c \
 	runtime/lib_text.c runtime/lib_workers.c
@@ -54,9 +62,10 @@ HEADERS  = $(wildcard runtime/*.h)
 
 DEB_PKGS = build-essential pkg-config luajit libluajit-5.1-dev libpq-dev \
 	zlib1g-dev libedit-dev lua-busted lua-check lua-cjson \
-	lua-argparse luarocks postgresql-15 postgresql-client-15 libcsv-dev
+	lua-argparse luarocks postgresql-15 postgresql-client-15 libcsv-dev \
+	postgresql-server-dev-15
 
-.PHONY: module install-module all tools deps deps-citus test-citus test check check-core demo bench install uninstall clean lint asan valgrind
+.PHONY: module install-module all tools deps deps-citus test-citus pgvector test-vector-big test check check-core demo bench install uninstall clean lint asan valgrind
 
 all: $(EXE) $(MODULE)
 
@@ -82,12 +91,24 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@$(MAKE) --no-print-directory pgvector
+
+# pgvector into the server's extension directory, from $(VENDOR) (its
+# checksum verified first), built in build/vendor/ by mk/vendor-build.sh;
+# without the tarball, how to get it is printed and the vector specs are
+# pending with that message.
+PGVECTOR_MISSING = pgvector is not installed and $(VENDOR)/$(PGVECTOR).tar.gz \
+	is not there: the vector specs are skipped. Install pgvector 0.8 for \
+	PostgreSQL 15 (a postgresql-15-pgvector package where the distribution \
+	has one, or its source release built with PGXS: make PG_CONFIG=$(PG_CONFIG) \
+	install), or give make VENDOR=<directory holding $(PGVECTOR).tar.gz>
+pgvector:
+	@sh mk/vendor-build.sh "$(VENDOR)" $(PGVECTOR) vector "$(PG_CONFIG)"; rc=$$?; \
+	if [ $$rc = 3 ]; then echo "$(PGVECTOR_MISSING)"; exit 0; fi; exit $$rc
 
 # Citus for the distributed tests (make test-citus): built from the
 # vendored tarball (and its patch), checked against SHA256SUMS, when the
 # server lacks it; never fetched.  AGPL-3.0, used by the tests only.
-VENDOR   ?= ../shared/vendor
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 CITUS = citus-13.2.2
 CITUS_PKGS = postgresql-server-dev-15 liblz4-dev libzstd-dev libcurl4-openssl-dev \
 	libkrb5-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev
@@ -131,6 +152,13 @@ demo: deps
 	./sluice --tmpdb scripts/blog_posts.lua 5000 --sample 500 --check
 	./sluice --tmpdb scripts/compare_strategies.lua metrics 200000 \
 	  --strategies rowwise_autocommit,rowwise_tx,batch,pipeline,copy_text,copy_binary,copy_binary+drop_indexes
+	./sluice --tmpdb scripts/embeddings.lua 200 --compare 3000
+
+# The 100k x 1536 pgvector load (tests/big/vector_big.lua): drop the HNSW
+# index, load, rebuild, check the index finds neighbours; several minutes.
+test-vector-big: deps
+	$(MAKE) all
+	./sluice --tmpdb tests/run.lua tests/big/vector_big.lua
 
 # The core's C unit tests (tests/core/), compiled and linked without
 # LuaJIT: only libpq's headers on the include path, no Lua library.
@@ -149,7 +177,7 @@ BENCH_PKGS = python3-psycopg2 python3-psycopg pgloader time
 bench: deps
 	$(MAKE) deps DEB_PKGS="$(BENCH_PKGS)"
 	$(MAKE) all
-	@for b in copy batch csv csv_read transform gen rejects datetime text rowops parallel; do \
+	@for b in copy batch csv csv_read transform gen rejects datetime text rowops parallel vector; do \
 	  if [ -f bench/$$b.lua ]; then \
 	    echo "## bench/$$b.lua"; ./sluice --tmpdb bench/$$b.lua || exit 1; \
 	  fi; \
@@ -195,12 +223,12 @@ clean:
 
 # Fuzzing (tests/fuzz/): libFuzzer targets over the core alone (no
 # LuaJIT), built with clang, ASan and UBSan: the CSV reader, the number
-# and date/time text, the COPY encoders, date/time layouts (textops).  `make fuzz` runs each for
+# and date/time text, the COPY encoders, date/time layouts (textops), pgvector's encoders (vecenc).  `make fuzz` runs each for
 # FUZZ_SECONDS from a copy of its committed seed corpus (what it finds
 # stays in build/fuzz/, never in tests/); a crash, leak or mismatch fails,
 # its input saved as build/fuzz/<target>-crash-* (rerun: the target, the
 # file as its argument).
-FUZZ_TARGETS = csvread csvdiff numbers copyenc textops
+FUZZ_TARGETS = csvread csvdiff numbers copyenc textops vecenc
 FUZZ_SECONDS ?= 30
 FUZZ_CC  ?= clang
 FUZZ_PKGS = clang libclang-rt-14-dev libcsv-dev

@@ -51,6 +51,8 @@
 #define OID_TIMESTAMPTZ 1184
 #define OID_NUMERIC 1700
 #define OID_UUID 2950
+#define OID_BIT 1560
+#define OID_VARBIT 1562
 #define OID_JSONB 3802
 
 /* one PQputCopyData call at most; libpq copies each call into its own
@@ -80,6 +82,8 @@ int copy_kind_of(Oid oid)
     case OID_JSON: return COPY_K_JSON;
     case OID_JSONB: return COPY_K_JSONB;
     case OID_UUID: return COPY_K_UUID;
+    case OID_BIT: return COPY_K_BIT;
+    case OID_VARBIT: return COPY_K_VARBIT;
     default: return COPY_K_OTHER;
     }
 }

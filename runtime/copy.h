@@ -54,6 +54,11 @@ enum copy_kind {
     COPY_K_JSON,
     COPY_K_JSONB,
     COPY_K_UUID,
+    COPY_K_BIT,         /* bit(n) */
+    COPY_K_VARBIT,      /* bit varying(n) */
+    COPY_K_VECTOR,      /* pgvector's types (vecenc.h): an extension's, */
+    COPY_K_HALFVEC,     /* so set by the caller from the catalog (the */
+    COPY_K_SPARSEVEC,   /* type's name), never from a fixed OID */
     COPY_K_ARRAY,       /* set by the caller: element kind is separate */
     COPY_K_OTHER,
 };

@@ -18,6 +18,7 @@
  */
 #include "copyenc.h"
 #include "numfmt.h"
+#include "vecenc.h"
 
 #include <stddef.h>
 
@@ -239,6 +240,62 @@ static int fast_tstz_lay(copy_writer *w, int col, const char *s, size_t n)
 }
 
 /* Text and CSV: sep says whether a delimiter goes before the field. */
+/* vector and halfvec columns (vecenc.h); a refusal makes the C path
+ * encode the row again and name the element */
+static int fast_vec_f64(copy_writer *w, int type, int typmod,
+                        const double *x, size_t n)
+{
+    size_t bad;
+    return vec_put_f64(&w->buf, type, x, n, typmod, &bad);
+}
+
+static int fast_vec_f32(copy_writer *w, int type, int typmod,
+                        const float *x, size_t n)
+{
+    size_t bad;
+    return vec_put_f32(&w->buf, type, x, n, typmod, &bad);
+}
+
+/* A one-dimensional real[] (f4) or float8[] of n numbers (element type
+ * oid): bin_array's bytes for a Lua array of plain numbers; SL_ERANGE (a
+ * real overflows) leaves nothing, and the C path says which element. */
+static int fast_arr_f64(copy_writer *w, int f4, unsigned oid,
+                        const double *x, size_t n)
+{
+    sbuf *b = &w->buf;
+    size_t ew = f4 ? 8 : 12;
+    if (n > (INT32_MAX - 24) / ew)
+        return SL_ERANGE;
+    if (sbuf_reserve(b, 24 + n * ew) != SL_OK)
+        return SL_ENOMEM;
+    size_t start = b->len;
+    sbuf_put_be32(b, 0); /* length, patched below */
+    sbuf_put_be32(b, n ? 1 : 0);
+    sbuf_put_be32(b, 0); /* no NULL */
+    sbuf_put_be32(b, oid);
+    if (n) {
+        sbuf_put_be32(b, (uint32_t)n);
+        sbuf_put_be32(b, 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = copy_float_of_number(x[i]);
+        if (f4) {
+            float f;
+            if (!copy_float4_of(v, &f)) {
+                b->len = start;
+                return SL_ERANGE;
+            }
+            sbuf_put_be32(b, 4);
+            sbuf_put_be32(b, copy_float4_bits(f));
+        } else {
+            sbuf_put_be32(b, 8);
+            sbuf_put_be64(b, copy_float8_bits(v));
+        }
+    }
+    sbuf_patch_be32(b, start, (uint32_t)(b->len - start - 4));
+    return SL_OK;
+}
+
 static inline int fast_sep(copy_writer *w, int sep)
 {
     return sep ? copy_writer_sep(w) : SL_OK;
@@ -285,6 +342,7 @@ static int fast_t_bool(copy_writer *w, int sep, int v, int kind)
 #define SIG_STR "int (*)(void *, const char *, size_t)"
 #define SIG_BOOL "int (*)(void *, int)"
 #define SIG_LAY "int (*)(void *, int, const char *, size_t)"
+#define SIG_VEC(t) "int (*)(void *, int, int, const " t " *, size_t)"
 
 const copy_fast_fn copy_fast_table[] = {
     { "begin", SIG_ROW, FN(fast_begin), ROW },
@@ -323,6 +381,17 @@ const copy_fast_fn copy_fast_table[] = {
     { "ts_lay", SIG_LAY, FN(fast_ts_lay), COPY_FAST_LAYOUT, K(TIMESTAMP) },
     { "tstz_lay", SIG_LAY, FN(fast_tstz_lay), COPY_FAST_LAYOUT,
       K(TIMESTAMPTZ) },
+    /* vector and halfvec: (writer, enum vec_type, the column's
+     * dimension or -1, the elements, their count) */
+    { "vec_f64", SIG_VEC("double"), FN(fast_vec_f64), COPY_FAST_VECTOR,
+      K(VECTOR) | K(HALFVEC) },
+    { "vec_f32", SIG_VEC("float"), FN(fast_vec_f32), COPY_FAST_VECTOR,
+      K(VECTOR) | K(HALFVEC) },
+    /* one-dimensional real[] and float8[] of numbers: (writer, is real,
+     * element type, the elements, their count); named by sluice.core.
+     * copy_fast for such columns, no column kind of its own */
+    { "arr_f64", "int (*)(void *, int, unsigned int, const double *, size_t)",
+      FN(fast_arr_f64), COPY_FAST_VECTOR, 0 },
     { NULL, NULL, NULL, 0, 0 },
 };
 
@@ -345,6 +414,9 @@ static const char *const kind_names[] = {
     [COPY_K_DATE] = "date", [COPY_K_TIMESTAMP] = "timestamp",
     [COPY_K_TIMESTAMPTZ] = "timestamptz", [COPY_K_JSON] = "json",
     [COPY_K_JSONB] = "jsonb", [COPY_K_UUID] = "uuid",
+    [COPY_K_BIT] = "bit", [COPY_K_VARBIT] = "varbit",
+    [COPY_K_VECTOR] = "vector", [COPY_K_HALFVEC] = "halfvec",
+    [COPY_K_SPARSEVEC] = "sparsevec",
     [COPY_K_ARRAY] = "array", [COPY_K_OTHER] = "other",
 };
 

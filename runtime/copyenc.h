@@ -262,6 +262,9 @@ enum copy_fast_takes {
                          * string read by the column's layout
                          * (copy_writer.layouts); the column kinds it
                          * serves are those given a layout */
+    COPY_FAST_VECTOR,   /* (writer, type, dimension, elements, count):
+                         * vector and halfvec from a Lua array copied
+                         * into a double buffer, or an FFI float[] */
 };
 
 /* What sluice.core.copy_fast_text adds to the kind code of a column

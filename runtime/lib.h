@@ -57,6 +57,8 @@
  * pays one registry lookup. */
 #define SLUICE_REG_COLUMNS   "sluice.columns"
 
+#define SL_VEC_OIDS 32
+
 /* A connection userdata.  pg is NULL once closed.  busy is set while a
  * child object (a COPY stream) owns the protocol, so other calls refuse. */
 typedef struct sl_conn {
@@ -68,6 +70,13 @@ typedef struct sl_conn {
     unsigned gen;      /* lib_process_gen when it connected: another value
                           means it is the parent's (we are a worker) */
     struct sl_conn *prev, *next; /* every connection userdata alive */
+    struct {           /* result types of extensions seen on this
+                        * connection (lib_vector.c): kind 1 vector, 2
+                        * halfvec, 3 sparsevec, 0 any other type */
+        Oid oid[SL_VEC_OIDS];
+        signed char kind[SL_VEC_OIDS];
+        int n;
+    } vec;
 } sl_conn;
 
 /* Bumped in a worker process right after fork (lib_workers.c): a
@@ -380,6 +389,23 @@ void lib_params_refusal(lua_State *L, const char *want, const char *msg,
 /* Push res (may be NULL) as an array of rows keyed by column name, values
  * converted as db:query() does.  Raises only on out of memory. */
 void lib_push_rows(lua_State *L, const PGresult *res);
+
+/* lib_vector.c: pgvector's values in results.  The kinds (0, or 1
+ * vector, 2 halfvec, 3 sparsevec) of res's columns into kinds; nonzero
+ * when one is pgvector's.  Types not seen before on c are looked up in
+ * the catalog (a round trip on c, at conn_idx; raises as
+ * lib_conn_finish()). */
+int lib_vector_kinds(lua_State *L, sl_conn *c, int conn_idx,
+                     const PGresult *res, signed char *kinds);
+/* Push the server's text of a value of such a kind as its Lua table. */
+void lib_vector_push(lua_State *L, const char *s, size_t n, int kind);
+int lib_vector_parse(lua_State *L);
+struct sbuf;
+/* A Lua table for a batch/pipeline parameter of a pgvector kind
+ * (COPY_K_VECTOR...): its text appended to out (see lib_vector.c). */
+const char *lib_vector_param(lua_State *L, int idx, int kind,
+                             struct sbuf *out, struct sbuf *scratch);
+int lib_vector_columns(lua_State *L);
 extern const luaL_Reg lib_batch_methods[];
 /* The batch's private functions (send, values, reset, release,
  * set_counts), for lua/sluice/batch.lua only: called as functions, never

@@ -630,7 +630,7 @@ static void build_params(lua_State *L, int first, int n, params *p)
 
 /* Build the Lua value of field (row, col) whose kind was decided from the
  * column type. */
-enum { K_TEXT, K_BOOL, K_NUM, K_INT8, K_BYTEA };
+enum { K_TEXT, K_BOOL, K_NUM, K_INT8, K_BYTEA, K_VEC0 /* + 1..3 */ };
 
 static int kind_of(Oid t)
 {
@@ -672,6 +672,9 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col,
         PQfreemem(raw);
         return;
     }
+    case K_VEC0 + 1: case K_VEC0 + 2: case K_VEC0 + 3:
+        lib_vector_push(L, v, (size_t)len, kind - K_VEC0);
+        return;
     default:
         lua_pushlstring(L, v, (size_t)len);
         return;
@@ -734,7 +737,23 @@ static void keep_columns(lua_State *L, const PGresult *res, int names,
  * or nil, when one_row).  Duplicate column names: the last one wins.
  * When the prompt asked for it (SLUICE_REG_COLUMNS), the result's
  * columns are kept beside it, in order. */
-static void push_rows(lua_State *L, const PGresult *res, int one_row)
+/* The pgvector kinds of res's columns (lib_vector_kinds), in a userdata
+ * left on the stack; NULL (nothing pushed) when no column is of a type
+ * outside the built-in ones. */
+static const signed char *vector_kinds(lua_State *L, sl_conn *c,
+                                       int conn_idx, const PGresult *res)
+{
+    int nf = res ? PQnfields(res) : 0, ext = 0;
+    for (int j = 0; j < nf && !ext; j++)
+        ext = PQftype(res, j) >= 16384;
+    if (!ext)
+        return NULL;
+    signed char *vk = lua_newuserdata(L, (size_t)nf);
+    return lib_vector_kinds(L, c, conn_idx, res, vk) ? vk : NULL;
+}
+
+static void push_rows(lua_State *L, const PGresult *res, int one_row,
+                      const signed char *vk)
 {
     int nrows = res ? PQntuples(res) : 0;
     int nf = res ? PQnfields(res) : 0;
@@ -748,7 +767,7 @@ static void push_rows(lua_State *L, const PGresult *res, int one_row)
     luaL_checkstack(L, nf + 8, "too many columns");
     int names = lua_gettop(L) + 1;
     for (int j = 0; j < nf; j++) {
-        kinds[j] = kind_of(PQftype(res, j));
+        kinds[j] = vk && vk[j] ? K_VEC0 + vk[j] : kind_of(PQftype(res, j));
         lua_pushstring(L, PQfname(res, j));
     }
     // stack: ..., kinds, name1..nameN
@@ -810,7 +829,7 @@ static int do_query(lua_State *L, int one_row)
     int sent = PQsendQueryParams(c->pg, sql, n, NULL, p.values, p.lengths,
                                  p.formats, 0);
     PGresult *res = lib_conn_finish(L, c, 1, sent);
-    push_rows(L, res, one_row);
+    push_rows(L, res, one_row, vector_kinds(L, c, 1, res));
     push_tag(L, res);
     return 2;
 }
@@ -987,7 +1006,7 @@ static int stmt_run(lua_State *L, int mode)
     if (mode == 2) {
         push_affected(L, res);
     } else {
-        push_rows(L, res, mode == 1);
+        push_rows(L, res, mode == 1, vector_kinds(L, c, conn_idx, res));
     }
     push_tag(L, res);
     return 2;
@@ -1062,5 +1081,5 @@ void lib_push_int8(lua_State *L, long long x, const char *text, size_t len)
 
 void lib_push_rows(lua_State *L, const PGresult *res)
 {
-    push_rows(L, res, 0);
+    push_rows(L, res, 0, NULL);
 }

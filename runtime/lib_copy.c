@@ -75,6 +75,7 @@ static int cp_release(lua_State *L, sl_copy *cp, const char *fail_msg,
         copy_chunk_free(&cp->rj.chunk);
         sbuf_free(&cp->w.buf);
         sbuf_free(&cp->scratch);
+        sbuf_free(&cp->vec);
         cp->w.committed = 0;
         return rc;
     }
@@ -96,6 +97,7 @@ static int cp_release(lua_State *L, sl_copy *cp, const char *fail_msg,
     }
     sbuf_free(&cp->w.buf);
     sbuf_free(&cp->scratch);
+    sbuf_free(&cp->vec);
     cp->w.committed = 0;
     return rc;
 }
@@ -635,7 +637,11 @@ int lib_copy_fast_text(lua_State *L)
 /* sluice.core.copy_fast(cp) -> writer pointer, {kind name, ...} when the
  * fast table serves every column of the stream (binary format, a COPY to
  * the server), else nil.  A column given a layout is "<kind>+layout"
- * (its strings go to the fast table's COPY_FAST_LAYOUT function). */
+ * (its strings go to the fast table's COPY_FAST_LAYOUT function); a
+ * vector or halfvec column "<kind>:<dimension or -1>", a real[] or
+ * float8[] column "floats:<1 for real>:<element oid>" (the compiled
+ * writer copies a Lua array's numbers into a buffer for vec_f64 /
+ * arr_f64). */
 int lib_copy_fast(lua_State *L)
 {
     sl_copy *cp = luaL_checkudata(L, 1, SLUICE_COPY_MT);
@@ -644,9 +650,25 @@ int lib_copy_fast(lua_State *L)
     lua_pushlightuserdata(L, &cp->w);
     lua_createtable(L, cp->w.ncols, 0);
     for (int i = 0; i < cp->w.ncols; i++) {
+        const copy_col *col = &cp->cols[i];
+        if (col->kind == COPY_K_ARRAY && !col->layout &&
+            (col->elem_kind == COPY_K_FLOAT4 ||
+             col->elem_kind == COPY_K_FLOAT8)) {
+            /* real[] / float8[]: "floats:<1 for real>:<element oid>" */
+            lua_pushfstring(L, "floats:%d:%d",
+                            col->elem_kind == COPY_K_FLOAT4,
+                            (int)col->elem_oid);
+            lua_rawseti(L, -2, i + 1);
+            continue;
+        }
         if (!copy_fast_serves(cp->cols[i].kind))
             return 0;
         lua_pushstring(L, copy_kind_name(cp->cols[i].kind));
+        if (cp->cols[i].kind == COPY_K_VECTOR ||
+            cp->cols[i].kind == COPY_K_HALFVEC) {
+            lua_pushfstring(L, ":%d", cp->cols[i].typmod);
+            lua_concat(L, 2);
+        }
         if (cp->cols[i].layout) {
             lua_pushliteral(L, "+layout");
             lua_concat(L, 2);
@@ -667,7 +689,7 @@ int lib_copy_fast_functions(lua_State *L)
     static const char *const takes[] = {
         [COPY_FAST_ROW] = NULL, [COPY_FAST_NUMBER] = "number",
         [COPY_FAST_STRING] = "string", [COPY_FAST_BOOL] = "boolean",
-        [COPY_FAST_LAYOUT] = "layout",
+        [COPY_FAST_LAYOUT] = "layout", [COPY_FAST_VECTOR] = "vector",
     };
     lua_newtable(L);
     int n = 0;
@@ -698,17 +720,28 @@ int lib_copy_fast_functions(lua_State *L)
 
 /* ---------------------------------------------------------------- start */
 
-static int kind_from(Oid oid, int textlike)
+/* vec: pgvector's type name when the catalog says the column is one of
+ * its types (lua/sluice/copy.lua: by the type's name and receive
+ * function), else NULL. */
+static int kind_from(Oid oid, int textlike, const char *vec)
 {
+    if (vec && strcmp(vec, "vector") == 0)
+        return COPY_K_VECTOR;
+    if (vec && strcmp(vec, "halfvec") == 0)
+        return COPY_K_HALFVEC;
+    if (vec && strcmp(vec, "sparsevec") == 0)
+        return COPY_K_SPARSEVEC;
     return textlike ? COPY_K_TEXT : copy_kind_of(oid);
 }
 
-/* sluice.core.copy_kind(base_oid, textlike) -> encoder family name
- * ("int4", "text", ..., "other" when there is no binary encoder). */
+/* sluice.core.copy_kind(base_oid, textlike [, vec]) -> encoder family
+ * name ("int4", "text", "vector", ..., "other" when there is no binary
+ * encoder). */
 int lib_copy_kind(lua_State *L)
 {
     Oid oid = (Oid)luaL_checknumber(L, 1);
-    lua_pushstring(L, copy_kind_name(kind_from(oid, lua_toboolean(L, 2))));
+    lua_pushstring(L, copy_kind_name(kind_from(oid, lua_toboolean(L, 2),
+                                               lua_tostring(L, 3))));
     return 1;
 }
 
@@ -722,6 +755,13 @@ static int opt_field(lua_State *L, int t, const char *k)
  * none.  Never raises. */
 static enc_fn column_encoder(int format, int kind)
 {
+    if (kind == COPY_K_VECTOR || kind == COPY_K_HALFVEC ||
+        kind == COPY_K_SPARSEVEC)
+        return format == COPY_FMT_BINARY ? lib_copy_vec_bin
+                                         : lib_copy_vec_text;
+    if (kind == COPY_K_BIT || kind == COPY_K_VARBIT)
+        return format == COPY_FMT_BINARY ? lib_copy_vec_bin
+                                         : lib_copy_enc_text;
     return format == COPY_FMT_BINARY ? lib_copy_bin_encoder(kind)
                                      : lib_copy_enc_text;
 }
@@ -740,15 +780,20 @@ static void load_col(lua_State *L, copy_col *col, int s, int format, int i)
     lua_pop(L, 2);
     lua_getfield(L, s, "base_oid");
     lua_getfield(L, s, "textlike");
-    col->kind = kind_from((Oid)lua_tonumber(L, -2), lua_toboolean(L, -1));
-    lua_pop(L, 2);
+    lua_getfield(L, s, "vec");
+    col->kind = kind_from((Oid)lua_tonumber(L, -3), lua_toboolean(L, -2),
+                          lua_tostring(L, -1));
+    lua_pop(L, 3);
+    lua_getfield(L, s, "typmod");
+    col->typmod = lua_isnumber(L, -1) ? (int)lua_tonumber(L, -1) : -1;
+    lua_pop(L, 1);
     lua_getfield(L, s, "elem_oid");
     if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0) {
         col->elem_oid = (Oid)lua_tonumber(L, -1);
         lua_getfield(L, s, "elem_base_oid");
         lua_getfield(L, s, "elem_textlike");
         col->elem_kind = kind_from((Oid)lua_tonumber(L, -2),
-                                   lua_toboolean(L, -1));
+                                   lua_toboolean(L, -1), NULL);
         col->kind = COPY_K_ARRAY;
         lua_pop(L, 2);
     }

@@ -79,6 +79,8 @@ typedef struct copy_col {
     Oid elem_oid;          /* arrays: element type sent in binary */
     enc_fn enc;
     enc_fn elem_enc;       /* binary arrays: one element */
+    int typmod;            /* vector kinds and bit strings: the declared
+                            * dimension or length, -1 for none */
     const textops_layout *layout; /* date/time strings are read by this
                             * layout (db:copy's opts.layouts); NULL: as
                             * the server reads them */
@@ -91,7 +93,9 @@ typedef struct sl_copy {
     sl_conn *conn;      /* borrowed: fenv[FENV_CONN] keeps it alive */
     int state;
     copy_col *cols;     /* a userdata in fenv[FENV_COLS] */
-    sbuf scratch;   /* owned: array literals and bytea hex in text */
+    sbuf scratch;   /* owned: array literals and bytea hex in text;
+                     * a vector's elements (lib_copy_vector.c) */
+    sbuf vec;       /* owned: a vector's text (lib_copy_vector.c) */
     uint64_t bytes_sent;
     int depth;          /* array nesting of the value being encoded */
     int path[MAX_DIMS]; /* element indices at each depth, for messages */
@@ -286,5 +290,15 @@ const char *lib_copy_json_encode(lua_State *L, sl_copy *cp,
 
 /* The binary encoder of a kind; NULL when it has none.  Never raises. */
 enc_fn lib_copy_bin_encoder(int kind);
+
+/* ---------------------------------------------------- lib_copy_vector.c */
+
+/* pgvector's vector, halfvec, sparsevec and bit strings: the binary and
+ * the text/CSV encoders (the values they take are listed at the top of
+ * lib_copy_vector.c).  Raise the value's error. */
+void lib_copy_vec_bin(lua_State *L, sl_copy *cp, const copy_col *col,
+                      int idx);
+void lib_copy_vec_text(lua_State *L, sl_copy *cp, const copy_col *col,
+                       int idx);
 
 #endif

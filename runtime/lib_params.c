@@ -236,9 +236,17 @@ static const char *put_table(lua_State *L, params_buf *p, int idx, int kind,
         lua_settop(L, top);
         return NULL;
     }
+    if (kind == COPY_K_VECTOR || kind == COPY_K_HALFVEC ||
+        kind == COPY_K_SPARSEVEC) {
+        params_begin(p);
+        const char *err = lib_vector_param(L, idx, kind, &p->data,
+                                           &p->scratch);
+        lua_settop(L, top);
+        return err;
+    }
     if (kind != COPY_K_ARRAY)
         return "a string, number, boolean or nil (tables only for "
-               "array and json columns)";
+               "array, json and vector columns)";
     params_begin(p);
     const char *err = put_array(L, &p->data, idx, elem, 0);
     lua_settop(L, top);
@@ -346,8 +354,12 @@ void lib_params_kinds(lua_State *L, sl_conn *c, int conn_idx,
     Oid *oids = lua_newuserdata(L, sizeof(Oid) * (size_t)(n ? n : 1));
     luaL_Buffer sql;
     luaL_buffinit(L, &sql);
-    luaL_addstring(&sql, "select oid, typelem from pg_type where "
-                         "typcategory = 'A' and oid in (0");
+    luaL_addstring(&sql, "select oid, typelem, case when typname in "
+                         "('vector', 'halfvec', 'sparsevec') and "
+                         "typreceive::text = typname || '_recv' then "
+                         "typname end from pg_type where (typcategory = "
+                         "'A' or typname in ('vector', 'halfvec', "
+                         "'sparsevec')) and oid in (0");
     for (int i = 0; i < n; i++) {
         oids[i] = d && i < PQnparams(d) ? PQparamtype(d, i) : 0;
         kinds[i] = copy_kind_of(oids[i]);
@@ -368,9 +380,14 @@ void lib_params_kinds(lua_State *L, sl_conn *c, int conn_idx,
         for (int row = 0; r && row < PQntuples(r); row++) {
             Oid t = (Oid)strtoul(PQgetvalue(r, row, 0), NULL, 10);
             Oid e = (Oid)strtoul(PQgetvalue(r, row, 1), NULL, 10);
+            const char *vec = PQgetisnull(r, row, 2) ? NULL
+                                                     : PQgetvalue(r, row, 2);
+            int k = !vec ? LIB_PARAM_KIND(COPY_K_ARRAY, copy_kind_of(e))
+                    : vec[0] == 'v' ? COPY_K_VECTOR
+                    : vec[0] == 'h' ? COPY_K_HALFVEC : COPY_K_SPARSEVEC;
             for (int i = 0; i < n; i++)
                 if (oids[i] == t)
-                    kinds[i] = LIB_PARAM_KIND(COPY_K_ARRAY, copy_kind_of(e));
+                    kinds[i] = k;
         }
     }
     lua_settop(L, top);

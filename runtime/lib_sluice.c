@@ -231,6 +231,8 @@ static const luaL_Reg core_functions[] = {
     { "copy_zone", lib_copy_zone },
     { "copy_out_start", lib_copy_out_start },
     { "copy_kind", lib_copy_kind },
+    { "vector_parse", lib_vector_parse },
+    { "vector_columns", lib_vector_columns },
     { "copy_fast", lib_copy_fast },
     { "copy_fast_text", lib_copy_fast_text },
     { "copy_fast_functions", lib_copy_fast_functions },

@@ -472,7 +472,7 @@ describe("db:batch", function()
     assert.are.equal("{}", r[2].a)
     local err = error_of(function() local bb = db:batch("kinds", { "s" }); bb:add({}) end)
     assert.matches('batch:add: row 1, column "s": expected a string, number, boolean '
-      .. 'or nil (tables only for array and json columns), got table', err.message, 1, true)
+      .. 'or nil (tables only for array, json and vector columns), got table', err.message, 1, true)
   end)
 
   it("reports a bad column when the batch is made", function()

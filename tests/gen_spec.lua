@@ -430,3 +430,39 @@ describe("sluice.gen into PostgreSQL", function()
       "select count(*) as n from t1 where substr(u::text, 15, 1) = '7'").n)
   end)
 end)
+
+describe("g:clustered(k, d, noise)", function()
+  local function dot(a, b)
+    local s = 0
+    for j = 1, #a do s = s + a[j] * b[j] end
+    return s
+  end
+
+  it("draws unit vectors nearest to their own centroid, the same for a seed", function()
+    local g = sluice.gen(3)
+    local k, d = 8, 96
+    local cents = g:centroids(k, d)
+    assert.equal(k, #cents)
+    local seen = {}
+    for i = 1, 400 do
+      local v, c = g:at(i):clustered(k, d, 0.4)
+      assert.equal(d, #v)
+      assert.is_true(math.abs(dot(v, v) - 1) < 1e-9)
+      local best, bj = -2, 0
+      for j = 1, k do
+        local s = dot(v, cents[j])
+        if s > best then best, bj = s, j end
+      end
+      assert.equal(c, bj)
+      seen[c] = true
+      local again, c2 = sluice.gen(3):at(i):clustered(k, d, 0.4)
+      assert.equal(c, c2)
+      assert.same(v, again)
+    end
+    for j = 1, k do assert.is_true(seen[j], "cluster " .. j .. " never drawn") end
+    -- another seed, other centroids
+    assert.is_true(math.abs(dot(sluice.gen(4):centroids(k, d)[1], cents[1])) < 0.5)
+    assert.has_error(function() g:clustered(0, 3, 0.1) end,
+                     "clustered: expected k >= 1 and d >= 1 (integers) and noise >= 0")
+  end)
+end)

@@ -84,12 +84,12 @@ describe("scripts/embeddings.lua", function()
   local db
   setup(function() db = H.connect() end)
   teardown(function()
-    db:exec("drop schema if exists emb_a cascade")
+    db:exec("drop schema if exists emb_a, emb_v cascade")
     db:close()
   end)
 
   it("loads documents and unit-length 1536-dim embeddings, then rebuilds the index", function()
-    local out = script("embeddings.lua", "30 --seed 3 --schema emb_a")
+    local out = script("embeddings.lua", "30 --seed 3 --schema emb_a --type real[]")
     assert.is_truthy(out:find("documents:%s+30"), out)
     local n = tonumber(out:match("embeddings:%s+(%d+)"))
     assert.are.equal(n, db:query_one("select count(*) as n from emb_a.embeddings").n)
@@ -107,6 +107,34 @@ describe("scripts/embeddings.lua", function()
     assert.is_truthy(idx and idx.indexdef:find("btree (document_id)", 1, true))
     assert.are.equal(0, db:query_one([[select count(*) as n from emb_a.embeddings e
       left join emb_a.documents d on d.id = e.document_id where d.id is null]]).n)
+  end)
+
+  local probe = H.connect()
+  local have_vector = probe:query_one("select 1 as x from pg_available_extensions where name = 'vector'")
+  probe:close()
+  local it_vector = have_vector and it or pending
+  it_vector("stores vector(D) with an HNSW index, and compares strategies with and without it", function()
+    local out = script("embeddings.lua", "20 2 --seed 3 --dim 64 --schema emb_v --compare 60")
+    assert.is_truthy(out:find("embeddings: 40 (dim 64, vector)", 1, true), out)
+    local r = db:query_one([[select count(*) as n, min(vector_dims(embedding)) as lo,
+      max(abs(1 - vector_norm(embedding))) as err from emb_v.embeddings]])
+    assert.are.equal(40, r.n)
+    assert.are.equal(64, r.lo)
+    assert.is_true(r.err < 1e-5, "norm error " .. r.err)
+    local defs = {}
+    for _, x in ipairs(db:query("select indexdef from pg_indexes where schemaname = 'emb_v' "
+                                .. "and tablename = 'embeddings' order by 1")) do
+      defs[#defs + 1] = x.indexdef
+    end
+    assert.are.equal(2, #defs)
+    assert.is_truthy(defs[1]:find("btree (document_id)", 1, true), defs[1])
+    assert.is_truthy(defs[2]:find("USING hnsw (embedding vector_cosine_ops)", 1, true), defs[2])
+    for _, st in ipairs { "rowwise_tx", "batch", "copy_text", "copy_binary" } do
+      for _, how in ipairs { "indexes in place", "drop, load, rebuild" } do
+        assert.is_truthy(out:find(("| %s (%s) | "):format(st, how), 1, true), st .. " " .. how)
+      end
+    end
+    assert.is_truthy(out:find("COPY binary: with indexes [%d.]+ s, drop%-and%-rebuild [%d.]+ s"), out)
   end)
 end)
 

@@ -134,6 +134,11 @@ local TEXT_RECV = {
   citextrecv = true, enum_recv = true,
 }
 
+-- pgvector's types, known by their name and receive function in the
+-- catalog (an extension's OIDs differ from database to database).
+local VEC_RECV = { vector = "vector_recv", halfvec = "halfvec_recv", sparsevec = "sparsevec_recv" }
+M.VEC_RECV = VEC_RECV
+
 -- One query: does the table exist, and for each wanted column (all
 -- non-generated ones in attnum order when $2 is null) its type, the base
 -- type of a domain, and for arrays the element type and its base.
@@ -151,6 +156,8 @@ select rel.oid is not null as found, want.ord, want.name,
        a.attnum is not null as exists,
        format_type(a.atttypid, a.atttypmod) as type_name,
        bt.oid::int8 as base_oid, bt.typreceive::text as recv,
+       bt.typname::text as typname,
+       (case when t.typtype = 'd' then t.typtypmod else a.atttypmod end)::int8 as typmod,
        case when bt.typcategory = 'A' then bt.typelem::int8 end as elem_oid,
        et.oid::int8 as elem_base_oid, et.typreceive::text as elem_recv
   from rel
@@ -309,8 +316,10 @@ local function column_specs(db, rows, shown, format)
     local spec = {
       name = r.name, type_name = r.type_name,
       base_oid = r.base_oid, textlike = TEXT_RECV[r.recv] or false,
+      vec = VEC_RECV[r.typname] == r.recv and r.typname or nil,
+      typmod = r.typmod ~= NULL and tonumber(r.typmod) or -1,
     }
-    local kind = core.copy_kind(spec.base_oid, spec.textlike)
+    local kind = core.copy_kind(spec.base_oid, spec.textlike, spec.vec)
     if r.elem_oid ~= NULL then
       spec.elem_oid = r.elem_oid
       spec.elem_base_oid = r.elem_base_oid
@@ -394,6 +403,7 @@ local ffi = require "ffi"
 -- BY_KIND[kind] lists the value functions that serve binary columns of
 -- that kind, each with the Lua type it takes.
 local F, BY_KIND
+local VBUF -- the elements of a vector column's Lua array, for the encoder
 -- kinds signature -> { writer, pointers }: a writer is shared by the
 -- streams of one column list, and finds a stream's pointer in its own
 -- table, so a stream of another shape gets none (the C row() then takes
@@ -429,8 +439,46 @@ end
 local ARGS = { number = "V", string = "V, #V", boolean = "V and 1 or 0", layout = "C, V, #V" }
 local LUA_TYPE = { number = "number", string = "string", boolean = "boolean", layout = "string" }
 
+-- A vector or halfvec column ("vector:<dimension>"): a Lua array is
+-- copied into VBUF (a compiled loop, no call per element) and encoded by
+-- one call; an FFI float[]/double[] buffer goes as it is.
+local VEC_TYPE = { vector = 0, halfvec = 1 }
+local function vector_code(base, typmod, v, f4, oid)
+  local lines = {
+    "local t@ = type(@)",
+    "if t@ == 'nil' or rawequal(@, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end",
+    "elseif t@ == 'table' then",
+    "  local n = #@",
+    -- a key beyond 1..n (a hole, a name) is refused by the C path
+    "  if n > 16000 or next(@, n > 0 and n or nil) ~= nil then return slow(self, ...) end",
+    "  for j = 1, n do local x = @[j]; if type(x) ~= 'number' then return slow(self, ...) end; VBUF[j - 1] = x end",
+  }
+  if f4 then
+    lines[#lines + 1] = ("  if F.arr_f64(p, %d, %d, VBUF, n) ~= 0 then return slow(self, ...) end")
+                        :format(f4, oid)
+  else
+    local t = VEC_TYPE[base]
+    lines[#lines + 1] = ("  if F.vec_f64(p, %d, %d, VBUF, n) ~= 0 then return slow(self, ...) end")
+                        :format(t, typmod)
+    lines[#lines + 1] = "elseif t@ == 'cdata' then"
+    lines[#lines + 1] = "  if @ == nil then return slow(self, ...) end"
+    lines[#lines + 1] = "  local k, n = FBUF(@)"
+    lines[#lines + 1] = ("  if n == -1 then n = %d end"):format(typmod)
+    lines[#lines + 1] = "  if n < 0 or not (k == 3 or k == 4) then return slow(self, ...) end"
+    lines[#lines + 1] = ("  if (k == 3 and F.vec_f32(p, %d, %d, @, n) or F.vec_f64(p, %d, %d, @, n)) ~= 0 then")
+                        :format(t, typmod, t, typmod)
+    lines[#lines + 1] = "    return slow(self, ...) end"
+  end
+  lines[#lines + 1] = "else return slow(self, ...) end end"
+  return "do " .. (table.concat(lines, "\n"):gsub("@", v))
+end
+
 -- The Lua of column i: v is the value, slow() the fallback.
 local function column_code(kind, v, i)
+  local base, typmod = kind:match("^(%a+):(%-?%d+)$")
+  if base then return vector_code(base, tonumber(typmod), v) end
+  local f4, oid = kind:match("^floats:(%d):(%d+)$")
+  if f4 then return vector_code("floats", -1, v, tonumber(f4), tonumber(oid)) end
   -- type() first: a NULL cdata pointer compares equal to nil
   local lines = { "local tV = type(V)",
                   "if tV == 'nil' or rawequal(V, NULL) then if F.null(p) ~= 0 then return slow(self, ...) end" }
@@ -480,7 +528,7 @@ local function writer_for(kinds, text, keep)
   local vars = {}
   for i = 1, n do vars[i] = "v" .. i end
   local body = {
-    "local F, NULL, pointers, slow, flush, select, type, rawequal, keeps = ...",
+    "local F, NULL, pointers, slow, flush, select, type, rawequal, keeps, VBUF, FBUF, next = ...",
     "return function(self, ...)",
     "  local p = pointers[self]",
     ("  if p == nil or select('#', ...) ~= %d or F.begin(p) ~= 0 then return slow(self, ...) end")
@@ -505,7 +553,9 @@ local function writer_for(kinds, text, keep)
   local chunk = loadstring(table.concat(body, "\n"), "=(sluice copy row writer)")
   if not chunk then return nil end -- never expected: the C row() serves
   local c_methods = core.types.copy.methods
-  w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal, keeps),
+  VBUF = VBUF or ffi.new("double[16000]")
+  w = { chunk(F, NULL, pointers, c_methods.row, c_methods.flush, select, type, rawequal, keeps,
+              VBUF, require("sluice.values").float_kind, next),
         pointers, keeps }
   writers[sig] = w
   return w
@@ -529,6 +579,9 @@ function M.attach_fast_row(cp, text)
   M.fast_rows[cp] = w[1]
 end
 
+local HAS_VECTOR_SQL = "select 1 from pg_catalog.pg_type where typname = 'vector' "
+  .. "and typreceive::text = 'vector_recv' limit 1"
+
 -- Queries start with one of these words (after spaces and parentheses);
 -- anything else that looks like a name is a table.
 local function is_name(s)
@@ -545,8 +598,9 @@ function M.copy_out(db, source, opts)
       error("copy_out: unknown option '" .. tostring(k) .. "'", 2)
     end
   end
-  local sql
+  local sql, query
   if type(source) == "table" then
+    query = "select * from " .. quote_table(db, "copy_out", source)
     sql = "COPY " .. quote_table(db, "copy_out", source) .. " TO STDOUT"
   elseif type(source) == "string" then
     local s = source:match("^%s*(.-)[%s;]*$")
@@ -554,14 +608,36 @@ function M.copy_out(db, source, opts)
       error("copy_out: expected a query or a table name, got an empty string", 2)
     end
     if is_name(s) then
+      query = "select * from " .. quote_table(db, "copy_out", s)
       sql = "COPY " .. quote_table(db, "copy_out", s) .. " TO STDOUT"
     else
+      query = s
       sql = "COPY (" .. s .. ") TO STDOUT"
     end
   else
     error("copy_out: expected a query or a table name, got " .. type(source), 2)
   end
-  return core.copy_out_start(db, sql)
+  -- pgvector's columns come back as Lua tables, as in query results: the
+  -- query is described first (a round trip) when the extension is there
+  local vec = db:query_one(HAS_VECTOR_SQL) and core.vector_columns(db, query)
+  local reader = core.copy_out_start(db, sql)
+  if not vec or next(vec) == nil then return reader end
+  return setmetatable({}, {
+    __call = function()
+      local row = reader()
+      if row then
+        for j, kind in pairs(vec) do
+          if row[j] ~= NULL then row[j] = core.vector_parse(row[j], kind) end
+        end
+      end
+      return row
+    end,
+    __index = function(_, k)
+      local v = reader[k]
+      if type(v) == "function" then return function(_, ...) return v(reader, ...) end end
+      return v
+    end,
+  })
 end
 
 return M

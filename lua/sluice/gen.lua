@@ -66,6 +66,15 @@
 --                           in sorted order
 --   r:vector(d [, out])     d floats of unit length (normal components,
 --                           normalised): an embedding; fills `out` if given
+--   r:clustered(k, d, noise [, out]) -> vector, cluster: embeddings that
+--                           gather around k centroids (unit vectors drawn
+--                           once per seed, k and d, from the stream
+--                           "centroids"), as real ones do, so that a
+--                           nearest-neighbour index has neighbours to find:
+--                           a centroid plus noise times a random unit
+--                           vector, normalised; also returns which centroid
+--                           (1..k).  noise 0.1 .. 0.5 keeps the clusters
+--                           apart in 100+ dimensions
 --   r:nullable(p, fn, ...)  sluice.null with probability p, else fn(r, ...)
 --                           (e.g. r:nullable(0.1, r.city))
 --
@@ -671,6 +680,39 @@ function Stream:vector(d, out)
   local inv = 1 / sqrt(sum)
   for q = 1, d do out[q] = out[q] * inv end
   return out
+end
+
+-- centroids by "seed k d": drawn once, shared by every stream of a seed
+local centroid_cache = setmetatable({}, { __mode = "v" })
+function Stream:centroids(k, d)
+  local key = tostring(self.seed) .. " " .. k .. " " .. d
+  local c = centroid_cache[key]
+  if not c then
+    c = {}
+    local g = M.new(self.seed):stream("centroids")
+    for i = 1, k do c[i] = g:at(i - 1):vector(d) end
+    centroid_cache[key] = c
+  end
+  return c
+end
+
+function Stream:clustered(k, d, noise, out)
+  if type(k) ~= "number" or k < 1 or k % 1 ~= 0 or type(d) ~= "number" or d < 1
+     or d % 1 ~= 0 or type(noise) ~= "number" or noise < 0 then
+    error("clustered: expected k >= 1 and d >= 1 (integers) and noise >= 0", 2)
+  end
+  local cents = self:centroids(k, d)
+  local which = floor(random(self) * k) + 1
+  out = self:vector(d, out)
+  local cv, sum = cents[which], 0
+  for j = 1, d do
+    local x = cv[j] + noise * out[j]
+    out[j] = x
+    sum = sum + x * x
+  end
+  local inv = 1 / sqrt(sum)
+  for j = 1, d do out[j] = out[j] * inv end
+  return out, which
 end
 
 function Stream:nullable(p, fn, ...)

@@ -42,7 +42,15 @@
 --                             are dropped, the rows loaded, the indexes
 --                             recreated from their saved definitions -
 --                             also when the load fails (then the load's
---                             error is re-raised)
+--                             error is re-raised).  Vector indexes (HNSW,
+--                             IVFFlat) too: their build is what the
+--                             rebuild costs, so for it
+--     maintenance_work_mem = "1GB" and max_parallel_maintenance_workers
+--     = N are set in the session while the indexes are built (reset
+--     after); an HNSW build whose graph does not fit in
+--     maintenance_work_mem goes on much slower (the server says so in a
+--     notice).  The summary's index_seconds is the rebuild's time and
+--     indexes = { {name =, seconds =}, ... } each index's.
 --   freeze = true             COPY FREEZE (copy_* only): the table must be
 --                             empty; it is truncated in the COPY's
 --                             transaction, as FREEZE requires
@@ -164,6 +172,7 @@ local OPTS = {
   checkpoint = true, checkpoint_rows = true, checkpoint_bytes = true, retries = true,
   layouts = true, jobs = true, transform = true, chunk_rows = true, chunk_bytes = true,
   before_commit = true, nodes = true, shard = true,
+  maintenance_work_mem = true, max_parallel_maintenance_workers = true,
 }
 -- the strategies a checkpointed load can run in its own transactions
 local CHECKPOINTS = { copy_text = true, copy_csv = true, copy_binary = true, batch = true,
@@ -523,6 +532,13 @@ local function check_opts(o)
       end
       local ok, why = core.text_layout_check(v)
       if not ok then fail(("layouts: column \"%s\": %s"):format(k, why), 2) end
+    end
+  end
+  for _, name in ipairs{ "maintenance_work_mem", "max_parallel_maintenance_workers" } do
+    local v = o[name]
+    if v ~= nil and ((type(v) ~= "string" and type(v) ~= "number") or not o.drop_indexes) then
+      fail(name .. " must be a string or number, with drop_indexes = true (it is set while "
+           .. "the dropped indexes are built)", 2)
     end
   end
   local sc = o.synchronous_commit
@@ -1018,6 +1034,20 @@ end
 -- seconds the recreation took.
 local function attempt_without_indexes(run)
   local db = run.db
+  -- the build's settings, for this session until the indexes are built
+  -- (set first: a value the server refuses stops the load before it began)
+  local reset = {}
+  for _, name in ipairs{ "maintenance_work_mem", "max_parallel_maintenance_workers" } do
+    local v = run.o[name]
+    if v ~= nil then
+      local sok, serr = pcall(db.query, db, "select set_config($1, $2, false)", name, tostring(v))
+      if not sok then
+        for _, n in ipairs(reset) do pcall(db.exec, db, "RESET " .. n) end
+        error(serr, 0)
+      end
+      reset[#reset + 1] = name
+    end
+  end
   local saved = M.secondary_indexes(db, run.ctx.qtable)
   -- all or none dropped: a half-done drop is never left behind
   db:transaction(function()
@@ -1026,11 +1056,15 @@ local function attempt_without_indexes(run)
   local ok, err = attempt(run)
   local ti = progress.now()
   if db:status() ~= "idle" then pcall(db.rollback, db) end
+  run.indexes = {}
   for _, ix in ipairs(saved) do
+    local t1 = progress.now()
     local iok, ierr = pcall(conn.unbounded, db, db.exec, db, ix.def)
     -- level 3: this function, M.load, the caller's line
     if not iok then recreate_failed(saved, ix, ierr, ok, err, 3) end
+    run.indexes[#run.indexes + 1] = { name = ix.name, seconds = progress.now() - t1 }
   end
+  for _, name in ipairs(reset) do pcall(db.exec, db, "RESET " .. name) end
   return ok, err, progress.now() - ti
 end
 
@@ -1044,6 +1078,7 @@ local function summary(run, t0, wal0, index_seconds)
     bytes = bytes, seconds = seconds,
     rows_per_s = n / seconds, mb_per_s = bytes / seconds / 1e6,
     wal_bytes = wal_since(run.db, wal0), index_seconds = index_seconds,
+    indexes = run.indexes,
   }
 end
 

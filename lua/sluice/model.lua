@@ -224,6 +224,15 @@ function Model:create_table(db, opts)
     cols[j] = db:quote_ident(c.name) .. " " .. c.type
   end
   local qt = M.quote_table(db, self.table)
+  for _, c in ipairs(self.columns) do
+    -- vector(d), halfvec(d), sparsevec(d): pgvector's types, whose
+    -- extension the database may not have yet
+    local t = c.type:lower():match("^%s*(%a+)")
+    if t == "vector" or t == "halfvec" or t == "sparsevec" then
+      db:exec("CREATE EXTENSION IF NOT EXISTS vector")
+      break
+    end
+  end
   if opts.drop then db:exec("DROP TABLE IF EXISTS " .. qt .. " CASCADE") end
   db:exec(("CREATE %sTABLE IF NOT EXISTS %s (%s)")
           :format(opts.unlogged and "UNLOGGED " or "", qt, table.concat(cols, ", ")))

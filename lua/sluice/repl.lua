@@ -159,7 +159,9 @@ local TOPICS = {
                           -> {rows, bytes, seconds, rows_per_s, mb_per_s,
                               wal_bytes, index_seconds, read, loaded, rejected}
   %s
-  modifiers: drop_indexes = true, freeze = true, synchronous_commit = "off",
+  modifiers: drop_indexes = true (with maintenance_work_mem = "1GB",
+             max_parallel_maintenance_workers = N for the rebuild: HNSW,
+             IVFFlat), freeze = true, synchronous_commit = "off",
              connections = N, jobs = N (worker processes; sluice --jobs N)
   on_error = "reject", rejects = "bad.csv": bad rows set aside;
   checkpoint = "name": resumable, each chunk committed once]] },
@@ -173,7 +175,8 @@ local TOPICS = {
   sluice.gen(seed)        g:stream(name):at(i) gives row i's draws:
                           int, float, normal, pick, bool, word, name, email,
                           city, text, chars, uuid4, uuid7, date, timestamp,
-                          json, vector(d), nullable(p, ...)
+                          json, vector(d), clustered(k, d, noise),
+                          nullable(p, ...)
                           g:stream(name):rows(from, to, fn) as load rows]] },
   { "model", "ORM-style models", [[
   sluice.model{table =, columns =, validate =, before_save =, methods =}

@@ -11,10 +11,48 @@ local uint64_t = ffi.typeof("uint64_t")
 
 --- The C encoders ask this for cdata values only: 1 = int64, 2 = uint64,
 -- nil for any other cdata.
+-- Vector columns also ask it of float or double buffers: 3 = float,
+-- 4 = double, then the element count (-1 for a pointer: the column's
+-- dimension says) and the address as a number (the value stays on the
+-- caller's stack meanwhile).
+local FLOATS = {} -- ctype id -> 3 or 4 (arrays), -3 or -4 (pointers), false
+function M.float_buffer(v)
+  local ct = ffi.typeof(v)
+  local id = tonumber(ct)
+  local k = FLOATS[id]
+  if k == nil then
+    local elem, shape = tostring(ct):match("^ctype<(.-) ?([%[%*][^>]*)>$")
+    elem = elem and elem:gsub("^const ", "")
+    k = (elem == "float" and 3) or (elem == "double" and 4) or false
+    if k and shape == "*" then
+      k = -k
+    elseif k and not shape:match("^%[[%d?]+%]$") then
+      k = false
+    end
+    FLOATS[id] = k
+  end
+  if not k then return nil end
+  if k < 0 then return -k, -1, tonumber(ffi.cast("uintptr_t", v)) end
+  return k, ffi.sizeof(v) / (k == 3 and 4 or 8), tonumber(ffi.cast("uintptr_t", v))
+end
+
+-- float_buffer without the address (the compiled row writer passes the
+-- cdata itself).
+function M.float_kind(v)
+  local k = FLOATS[tonumber(ffi.typeof(v))]
+  if k == nil then
+    M.float_buffer(v)
+    k = FLOATS[tonumber(ffi.typeof(v))]
+  end
+  if not k then return nil end
+  if k < 0 then return -k, -1 end
+  return k, ffi.sizeof(v) / (k == 3 and 4 or 8)
+end
+
 function M.cdata_kind(v)
   if ffi.istype(int64_t, v) then return 1 end
   if ffi.istype(uint64_t, v) then return 2 end
-  return nil
+  return M.float_buffer(v)
 end
 
 local cjson_encode -- loaded on first use of a json column

@@ -27,6 +27,7 @@
 #include "workers.h"
 #include "csvcut.h"
 #include "../csvdiff.h"
+#include "vecenc.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -1472,8 +1473,152 @@ static void test_csvcut(void)
     CHECK(lines == 3);
 }
 
+/* pgvector's types: float to half (against the compiler's own _Float16
+ * conversion where it has one, and known values), the binary layouts of
+ * vector_recv / halfvec_recv / sparsevec_recv / bit_recv, the text, and
+ * every refusal. */
+static void test_vecenc(void)
+{
+    int over;
+    CHECK(vec_half_of_float(1.0f, &over) == 0x3c00 && !over);
+    CHECK(vec_half_of_float(-2.0f, &over) == 0xc000);
+    CHECK(vec_half_of_float(0.1f, &over) == 0x2e66);
+    CHECK(vec_half_of_float(65504.0f, &over) == 0x7bff && !over);
+    CHECK(vec_half_of_float(65519.99f, &over) == 0x7bff && !over);
+    CHECK(vec_half_of_float(65520.0f, &over) == 0x7c00 && over);
+    CHECK(vec_half_of_float(ldexpf(1, -24), &over) == 0x0001);
+    CHECK(vec_half_of_float(ldexpf(1, -25), &over) == 0x0000); /* tie: even */
+    CHECK(vec_half_of_float(ldexpf(3, -25), &over) == 0x0002); /* tie: even */
+    CHECK(vec_half_of_float(ldexpf(1023, -24) + ldexpf(1, -25), &over) ==
+          0x0400); /* the largest subnormal's tie rounds to the smallest normal */
+    CHECK(vec_half_of_float(1.0f + ldexpf(1, -11), &over) == 0x3c00);
+    CHECK(vec_half_of_float(1.0f + ldexpf(3, -11), &over) == 0x3c02);
+#ifdef __FLT16_MAX__
+    int same = 1;
+    for (uint64_t u = 0; u < 0x100000000ull && same; u += 4099) {
+        uint32_t bits = (uint32_t)u;
+        float f;
+        memcpy(&f, &bits, 4);
+        if (isnan(f))
+            continue;
+        _Float16 h = (_Float16)f;
+        uint16_t want;
+        memcpy(&want, &h, 2);
+        same = vec_half_of_float(f, &over) == want;
+        if (!same)
+            fprintf(stderr, "half of %a: got %04x, want %04x\n", (double)f,
+                    vec_half_of_float(f, &over), want);
+    }
+    CHECK(same);
+#endif
+    sbuf b = { 0 };
+    size_t bad = 99;
+    double x[3] = { 1, 2.5, -3 };
+    CHECK(vec_put_f64(&b, VEC_VECTOR, x, 3, 3, &bad) == SL_OK);
+    CHECK_STR(hex(&b), "00000010" "00030000" "3f800000" "40200000" "c0400000");
+    b.len = 0;
+    CHECK(vec_put_f64(&b, VEC_HALFVEC, x, 3, -1, &bad) == SL_OK);
+    CHECK_STR(hex(&b), "0000000a" "00030000" "3c00" "4100" "c200");
+    b.len = 0;
+    float f[2] = { 0.5f, 4.0f };
+    CHECK(vec_put_f32(&b, VEC_VECTOR, f, 2, -1, &bad) == SL_OK);
+    CHECK_STR(hex(&b), "0000000c" "00020000" "3f000000" "40800000");
+    b.len = 0;
+    CHECK(vec_put_f64(&b, VEC_VECTOR, x, 3, 4, &bad) == VEC_EDIM);
+    CHECK(vec_put_f64(&b, VEC_VECTOR, x, 0, -1, &bad) == VEC_EEMPTY);
+    CHECK(vec_put_f64(&b, VEC_VECTOR, x, VEC_MAX_DIM + 1, -1, &bad) ==
+          VEC_EMAXDIM);
+    double nan3[3] = { 1, NAN, 3 }, inf3[3] = { 1, 2, -INFINITY },
+           big3[3] = { 1e39, 0, 0 }, hbig[2] = { 1, 65520 };
+    CHECK(vec_put_f64(&b, VEC_VECTOR, nan3, 3, -1, &bad) == VEC_ENAN &&
+          bad == 1);
+    CHECK(vec_put_f64(&b, VEC_VECTOR, inf3, 3, -1, &bad) == VEC_EINF &&
+          bad == 2);
+    CHECK(vec_put_f64(&b, VEC_VECTOR, big3, 3, -1, &bad) == SL_ERANGE &&
+          bad == 0);
+    CHECK(vec_put_f64(&b, VEC_HALFVEC, hbig, 2, -1, &bad) == SL_ERANGE &&
+          bad == 1);
+    CHECK(b.len == 0); /* nothing written before the checks pass */
+    vec_pair p[3] = { { 5, 1 }, { 2, -2 }, { 3, 0 } };
+    CHECK(vec_put_sparse(&b, 5, p, 3, -1, &bad) == SL_OK);
+    CHECK_STR(hex(&b), "0000001c" "00000005" "00000002" "00000000"
+                       "00000001" "00000004" "c0000000" "3f800000");
+    b.len = 0;
+    vec_pair q[2] = { { 5, 1 }, { 2, -2 } };
+    CHECK(vec_text_sparse(&b, 5, q, 2, 5, &bad) == SL_OK);
+    sbuf_put_byte(&b, 0);
+    CHECK_STR(b.data, "{2:-2,5:1}/5");
+    b.len = 0;
+    vec_pair d[2] = { { 2, 1 }, { 2, 3 } }, o[1] = { { 6, 1 } };
+    CHECK(vec_put_sparse(&b, 5, d, 2, -1, &bad) == VEC_EDUP);
+    CHECK(vec_put_sparse(&b, 5, o, 1, -1, &bad) == VEC_EINDEX);
+    CHECK(vec_put_sparse(&b, 5, o, 0, 4, &bad) == VEC_EDIM);
+    CHECK(vec_put_sparse(&b, 0, o, 0, -1, &bad) == VEC_EEMPTY);
+    CHECK(vec_text_f64(&b, VEC_VECTOR, x, 3, -1, &bad) == SL_OK);
+    sbuf_put_byte(&b, 0);
+    CHECK_STR(b.data, "[1,2.5,-3]");
+    b.len = 0;
+    CHECK(vec_put_bit_str(&b, "10110", 5, 5, 0, &bad) == SL_OK);
+    CHECK_STR(hex(&b), "00000005" "00000005" "b0");
+    b.len = 0;
+    CHECK(vec_put_bit_str(&b, "X5f", 3, -1, 1, &bad) == SL_OK);
+    CHECK_STR(hex(&b), "00000005" "00000008" "5f");
+    b.len = 0;
+    CHECK(vec_put_bit_str(&b, "1021", 4, -1, 0, &bad) == VEC_EBITDIGIT &&
+          bad == 2);
+    CHECK(vec_put_bit_str(&b, "101", 3, 4, 0, &bad) == VEC_EBITLEN);
+    CHECK(vec_put_bit_str(&b, "10101", 5, 4, 1, &bad) == VEC_EBITLONG);
+    char txt[32];
+    int exact = 1;
+    for (uint64_t u = 1; u < 0x7f800000u && exact; u += 7919) {
+        uint32_t bits = (uint32_t)u;
+        float v, back;
+        memcpy(&v, &bits, 4);
+        for (int sgn = 0; sgn < 2; sgn++, v = -v) {
+            size_t k = vec_float_text(txt, v);
+            txt[k] = '\0';
+            back = strtof(txt, NULL);
+            if (back != v) {
+                exact = 0;
+                fprintf(stderr, "float text of %a: %s\n", (double)v, txt);
+            }
+        }
+    }
+    CHECK(exact);
+    size_t tk = vec_float_text(txt, 0.25f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "0.25");
+    tk = vec_float_text(txt, 1e-8f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "9.99999994e-9"); /* nine digits, not the shortest */
+    tk = vec_float_text(txt, 123456.0f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "123456");
+    tk = vec_float_text(txt, -0.0f);
+    txt[tk] = '\0';
+    CHECK_STR(txt, "-0");
+    vec_pair sp[4];
+    int64_t sdim = 0;
+    const char *lit = " { 3 : 1.5 , 1:-2 } / 6 ";
+    CHECK(vec_parse_sparse(lit, strlen(lit), sp, 4, &sdim) == 2 &&
+          sdim == 6 && sp[0].i == 3 && sp[0].v == 1.5 && sp[1].i == 1);
+    CHECK(vec_parse_sparse("{}/3", 4, sp, 4, &sdim) == 0 && sdim == 3);
+    CHECK(vec_parse_sparse("{1:1}", 5, sp, 4, &sdim) == -1);
+    CHECK(vec_parse_sparse("{1:1,}/3", 8, sp, 4, &sdim) == -1);
+    CHECK(vec_parse_sparse("{1:1}/3x", 8, sp, 4, &sdim) == -1);
+    CHECK(vec_parse_sparse("{1:1e-50}/3", 11, sp, 4, &sdim) == -1);
+    float out[4];
+    CHECK(vec_parse(" [1, 2.5 ,-3e2] ", 16, out, 4) == 3 && out[2] == -300);
+    CHECK(vec_parse("[1,2", 4, out, 4) == -1);
+    CHECK(vec_parse("[]", 2, out, 4) == -1);
+    CHECK(vec_parse("[1,2,3,4,5]", 11, out, 4) == -1);
+    CHECK(vec_parse("[1e39]", 6, out, 4) == -1);
+    sbuf_free(&b);
+}
+
 int main(void)
 {
+    test_vecenc();
     test_buffer();
     test_escaping();
     test_numbers();
