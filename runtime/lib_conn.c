@@ -284,16 +284,19 @@ static int connect_wait(PGconn *pg, int timeout_ms, int *limit_ms,
     for (;;) {
         if (st == PGRES_POLLING_OK)
             return CW_OK;
-        if (st == PGRES_POLLING_FAILED)
-            return CW_FAILED;
+        /* a failure with Ctrl-C pending is the interrupt's: the signal
+         * can end a system call inside libpq (EINTR), which then gives
+         * up the attempt as if the server had */
         if (interrupt_pending())
             return CW_INTERRUPTED;
+        if (st == PGRES_POLLING_FAILED)
+            return CW_FAILED;
         struct pollfd p = { PQsocket(pg),
                             st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
                             0 };
         int r = p.fd < 0 ? 1 : poll(&p, 1, 100);
         if (r < 0 && errno != EINTR)
-            return CW_FAILED;
+            return interrupt_pending() ? CW_INTERRUPTED : CW_FAILED;
         if (r > 0) {
             st = PQconnectPoll(pg);
             mark = pgconn_now_ms();
@@ -344,7 +347,7 @@ int lib_conn_connect(lua_State *L)
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (!c->pg)
         return luaL_error(L, "out of memory while connecting");
-    if (PQstatus(c->pg) == CONNECTION_BAD)
+    if (PQstatus(c->pg) == CONNECTION_BAD && !interrupt_pending())
         return connect_failed(L, c, target, NULL);
     int limit;
     const char *key;

@@ -264,7 +264,7 @@ describe("a silent or cut network", function()
       ready()
       sluice.connect(target, { timeout = 0 })
     ]], "sleep 2") -- a sanitizer build on a busy machine needs more than 0.5 s to reach the wait
-    assert.are.equal(130, code) -- ended by SIGINT
+    assert.are.equal(130, code, err) -- ended by SIGINT
     assert.truthy(err:find("interrupted (Ctrl-C) while connecting", 1, true), err)
     assert(secs < 2, "took " .. secs .. " s")
   end)
