@@ -417,17 +417,6 @@ int copy_out_next(PGconn *pg, char **row, size_t *len, int interruptible)
     }
 }
 
-/* The value of a hex digit, or -1. */
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 size_t copy_unescape_text(char *s, size_t n)
 {
@@ -458,13 +447,13 @@ size_t copy_unescape_text(char *s, size_t n)
             break;
         }
         case 'x': {
-            int h = i < n ? hex_digit((unsigned char)s[i]) : -1;
+            int h = i < n ? numparse_hex_digit((unsigned char)s[i]) : -1;
             if (h < 0) {
                 s[o++] = 'x';
                 break;
             }
             i++;
-            int h2 = i < n ? hex_digit((unsigned char)s[i]) : -1;
+            int h2 = i < n ? numparse_hex_digit((unsigned char)s[i]) : -1;
             if (h2 >= 0) {
                 h = h * 16 + h2;
                 i++;

@@ -135,15 +135,6 @@ int copy_parse_bool(const char *s, size_t n, int *out)
     return SL_EINVAL;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
 
 int copy_parse_uuid(const char *s, size_t n, unsigned char out[16])
 {
@@ -158,7 +149,7 @@ int copy_parse_uuid(const char *s, size_t n, unsigned char out[16])
     for (int k = 0; k < 16; k++) {
         if (i + 2 > n)
             return SL_EINVAL;
-        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+        int hi = numparse_hex_digit((unsigned char)s[i]), lo = numparse_hex_digit((unsigned char)s[i + 1]);
         if (hi < 0 || lo < 0)
             return SL_EINVAL;
         out[k] = (unsigned char)(hi << 4 | lo);

@@ -268,6 +268,12 @@ int lib_copy_col_error(lua_State *L, sl_copy *cp, const copy_col *col,
 int lib_copy_encode_failed(lua_State *L, sl_copy *cp, const copy_col *col,
                            int rc);
 
+/* If the value at idx is a cdata and the stream has its cdata helper
+ * (fenv[FENV_CDATA] of the stream at CP_SELF), call the helper on it with
+ * nret results left on the stack and return 1; else push nothing and
+ * return 0.  Raises only what the helper raises. */
+int lib_copy_cdata_call(lua_State *L, int idx, int nret);
+
 /* If the value at idx is an int64_t (returns 1) or uint64_t (returns 2)
  * cdata, store its bits.  0 for anything else.  The ctype test is a Lua
  * helper (fenv[FENV_CDATA] of the stream at CP_SELF; C cannot see

@@ -175,7 +175,7 @@ static inline void need_scratch(lua_State *L, sl_copy *cp, size_t n)
 /* If the value at idx is an int64_t (returns 1) or uint64_t (returns 2)
  * cdata, store its bits.  0 for anything else.  The ctype test is a Lua
  * helper (C cannot see ctypes); only cdata values pay for it. */
-int lib_copy_cdata_int(lua_State *L, int idx, uint64_t *bits)
+int lib_copy_cdata_call(lua_State *L, int idx, int nret)
 {
     if (lua_type(L, idx) != LUA_TCDATA)
         return 0;
@@ -187,7 +187,14 @@ int lib_copy_cdata_int(lua_State *L, int idx, uint64_t *bits)
         return 0;
     }
     lua_pushvalue(L, idx);
-    lua_call(L, 1, 1);
+    lua_call(L, 1, nret);
+    return 1;
+}
+
+int lib_copy_cdata_int(lua_State *L, int idx, uint64_t *bits)
+{
+    if (!lib_copy_cdata_call(L, idx, 1))
+        return 0;
     int kind = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (kind != 1 && kind != 2)

@@ -128,17 +128,8 @@ static void put_text(lua_State *L, sl_copy *cp, const copy_col *col, int rc,
 static int float_buffer(lua_State *L, sl_copy *cp, const copy_col *col,
                         int idx, const void **p, size_t *n, int *f32)
 {
-    if (lua_type(L, idx) != LUA_TCDATA)
+    if (!lib_copy_cdata_call(L, idx, 3))
         return 0;
-    lua_getfenv(L, CP_SELF);
-    lua_rawgeti(L, -1, FENV_CDATA);
-    lua_remove(L, -2);
-    if (!lua_isfunction(L, -1)) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    lua_pushvalue(L, idx);
-    lua_call(L, 1, 3);
     int kind = (int)lua_tointeger(L, -3);
     double count = lua_tonumber(L, -2);
     uintptr_t addr = (uintptr_t)lua_tonumber(L, -1);

@@ -406,3 +406,14 @@ int numparse_double(const char *s, size_t n, double *out)
     }
     return parse_strtod(s, n, out);
 }
+
+int numparse_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

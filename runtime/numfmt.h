@@ -44,4 +44,7 @@ size_t numfmt_digits(char *buf, double x, int digits);
 int numparse_double(const char *s, size_t n, double *out);
 int numparse_int64(const char *s, size_t n, int64_t *out);
 
+/* The value of a hex digit (0-9, a-f, A-F), or -1. */
+int numparse_hex_digit(int c);
+
 #endif

@@ -189,16 +189,6 @@ int vec_put_sparse(sbuf *b, int64_t dim, vec_pair *p, size_t n, int typmod,
     return SL_OK;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int vec_put_bit_str(sbuf *b, const char *s, size_t n, int typmod,
                     int varying, size_t *bad)
@@ -211,7 +201,7 @@ int vec_put_bit_str(sbuf *b, const char *s, size_t n, int typmod,
         at = 1, hex = 1;
     size_t nbits = (n - at) * (hex ? 4 : 1);
     for (size_t i = at; i < n; i++) {
-        int ok = hex ? hexval((unsigned char)s[i]) >= 0
+        int ok = hex ? numparse_hex_digit((unsigned char)s[i]) >= 0
                      : (s[i] == '0' || s[i] == '1');
         if (!ok) {
             *bad = i;
@@ -233,7 +223,7 @@ int vec_put_bit_str(sbuf *b, const char *s, size_t n, int typmod,
     memset(o, 0, bytes);
     size_t bit = 0;
     for (size_t i = at; i < n; i++) {
-        int v = hex ? hexval((unsigned char)s[i]) : s[i] - '0';
+        int v = hex ? numparse_hex_digit((unsigned char)s[i]) : s[i] - '0';
         for (int k = hex ? 3 : 0; k >= 0; k--, bit++)
             if ((v >> k) & 1)
                 o[bit / 8] |= (unsigned char)(0x80 >> (bit % 8));
